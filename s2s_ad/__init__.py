@@ -1,0 +1,24 @@
+"""s2s_ad: a source-to-source symbolic automatic-differentiation compiler for Python.
+
+Write MindSpore-style ``nn.Cell`` networks or plain functions; ask for derivatives through
+MindSpore's API (``ops.GradOperation``, ...). s2s_ad reads the Python source, differentiates
+it into new Python source, simplifies it with SymPy and compiles it with Numba.
+"""
+
+from __future__ import annotations
+
+from . import context, dtype, nn, ops
+from .context import GRAPH_MODE, PYNATIVE_MODE, get_context, set_context
+from .dtype import bool_, float16, float32, float64, int8, int16, int32, int64, uint8
+from .errors import ArgumentError, S2SError, ShapeError, SourceUnavailableError, UnsupportedSyntaxError
+from .ops import GradOperation, stop_gradient
+from .tensor import Parameter, ParameterTuple, Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "context", "dtype", "nn", "ops", "GRAPH_MODE", "PYNATIVE_MODE", "get_context", "set_context",
+    "bool_", "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+    "ArgumentError", "S2SError", "ShapeError", "SourceUnavailableError", "UnsupportedSyntaxError",
+    "GradOperation", "stop_gradient", "Parameter", "ParameterTuple", "Tensor", "__version__",
+]

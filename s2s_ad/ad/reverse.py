@@ -1,0 +1,215 @@
+"""Reverse (adjoint) mode: a program ``f`` becomes a program computing ``f``'s value and the
+vector-Jacobian product for chosen inputs and parameters.
+
+Cotangents are accumulated per variable over fan-out; an absent cotangent is a symbolic zero
+and is never materialised. Elementwise rules come from SymPy partial derivatives of each op's
+scalar formula; structural ops use the ``vjp`` rule of their op-table entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy as sp
+
+from ..errors import S2SError
+from ..ir import Atom, Builder, Eqn, Lit, Program, Var, flatten
+from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
+from ..symbolic import to_ir
+
+_CT = sp.Symbol("ct", real=True)
+
+
+def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[bool]) -> list[Atom | None]:
+    op = get_op(eqn.op)
+    (ct,) = cts
+    out = eqn.outs[0]
+    env: dict[sp.Symbol, Atom] = dict(zip(op.symbols, eqn.ins))
+    env[_CT] = ct
+    res: list[Atom | None] = []
+    for i, x in enumerate(eqn.ins):
+        p = op.partials[i]
+        if not active[i] or p == 0:
+            res.append(None)
+            continue
+        (g,) = to_ir(b, [_CT * p], env, out.dtype)
+        if isinstance(g, Lit):
+            g = fill(b, x.shape, g.value, out.dtype)
+        elif g.shape != x.shape:
+            g = sum_to(b, broadcast_to(b, g, broadcast_shapes(op.display, [g.shape, x.shape])), x.shape)
+        res.append(cast_to(b, g, x.dtype))
+    return res
+
+
+def vjp_rule(op_name: str):
+    op = get_op(op_name)
+    if op.kind == "elementwise":
+        return elementwise_vjp
+    if op.vjp is None:
+        raise S2SError(f"{op.display} has no reverse-mode rule")
+    return op.vjp
+
+
+def copy_eqns(b: Builder, eqns: list[Eqn], env: dict[int, Atom]) -> None:
+    """Append renamed copies of ``eqns`` to ``b``; ``env`` maps old var ids to new atoms."""
+    for e in eqns:
+        outs = [Var(o.aval, o.hint) for o in e.outs]
+        b.eqns.append(Eqn(e.op, [_sub(env, a) for a in e.ins], outs, e.params, e.loc))
+        for o, n in zip(e.outs, outs):
+            env[id(o)] = n
+
+
+def _sub(env: dict[int, Atom], a: Atom) -> Atom:
+    return a if isinstance(a, Lit) else env[id(a)]
+
+
+def backward(
+    b: Builder,
+    eqns: list[Eqn],
+    outs: list[Atom],
+    seeds: list[Atom | None],
+    wrt: list[Var],
+) -> list[Atom]:
+    """Emit the adjoint sweep of ``eqns`` (already in ``b``'s namespace) seeded with
+    ``seeds`` for ``outs``; return the cotangent of each ``wrt`` variable (zeros where the
+    variable does not reach an output)."""
+    active = {id(v) for v in wrt}
+    for e in eqns:
+        if e.op != "stop_gradient" and any(isinstance(a, Var) and id(a) in active for a in e.ins):
+            active.update(id(o) for o in e.outs)
+
+    cts: dict[int, Atom] = {}
+
+    def accumulate(v: Var, g: Atom) -> None:
+        if isinstance(g, Var) and g.hint is None and v.hint is not None and not v.hint.endswith("_bar"):
+            g.hint = f"{v.hint}_bar"
+        if id(v) in cts:
+            cts[id(v)] = b.bind1("add", cts[id(v)], g)
+        else:
+            cts[id(v)] = g
+
+    for o, s in zip(outs, seeds):
+        if s is not None and isinstance(o, Var) and id(o) in active:
+            accumulate(o, s)
+
+    for e in reversed(eqns):
+        if not any(id(o) in cts for o in e.outs):
+            continue
+        ins_active = [isinstance(a, Var) and id(a) in active for a in e.ins]
+        if not any(ins_active):
+            continue
+        b.loc = e.loc
+        outct = [cts.get(id(o)) for o in e.outs]
+        grads = vjp_rule(e.op)(b, e, outct, ins_active)
+        for a, g, act in zip(e.ins, grads, ins_active):
+            if act and g is not None:
+                accumulate(a, g)
+    b.loc = None
+    res = []
+    for w in wrt:
+        g = cts.get(id(w))
+        res.append(fill(b, w.shape, 0, w.dtype) if g is None else cast_to(b, g, w.dtype))
+    return res
+
+
+def grad_program(
+    prog: Program,
+    wrt_args: list[int],
+    wrt_params: list[Any],
+    sens_param: bool,
+    with_value: bool = False,
+    name: str | None = None,
+) -> Program:
+    """The reverse-mode program of ``prog``.
+
+    Outputs, as a tree: ``(value, (grad of each arg in wrt_args...), (grad of each param...))``
+    where ``value`` is the forward output (only when ``with_value``; else ``()``), each arg
+    gradient has the structure of that argument, and a parameter that ``prog`` does not use
+    gets zeros. With ``sens_param`` the program takes one more argument, the output
+    cotangent, structured like ``prog``'s output.
+    """
+    b = Builder()
+    env: dict[int, Atom] = {}
+    new_in = [Var(v.aval, v.hint) for v in prog.invars]
+    for o, n in zip(prog.invars, new_in):
+        env[id(o)] = n
+    n_args = prog.n_args
+    args = new_in[:n_args]
+    arg_names = list(prog.arg_names)
+    in_tree = prog.in_tree
+    sens_vars: list[Var] = []
+    if sens_param:
+        sens_vars = [Var(o.aval, "sens") for o in prog.outs]
+        in_tree = ("tuple", tuple(in_tree[1]) + (prog.out_tree,))
+        arg_names.append("sens")
+    copy_eqns(b, prog.eqns, env)
+    outs = [_sub(env, o) for o in prog.outs]
+
+    # Which flattened leaves belong to which argument position.
+    arg_leaf_ranges = []
+    start = 0
+    for child in prog.in_tree[1]:
+        n = len(flatten_def_leaves(child))
+        arg_leaf_ranges.append((start, start + n, child))
+        start += n
+
+    wrt_vars: list[Var] = []
+    for pos in wrt_args:
+        lo, hi, _ = arg_leaf_ranges[pos]
+        wrt_vars.extend(args[lo:hi])
+    param_vars = []
+    for p in wrt_params:
+        idx = next((i for i, q in enumerate(prog.params) if q is p), None)
+        param_vars.append(None if idx is None else new_in[n_args + idx])
+    wrt_all = wrt_vars + [v for v in param_vars if v is not None]
+
+    if sens_param:
+        seeds: list[Atom | None] = list(sens_vars)
+    else:
+        seeds = [fill(b, o.shape, 1, o.dtype) if o.dtype.kind == "f" else None for o in outs]
+    grads = backward(b, b.eqns[:], outs, seeds, wrt_all)
+
+    arg_grads, k = [], 0
+    for pos in wrt_args:
+        lo, hi, child = arg_leaf_ranges[pos]
+        arg_grads.extend(grads[k : k + hi - lo])
+        k += hi - lo
+    param_grads: list[Atom] = []
+    for p, v in zip(wrt_params, param_vars):
+        if v is None:
+            param_grads.append(fill(b, tuple(p.shape), 0, p.asnumpy().dtype))
+        else:
+            param_grads.append(grads[k])
+            k += 1
+
+    value_tree = prog.out_tree if with_value else ("tuple", ())
+    out_tree = (
+        "tuple",
+        (
+            value_tree,
+            ("tuple", tuple(arg_leaf_ranges[p][2] for p in wrt_args)),
+            ("tuple", (None,) * len(wrt_params)),
+        ),
+    )
+    return Program(
+        name=name or f"grad_{prog.name}",
+        invars=args + sens_vars + new_in[n_args:],
+        n_args=n_args + len(sens_vars),
+        in_tree=in_tree,
+        params=list(prog.params),
+        consts=list(prog.consts),
+        eqns=b.eqns,
+        outs=(outs if with_value else []) + arg_grads + param_grads,
+        out_tree=out_tree,
+        arg_names=arg_names,
+    )
+
+
+def flatten_def_leaves(treedef: Any) -> list[None]:
+    """One entry per leaf of a tree definition."""
+    if treedef is None:
+        return [None]
+    return [x for c in treedef[1] for x in flatten_def_leaves(c)]
+
+
+__all__ = ["grad_program", "backward", "elementwise_vjp", "copy_eqns", "flatten"]

@@ -1,0 +1,50 @@
+"""Backends: turn generated source into a callable.
+
+* ``python``: the source run as plain numpy (PYNATIVE mode; the reference in tests);
+* ``numba``: the same source compiled with ``numba.njit`` (GRAPH mode, the default).
+
+Compiled functions are cached in memory by source text, so identical programs compile once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+import numpy as np
+
+from .codegen import register_source
+
+_CACHE: dict[tuple[str, str], Callable] = {}
+_LOCK = threading.Lock()
+
+
+def compile_source(src: str, fname: str, backend: str) -> Callable:
+    key = (src, backend)
+    fn = _CACHE.get(key)
+    if fn is not None:
+        return fn
+    with _LOCK:
+        fn = _CACHE.get(key)
+        if fn is not None:
+            return fn
+        filename = register_source(src, fname)
+        ns: dict = {"np": np}
+        exec(compile(src, filename, "exec"), ns)
+        fn = ns[fname]
+        if backend == "numba":
+            fn = _njit(fn)
+        elif backend != "python":
+            raise ValueError(f"unknown backend {backend!r}")
+        _CACHE[key] = fn
+        return fn
+
+
+def _njit(fn: Callable) -> Callable:
+    import numba
+
+    opt = os.environ.get("S2S_AD_NUMBA_OPT")
+    if opt is not None:
+        numba.config.OPT = int(opt)
+    return numba.njit(fn, cache=False, nogil=True, error_model="numpy")

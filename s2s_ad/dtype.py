@@ -1,0 +1,74 @@
+"""MindSpore-style dtype objects (``from s2s_ad import dtype as mstype``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Type:
+    """A tensor element type; wraps a numpy dtype and prints like MindSpore (``Float32``)."""
+
+    __slots__ = ("name", "np_dtype")
+
+    def __init__(self, name: str, np_dtype: np.dtype):
+        self.name = name
+        self.np_dtype = np.dtype(np_dtype)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Type):
+            return self.np_dtype == other.np_dtype
+        try:
+            return self.np_dtype == np.dtype(other)  # type: ignore[arg-type]
+        except TypeError:
+            return False
+
+    def __hash__(self) -> int:
+        return hash(self.np_dtype)
+
+
+float16 = Type("Float16", np.float16)
+float32 = Type("Float32", np.float32)
+float64 = Type("Float64", np.float64)
+int8 = Type("Int8", np.int8)
+int16 = Type("Int16", np.int16)
+int32 = Type("Int32", np.int32)
+int64 = Type("Int64", np.int64)
+uint8 = Type("UInt8", np.uint8)
+bool_ = Type("Bool", np.bool_)
+float_ = float32
+half = float16
+single = float32
+double = float64
+
+_ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_)
+_BY_NP = {t.np_dtype: t for t in _ALL}
+
+
+def to_np(dt: object) -> np.dtype:
+    """Normalise a MindSpore dtype, numpy dtype, or Python type to a numpy dtype."""
+    if isinstance(dt, Type):
+        return dt.np_dtype
+    if dt is float:
+        return np.dtype(np.float32)
+    if dt is int:
+        return np.dtype(np.int64)
+    if dt is bool:
+        return np.dtype(np.bool_)
+    return np.dtype(dt)  # type: ignore[arg-type]
+
+
+def from_np(dt: np.dtype) -> Type:
+    """The MindSpore dtype object for a numpy dtype."""
+    dt = np.dtype(dt)
+    if dt not in _BY_NP:
+        raise TypeError(f"dtype {dt} is not supported by s2s_ad")
+    return _BY_NP[dt]
+
+
+def is_float(dt: np.dtype) -> bool:
+    return np.issubdtype(dt, np.floating)

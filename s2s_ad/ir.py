@@ -1,0 +1,266 @@
+"""The typed intermediate representation: variables with static shapes and dtypes, equations
+``outs = op(ins, params)`` in SSA order, and programs.
+
+A :class:`Builder` appends equations, running each op's shape/dtype rule from the op table so
+that a mismatch is reported where it is written (with the user's source position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import Loc, S2SError
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Aval:
+    """Abstract value: static shape and numpy dtype."""
+
+    shape: Shape
+    dtype: np.dtype
+
+    def __str__(self) -> str:
+        return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+def short_dtype(dt: np.dtype) -> str:
+    dt = np.dtype(dt)
+    return {"f": "f", "i": "i", "u": "u", "b": "bool"}[dt.kind] + (
+        "" if dt.kind == "b" else str(dt.itemsize * 8)
+    )
+
+
+class Var:
+    """An SSA variable. ``hint`` is the user's name for it, when it has one."""
+
+    __slots__ = ("aval", "hint")
+
+    def __init__(self, aval: Aval, hint: str | None = None):
+        self.aval = aval
+        self.hint = hint
+
+    @property
+    def shape(self) -> Shape:
+        return self.aval.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.aval.dtype
+
+    def __repr__(self) -> str:
+        return f"Var({self.hint or '_'}:{self.aval})"
+
+
+class Lit:
+    """A scalar literal of a fixed dtype (Python numbers in user code become weakly typed
+    literals that take the dtype of the tensor they meet)."""
+
+    __slots__ = ("value", "aval")
+
+    def __init__(self, value: float | int | bool, dtype: np.dtype):
+        dtype = np.dtype(dtype)
+        self.value = dtype.type(value).item()
+        self.aval = Aval((), dtype)
+
+    @property
+    def shape(self) -> Shape:
+        return ()
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.aval.dtype
+
+    def __repr__(self) -> str:
+        return f"Lit({self.value}:{short_dtype(self.dtype)})"
+
+    def key(self) -> tuple:
+        return ("lit", self.value, self.dtype.str)
+
+
+Atom = Var | Lit
+
+
+@dataclass
+class Eqn:
+    op: str
+    ins: list[Atom]
+    outs: list[Var]
+    params: dict[str, Any] = field(default_factory=dict)
+    loc: Loc | None = None
+
+    def params_key(self) -> tuple:
+        return tuple(sorted((k, _hashable(v)) for k, v in self.params.items()))
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, np.dtype):
+        return v.str
+    if isinstance(v, slice):
+        return ("slice", v.start, v.stop, v.step)
+    return v
+
+
+# ----------------------------------------------------------------------------- pytrees
+# A tree definition is either None (a leaf) or ("tuple" | "list", (child defs...)).
+TreeDef = Any
+
+
+def flatten(obj: Any, is_leaf=None) -> tuple[list[Any], TreeDef]:
+    """Flatten nested tuples/lists into leaves and a tree definition."""
+    if isinstance(obj, (tuple, list)) and not (is_leaf and is_leaf(obj)):
+        leaves: list[Any] = []
+        defs = []
+        for x in obj:
+            lv, d = flatten(x, is_leaf)
+            leaves.extend(lv)
+            defs.append(d)
+        return leaves, ("list" if isinstance(obj, list) else "tuple", tuple(defs))
+    return [obj], None
+
+
+def unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
+    it = iter(leaves)
+    out = _unflatten(treedef, it)
+    return out
+
+
+def _unflatten(treedef: TreeDef, it) -> Any:
+    if treedef is None:
+        return next(it)
+    kind, children = treedef
+    vals = [_unflatten(c, it) for c in children]
+    return vals if kind == "list" else tuple(vals)
+
+
+def tree_str(treedef: TreeDef) -> str:
+    """A human description of a tree structure, for error messages."""
+    if treedef is None:
+        return "Tensor"
+    kind, children = treedef
+    inner = ", ".join(tree_str(c) for c in children)
+    return f"[{inner}]" if kind == "list" else f"({inner}{',' if len(children) == 1 else ''})"
+
+
+# ----------------------------------------------------------------------------- programs
+@dataclass
+class Program:
+    """A closed program. ``invars`` holds the flattened user arguments first (``n_args`` of
+    them), then one variable per :class:`Parameter` in ``params``, then one per captured
+    constant tensor in ``consts``. ``outs`` is flattened by ``out_tree``."""
+
+    name: str
+    invars: list[Var]
+    n_args: int
+    in_tree: TreeDef
+    params: list[Any]
+    consts: list[Any]
+    eqns: list[Eqn]
+    outs: list[Atom]
+    out_tree: TreeDef
+    arg_names: list[str] = field(default_factory=list)
+
+    @property
+    def arg_vars(self) -> list[Var]:
+        return self.invars[: self.n_args]
+
+    @property
+    def param_vars(self) -> list[Var]:
+        return self.invars[self.n_args : self.n_args + len(self.params)]
+
+    @property
+    def const_vars(self) -> list[Var]:
+        return self.invars[self.n_args + len(self.params) :]
+
+    def replace(self, **kw: Any) -> "Program":
+        d = dict(self.__dict__)
+        d.update(kw)
+        return Program(**d)
+
+    def pretty(self) -> str:
+        return pretty(self)
+
+
+def pretty(prog: Program) -> str:
+    """A deterministic jaxpr-like text form of a program, for golden tests and debugging."""
+    names: dict[int, str] = {}
+
+    def nm(a: Atom) -> str:
+        if isinstance(a, Lit):
+            return f"{a.value!r}:{short_dtype(a.dtype)}"
+        if id(a) not in names:
+            names[id(a)] = _letters(len(names))
+        return names[id(a)]
+
+    def decl(v: Var) -> str:
+        return f"{nm(v)}:{v.aval}"
+
+    args = " ".join(decl(v) for v in prog.arg_vars)
+    rest = " ".join(decl(v) for v in prog.invars[prog.n_args :])
+    lines = [f"{{ lambda {args} ; {rest} ."]
+    for e in prog.eqns:
+        ps = " ".join(f"{k}={_fmt_param(v)}" for k, v in sorted(e.params.items()))
+        ins = " ".join(nm(a) for a in e.ins)
+        outs = " ".join(decl(v) for v in e.outs)
+        lines.append(f"  {outs} = {e.op}{'[' + ps + ']' if ps else ''} {ins}".rstrip())
+    lines.append(f"  in ({', '.join(nm(a) for a in prog.outs)}) }}")
+    return "\n".join(lines)
+
+
+def _fmt_param(v: Any) -> str:
+    if isinstance(v, np.dtype):
+        return short_dtype(v)
+    return repr(_hashable(v)).replace(" ", "")
+
+
+def _letters(i: int) -> str:
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(97 + r) + s
+    return s
+
+
+# ----------------------------------------------------------------------------- builder
+class Builder:
+    """Appends equations; shape/dtype rules come from the op table."""
+
+    def __init__(self) -> None:
+        self.eqns: list[Eqn] = []
+        self.loc: Loc | None = None
+
+    def bind(self, op: str, ins: Sequence[Atom], hint: str | None = None, **params: Any) -> list[Var]:
+        from .ops.table import get_op
+
+        opdef = get_op(op)
+        try:
+            avals = opdef.abstract([a.aval for a in ins], params)
+        except S2SError as err:
+            if err.loc is None:
+                raise type(err)(err.bare_message, self.loc) from None
+            raise
+        outs = [Var(av, hint) for av in avals]
+        self.eqns.append(Eqn(op, list(ins), outs, params, self.loc))
+        return outs
+
+    def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
+        return self.bind(op, ins, hint, **params)[0]
+
+
+def used_vars(eqns: Iterable[Eqn]) -> set[int]:
+    return {id(a) for e in eqns for a in e.ins if isinstance(a, Var)}

@@ -1,0 +1,105 @@
+"""``nn.Cell``: a network whose ``construct`` is compiled from its Python source."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterator
+
+from .. import context
+from ..errors import ArgumentError, S2SError
+from ..tensor import Parameter
+
+
+class Cell:
+    """Base class of networks. Subclasses define ``construct``; calling the cell compiles
+    ``construct`` for the arguments' shapes and dtypes (once) and runs the compiled code."""
+
+    def __init__(self, auto_prefix: bool = True, flags: Any = None):
+        object.__setattr__(self, "_params", OrderedDict())
+        object.__setattr__(self, "_cells", OrderedDict())
+        object.__setattr__(self, "training", False)
+
+    def _dicts(self) -> tuple[OrderedDict, OrderedDict]:
+        if "_params" not in self.__dict__:
+            Cell.__init__(self)
+        return self.__dict__["_params"], self.__dict__["_cells"]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        params, cells = self._dicts()
+        params.pop(name, None)
+        cells.pop(name, None)
+        if isinstance(value, Parameter):
+            if not value._named:
+                value.name = name
+                value._named = True
+            params[name] = value
+        elif isinstance(value, Cell):
+            cells[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        params, cells = self._dicts()
+        params.pop(name, None)
+        cells.pop(name, None)
+        object.__delattr__(self, name)
+
+    def construct(self, *args: Any) -> Any:
+        raise S2SError(f"{type(self).__name__} does not define construct()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from ..api import arg_names_of
+        from ..runtime import cache_for, run_staged
+
+        if kwargs:
+            raise ArgumentError(f"{type(self).__name__}: keyword arguments are not supported; pass inputs positionally")
+        return run_staged(
+            cache_for(self), ("forward",), f"{type(self).__name__}_construct", arg_names_of(self, len(args)),
+            lambda fe, vals: fe.call(self, vals), list(args), context.backend(),
+            doc=f"{type(self).__name__}.construct, compiled.",
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def parameters_and_names(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
+        for name, p in self._all_params(prefix, recurse):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_params(self, prefix: str, recurse: bool) -> Iterator[tuple[str, Parameter]]:
+        params, cells = self._dicts()
+        for n, p in params.items():
+            yield prefix + n, p
+        if recurse:
+            for cn, c in cells.items():
+                yield from c._all_params(f"{prefix}{cn}.", True)
+
+    def get_parameters(self, expand: bool = True) -> Iterator[Parameter]:
+        for _, p in self.parameters_and_names(recurse=expand):
+            yield p
+
+    def trainable_params(self, recurse: bool = True) -> list[Parameter]:
+        """Parameters with ``requires_grad``: the cell's own first, then its sub-cells'."""
+        return [p for _, p in self.parameters_and_names(recurse=recurse) if p.requires_grad]
+
+    def untrainable_params(self, recurse: bool = True) -> list[Parameter]:
+        return [p for _, p in self.parameters_and_names(recurse=recurse) if not p.requires_grad]
+
+    def cells(self) -> list["Cell"]:
+        return list(self._dicts()[1].values())
+
+    def name_cells(self) -> "OrderedDict[str, Cell]":
+        return OrderedDict(self._dicts()[1])
+
+    def set_grad(self, requires_grad: bool = True) -> "Cell":
+        return self
+
+    def set_train(self, mode: bool = True) -> "Cell":
+        object.__setattr__(self, "training", mode)
+        return self
+
+    def __repr__(self) -> str:
+        subs = "".join(f"\n  ({n}): {c!r}".replace("\n", "\n  ") for n, c in self._dicts()[1].items())
+        return f"{type(self).__name__}<{subs}\n>" if subs else f"{type(self).__name__}<>"
+
+

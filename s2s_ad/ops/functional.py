@@ -1,0 +1,83 @@
+"""Functional forms (``ops.sin(x)``, ``ops.matmul(x, y)``, ``ops.stop_gradient(x)``, ...).
+
+Each is a plain function that runs eagerly on Tensors and carries ``_s2s_lower``, which the
+frontend uses inside compiled code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..runtime import eager
+from .primitives import lower_cast, lower_reduce, lower_reshape, lower_transpose
+from .table import ELEMENTWISE
+
+
+def _functional(name: str, lower: Callable[..., Any], doc: str) -> Callable[..., Any]:
+    def f(*args: Any, **kwargs: Any) -> Any:
+        return eager(("fn", name), lower, args, kwargs)
+
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = doc
+    f._s2s_lower = lower  # type: ignore[attr-defined]
+    return f
+
+
+def _elementwise(op: str) -> Callable[..., Any]:
+    def lower(fe, args, kwargs):
+        return fe.elementwise(op, list(args))
+
+    return _functional(op, lower, f"Elementwise ``{op}`` (from the op table); broadcasts like numpy.")
+
+
+ELEMENTWISE_FUNCTIONS = {op.name: _elementwise(op.name) for op in ELEMENTWISE if op.name != "step"}
+ELEMENTWISE_FUNCTIONS["realdiv"] = ELEMENTWISE_FUNCTIONS["div"]
+
+
+def apply_elementwise(op: str, *args: Any) -> Any:
+    return ELEMENTWISE_FUNCTIONS[op](*args)
+
+
+neg = ELEMENTWISE_FUNCTIONS["neg"]
+abs = ELEMENTWISE_FUNCTIONS["abs"]  # noqa: A001
+
+
+def _matmul_lower(fe, args, kwargs):
+    x, y = args
+    return fe.bind("matmul", [x, y], transpose_a=False, transpose_b=False)
+
+
+matmul = _functional("matmul", _matmul_lower, "``matmul(x, y)``: 2-D matrix product.")
+
+
+def _stop_gradient_lower(fe, args, kwargs):
+    (x,) = args
+    return fe.bind("stop_gradient", [x])
+
+
+stop_gradient = _functional("stop_gradient", _stop_gradient_lower, "Identity whose derivative is zero.")
+cast = _functional("cast", lambda fe, a, k: lower_cast(fe, *a, **k), "``cast(x, dtype)``.")
+reshape = _functional("reshape", lambda fe, a, k: lower_reshape(fe, *a, **k), "``reshape(x, shape)``.")
+transpose = _functional("transpose", lambda fe, a, k: lower_transpose(fe, *a, **k), "``transpose(x, perm)``.")
+
+
+def _reduce(op: str, display: str):
+    def lower(fe, args, kwargs):
+        x = args[0]
+        axis = args[1] if len(args) > 1 else kwargs.get("axis")
+        keep = args[2] if len(args) > 2 else kwargs.get("keepdims", kwargs.get("keep_dims", False))
+        return lower_reduce(fe, op, display, x, axis, keep)
+
+    return lower
+
+
+reduce_sum = _functional("reduce_sum", _reduce("reduce_sum", "sum"), "``reduce_sum(x, axis=None, keepdims=False)``.")
+reduce_mean = _functional("reduce_mean", _reduce("reduce_mean", "mean"), "``reduce_mean(x, axis=None, keepdims=False)``.")
+
+
+def _getitem_lower(fe, args, kwargs):
+    x, idx = args
+    return fe.subscript(x, idx)
+
+
+getitem = _functional("getitem", _getitem_lower, "``x[idx]`` with constant ints, slices, None and ...")

@@ -1,0 +1,241 @@
+"""Optimisation passes on IR programs: dead-code elimination, common-subexpression
+elimination, and SymPy simplification of elementwise clusters (which also propagates zeros
+and ones and folds constants).
+
+Clusters are connected elementwise equations at the same *structural depth* (the number of
+structural ops on the longest path from the inputs). That makes every cluster convex: no path
+leaves a cluster through a structural op and comes back, so each cluster can be replaced by
+its simplified equations as one unit, and the units are re-ordered topologically.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Iterable
+
+
+import sympy as sp
+
+from .ir import Atom, Builder, Eqn, Lit, Program, Var
+from .ops.table import broadcast_to, cast_to, fill, get_op
+from .symbolic import eqn_to_sympy, lit_to_sympy, to_ir
+
+
+def _sub(env: dict[int, Atom], a: Atom) -> Atom:
+    if isinstance(a, Var):
+        while id(a) in env:
+            a = env[id(a)]  # type: ignore[assignment]
+    return a
+
+
+def _rewrite(prog: Program, eqns: list[Eqn], env: dict[int, Atom]) -> Program:
+    new = [Eqn(e.op, [_sub(env, a) for a in e.ins], e.outs, e.params, e.loc) for e in eqns]
+    return prog.replace(eqns=new, outs=[_sub(env, a) for a in prog.outs])
+
+
+def dce(prog: Program) -> Program:
+    live = {id(a) for a in prog.outs if isinstance(a, Var)}
+    kept = []
+    for e in reversed(prog.eqns):
+        if any(id(o) in live for o in e.outs):
+            kept.append(e)
+            live.update(id(a) for a in e.ins if isinstance(a, Var))
+    return prog.replace(eqns=kept[::-1])
+
+
+def _key(a: Atom):
+    return a.key() if isinstance(a, Lit) else id(a)
+
+
+def cse(prog: Program) -> Program:
+    env: dict[int, Atom] = {}
+    seen: dict[tuple, Eqn] = {}
+    kept = []
+    for e in prog.eqns:
+        ins = [_sub(env, a) for a in e.ins]
+        k = (e.op, e.params_key(), tuple(_key(a) for a in ins))
+        if k in seen:
+            for o, n in zip(e.outs, seen[k].outs):
+                env[id(o)] = n
+                if n.hint is None:
+                    n.hint = o.hint
+            continue
+        ne = Eqn(e.op, ins, e.outs, e.params, e.loc)
+        seen[k] = ne
+        kept.append(ne)
+    return _rewrite(prog, kept, env)
+
+
+def strip_identities(prog: Program) -> Program:
+    """Drop ``stop_gradient`` (identity once no more derivatives are taken) and no-op casts."""
+    env: dict[int, Atom] = {}
+    kept = []
+    for e in prog.eqns:
+        if e.op == "stop_gradient" or (e.op == "cast" and e.ins[0].dtype == e.outs[0].dtype):
+            env[id(e.outs[0])] = _sub(env, e.ins[0])
+            continue
+        kept.append(e)
+    return _rewrite(prog, kept, env)
+
+
+def _sympyable(e: Eqn) -> bool:
+    if get_op(e.op).kind != "elementwise":
+        return False
+    dt = e.outs[0].dtype
+    return dt.kind == "f" and all(a.dtype == dt for a in e.ins)
+
+
+class _UnionFind:
+    def __init__(self, n: int):
+        self.p = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.p[i] != i:
+            self.p[i] = self.p[self.p[i]]
+            i = self.p[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        a, b = self.find(i), self.find(j)
+        if a != b:
+            self.p[max(a, b)] = min(a, b)
+
+
+def simplify_clusters(prog: Program) -> Program:
+    eqns = prog.eqns
+    producer: dict[int, int] = {}
+    depth_of_var: dict[int, int] = {}
+    depth = []
+    ok = [_sympyable(e) for e in eqns]
+    uf = _UnionFind(len(eqns))
+    for i, e in enumerate(eqns):
+        d = max((depth_of_var.get(id(a), 0) for a in e.ins if isinstance(a, Var)), default=0)
+        d += 0 if ok[i] else 1
+        depth.append(d)
+        for a in e.ins:
+            if ok[i] and isinstance(a, Var) and id(a) in producer:
+                j = producer[id(a)]
+                if ok[j] and depth[j] == d and eqns[j].outs[0].dtype == e.outs[0].dtype:
+                    uf.union(i, j)
+        for o in e.outs:
+            producer[id(o)] = i
+            depth_of_var[id(o)] = d
+
+    clusters: dict[int, list[int]] = {}
+    for i in range(len(eqns)):
+        if ok[i]:
+            clusters.setdefault(uf.find(i), []).append(i)
+
+    # Uses outside each equation's cluster.
+    unit_of = {i: (uf.find(i) if ok[i] else ("s", i)) for i in range(len(eqns))}
+    used_outside: set[int] = {id(a) for a in prog.outs if isinstance(a, Var)}
+    for i, e in enumerate(eqns):
+        for a in e.ins:
+            if isinstance(a, Var) and id(a) in producer and unit_of[producer[id(a)]] != unit_of[i]:
+                used_outside.add(id(a))
+
+    # Constant fills feed clusters as numbers (their shape is restored on the cluster's outputs).
+    consts = {id(e.outs[0]): e.params["value"] for e in eqns if e.op == "fill" and e.outs[0].dtype.kind == "f"}
+    env: dict[int, Atom] = {}
+    units: dict[object, list[Eqn]] = {}
+    for root, members in clusters.items():
+        units[root] = _simplify_cluster([eqns[i] for i in members], used_outside, env, consts)
+    for i, e in enumerate(eqns):
+        if not ok[i]:
+            units[("s", i)] = [e]
+
+    first = {u: min(i for i in range(len(eqns)) if unit_of[i] == u) for u in units}
+    return _rewrite(prog, _toposort(units, first, env), env)
+
+
+def _simplify_cluster(
+    members: list[Eqn], used_outside: set[int], env: dict[int, Atom], consts: dict[int, float]
+) -> list[Eqn]:
+    produced = {id(o) for e in members for o in e.outs}
+    inputs: list[Var] = []
+    seen: set[int] = set()
+    for e in members:
+        for a in e.ins:
+            if isinstance(a, Var) and id(a) not in produced and id(a) not in seen and id(a) not in consts:
+                seen.add(id(a))
+                inputs.append(a)
+    syms = [sp.Symbol(f"s{k}", real=True) for k in range(len(inputs))]
+    expr_of: dict[int, sp.Expr] = {id(v): s for v, s in zip(inputs, syms)}
+    for e in members:
+        for a in e.ins:
+            if isinstance(a, Var) and id(a) in consts:
+                expr_of[id(a)] = lit_to_sympy(Lit(consts[id(a)], a.dtype))
+    for e in members:
+        args = [lit_to_sympy(a) if isinstance(a, Lit) else expr_of[id(a)] for a in e.ins]
+        expr_of[id(e.outs[0])] = eqn_to_sympy(e.op, args)
+    outputs = [o for e in members for o in e.outs if id(o) in used_outside]
+    if not outputs:
+        return []
+    dtype = outputs[0].dtype
+    repl, reduced = sp.cse([expr_of[id(o)] for o in outputs], symbols=sp.numbered_symbols("c"), order="canonical")
+    b = Builder()
+    sym_env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
+    for s, rexpr in repl:
+        (sym_env[s],) = to_ir(b, [rexpr], sym_env, dtype)
+    atoms = to_ir(b, list(reduced), sym_env, dtype)
+    for o, a in zip(outputs, atoms):
+        b.loc = members[-1].loc
+        if isinstance(a, Lit):
+            a = fill(b, o.shape, a.value, o.dtype)
+        if a.shape != o.shape:
+            a = broadcast_to(b, a, o.shape)
+        a = cast_to(b, a, o.dtype)
+        if isinstance(a, Var) and a.hint is None and not any(a is x for x in inputs):
+            a.hint = o.hint
+        env[id(o)] = a
+    # Keep the user's source positions: equations emitted for an output carry its line.
+    loc = members[0].loc
+    for e in b.eqns:
+        e.loc = e.loc or loc
+    return b.eqns
+
+
+def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dict[int, Atom]) -> list[Eqn]:
+    producer_unit: dict[int, object] = {}
+    for u, es in units.items():
+        for e in es:
+            for o in e.outs:
+                producer_unit[id(o)] = u
+    deps: dict[object, set] = {u: set() for u in units}
+    users: dict[object, set] = {u: set() for u in units}
+    for u, es in units.items():
+        for e in es:
+            for a in e.ins:
+                a = _sub(env, a)
+                if isinstance(a, Var) and id(a) in producer_unit and producer_unit[id(a)] != u:
+                    deps[u].add(producer_unit[id(a)])
+                    users[producer_unit[id(a)]].add(u)
+    heap = [(first[u], k, u) for k, u in enumerate(units) if not deps[u]]
+    order_key = {u: k for k, u in enumerate(units)}
+    heapq.heapify(heap)
+    out: list[Eqn] = []
+    while heap:
+        _, _, u = heapq.heappop(heap)
+        out.extend(units[u])
+        for w in users[u]:
+            deps[w].discard(u)
+            if not deps[w]:
+                heapq.heappush(heap, (first[w], order_key[w], w))
+    return out
+
+
+def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
+    """The standard pipeline. ``final`` also drops identities that only matter while more
+    derivatives may still be taken (``stop_gradient``)."""
+    prog = cse(dce(prog))
+    if final:
+        prog = strip_identities(prog)
+    if simplify:
+        prog = cse(simplify_clusters(prog))
+    return dce(prog)
+
+
+def count_ops(prog: Program) -> int:
+    return len(prog.eqns)
+
+

@@ -1,0 +1,128 @@
+"""The bridge between IR and SymPy.
+
+``to_sympy`` turns elementwise equations into SymPy expressions through each op's scalar
+formula; ``to_ir`` prints a SymPy expression back as IR equations of table ops. Together they
+let elementwise derivatives come from SymPy and let clusters of elementwise equations be
+simplified and ``cse``'d as one expression.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import sympy as sp
+
+from .ir import Atom, Builder, Lit
+from .ops.table import SYMPY_HEADS, get_op
+
+
+def lit_to_sympy(lit: Lit) -> sp.Expr:
+    v = lit.value
+    if isinstance(v, bool):
+        return sp.Integer(int(v))
+    if float(v).is_integer():
+        return sp.Integer(int(v))
+    return sp.Float(float(v))
+
+
+def eqn_to_sympy(op: str, args: list[sp.Expr]) -> sp.Expr:
+    return get_op(op).formula(*args)
+
+
+class _Emitter:
+    def __init__(self, b: Builder, env: Mapping[sp.Symbol, Atom], dtype: np.dtype):
+        self.b = b
+        self.env = env
+        self.dtype = np.dtype(dtype)
+        self.memo: dict[sp.Expr, Atom] = {}
+
+    def lit(self, v: float) -> Lit:
+        return Lit(v, self.dtype)
+
+    def bin(self, op: str, x: Atom, y: Atom) -> Atom:
+        if isinstance(x, Lit) and isinstance(y, Lit):
+            return self.lit(float(get_op(op).formula(lit_to_sympy(x), lit_to_sympy(y))))
+        return self.b.bind1(op, x, y)
+
+    def un(self, op: str, x: Atom) -> Atom:
+        if isinstance(x, Lit):
+            return self.lit(float(get_op(op).formula(lit_to_sympy(x))))
+        return self.b.bind1(op, x)
+
+    def go(self, e: sp.Expr) -> Atom:
+        if e in self.memo:
+            return self.memo[e]
+        r = self._go(e)
+        self.memo[e] = r
+        return r
+
+    def _go(self, e: sp.Expr) -> Atom:
+        if e.is_Symbol:
+            return self.env[e]
+        if e.is_number:
+            return self.lit(float(e))
+        if e.is_Add:
+            pos, neg = [], []
+            for t in e.args:
+                (neg if t.could_extract_minus_sign() else pos).append(t)
+            if pos:
+                acc = self.go(pos[0])
+                for t in pos[1:]:
+                    acc = self.bin("add", acc, self.go(t))
+            else:
+                acc = self.un("neg", self.go(-neg[0]))
+                neg = neg[1:]
+            for t in neg:
+                acc = self.bin("sub", acc, self.go(-t))
+            return acc
+        if e.is_Mul:
+            coeff, factors = e.as_coeff_mul()
+            num, den = [], []
+            for f in factors:
+                if f.is_Pow and f.exp.is_number and f.exp.is_negative:
+                    den.append(f.base ** (-f.exp))
+                else:
+                    num.append(f)
+            sign = coeff < 0
+            coeff = abs(coeff)
+            den_lit = None
+            if coeff != 1:
+                if coeff.is_Rational and coeff.p == 1:
+                    den_lit = self.lit(float(coeff.q))
+                else:
+                    num.insert(0, coeff)
+            acc = self.go(num[0]) if num else self.lit(1.0)
+            for f in num[1:]:
+                acc = self.bin("mul", acc, self.go(f))
+            if den or den_lit is not None:
+                d = self.go(den[0]) if den else den_lit
+                for f in den[1:]:
+                    d = self.bin("mul", d, self.go(f))
+                if den and den_lit is not None:
+                    d = self.bin("mul", d, den_lit)
+                acc = self.bin("div", acc, d)
+            return self.un("neg", acc) if sign else acc
+        if e.is_Pow:
+            base, ex = e.base, e.exp
+            if base is sp.E:
+                return self.un("exp", self.go(ex))
+            if ex.is_number:
+                if ex == 2:
+                    return self.un("square", self.go(base))
+                if ex == sp.Rational(1, 2):
+                    return self.un("sqrt", self.go(base))
+                if ex.is_negative:
+                    return self.bin("div", self.lit(1.0), self.go(base ** (-ex)))
+                return self.bin("pow", self.go(base), self.lit(float(ex)))
+            return self.bin("pow", self.go(base), self.go(ex))
+        head = type(e)
+        if head in SYMPY_HEADS:
+            return self.un(SYMPY_HEADS[head], self.go(e.args[0]))
+        raise NotImplementedError(f"s2s_ad cannot print the SymPy expression {e} ({head.__name__}) as an op")
+
+
+def to_ir(b: Builder, exprs: list[sp.Expr], env: Mapping[sp.Symbol, Atom], dtype: np.dtype) -> list[Atom]:
+    """Emit IR for ``exprs`` (sharing common subexpressions) and return their atoms."""
+    em = _Emitter(b, env, dtype)
+    return [em.go(e) for e in exprs]
