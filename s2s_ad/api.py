@@ -193,3 +193,46 @@ class GradFunction:
 
 
 __all__ = ["GradOperation", "GradFunction", "Aval", "S2SError"]
+
+
+def _staged_body(fn: Any):
+    if isinstance(fn, GradFunction):
+        return lambda fe, vals: fn._s2s_lower(fe, vals, {})
+    return lambda fe, vals: fe.call(fn, vals)
+
+
+def _abstract_args(args: tuple) -> list[Any]:
+    def conv(a: Any) -> Any:
+        if isinstance(a, Aval):
+            return a
+        if isinstance(a, (tuple, list)):
+            return type(a)(conv(x) for x in a)
+        return abstractify(a)
+
+    return [conv(a) for a in args]
+
+
+def trace_program(fn: Any, *args: Any) -> Any:
+    """The optimised IR program s2s_ad compiles for ``fn(*args)``. Arguments may be Tensors,
+    arrays or :class:`~s2s_ad.ir.Aval` shape/dtype specs."""
+    from .runtime import Compiled
+
+    prog = trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
+    return Compiled(prog, "python").program
+
+
+def generated_source(fn: Any, *args: Any) -> str:
+    """The Python source s2s_ad generates for ``fn(*args)`` (a Cell, function or gradient
+    function). Arguments may be Tensors, arrays or :class:`~s2s_ad.ir.Aval` specs."""
+    from .runtime import Compiled
+
+    prog = trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
+    doc = (f"Reverse-mode derivative of {callable_name(fn.fn)} ({fn.op!r})." if isinstance(fn, GradFunction)
+           else f"{callable_name(fn)}, compiled.")
+    return Compiled(prog, "python", doc=doc).source
+
+
+def output_avals(fn: Any, *args: Any) -> Any:
+    """Shapes and dtypes of ``fn(*args)``'s output, as Avals in the output's structure."""
+    prog = trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
+    return unflatten(prog.out_tree, [o.aval for o in prog.outs])

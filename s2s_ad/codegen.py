@@ -51,7 +51,7 @@ class _Ctx:
             return f"np.full({tuple(out_shape)!r}, {expr}, {self.dtype(dtype)})"
         if out_shape == ():
             return f"{expr}[{', '.join('0' * len(in_shape))}]"
-        if not contiguous and expr not in self.contig:
+        if not contiguous and expr not in self.contig and not expr.startswith("np."):
             expr = f"np.ascontiguousarray({expr})"
         return f"{expr}.reshape({tuple(out_shape)!r})"
 
@@ -122,13 +122,10 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
         params.append(arg_name(v, f"const{k}"))
 
     uses: dict[int, int] = {}
-    consumer_ok: dict[int, bool] = {}
     for e in prog.eqns:
-        elem = get_op(e.op).kind == "elementwise"
         for a in e.ins:
             if isinstance(a, Var):
                 uses[id(a)] = uses.get(id(a), 0) + 1
-                consumer_ok[id(a)] = elem
     out_ids = {id(a) for a in prog.outs if isinstance(a, Var)}
 
     def atom(a: Atom) -> tuple[str, int]:
@@ -171,7 +168,6 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
             op.kind == "elementwise"
             and out.hint is None
             and uses.get(id(out), 0) == 1
-            and consumer_ok.get(id(out), False)
             and id(out) not in out_ids
         )
         if inline:
