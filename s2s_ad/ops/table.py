@@ -375,7 +375,7 @@ def _reshape_abstract(avals, p):
 
 def _reshape_emit(args, eqn, C):
     ((x, _),) = args
-    return C.reshape_from(x, eqn.ins[0].shape, eqn.outs[0].shape, eqn.outs[0].dtype), ATOM
+    return C.reshape_from(x, eqn.ins[0].shape, eqn.outs[0].shape, eqn.outs[0].dtype, contiguous=False), ATOM
 
 
 def _reshape_vjp(b, eqn, cts, active):
