@@ -9,6 +9,7 @@ statements quotes the user line it comes from.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import linecache
 import os
@@ -49,6 +50,8 @@ class _Ctx:
             return expr
         if in_shape == ():
             return f"np.full({tuple(out_shape)!r}, {expr}, {self.dtype(dtype)})"
+        if not isinstance(ast.parse(expr, mode="eval").body, (ast.Call, ast.Name, ast.Attribute, ast.Subscript)):
+            expr = f"({expr})"
         if out_shape == ():
             return f"{expr}[{', '.join('0' * len(in_shape))}]"
         if not contiguous and expr not in self.contig and not expr.startswith("np."):

@@ -621,7 +621,7 @@ def abstractify(x: Any) -> Any:
         return type(x)(abstractify(v) for v in x)
     if isinstance(x, Tensor):
         return Aval(tuple(x.shape), x.asnumpy().dtype)
-    if isinstance(x, np.ndarray):
+    if isinstance(x, (np.ndarray, np.generic)):
         return Aval(x.shape, x.dtype)
     return x
 

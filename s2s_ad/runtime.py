@@ -39,7 +39,7 @@ def signature(x: Any) -> Any:
     if isinstance(x, Tensor):
         a = x.asnumpy()
         return ("T", a.shape, a.dtype.str)
-    if isinstance(x, np.ndarray):
+    if isinstance(x, (np.ndarray, np.generic)):
         return ("T", x.shape, x.dtype.str)
     if isinstance(x, (tuple, list)):
         return (type(x).__name__, tuple(signature(v) for v in x))
@@ -51,7 +51,7 @@ def signature(x: Any) -> Any:
 
 
 def tensor_leaves(x: Any, out: list) -> list:
-    if isinstance(x, (Tensor, np.ndarray)):
+    if isinstance(x, (Tensor, np.ndarray, np.generic)):
         out.append(x)
     elif isinstance(x, (tuple, list)):
         for v in x:
@@ -129,8 +129,10 @@ def lookup_compiled(cache: dict, key: Any, backend: str, args: list[Any]) -> Com
 _EAGER: dict[Any, Compiled] = {}
 
 
-def eager(key: Any, lower: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-    """Run an op outside compiled code through the same generated numpy code."""
+def eager(key: Any, lower: Callable[..., Any], args: tuple, kwargs: dict, weak_scalars: bool = False) -> Any:
+    """Run an op outside compiled code through the same generated numpy code. With
+    ``weak_scalars`` (elementwise ops), Python numbers become inputs typed like the tensors
+    they meet instead of compile-time constants."""
     dts = [np.asarray(a.asnumpy() if isinstance(a, Tensor) else a).dtype for a in args if isinstance(a, (Tensor, np.ndarray, np.generic))]
     like = np.result_type(*dts) if dts else None
     conv = []
@@ -139,7 +141,7 @@ def eager(key: Any, lower: Callable[..., Any], args: tuple, kwargs: dict) -> Any
             a = Tensor._wrap(a.asnumpy())
         if isinstance(a, np.generic):
             a = np.asarray(a)
-        if isinstance(a, (bool, int, float)) and not isinstance(a, bool) and like is not None:
+        if weak_scalars and isinstance(a, (int, float)) and not isinstance(a, bool) and like is not None:
             dt = like if not (isinstance(a, float) and like.kind != "f") else np.dtype(np.float32)
             a = np.asarray(a, dtype=dt)
         conv.append(a)

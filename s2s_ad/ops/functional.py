@@ -13,9 +13,9 @@ from .primitives import lower_cast, lower_reduce, lower_reshape, lower_transpose
 from .table import ELEMENTWISE
 
 
-def _functional(name: str, lower: Callable[..., Any], doc: str) -> Callable[..., Any]:
+def _functional(name: str, lower: Callable[..., Any], doc: str, weak_scalars: bool = False) -> Callable[..., Any]:
     def f(*args: Any, **kwargs: Any) -> Any:
-        return eager(("fn", name), lower, args, kwargs)
+        return eager(("fn", name), lower, args, kwargs, weak_scalars)
 
     f.__name__ = f.__qualname__ = name
     f.__doc__ = doc
@@ -27,7 +27,7 @@ def _elementwise(op: str) -> Callable[..., Any]:
     def lower(fe, args, kwargs):
         return fe.elementwise(op, list(args))
 
-    return _functional(op, lower, f"Elementwise ``{op}`` (from the op table); broadcasts like numpy.")
+    return _functional(op, lower, f"Elementwise ``{op}`` (from the op table); broadcasts like numpy.", True)
 
 
 ELEMENTWISE_FUNCTIONS = {op.name: _elementwise(op.name) for op in ELEMENTWISE if op.name != "step"}

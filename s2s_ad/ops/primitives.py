@@ -32,8 +32,10 @@ class Primitive:
     def _key(self) -> tuple:
         return (type(self).__name__, tuple(sorted(self._attrs.items())))
 
+    _weak_scalars = False
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return eager(self._key(), self._s2s_lower, args, kwargs)
+        return eager(self._key(), self._s2s_lower, args, kwargs, self._weak_scalars)
 
     def _s2s_lower(self, fe: Any, args: list, kwargs: dict) -> Any:
         return self.lower(fe, *args, **kwargs)
@@ -50,7 +52,7 @@ def _elementwise_class(op_name: str, display: str) -> type:
     def lower(self, fe, *args):
         return fe.elementwise(op_name, list(args))
 
-    return type(display, (Primitive,), {"lower": lower, "__doc__": f"Elementwise ``{op_name}`` (from the op table)."})
+    return type(display, (Primitive,), {"lower": lower, "_weak_scalars": True, "__doc__": f"Elementwise ``{op_name}`` (from the op table)."})
 
 
 ELEMENTWISE_CLASSES = {op.display: _elementwise_class(op.name, op.display) for op in ELEMENTWISE if op.name != "step"}

@@ -58,8 +58,9 @@ class OpDef:
 
     @cached_property
     def partials(self) -> tuple[sp.Expr, ...]:
-        """d(formula)/d(input_i), derived by SymPy."""
-        return tuple(sp.diff(self.expr, s) for s in self.symbols)
+        """d(formula)/d(input_i), derived by SymPy. Distributions (the DiracDelta that SymPy
+        gives as the derivative of ``sign``) are zero almost everywhere, as in every AD system."""
+        return tuple(sp.diff(self.expr, s).replace(sp.DiracDelta, lambda *a: sp.Integer(0)) for s in self.symbols)
 
 
 OPS: dict[str, OpDef] = {}
@@ -321,19 +322,24 @@ def _reduce_abstract(avals, p):
     return [Aval(_reduced_shape(a.shape, p["axes"], p["keepdims"]), a.dtype)]
 
 
-def _reduce_emit(fn):
+def _reduce_emit(mean: bool):
+    # Numba supports np.sum with one integer axis (not np.mean with an axis, nor keepdims):
+    # sum one axis at a time, divide for a mean, and reshape for keepdims.
     def emit(args, eqn: Eqn, C):
         ((x, _),) = args
         shape = eqn.ins[0].shape
         axes = eqn.params["axes"]
         out = eqn.outs[0]
         if len(axes) == len(shape):
-            expr = f"{C.np}.{fn}({x})"
+            expr = f"{C.np}.sum({x})"
         else:
             expr = x
             for ax in sorted(axes, reverse=True):
-                expr = f"{C.np}.{fn}({expr}, axis={ax})"
-        return C.reshape_from(expr, _reduced_shape(shape, axes, False), out.shape, out.dtype), ATOM
+                expr = f"{C.np}.sum({expr}, axis={ax})"
+        if mean:
+            n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+            expr = f"{expr} / {C.lit(n, out.dtype)}"
+        return C.reshape_from(expr, _reduced_shape(shape, axes, False), out.shape, out.dtype), (MUL if mean else ATOM)
 
     return emit
 
@@ -360,8 +366,8 @@ _reduce_samples = [
     (((2, 3, 4),), dict(axes=(0, 2), keepdims=True)),
     (((3,),), dict(axes=(0,), keepdims=True)),
 ]
-_register(OpDef("reduce_sum", "ReduceSum", "structural", 1, _reduce_abstract, emit=_reduce_emit("sum"), vjp=_reduce_sum_vjp, samples=_reduce_samples))
-_register(OpDef("reduce_mean", "ReduceMean", "structural", 1, _reduce_abstract, emit=_reduce_emit("mean"), vjp=_reduce_mean_vjp, samples=_reduce_samples))
+_register(OpDef("reduce_sum", "ReduceSum", "structural", 1, _reduce_abstract, emit=_reduce_emit(False), vjp=_reduce_sum_vjp, samples=_reduce_samples))
+_register(OpDef("reduce_mean", "ReduceMean", "structural", 1, _reduce_abstract, emit=_reduce_emit(True), vjp=_reduce_mean_vjp, samples=_reduce_samples))
 
 
 # ----------------------------------------------------------------------------- shape ops
