@@ -97,6 +97,7 @@ class GradOperation:
     """
 
     _s2s_static = True
+    _s2s_constructible = True
 
     def __init__(self, get_all: bool = False, get_by_list: bool = False, sens_param: bool = False):
         for n, v in (("get_all", get_all), ("get_by_list", get_by_list), ("sens_param", sens_param)):

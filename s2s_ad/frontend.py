@@ -230,6 +230,12 @@ class Frontend:
         from .nn.cell import Cell
 
         kwargs = kwargs or {}
+        if isinstance(f, type) and getattr(f, "_s2s_constructible", False):
+            # Creating a primitive, a GradOperation or a constant Tensor while compiling.
+            if any(isinstance(a, (Var, Lit)) for a in flatten(list(args) + list(kwargs.values()))[0]):
+                raise self.error(f"`{f.__name__}(...)` must be created from compile-time constants here",
+                                 UnsupportedSyntaxError)
+            return f(*args, **kwargs)
         lower = getattr(f, "_s2s_lower", None)
         if lower is not None:
             return lower(self, list(args), kwargs)

@@ -21,6 +21,7 @@ class Primitive:
     """Base class: subclasses implement ``lower(fe, *args)``."""
 
     _s2s_attr_ok = True
+    _s2s_constructible = True
 
     def __init__(self, **attrs: Any):
         self._attrs = attrs
