@@ -12,8 +12,8 @@ from .ad.reverse import grad_program
 from .errors import ArgumentError, S2SError
 from .frontend import Frontend, abstractify, inline_program, trace
 from .ir import Aval, Lit, Var, flatten, tree_str, unflatten
-from .opt import optimize
 from .ops.table import cast_to, fmt_shape
+from .opt import optimize
 from .runtime import cache_for, run_staged
 from .tensor import Parameter, ParameterTuple
 
@@ -61,8 +61,9 @@ def normalize_weights(weights: Any, who: str) -> tuple[Parameter, ...] | None:
             if not isinstance(w, Parameter):
                 raise ArgumentError(f"{who}: weights must be Parameters, got an element of type {type(w).__name__}")
         return tuple(weights)
-    raise ArgumentError(f"{who}: weights must be a ParameterTuple, a list of Parameters or a Parameter, "
-                        f"got {type(weights).__name__}")
+    raise ArgumentError(
+        f"{who}: weights must be a ParameterTuple, a list of Parameters or a Parameter, got {type(weights).__name__}"
+    )
 
 
 def trace_abstract(fn: Any, args: list[Any]) -> Any:
@@ -75,8 +76,9 @@ def trace_abstract(fn: Any, args: list[Any]) -> Any:
             return type(v)(abstract(x) for x in v)
         return abstractify(v)
 
-    return trace(lambda fe, vals: fe.call(fn, vals), [abstract(a) for a in args], callable_name(fn),
-                 arg_names_of(fn, len(args)))
+    return trace(
+        lambda fe, vals: fe.call(fn, vals), [abstract(a) for a in args], callable_name(fn), arg_names_of(fn, len(args))
+    )
 
 
 def _leaf_atoms(fe: Frontend, v: Any) -> list:
@@ -107,13 +109,15 @@ class GradOperation:
         self.get_by_list = get_by_list
         self.sens_param = sens_param
 
-    def __call__(self, fn: Any, weights: Any = None) -> "GradFunction":
+    def __call__(self, fn: Any, weights: Any = None) -> GradFunction:
         if not callable(fn):
             raise ArgumentError(f"GradOperation: expected a Cell or a function, got {type(fn).__name__}")
         w = normalize_weights(weights, "GradOperation")
         if self.get_by_list and w is None:
-            raise ArgumentError("GradOperation(get_by_list=True) needs weights: call it as "
-                                "grad_op(net, ParameterTuple(net.trainable_params()))")
+            raise ArgumentError(
+                "GradOperation(get_by_list=True) needs weights: call it as "
+                "grad_op(net, ParameterTuple(net.trainable_params()))"
+            )
         return GradFunction(self, fn, w)
 
     def __repr__(self) -> str:
@@ -132,14 +136,24 @@ class GradFunction:
 
     def _key(self) -> tuple:
         op = self.op
-        return ("grad", op.get_all, op.get_by_list, op.sens_param,
-                tuple(id(w) for w in self.weights) if (self.weights and op.get_by_list) else ())
+        return (
+            "grad",
+            op.get_all,
+            op.get_by_list,
+            op.sens_param,
+            tuple(id(w) for w in self.weights) if (self.weights and op.get_by_list) else (),
+        )
 
     def __call__(self, *args: Any) -> Any:
         name = callable_name(self)
         return run_staged(
-            cache_for(self.fn), self._key(), name, arg_names_of(self, len(args)),
-            lambda fe, vals: self._s2s_lower(fe, vals, {}), list(args), context.backend(),
+            cache_for(self.fn),
+            self._key(),
+            name,
+            arg_names_of(self, len(args)),
+            lambda fe, vals: self._s2s_lower(fe, vals, {}),
+            list(args),
+            context.backend(),
             doc=f"Reverse-mode derivative of {callable_name(self.fn)} ({self.op!r}).",
         )
 
@@ -151,8 +165,11 @@ class GradFunction:
         sens = None
         if op.sens_param:
             if not args:
-                raise fe.error("GradOperation(sens_param=True): the last argument must be the sens "
-                               "(output cotangent), but no arguments were given", ArgumentError)
+                raise fe.error(
+                    "GradOperation(sens_param=True): the last argument must be the sens "
+                    "(output cotangent), but no arguments were given",
+                    ArgumentError,
+                )
             sens = args.pop()
         if not op.get_all and not op.get_by_list and not args:
             raise fe.error(f"GradOperation: {callable_name(self.fn)} takes no inputs to differentiate", ArgumentError)
@@ -180,7 +197,9 @@ class GradFunction:
         if tree != inner.out_tree:
             raise fe.error(
                 f"sens must be structured like the output of {callable_name(self.fn)}: expected "
-                f"{tree_str(inner.out_tree)}, got {tree_str(tree)}", ArgumentError)
+                f"{tree_str(inner.out_tree)}, got {tree_str(tree)}",
+                ArgumentError,
+            )
         atoms = []
         for i, (s, o) in enumerate(zip(leaves, inner.outs)):
             a = fe.atom(s, like=o.dtype)
@@ -188,7 +207,9 @@ class GradFunction:
                 where = f" (element {i})" if tree is not None else ""
                 raise fe.error(
                     f"sens{where} has shape {fmt_shape(a.shape)} but the output of {callable_name(self.fn)} "
-                    f"has shape {fmt_shape(o.shape)}", ArgumentError)
+                    f"has shape {fmt_shape(o.shape)}",
+                    ArgumentError,
+                )
             atoms.append(cast_to(fe.b, a, o.dtype))
         return atoms
 
@@ -228,8 +249,11 @@ def generated_source(fn: Any, *args: Any) -> str:
     from .runtime import Compiled
 
     prog = trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
-    doc = (f"Reverse-mode derivative of {callable_name(fn.fn)} ({fn.op!r})." if isinstance(fn, GradFunction)
-           else f"{callable_name(fn)}, compiled.")
+    doc = (
+        f"Reverse-mode derivative of {callable_name(fn.fn)} ({fn.op!r})."
+        if isinstance(fn, GradFunction)
+        else f"{callable_name(fn)}, compiled."
+    )
     return Compiled(prog, "python", doc=doc).source
 
 

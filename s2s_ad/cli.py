@@ -16,7 +16,8 @@ import re
 import sys
 import textwrap
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def parse_args_spec(spec: str) -> list[Aval]:
         out.append(Aval(shape, dt))
     rest = re.sub(r"[a-z_]+[0-9]*\s*\[[^\]]*\]", "", spec).replace(",", "").strip()
     if rest:
-        raise SystemExit(f"s2s-ad: cannot parse --args {spec!r}: expected e.g. \"float32[2,3], float32[3]\"")
+        raise SystemExit(f's2s-ad: cannot parse --args {spec!r}: expected e.g. "float32[2,3], float32[3]"')
     return out
 
 
@@ -74,8 +75,10 @@ def load_target(target: str) -> Any:
         try:
             obj = obj()
         except TypeError as err:
-            raise SystemExit(f"s2s-ad: cannot instantiate {name}() without arguments ({err}); "
-                             "expose an instance at module level and name that instead") from None
+            raise SystemExit(
+                f"s2s-ad: cannot instantiate {name}() without arguments ({err}); "
+                "expose an instance at module level and name that instead"
+            ) from None
     return obj
 
 
@@ -135,8 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = sub.add_parser("show", help="print the generated derivative source of a Cell or function")
     s.add_argument("target", help="FILE.py:NAME (a Cell class or instance, or a function)")
     s.add_argument("--args", required=True, help='input shapes and dtypes, e.g. "float32[2,3], float32[3,3]"')
-    s.add_argument("--mode", choices=["grad", "forward"], default="grad",
-                   help="grad: GradOperation's reverse-mode program (default); forward: the compiled forward program")
+    s.add_argument(
+        "--mode",
+        choices=["grad", "forward"],
+        default="grad",
+        help="grad: GradOperation's reverse-mode program (default); forward: the compiled forward program",
+    )
     s.add_argument("--get-all", action="store_true", help="differentiate all inputs (GradOperation get_all)")
     s.add_argument("--get-by-list", action="store_true", help="differentiate the Cell's trainable parameters")
     s.add_argument("--sens", action="store_true", help="take the output cotangent as an extra input (sens_param)")

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from .ir import Atom, Lit, Program, Var, short_dtype
-from .ops.table import ATOM, MUL, POW, UNARY, get_op
+from .ops.table import ATOM, POW, UNARY, get_op
 
 # Ops whose numpy result is a fresh C-contiguous array.
 _FRESH = {"matmul", "reduce_sum", "reduce_mean", "fill", "scatter", "cast", "reshape"}
@@ -45,7 +45,9 @@ class _Ctx:
             return repr(int(v))
         return f"np.{dt.name}({float(v)!r})" if dt.kind == "f" else f"np.{dt.name}({int(v)!r})"
 
-    def reshape_from(self, expr: str, in_shape: tuple, out_shape: tuple, dtype: np.dtype, contiguous: bool = True) -> str:
+    def reshape_from(
+        self, expr: str, in_shape: tuple, out_shape: tuple, dtype: np.dtype, contiguous: bool = True
+    ) -> str:
         if tuple(in_shape) == tuple(out_shape):
             return expr
         if in_shape == ():
@@ -167,12 +169,7 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
             s, prec = _print_elementwise(op, args, out.dtype, C)
         else:
             s, prec = op.emit(args, e, C)
-        inline = (
-            op.kind == "elementwise"
-            and out.hint is None
-            and uses.get(id(out), 0) == 1
-            and id(out) not in out_ids
-        )
+        inline = op.kind == "elementwise" and out.hint is None and uses.get(id(out), 0) == 1 and id(out) not in out_ids
         if inline:
             expr[id(out)] = (s, prec)
             continue

@@ -15,8 +15,9 @@ import inspect
 import operator
 import textwrap
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -60,19 +61,56 @@ _UNSUPPORTED_EXPRS = {
 
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 _PY_BINOPS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.Pow: operator.pow, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.MatMult: operator.matmul,
-    ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitAnd: operator.and_, ast.BitOr: operator.or_,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.MatMult: operator.matmul,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+    ast.BitAnd: operator.and_,
+    ast.BitOr: operator.or_,
     ast.BitXor: operator.xor,
 }
 _PY_CMPS = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-    ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
 }
 _SAFE_BUILTINS = {
-    "len", "range", "tuple", "list", "isinstance", "int", "float", "bool", "min", "max", "enumerate",
-    "zip", "reversed", "abs", "str", "type", "dict", "slice", "sum", "print", "super", "getattr", "hasattr",
+    "len",
+    "range",
+    "tuple",
+    "list",
+    "isinstance",
+    "int",
+    "float",
+    "bool",
+    "min",
+    "max",
+    "enumerate",
+    "zip",
+    "reversed",
+    "abs",
+    "str",
+    "type",
+    "dict",
+    "slice",
+    "sum",
+    "print",
+    "super",
+    "getattr",
+    "hasattr",
 }
 
 
@@ -233,8 +271,9 @@ class Frontend:
         if isinstance(f, type) and getattr(f, "_s2s_constructible", False):
             # Creating a primitive, a GradOperation or a constant Tensor while compiling.
             if any(isinstance(a, (Var, Lit)) for a in flatten(list(args) + list(kwargs.values()))[0]):
-                raise self.error(f"`{f.__name__}(...)` must be created from compile-time constants here",
-                                 UnsupportedSyntaxError)
+                raise self.error(
+                    f"`{f.__name__}(...)` must be created from compile-time constants here", UnsupportedSyntaxError
+                )
             return f(*args, **kwargs)
         lower = getattr(f, "_s2s_lower", None)
         if lower is not None:
@@ -255,9 +294,26 @@ class Frontend:
             if any(isinstance(a, (Var, Lit)) for a in flatten(list(args) + list(kwargs.values()))[0]):
                 raise self.error(f"`{_name_of(f)}` must be called with compile-time constants here")
             return f(*args, **kwargs)
-        if isinstance(f, types.BuiltinFunctionType) and f.__name__ in _SAFE_BUILTINS and getattr(builtins, f.__name__, None) is f:
+        if (
+            isinstance(f, types.BuiltinFunctionType)
+            and f.__name__ in _SAFE_BUILTINS
+            and getattr(builtins, f.__name__, None) is f
+        ):
             return self.call_builtin(f, args, kwargs)
-        if isinstance(f, type) and f in (int, float, bool, tuple, list, range, slice, dict, enumerate, zip, reversed, str):
+        if isinstance(f, type) and f in (
+            int,
+            float,
+            bool,
+            tuple,
+            list,
+            range,
+            slice,
+            dict,
+            enumerate,
+            zip,
+            reversed,
+            str,
+        ):
             if any(isinstance(a, (Var, Lit)) for a in flatten(list(args))[0]):
                 raise self.error(f"`{f.__name__}()` of a tensor is not supported inside compiled code")
             return f(*args, **kwargs)
@@ -331,8 +387,10 @@ class Frontend:
     def exec_stmt(self, s: ast.stmt, scope: Scope) -> None:
         self.b.loc = scope.loc(s)
         if type(s) in _UNSUPPORTED_STMTS:
-            raise self.error(f"{_UNSUPPORTED_STMTS[type(s)]} are not supported in compiled code "
-                             f"(in `{scope.parsed.qualname}`)", UnsupportedSyntaxError)
+            raise self.error(
+                f"{_UNSUPPORTED_STMTS[type(s)]} are not supported in compiled code (in `{scope.parsed.qualname}`)",
+                UnsupportedSyntaxError,
+            )
         if isinstance(s, ast.Assign):
             v = self.eval(s.value, scope)
             for t in s.targets:
@@ -342,9 +400,11 @@ class Frontend:
                 self.assign(s.target, self.eval(s.value, scope), scope)
         elif isinstance(s, ast.AugAssign):
             if not isinstance(s.target, ast.Name):
-                raise self.error("in-place update of a tensor element or attribute is not supported "
-                                 "(tensors are immutable in compiled code; build a new value instead)",
-                                 UnsupportedSyntaxError)
+                raise self.error(
+                    "in-place update of a tensor element or attribute is not supported "
+                    "(tensors are immutable in compiled code; build a new value instead)",
+                    UnsupportedSyntaxError,
+                )
             cur = self.eval(s.target, scope)
             self.assign(s.target, self.binop(s.op, cur, self.eval(s.value, scope)), scope)
         elif isinstance(s, ast.Return):
@@ -370,13 +430,17 @@ class Frontend:
                 msg = self.eval(s.msg, scope) if s.msg is not None else "assertion failed"
                 raise self.error(f"assertion failed while compiling: {msg}")
         else:
-            raise self.error(f"`{type(s).__name__}` statements are not supported in compiled code", UnsupportedSyntaxError)
+            raise self.error(
+                f"`{type(s).__name__}` statements are not supported in compiled code", UnsupportedSyntaxError
+            )
 
     def const_truth(self, v: Any, what: str) -> bool:
         if isinstance(v, (Var, Lit)) or is_tensor_value(v):
             raise self.error(
                 f"`{what}` on a tensor value is not supported: conditions must be known while compiling "
-                "(Python constants, shapes, attributes)", UnsupportedSyntaxError)
+                "(Python constants, shapes, attributes)",
+                UnsupportedSyntaxError,
+            )
         return bool(v)
 
     def exec_for(self, s: ast.For, scope: Scope) -> None:
@@ -418,8 +482,11 @@ class Frontend:
             for sub, x in zip(t.elts, vals):
                 self.assign(sub, x, scope)
         elif isinstance(t, ast.Subscript):
-            raise self.error("in-place assignment to a tensor element is not supported (tensors are immutable "
-                             "in compiled code; build a new value instead)", UnsupportedSyntaxError)
+            raise self.error(
+                "in-place assignment to a tensor element is not supported (tensors are immutable "
+                "in compiled code; build a new value instead)",
+                UnsupportedSyntaxError,
+            )
         elif isinstance(t, ast.Attribute):
             raise self.error("assigning attributes inside compiled code is not supported", UnsupportedSyntaxError)
         else:
@@ -430,7 +497,9 @@ class Frontend:
         if hasattr(n, "lineno"):
             self.b.loc = scope.loc(n)
         if type(n) in _UNSUPPORTED_EXPRS:
-            raise self.error(f"{_UNSUPPORTED_EXPRS[type(n)]} are not supported in compiled code", UnsupportedSyntaxError)
+            raise self.error(
+                f"{_UNSUPPORTED_EXPRS[type(n)]} are not supported in compiled code", UnsupportedSyntaxError
+            )
         if isinstance(n, ast.Constant):
             return n.value
         if isinstance(n, ast.Name):
@@ -438,9 +507,9 @@ class Frontend:
         if isinstance(n, ast.Attribute):
             return self.attribute(self.eval(n.value, scope), n.attr)
         if isinstance(n, ast.BinOp):
-            l, r = self.eval(n.left, scope), self.eval(n.right, scope)
+            lhs, rhs = self.eval(n.left, scope), self.eval(n.right, scope)
             self.b.loc = scope.loc(n)
-            return self.binop(n.op, l, r)
+            return self.binop(n.op, lhs, rhs)
         if isinstance(n, ast.UnaryOp):
             v = self.eval(n.operand, scope)
             if isinstance(n.op, ast.Not):
@@ -452,8 +521,12 @@ class Frontend:
             left = self.eval(n.left, scope)
             for op, right_n in zip(n.ops, n.comparators):
                 right = self.eval(right_n, scope)
-                if any(isinstance(x, (Var, Lit)) or is_tensor_value(x) for x in (left, right)) and not isinstance(op, (ast.Is, ast.IsNot)):
-                    raise self.error("comparisons of tensors are not supported in compiled code", UnsupportedSyntaxError)
+                if any(isinstance(x, (Var, Lit)) or is_tensor_value(x) for x in (left, right)) and not isinstance(
+                    op, (ast.Is, ast.IsNot)
+                ):
+                    raise self.error(
+                        "comparisons of tensors are not supported in compiled code", UnsupportedSyntaxError
+                    )
                 if not _PY_CMPS[type(op)](left, right):
                     return False
                 left = right
@@ -541,32 +614,37 @@ class Frontend:
 
             if attr in TENSOR_METHODS:
                 return TensorMethod(a, attr)
-            raise self.error(f"tensors have no attribute `{attr}` in compiled code "
-                             f"(supported: shape, dtype, ndim, size, T, {', '.join(sorted(TENSOR_METHODS))})")
+            raise self.error(
+                f"tensors have no attribute `{attr}` in compiled code "
+                f"(supported: shape, dtype, ndim, size, T, {', '.join(sorted(TENSOR_METHODS))})"
+            )
         ok = (
             isinstance(base, (types.ModuleType, Cell, type))
             or getattr(base, "_s2s_static", False)
             or getattr(type(base), "_s2s_attr_ok", False)
         )
         if not ok:
-            raise self.error(f"attribute `{attr}` of {_describe(base)} cannot be used in compiled code",
-                             UnsupportedSyntaxError)
+            raise self.error(
+                f"attribute `{attr}` of {_describe(base)} cannot be used in compiled code", UnsupportedSyntaxError
+            )
         try:
             return self.named(getattr(base, attr), attr)
         except AttributeError:
-            owner = type(base).__name__ if not isinstance(base, (type, types.ModuleType)) else getattr(base, "__name__", "?")
+            owner = (
+                type(base).__name__
+                if not isinstance(base, (type, types.ModuleType))
+                else getattr(base, "__name__", "?")
+            )
             raise self.error(f"`{owner}` has no attribute `{attr}`", UnsupportedSyntaxError) from None
 
-    def binop(self, op: ast.operator, l: Any, r: Any) -> Any:
-        tensors = [isinstance(x, (Var, Lit)) or is_tensor_value(x) for x in (l, r)]
-        if not any(tensors):
-            if isinstance(l, (tuple, list)) or isinstance(r, (tuple, list)) or not isinstance(op, ast.MatMult):
-                return _PY_BINOPS[type(op)](l, r)
+    def binop(self, op: ast.operator, lhs: Any, rhs: Any) -> Any:
+        if not any(isinstance(x, (Var, Lit)) or is_tensor_value(x) for x in (lhs, rhs)):
+            return _PY_BINOPS[type(op)](lhs, rhs)
         if isinstance(op, ast.MatMult):
-            return self.bind("matmul", [l, r], transpose_a=False, transpose_b=False)
+            return self.bind("matmul", [lhs, rhs], transpose_a=False, transpose_b=False)
         if type(op) not in _BINOPS:
             raise self.error(f"the operator `{_op_symbol(op)}` is not supported on tensors", UnsupportedSyntaxError)
-        return self.elementwise(_BINOPS[type(op)], [l, r])
+        return self.elementwise(_BINOPS[type(op)], [lhs, rhs])
 
     def subscript(self, base: Any, idx: Any) -> Any:
         if isinstance(base, (Var, Lit)) or is_tensor_value(base):
@@ -587,7 +665,9 @@ def normalize_index(fe: Frontend, idx: Any) -> tuple:
         if isinstance(i, slice):
             for x in (i.start, i.stop, i.step):
                 if x is not None and not isinstance(x, (int, np.integer)):
-                    raise fe.error(f"slice bounds must be constant integers, got {_describe(x)}", UnsupportedSyntaxError)
+                    raise fe.error(
+                        f"slice bounds must be constant integers, got {_describe(x)}", UnsupportedSyntaxError
+                    )
             out.append(("slice", i.start, i.stop, i.step))
         elif isinstance(i, (bool, np.bool_)):
             raise fe.error("boolean indices are not supported", UnsupportedSyntaxError)
@@ -596,14 +676,23 @@ def normalize_index(fe: Frontend, idx: Any) -> tuple:
         elif i is None or i is Ellipsis:
             out.append(i)
         else:
-            raise fe.error(f"tensor indices must be constant ints, slices, None or ..., got {_describe(i)}",
-                           UnsupportedSyntaxError)
+            raise fe.error(
+                f"tensor indices must be constant ints, slices, None or ..., got {_describe(i)}", UnsupportedSyntaxError
+            )
     return tuple(out)
 
 
 def _op_symbol(op: ast.operator) -> str:
-    return {ast.FloorDiv: "//", ast.Mod: "%", ast.LShift: "<<", ast.RShift: ">>", ast.BitAnd: "&",
-            ast.BitOr: "|", ast.BitXor: "^", ast.MatMult: "@"}.get(type(op), type(op).__name__)
+    return {
+        ast.FloorDiv: "//",
+        ast.Mod: "%",
+        ast.LShift: "<<",
+        ast.RShift: ">>",
+        ast.BitAnd: "&",
+        ast.BitOr: "|",
+        ast.BitXor: "^",
+        ast.MatMult: "@",
+    }.get(type(op), type(op).__name__)
 
 
 def _name_of(f: Any) -> str:

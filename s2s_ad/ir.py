@@ -7,8 +7,9 @@ that a mismatch is reported where it is written (with the user's source position
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +39,7 @@ class Aval:
 
 def short_dtype(dt: np.dtype) -> str:
     dt = np.dtype(dt)
-    return {"f": "f", "i": "i", "u": "u", "b": "bool"}[dt.kind] + (
-        "" if dt.kind == "b" else str(dt.itemsize * 8)
-    )
+    return {"f": "f", "i": "i", "u": "u", "b": "bool"}[dt.kind] + ("" if dt.kind == "b" else str(dt.itemsize * 8))
 
 
 class Var:
@@ -186,7 +185,7 @@ class Program:
     def const_vars(self) -> list[Var]:
         return self.invars[self.n_args + len(self.params) :]
 
-    def replace(self, **kw: Any) -> "Program":
+    def replace(self, **kw: Any) -> Program:
         d = dict(self.__dict__)
         d.update(kw)
         return Program(**d)

@@ -11,8 +11,6 @@ its simplified equations as one unit, and the units are re-ordered topologically
 from __future__ import annotations
 
 import heapq
-from typing import Iterable
-
 
 import sympy as sp
 
@@ -237,5 +235,3 @@ def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Progra
 
 def count_ops(prog: Program) -> int:
     return len(prog.eqns)
-
-

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from .ir import Program, unflatten
 from .opt import optimize
 from .tensor import Parameter, Tensor
 
-_CACHES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 _GLOBAL_CACHES: dict[Any, dict] = {}
 
 
@@ -133,7 +134,11 @@ def eager(key: Any, lower: Callable[..., Any], args: tuple, kwargs: dict, weak_s
     """Run an op outside compiled code through the same generated numpy code. With
     ``weak_scalars`` (elementwise ops), Python numbers become inputs typed like the tensors
     they meet instead of compile-time constants."""
-    dts = [np.asarray(a.asnumpy() if isinstance(a, Tensor) else a).dtype for a in args if isinstance(a, (Tensor, np.ndarray, np.generic))]
+    dts = [
+        np.asarray(a.asnumpy() if isinstance(a, Tensor) else a).dtype
+        for a in args
+        if isinstance(a, (Tensor, np.ndarray, np.generic))
+    ]
     like = np.result_type(*dts) if dts else None
     conv = []
     for a in args:

@@ -8,7 +8,7 @@ simplified and ``cse``'d as one expression.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import sympy as sp

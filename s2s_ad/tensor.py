@@ -6,7 +6,8 @@ eager and compiled paths compute with the same expressions.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class Tensor:
         self._data = _to_array(input_data, dtype)
 
     @classmethod
-    def _wrap(cls, arr: np.ndarray) -> "Tensor":
+    def _wrap(cls, arr: np.ndarray) -> Tensor:
         t = Tensor.__new__(Tensor)
         t._data = arr
         return t
@@ -80,7 +81,7 @@ class Tensor:
         return int(self._data.size)
 
     @property
-    def T(self) -> "Tensor":
+    def T(self) -> Tensor:
         from .ops import functional as F
 
         return F.transpose(self, tuple(reversed(range(self.ndim))))
@@ -107,22 +108,22 @@ class Tensor:
     def item(self) -> Any:
         return self._data.item()
 
-    def astype(self, dtype: Any) -> "Tensor":
+    def astype(self, dtype: Any) -> Tensor:
         from .ops import functional as F
 
         return F.cast(self, dtype)
 
-    def reshape(self, *shape: Any) -> "Tensor":
+    def reshape(self, *shape: Any) -> Tensor:
         from .ops import functional as F
 
         return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
 
-    def sum(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         from .ops import functional as F
 
         return F.reduce_sum(self, axis, keepdims)
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> "Tensor":
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         from .ops import functional as F
 
         return F.reduce_mean(self, axis, keepdims)
@@ -137,7 +138,7 @@ class Tensor:
         return str(self._data)
 
     # ------------------------------------------------------------------ arithmetic
-    def _binary(self, op: str, other: Any, reverse: bool = False) -> "Tensor":
+    def _binary(self, op: str, other: Any, reverse: bool = False) -> Tensor:
         from .ops import functional as F
 
         if not isinstance(other, (Tensor, np.ndarray, int, float, bool, np.generic)):
@@ -198,7 +199,7 @@ class Tensor:
 
         return F.abs(self)
 
-    def __getitem__(self, idx: Any) -> "Tensor":
+    def __getitem__(self, idx: Any) -> Tensor:
         from .ops import functional as F
 
         return F.getitem(self, idx)
@@ -242,10 +243,10 @@ class Parameter(Tensor):
         self._named = name is not None
 
     @property
-    def data(self) -> "Parameter":
+    def data(self) -> Parameter:
         return self
 
-    def set_data(self, data: Any) -> "Parameter":
+    def set_data(self, data: Any) -> Parameter:
         arr = data.asnumpy() if isinstance(data, Tensor) else np.asarray(data)
         if arr.shape != self._data.shape:
             raise ValueError(f"Parameter {self.name}: set_data with shape {arr.shape}, expected {self._data.shape}")
@@ -253,7 +254,9 @@ class Parameter(Tensor):
         return self
 
     def __repr__(self) -> str:
-        return f"Parameter (name={self.name}, shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+        return (
+            f"Parameter (name={self.name}, shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+        )
 
 
 class ParameterTuple(tuple):

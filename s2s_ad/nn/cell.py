@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import context
 from ..errors import ArgumentError, S2SError
@@ -53,8 +54,13 @@ class Cell:
         if kwargs:
             raise ArgumentError(f"{type(self).__name__}: keyword arguments are not supported; pass inputs positionally")
         return run_staged(
-            cache_for(self), ("forward",), f"{type(self).__name__}_construct", arg_names_of(self, len(args)),
-            lambda fe, vals: fe.call(self, vals), list(args), context.backend(),
+            cache_for(self),
+            ("forward",),
+            f"{type(self).__name__}_construct",
+            arg_names_of(self, len(args)),
+            lambda fe, vals: fe.call(self, vals),
+            list(args),
+            context.backend(),
             doc=f"{type(self).__name__}.construct, compiled.",
         )
 
@@ -85,21 +91,19 @@ class Cell:
     def untrainable_params(self, recurse: bool = True) -> list[Parameter]:
         return [p for _, p in self.parameters_and_names(recurse=recurse) if not p.requires_grad]
 
-    def cells(self) -> list["Cell"]:
+    def cells(self) -> list[Cell]:
         return list(self._dicts()[1].values())
 
-    def name_cells(self) -> "OrderedDict[str, Cell]":
+    def name_cells(self) -> OrderedDict[str, Cell]:
         return OrderedDict(self._dicts()[1])
 
-    def set_grad(self, requires_grad: bool = True) -> "Cell":
+    def set_grad(self, requires_grad: bool = True) -> Cell:
         return self
 
-    def set_train(self, mode: bool = True) -> "Cell":
+    def set_train(self, mode: bool = True) -> Cell:
         object.__setattr__(self, "training", mode)
         return self
 
     def __repr__(self) -> str:
         subs = "".join(f"\n  ({n}): {c!r}".replace("\n", "\n  ") for n, c in self._dicts()[1].items())
         return f"{type(self).__name__}<{subs}\n>" if subs else f"{type(self).__name__}<>"
-
-

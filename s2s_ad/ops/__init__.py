@@ -24,7 +24,24 @@ mul = ELEMENTWISE_FUNCTIONS["mul"]
 from ..api import GradOperation  # noqa: E402
 
 __all__ = [
-    "GradOperation", "Primitive", "MatMul", "ReduceSum", "ReduceMean", "Cast", "Reshape", "Transpose",
-    "cast", "matmul", "reduce_sum", "reduce_mean", "reshape", "transpose", "stop_gradient", "getitem", "sum", "mean",
-    *ELEMENTWISE_CLASSES, *ELEMENTWISE_FUNCTIONS,
+    "GradOperation",
+    "Primitive",
+    "MatMul",
+    "ReduceSum",
+    "ReduceMean",
+    "Cast",
+    "Reshape",
+    "Transpose",
+    "cast",
+    "matmul",
+    "reduce_sum",
+    "reduce_mean",
+    "reshape",
+    "transpose",
+    "stop_gradient",
+    "getitem",
+    "sum",
+    "mean",
+    *ELEMENTWISE_CLASSES,
+    *ELEMENTWISE_FUNCTIONS,
 ]

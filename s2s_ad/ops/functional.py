@@ -6,7 +6,8 @@ frontend uses inside compiled code.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..runtime import eager
 from .primitives import lower_cast, lower_reduce, lower_reshape, lower_transpose
@@ -72,7 +73,9 @@ def _reduce(op: str, display: str):
 
 
 reduce_sum = _functional("reduce_sum", _reduce("reduce_sum", "sum"), "``reduce_sum(x, axis=None, keepdims=False)``.")
-reduce_mean = _functional("reduce_mean", _reduce("reduce_mean", "mean"), "``reduce_mean(x, axis=None, keepdims=False)``.")
+reduce_mean = _functional(
+    "reduce_mean", _reduce("reduce_mean", "mean"), "``reduce_mean(x, axis=None, keepdims=False)``."
+)
 
 
 def _getitem_lower(fe, args, kwargs):

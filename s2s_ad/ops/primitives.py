@@ -53,7 +53,11 @@ def _elementwise_class(op_name: str, display: str) -> type:
     def lower(self, fe, *args):
         return fe.elementwise(op_name, list(args))
 
-    return type(display, (Primitive,), {"lower": lower, "_weak_scalars": True, "__doc__": f"Elementwise ``{op_name}`` (from the op table)."})
+    return type(
+        display,
+        (Primitive,),
+        {"lower": lower, "_weak_scalars": True, "__doc__": f"Elementwise ``{op_name}`` (from the op table)."},
+    )
 
 
 ELEMENTWISE_CLASSES = {op.display: _elementwise_class(op.name, op.display) for op in ELEMENTWISE if op.name != "step"}
@@ -167,7 +171,11 @@ def tensor_method(fe, m, args: list, kwargs: dict) -> Any:
     if m.name == "astype":
         return lower_cast(fe, x, args[0])
     if m.name == "transpose":
-        perm = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else (args or tuple(reversed(range(len(x.shape)))))
+        perm = (
+            args[0]
+            if len(args) == 1 and isinstance(args[0], (tuple, list))
+            else (args or tuple(reversed(range(len(x.shape)))))
+        )
         return lower_transpose(fe, x, perm)
     raise AssertionError(m.name)
 

@@ -14,9 +14,10 @@ tests all read :data:`OPS`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -202,9 +203,7 @@ def sum_to(b: Builder, x: Atom, shape: Shape) -> Atom:
     if x.shape == tuple(shape):
         return x
     lead = len(x.shape) - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1
-    )
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and x.shape[lead + i] != 1)
     y = b.bind1("reduce_sum", x, axes=axes, keepdims=False) if axes else x
     if y.shape != tuple(shape):
         y = b.bind1("reshape", y, shape=tuple(shape))
@@ -233,9 +232,7 @@ def _one(aval: Aval, **kw) -> Callable[[list[Aval], dict], list[Aval]]:
 def _matmul_abstract(avals: list[Aval], p: dict) -> list[Aval]:
     a, b = avals
     if a.ndim != 2 or b.ndim != 2:
-        raise ShapeError(
-            f"MatMul: both operands must be 2-D, got shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)}"
-        )
+        raise ShapeError(f"MatMul: both operands must be 2-D, got shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
     m, k1 = a.shape[::-1] if p["transpose_a"] else a.shape
     k2, n = b.shape[::-1] if p["transpose_b"] else b.shape
     if k1 != k2:
@@ -366,8 +363,30 @@ _reduce_samples = [
     (((2, 3, 4),), dict(axes=(0, 2), keepdims=True)),
     (((3,),), dict(axes=(0,), keepdims=True)),
 ]
-_register(OpDef("reduce_sum", "ReduceSum", "structural", 1, _reduce_abstract, emit=_reduce_emit(False), vjp=_reduce_sum_vjp, samples=_reduce_samples))
-_register(OpDef("reduce_mean", "ReduceMean", "structural", 1, _reduce_abstract, emit=_reduce_emit(True), vjp=_reduce_mean_vjp, samples=_reduce_samples))
+_register(
+    OpDef(
+        "reduce_sum",
+        "ReduceSum",
+        "structural",
+        1,
+        _reduce_abstract,
+        emit=_reduce_emit(False),
+        vjp=_reduce_sum_vjp,
+        samples=_reduce_samples,
+    )
+)
+_register(
+    OpDef(
+        "reduce_mean",
+        "ReduceMean",
+        "structural",
+        1,
+        _reduce_abstract,
+        emit=_reduce_emit(True),
+        vjp=_reduce_mean_vjp,
+        samples=_reduce_samples,
+    )
+)
 
 
 # ----------------------------------------------------------------------------- shape ops
@@ -388,8 +407,18 @@ def _reshape_vjp(b, eqn, cts, active):
     return [b.bind1("reshape", cts[0], shape=eqn.ins[0].shape)]
 
 
-_register(OpDef("reshape", "Reshape", "structural", 1, _reshape_abstract, emit=_reshape_emit, vjp=_reshape_vjp,
-                samples=[(((2, 3),), dict(shape=(3, 2))), (((6,),), dict(shape=(2, 1, 3))), (((1,),), dict(shape=()))]))
+_register(
+    OpDef(
+        "reshape",
+        "Reshape",
+        "structural",
+        1,
+        _reshape_abstract,
+        emit=_reshape_emit,
+        vjp=_reshape_vjp,
+        samples=[(((2, 3),), dict(shape=(3, 2))), (((6,),), dict(shape=(2, 1, 3))), (((1,),), dict(shape=()))],
+    )
+)
 
 
 def _broadcast_abstract(avals, p):
@@ -409,15 +438,27 @@ def _broadcast_vjp(b, eqn, cts, active):
     return [sum_to(b, cts[0], eqn.ins[0].shape)]
 
 
-_register(OpDef("broadcast_to", "BroadcastTo", "structural", 1, _broadcast_abstract, emit=_broadcast_emit, vjp=_broadcast_vjp,
-                samples=[(((3,),), dict(shape=(2, 3))), (((2, 1),), dict(shape=(2, 3))), (((),), dict(shape=(2,)))]))
+_register(
+    OpDef(
+        "broadcast_to",
+        "BroadcastTo",
+        "structural",
+        1,
+        _broadcast_abstract,
+        emit=_broadcast_emit,
+        vjp=_broadcast_vjp,
+        samples=[(((3,),), dict(shape=(2, 3))), (((2, 1),), dict(shape=(2, 3))), (((),), dict(shape=(2,)))],
+    )
+)
 
 
 def _transpose_abstract(avals, p):
     (a,) = avals
     perm = tuple(p["perm"])
     if sorted(perm) != list(range(a.ndim)):
-        raise ShapeError(f"Transpose: {perm} is not a permutation of the axes of a tensor of shape {fmt_shape(a.shape)}")
+        raise ShapeError(
+            f"Transpose: {perm} is not a permutation of the axes of a tensor of shape {fmt_shape(a.shape)}"
+        )
     return [Aval(tuple(a.shape[i] for i in perm), a.dtype)]
 
 
@@ -434,8 +475,18 @@ def _transpose_vjp(b, eqn, cts, active):
     return [b.bind1("transpose", cts[0], perm=inv)]
 
 
-_register(OpDef("transpose", "Transpose", "structural", 1, _transpose_abstract, emit=_transpose_emit, vjp=_transpose_vjp,
-                samples=[(((2, 3),), dict(perm=(1, 0))), (((2, 3, 4),), dict(perm=(2, 0, 1)))]))
+_register(
+    OpDef(
+        "transpose",
+        "Transpose",
+        "structural",
+        1,
+        _transpose_abstract,
+        emit=_transpose_emit,
+        vjp=_transpose_vjp,
+        samples=[(((2, 3),), dict(perm=(1, 0))), (((2, 3, 4),), dict(perm=(2, 0, 1)))],
+    )
+)
 
 
 # ----------------------------------------------------------------------------- indexing
@@ -463,7 +514,9 @@ def _getitem_abstract(avals, p):
     try:
         shape = np.broadcast_to(np.zeros((), np.int8), a.shape)[as_py_index(p["index"])].shape
     except IndexError as err:
-        raise ShapeError(f"indexing a tensor of shape {fmt_shape(a.shape)} with [{index_str(p['index'])}]: {err}") from None
+        raise ShapeError(
+            f"indexing a tensor of shape {fmt_shape(a.shape)} with [{index_str(p['index'])}]: {err}"
+        ) from None
     return [Aval(tuple(shape), a.dtype)]
 
 
@@ -495,11 +548,35 @@ def _scatter_vjp(b, eqn, cts, active):
     return [b.bind1("getitem", cts[0], index=eqn.params["index"])]
 
 
-_register(OpDef("getitem", "Getitem", "structural", 1, _getitem_abstract, emit=_getitem_emit, vjp=_getitem_vjp,
-                samples=[(((2, 3),), dict(index=(0,))), (((2, 3),), dict(index=(1, 2))),
-                         (((4, 3),), dict(index=(("slice", 1, None, 2), None)))]))
-_register(OpDef("scatter", "Scatter", "structural", 1, _scatter_abstract, emit=_scatter_emit, statement=True, vjp=_scatter_vjp,
-                samples=[(((3,),), dict(index=(0,), shape=(2, 3)))]))
+_register(
+    OpDef(
+        "getitem",
+        "Getitem",
+        "structural",
+        1,
+        _getitem_abstract,
+        emit=_getitem_emit,
+        vjp=_getitem_vjp,
+        samples=[
+            (((2, 3),), dict(index=(0,))),
+            (((2, 3),), dict(index=(1, 2))),
+            (((4, 3),), dict(index=(("slice", 1, None, 2), None))),
+        ],
+    )
+)
+_register(
+    OpDef(
+        "scatter",
+        "Scatter",
+        "structural",
+        1,
+        _scatter_abstract,
+        emit=_scatter_emit,
+        statement=True,
+        vjp=_scatter_vjp,
+        samples=[(((3,),), dict(index=(0,), shape=(2, 3)))],
+    )
+)
 
 
 # ----------------------------------------------------------------------------- misc
@@ -523,8 +600,18 @@ def _cast_vjp(b, eqn, cts, active):
     return [cast_to(b, cts[0], x.dtype)]
 
 
-_register(OpDef("cast", "Cast", "structural", 1, _cast_abstract, emit=_cast_emit, vjp=_cast_vjp,
-                samples=[(((2, 3),), dict(dtype=np.dtype(np.float64))), (((),), dict(dtype=np.dtype(np.float32)))]))
+_register(
+    OpDef(
+        "cast",
+        "Cast",
+        "structural",
+        1,
+        _cast_abstract,
+        emit=_cast_emit,
+        vjp=_cast_vjp,
+        samples=[(((2, 3),), dict(dtype=np.dtype(np.float64))), (((),), dict(dtype=np.dtype(np.float32)))],
+    )
+)
 
 
 def _identity_abstract(avals, p):
@@ -535,8 +622,17 @@ def _stop_gradient_emit(args, eqn, C):
     return args[0]
 
 
-_register(OpDef("stop_gradient", "stop_gradient", "structural", 1, _identity_abstract, emit=_stop_gradient_emit,
-                vjp=lambda b, eqn, cts, active: [None]))
+_register(
+    OpDef(
+        "stop_gradient",
+        "stop_gradient",
+        "structural",
+        1,
+        _identity_abstract,
+        emit=_stop_gradient_emit,
+        vjp=lambda b, eqn, cts, active: [None],
+    )
+)
 
 
 def _fill_abstract(avals, p):
