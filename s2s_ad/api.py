@@ -145,16 +145,17 @@ class GradFunction:
         )
 
     def __call__(self, *args: Any) -> Any:
-        name = callable_name(self)
         return run_staged(
             cache_for(self.fn),
             self._key(),
-            name,
-            arg_names_of(self, len(args)),
+            lambda: (
+                callable_name(self),
+                arg_names_of(self, len(args)),
+                f"Reverse-mode derivative of {callable_name(self.fn)} ({self.op!r}).",
+            ),
             lambda fe, vals: self._s2s_lower(fe, vals, {}),
             list(args),
             context.backend(),
-            doc=f"Reverse-mode derivative of {callable_name(self.fn)} ({self.op!r}).",
         )
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:

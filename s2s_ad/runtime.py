@@ -106,24 +106,22 @@ def _output(r: Any, dtype: np.dtype, inputs: list) -> np.ndarray:
 def run_staged(
     cache: dict,
     key: Any,
-    name: str,
-    arg_names: list[str],
+    describe: Callable[[], tuple[str, list[str], str | None]],
     body: Callable[[Frontend, list[Any]], Any],
     args: list[Any],
     backend: str,
-    doc: str | None = None,
 ) -> Any:
+    """Call the compiled program for ``args``' signature, building it on a miss.
+    ``describe()`` gives (program name, argument names, docstring); it is only called on a
+    miss, so a hit does no analysis at all."""
     sig = (key, backend, tuple(signature(a) for a in args))
     c = cache.get(sig)
     if c is None:
+        name, arg_names, doc = describe()
         prog = trace(body, [abstractify(a) for a in args], name, arg_names)
         c = Compiled(prog, backend, doc=doc)
         cache[sig] = c
     return c(args)
-
-
-def lookup_compiled(cache: dict, key: Any, backend: str, args: list[Any]) -> Compiled | None:
-    return cache.get((key, backend, tuple(signature(a) for a in args)))
 
 
 # ---------------------------------------------------------------------- eager ops

@@ -53,15 +53,14 @@ class Cell:
 
         if kwargs:
             raise ArgumentError(f"{type(self).__name__}: keyword arguments are not supported; pass inputs positionally")
+        name = type(self).__name__
         return run_staged(
             cache_for(self),
             ("forward",),
-            f"{type(self).__name__}_construct",
-            arg_names_of(self, len(args)),
+            lambda: (f"{name}_construct", arg_names_of(self, len(args)), f"{name}.construct, compiled."),
             lambda fe, vals: fe.call(self, vals),
             list(args),
             context.backend(),
-            doc=f"{type(self).__name__}.construct, compiled.",
         )
 
     # ------------------------------------------------------------------ parameters
