@@ -460,6 +460,11 @@ class MulOperatorNet(nn.Cell):
         return x * y  # <mul-operator>
 
 
+class MulInlineNet(nn.Cell):
+    def construct(self, x, y):
+        return ops.Mul()(x, y)  # <mul-inline>
+
+
 def test_matmul_same_shapes_names_matmul_and_both_shapes():
     with pytest.raises(ShapeError) as ei:
         MatMulNet()(f32(2, 3), f32(2, 3))
@@ -492,6 +497,7 @@ def test_matmul_shape_error_under_grad_operation():
         (AddNet, "add", "Add", (2, 3), (3, 2)),
         (MulNet, "mul", "Mul", (2, 3), (4,)),
         (MulOperatorNet, "mul-operator", "Mul", (2, 2), (3, 1, 3)),
+        (MulInlineNet, "mul-inline", "Mul", (3,), (2,)),
     ],
 )
 def test_broadcast_mismatch(cls, marker, op, a, b):

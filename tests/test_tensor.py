@@ -208,6 +208,16 @@ def test_comparisons_return_bool_tensors():
         np.testing.assert_array_equal(got.asnumpy(), want)
 
 
+def test_integer_indexing_out_0_0():
+    out = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    first = out[0][0]
+    assert isinstance(first, Tensor) and first.shape == () and first.dtype == mstype.float32
+    assert float(first.asnumpy()) == 0.0
+    np.testing.assert_array_equal(out[1].asnumpy(), [3.0, 4.0, 5.0])
+    assert float(out[1][-1].asnumpy()) == 5.0
+    assert float(Tensor([[1, 2], [3, 4]])[1][0].asnumpy()) == 3
+
+
 def test_tuple_and_slice_indexing():
     a = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
     an = a.asnumpy()

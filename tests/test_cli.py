@@ -1,0 +1,352 @@
+"""The ``s2s-ad`` command line: ``demo`` and ``show``."""
+
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2s_ad import cli, context
+
+SEED_X = np.array([[0.8, 0.6, 0.2], [1.8, 1.3, 1.1]], np.float32)
+SEED_Y = np.array([[0.11, 3.3, 1.1], [1.1, 0.2, 1.4], [1.1, 2.2, 0.3]], np.float32)
+SEED_Z = np.array([1.0], np.float32)
+SEED_DX = np.array([[4.51, 2.7, 3.6], [4.51, 2.7, 3.6]], np.float32)
+SEED_DY = np.array([[2.6] * 3, [1.9] * 3, [1.3] * 3], np.float32)
+SEED_DZ = np.array([21.536], np.float32)
+SEED_ARGS = "float32[2,3], float32[3,3]"
+
+MODULE_SOURCE = """\
+import numpy as np
+from s2s_ad import nn, ops, Tensor, Parameter
+
+
+class Net(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.matmul = ops.MatMul()
+        self.z = Parameter(Tensor(np.array([1.0], np.float32)), name="z")
+
+    def construct(self, x, y):
+        x = x * self.z
+        out = self.matmul(x, y)
+        return out
+
+
+net_instance = Net()
+
+
+class Looping(nn.Cell):
+    def construct(self, x, y):
+        while True:
+            x = x * 2
+        return x
+
+
+class NeedsArgs(nn.Cell):
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def construct(self, x):
+        return x * self.k
+
+
+def f(x, y):
+    return ops.sin(x) * y
+
+
+def two(x, y):
+    return x * y, ops.sin(x)
+"""
+
+
+@pytest.fixture(autouse=True)
+def _pynative():
+    old = context.get_context("mode")
+    context.set_context(mode=context.PYNATIVE_MODE)
+    yield
+    context.set_context(mode=old)
+
+
+@pytest.fixture
+def module(tmp_path: Path) -> Path:
+    path = tmp_path / "user_nets.py"
+    path.write_text(MODULE_SOURCE)
+    return path
+
+
+def run_cli(argv, capsys):
+    """Run ``cli.main(argv)`` in-process: (exit code, stdout, stderr), with a ``SystemExit``
+    carrying a message folded into stderr and exit code 1."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+            code = 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def show_ok(capsys, target, *options, args=SEED_ARGS):
+    code, out, err = run_cli(["show", target, "--args", args, *options], capsys)
+    assert code == 0, err
+    assert "Traceback" not in err
+    return out
+
+
+def load_generated(source: str, name: str):
+    """Compile the printed source and return the function it defines."""
+    code = compile(source, "<shown>", "exec")
+    ns = {"np": np}
+    exec(code, ns)
+    return ns[name]
+
+
+def script_env(**extra):
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+# --------------------------------------------------------------------------- demo
+def test_demo_in_process(capsys):
+    code, out, err = run_cli(["demo"], capsys)
+    assert code == 0, err
+    # construct's source
+    assert "def construct(self, x, y):" in out
+    assert "x = x * self.z" in out and "out = self.matmul(x, y)" in out
+    # the generated gradient function
+    assert "def grad_Net(" in out
+    start = out.index("def grad_Net(")
+    end = out.index("# gradient w.r.t. x")
+    grad_net = load_generated(out[start:end], "grad_Net")
+    dx, dy, dz = grad_net(SEED_X, SEED_Y, SEED_Z)
+    np.testing.assert_allclose(dx, SEED_DX, rtol=1e-5)
+    np.testing.assert_allclose(dy, SEED_DY, rtol=1e-5)
+    np.testing.assert_allclose(dz, SEED_DZ, rtol=1e-5)
+    # the gradient values as the seed prints them
+    assert "4.5099998" in out[end:]
+    assert "21.536" in out[end:]
+    assert "Traceback" not in err
+
+
+def console_script() -> str:
+    candidate = Path(sys.executable).with_name("s2s-ad")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("s2s-ad")
+    assert found, "the s2s-ad console script is not installed"
+    return found
+
+
+def test_demo_console_script():
+    proc = subprocess.run([console_script(), "demo"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "def grad_Net(" in proc.stdout
+    assert "4.5099998" in proc.stdout and "21.536" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- show
+def test_show_cell_class_prints_valid_python(module, capsys):
+    out = show_ok(capsys, f"{module}:Net")
+    assert "def grad_Net(" in out
+    grad_net = load_generated(out, "grad_Net")
+    assert list(inspect.signature(grad_net).parameters) == ["x", "y", "z"]
+    (dx,) = grad_net(SEED_X, SEED_Y, SEED_Z)
+    np.testing.assert_allclose(dx, SEED_DX, rtol=1e-5)
+    # comments point back at the user's source
+    assert "user_nets.py:" in out and "self.matmul(x, y)" in out
+
+
+def test_show_is_identical_across_runs(module, capsys):
+    first = show_ok(capsys, f"{module}:Net", "--get-all", "--get-by-list")
+    second = show_ok(capsys, f"{module}:Net", "--get-all", "--get-by-list")
+    assert first == second
+    compile(first, "<shown>", "exec")
+
+
+def test_show_is_identical_across_hash_seeds(module, capsys):
+    expected = show_ok(capsys, f"{module}:Net", "--get-all", "--get-by-list")
+    outs = []
+    for seed in ("1", "2"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "s2s_ad.cli",
+                "show",
+                f"{module}:Net",
+                "--args",
+                SEED_ARGS,
+                "--get-all",
+                "--get-by-list",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=script_env(PYTHONHASHSEED=seed),
+        )
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1]
+    assert outs[0] == expected
+
+
+def test_show_get_all(module, capsys):
+    out = show_ok(capsys, f"{module}:Net", "--get-all")
+    assert "get_all=True" in out
+    dx, dy = load_generated(out, "grad_Net")(SEED_X, SEED_Y, SEED_Z)
+    np.testing.assert_allclose(dx, SEED_DX, rtol=1e-5)
+    np.testing.assert_allclose(dy, SEED_DY, rtol=1e-5)
+
+
+def test_show_get_by_list(module, capsys):
+    out = show_ok(capsys, f"{module}:Net", "--get-by-list")
+    assert "get_by_list=True" in out
+    (dz,) = load_generated(out, "grad_Net")(SEED_X, SEED_Y, SEED_Z)
+    np.testing.assert_allclose(dz, SEED_DZ, rtol=1e-5)
+
+
+def test_show_get_all_and_get_by_list(module, capsys):
+    out = show_ok(capsys, f"{module}:Net", "--get-all", "--get-by-list")
+    dx, dy, dz = load_generated(out, "grad_Net")(SEED_X, SEED_Y, SEED_Z * 2)
+    np.testing.assert_allclose(dx, SEED_DX * 2, rtol=1e-5)
+    np.testing.assert_allclose(dy, SEED_DY * 2, rtol=1e-5)
+    np.testing.assert_allclose(dz, SEED_DZ, rtol=1e-5)
+
+
+def test_show_cell_instance(module, capsys):
+    out = show_ok(capsys, f"{module}:net_instance")
+    (dx,) = load_generated(out, "grad_Net")(SEED_X, SEED_Y, SEED_Z)
+    np.testing.assert_allclose(dx, SEED_DX, rtol=1e-5)
+
+
+def test_show_forward_mode(module, capsys):
+    out = show_ok(capsys, f"{module}:Net", "--mode", "forward")
+    assert "def Net(" in out and "def grad_" not in out
+    (res,) = load_generated(out, "Net")(SEED_X, SEED_Y, SEED_Z * 3)
+    np.testing.assert_allclose(res, (SEED_X * 3) @ SEED_Y, rtol=1e-5)
+
+
+def test_show_plain_function(module, capsys):
+    x = np.array([0.1, 0.5, 2.0], np.float32)
+    y = np.array([3.0, -1.0, 0.5], np.float32)
+    out = show_ok(capsys, f"{module}:f", args="float32[3], float32[3]")
+    assert "def grad_f(" in out
+    (dx,) = load_generated(out, "grad_f")(x, y)
+    np.testing.assert_allclose(dx, y * np.cos(x), rtol=1e-5)
+    out = show_ok(capsys, f"{module}:f", "--get-all", args="float32[3], float32[3]")
+    dx, dy = load_generated(out, "grad_f")(x, y)
+    np.testing.assert_allclose(dx, y * np.cos(x), rtol=1e-5)
+    np.testing.assert_allclose(dy, np.sin(x), rtol=1e-5)
+
+
+def test_show_plain_function_forward(module, capsys):
+    x = np.array([0.1, 0.5], np.float64)
+    y = np.array([3.0, -1.0], np.float64)
+    out = show_ok(capsys, f"{module}:f", "--mode", "forward", args="float64[2], float64[2]")
+    (res,) = load_generated(out, "f")(x, y)
+    np.testing.assert_allclose(res, np.sin(x) * y)
+
+
+def test_show_sens_two_outputs(module, capsys):
+    out = show_ok(capsys, f"{module}:two", "--sens", "--get-all", args="float32[2], float32[2]")
+    assert "sens_param=True" in out
+    fn = load_generated(out, "grad_two")
+    assert len(inspect.signature(fn).parameters) == 4  # x, y and one sens per output
+    x = np.array([0.3, 1.2], np.float32)
+    y = np.array([2.0, -1.0], np.float32)
+    s0 = np.array([1.0, 0.5], np.float32)
+    s1 = np.array([-2.0, 3.0], np.float32)
+    dx, dy = fn(x, y, s0, s1)
+    np.testing.assert_allclose(dx, s0 * y + s1 * np.cos(x), rtol=1e-5)
+    np.testing.assert_allclose(dy, s0 * x, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- errors
+def assert_clean_failure(code, err, *words):
+    assert code != 0
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+
+
+def test_missing_file(tmp_path, capsys):
+    missing = tmp_path / "nope.py"
+    code, out, err = run_cli(["show", f"{missing}:Net", "--args", SEED_ARGS], capsys)
+    assert_clean_failure(code, err, "no such file", "nope.py")
+    assert out == ""
+
+
+def test_missing_name(module, capsys):
+    code, out, err = run_cli(["show", f"{module}:NoSuchNet", "--args", SEED_ARGS], capsys)
+    assert_clean_failure(code, err, "NoSuchNet")
+    assert out == ""
+
+
+def test_target_without_name(module, capsys):
+    code, _, err = run_cli(["show", str(module), "--args", SEED_ARGS], capsys)
+    assert_clean_failure(code, err, "FILE.py:NAME")
+
+
+@pytest.mark.parametrize(
+    "spec, word", [("float32[2,3], garbage", "garbage"), ("float32(2,3)", "float32(2,3)"), ("floaty[2]", "floaty")]
+)
+def test_unparsable_args(module, capsys, spec, word):
+    code, out, err = run_cli(["show", f"{module}:Net", "--args", spec], capsys)
+    assert_clean_failure(code, err, "--args", word)
+    assert out == ""
+
+
+def test_missing_args_option(module, capsys):
+    code, _, err = run_cli(["show", f"{module}:Net"], capsys)
+    assert_clean_failure(code, err, "--args")
+
+
+def test_unsupported_syntax_in_target(module, capsys):
+    code, out, err = run_cli(["show", f"{module}:Looping", "--args", SEED_ARGS], capsys)
+    assert code == 1
+    line = MODULE_SOURCE.splitlines().index("        while True:") + 1
+    assert_clean_failure(code, err, f"user_nets.py:{line}", "`while`")
+    assert out == ""
+
+
+def test_shape_mismatch_in_target(module, capsys):
+    code, _, err = run_cli(["show", f"{module}:Net", "--args", "float32[2,3], float32[2,3]"], capsys)
+    assert code == 1
+    assert_clean_failure(code, err, "MatMul", "(2, 3)", "user_nets.py:")
+
+
+def test_wrong_number_of_args_in_spec(module, capsys):
+    code, _, err = run_cli(["show", f"{module}:Net", "--args", "float32[2,3]"], capsys)
+    assert_clean_failure(code, err, "(x, y)")
+
+
+def test_cell_class_needing_constructor_arguments(module, capsys):
+    code, _, err = run_cli(["show", f"{module}:NeedsArgs", "--args", "float32[2]"], capsys)
+    assert_clean_failure(code, err, "NeedsArgs")
+
+
+def test_get_by_list_on_a_function(module, capsys):
+    code, _, err = run_cli(["show", f"{module}:f", "--args", "float32[2], float32[2]", "--get-by-list"], capsys)
+    assert_clean_failure(code, err, "--get-by-list")
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [console_script(), "show", f"{tmp_path / 'missing.py'}:Net", "--args", SEED_ARGS],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr
