@@ -84,24 +84,19 @@ def lower_reduce(fe, op: str, display: str, x: Any, axis: Any, keepdims: bool) -
     return fe.b.bind1(op, a, axes=axes, keepdims=bool(keepdims))
 
 
-class ReduceSum(Primitive):
-    """``ReduceSum(keep_dims=False)(x, axis=())``: sum over ``axis`` (all axes by default)."""
-
+def _reduce_class(op: str, display: str, what: str) -> type:
     def __init__(self, keep_dims: bool = False):
-        super().__init__(keep_dims=bool(keep_dims))
+        Primitive.__init__(self, keep_dims=bool(keep_dims))
 
     def lower(self, fe, x, axis=()):
-        return lower_reduce(fe, "reduce_sum", "ReduceSum", x, axis, self._attrs["keep_dims"])
+        return lower_reduce(fe, op, display, x, axis, self._attrs["keep_dims"])
+
+    doc = f"``{display}(keep_dims=False)(x, axis=())``: {what} over ``axis`` (all axes by default)."
+    return type(display, (Primitive,), {"__init__": __init__, "lower": lower, "__doc__": doc})
 
 
-class ReduceMean(Primitive):
-    """``ReduceMean(keep_dims=False)(x, axis=())``: mean over ``axis`` (all axes by default)."""
-
-    def __init__(self, keep_dims: bool = False):
-        super().__init__(keep_dims=bool(keep_dims))
-
-    def lower(self, fe, x, axis=()):
-        return lower_reduce(fe, "reduce_mean", "ReduceMean", x, axis, self._attrs["keep_dims"])
+ReduceSum = _reduce_class("reduce_sum", "ReduceSum", "sum")
+ReduceMean = _reduce_class("reduce_mean", "ReduceMean", "mean")
 
 
 def lower_cast(fe, x: Any, dtype: Any) -> Any:
