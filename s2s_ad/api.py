@@ -45,10 +45,10 @@ def arg_names_of(fn: Any, n: int) -> list[str]:
             break
         names.append(p.name)
     if isinstance(fn, GradFunction):
-        names = arg_names_of(fn.fn, n) + (["sens"] if fn.op.sens_param else [])
+        sens = 1 if (fn.op.sens_param and n > 0) else 0
+        return arg_names_of(fn.fn, n - sens) + ["sens"] * sens
     names = names[:n]
-    names += [f"{names[-1] if names and n > len(names) and False else 'arg'}{i}" for i in range(len(names), n)]
-    return names
+    return names + [f"arg{i}" for i in range(len(names), n)]
 
 
 def normalize_weights(weights: Any, who: str) -> tuple[Parameter, ...] | None:
@@ -144,7 +144,12 @@ class GradFunction:
             tuple(id(w) for w in self.weights) if (self.weights and op.get_by_list) else (),
         )
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise ArgumentError(
+                f"the gradient function of {callable_name(self.fn)} takes positional arguments only, "
+                f"got keyword argument(s) {', '.join(kwargs)}"
+            )
         return run_staged(
             cache_for(self.fn),
             self._key(),

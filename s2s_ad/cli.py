@@ -40,7 +40,10 @@ def parse_args_spec(spec: str) -> list[Aval]:
             dt = mstype.to_np(getattr(mstype, name) if hasattr(mstype, name) else name)
         except TypeError:
             raise SystemExit(f"s2s-ad: unknown dtype {name!r} in --args") from None
-        shape = tuple(int(d) for d in dims.split(",") if d.strip())
+        try:
+            shape = tuple(int(d) for d in dims.split(",") if d.strip())
+        except ValueError:
+            raise SystemExit(f"s2s-ad: cannot parse the shape [{dims}] in --args: dimensions must be integers") from None
         out.append(Aval(shape, dt))
     rest = re.sub(r"[a-z_]+[0-9]*\s*\[[^\]]*\]", "", spec).replace(",", "").strip()
     if rest:
@@ -99,8 +102,7 @@ def show(target: Any, avals: Sequence[Aval], mode: str, get_all: bool, get_by_li
     if sens:
         from .api import output_avals
 
-        outs = output_avals(target, *avals)
-        args.append(outs[0] if len(outs) == 1 and not isinstance(outs, tuple) else outs)
+        args.append(output_avals(target, *avals))
     return generated_source(fn, *args)
 
 

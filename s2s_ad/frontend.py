@@ -153,7 +153,14 @@ def parse_function(func: types.FunctionType) -> _Parsed:
             "interactive prompt or created by exec() have none). Define it in a .py file, or put its "
             "source into linecache under its code's filename."
         ) from None
-    tree = ast.parse(textwrap.dedent("".join(lines)))
+    if func.__name__ == "<lambda>":
+        raise UnsupportedSyntaxError(
+            "lambda functions cannot be compiled or differentiated: define the function with `def`", Loc(file, first)
+        )
+    try:
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except SyntaxError:
+        raise UnsupportedSyntaxError(f"cannot parse the source of `{name}` on its own", Loc(file, first)) from None
     node = tree.body[0]
     if not isinstance(node, ast.FunctionDef):
         raise UnsupportedSyntaxError(f"`{name}` is not a `def` function", Loc(file, first))
@@ -279,6 +286,8 @@ class Frontend:
         if lower is not None:
             return lower(self, list(args), kwargs)
         if isinstance(f, Cell):
+            if type(f).construct is Cell.construct:
+                raise self.error(f"{type(f).__name__} does not define construct()", ArgumentError)
             return self.inline(type(f).construct, [f, *args], kwargs, owner=f)
         if isinstance(f, TensorMethod):
             from .ops.primitives import tensor_method
@@ -717,6 +726,8 @@ def abstractify(x: Any) -> Any:
     if isinstance(x, Tensor):
         return Aval(tuple(x.shape), x.asnumpy().dtype)
     if isinstance(x, (np.ndarray, np.generic)):
+        if x.dtype.kind not in "biuf":
+            raise ArgumentError(f"inputs must be numeric tensors or arrays, got an array of dtype {x.dtype}")
         return Aval(x.shape, x.dtype)
     return x
 

@@ -26,5 +26,3 @@ def mode(request):
     context.set_context(mode=context.PYNATIVE_MODE if request.param == "python" else context.GRAPH_MODE)
     yield request.param
     context.set_context(mode=old)
-
-

@@ -350,3 +350,19 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.returncode != 0
     assert "no such file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_show_sens_single_output_and_sens_names(tmp_path, capsys):
+    f = tmp_path / "one.py"
+    f.write_text("from s2s_ad import ops\ndef g(x):\n    return ops.sin(x)\ndef two(x, y):\n    return x * y, x + y\n")
+    assert cli.main(["show", f"{f}:g", "--args", "float32[2]", "--sens"]) == 0
+    assert "def grad_g(x, sens):" in capsys.readouterr().out
+    assert cli.main(["show", f"{f}:two", "--args", "float32[2], float32[2]", "--sens"]) == 0
+    assert "def grad_two(x, y, sens_0, sens_1):" in capsys.readouterr().out
+
+
+def test_show_non_integer_dimension_is_a_clean_error(tmp_path):
+    f = tmp_path / "one.py"
+    f.write_text("from s2s_ad import ops\ndef g(x):\n    return ops.sin(x)\n")
+    with pytest.raises(SystemExit, match="dimensions must be integers"):
+        cli.main(["show", f"{f}:g", "--args", "float32[a]"])

@@ -767,3 +767,38 @@ def test_error_classes_are_s2s_errors():
     for cls in (UnsupportedSyntaxError, ShapeError, ArgumentError, SourceUnavailableError):
         assert issubclass(cls, S2SError)
     assert s2s_ad.S2SError is S2SError
+
+
+# ---------------------------------------------------------------------------- regressions
+_LAMBDAS = {
+    "double": lambda a: a * 2,
+}
+
+
+class _Double(nn.Cell):
+    def construct(self, x):
+        return x * 2
+
+
+class _NoConstruct(nn.Cell):
+    pass
+
+
+def test_keyword_arguments_to_a_gradient_function_are_an_argument_error():
+    with pytest.raises(ArgumentError, match="positional arguments only"):
+        ops.GradOperation()(_Double())(x=Tensor([1.0]))
+
+
+def test_cell_without_construct_says_so():
+    with pytest.raises(ArgumentError, match="_NoConstruct does not define construct"):
+        _NoConstruct()(Tensor([1.0]))
+
+
+def test_lambda_in_a_multiline_literal_is_rejected_clearly():
+    with pytest.raises(UnsupportedSyntaxError, match="lambda functions cannot be compiled"):
+        ops.GradOperation()(_LAMBDAS["double"])(Tensor([1.0, 2.0]))
+
+
+def test_object_dtype_input_is_an_argument_error():
+    with pytest.raises(ArgumentError, match="dtype object"):
+        _Double()(np.ones(2, object))

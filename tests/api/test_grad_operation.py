@@ -81,7 +81,9 @@ def test_get_by_list(mode):
 
 def test_get_all_and_get_by_list(pynative):
     net = Net()
-    (dx, dy), (dz,) = ops.GradOperation(get_all=True, get_by_list=True)(net, ParameterTuple(net.trainable_params()))(X, Y)
+    (dx, dy), (dz,) = ops.GradOperation(get_all=True, get_by_list=True)(net, ParameterTuple(net.trainable_params()))(
+        X, Y
+    )
     np.testing.assert_allclose(dx.asnumpy(), DX, rtol=1e-6)
     np.testing.assert_allclose(dy.asnumpy(), DY, rtol=1e-6)
     np.testing.assert_allclose(dz.asnumpy(), [np.sum(X.asnumpy() @ Y.asnumpy())], rtol=1e-6)

@@ -67,6 +67,8 @@ def test_same_source_in_fresh_processes_with_different_hash_seeds():
     outs = []
     for seed in ("0", "12345"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
-        outs.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+        outs.append(
+            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        )
     assert outs[0] == outs[1]
     assert "def grad_Net(x, y, z):" in outs[0]
