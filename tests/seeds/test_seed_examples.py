@@ -15,6 +15,8 @@ import pytest
 
 from s2s_ad import Tensor, context
 
+pytestmark = pytest.mark.filterwarnings("ignore:device_target=.GPU.:RuntimeWarning")
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 DX = [[4.51, 2.7, 3.6], [4.51, 2.7, 3.6]]
