@@ -43,7 +43,9 @@ def parse_args_spec(spec: str) -> list[Aval]:
         try:
             shape = tuple(int(d) for d in dims.split(",") if d.strip())
         except ValueError:
-            raise SystemExit(f"s2s-ad: cannot parse the shape [{dims}] in --args: dimensions must be integers") from None
+            raise SystemExit(
+                f"s2s-ad: cannot parse the shape [{dims}] in --args: dimensions must be integers"
+            ) from None
         out.append(Aval(shape, dt))
     rest = re.sub(r"[a-z_]+[0-9]*\s*\[[^\]]*\]", "", spec).replace(",", "").strip()
     if rest:

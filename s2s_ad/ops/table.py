@@ -247,10 +247,15 @@ def _matmul_abstract(avals: list[Aval], p: dict) -> list[Aval]:
     return [Aval((m, n), a.dtype)]
 
 
+def _atomic(arg) -> str:
+    s, prec = arg
+    return s if prec >= ATOM else f"({s})"
+
+
 def _matmul_emit(args, eqn: Eqn, C):
-    (x, _), (y, _) = args
-    x = f"{x}.T" if eqn.params["transpose_a"] else x
-    y = f"{y}.T" if eqn.params["transpose_b"] else y
+    x, y = (a[0] for a in args)
+    x = f"{_atomic(args[0])}.T" if eqn.params["transpose_a"] else x
+    y = f"{_atomic(args[1])}.T" if eqn.params["transpose_b"] else y
     return f"{C.np}.dot({x}, {y})", ATOM
 
 
@@ -463,7 +468,7 @@ def _transpose_abstract(avals, p):
 
 
 def _transpose_emit(args, eqn, C):
-    ((x, _),) = args
+    x = _atomic(args[0])
     perm = tuple(eqn.params["perm"])
     if perm == tuple(reversed(range(len(perm)))):
         return f"{x}.T", ATOM

@@ -231,3 +231,25 @@ def test_loops_and_constant_if_and_helpers(mode):
     h = 1e-6
     num = np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(3)])
     np.testing.assert_allclose(g, num, rtol=1e-6)
+
+
+def test_transpose_of_an_inlined_expression_is_parenthesised(mode):
+    class T(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.mm = ops.MatMul(transpose_a=True)
+
+        def construct(self, x, y):
+            return self.mm(x + y, y)
+
+    def f(x, y):
+        d = (x * 2.0).T
+        return ops.ReduceSum()(d * y + d * d)
+
+    a = np.array([[1.0, 2.0], [0.0, 1.0]], np.float32)
+    b = np.array([[1.0, 0.0], [3.0, 1.0]], np.float32)
+    np.testing.assert_allclose(T()(Tensor(a), Tensor(b)).asnumpy(), (a + b).T @ b, rtol=1e-6)
+    x = np.arange(6, dtype=np.float64).reshape(2, 3) / 7
+    y = np.ones((3, 2))
+    g = ops.GradOperation()(f)(Tensor(x), Tensor(y)).asnumpy()
+    np.testing.assert_allclose(g, 2 * y.T + 8 * x, rtol=1e-12)
