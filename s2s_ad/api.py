@@ -9,7 +9,7 @@ from typing import Any
 
 from . import context
 from .ad.reverse import grad_program
-from .errors import ArgumentError, S2SError
+from .errors import ArgumentError
 from .frontend import Frontend, abstractify, inline_program, trace
 from .ir import Aval, Lit, Var, flatten, tree_str, unflatten
 from .ops.table import cast_to, fmt_shape
@@ -220,7 +220,7 @@ class GradFunction:
         return atoms
 
 
-__all__ = ["GradOperation", "GradFunction", "Aval", "S2SError"]
+__all__ = ["GradOperation", "GradFunction", "generated_source", "trace_program", "output_avals"]
 
 
 def _staged_body(fn: Any):

@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from .ir import Atom, Lit, Program, Var, short_dtype
+from .ir import Atom, Lit, Program, Var, treedef_leaves
 from .ops.table import ATOM, POW, UNARY, get_op
 
 # Ops whose numpy result is a fresh C-contiguous array.
@@ -190,13 +190,11 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
 
 def _leaf_names(prog: Program) -> list[str]:
     """A name per flattened argument leaf: the parameter name, suffixed for tuple args."""
-    from .ad.reverse import flatten_def_leaves
-
     out = []
     children = prog.in_tree[1] if prog.in_tree else ()
     for k, child in enumerate(children):
         base = prog.arg_names[k] if k < len(prog.arg_names) else f"arg{k}"
-        n = len(flatten_def_leaves(child))
+        n = treedef_leaves(child)
         out.extend([base] if child is None else [f"{base}_{i}" for i in range(n)])
     return out
 
@@ -211,4 +209,4 @@ def register_source(src: str, fname: str) -> str:
     return filename
 
 
-__all__ = ["generate", "register_source", "short_dtype"]
+__all__ = ["generate", "register_source"]

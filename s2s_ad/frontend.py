@@ -299,7 +299,7 @@ class Frontend:
             if getattr(f, "_s2s_static", False):
                 return f(*args, **kwargs)
             return self.inline(f, list(args), kwargs)
-        if getattr(f, "_s2s_static", False) or (isinstance(f, type) and getattr(f, "_s2s_static", False)):
+        if getattr(f, "_s2s_static", False):
             if any(isinstance(a, (Var, Lit)) for a in flatten(list(args) + list(kwargs.values()))[0]):
                 raise self.error(f"`{_name_of(f)}` must be called with compile-time constants here")
             return f(*args, **kwargs)

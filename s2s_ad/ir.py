@@ -7,7 +7,7 @@ that a mismatch is reported where it is written (with the user's source position
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,13 @@ def _unflatten(treedef: TreeDef, it) -> Any:
     return vals if kind == "list" else tuple(vals)
 
 
+def treedef_leaves(treedef: TreeDef) -> int:
+    """The number of leaves of a tree definition."""
+    if treedef is None:
+        return 1
+    return sum(treedef_leaves(c) for c in treedef[1])
+
+
 def tree_str(treedef: TreeDef) -> str:
     """A human description of a tree structure, for error messages."""
     if treedef is None:
@@ -259,7 +266,3 @@ class Builder:
 
     def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
         return self.bind(op, ins, hint, **params)[0]
-
-
-def used_vars(eqns: Iterable[Eqn]) -> set[int]:
-    return {id(a) for e in eqns for a in e.ins if isinstance(a, Var)}

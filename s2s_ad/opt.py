@@ -231,7 +231,3 @@ def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Progra
     if simplify:
         prog = cse(simplify_clusters(prog))
     return dce(prog)
-
-
-def count_ops(prog: Program) -> int:
-    return len(prog.eqns)

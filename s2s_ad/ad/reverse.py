@@ -13,7 +13,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import S2SError
-from ..ir import Atom, Builder, Eqn, Lit, Program, Var, flatten
+from ..ir import Atom, Builder, Eqn, Lit, Program, Var, treedef_leaves
 from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
 from ..symbolic import to_ir
 
@@ -149,7 +149,7 @@ def grad_program(
     arg_leaf_ranges = []
     start = 0
     for child in prog.in_tree[1]:
-        n = len(flatten_def_leaves(child))
+        n = treedef_leaves(child)
         arg_leaf_ranges.append((start, start + n, child))
         start += n
 
@@ -203,13 +203,3 @@ def grad_program(
         out_tree=out_tree,
         arg_names=arg_names,
     )
-
-
-def flatten_def_leaves(treedef: Any) -> list[None]:
-    """One entry per leaf of a tree definition."""
-    if treedef is None:
-        return [None]
-    return [x for c in treedef[1] for x in flatten_def_leaves(c)]
-
-
-__all__ = ["grad_program", "backward", "elementwise_vjp", "copy_eqns", "flatten"]
