@@ -8,9 +8,18 @@ it into new Python source, simplifies it with SymPy and compiles it with Numba.
 from __future__ import annotations
 
 from . import context, dtype, nn, ops
+from .api import grad, jit, jvp, value_and_grad, vjp
+from .common.initializer import set_seed
 from .context import GRAPH_MODE, PYNATIVE_MODE, get_context, set_context
 from .dtype import bool_, float16, float32, float64, int8, int16, int32, int64, uint8
-from .errors import ArgumentError, S2SError, ShapeError, SourceUnavailableError, UnsupportedSyntaxError
+from .errors import (
+    ArgumentError,
+    ArgumentValueError,
+    S2SError,
+    ShapeError,
+    SourceUnavailableError,
+    UnsupportedSyntaxError,
+)
 from .ops import GradOperation, stop_gradient
 from .tensor import Parameter, ParameterTuple, Tensor
 
@@ -34,7 +43,14 @@ __all__ = [
     "int32",
     "int64",
     "uint8",
+    "grad",
+    "value_and_grad",
+    "jvp",
+    "vjp",
+    "jit",
+    "set_seed",
     "ArgumentError",
+    "ArgumentValueError",
     "S2SError",
     "ShapeError",
     "SourceUnavailableError",

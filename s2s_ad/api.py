@@ -1,37 +1,53 @@
-"""The differentiation API facade: ``GradOperation``. No AD logic lives here: a call maps to
-a cache key and dispatches to compiled code; inside another compiled function the gradient
-program is inlined instead."""
+"""The differentiation API: MindSpore's ``GradOperation``, ``grad``, ``value_and_grad``,
+``jvp`` and ``vjp`` (and the ``nn`` wrappers built on them), plus ``jit``.
+
+No AD logic lives here. Each API makes a :class:`Transformed` callable: called from Python it
+maps its arguments to a cache key and runs compiled code; called inside another compiled
+function (``_s2s_lower``) it traces the wrapped function, builds the derivative program
+(:mod:`s2s_ad.ad.reverse` or :mod:`s2s_ad.ad.forward`) and inlines it, which is how
+derivatives of derivatives are formed.
+"""
 
 from __future__ import annotations
 
+import functools
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import context
+from .ad.forward import jvp_program
 from .ad.reverse import grad_program
-from .errors import ArgumentError
-from .frontend import Frontend, abstractify, inline_program, trace
-from .ir import Aval, Lit, Var, flatten, tree_str, unflatten
+from .errors import ArgumentError, ArgumentValueError
+from .frontend import Frontend, abstractify, inline_program, is_tensor_value, trace
+from .ir import Aval, Lit, Program, Var, flatten, tree_str, treedef_leaves, unflatten
 from .ops.table import cast_to, fmt_shape
 from .opt import optimize
 from .runtime import cache_for, run_staged
 from .tensor import Parameter, ParameterTuple
 
+# ---------------------------------------------------------------------------- naming helpers
+
 
 def callable_name(fn: Any) -> str:
     from .nn.cell import Cell
 
+    if isinstance(fn, Transformed):
+        return f"{fn.prefix}_{callable_name(fn.fn)}"
     if isinstance(fn, Cell):
         return type(fn).__name__
-    if isinstance(fn, GradFunction):
-        return f"grad_{callable_name(fn.fn)}"
     return getattr(fn, "__name__", type(fn).__name__)
 
 
 def arg_names_of(fn: Any, n: int) -> list[str]:
-    """Parameter names of ``fn`` (a Cell's construct or a function) for ``n`` arguments."""
+    """Parameter names of ``fn`` (a Cell's construct, a function or a transformed function)
+    for ``n`` arguments."""
     from .nn.cell import Cell
 
+    if isinstance(fn, Transformed):
+        extra = fn.extra_args(n)
+        return arg_names_of(fn.fn, n - len(extra)) + extra
     target = type(fn).construct if isinstance(fn, Cell) else fn
     names: list[str] = []
     try:
@@ -44,11 +60,11 @@ def arg_names_of(fn: Any, n: int) -> list[str]:
         if p.kind == p.VAR_POSITIONAL:
             break
         names.append(p.name)
-    if isinstance(fn, GradFunction):
-        sens = 1 if (fn.op.sens_param and n > 0) else 0
-        return arg_names_of(fn.fn, n - sens) + ["sens"] * sens
     names = names[:n]
     return names + [f"arg{i}" for i in range(len(names), n)]
+
+
+# ---------------------------------------------------------------------------- argument checks
 
 
 def normalize_weights(weights: Any, who: str) -> tuple[Parameter, ...] | None:
@@ -66,7 +82,36 @@ def normalize_weights(weights: Any, who: str) -> tuple[Parameter, ...] | None:
     )
 
 
-def trace_abstract(fn: Any, args: list[Any]) -> Any:
+def _check_bool(who: str, **flags: Any) -> None:
+    for n, v in flags.items():
+        if not isinstance(v, bool):
+            raise ArgumentError(f"{who}: {n} must be a bool, got {type(v).__name__}")
+
+
+def _check_callable(who: str, fn: Any) -> None:
+    if not callable(fn):
+        raise ArgumentError(f"{who}: expected a Cell or a function to differentiate, got {type(fn).__name__}")
+
+
+def _check_positions(who: str, grad_position: Any) -> tuple[int, ...] | None:
+    if grad_position is None:
+        return None
+    if isinstance(grad_position, bool) or not isinstance(grad_position, (int, tuple)):
+        raise ArgumentError(f"{who}: grad_position must be an int, a tuple of ints or None, got {grad_position!r}")
+    pos = (grad_position,) if isinstance(grad_position, int) else grad_position
+    if not pos:
+        raise ArgumentValueError(f"{who}: grad_position must not be an empty tuple")
+    for p in pos:
+        if isinstance(p, bool) or not isinstance(p, int):
+            raise ArgumentError(f"{who}: grad_position must contain ints, got {p!r}")
+        if p < 0:
+            raise ArgumentValueError(f"{who}: grad_position must be non-negative, got {p}")
+    if len(set(pos)) != len(pos):
+        raise ArgumentValueError(f"{who}: grad_position {grad_position} repeats a position")
+    return pos
+
+
+def trace_abstract(fn: Any, args: list[Any]) -> Program:
     """Trace ``fn`` applied to the abstract versions of staged values (Vars → Avals)."""
 
     def abstract(v: Any) -> Any:
@@ -83,9 +128,230 @@ def trace_abstract(fn: Any, args: list[Any]) -> Any:
 
 def _leaf_atoms(fe: Frontend, v: Any) -> list:
     leaves, _ = flatten(v)
-    from .frontend import is_tensor_value
-
     return [fe.atom(x) for x in leaves if isinstance(x, (Var, Lit)) or is_tensor_value(x)]
+
+
+def check_like(fe: Frontend, what: str, of: str, value: Any, tree: Any, avals: list[Aval]) -> list:
+    """Atoms of ``value`` (a sens or tangent), which must be structured like ``tree`` with the
+    shapes of ``avals``; each is cast to the dtype it pairs with."""
+    leaves, vtree = flatten(value)
+    if vtree != tree:
+        raise fe.error(
+            f"{what} must be structured like {of}: expected {tree_str(tree)}, got {tree_str(vtree)}", ArgumentError
+        )
+    atoms = []
+    for i, (s, av) in enumerate(zip(leaves, avals)):
+        if not (isinstance(s, (Var, Lit)) or is_tensor_value(s) or isinstance(s, (int, float))):
+            raise fe.error(f"{what} must contain tensors, got {type(s).__name__}", ArgumentError)
+        a = fe.atom(s, like=av.dtype)
+        if isinstance(a, Lit) and av.shape:
+            raise fe.error(
+                f"{what} must be a tensor of shape {fmt_shape(av.shape)}, got the number {a.value}", ArgumentError
+            )
+        if a.shape != av.shape:
+            where = f" (element {i})" if tree is not None else ""
+            raise fe.error(
+                f"{what}{where} has shape {fmt_shape(a.shape)} but {of} has shape {fmt_shape(av.shape)}", ArgumentError
+            )
+        atoms.append(cast_to(fe.b, a, av.dtype))
+    return atoms
+
+
+# ---------------------------------------------------------------------------- base class
+
+
+class Transformed:
+    """A function made by one of s2s_ad's transforms. Calling it from Python compiles once per
+    argument signature and then runs compiled code; inside compiled code it is inlined."""
+
+    _s2s_static = False
+    prefix = "transformed"
+
+    def __init__(self, fn: Any):
+        self.fn = fn
+        self.__wrapped__ = fn
+        self.__name__ = f"{self.prefix}_{callable_name(fn)}"
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    # subclasses -------------------------------------------------------------
+    def key(self) -> tuple:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def extra_args(self, n: int) -> list[str]:
+        """Names of trailing arguments that are not ``fn``'s (a sens, tangents)."""
+        return []
+
+    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+        raise NotImplementedError
+
+    # calling ---------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise ArgumentError(
+                f"{self.__name__} takes positional arguments only, got keyword argument(s) {', '.join(kwargs)}"
+            )
+        return run_staged(
+            cache_for(self.fn),
+            self.key(),
+            lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
+            lambda fe, vals: self._s2s_lower(fe, vals, {}),
+            list(args),
+            context.backend(),
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
+
+
+def _no_kwargs(fe: Frontend, who: str, kwargs: dict) -> None:
+    if kwargs:
+        raise fe.error(
+            f"{who} takes positional arguments only, got keyword argument(s) {', '.join(kwargs)}", ArgumentError
+        )
+
+
+# ---------------------------------------------------------------------------- reverse mode
+
+
+@dataclass(frozen=True)
+class ReverseSpec:
+    """What a reverse-mode API differentiates and how it shapes its result.
+
+    ``layout`` is ``"flags"`` (GradOperation, ForwardValueAndGrad: by get_all/get_by_list),
+    ``"position"`` (grad, value_and_grad: by grad_position/weights) or ``"vjp"`` (gradients of
+    all inputs; a bare gradient for one input).
+    """
+
+    api: str
+    layout: str
+    positions: tuple[int, ...] | None = None  # "position" layout; None = no inputs
+    bare_position: bool = False
+    bare_weights: bool = False
+    get_all: bool = False
+    get_by_list: bool = False
+    sens_param: bool = False
+    has_aux: bool = False
+    with_value: bool = False
+
+
+class ReverseFunction(Transformed):
+    """Reverse-mode derivative of a Cell or function (GradOperation, grad, value_and_grad,
+    ForwardValueAndGrad, vjp)."""
+
+    prefix = "grad"
+
+    def __init__(self, fn: Any, spec: ReverseSpec, weights: tuple[Parameter, ...] | None = None):
+        self.spec = spec
+        self.weights = weights
+        super().__init__(fn)
+
+    def key(self) -> tuple:
+        return ("reverse", self.spec, tuple(id(w) for w in self.weights) if self.weights else ())
+
+    def describe(self) -> str:
+        s = self.spec
+        if s.layout == "flags":
+            opts = f"get_all={s.get_all}, get_by_list={s.get_by_list}, sens_param={s.sens_param}"
+        elif s.layout == "position":
+            gp = s.positions[0] if (s.bare_position and s.positions) else s.positions
+            opts = f"grad_position={gp}, has_aux={s.has_aux}, sens_param={s.sens_param}"
+        else:
+            opts = "v"
+        return f"Reverse-mode derivative of {callable_name(self.fn)} ({s.api}({opts}))."
+
+    def extra_args(self, n: int) -> list[str]:
+        return ["sens"] if (self.spec.sens_param and n > 0) else []
+
+    def _wrt(self, fe: Frontend, n: int) -> list[int]:
+        s = self.spec
+        if s.layout == "vjp" or (s.layout == "flags" and s.get_all):
+            return list(range(n))
+        if s.layout == "flags":
+            if s.get_by_list:
+                return []
+            if n == 0:
+                raise fe.error(f"{s.api}: {callable_name(self.fn)} takes no inputs to differentiate", ArgumentError)
+            return [0]
+        for p in s.positions or ():
+            if p >= n:
+                raise fe.error(
+                    f"{s.api}: grad_position {p} is out of range: {callable_name(self.fn)} was called with {n} input(s)",
+                    ArgumentValueError,
+                )
+        return list(s.positions or ())
+
+    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+        s = self.spec
+        _no_kwargs(fe, self.__name__, kwargs)
+        args = list(args)
+        sens = None
+        if s.sens_param:
+            if not args:
+                raise fe.error(
+                    f"{s.api}(sens_param=True): the last argument must be the sens (output cotangent), "
+                    "but no arguments were given",
+                    ArgumentError,
+                )
+            sens = args.pop()
+        wrt = self._wrt(fe, len(args))
+        inner = trace_abstract(self.fn, args)
+        if s.has_aux and (inner.out_tree is None or inner.out_tree[0] == "static" or len(inner.out_tree[1]) < 2):
+            raise fe.error(
+                f"{s.api}(has_aux=True): {callable_name(self.fn)} must return a tuple of at least two outputs "
+                f"(the one to differentiate, then auxiliary outputs), got {tree_str(inner.out_tree)}",
+                ArgumentError,
+            )
+        weights = list(self.weights) if self.weights else []
+        gp = optimize(grad_program(inner, wrt, weights, s.sens_param, with_value=True, has_aux=s.has_aux), final=False)
+        flat = []
+        for a in args:
+            flat.extend(_leaf_atoms(fe, a))
+        if sens is not None:
+            diff_tree = inner.out_tree[1][0] if s.has_aux else inner.out_tree
+            n_diff = treedef_leaves(diff_tree)
+            flat.extend(
+                check_like(
+                    fe,
+                    "sens",
+                    f"the output of {callable_name(self.fn)}",
+                    sens,
+                    diff_tree,
+                    [o.aval for o in inner.outs[:n_diff]],
+                )
+            )
+        value, arg_grads, param_grads = unflatten(gp.out_tree, inline_program(fe, gp, flat))
+        return self._shape(value, list(arg_grads), list(param_grads))
+
+    def _shape(self, value: Any, arg_grads: list, param_grads: list) -> Any:
+        s = self.spec
+        if s.layout == "flags":
+            if s.get_all and s.get_by_list:
+                grads: Any = (tuple(arg_grads), tuple(param_grads))
+            elif s.get_by_list:
+                grads = tuple(param_grads)
+            elif s.get_all:
+                grads = tuple(arg_grads)
+            else:
+                grads = arg_grads[0]
+        elif s.layout == "vjp":
+            grads = arg_grads[0] if len(arg_grads) == 1 else tuple(arg_grads)
+        else:
+            by_pos = arg_grads[0] if s.bare_position else tuple(arg_grads)
+            by_w = param_grads[0] if s.bare_weights else tuple(param_grads)
+            if s.positions is not None and self.weights is not None:
+                grads = (by_pos, by_w)
+            elif self.weights is not None:
+                grads = by_w
+            else:
+                grads = by_pos
+        if s.with_value:
+            return (value, grads)
+        if s.has_aux:
+            return (grads, tuple(value[1:]))
+        return grads
 
 
 class GradOperation:
@@ -102,129 +368,255 @@ class GradOperation:
     _s2s_constructible = True
 
     def __init__(self, get_all: bool = False, get_by_list: bool = False, sens_param: bool = False):
-        for n, v in (("get_all", get_all), ("get_by_list", get_by_list), ("sens_param", sens_param)):
-            if not isinstance(v, bool):
-                raise ArgumentError(f"GradOperation: {n} must be a bool, got {type(v).__name__}")
+        _check_bool("GradOperation", get_all=get_all, get_by_list=get_by_list, sens_param=sens_param)
         self.get_all = get_all
         self.get_by_list = get_by_list
         self.sens_param = sens_param
 
-    def __call__(self, fn: Any, weights: Any = None) -> GradFunction:
-        if not callable(fn):
-            raise ArgumentError(f"GradOperation: expected a Cell or a function, got {type(fn).__name__}")
-        w = normalize_weights(weights, "GradOperation")
-        if self.get_by_list and w is None:
-            raise ArgumentError(
-                "GradOperation(get_by_list=True) needs weights: call it as "
-                "grad_op(net, ParameterTuple(net.trainable_params()))"
-            )
-        return GradFunction(self, fn, w)
+    def __call__(self, fn: Any, weights: Any = None) -> ReverseFunction:
+        _check_callable("GradOperation", fn)
+        return flags_function(fn, weights, self.get_all, self.get_by_list, self.sens_param, "GradOperation")
 
     def __repr__(self) -> str:
         return f"GradOperation(get_all={self.get_all}, get_by_list={self.get_by_list}, sens_param={self.sens_param})"
 
 
-class GradFunction:
-    """The gradient function of a Cell or function (made by :class:`GradOperation`)."""
+def flags_function(
+    fn: Any, weights: Any, get_all: bool, get_by_list: bool, sens_param: bool, api: str, with_value: bool = False
+) -> ReverseFunction:
+    """The reverse-mode function of GradOperation's flags (also ForwardValueAndGrad's)."""
+    w = normalize_weights(weights, api)
+    if get_by_list and w is None:
+        raise ArgumentError(f"{api}(get_by_list=True) needs weights, e.g. ParameterTuple(net.trainable_params())")
+    spec = ReverseSpec(
+        api, "flags", get_all=get_all, get_by_list=get_by_list, sens_param=sens_param, with_value=with_value
+    )
+    return ReverseFunction(fn, spec, w if get_by_list else None)
 
-    _s2s_static = False
 
-    def __init__(self, op: GradOperation, fn: Any, weights: tuple[Parameter, ...] | None):
-        self.op = op
-        self.fn = fn
-        self.weights = weights
+def _position_function(
+    fn: Any, grad_position: Any, weights: Any, has_aux: bool, sens_param: bool, with_value: bool, api: str
+) -> ReverseFunction:
+    _check_callable(api, fn)
+    _check_bool(api, has_aux=has_aux, sens_param=sens_param)
+    positions = _check_positions(api, grad_position)
+    w = normalize_weights(weights, api)
+    if positions is None and w is None:
+        raise ArgumentValueError(f"{api}: grad_position and weights cannot both be None")
+    spec = ReverseSpec(
+        api,
+        "position",
+        positions=positions,
+        bare_position=positions is not None and len(positions) == 1,
+        bare_weights=isinstance(weights, Parameter),
+        sens_param=sens_param,
+        has_aux=has_aux,
+        with_value=with_value,
+    )
+    return ReverseFunction(fn, spec, w)
 
-    def _key(self) -> tuple:
-        op = self.op
-        return (
-            "grad",
-            op.get_all,
-            op.get_by_list,
-            op.sens_param,
-            tuple(id(w) for w in self.weights) if (self.weights and op.get_by_list) else (),
-        )
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs:
-            raise ArgumentError(
-                f"the gradient function of {callable_name(self.fn)} takes positional arguments only, "
-                f"got keyword argument(s) {', '.join(kwargs)}"
-            )
-        return run_staged(
-            cache_for(self.fn),
-            self._key(),
-            lambda: (
-                callable_name(self),
-                arg_names_of(self, len(args)),
-                f"Reverse-mode derivative of {callable_name(self.fn)} ({self.op!r}).",
-            ),
-            lambda fe, vals: self._s2s_lower(fe, vals, {}),
-            list(args),
-            context.backend(),
-        )
+def grad(
+    fn: Any = None,
+    grad_position: int | tuple[int, ...] | None = 0,
+    weights: Any = None,
+    has_aux: bool = False,
+    sens_param: bool = False,
+) -> Any:
+    """``grad(fn, grad_position=0, weights=None, has_aux=False, sens_param=False)``: the
+    gradient function of ``fn``.
+
+    It returns the gradient of the input at ``grad_position`` (an int gives a bare Tensor, a
+    tuple a tuple, a one-element tuple a bare Tensor); with ``weights`` also the weights'
+    gradients, as ``(input grads, weight grads)``, or only those when ``grad_position`` is
+    None. With ``has_aux`` only ``fn``'s first output is differentiated and the result is
+    ``(grads, (aux, ...))``. With ``sens_param`` the last argument is the output cotangent.
+    Used bare (``@grad``) or with arguments (``@grad(grad_position=(0, 1))``) it is a decorator.
+    """
+    if fn is None:
+        return lambda f: grad(f, grad_position, weights, has_aux, sens_param)
+    return _position_function(fn, grad_position, weights, has_aux, sens_param, False, "grad")
+
+
+def value_and_grad(
+    fn: Any = None,
+    grad_position: int | tuple[int, ...] | None = 0,
+    weights: Any = None,
+    has_aux: bool = False,
+) -> Any:
+    """``value_and_grad(fn, grad_position=0, weights=None, has_aux=False)``: a function
+    returning ``(fn's output, gradients)``, the gradients structured as :func:`grad`'s. With
+    ``has_aux`` the whole output is returned and only its first element is differentiated.
+    Usable as a decorator, bare or with arguments."""
+    if fn is None:
+        return lambda f: value_and_grad(f, grad_position, weights, has_aux)
+    return _position_function(fn, grad_position, weights, has_aux, False, True, "value_and_grad")
+
+
+def _as_inputs(inputs: Any) -> tuple:
+    return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+
+
+class _Direct:
+    """A function called as ``api(fn, inputs, v)`` (jvp, vjp) that also lowers inside
+    compiled code."""
+
+    def __init__(self, make: Callable[[Any], Transformed], name: str, doc: str):
+        self.make = make
+        self.__name__ = self.__qualname__ = name
+        self.__doc__ = doc
+
+    def __call__(self, fn: Any, inputs: Any, v: Any) -> Any:
+        _check_callable(self.__name__, fn)
+        return self.make(fn)(*_as_inputs(inputs), v)
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
-        op = self.op
-        if kwargs:
-            raise fe.error("gradient functions take positional arguments only", ArgumentError)
+        try:
+            bound = inspect.signature(self.__call__).bind(*args, **kwargs)
+        except TypeError as err:
+            raise fe.error(f"{self.__name__}(fn, inputs, v): {err}", ArgumentError) from None
+        fn, inputs, v = bound.args
+        return self.make(fn)._s2s_lower(fe, [*_as_inputs(inputs), v], {})
+
+    def __repr__(self) -> str:
+        return f"<s2s_ad.{self.__name__}>"
+
+
+def vjp_function(fn: Any, api: str = "vjp") -> ReverseFunction:
+    return ReverseFunction(fn, ReverseSpec(api, "vjp", sens_param=True, with_value=True))
+
+
+vjp = _Direct(
+    vjp_function,
+    "vjp",
+    """``vjp(fn, inputs, v) -> (fn(*inputs), v·J)``: reverse mode (MindSpore r1.6 form).
+
+    ``inputs`` is a Tensor or a tuple of Tensors, ``v`` is structured like ``fn``'s output.
+    The gradients are a bare Tensor for one input, else a tuple with one per input.""",
+)
+
+
+# ---------------------------------------------------------------------------- forward mode
+
+
+class JvpFunction(Transformed):
+    """Forward-mode derivative: called with ``(*inputs, v)``, returns ``(out, J·v)``."""
+
+    prefix = "jvp"
+
+    def __init__(self, fn: Any, api: str = "jvp"):
+        self.api = api
+        super().__init__(fn)
+
+    def key(self) -> tuple:
+        return ("jvp",)
+
+    def describe(self) -> str:
+        return f"Forward-mode derivative of {callable_name(self.fn)} ({self.api})."
+
+    def extra_args(self, n: int) -> list[str]:
+        return ["v"] if n > 0 else []
+
+    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+        _no_kwargs(fe, self.__name__, kwargs)
+        if not args:
+            raise fe.error(
+                f"{self.api}: the last argument must be the tangent v, but no arguments were given", ArgumentError
+            )
         args = list(args)
-        sens = None
-        if op.sens_param:
-            if not args:
-                raise fe.error(
-                    "GradOperation(sens_param=True): the last argument must be the sens "
-                    "(output cotangent), but no arguments were given",
-                    ArgumentError,
-                )
-            sens = args.pop()
-        if not op.get_all and not op.get_by_list and not args:
-            raise fe.error(f"GradOperation: {callable_name(self.fn)} takes no inputs to differentiate", ArgumentError)
+        v = args.pop()
+        if not args:
+            raise fe.error(
+                f"{self.api}: {callable_name(self.fn)} needs at least one input to differentiate", ArgumentError
+            )
         inner = trace_abstract(self.fn, args)
-        wrt = list(range(len(args))) if op.get_all else ([0] if not op.get_by_list else [])
-        weights = list(self.weights) if (op.get_by_list and self.weights) else []
-        gp = optimize(grad_program(inner, wrt, weights, op.sens_param), final=False)
+        jp = optimize(jvp_program(inner, list(range(len(args)))), final=False)
         flat = []
         for a in args:
             flat.extend(_leaf_atoms(fe, a))
-        if sens is not None:
-            flat.extend(self._check_sens(fe, inner, sens))
-        outs = inline_program(fe, gp, flat)
-        _, arg_grads, param_grads = unflatten(gp.out_tree, outs)
-        if op.get_all and op.get_by_list:
-            return (tuple(arg_grads), tuple(param_grads))
-        if op.get_by_list:
-            return tuple(param_grads)
-        if op.get_all:
-            return tuple(arg_grads)
-        return arg_grads[0]
-
-    def _check_sens(self, fe: Frontend, inner: Any, sens: Any) -> list:
-        leaves, tree = flatten(sens)
-        if tree != inner.out_tree:
-            raise fe.error(
-                f"sens must be structured like the output of {callable_name(self.fn)}: expected "
-                f"{tree_str(inner.out_tree)}, got {tree_str(tree)}",
-                ArgumentError,
-            )
-        atoms = []
-        for i, (s, o) in enumerate(zip(leaves, inner.outs)):
-            a = fe.atom(s, like=o.dtype)
-            if a.shape != o.shape:
-                where = f" (element {i})" if tree is not None else ""
-                raise fe.error(
-                    f"sens{where} has shape {fmt_shape(a.shape)} but the output of {callable_name(self.fn)} "
-                    f"has shape {fmt_shape(o.shape)}",
-                    ArgumentError,
-                )
-            atoms.append(cast_to(fe.b, a, o.dtype))
-        return atoms
+        n_in = len(flat)
+        if len(args) == 1 and not isinstance(v, (tuple, list)):
+            v = (v,)
+        in_tree = ("tuple", inner.in_tree[1])
+        flat.extend(
+            check_like(fe, "the tangent v", "the inputs", tuple(v), in_tree, [x.aval for x in inner.arg_vars[:n_in]])
+        )
+        value, tangent = unflatten(jp.out_tree, inline_program(fe, jp, flat))
+        return (value, tangent)
 
 
-__all__ = ["GradOperation", "GradFunction", "generated_source", "trace_program", "output_avals"]
+jvp = _Direct(
+    lambda fn: JvpFunction(fn, "jvp"),
+    "jvp",
+    """``jvp(fn, inputs, v) -> (fn(*inputs), J·v)``: forward mode.
+
+    ``inputs`` is a Tensor or a tuple of Tensors; ``v`` is one tangent per input (a Tensor for
+    one input, else a tuple). The tangent output is structured like ``fn``'s output.""",
+)
+
+
+# ---------------------------------------------------------------------------- jit
+
+
+class JitFunction(Transformed):
+    """``@s2s_ad.jit``: ``fn`` compiled once per argument signature."""
+
+    prefix = "jit"
+
+    def key(self) -> tuple:
+        return ("jit",)
+
+    def describe(self) -> str:
+        return f"{callable_name(self.fn)}, compiled."
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args = _bind_positional(self.fn, args, kwargs)
+        return super().__call__(*args)
+
+    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+        return fe.call(self.fn, list(args), kwargs)
+
+
+def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple:
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as err:
+        raise ArgumentError(f"{callable_name(fn)}(): {err}") from None
+    bound.apply_defaults()
+    return bound.args
+
+
+def jit(fn: Any = None) -> Any:
+    """Compile ``fn`` (a function or Cell) for fast repeated calls: ``@s2s_ad.jit``. The first
+    call with a new argument signature (shapes, dtypes, static values) compiles; later calls
+    run the compiled code directly."""
+    if fn is None:
+        return jit
+    _check_callable("jit", fn)
+    return functools.update_wrapper(JitFunction(fn), fn) if inspect.isfunction(fn) else JitFunction(fn)
+
+
+# ---------------------------------------------------------------------------- introspection
+
+__all__ = [
+    "GradOperation",
+    "ReverseFunction",
+    "JvpFunction",
+    "JitFunction",
+    "grad",
+    "value_and_grad",
+    "jvp",
+    "vjp",
+    "jit",
+    "generated_source",
+    "trace_program",
+    "output_avals",
+]
 
 
 def _staged_body(fn: Any):
-    if isinstance(fn, GradFunction):
+    if isinstance(fn, Transformed):
         return lambda fe, vals: fn._s2s_lower(fe, vals, {})
     return lambda fe, vals: fe.call(fn, vals)
 
@@ -240,30 +632,28 @@ def _abstract_args(args: tuple) -> list[Any]:
     return [conv(a) for a in args]
 
 
-def trace_program(fn: Any, *args: Any) -> Any:
+def _trace_for_show(fn: Any, args: tuple) -> Program:
+    return trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
+
+
+def trace_program(fn: Any, *args: Any) -> Program:
     """The optimised IR program s2s_ad compiles for ``fn(*args)``. Arguments may be Tensors,
     arrays or :class:`~s2s_ad.ir.Aval` shape/dtype specs."""
     from .runtime import Compiled
 
-    prog = trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
-    return Compiled(prog, "python").program
+    return Compiled(_trace_for_show(fn, args), "python").program
 
 
 def generated_source(fn: Any, *args: Any) -> str:
-    """The Python source s2s_ad generates for ``fn(*args)`` (a Cell, function or gradient
+    """The Python source s2s_ad generates for ``fn(*args)`` (a Cell, function or transformed
     function). Arguments may be Tensors, arrays or :class:`~s2s_ad.ir.Aval` specs."""
     from .runtime import Compiled
 
-    prog = trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
-    doc = (
-        f"Reverse-mode derivative of {callable_name(fn.fn)} ({fn.op!r})."
-        if isinstance(fn, GradFunction)
-        else f"{callable_name(fn)}, compiled."
-    )
-    return Compiled(prog, "python", doc=doc).source
+    doc = fn.describe() if isinstance(fn, Transformed) else f"{callable_name(fn)}, compiled."
+    return Compiled(_trace_for_show(fn, args), "python", doc=doc).source
 
 
 def output_avals(fn: Any, *args: Any) -> Any:
     """Shapes and dtypes of ``fn(*args)``'s output, as Avals in the output's structure."""
-    prog = trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
+    prog = _trace_for_show(fn, args)
     return unflatten(prog.out_tree, [o.aval for o in prog.outs])

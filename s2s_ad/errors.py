@@ -48,5 +48,10 @@ class ArgumentError(S2SError, TypeError):
     """Wrong number, type or structure of arguments (inputs, sens, weights)."""
 
 
+class ArgumentValueError(S2SError, ValueError):
+    """An argument of the right type with an invalid value (e.g. both ``grad_position`` and
+    ``weights`` None, or a position out of range)."""
+
+
 class SourceUnavailableError(S2SError):
     """The Python source of a function or Cell cannot be read."""

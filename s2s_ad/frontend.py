@@ -24,7 +24,7 @@ import numpy as np
 from . import dtype as mstype
 from .errors import ArgumentError, Loc, S2SError, SourceUnavailableError, UnsupportedSyntaxError
 from .ir import Atom, Aval, Builder, Lit, Program, Var, flatten
-from .ops.table import fmt_shape, get_op
+from .ops.table import cast_to, fmt_shape, get_op
 
 _UNSUPPORTED_STMTS = {
     ast.Try: "`try` statements",
@@ -211,6 +211,7 @@ class Frontend:
         self.param_vars: dict[int, Var] = {}
         self.consts: list[Any] = []
         self.const_vars: dict[int, Var] = {}
+        self.promoted: dict[tuple, Atom] = {}
         self.depth = 0
 
     # ------------------------------------------------------------------ values
@@ -268,7 +269,29 @@ class Frontend:
             for a in args:
                 if not isinstance(a, (int, float, bool)):
                     raise self.error(f"{opdef.display} expects tensors or numbers, got {_describe(a)}", ArgumentError)
-        return self.b.bind1(op, *self.atoms(args))
+        return self.b.bind1(op, *self.promote(self.atoms(args)))
+
+    def promote(self, atoms: list[Atom]) -> list[Atom]:
+        """MindSpore's promotion for mixed integer and float operands: the integer ones become
+        the float type (numpy would widen int32 * float32 to float64). Bool operands (e.g. a
+        select condition) are left alone."""
+        floats = [a.dtype for a in atoms if a.dtype.kind == "f"]
+        if not floats or all(a.dtype.kind not in "iu" for a in atoms):
+            return atoms
+        target = np.result_type(*floats)
+        out = []
+        for a in atoms:
+            if isinstance(a, Lit) and a.dtype.kind in "iu":
+                a = Lit(a.value, target)
+            elif a.dtype.kind in "iu":
+                # One cast per (variable, dtype): the gradient of an integer input is then
+                # accumulated in float and truncated once.
+                key = (id(a), target)
+                if key not in self.promoted:
+                    self.promoted[key] = cast_to(self.b, a, target)
+                a = self.promoted[key]
+            out.append(a)
+        return out
 
     # ------------------------------------------------------------------ calls
     def call(self, f: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:

@@ -112,6 +112,17 @@ def backward(
     return res
 
 
+def arg_leaf_ranges(prog: Program) -> list[tuple[int, int, Any]]:
+    """For each argument position of ``prog``: (first leaf, end leaf, treedef)."""
+    out = []
+    start = 0
+    for child in prog.in_tree[1]:
+        n = treedef_leaves(child)
+        out.append((start, start + n, child))
+        start += n
+    return out
+
+
 def grad_program(
     prog: Program,
     wrt_args: list[int],
@@ -119,6 +130,7 @@ def grad_program(
     sens_param: bool,
     with_value: bool = False,
     name: str | None = None,
+    has_aux: bool = False,
 ) -> Program:
     """The reverse-mode program of ``prog``.
 
@@ -126,7 +138,8 @@ def grad_program(
     where ``value`` is the forward output (only when ``with_value``; else ``()``), each arg
     gradient has the structure of that argument, and a parameter that ``prog`` does not use
     gets zeros. With ``sens_param`` the program takes one more argument, the output
-    cotangent, structured like ``prog``'s output.
+    cotangent, structured like ``prog``'s output. With ``has_aux`` (``prog`` returns a tuple)
+    only the first element of the output is differentiated, and the sens is structured like it.
     """
     b = Builder()
     env: dict[int, Atom] = {}
@@ -137,25 +150,21 @@ def grad_program(
     args = new_in[:n_args]
     arg_names = list(prog.arg_names)
     in_tree = prog.in_tree
+    diff_tree = prog.out_tree[1][0] if has_aux else prog.out_tree
+    n_diff = treedef_leaves(diff_tree)
     sens_vars: list[Var] = []
     if sens_param:
-        sens_vars = [Var(o.aval, "sens") for o in prog.outs]
-        in_tree = ("tuple", tuple(in_tree[1]) + (prog.out_tree,))
+        sens_vars = [Var(o.aval, "sens") for o in prog.outs[:n_diff]]
+        in_tree = ("tuple", tuple(in_tree[1]) + (diff_tree,))
         arg_names.append("sens")
     copy_eqns(b, prog.eqns, env)
     outs = [_sub(env, o) for o in prog.outs]
 
-    # Which flattened leaves belong to which argument position.
-    arg_leaf_ranges = []
-    start = 0
-    for child in prog.in_tree[1]:
-        n = treedef_leaves(child)
-        arg_leaf_ranges.append((start, start + n, child))
-        start += n
+    ranges = arg_leaf_ranges(prog)
 
     wrt_vars: list[Var] = []
     for pos in wrt_args:
-        lo, hi, _ = arg_leaf_ranges[pos]
+        lo, hi, _ = ranges[pos]
         wrt_vars.extend(args[lo:hi])
     param_vars = []
     for p in wrt_params:
@@ -166,12 +175,12 @@ def grad_program(
     if sens_param:
         seeds: list[Atom | None] = list(sens_vars)
     else:
-        seeds = [fill(b, o.shape, 1, o.dtype) if o.dtype.kind == "f" else None for o in outs]
+        seeds = [fill(b, o.shape, 1, o.dtype) if o.dtype.kind == "f" else None for o in outs[:n_diff]]
     grads = backward(b, b.eqns[:], outs, seeds, wrt_all)
 
     arg_grads, k = [], 0
     for pos in wrt_args:
-        lo, hi, child = arg_leaf_ranges[pos]
+        lo, hi, child = ranges[pos]
         arg_grads.extend(grads[k : k + hi - lo])
         k += hi - lo
     param_grads: list[Atom] = []
@@ -187,7 +196,7 @@ def grad_program(
         "tuple",
         (
             value_tree,
-            ("tuple", tuple(arg_leaf_ranges[p][2] for p in wrt_args)),
+            ("tuple", tuple(ranges[p][2] for p in wrt_args)),
             ("tuple", (None,) * len(wrt_params)),
         ),
     )

@@ -1,5 +1,21 @@
-"""``s2s_ad.nn``: ``Cell`` and building blocks."""
+"""``s2s_ad.nn``: ``Cell``, derivative wrappers and building blocks."""
 
 from .cell import Cell
+from .layers import Dense, ReLU, Sigmoid, Tanh, get_activation
+from .loss import MSELoss, SoftmaxCrossEntropyWithLogits
+from .wrap import ForwardValueAndGrad, Jvp, Vjp, WithLossCell
 
-__all__ = ["Cell"]
+__all__ = [
+    "Cell",
+    "Dense",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "get_activation",
+    "MSELoss",
+    "SoftmaxCrossEntropyWithLogits",
+    "ForwardValueAndGrad",
+    "Jvp",
+    "Vjp",
+    "WithLossCell",
+]

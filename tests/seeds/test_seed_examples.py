@@ -84,6 +84,118 @@ def test_second_order_mixed(capsys):
         close(ns[name], [value])
 
 
+# --------------------------------------------------------------- 000: ForwardValueAndGrad
+FORWARD = [[0.968, 3.2, 1.78], [2.838, 8.62, 4.13]]
+
+
+def test_forward_value_and_grad_wrt_x(capsys):
+    value, grad = run("forward_value_and_grad_wrt_x.py", capsys)["output"]
+    close(value, FORWARD)
+    close(grad, DX)
+
+
+def test_forward_value_and_grad_wrt_weights(capsys):
+    value, grads = run("forward_value_and_grad_wrt_weights.py", capsys)["output"]
+    close(value, FORWARD)
+    assert isinstance(grads, tuple) and len(grads) == 1
+    close(grads[0], [21.536])
+
+
+def test_forward_value_and_grad_sens(capsys):
+    value, grad = run("forward_value_and_grad_sens.py", capsys)["output"]
+    close(value, FORWARD)
+    close(grad, [[2.211, 0.51, 1.49], [5.588, 2.68, 4.07]])
+
+
+# --------------------------------------------------------------- 001: WithLossCell + softmax CE
+def test_forward_value_and_grad_with_loss_cell(capsys):
+    value, ((g_inputs, g_labels), (g_weight,)) = run("forward_value_and_grad_with_loss.py", capsys)["result"]
+    close(value, [0.0])
+    close(g_inputs, [[1.0, 1.0]])
+    close(g_labels, [[0.0, 0.0]])
+    close(g_weight, [[0.5, 0.5], [0.5, 0.5]])
+
+
+# --------------------------------------------------------------- 002: value_and_grad
+def test_value_and_grad_cell(capsys):
+    ns = run("value_and_grad_cell.py", capsys)
+    close(ns["output"], [-0.0, 18.0])
+    assert np.signbit(ns["output"].asnumpy()[0]), "-0. as in the seed"
+    close(ns["inputs_gradient"], [0.0, 6.0])
+
+
+def test_value_and_grad_function_has_aux(capsys):
+    ns = run("value_and_grad_function.py", capsys)
+    out, aux = ns["output"]
+    close(out, [75.0, 75.0])
+    close(aux, [5.0, 5.0])
+    gy, gz = ns["inputs_gradient"]
+    close(gy, [75.0, 75.0])
+    close(gz, [30.0, 30.0])
+
+
+def test_value_and_grad_dense(capsys):
+    ns = run("value_and_grad_dense.py", capsys)
+    assert ns["logits"].shape == (16, 1)
+    assert ns["inputs_gradient"].shape == (16, 10)
+    assert len(ns["weights"]) == len(ns["params_gradient"]) == 2
+    # Case 3 (has_aux=False): both loss and logits are seeded with ones; check against numpy.
+    x, y = ns["inputs"].asnumpy().astype(np.float64), ns["labels"].asnumpy().astype(np.float64)
+    w, b = (p.asnumpy().astype(np.float64) for p in ns["weights"])
+    logits = x @ w.T + b
+    dlogits = 2 * (logits - y) / logits.size + 1.0
+    np.testing.assert_allclose(ns["inputs_gradient"].asnumpy(), dlogits @ w, rtol=1e-5, atol=1e-6)
+    gw, gb = ns["params_gradient"]
+    np.testing.assert_allclose(gw.asnumpy(), dlogits.T @ x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gb.asnumpy(), dlogits.sum(0), rtol=1e-5, atol=1e-5)
+    close(ns["loss"], np.mean((logits - y) ** 2))
+
+
+# --------------------------------------------------------------- 003: Jvp, Vjp, functional forms
+SIN_COS = [1.48219836, 1.48570347, 1.15400589]
+
+
+def test_nn_jvp(capsys):
+    out, jvp = run("nn_jvp.py", capsys)["output"]
+    close(out, SIN_COS)
+    close(jvp, [5.24890423e-02, 4.35917288e-01, 6.84546351e-01])
+
+
+def test_nn_vjp(capsys):
+    out, (gx, gy) = run("nn_vjp.py", capsys)["output"]
+    close(out, SIN_COS)
+    close(gx, [6.96706712e-01, 8.25335622e-01, 9.80066597e-01])
+    close(gy, [-6.44217670e-01, -3.89418334e-01, -2.95520216e-01])
+
+
+def test_functional_grad_position(capsys):
+    gy, gz = run("functional_grad_position.py", capsys)["output"]
+    close(gy, [[0.0, 6.0], [15.0, -4.0]])
+    close(gz, [[-2.0, 6.0], [-3.0, 8.0]])
+
+
+def test_functional_grad_sens(capsys):
+    gy, gz = run("functional_grad_sens.py", capsys)["output"]
+    close(gy, [[4.0, 36.0], [26.0, 0.0]])
+    close(gz, [[2.0, 36.0], [14.0, 6.0]])
+
+
+CUBE = [[2.0, 10.0], [30.0, 68.0]]
+
+
+def test_functional_jvp(capsys):
+    out, jvp = run("functional_jvp.py", capsys)["output"]
+    close(out, CUBE)
+    close(jvp, [[4.0, 13.0], [28.0, 49.0]])
+
+
+def test_functional_vjp(capsys):
+    out, (gx, gy) = run("functional_vjp.py", capsys)["output"]
+    close(out, CUBE)
+    close(gx, [[3.0, 12.0], [27.0, 48.0]])
+    close(gy, [[1.0, 1.0], [1.0, 1.0]])
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_tested(script):
     tested = {n.split('"')[1] for n in pathlib.Path(__file__).read_text().split("run(")[1:] if '"' in n}
