@@ -2,8 +2,8 @@
 
 * ``s2s-ad demo``: differentiate the seeds' MatMul network; print its ``construct``, the
   generated gradient source and the gradient.
-* ``s2s-ad show FILE.py:NAME --args "float32[2,3], float32[3,3]"``: print the generated
-  gradient source of a Cell class (or instance) or a function defined in FILE.
+* ``s2s-ad show FILE.py:NAME --args "float32[2,3], float32[3,3]" [--mode grad|jvp|vjp|forward]``:
+  print the generated derivative source of a Cell class (or instance) or a function in FILE.
 """
 
 from __future__ import annotations
@@ -94,6 +94,15 @@ def show(target: Any, avals: Sequence[Aval], mode: str, get_all: bool, get_by_li
 
     if mode == "forward":
         return generated_source(target, *avals)
+    if mode in ("jvp", "vjp"):
+        from .api import JvpFunction, output_avals, vjp_function
+
+        if not avals:
+            raise SystemExit(f"s2s-ad: --mode {mode} needs at least one input in --args")
+        if mode == "jvp":
+            tangent = avals[0] if len(avals) == 1 else tuple(avals)
+            return generated_source(JvpFunction(target), *avals, tangent)
+        return generated_source(vjp_function(target), *avals, output_avals(target, *avals))
     weights = None
     if get_by_list:
         if not isinstance(target, Cell):
@@ -144,9 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--args", required=True, help='input shapes and dtypes, e.g. "float32[2,3], float32[3,3]"')
     s.add_argument(
         "--mode",
-        choices=["grad", "forward"],
+        choices=["grad", "jvp", "vjp", "forward"],
         default="grad",
-        help="grad: GradOperation's reverse-mode program (default); forward: the compiled forward program",
+        help=(
+            "grad: GradOperation's reverse-mode program (default); jvp: the forward-mode (tangent) "
+            "program, one tangent per input; vjp: the reverse-mode program with an output "
+            "cotangent; forward: the compiled forward program"
+        ),
     )
     s.add_argument("--get-all", action="store_true", help="differentiate all inputs (GradOperation get_all)")
     s.add_argument("--get-by-list", action="store_true", help="differentiate the Cell's trainable parameters")

@@ -366,3 +366,33 @@ def test_show_non_integer_dimension_is_a_clean_error(tmp_path):
     f.write_text("from s2s_ad import ops\ndef g(x):\n    return ops.sin(x)\n")
     with pytest.raises(SystemExit, match="dimensions must be integers"):
         cli.main(["show", f"{f}:g", "--args", "float32[a]"])
+
+
+def test_show_jvp_mode_is_forward_mode(module, capsys):
+    x = np.array([0.1, 0.5, 2.0], np.float64)
+    y = np.array([3.0, -1.0, 0.5], np.float64)
+    u = np.array([1.0, -2.0, 0.5])
+    w = np.array([0.3, 0.2, -1.0])
+    out = show_ok(capsys, f"{module}:f", "--mode", "jvp", args="float64[3], float64[3]")
+    assert "def jvp_f(" in out and "Forward-mode" in out and "_bar" not in out
+    value, tangent = load_generated(out, "jvp_f")(x, y, u, w)
+    np.testing.assert_allclose(value, np.sin(x) * y)
+    np.testing.assert_allclose(tangent, np.cos(x) * y * u + np.sin(x) * w)
+
+
+def test_show_jvp_mode_wrong_number_of_inputs_is_a_clean_error(module, capsys):
+    code, out, err = run_cli(["show", f"{module}:Net", "--args", "float32[2,3]", "--mode", "jvp"], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "takes 2 input(s) (x, y) but 1 were given" in err
+
+
+def test_show_vjp_mode(module, capsys):
+    x = np.array([0.1, 0.5], np.float64)
+    y = np.array([3.0, -1.0], np.float64)
+    s1, s2 = np.array([1.0, 2.0]), np.array([-1.0, 0.5])
+    out = show_ok(capsys, f"{module}:two", "--mode", "vjp", args="float64[2], float64[2]")
+    assert "def vjp_two(" in out
+    v1, v2, gx, gy = load_generated(out, "vjp_two")(x, y, s1, s2)
+    np.testing.assert_allclose(v1, x * y)
+    np.testing.assert_allclose(gx, s1 * y + s2 * np.cos(x))
+    np.testing.assert_allclose(gy, s1 * x)
