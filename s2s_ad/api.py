@@ -246,6 +246,7 @@ class ReverseFunction(Transformed):
     def __init__(self, fn: Any, spec: ReverseSpec, weights: tuple[Parameter, ...] | None = None):
         self.spec = spec
         self.weights = weights
+        self.prefix = "vjp" if spec.layout == "vjp" else "grad"
         super().__init__(fn)
 
     def key(self) -> tuple:
@@ -259,7 +260,7 @@ class ReverseFunction(Transformed):
             gp = s.positions[0] if (s.bare_position and s.positions) else s.positions
             opts = f"grad_position={gp}, has_aux={s.has_aux}, sens_param={s.sens_param}"
         else:
-            opts = "v"
+            return f"Reverse-mode derivative of {callable_name(self.fn)} ({s.api}: output, v·J)."
         return f"Reverse-mode derivative of {callable_name(self.fn)} ({s.api}({opts}))."
 
     def extra_args(self, n: int) -> list[str]:
@@ -315,7 +316,7 @@ class ReverseFunction(Transformed):
             flat.extend(
                 check_like(
                     fe,
-                    "sens",
+                    "v" if s.layout == "vjp" else "sens",
                     f"the output of {callable_name(self.fn)}",
                     sens,
                     diff_tree,
@@ -512,7 +513,7 @@ class JvpFunction(Transformed):
         return ("jvp",)
 
     def describe(self) -> str:
-        return f"Forward-mode derivative of {callable_name(self.fn)} ({self.api})."
+        return f"Forward-mode derivative of {callable_name(self.fn)} ({self.api}: output, J·v)."
 
     def extra_args(self, n: int) -> list[str]:
         return ["v"] if n > 0 else []
@@ -537,10 +538,10 @@ class JvpFunction(Transformed):
         n_in = len(flat)
         if len(args) == 1 and not isinstance(v, (tuple, list)):
             v = (v,)
+        # A bare tangent for several inputs is left bare, so check_like reports the mismatch.
+        v = tuple(v) if isinstance(v, (tuple, list)) else v
         in_tree = ("tuple", inner.in_tree[1])
-        flat.extend(
-            check_like(fe, "the tangent v", "the inputs", tuple(v), in_tree, [x.aval for x in inner.arg_vars[:n_in]])
-        )
+        flat.extend(check_like(fe, "the tangent v", "the inputs", v, in_tree, [x.aval for x in inner.arg_vars[:n_in]]))
         value, tangent = unflatten(jp.out_tree, inline_program(fe, jp, flat))
         return (value, tangent)
 
@@ -570,21 +571,38 @@ class JitFunction(Transformed):
         return f"{callable_name(self.fn)}, compiled."
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs:
-            args = _bind_positional(self.fn, args, kwargs)
-        return super().__call__(*args)
+        if not kwargs:
+            return super().__call__(*args)
+        args, kw = _bind_positional(self.fn, args, kwargs)
+        if not kw:
+            return super().__call__(*args)
+        # Keyword-only arguments (and **kwargs) cannot be passed positionally: they travel
+        # after the positional ones, their names part of the cache key.
+        names, n = tuple(kw), len(args)
+        return run_staged(
+            cache_for(self.fn),
+            (*self.key(), names),
+            lambda: (callable_name(self), arg_names_of(self.fn, n) + list(names), self.describe()),
+            lambda fe, vals: fe.call(self.fn, vals[:n], dict(zip(names, vals[n:]))),
+            [*args, *kw.values()],
+            context.backend(),
+        )
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         return fe.call(self.fn, list(args), kwargs)
 
 
-def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple:
+def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``(positional args, keyword-only args)`` of a call to ``fn`` (a Cell: its construct),
+    defaults applied."""
+    from .nn.cell import Cell
+
     try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound = inspect.signature(fn.construct if isinstance(fn, Cell) else fn).bind(*args, **kwargs)
     except TypeError as err:
         raise ArgumentError(f"{callable_name(fn)}(): {err}") from None
     bound.apply_defaults()
-    return bound.args
+    return bound.args, bound.kwargs
 
 
 def jit(fn: Any = None) -> Any:
@@ -632,7 +650,15 @@ def _abstract_args(args: tuple) -> list[Any]:
     return [conv(a) for a in args]
 
 
+def _shown(fn: Any) -> Any:
+    """The nn wrappers (ForwardValueAndGrad, Jvp, Vjp) are shown as the transformed function
+    their calls go to, as when they are called."""
+    inner = fn.__dict__.get("_fn") if hasattr(fn, "__dict__") else None
+    return inner if isinstance(inner, Transformed) else fn
+
+
 def _trace_for_show(fn: Any, args: tuple) -> Program:
+    fn = _shown(fn)
     return trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
 
 
@@ -649,6 +675,7 @@ def generated_source(fn: Any, *args: Any) -> str:
     function). Arguments may be Tensors, arrays or :class:`~s2s_ad.ir.Aval` specs."""
     from .runtime import Compiled
 
+    fn = _shown(fn)
     doc = fn.describe() if isinstance(fn, Transformed) else f"{callable_name(fn)}, compiled."
     return Compiled(_trace_for_show(fn, args), "python", doc=doc).source
 
@@ -657,3 +684,9 @@ def output_avals(fn: Any, *args: Any) -> Any:
     """Shapes and dtypes of ``fn(*args)``'s output, as Avals in the output's structure."""
     prog = _trace_for_show(fn, args)
     return unflatten(prog.out_tree, [o.aval for o in prog.outs])
+
+
+# Inside compiled code these build transformed functions from compile-time values (the
+# function or Cell to differentiate and the options); the frontend calls them directly.
+for _f in (grad, value_and_grad, jit):
+    _f._s2s_static = True  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var
 from ..ops.table import broadcast_to, cast_to, fill, get_op
 from ..symbolic import to_ir
-from .reverse import arg_leaf_ranges
+from .reverse import arg_leaf_ranges, partials_at
 
 
 def _tangent_symbols(n: int) -> tuple[sp.Symbol, ...]:
@@ -27,11 +27,12 @@ def elementwise_jvp(b: Builder, eqn: Eqn, tangents: list[Atom | None]) -> list[A
     out = eqn.outs[0]
     tsyms = _tangent_symbols(op.nin)
     env: dict[sp.Symbol, Atom] = dict(zip(op.symbols, eqn.ins))
+    partials = partials_at(eqn)
     expr = sp.Integer(0)
     for i, t in enumerate(tangents):
-        if t is not None and op.partials[i] != 0:
+        if t is not None and partials[i] != 0:
             env[tsyms[i]] = t
-            expr += op.partials[i] * tsyms[i]
+            expr += partials[i] * tsyms[i]
     if expr == 0:
         return [None]
     (t,) = to_ir(b, [expr], env, out.dtype)

@@ -15,9 +15,17 @@ import sympy as sp
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, treedef_leaves
 from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
-from ..symbolic import to_ir
+from ..symbolic import lit_to_sympy, to_ir
 
 _CT = sp.Symbol("ct", real=True)
+
+
+def partials_at(eqn: Eqn) -> tuple[sp.Expr, ...]:
+    """The op's SymPy partial derivatives with literal inputs substituted, so that SymPy
+    simplifies them for the case at hand (``x**2`` gives ``2*x``, not ``x**2*2/x``)."""
+    op = get_op(eqn.op)
+    lits = {s: lit_to_sympy(a) for s, a in zip(op.symbols, eqn.ins) if isinstance(a, Lit)}
+    return tuple(p.subs(lits) for p in op.partials) if lits else op.partials
 
 
 def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[bool]) -> list[Atom | None]:
@@ -26,9 +34,10 @@ def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[b
     out = eqn.outs[0]
     env: dict[sp.Symbol, Atom] = dict(zip(op.symbols, eqn.ins))
     env[_CT] = ct
+    partials = partials_at(eqn)
     res: list[Atom | None] = []
     for i, x in enumerate(eqn.ins):
-        p = op.partials[i]
+        p = partials[i]
         if not active[i] or p == 0:
             res.append(None)
             continue
