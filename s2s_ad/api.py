@@ -131,9 +131,12 @@ def _leaf_atoms(fe: Frontend, v: Any) -> list:
     return [fe.atom(x) for x in leaves if isinstance(x, (Var, Lit)) or is_tensor_value(x)]
 
 
-def check_like(fe: Frontend, what: str, of: str, value: Any, tree: Any, avals: list[Aval]) -> list:
-    """Atoms of ``value`` (a sens or tangent), which must be structured like ``tree`` with the
-    shapes of ``avals``; each is cast to the dtype it pairs with."""
+def check_like(
+    fe: Frontend, what: str, of: str, value: Any, tree: Any, avals: list[Aval], of_leaf: str | None = None
+) -> list:
+    """Atoms of ``value`` (a sens or tangent), which must be structured like ``tree`` (``of``)
+    with the shapes of ``avals`` (``of_leaf`` names one leaf's counterpart); each is cast to
+    the dtype it pairs with."""
     leaves, vtree = flatten(value)
     if vtree != tree:
         raise fe.error(
@@ -151,7 +154,8 @@ def check_like(fe: Frontend, what: str, of: str, value: Any, tree: Any, avals: l
         if a.shape != av.shape:
             where = f" (element {i})" if tree is not None else ""
             raise fe.error(
-                f"{what}{where} has shape {fmt_shape(a.shape)} but {of} has shape {fmt_shape(av.shape)}", ArgumentError
+                f"{what}{where} has shape {fmt_shape(a.shape)} but {of_leaf or of} has shape {fmt_shape(av.shape)}",
+                ArgumentError,
             )
         atoms.append(cast_to(fe.b, a, av.dtype))
     return atoms
@@ -297,8 +301,17 @@ class ReverseFunction(Transformed):
                     ArgumentError,
                 )
             sens = args.pop()
-        wrt = self._wrt(fe, len(args))
-        inner = trace_abstract(self.fn, args)
+        try:
+            wrt = self._wrt(fe, len(args))
+            inner = trace_abstract(self.fn, args)
+        except ArgumentError as err:
+            if not s.sens_param:
+                raise
+            raise type(err)(
+                f"{err.bare_message} (with sens_param=True the last argument is the sens, so "
+                f"{callable_name(self.fn)} received the {len(args)} argument(s) before it; was the sens forgotten?)",
+                err.loc,
+            ) from None
         if s.has_aux and (inner.out_tree is None or inner.out_tree[0] == "static" or len(inner.out_tree[1]) < 2):
             raise fe.error(
                 f"{s.api}(has_aux=True): {callable_name(self.fn)} must return a tuple of at least two outputs "
@@ -541,7 +554,8 @@ class JvpFunction(Transformed):
         # A bare tangent for several inputs is left bare, so check_like reports the mismatch.
         v = tuple(v) if isinstance(v, (tuple, list)) else v
         in_tree = ("tuple", inner.in_tree[1])
-        flat.extend(check_like(fe, "the tangent v", "the inputs", v, in_tree, [x.aval for x in inner.arg_vars[:n_in]]))
+        avals = [x.aval for x in inner.arg_vars[:n_in]]
+        flat.extend(check_like(fe, "the tangent v", "the inputs", v, in_tree, avals, "its input"))
         value, tangent = unflatten(jp.out_tree, inline_program(fe, jp, flat))
         return (value, tangent)
 

@@ -8,7 +8,6 @@ Compiled functions are cached in memory by source text, so identical programs co
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 
@@ -42,9 +41,8 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
 
 
 def _njit(fn: Callable) -> Callable:
+    # Numba's optimisation level is its own NUMBA_OPT environment variable (read when numba
+    # is imported); lower levels compile faster.
     import numba
 
-    opt = os.environ.get("S2S_AD_NUMBA_OPT")
-    if opt is not None:
-        numba.config.OPT = int(opt)
     return numba.njit(fn, cache=False, nogil=True, error_model="numpy")

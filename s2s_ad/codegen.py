@@ -27,8 +27,13 @@ _FRESH = {"matmul", "reduce_sum", "reduce_mean", "fill", "scatter", "cast", "res
 class _Ctx:
     np = "np"
 
-    def __init__(self) -> None:
+    def __init__(self, names: _Names | None = None) -> None:
         self.contig: set[str] = set()
+        self.names = names or _Names()
+
+    def fresh(self, hint: str | None) -> str:
+        """A new variable name (for the helper variables of statement emitters)."""
+        return self.names.fresh(hint)
 
     @staticmethod
     def dtype(dt: np.dtype) -> str:
@@ -89,7 +94,7 @@ def _wrap(arg: tuple[str, int], need: int) -> str:
     return s if p >= need else f"({s})"
 
 
-def _print_elementwise(op, args, dt, C: _Ctx) -> tuple[str, int]:
+def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = ()) -> tuple[str, int]:
     kind = op.printer[0]
     if kind == "infix":
         _, sym, prec = op.printer
@@ -102,13 +107,15 @@ def _print_elementwise(op, args, dt, C: _Ctx) -> tuple[str, int]:
         return f"np.{op.printer[1]}({', '.join(a for a, _ in args)})", ATOM
     if kind == "template":
         return op.printer[1](*[_wrap(a, ATOM) for a in args], lambda v: C.lit(v, dt), C.np)
+    if kind == "shaped_template":
+        return op.printer[1](*[_wrap(a, ATOM) for a in args], lambda v: C.lit(v, dt), C.np, tuple(shape))
     raise AssertionError(kind)
 
 
 def generate(prog: Program, fname: str, doc: str | None = None) -> str:
     """Python source of a function ``fname`` computing ``prog`` (returns a flat tuple)."""
-    C = _Ctx()
     names = _Names()
+    C = _Ctx(names)
     expr: dict[int, tuple[str, int]] = {}
 
     def arg_name(v: Var, fallback: str) -> str:
@@ -166,7 +173,7 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
             C.contig.add(target)
             continue
         if op.kind == "elementwise":
-            s, prec = _print_elementwise(op, args, out.dtype, C)
+            s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
         else:
             s, prec = op.emit(args, e, C)
         inline = op.kind == "elementwise" and out.hint is None and uses.get(id(out), 0) == 1 and id(out) not in out_ids

@@ -13,6 +13,7 @@ import ast
 import builtins
 import inspect
 import operator
+import os
 import textwrap
 import types
 from collections.abc import Callable
@@ -87,6 +88,20 @@ _PY_CMPS = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
+_TENSOR_CMPS = {
+    ast.Gt: "greater",
+    ast.GtE: "greater_equal",
+    ast.Lt: "less",
+    ast.LtE: "less_equal",
+    ast.Eq: "equal",
+    ast.NotEq: "not_equal",
+}
+
+
+def _cmp_symbol(op: ast.cmpop) -> str:
+    return {ast.In: "in", ast.NotIn: "not in"}.get(type(op), type(op).__name__)
+
+
 _SAFE_BUILTINS = {
     "len",
     "range",
@@ -308,6 +323,11 @@ class Frontend:
         lower = getattr(f, "_s2s_lower", None)
         if lower is not None:
             return lower(self, list(args), kwargs)
+        from .ops.numpy_api import is_numpy_callable, lower_numpy_call
+
+        if is_numpy_callable(f):
+            # np.sin(x), np.sum(x, axis=1), ...: the same primitives (or a clear error)
+            return lower_numpy_call(self, f, list(args), kwargs)
         if isinstance(f, Cell):
             if type(f).construct is Cell.construct:
                 raise self.error(f"{type(f).__name__} does not define construct()", ArgumentError)
@@ -406,6 +426,12 @@ class Frontend:
             result = None
         except _Return as r:
             result = r.value
+        except S2SError as err:
+            # An error inside one of s2s_ad's own Cells (nn.Dense, a loss) is reported at the
+            # user's line that called it.
+            if err.loc is None or not _in_package(err.loc.file) or saved is None or _in_package(saved.file):
+                raise
+            raise type(err)(f"{err.bare_message} (inside {parsed.qualname})", saved) from None
         finally:
             self.depth -= 1
             self.b.loc = saved
@@ -556,9 +582,19 @@ class Frontend:
                 if any(isinstance(x, (Var, Lit)) or is_tensor_value(x) for x in (left, right)) and not isinstance(
                     op, (ast.Is, ast.IsNot)
                 ):
-                    raise self.error(
-                        "comparisons of tensors are not supported in compiled code", UnsupportedSyntaxError
-                    )
+                    # A tensor comparison: a bool tensor (not differentiable).
+                    if len(n.ops) > 1:
+                        raise self.error(
+                            "chained comparisons of tensors (`a < x < b`) are not supported in compiled code: "
+                            "write one comparison per expression",
+                            UnsupportedSyntaxError,
+                        )
+                    if type(op) not in _TENSOR_CMPS:
+                        raise self.error(
+                            f"the operator `{_cmp_symbol(op)}` is not supported on tensors", UnsupportedSyntaxError
+                        )
+                    self.b.loc = scope.loc(n)
+                    return self.bind(_TENSOR_CMPS[type(op)], [left, right])
                 if not _PY_CMPS[type(op)](left, right):
                     return False
                 left = right
@@ -725,6 +761,13 @@ def _op_symbol(op: ast.operator) -> str:
         ast.BitXor: "^",
         ast.MatMult: "@",
     }.get(type(op), type(op).__name__)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _in_package(file: str) -> bool:
+    return os.path.abspath(file).startswith(_PACKAGE_DIR)
 
 
 def _name_of(f: Any) -> str:

@@ -77,10 +77,14 @@ def strip_identities(prog: Program) -> Program:
 
 
 def _sympyable(e: Eqn) -> bool:
-    if get_op(e.op).kind != "elementwise":
+    op = get_op(e.op)
+    if op.kind != "elementwise":
         return False
     dt = e.outs[0].dtype
-    return dt.kind == "f" and all(a.dtype == dt for a in e.ins)
+    # A bool input (the condition of a select) enters the cluster as a plain symbol.
+    return dt.kind == "f" and all(
+        a.dtype == dt or (i in op.bool_inputs and a.dtype.kind == "b") for i, a in enumerate(e.ins)
+    )
 
 
 class _UnionFind:

@@ -40,15 +40,20 @@ class _Emitter:
     def lit(self, v: float) -> Lit:
         return Lit(v, self.dtype)
 
+    def call(self, op: str, *xs: Atom) -> Atom:
+        """``op`` applied to ``xs``; folded to a literal when every input is one."""
+        if all(isinstance(x, Lit) for x in xs):
+            try:
+                return self.lit(float(get_op(op).formula(*(lit_to_sympy(x) for x in xs))))
+            except TypeError:  # a head SymPy cannot evaluate numerically: keep the op
+                pass
+        return self.b.bind1(op, *xs)
+
     def bin(self, op: str, x: Atom, y: Atom) -> Atom:
-        if isinstance(x, Lit) and isinstance(y, Lit):
-            return self.lit(float(get_op(op).formula(lit_to_sympy(x), lit_to_sympy(y))))
-        return self.b.bind1(op, x, y)
+        return self.call(op, x, y)
 
     def un(self, op: str, x: Atom) -> Atom:
-        if isinstance(x, Lit):
-            return self.lit(float(get_op(op).formula(lit_to_sympy(x))))
-        return self.b.bind1(op, x)
+        return self.call(op, x)
 
     def go(self, e: sp.Expr) -> Atom:
         if e in self.memo:
@@ -118,7 +123,7 @@ class _Emitter:
             return self.bin("pow", self.go(base), self.go(ex))
         head = type(e)
         if head in SYMPY_HEADS:
-            return self.un(SYMPY_HEADS[head], self.go(e.args[0]))
+            return self.call(SYMPY_HEADS[head], *(self.go(a) for a in e.args))
         raise NotImplementedError(f"s2s_ad cannot print the SymPy expression {e} ({head.__name__}) as an op")
 
 

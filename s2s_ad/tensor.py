@@ -128,6 +128,16 @@ class Tensor:
 
         return F.reduce_mean(self, axis, keepdims)
 
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        from .ops import functional as F
+
+        return F.reduce_max(self, axis, keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        from .ops import functional as F
+
+        return F.reduce_min(self, axis, keepdims)
+
     # ------------------------------------------------------------------ printing
     def __repr__(self) -> str:
         body = format_array(self._data)

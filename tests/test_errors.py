@@ -188,7 +188,7 @@ class IfTensorNet(nn.Cell):
 
 class CompareNet(nn.Cell):
     def construct(self, x):
-        return x > 1.0  # <compare-cell>
+        return 0.0 < x < 1.0  # <compare-cell>
 
 
 # --------------------------------------------------------------------------- unsupported syntax: helpers
@@ -277,7 +277,7 @@ def h_if(x):
 
 
 def h_compare(x):
-    return x > 1.0  # <compare-helper>
+    return 0.0 < x < 1.0  # <compare-helper>
 
 
 class HelperNet(nn.Cell):
@@ -308,7 +308,8 @@ UNSUPPORTED = {
     "attr": (AttrNet, h_attr, ["`value`", "Opaque"], False),
     "method": (MethodNet, h_method, ["`method`", "Opaque"], False),
     "if": (IfTensorNet, h_if, ["`if`", "tensor"], False),
-    "compare": (CompareNet, h_compare, ["comparison", "tensor"], False),
+    # a single tensor comparison gives a bool tensor; a chained one is rejected
+    "compare": (CompareNet, h_compare, ["chained comparisons", "tensor"], False),
 }
 
 

@@ -38,7 +38,7 @@ def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[b
     res: list[Atom | None] = []
     for i, x in enumerate(eqn.ins):
         p = partials[i]
-        if not active[i] or p == 0:
+        if not active[i] or p == 0 or x.dtype.kind == "b":
             res.append(None)
             continue
         (g,) = to_ir(b, [_CT * p], env, out.dtype)

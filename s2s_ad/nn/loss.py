@@ -39,7 +39,7 @@ class SoftmaxCrossEntropyWithLogits(Cell):
     """``SoftmaxCrossEntropyWithLogits(sparse=False, reduction="none")(logits, labels)``:
     ``-sum(labels * log_softmax(logits), axis=-1)`` per example (then reduced).
 
-    With ``sparse=True`` the labels are class indices. As in MindSpore, the labels receive a
+    With ``sparse=True`` the labels are integer class indices (one-hot encoded). As in MindSpore, the labels receive a
     zero gradient and the gradient w.r.t. the logits is ``softmax(logits) - labels``: the
     labels are treated as a distribution (for labels that do not sum to one this differs
     from the derivative of the printed formula). The log-softmax is computed stably, shifted
@@ -55,7 +55,7 @@ class SoftmaxCrossEntropyWithLogits(Cell):
 
     def construct(self, logits, labels):
         if self.sparse:
-            labels = ops.one_hot_like(labels, logits)
+            labels = ops.one_hot(labels, logits.shape[-1], 1.0, 0.0)
         labels = ops.stop_gradient(labels)
         shifted = logits - ops.stop_gradient(logits.max(-1, True))
         lse = ops.log(ops.exp(shifted).sum(-1))

@@ -10,7 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..runtime import eager
-from .primitives import lower_cast, lower_reduce, lower_reshape, lower_transpose
+from .primitives import (
+    COMPARE_OPS,
+    lower_cast,
+    lower_compare,
+    lower_reduce,
+    lower_reshape,
+    lower_select,
+    lower_transpose,
+)
 from .table import ELEMENTWISE
 
 
@@ -31,8 +39,26 @@ def _elementwise(op: str) -> Callable[..., Any]:
     return _functional(op, lower, f"Elementwise ``{op}`` (from the op table); broadcasts like numpy.", True)
 
 
-ELEMENTWISE_FUNCTIONS = {op.name: _elementwise(op.name) for op in ELEMENTWISE if op.name != "step"}
+ELEMENTWISE_FUNCTIONS = {op.name: _elementwise(op.name) for op in ELEMENTWISE if op.name not in ("step", "select")}
 ELEMENTWISE_FUNCTIONS["realdiv"] = ELEMENTWISE_FUNCTIONS["div"]
+
+
+def _select_lower(fe, args, kwargs):
+    return lower_select(fe, *args, **kwargs)
+
+
+select = _functional("select", _select_lower, "``select(cond, x, y)``: ``x`` where ``cond`` is true, else ``y``.")
+where = select
+
+
+def _compare(op: str) -> Callable[..., Any]:
+    def lower(fe, args, kwargs):
+        return lower_compare(fe, op, *args, **kwargs)
+
+    return _functional(op, lower, f"``{op}(x, y)``: elementwise comparison (a bool tensor).", True)
+
+
+COMPARE_FUNCTIONS = {op: _compare(op) for op in COMPARE_OPS}
 
 
 def apply_elementwise(op: str, *args: Any) -> Any:
@@ -76,6 +102,8 @@ reduce_sum = _functional("reduce_sum", _reduce("reduce_sum", "sum"), "``reduce_s
 reduce_mean = _functional(
     "reduce_mean", _reduce("reduce_mean", "mean"), "``reduce_mean(x, axis=None, keepdims=False)``."
 )
+reduce_max = _functional("reduce_max", _reduce("reduce_max", "max"), "``reduce_max(x, axis=None, keepdims=False)``.")
+reduce_min = _functional("reduce_min", _reduce("reduce_min", "min"), "``reduce_min(x, axis=None, keepdims=False)``.")
 
 
 def _getitem_lower(fe, args, kwargs):
@@ -84,3 +112,16 @@ def _getitem_lower(fe, args, kwargs):
 
 
 getitem = _functional("getitem", _getitem_lower, "``x[idx]`` with constant ints, slices, None and ...")
+
+
+def _one_hot_lower(fe, args, kwargs):
+    from .primitives import lower_one_hot
+
+    return lower_one_hot(fe, *args, **kwargs)
+
+
+one_hot = _functional(
+    "one_hot",
+    _one_hot_lower,
+    "``one_hot(indices, depth, on_value=1.0, off_value=0.0, axis=-1)``: one-hot encoding of integer indices.",
+)

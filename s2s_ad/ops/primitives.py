@@ -13,8 +13,9 @@ import numpy as np
 
 from .. import dtype as mstype
 from ..errors import ArgumentError
+from ..ir import Lit
 from ..runtime import eager
-from .table import ELEMENTWISE, fmt_shape, normalize_axes
+from .table import ELEMENTWISE, fmt_shape, get_op, normalize_axes
 
 
 class Primitive:
@@ -60,8 +61,53 @@ def _elementwise_class(op_name: str, display: str) -> type:
     )
 
 
-ELEMENTWISE_CLASSES = {op.display: _elementwise_class(op.name, op.display) for op in ELEMENTWISE if op.name != "step"}
+ELEMENTWISE_CLASSES = {
+    op.display: _elementwise_class(op.name, op.display) for op in ELEMENTWISE if op.name not in ("step", "select")
+}
 ELEMENTWISE_CLASSES["RealDiv"] = _elementwise_class("div", "RealDiv")
+
+
+def lower_select(fe, cond: Any, x: Any, y: Any) -> Any:
+    """``x`` where ``cond`` holds, else ``y``. A non-bool condition means ``cond != 0`` (as in
+    ``np.where``); Python numbers among ``x`` and ``y`` are typed after the tensors among them
+    only (the bool condition does not take part)."""
+    if isinstance(cond, (bool, np.bool_)):
+        c = Lit(bool(cond), np.dtype(np.bool_))
+    else:
+        c = fe.atom(cond)
+        if c.dtype.kind != "b":
+            c = fe.b.bind1("not_equal", c, Lit(0, c.dtype))
+    branches = [Lit(v, np.dtype(np.bool_)) if isinstance(v, (bool, np.bool_)) else v for v in (x, y)]
+    return fe.elementwise("select", [c, *fe.atoms(branches)])
+
+
+class Select(Primitive):
+    """``Select()(cond, x, y)``: ``x`` where the bool tensor ``cond`` is true, else ``y``."""
+
+    # Python numbers stay compile-time constants when called eagerly, so that they are typed
+    # after ``x``/``y`` only (weak scalars would take the bool condition's dtype into account).
+
+    def lower(self, fe, cond, x, y):
+        return lower_select(fe, cond, x, y)
+
+
+ELEMENTWISE_CLASSES["Select"] = Select
+
+
+def lower_compare(fe, op: str, x: Any, y: Any) -> Any:
+    return fe.bind(op, [x, y])
+
+
+def _compare_class(op: str, display: str) -> type:
+    def lower(self, fe, x, y):
+        return lower_compare(fe, op, x, y)
+
+    doc = f"``{display}()(x, y)``: elementwise comparison (a bool tensor; not differentiable)."
+    return type(display, (Primitive,), {"lower": lower, "_weak_scalars": True, "__doc__": doc})
+
+
+COMPARE_OPS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
+COMPARE_CLASSES = {get_op(op).display: _compare_class(op, get_op(op).display) for op in COMPARE_OPS}
 
 
 class MatMul(Primitive):
@@ -97,6 +143,8 @@ def _reduce_class(op: str, display: str, what: str) -> type:
 
 ReduceSum = _reduce_class("reduce_sum", "ReduceSum", "sum")
 ReduceMean = _reduce_class("reduce_mean", "ReduceMean", "mean")
+ReduceMax = _reduce_class("reduce_max", "ReduceMax", "maximum")
+ReduceMin = _reduce_class("reduce_min", "ReduceMin", "minimum")
 
 
 def lower_cast(fe, x: Any, dtype: Any) -> Any:
@@ -163,6 +211,10 @@ def tensor_method(fe, m, args: list, kwargs: dict) -> Any:
         keep = args[1] if len(args) > 1 else kwargs.get("keepdims", False)
         op = "reduce_sum" if m.name == "sum" else "reduce_mean"
         return lower_reduce(fe, op, f"Tensor.{m.name}", x, axis, keep)
+    if m.name in ("max", "min"):
+        axis = args[0] if args else kwargs.get("axis")
+        keep = args[1] if len(args) > 1 else kwargs.get("keepdims", False)
+        return lower_reduce(fe, f"reduce_{m.name}", f"Tensor.{m.name}", x, axis, keep)
     if m.name == "astype":
         return lower_cast(fe, x, args[0])
     if m.name == "transpose":
@@ -175,4 +227,33 @@ def tensor_method(fe, m, args: list, kwargs: dict) -> Any:
     raise AssertionError(m.name)
 
 
-TENSOR_METHODS = {"reshape", "sum", "mean", "astype", "transpose"}
+TENSOR_METHODS = {"reshape", "sum", "mean", "max", "min", "astype", "transpose"}
+
+
+def lower_one_hot(fe, indices: Any, depth: Any, on_value: Any = 1.0, off_value: Any = 0.0, axis: int = -1) -> Any:
+    """One-hot encoding: ``on_value`` where ``indices == k`` along a new axis of length
+    ``depth``, else ``off_value`` (an index outside ``[0, depth)`` gives a row of
+    ``off_value``). Built from ``equal`` and ``select``, so it is differentiable in the values."""
+    a = fe.atom(indices)
+    if a.dtype.kind not in "iu":
+        raise fe.error(f"OneHot: indices must be an integer tensor, got {a.aval}", ArgumentError)
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth <= 0:
+        raise fe.error(f"OneHot: depth must be a positive int, got {depth!r}", ArgumentError)
+    ndim = len(a.shape) + 1
+    if not -ndim <= axis < ndim:
+        raise fe.error(f"OneHot: axis {axis} is out of range for a result of rank {ndim}", ArgumentError)
+    axis %= ndim
+    idx = lower_reshape(fe, a, a.shape[:axis] + (1,) + a.shape[axis:])
+    classes = np.arange(int(depth), dtype=a.dtype).reshape((int(depth),) + (1,) * (ndim - 1 - axis))
+    mask = fe.bind("equal", [idx, classes])
+    return lower_select(fe, mask, on_value, off_value)
+
+
+class OneHot(Primitive):
+    """``OneHot(axis=-1)(indices, depth, on_value, off_value)``."""
+
+    def __init__(self, axis: int = -1):
+        super().__init__(axis=int(axis))
+
+    def lower(self, fe, indices, depth, on_value, off_value):
+        return lower_one_hot(fe, indices, depth, on_value, off_value, self._attrs["axis"])

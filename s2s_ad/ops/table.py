@@ -5,8 +5,9 @@ differentiated:
 
 * **elementwise** ops give a scalar SymPy formula; reverse mode (and every higher order) uses
   the partial derivatives SymPy derives from it, so no elementwise derivative is written here;
-* **structural** ops (matmul, reductions, reshapes, indexing, ...) give a ``vjp`` rule that
-  emits IR, so derivatives of derivatives come for free.
+* **structural** ops (matmul, reductions, reshapes, indexing, ...) give a ``vjp`` rule (reverse
+  mode) and a ``jvp`` rule (forward mode) that emit IR, so derivatives of derivatives come for
+  free. Most structural ops are linear: their tangent is the op applied to the input's tangent.
 
 The frontend (``ops.primitives``), the AD modes, the SymPy bridge, the printers and the per-op
 tests all read :data:`OPS`.
@@ -22,11 +23,11 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..errors import ShapeError
+from ..errors import ArgumentError, ShapeError
 from ..ir import Atom, Aval, Builder, Eqn, Lit, Shape
 
 # Printing precedences (higher binds tighter).
-ATOM, POW, UNARY, MUL, ADD = 100, 80, 70, 60, 50
+ATOM, POW, UNARY, MUL, ADD, CMP = 100, 80, 70, 60, 50, 40
 
 
 @dataclass
@@ -38,15 +39,23 @@ class OpDef:
     abstract: Callable[[list[Aval], dict], list[Aval]]
     # elementwise -----------------------------------------------------------------------
     formula: Callable[..., sp.Expr] | None = None
-    printer: tuple | None = None  # ("call", name) | ("infix", sym, prec) | ("prefix", sym) | ("template", fn)
+    # ("call", name) | ("infix", sym, prec) | ("prefix", sym) | ("template", fn) with
+    # fn(*args, lit, np) -> (src, prec) | ("shaped_template", fn): the same, plus the output shape
+    printer: tuple | None = None
     sympy_head: Any = None  # SymPy class mapped back to this op by the SymPy bridge
+    bool_inputs: tuple[int, ...] = ()  # input positions that take bool tensors (never differentiated)
     # structural ------------------------------------------------------------------------
     emit: Callable[..., Any] | None = None  # (args, eqn, ctx) -> (expr, prec) | list of lines
     statement: bool = False  # emit returns statements assigning to a target
     vjp: Callable[..., list] | None = None
+    # (b, eqn, tangents) -> output tangents; ``None`` is a symbolic zero on either side
+    jvp: Callable[..., list] | None = None
     # sample arguments for the generated per-op tests: list of (shapes, params)
     samples: list = field(default_factory=list)
     domain: tuple[float, float] = (-2.0, 2.0)
+    # the derivative jumps where input values tie (maximum, reduce_max, ...): the generated tests
+    # draw input values that are pairwise well apart
+    distinct_inputs: bool = False
 
     @cached_property
     def symbols(self) -> tuple[sp.Symbol, ...]:
@@ -60,8 +69,12 @@ class OpDef:
     @cached_property
     def partials(self) -> tuple[sp.Expr, ...]:
         """d(formula)/d(input_i), derived by SymPy. Distributions (the DiracDelta that SymPy
-        gives as the derivative of ``sign``) are zero almost everywhere, as in every AD system."""
-        return tuple(sp.diff(self.expr, s).replace(sp.DiracDelta, lambda *a: sp.Integer(0)) for s in self.symbols)
+        gives as the derivative of ``sign``) are zero almost everywhere, as in every AD system.
+        Powers of one base are combined (``powsimp``): SymPy writes d(x**y)/dx as
+        ``x**y*y/x``, which is 0/0 at x = 0; the combined ``y*x**(y - 1)`` is not."""
+        return tuple(
+            sp.powsimp(sp.diff(self.expr, s).replace(sp.DiracDelta, lambda *a: sp.Integer(0))) for s in self.symbols
+        )
 
 
 OPS: dict[str, OpDef] = {}
@@ -117,7 +130,74 @@ class Sigmoid(sp.Function):
 class Step(sp.Function):
     """Heaviside step with step(0) = 0 (the derivative of ReLU, as MindSpore defines it)."""
 
+    @classmethod
+    def eval(cls, x):
+        if x.is_number and x.is_extended_real:
+            return sp.Integer(1) if x > 0 else sp.Integer(0)
+        return None
+
     def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+
+class Maximum(sp.Function):
+    """Elementwise max(x, y). On a tie the derivative goes to ``x`` (MindSpore's rule):
+    d/dx = 1 where x >= y, d/dy = 1 where x < y."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x == y:
+            return x
+        if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
+            return x if x >= y else y
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x, y = self.args
+        return 1 - Step(y - x) if argindex == 1 else Step(y - x)
+
+
+class Minimum(sp.Function):
+    """Elementwise min(x, y). On a tie the derivative goes to ``x`` (MindSpore's rule):
+    d/dx = 1 where x <= y, d/dy = 1 where x > y."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x == y:
+            return x
+        if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
+            return x if x <= y else y
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x, y = self.args
+        return 1 - Step(x - y) if argindex == 1 else Step(x - y)
+
+
+class Select(sp.Function):
+    """``Select(c, a, b)``: ``a`` where the (bool) condition ``c`` holds, else ``b``
+    (``np.where``). Not differentiable in ``c``; the derivative in ``a`` is ``Select(c, 1, 0)``."""
+
+    nargs = 3
+
+    @classmethod
+    def eval(cls, c, a, b):
+        if c.is_number:
+            return a if c != 0 else b
+        if a == b:
+            return a
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        c = self.args[0]
+        if argindex == 2:
+            return Select(c, 1, 0)
+        if argindex == 3:
+            return Select(c, 0, 1)
         return sp.Integer(0)
 
 
@@ -139,26 +219,36 @@ def elementwise(
     sympy_head: Any = None,
     float_result: bool = False,
     domain: tuple[float, float] = (-2.0, 2.0),
+    abstract: Callable[[list[Aval], dict], list[Aval]] | None = None,
+    bool_inputs: tuple[int, ...] = (),
+    distinct_inputs: bool = False,
 ) -> OpDef:
-    shapes = [((3,),) * nin, ((2, 3),) * nin]
-    if nin == 2:
-        shapes += [((2, 3), (3,)), ((2, 1), (1, 3)), ((), (2, 3))]
-    else:
-        shapes += [((),)]
     return _register(
         OpDef(
             name,
             display,
             "elementwise",
             nin,
-            _elementwise_abstract(display, float_result),
+            abstract or _elementwise_abstract(display, float_result),
             formula=formula,
             printer=printer,
             sympy_head=sympy_head,
-            samples=[(s, {}) for s in shapes],
+            bool_inputs=bool_inputs,
+            samples=[(s, {}) for s in _broadcast_samples(nin)],
             domain=domain,
+            distinct_inputs=distinct_inputs,
         )
     )
+
+
+def _broadcast_samples(nin: int) -> list[tuple[Shape, ...]]:
+    """Sample input shapes of an op that broadcasts its ``nin`` inputs like numpy."""
+    shapes = [((3,),) * nin, ((2, 3),) * nin]
+    if nin == 1:
+        return shapes + [((),)]
+    if nin == 2:
+        return shapes + [((2, 3), (3,)), ((2, 1), (1, 3)), ((), (2, 3))]
+    return shapes + [((2, 3), (3,), (2, 1)), ((2, 1), (1, 3), ()), ((), (2, 3), (3,))]
 
 
 def _sigmoid_print(a, lit, np_):
@@ -195,6 +285,35 @@ elementwise("sign", "Sign", sp.sign, ("call", "sign"), sympy_head=sp.sign)
 elementwise("sigmoid", "Sigmoid", Sigmoid, ("template", _sigmoid_print), sympy_head=Sigmoid, float_result=True)
 elementwise("relu", "ReLU", Relu, ("template", _relu_print), sympy_head=Relu)
 elementwise("step", "Step", Step, ("template", _step_print), sympy_head=Step)
+elementwise("maximum", "Maximum", Maximum, ("call", "maximum"), nin=2, sympy_head=Maximum, distinct_inputs=True)
+elementwise("minimum", "Minimum", Minimum, ("call", "minimum"), nin=2, sympy_head=Minimum, distinct_inputs=True)
+
+
+def _select_abstract(avals: list[Aval], params: dict) -> list[Aval]:
+    c, x, y = avals
+    if c.dtype.kind != "b":
+        raise ArgumentError(f"Select: the condition must be a bool tensor, got dtype {c.dtype}")
+    shape = broadcast_shapes("Select", [a.shape for a in avals])
+    return [Aval(shape, np.result_type(x.dtype, y.dtype))]  # the dtype comes from the branches
+
+
+def _select_print(c, a, b, lit, np_, shape):
+    # Numba's np.where on scalars returns a 0-d array, which other scalar code cannot take.
+    if shape == ():
+        return f"({a} if {c} else {b})", ATOM
+    return f"{np_}.where({c}, {a}, {b})", ATOM
+
+
+elementwise(
+    "select",
+    "Select",
+    Select,
+    ("shaped_template", _select_print),
+    nin=3,
+    sympy_head=Select,
+    abstract=_select_abstract,
+    bool_inputs=(0,),
+)
 
 
 # ----------------------------------------------------------------------------- structural helpers
@@ -222,6 +341,17 @@ def cast_to(b: Builder, x: Atom, dtype: np.dtype) -> Atom:
     if isinstance(x, Lit):
         return Lit(x.value, dtype)
     return b.bind1("cast", x, dtype=np.dtype(dtype))
+
+
+def linear_jvp(b: Builder, eqn: Eqn, tangents: list) -> list:
+    """Tangent rule of an op that is linear in its single input: apply the op to the tangent."""
+    (t,) = tangents
+    return [None if t is None else b.bind1(eqn.op, t, **eqn.params)]
+
+
+def no_jvp(b: Builder, eqn: Eqn, tangents: list) -> list:
+    """Tangent rule of an op whose outputs are constant (or not differentiable)."""
+    return [None] * len(eqn.outs)
 
 
 def _one(aval: Aval, **kw) -> Callable[[list[Aval], dict], list[Aval]]:
@@ -279,6 +409,18 @@ def _matmul_vjp(b: Builder, eqn: Eqn, cts, active):
     return [gx, gy]
 
 
+def _matmul_jvp(b: Builder, eqn: Eqn, tangents):
+    x, y = eqn.ins
+    tx, ty = tangents
+    p = eqn.params
+    terms = []
+    if tx is not None:
+        terms.append(b.bind1("matmul", tx, y, **p))
+    if ty is not None:
+        terms.append(b.bind1("matmul", x, ty, **p))
+    return [terms[0] if len(terms) == 1 else b.bind1("add", *terms)]
+
+
 _register(
     OpDef(
         "matmul",
@@ -288,6 +430,7 @@ _register(
         _matmul_abstract,
         emit=_matmul_emit,
         vjp=_matmul_vjp,
+        jvp=_matmul_jvp,
         samples=[
             (((2, 3), (3, 4)), dict(transpose_a=False, transpose_b=False)),
             (((3, 2), (3, 4)), dict(transpose_a=True, transpose_b=False)),
@@ -296,6 +439,47 @@ _register(
         ],
     )
 )
+
+
+# ----------------------------------------------------------------------------- comparisons
+# Comparisons give bool tensors and are not differentiable. They are structural ops, so the
+# SymPy cluster pass (which only takes elementwise ops) never puts relations into expressions.
+def _compare_abstract(display: str):
+    def abstract(avals: list[Aval], params: dict) -> list[Aval]:
+        return [Aval(broadcast_shapes(display, [a.shape for a in avals]), np.dtype(np.bool_))]
+
+    return abstract
+
+
+def _compare_emit(sym: str):
+    def emit(args, eqn: Eqn, C):
+        x, y = (s if prec > CMP else f"({s})" for s, prec in args)
+        return f"{x} {sym} {y}", CMP
+
+    return emit
+
+
+for _name, _display, _sym in [
+    ("greater", "Greater", ">"),
+    ("greater_equal", "GreaterEqual", ">="),
+    ("less", "Less", "<"),
+    ("less_equal", "LessEqual", "<="),
+    ("equal", "Equal", "=="),
+    ("not_equal", "NotEqual", "!="),
+]:
+    _register(
+        OpDef(
+            _name,
+            _display,
+            "structural",
+            2,
+            _compare_abstract(_display),
+            emit=_compare_emit(_sym),
+            vjp=lambda b, eqn, cts, active: [None, None],
+            jvp=no_jvp,
+            samples=[(s, {}) for s in _broadcast_samples(2)],
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- reductions
@@ -377,6 +561,7 @@ _register(
         _reduce_abstract,
         emit=_reduce_emit(False),
         vjp=_reduce_sum_vjp,
+        jvp=linear_jvp,
         samples=_reduce_samples,
     )
 )
@@ -389,9 +574,110 @@ _register(
         _reduce_abstract,
         emit=_reduce_emit(True),
         vjp=_reduce_mean_vjp,
+        jvp=linear_jvp,
         samples=_reduce_samples,
     )
 )
+
+
+def _reduce_extremum_emit(ufunc: str, full: str):
+    # Numba's np.max/np.min take no axis. Reduce one axis at a time (the highest first): copy
+    # the first slice along it, then fold the others in with the ufunc, in place. Basic
+    # slices keep Numba's compile time low (a transposed copy of a 3-D array takes seconds to
+    # compile); plain numpy runs the same code.
+    def emit(target, args, eqn: Eqn, C):
+        ((x, _),) = args
+        shape, axes, out = eqn.ins[0].shape, eqn.params["axes"], eqn.outs[0]
+        if len(axes) == len(shape):
+            expr = f"{C.np}.{full}({x})" if shape else x
+            return [f"{target} = {C.reshape_from(expr, (), out.shape, out.dtype)}"]
+        lines = []
+        cur, cur_shape = x, list(shape)
+        if not x.isidentifier():  # an inlined expression: evaluate it once
+            cur = C.fresh(f"{target}_in")
+            lines.append(f"{cur} = {x}")
+        final = _reduced_shape(shape, axes, False)
+        for step, ax in enumerate(sorted(axes, reverse=True)):
+            last = step == len(axes) - 1
+            acc = target if last and out.shape == final else C.fresh(f"{target}_acc")
+            k = C.fresh("k")
+
+            def at(i, ax=ax):
+                return ", ".join([":"] * ax + [str(i)])
+
+            lines += [
+                f"{acc} = {cur}[{at(0)}].copy()",
+                f"for {k} in range(1, {cur_shape[ax]}):",
+                f"    {C.np}.{ufunc}({acc}, {cur}[{at(k)}], {acc})",
+            ]
+            cur = acc
+            del cur_shape[ax]
+        if cur != target:
+            lines.append(f"{target} = {cur}.reshape({out.shape!r})")
+        return lines
+
+    return emit
+
+
+def _extremum_mask(b: Builder, x: Atom, y: Atom, axes: tuple[int, ...]) -> tuple[Atom, Atom]:
+    """Where ``x`` equals its extremum ``y`` over ``axes`` (as x's float dtype), and how many
+    positions tie for it (keepdims)."""
+    kshape = _reduced_shape(x.shape, axes, True)
+    if y.shape != kshape:
+        y = b.bind1("reshape", y, shape=kshape)
+    mask = b.bind1("cast", b.bind1("equal", x, y), dtype=np.dtype(x.dtype))
+    count = b.bind1("reduce_sum", mask, axes=axes, keepdims=True)
+    return mask, count
+
+
+def _reduce_extremum_vjp(b, eqn, cts, active):
+    # The cotangent goes to the positions that attain the extremum, split equally among ties.
+    (ct,) = cts
+    x = eqn.ins[0]
+    if x.dtype.kind != "f":
+        return [None]
+    axes = eqn.params["axes"]
+    mask, count = _extremum_mask(b, x, eqn.outs[0], axes)
+    if ct.shape != count.shape:
+        ct = b.bind1("reshape", ct, shape=count.shape)
+    share = b.bind1("div", ct, count)
+    return [b.bind1("mul", mask, share)]  # broadcasts back to x's shape
+
+
+def _reduce_extremum_jvp(b, eqn, tangents):
+    # The mean of the tangent over the positions that attain the extremum.
+    (t,) = tangents
+    x, y = eqn.ins[0], eqn.outs[0]
+    if t is None or x.dtype.kind != "f":
+        return [None]
+    axes = eqn.params["axes"]
+    mask, count = _extremum_mask(b, x, y, axes)
+    total = b.bind1("reduce_sum", b.bind1("mul", t, mask), axes=axes, keepdims=True)
+    res = b.bind1("div", total, count)
+    if res.shape != y.shape:
+        res = b.bind1("reshape", res, shape=y.shape)
+    return [res]
+
+
+for _name, _display, _ufunc, _full in [
+    ("reduce_max", "ReduceMax", "maximum", "max"),
+    ("reduce_min", "ReduceMin", "minimum", "min"),
+]:
+    _register(
+        OpDef(
+            _name,
+            _display,
+            "structural",
+            1,
+            _reduce_abstract,
+            emit=_reduce_extremum_emit(_ufunc, _full),
+            statement=True,
+            vjp=_reduce_extremum_vjp,
+            jvp=_reduce_extremum_jvp,
+            samples=_reduce_samples,
+            distinct_inputs=True,
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- shape ops
@@ -421,6 +707,7 @@ _register(
         _reshape_abstract,
         emit=_reshape_emit,
         vjp=_reshape_vjp,
+        jvp=linear_jvp,
         samples=[(((2, 3),), dict(shape=(3, 2))), (((6,),), dict(shape=(2, 1, 3))), (((1,),), dict(shape=()))],
     )
 )
@@ -452,6 +739,7 @@ _register(
         _broadcast_abstract,
         emit=_broadcast_emit,
         vjp=_broadcast_vjp,
+        jvp=linear_jvp,
         samples=[(((3,),), dict(shape=(2, 3))), (((2, 1),), dict(shape=(2, 3))), (((),), dict(shape=(2,)))],
     )
 )
@@ -489,6 +777,7 @@ _register(
         _transpose_abstract,
         emit=_transpose_emit,
         vjp=_transpose_vjp,
+        jvp=linear_jvp,
         samples=[(((2, 3),), dict(perm=(1, 0))), (((2, 3, 4),), dict(perm=(2, 0, 1)))],
     )
 )
@@ -562,6 +851,7 @@ _register(
         _getitem_abstract,
         emit=_getitem_emit,
         vjp=_getitem_vjp,
+        jvp=linear_jvp,
         samples=[
             (((2, 3),), dict(index=(0,))),
             (((2, 3),), dict(index=(1, 2))),
@@ -579,6 +869,7 @@ _register(
         emit=_scatter_emit,
         statement=True,
         vjp=_scatter_vjp,
+        jvp=linear_jvp,
         samples=[(((3,),), dict(index=(0,), shape=(2, 3)))],
     )
 )
@@ -599,10 +890,19 @@ def _cast_emit(args, eqn, C):
 
 
 def _cast_vjp(b, eqn, cts, active):
+    # int -> float passes the cotangent on, truncated to the int dtype (MindSpore's gradient
+    # of an integer input); float -> int/bool is piecewise constant: zero, as in forward mode.
     x = eqn.ins[0]
-    if x.dtype.kind == "b":
+    if x.dtype.kind == "b" or (x.dtype.kind == "f" and eqn.outs[0].dtype.kind != "f"):
         return [None]
     return [cast_to(b, cts[0], x.dtype)]
+
+
+def _cast_jvp(b, eqn, tangents):
+    (t,) = tangents
+    if t is None or eqn.outs[0].dtype.kind != "f":
+        return [None]
+    return [cast_to(b, t, eqn.outs[0].dtype)]
 
 
 _register(
@@ -614,6 +914,7 @@ _register(
         _cast_abstract,
         emit=_cast_emit,
         vjp=_cast_vjp,
+        jvp=_cast_jvp,
         samples=[(((2, 3),), dict(dtype=np.dtype(np.float64))), (((),), dict(dtype=np.dtype(np.float32)))],
     )
 )
@@ -636,6 +937,7 @@ _register(
         _identity_abstract,
         emit=_stop_gradient_emit,
         vjp=lambda b, eqn, cts, active: [None],
+        jvp=no_jvp,
     )
 )
 
@@ -655,7 +957,11 @@ def _fill_emit(args, eqn, C):
     return f"{C.np}.full({shape!r}, {C.lit(v, dt)})", ATOM
 
 
-_register(OpDef("fill", "Fill", "structural", 0, _fill_abstract, emit=_fill_emit, vjp=lambda b, eqn, cts, active: []))
+_register(
+    OpDef(
+        "fill", "Fill", "structural", 0, _fill_abstract, emit=_fill_emit, vjp=lambda b, eqn, cts, active: [], jvp=no_jvp
+    )
+)
 
 
 def fill(b: Builder, shape: Shape, value: float, dtype: np.dtype) -> Atom:

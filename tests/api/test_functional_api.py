@@ -742,8 +742,8 @@ def test_jvp_several_inputs_and_outputs_against_finite_differences():
         ((SX, SY), (SX,), r"expected \(Tensor, Tensor\), got \(Tensor,\)"),
         ((SX, SY), (SX, SY, SY), r"got \(Tensor, Tensor, Tensor\)"),
         ((SX, SY), ((SX,), SY), r"got \(\(Tensor,\), Tensor\)"),
-        ((SX, SY), (SX, t64([1.0, 2.0, 3.0])), r"has shape \(3,\) but the inputs has shape \(2,\)"),
-        (SX, t64(np.ones((2, 2))), r"has shape \(2, 2\) but the inputs has shape \(2,\)"),
+        ((SX, SY), (SX, t64([1.0, 2.0, 3.0])), r"has shape \(3,\) but its input has shape \(2,\)"),
+        (SX, t64(np.ones((2, 2))), r"has shape \(2, 2\) but its input has shape \(2,\)"),
         (SX, (SX, SX), r"expected \(Tensor,\), got \(Tensor, Tensor\)"),
     ],
 )

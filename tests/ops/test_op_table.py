@@ -1,13 +1,21 @@
 """Per-op tests generated from the op table: every entry, every sample shape, float64 and
 float32, reverse mode checked against central finite differences and by the dot-product test
-(<J u, w> from a finite-difference directional derivative vs <u, J^T w> from the vjp), and the
-Numba backend checked against the numpy backend."""
+(<J u, w> from a finite-difference directional derivative vs <u, J^T w> from the vjp), forward
+mode checked against central finite differences and against reverse mode (<J u, w> from the
+jvp vs <u, J^T w> from the vjp), and the Numba backend checked against the numpy backend.
+
+What the harness needs to know about an op comes from its table entry: ``domain`` (where inputs
+are drawn), ``bool_inputs`` (inputs drawn as random bool tensors and never differentiated),
+``distinct_inputs`` (the derivative jumps where values tie, so values are drawn well apart) and
+the op's shape/dtype rule (an op whose output is not a float tensor, a comparison, has no
+derivative: its gradients and tangents must be zero)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from s2s_ad.ad.forward import jvp_program
 from s2s_ad.ad.reverse import grad_program
 from s2s_ad.frontend import trace
 from s2s_ad.ir import Aval
@@ -21,24 +29,74 @@ for _op in OPS.values():
             CASES.append(pytest.param(_op.name, _shapes, _params, _dt, id=f"{_op.name}-{_k}-{_dt}"))
 
 
-def _programs(op: str, shapes, params, dtype, backend="python"):
-    avals = [Aval(tuple(s), np.dtype(dtype)) for s in shapes]
+def _avals(op: str, shapes, dtype) -> list[Aval]:
+    bools = OPS[op].bool_inputs
+    return [Aval(tuple(s), np.dtype(np.bool_ if i in bools else dtype)) for i, s in enumerate(shapes)]
+
+
+def _differentiable(op: str, shapes, params) -> bool:
+    """Whether the op's output (by its shape/dtype rule) is a float tensor."""
+    (out,) = OPS[op].abstract(_avals(op, shapes, "float64"), params)
+    return out.dtype.kind == "f"
+
+
+def _float_inputs(op: str, shapes) -> list[int]:
+    return [i for i in range(len(shapes)) if i not in OPS[op].bool_inputs]
+
+
+def _trace(op: str, shapes, params, dtype):
     names = [f"x{i}" for i in range(len(shapes))]
-    prog = trace(lambda fe, vals: fe.b.bind1(op, *vals, **params), avals, f"op_{op}", names)
+    return trace(lambda fe, vals: fe.b.bind1(op, *vals, **params), _avals(op, shapes, dtype), f"op_{op}", names)
+
+
+def _programs(op: str, shapes, params, dtype, backend="python"):
+    prog = _trace(op, shapes, params, dtype)
     fwd = Compiled(prog, backend)
     vjp = Compiled(grad_program(prog, list(range(len(shapes))), [], sens_param=True), backend)
     return prog, fwd, vjp
 
 
+def _jvp_program(op: str, shapes, params, dtype, backend="python"):
+    """Forward mode with respect to every float input: (x..., u...) -> (f(x), J u)."""
+    prog = _trace(op, shapes, params, dtype)
+    return prog, Compiled(jvp_program(prog, _float_inputs(op, shapes)), backend)
+
+
 def _inputs(op: str, shapes, dtype, rng):
-    lo, hi = OPS[op].domain
-    xs = []
-    for s in shapes:
-        x = rng.uniform(lo, hi, size=s)
-        # keep away from kinks (relu/abs/sign/step at 0)
-        x = np.where(np.abs(x) < 0.1, 0.3, x)
-        xs.append(np.asarray(x, dtype=dtype))
+    opdef = OPS[op]
+    lo, hi = opdef.domain
+    floats = _float_inputs(op, shapes)
+    xs: list = [None] * len(shapes)
+    if opdef.distinct_inputs:
+        # The derivative jumps where values tie (max/min): all float input values, within and
+        # across inputs, are drawn from a shuffled grid, so any two differ by >= (hi-lo)/(2n).
+        sizes = [int(np.prod(shapes[i], dtype=np.int64)) for i in floats]
+        n = sum(sizes)
+        vals = lo + (hi - lo) * (rng.permutation(n) + 0.5 + rng.uniform(-0.25, 0.25, n)) / n
+        for i, part in zip(floats, np.split(vals, np.cumsum(sizes)[:-1])):
+            xs[i] = np.asarray(part.reshape(shapes[i]), dtype=dtype)
+    else:
+        for i in floats:
+            x = rng.uniform(lo, hi, size=shapes[i])
+            # keep away from kinks (relu/abs/sign/step at 0)
+            x = np.where(np.abs(x) < 0.1, 0.3, x)
+            xs[i] = np.asarray(x, dtype=dtype)
+    for i in opdef.bool_inputs:
+        xs[i] = np.asarray(rng.random(shapes[i]) < 0.5)
     return xs
+
+
+def _tangents(xs, rng):
+    """A random direction for each float input (bool inputs have none)."""
+    return [rng.standard_normal(x.shape) if x.dtype.kind == "f" else None for x in xs]
+
+
+def _along(xs, us, h):
+    return [x if u is None else x + h * u for x, u in zip(xs, us)]
+
+
+def _cotangent(aval, rng):
+    return np.asarray(rng.standard_normal(aval.shape), dtype=aval.dtype)
 
 
 def _f(fwd, xs):
@@ -61,6 +119,13 @@ def test_vjp_against_finite_differences(op, shapes, params, dtype):
     for x, g in zip(xs, grads):
         assert g.shape == x.shape
         assert g.dtype == x.dtype, "gradient dtype must match the input dtype (float32 stays float32)"
+    for i in OPS[op].bool_inputs:
+        assert not np.any(grads[i]), "a bool input is never differentiated"
+    if out_aval.dtype.kind != "f":
+        # No derivative (a comparison): every gradient is zero.
+        for g in grads:
+            assert not np.any(g)
+        return
 
     if dtype == "float32":
         # float32 results agree with the float64 computation
@@ -73,8 +138,9 @@ def test_vjp_against_finite_differences(op, shapes, params, dtype):
     # An op whose output is float32 (a cast) limits finite differences to float32 precision.
     low = out_aval.dtype == np.float32
     h, rtol = (1e-3, 1e-3) if low else (1e-6, 1e-5)
-    xs64 = [x.astype(np.float64) for x in xs]
-    for i, x in enumerate(xs64):
+    xs64 = [x.astype(np.float64) if x.dtype.kind == "f" else x for x in xs]
+    for i in _float_inputs(op, shapes):
+        x = xs64[i]
         num = np.zeros_like(x)
         for j in np.ndindex(x.shape):
             xp = [v.copy() for v in xs64]
@@ -85,20 +151,69 @@ def test_vjp_against_finite_differences(op, shapes, params, dtype):
         np.testing.assert_allclose(grads[i], num, rtol=rtol, atol=rtol / 10, err_msg=f"{op} input {i}")
 
 
-@pytest.mark.parametrize("op,shapes,params,dtype", [c for c in CASES if c.values[3] == "float64"])
+CASES_F64 = [c for c in CASES if c.values[3] == "float64"]
+# Cases with a derivative to check (a comparison's output is a bool tensor: none).
+DIFF_CASES_F64 = [c for c in CASES_F64 if _differentiable(*c.values[:3])]
+
+
+@pytest.mark.parametrize("op,shapes,params,dtype", DIFF_CASES_F64)
 def test_dot_product(op, shapes, params, dtype):
     """<J u, w> (finite differences along u) equals <u, J^T w> (reverse mode)."""
     rng = np.random.default_rng(1)
     prog, fwd, vjp = _programs(op, shapes, params, dtype)
     xs = _inputs(op, shapes, dtype, rng)
-    us = [rng.standard_normal(x.shape) for x in xs]
+    us = _tangents(xs, rng)
     out_aval = prog.outs[0].aval
     w = rng.standard_normal(out_aval.shape)
     h, rel = (1e-3, 1e-3) if out_aval.dtype == np.float32 else (1e-6, 1e-6)
-    jvp = (_f(fwd, [x + h * u for x, u in zip(xs, us)]) - _f(fwd, [x - h * u for x, u in zip(xs, us)])) / (2 * h)
+    jvp = (_f(fwd, _along(xs, us, h)) - _f(fwd, _along(xs, us, -h))) / (2 * h)
     lhs = float(np.sum(jvp * w))
-    rhs = sum(float(np.sum(u * g)) for u, g in zip(us, _vjp(vjp, xs, w)))
+    rhs = sum(float(np.sum(u * g)) for u, g in zip(us, _vjp(vjp, xs, w)) if u is not None)
     assert lhs == pytest.approx(rhs, rel=rel, abs=rel / 10)
+
+
+def _jvp(jvp, xs, us):
+    value, tangent = jvp(list(xs) + [u for u in us if u is not None])
+    return value.asnumpy(), tangent.asnumpy()
+
+
+@pytest.mark.parametrize("op,shapes,params,dtype", CASES_F64)
+def test_jvp_against_finite_differences(op, shapes, params, dtype):
+    """Forward mode: the tangent J u equals central finite differences along u."""
+    rng = np.random.default_rng(3)
+    prog, jvp = _jvp_program(op, shapes, params, dtype)
+    fwd = Compiled(prog, "python")
+    xs = _inputs(op, shapes, dtype, rng)
+    us = _tangents(xs, rng)
+    value, tangent = _jvp(jvp, xs, us)
+    out_aval = prog.outs[0].aval
+    np.testing.assert_array_equal(value, fwd(list(xs)).asnumpy())
+    assert tangent.shape == out_aval.shape and tangent.dtype == out_aval.dtype
+    if out_aval.dtype.kind != "f":
+        assert not np.any(tangent), "an op without a derivative has a zero tangent"
+        return
+    low = out_aval.dtype == np.float32
+    h, rtol = (1e-3, 1e-3) if low else (1e-6, 1e-6)
+    num = (_f(fwd, _along(xs, us, h)) - _f(fwd, _along(xs, us, -h))) / (2 * h)
+    np.testing.assert_allclose(tangent, num, rtol=rtol, atol=rtol / 10)
+
+
+@pytest.mark.parametrize("op,shapes,params,dtype", DIFF_CASES_F64)
+def test_forward_matches_reverse(op, shapes, params, dtype):
+    """<J u, w> from forward mode equals <u, J^T w> from reverse mode to rounding error."""
+    rng = np.random.default_rng(4)
+    prog, jvp = _jvp_program(op, shapes, params, dtype)
+    _, _, vjp = _programs(op, shapes, params, dtype)
+    xs = _inputs(op, shapes, dtype, rng)
+    us = _tangents(xs, rng)
+    out_aval = prog.outs[0].aval
+    w = _cotangent(out_aval, rng)
+    _, tangent = _jvp(jvp, xs, us)
+    lhs = float(np.sum(tangent.astype(np.float64) * w))
+    rhs = sum(float(np.sum(u * g)) for u, g in zip(us, _vjp(vjp, xs, w)) if u is not None)
+    # a float32 output (a cast) rounds the tangent to float32
+    rel = 1e-10 if out_aval.dtype == np.float64 else 1e-6
+    assert lhs == pytest.approx(rhs, rel=rel, abs=rel)
 
 
 NUMBA_CASES = []
@@ -116,14 +231,27 @@ def test_numba_matches_numpy(op, shapes, params):
     prog, fwd_py, vjp_py = _programs(op, shapes, params, dtype, "python")
     _, fwd_nb, vjp_nb = _programs(op, shapes, params, dtype, "numba")
     xs = _inputs(op, shapes, dtype, rng)
-    w = np.asarray(rng.standard_normal(prog.outs[0].shape), dtype=prog.outs[0].dtype)
+    w = _cotangent(prog.outs[0].aval, rng)
     a = fwd_py(list(xs))
     b = fwd_nb(list(xs))
-    assert a.asnumpy().dtype == b.asnumpy().dtype
+    assert a.asnumpy().dtype == b.asnumpy().dtype == prog.outs[0].dtype
     np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-6, atol=1e-6)
-    for g1, g2 in zip(_vjp(vjp_py, xs, w), _vjp(vjp_nb, xs, w)):
-        assert g1.dtype == g2.dtype == np.float32
+    for x, g1, g2 in zip(xs, _vjp(vjp_py, xs, w), _vjp(vjp_nb, xs, w)):
+        assert g1.dtype == g2.dtype == x.dtype
         np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op,shapes,params", NUMBA_CASES)
+def test_numba_matches_numpy_forward_mode(op, shapes, params):
+    """The forward-mode program compiles under Numba and agrees with plain numpy, in float32."""
+    rng = np.random.default_rng(5)
+    prog, jvp_py = _jvp_program(op, shapes, params, "float32", "python")
+    _, jvp_nb = _jvp_program(op, shapes, params, "float32", "numba")
+    xs = _inputs(op, shapes, "float32", rng)
+    us = [None if u is None else u.astype(np.float32) for u in _tangents(xs, rng)]
+    for a, b in zip(_jvp(jvp_py, xs, us), _jvp(jvp_nb, xs, us)):
+        assert a.dtype == b.dtype == prog.outs[0].dtype
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_every_op_has_samples_and_a_rule():
@@ -131,7 +259,7 @@ def test_every_op_has_samples_and_a_rule():
         if op.name in ("fill", "stop_gradient"):
             continue
         assert op.samples, f"{op.name} has no test samples"
-        assert op.kind == "elementwise" or op.vjp is not None
+        assert op.kind == "elementwise" or (op.vjp is not None and op.jvp is not None)
 
 
 def test_elementwise_partials_come_from_sympy():
