@@ -15,7 +15,7 @@ from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var
 from ..ops.table import broadcast_to, cast_to, fill, get_op
 from ..symbolic import to_ir
-from .reverse import arg_leaf_ranges, partials_at
+from .reverse import arg_leaf_ranges, derived_program, fresh_inputs, partials_at
 
 
 def _tangent_symbols(n: int) -> tuple[sp.Symbol, ...]:
@@ -82,10 +82,7 @@ def jvp_program(prog: Program, wrt_args: list[int], name: str | None = None) -> 
     structured like ``prog``'s output. Arguments outside ``wrt_args`` have zero tangent.
     """
     b = Builder()
-    env: dict[int, Atom] = {}
-    new_in = [Var(v.aval, v.hint) for v in prog.invars]
-    for o, n in zip(prog.invars, new_in):
-        env[id(o)] = n
+    new_in, env = fresh_inputs(prog)
     n_args = prog.n_args
     args = new_in[:n_args]
     ranges = arg_leaf_ranges(prog)
@@ -106,15 +103,7 @@ def jvp_program(prog: Program, wrt_args: list[int], name: str | None = None) -> 
         touts.append(fill(b, o.shape, 0, o.dtype) if t is None else t)
     arg_names = list(prog.arg_names) + [f"{prog.arg_names[p]}_dot" for p in wrt_args]
     in_tree = ("tuple", tuple(prog.in_tree[1]) + tuple(ranges[p][2] for p in wrt_args))
-    return Program(
-        name=name or f"jvp_{prog.name}",
-        invars=args + tan_vars + new_in[n_args:],
-        n_args=n_args + len(tan_vars),
-        in_tree=in_tree,
-        params=list(prog.params),
-        consts=list(prog.consts),
-        eqns=b.eqns,
-        outs=outs + touts,
-        out_tree=("tuple", (prog.out_tree, prog.out_tree)),
-        arg_names=arg_names,
+    out_tree = ("tuple", (prog.out_tree, prog.out_tree))
+    return derived_program(
+        prog, b, name or f"jvp_{prog.name}", args + tan_vars, new_in, in_tree, outs + touts, out_tree, arg_names
     )

@@ -121,6 +121,39 @@ def backward(
     return res
 
 
+def fresh_inputs(prog: Program) -> tuple[list[Var], dict[int, Atom]]:
+    """New variables for ``prog``'s inputs, and the map from the old ones' ids to them."""
+    new_in = [Var(v.aval, v.hint) for v in prog.invars]
+    return new_in, {id(o): n for o, n in zip(prog.invars, new_in)}
+
+
+def derived_program(
+    prog: Program,
+    b: Builder,
+    name: str,
+    arg_vars: list[Var],
+    new_in: list[Var],
+    in_tree: Any,
+    outs: list[Atom],
+    out_tree: Any,
+    arg_names: list[str],
+) -> Program:
+    """A program built in ``b`` from ``prog``: new argument variables, then ``prog``'s
+    parameters and constants (``new_in`` from :func:`fresh_inputs`)."""
+    return Program(
+        name=name,
+        invars=arg_vars + new_in[prog.n_args :],
+        n_args=len(arg_vars),
+        in_tree=in_tree,
+        params=list(prog.params),
+        consts=list(prog.consts),
+        eqns=b.eqns,
+        outs=outs,
+        out_tree=out_tree,
+        arg_names=arg_names,
+    )
+
+
 def arg_leaf_ranges(prog: Program) -> list[tuple[int, int, Any]]:
     """For each argument position of ``prog``: (first leaf, end leaf, treedef)."""
     out = []
@@ -151,10 +184,7 @@ def grad_program(
     only the first element of the output is differentiated, and the sens is structured like it.
     """
     b = Builder()
-    env: dict[int, Atom] = {}
-    new_in = [Var(v.aval, v.hint) for v in prog.invars]
-    for o, n in zip(prog.invars, new_in):
-        env[id(o)] = n
+    new_in, env = fresh_inputs(prog)
     n_args = prog.n_args
     args = new_in[:n_args]
     arg_names = list(prog.arg_names)
@@ -209,15 +239,14 @@ def grad_program(
             ("tuple", (None,) * len(wrt_params)),
         ),
     )
-    return Program(
-        name=name or f"grad_{prog.name}",
-        invars=args + sens_vars + new_in[n_args:],
-        n_args=n_args + len(sens_vars),
-        in_tree=in_tree,
-        params=list(prog.params),
-        consts=list(prog.consts),
-        eqns=b.eqns,
-        outs=(outs if with_value else []) + arg_grads + param_grads,
-        out_tree=out_tree,
-        arg_names=arg_names,
+    return derived_program(
+        prog,
+        b,
+        name or f"grad_{prog.name}",
+        args + sens_vars,
+        new_in,
+        in_tree,
+        (outs if with_value else []) + arg_grads + param_grads,
+        out_tree,
+        arg_names,
     )

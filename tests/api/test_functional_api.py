@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 
 import s2s_ad
-from s2s_ad import ArgumentError, ArgumentValueError, Parameter, ParameterTuple, Tensor, context, nn, ops
+from s2s_ad import ArgumentError, ArgumentValueError, Parameter, ParameterTuple, Tensor, nn, ops
 from s2s_ad import dtype as mstype
 
-
-@pytest.fixture(autouse=True)
-def _python_backend():
-    """Plain numpy unless a test asks for both backends (the ``mode`` fixture runs after this)."""
-    old = context.get_context("mode")
-    context.set_context(mode=context.PYNATIVE_MODE)
-    yield
-    context.set_context(mode=old)
+# Plain numpy unless a test asks for both backends (the ``mode`` fixture applies after this).
+pytestmark = pytest.mark.usefixtures("pynative")
 
 
 # ---------------------------------------------------------------------------- helpers

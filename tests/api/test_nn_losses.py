@@ -5,18 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2s_ad import ArgumentError, ArgumentValueError, Tensor, context, nn, ops
+from s2s_ad import ArgumentError, ArgumentValueError, Tensor, nn, ops
 
 LOGITS = np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]], np.float64)
 CLASSES = np.array([1, 2], np.int32)
 
 
-@pytest.fixture(autouse=True)
-def _pynative():
-    old = context.get_context("mode")
-    context.set_context(mode=context.PYNATIVE_MODE)
-    yield
-    context.set_context(mode=old)
+# Plain numpy unless a test asks for both backends (the ``mode`` fixture applies after this).
+pytestmark = pytest.mark.usefixtures("pynative")
 
 
 def softmax(x):
