@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 
+import numpy as np
 import sympy as sp
 
 from .ir import Atom, Builder, Eqn, Lit, Program, Var
@@ -103,8 +104,9 @@ class _UnionFind:
             self.p[max(a, b)] = min(a, b)
 
 
-def simplify_clusters(prog: Program) -> Program:
-    eqns = prog.eqns
+def _cluster_index(eqns: list[Eqn]) -> tuple[list[bool], list[object], dict[object, list[int]]]:
+    """Group ``eqns`` into convex elementwise clusters: (sympyable flags, the unit of each
+    equation, the members of each unit). A structural equation is a unit of its own."""
     producer: dict[int, int] = {}
     depth_of_var: dict[int, int] = {}
     depth = []
@@ -123,13 +125,29 @@ def simplify_clusters(prog: Program) -> Program:
             producer[id(o)] = i
             depth_of_var[id(o)] = d
 
-    clusters: dict[int, list[int]] = {}
-    for i in range(len(eqns)):
-        if ok[i]:
-            clusters.setdefault(uf.find(i), []).append(i)
+    unit_of: list[object] = [uf.find(i) if ok[i] else ("s", i) for i in range(len(eqns))]
+    members: dict[object, list[int]] = {}
+    for i, u in enumerate(unit_of):
+        members.setdefault(u, []).append(i)
+    return ok, unit_of, members
+
+
+def elementwise_units(eqns: list[Eqn]) -> list[list[Eqn]]:
+    """``eqns`` as units in a topological order: each unit a convex cluster of elementwise
+    equations (SymPy can treat it as one expression) or a single structural equation."""
+    _, unit_of, members = _cluster_index(eqns)
+    units = {u: [eqns[i] for i in idx] for u, idx in members.items()}
+    first = {u: idx[0] for u, idx in members.items()}
+    return _toposort(units, first, {})
+
+
+def simplify_clusters(prog: Program) -> Program:
+    eqns = prog.eqns
+    ok, unit_of, members = _cluster_index(eqns)
+    producer = {id(o): i for i, e in enumerate(eqns) for o in e.outs}
+    clusters = {u: idx for u, idx in members.items() if ok[idx[0]]}
 
     # Uses outside each equation's cluster.
-    unit_of = {i: (uf.find(i) if ok[i] else ("s", i)) for i in range(len(eqns))}
     used_outside: set[int] = {id(a) for a in prog.outs if isinstance(a, Var)}
     for i, e in enumerate(eqns):
         for a in e.ins:
@@ -140,14 +158,14 @@ def simplify_clusters(prog: Program) -> Program:
     consts = {id(e.outs[0]): e.params["value"] for e in eqns if e.op == "fill" and e.outs[0].dtype.kind == "f"}
     env: dict[int, Atom] = {}
     units: dict[object, list[Eqn]] = {}
-    for root, members in clusters.items():
-        units[root] = _simplify_cluster([eqns[i] for i in members], used_outside, env, consts)
+    for root, idx in clusters.items():
+        units[root] = _simplify_cluster([eqns[i] for i in idx], used_outside, env, consts)
     for i, e in enumerate(eqns):
         if not ok[i]:
             units[("s", i)] = [e]
 
-    first = {u: min(i for i in range(len(eqns)) if unit_of[i] == u) for u in units}
-    return _rewrite(prog, _toposort(units, first, env), env)
+    first = {u: idx[0] for u, idx in members.items()}
+    return _rewrite(prog, [e for unit in _toposort(units, first, env) for e in unit], env)
 
 
 def _simplify_cluster(
@@ -197,7 +215,7 @@ def _simplify_cluster(
     return b.eqns
 
 
-def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dict[int, Atom]) -> list[Eqn]:
+def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dict[int, Atom]) -> list[list[Eqn]]:
     producer_unit: dict[int, object] = {}
     for u, es in units.items():
         for e in es:
@@ -215,10 +233,10 @@ def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dic
     heap = [(first[u], k, u) for k, u in enumerate(units) if not deps[u]]
     order_key = {u: k for k, u in enumerate(units)}
     heapq.heapify(heap)
-    out: list[Eqn] = []
+    out: list[list[Eqn]] = []
     while heap:
         _, _, u = heapq.heappop(heap)
-        out.extend(units[u])
+        out.append(units[u])
         for w in users[u]:
             deps[w].discard(u)
             if not deps[w]:
@@ -226,10 +244,54 @@ def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dic
     return out
 
 
+_SHAPE_ONLY = {"broadcast_to", "reshape", "transpose", "getitem", "cast", "reduce_max", "reduce_min", "reduce_mean"}
+
+
+def fold_fills(prog: Program) -> Program:
+    """Propagate constants through structural ops: a reshape, broadcast, transpose, slice,
+    cast or max/min/mean of a constant fill is a fill; a sum of one is a scaled fill; a matmul
+    with a zero fill is a zero fill. (Zero and one seeds then fold in the SymPy clusters.)"""
+    value: dict[int, float] = {}
+    env: dict[int, Atom] = {}
+    kept = []
+    for e in prog.eqns:
+        ins = [_sub(env, a) for a in e.ins]
+
+        def const(a: Atom) -> float | None:
+            if isinstance(a, Lit):
+                return float(a.value)
+            return value.get(id(a))
+
+        out = e.outs[0] if len(e.outs) == 1 else None
+        v = None
+        if e.op == "fill":
+            value[id(e.outs[0])] = float(e.params["value"])
+        elif out is not None and e.op in _SHAPE_ONLY and const(ins[0]) is not None:
+            v = const(ins[0])
+            if e.op == "cast":
+                v = float(np.asarray(v).astype(out.dtype))
+        elif out is not None and e.op == "reduce_sum" and const(ins[0]) is not None:
+            v = const(ins[0]) * (ins[0].aval.size // max(out.aval.size, 1))
+        elif e.op == "matmul" and any(const(a) == 0 for a in ins):
+            v = 0.0
+        if v is not None and out.dtype.kind in "fiub":
+            b = Builder()
+            b.loc = e.loc
+            new = fill(b, out.shape, v, out.dtype)
+            if isinstance(new, Var):
+                new.hint = out.hint
+                value[id(new)] = v
+                kept.extend(b.eqns)
+            env[id(out)] = new
+            continue
+        kept.append(Eqn(e.op, ins, e.outs, e.params, e.loc))
+    return _rewrite(prog, kept, env)
+
+
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
     derivatives may still be taken (``stop_gradient``)."""
-    prog = cse(dce(prog))
+    prog = cse(fold_fills(dce(prog)))
     if final:
         prog = strip_identities(prog)
     if simplify:

@@ -131,3 +131,24 @@ def to_ir(b: Builder, exprs: list[sp.Expr], env: Mapping[sp.Symbol, Atom], dtype
     """Emit IR for ``exprs`` (sharing common subexpressions) and return their atoms."""
     em = _Emitter(b, env, dtype)
     return [em.go(e) for e in exprs]
+
+
+def cluster_expressions(members: list) -> tuple[dict[int, sp.Expr], list, list[sp.Symbol]]:
+    """SymPy expressions of the variables of a cluster of elementwise equations: (expression
+    by variable id, the cluster's input variables, their symbols ``s0, s1, ...``)."""
+    from .ir import Var
+
+    produced = {id(o) for e in members for o in e.outs}
+    inputs: list = []
+    seen: set[int] = set()
+    for e in members:
+        for a in e.ins:
+            if isinstance(a, Var) and id(a) not in produced and id(a) not in seen:
+                seen.add(id(a))
+                inputs.append(a)
+    syms = [sp.Symbol(f"s{k}", real=True) for k in range(len(inputs))]
+    expr_of: dict[int, sp.Expr] = {id(v): s for v, s in zip(inputs, syms)}
+    for e in members:
+        args = [lit_to_sympy(a) if isinstance(a, Lit) else expr_of[id(a)] for a in e.ins]
+        expr_of[id(e.outs[0])] = eqn_to_sympy(e.op, args)
+    return expr_of, inputs, syms

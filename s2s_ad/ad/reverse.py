@@ -15,7 +15,8 @@ import sympy as sp
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, treedef_leaves
 from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
-from ..symbolic import lit_to_sympy, to_ir
+from ..opt import elementwise_units
+from ..symbolic import cluster_expressions, lit_to_sympy, to_ir
 
 _CT = sp.Symbol("ct", real=True)
 
@@ -47,6 +48,40 @@ def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[b
         elif g.shape != x.shape:
             g = sum_to(b, broadcast_to(b, g, broadcast_shapes(op.display, [g.shape, x.shape])), x.shape)
         res.append(cast_to(b, g, x.dtype))
+    return res
+
+
+def cluster_vjp(b: Builder, members: list[Eqn], cts: dict[int, Atom], active: set[int]) -> list[tuple[Var, Atom]]:
+    """The adjoint of a convex cluster of elementwise equations as one SymPy expression: each
+    active input's cotangent is ``Σ_o ct_o · ∂E_o/∂input`` with ``E_o`` the expression of a
+    cluster variable ``o`` that has a cotangent from outside the cluster. SymPy differentiates
+    the whole expression at once, which keeps derivatives of derivatives compact."""
+    outs = [o for e in members for o in e.outs if id(o) in cts]
+    if not outs:
+        return []
+    expr_of, inputs, syms = cluster_expressions(members)
+    wrt = [(v, s) for v, s in zip(inputs, syms) if id(v) in active and v.dtype.kind == "f"]
+    if not wrt:
+        return []
+    ct_syms = [sp.Symbol(f"ct{k}", real=True) for k in range(len(outs))]
+    grads = []
+    for _, s in wrt:
+        g = sum((c * sp.diff(expr_of[id(o)], s) for c, o in zip(ct_syms, outs)), sp.Integer(0))
+        grads.append(g.replace(sp.DiracDelta, lambda *a: sp.Integer(0)))
+    env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
+    env.update(zip(ct_syms, (cts[id(o)] for o in outs)))
+    b.loc = members[-1].loc
+    dtype = outs[0].dtype
+    out_shape = broadcast_shapes("elementwise", [o.shape for o in outs])
+    res = []
+    for (v, _), g in zip(wrt, to_ir(b, grads, env, dtype)):
+        if isinstance(g, Lit):
+            if g.value == 0:
+                continue
+            g = fill(b, out_shape, g.value, dtype)
+        if g.shape != v.shape:
+            g = sum_to(b, broadcast_to(b, g, broadcast_shapes("elementwise", [g.shape, v.shape])), v.shape)
+        res.append((v, cast_to(b, g, v.dtype)))
     return res
 
 
@@ -101,7 +136,12 @@ def backward(
         if s is not None and isinstance(o, Var) and id(o) in active:
             accumulate(o, s)
 
-    for e in reversed(eqns):
+    for unit in reversed(elementwise_units(eqns)):
+        if len(unit) > 1:
+            for v, g in cluster_vjp(b, unit, cts, active):
+                accumulate(v, g)
+            continue
+        (e,) = unit
         if not any(id(o) in cts for o in e.outs):
             continue
         ins_active = [isinstance(a, Var) and id(a) in active for a in e.ins]
