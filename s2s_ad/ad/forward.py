@@ -14,7 +14,8 @@ import sympy as sp
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var
 from ..ops.table import broadcast_to, cast_to, fill, get_op
-from ..symbolic import to_ir
+from ..opt import elementwise_units
+from ..symbolic import cluster_expressions, to_ir
 from .reverse import arg_leaf_ranges, derived_program, fresh_inputs, partials_at
 
 
@@ -50,21 +51,42 @@ def jvp_rule(op_name: str):
     return op.jvp
 
 
-def forward(b: Builder, eqns: list[Eqn], env: dict[int, Atom], tangents: dict[int, Atom]) -> None:
-    """Append copies of ``eqns`` to ``b`` (``env`` maps old var ids to new atoms), each followed
-    by its tangent equations; ``tangents`` maps new var ids to their tangents and is extended."""
+def forward(
+    b: Builder, eqns: list[Eqn], env: dict[int, Atom], tangents: dict[int, Atom], outs: list[Atom] | None = None
+) -> None:
+    """Append copies of ``eqns`` to ``b`` (``env`` maps old var ids to new atoms), each unit
+    followed by its tangent equations; ``tangents`` maps new var ids to their tangents and is
+    extended. A convex cluster of elementwise equations is one unit: SymPy differentiates its
+    expression as a whole (tangents are made for the variables used outside it, or in
+    ``outs``)."""
+    units = elementwise_units(eqns)
+    unit_of = {id(e): k for k, unit in enumerate(units) for e in unit}
+    used_outside = {id(a) for a in outs or [] if isinstance(a, Var)}
+    producer = {id(o): unit_of[id(e)] for e in eqns for o in e.outs}
     for e in eqns:
-        ins = [a if isinstance(a, Lit) else env[id(a)] for a in e.ins]
-        outs = [Var(o.aval, o.hint) for o in e.outs]
-        ne = Eqn(e.op, ins, outs, e.params, e.loc)
-        b.eqns.append(ne)
-        for o, n in zip(e.outs, outs):
-            env[id(o)] = n
-        ts = [tangents.get(id(a)) if isinstance(a, Var) else None for a in ins]
-        if all(t is None for t in ts):
-            continue
-        b.loc = e.loc
-        for o, t in zip(outs, jvp_rule(e.op)(b, ne, ts)):
+        for a in e.ins:
+            if isinstance(a, Var) and producer.get(id(a), unit_of[id(e)]) != unit_of[id(e)]:
+                used_outside.add(id(a))
+    for unit in units:
+        copies = []
+        for e in unit:
+            ins = [a if isinstance(a, Lit) else env[id(a)] for a in e.ins]
+            new_outs = [Var(o.aval, o.hint) for o in e.outs]
+            copies.append(Eqn(e.op, ins, new_outs, e.params, e.loc))
+            for o, n in zip(e.outs, new_outs):
+                env[id(o)] = n
+        b.eqns.extend(copies)
+        if len(unit) > 1:
+            needed = [env[id(o)] for e in unit for o in e.outs if id(o) in used_outside]
+            results = cluster_jvp(b, copies, needed, tangents)
+        else:
+            (ne,) = copies
+            ts = [tangents.get(id(a)) if isinstance(a, Var) else None for a in ne.ins]
+            if all(t is None for t in ts):
+                continue
+            b.loc = ne.loc
+            results = list(zip(ne.outs, jvp_rule(ne.op)(b, ne, ts)))
+        for o, t in results:
             if t is None:
                 continue
             t = cast_to(b, t, o.dtype)
@@ -72,6 +94,34 @@ def forward(b: Builder, eqns: list[Eqn], env: dict[int, Atom], tangents: dict[in
                 t.hint = f"{o.hint}_dot"
             tangents[id(o)] = t
     b.loc = None
+
+
+def cluster_jvp(
+    b: Builder, members: list[Eqn], needed: list[Var], tangents: dict[int, Atom]
+) -> list[tuple[Var, Atom | None]]:
+    """Tangents of the ``needed`` variables of a convex elementwise cluster: ``Σ_i ∂E/∂s_i · t_i``
+    over the cluster inputs ``s_i`` that have a tangent, differentiated by SymPy as a whole."""
+    if not needed:
+        return []
+    expr_of, inputs, syms = cluster_expressions(members)
+    with_t = [(v, s) for v, s in zip(inputs, syms) if id(v) in tangents]
+    if not with_t:
+        return []
+    t_syms = _tangent_symbols(len(with_t))
+    exprs = []
+    for o in needed:
+        t = sum((sp.diff(expr_of[id(o)], s) * ts for (_, s), ts in zip(with_t, t_syms)), sp.Integer(0))
+        exprs.append(t.replace(sp.DiracDelta, lambda *a: sp.Integer(0)))
+    env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
+    env.update(zip(t_syms, (tangents[id(v)] for v, _ in with_t)))
+    b.loc = members[-1].loc
+    res: list[tuple[Var, Atom | None]] = []
+    for o, t in zip(needed, to_ir(b, exprs, env, needed[0].dtype)):
+        if isinstance(t, Lit):
+            res.append((o, None if t.value == 0 else fill(b, o.shape, t.value, o.dtype)))
+            continue
+        res.append((o, broadcast_to(b, cast_to(b, t, o.dtype), o.shape)))
+    return res
 
 
 def jvp_program(prog: Program, wrt_args: list[int], name: str | None = None) -> Program:
@@ -94,7 +144,7 @@ def jvp_program(prog: Program, wrt_args: list[int], name: str | None = None) -> 
             t = Var(a.aval, f"{a.hint}_dot" if a.hint else None)
             tan_vars.append(t)
             tangents[id(a)] = t
-    forward(b, prog.eqns, env, tangents)
+    forward(b, prog.eqns, env, tangents, prog.outs)
 
     outs = [o if isinstance(o, Lit) else env[id(o)] for o in prog.outs]
     touts = []
