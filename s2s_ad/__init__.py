@@ -20,6 +20,7 @@ from .errors import (
     SourceUnavailableError,
     UnsupportedSyntaxError,
 )
+from .jacobians import hessian, hvp, jacfwd, jacrev
 from .ops import GradOperation, stop_gradient
 from .tensor import Parameter, ParameterTuple, Tensor
 
@@ -49,6 +50,10 @@ __all__ = [
     "vjp",
     "jit",
     "set_seed",
+    "jacfwd",
+    "jacrev",
+    "hessian",
+    "hvp",
     "ArgumentError",
     "ArgumentValueError",
     "S2SError",

@@ -2,7 +2,7 @@
 
 * ``s2s-ad demo``: differentiate the seeds' MatMul network; print its ``construct``, the
   generated gradient source and the gradient.
-* ``s2s-ad show FILE.py:NAME --args "float32[2,3], float32[3,3]" [--mode grad|jvp|vjp|forward]``:
+* ``s2s-ad show FILE.py:NAME --args "float32[2,3], float32[3,3]" [--mode grad|jvp|vjp|forward] [--order N]``:
   print the generated derivative source of a Cell class (or instance) or a function in FILE.
 """
 
@@ -87,13 +87,26 @@ def load_target(target: str) -> Any:
     return obj
 
 
-def show(target: Any, avals: Sequence[Aval], mode: str, get_all: bool, get_by_list: bool, sens: bool) -> str:
+def show(
+    target: Any, avals: Sequence[Aval], mode: str, get_all: bool, get_by_list: bool, sens: bool, order: int = 1
+) -> str:
     from .api import GradOperation, generated_source
     from .nn import Cell
     from .tensor import ParameterTuple
 
     if mode == "forward":
+        if order != 1:
+            raise SystemExit("s2s-ad: --order applies to the derivative modes (grad, jvp, vjp), not to forward")
         return generated_source(target, *avals)
+    if order < 1:
+        raise SystemExit(f"s2s-ad: --order must be at least 1, got {order}")
+    if order > 1:
+        if get_by_list or sens:
+            raise SystemExit("s2s-ad: --get-by-list and --sens apply to first derivatives only (--order 1)")
+        # Orders below the top are gradients (of every input with --get-all, else of the first);
+        # the top level is the chosen mode: reverse over reverse, or forward over reverse (jvp).
+        for _ in range(order - 1):
+            target = GradOperation(get_all=get_all)(target)
     if mode in ("jvp", "vjp"):
         from .api import JvpFunction, output_avals, vjp_function
 
@@ -161,6 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cotangent; forward: the compiled forward program"
         ),
     )
+    s.add_argument(
+        "--order",
+        type=int,
+        default=1,
+        help="derivative order: N-1 nested gradients, then the --mode transform on top (default 1)",
+    )
     s.add_argument("--get-all", action="store_true", help="differentiate all inputs (GradOperation get_all)")
     s.add_argument("--get-by-list", action="store_true", help="differentiate the Cell's trainable parameters")
     s.add_argument("--sens", action="store_true", help="take the output cotangent as an extra input (sens_param)")
@@ -170,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo()
         else:
             target = load_target(ns.target)
-            print(show(target, parse_args_spec(ns.args), ns.mode, ns.get_all, ns.get_by_list, ns.sens), end="")
+            spec = parse_args_spec(ns.args)
+            print(show(target, spec, ns.mode, ns.get_all, ns.get_by_list, ns.sens, ns.order), end="")
     except S2SError as err:
         print(f"s2s-ad: error: {err}", file=sys.stderr)
         return 1

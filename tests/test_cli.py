@@ -396,3 +396,45 @@ def test_show_vjp_mode(module, capsys):
     np.testing.assert_allclose(v1, x * y)
     np.testing.assert_allclose(gx, s1 * y + s2 * np.cos(x))
     np.testing.assert_allclose(gy, s1 * x)
+
+
+HIGHER = """\
+from s2s_ad import ops
+
+
+def g(x):
+    return ops.sin(x) * ops.exp(-x * x) / (1 + x * x)
+"""
+
+
+def _g_derivative(n: int, x: float) -> float:
+    import sympy as sp
+
+    s = sp.Symbol("x")
+    return float(sp.diff(sp.sin(s) * sp.exp(-s * s) / (1 + s * s), s, n).subs(s, x))
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_show_order_prints_the_nth_derivative(tmp_path, capsys, order):
+    path = tmp_path / "higher.py"
+    path.write_text(HIGHER)
+    out = show_ok(capsys, f"{path}:g", "--order", str(order), args="float64[]")
+    name = "grad_" * order + "g"
+    assert f"def {name}(" in out
+    (d,) = load_generated(out, name)(np.float64(0.7))
+    assert float(d) == pytest.approx(_g_derivative(order, 0.7), rel=1e-12)
+
+
+def test_show_order_with_jvp_on_top(tmp_path, capsys):
+    path = tmp_path / "higher.py"
+    path.write_text(HIGHER)
+    out = show_ok(capsys, f"{path}:g", "--order", "2", "--mode", "jvp", args="float64[3]")
+    x, v = np.array([0.1, 0.7, -1.2]), np.array([1.0, 2.0, -0.5])
+    g1, t = load_generated(out, "jvp_grad_g")(x, v)
+    np.testing.assert_allclose(t, v * [_g_derivative(2, xi) for xi in x], rtol=1e-12)
+
+
+@pytest.mark.parametrize("opts", [["--order", "0"], ["--order", "2", "--sens"], ["--order", "2", "--mode", "forward"]])
+def test_show_order_bad_combinations(module, capsys, opts):
+    code, _, err = run_cli(["show", f"{module}:f", "--args", "float32[3], float32[3]", *opts], capsys)
+    assert code == 1 and "s2s-ad:" in err and "Traceback" not in err

@@ -1,0 +1,150 @@
+"""jacfwd, jacrev, hessian and hvp: JAX's semantics, checked against finite differences and
+against each other; diagonal structure is detected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import s2s_ad
+from s2s_ad import ArgumentError, ArgumentValueError, Tensor, ops
+from s2s_ad.api import trace_program
+
+pytestmark = pytest.mark.usefixtures("pynative")
+
+X = np.array([0.3, -0.5, 1.2])
+W = np.arange(6.0).reshape(2, 3) / 5
+
+
+def t(a):
+    return Tensor(np.asarray(a, np.float64))
+
+
+def elementwise_sum(x):
+    return ops.sum(ops.sin(x) * x**3)
+
+
+def coupled(x):
+    return ops.sum(ops.tanh(x) * ops.sum(x * x))
+
+
+def layer(x, w):
+    return ops.tanh(ops.matmul(w, x.reshape((3, 1)))).reshape((2,))
+
+
+def bilinear(x, y):
+    return ops.sum(x * x * y)
+
+
+def fd_jacobian(f, args, argnum, h=1e-6):
+    args = [np.asarray(a, np.float64) for a in args]
+    x = args[argnum]
+    cols = []
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h
+        e = e.reshape(x.shape)
+        plus = [t(a + e) if k == argnum else t(a) for k, a in enumerate(args)]
+        minus = [t(a - e) if k == argnum else t(a) for k, a in enumerate(args)]
+        cols.append((np.asarray(f(*plus).asnumpy()) - np.asarray(f(*minus).asnumpy())) / (2 * h))
+    out_shape = cols[0].shape
+    return np.stack(cols, -1).reshape(out_shape + x.shape)
+
+
+@pytest.mark.parametrize("jac", [s2s_ad.jacfwd, s2s_ad.jacrev])
+def test_jacobian_of_a_layer_matches_finite_differences(jac):
+    jx, jw = jac(layer, argnums=(0, 1))(t(X), t(W))
+    assert jx.shape == (2, 3) and jw.shape == (2, 2, 3)
+    np.testing.assert_allclose(jx.asnumpy(), fd_jacobian(layer, [X, W], 0), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(jw.asnumpy(), fd_jacobian(layer, [X, W], 1), rtol=1e-7, atol=1e-9)
+    bare = jac(layer)(t(X), t(W))
+    np.testing.assert_array_equal(bare.asnumpy(), jx.asnumpy())
+
+
+def test_jacfwd_and_jacrev_agree(mode):
+    a = s2s_ad.jacfwd(layer)(t(X), t(W)).asnumpy()
+    b = s2s_ad.jacrev(layer)(t(X), t(W)).asnumpy()
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_hessian_of_elementwise_sum_is_diagonal_and_one_hvp():
+    h = s2s_ad.hessian(elementwise_sum)(t(X)).asnumpy()
+    d = -np.sin(X) * X**3 + 6 * np.cos(X) * X**2 + 6 * np.sin(X) * X
+    np.testing.assert_allclose(h, np.diag(d), rtol=1e-12)
+    # One Hessian-vector product, not n: no scatter of one-hot columns in the program.
+    prog = trace_program(s2s_ad.hessian(elementwise_sum), t(X))
+    assert not any(e.op == "scatter" for e in prog.eqns)
+    assert sum(e.op == "sin" for e in prog.eqns) == 1
+    assert len(prog.eqns) < 15
+
+
+def test_hessian_of_a_coupled_function(mode):
+    h = s2s_ad.hessian(coupled)(t(X)).asnumpy()
+    np.testing.assert_allclose(h, h.T, rtol=1e-12)
+    grad = s2s_ad.grad(coupled)
+    np.testing.assert_allclose(h, fd_jacobian(grad, [X], 0), rtol=1e-6, atol=1e-8)
+
+
+def test_hessian_blocks_of_two_arguments():
+    (hxx, hxy), (hyx, hyy) = s2s_ad.hessian(bilinear, argnums=(0, 1))(t(X), t(2 * X))
+    np.testing.assert_allclose(hxx.asnumpy(), np.diag(4 * X))
+    np.testing.assert_allclose(hxy.asnumpy(), np.diag(2 * X))
+    np.testing.assert_allclose(hyx.asnumpy(), np.diag(2 * X))
+    np.testing.assert_array_equal(hyy.asnumpy(), np.zeros((3, 3)))
+
+
+def test_hvp_matches_hessian_times_vector(mode):
+    v = np.array([1.0, -2.0, 0.5])
+    h = s2s_ad.hessian(coupled)(t(X)).asnumpy()
+    np.testing.assert_allclose(s2s_ad.hvp(coupled, t(X), t(v)).asnumpy(), h @ v, rtol=1e-12)
+    # several primals: one product per input
+    hx, hy = s2s_ad.hvp(bilinear, (t(X), t(2 * X)), (t(v), t(v)))
+    np.testing.assert_allclose(hx.asnumpy(), 4 * X * v + 2 * X * v)
+    np.testing.assert_allclose(hy.asnumpy(), 2 * X * v)
+
+
+def test_hvp_forward_over_reverse_equals_reverse_over_forward():
+    v = np.array([1.0, -2.0, 0.5])
+
+    def directional(x):
+        return s2s_ad.jvp(coupled, x, t(v))[1]
+
+    rof = s2s_ad.grad(directional)(t(X)).asnumpy()
+    np.testing.assert_allclose(s2s_ad.hvp(coupled, t(X), t(v)).asnumpy(), rof, rtol=1e-12)
+
+
+def trace_of_jacobian(x):
+    return ops.sum(s2s_ad.jacfwd(ops.sin)(x))
+
+
+def test_jacobians_nest_inside_other_transforms():
+    np.testing.assert_allclose(s2s_ad.grad(trace_of_jacobian)(t(X)).asnumpy(), -np.sin(X), rtol=1e-12)
+
+
+def test_decorator_forms():
+    @s2s_ad.jacfwd
+    def jf(x):
+        return ops.exp(x)
+
+    np.testing.assert_allclose(jf(t(X)).asnumpy(), np.diag(np.exp(X)))
+    hb = s2s_ad.hessian(argnums=0)(elementwise_sum)
+    assert hb(t(X)).shape == (3, 3)
+
+
+def two_outputs(x):
+    return x, x
+
+
+def test_errors():
+    with pytest.raises(ArgumentError, match="argnums must be an int"):
+        s2s_ad.jacfwd(layer, argnums=[0])
+    with pytest.raises(ArgumentValueError, match="repeats"):
+        s2s_ad.jacrev(layer, argnums=(0, 0))
+    with pytest.raises(ArgumentValueError, match="out of range"):
+        s2s_ad.jacfwd(layer, argnums=2)(t(X), t(W))
+    with pytest.raises(ArgumentError, match="must return one tensor"):
+        s2s_ad.jacfwd(two_outputs)(t(X))
+    with pytest.raises(ArgumentError, match="must return a scalar"):
+        s2s_ad.hessian(layer)(t(X), t(W))
+    with pytest.raises(ArgumentError, match="must return a scalar"):
+        s2s_ad.hvp(layer, (t(X), t(W)), (t(X), t(W)))
