@@ -140,42 +140,35 @@ class Step(sp.Function):
         return sp.Integer(0)
 
 
-class Maximum(sp.Function):
-    """Elementwise max(x, y). On a tie the derivative goes to ``x`` (MindSpore's rule):
-    d/dx = 1 where x >= y, d/dy = 1 where x < y."""
+class _Extremum(sp.Function):
+    """Elementwise max or min of two values. On a tie the derivative goes to ``x``
+    (MindSpore's rule)."""
 
     nargs = 2
+    is_max = True
 
     @classmethod
     def eval(cls, x, y):
         if x == y:
             return x
         if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
-            return x if x >= y else y
+            return x if (x >= y if cls.is_max else x <= y) else y
         return None
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         x, y = self.args
-        return 1 - Step(y - x) if argindex == 1 else Step(y - x)
+        lose = Step(y - x) if self.is_max else Step(x - y)  # 1 where y is picked
+        return 1 - lose if argindex == 1 else lose
 
 
-class Minimum(sp.Function):
-    """Elementwise min(x, y). On a tie the derivative goes to ``x`` (MindSpore's rule):
-    d/dx = 1 where x <= y, d/dy = 1 where x > y."""
+class Maximum(_Extremum):
+    """max(x, y): d/dx = 1 where x >= y, d/dy = 1 where x < y."""
 
-    nargs = 2
 
-    @classmethod
-    def eval(cls, x, y):
-        if x == y:
-            return x
-        if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
-            return x if x <= y else y
-        return None
+class Minimum(_Extremum):
+    """min(x, y): d/dx = 1 where x <= y, d/dy = 1 where x > y."""
 
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        x, y = self.args
-        return 1 - Step(x - y) if argindex == 1 else Step(x - y)
+    is_max = False
 
 
 class Select(sp.Function):
