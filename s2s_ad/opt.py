@@ -132,6 +132,24 @@ def _cluster_index(eqns: list[Eqn]) -> tuple[list[bool], list[object], dict[obje
     return ok, unit_of, members
 
 
+# A cluster is simplified or differentiated as one SymPy expression only while its expression *tree* (shared
+# subexpressions counted once per use) stays below this size: SymPy's differentiation walks the
+# tree, so a deep chain that reuses values (x = f(x, x) repeated) would cost exponential time.
+# Larger clusters are left as they are (simplification) or use the per-equation chain rule
+# (differentiation), which is linear in the program.
+MAX_TREE = 5000
+
+
+def expression_size(members: list[Eqn], outs: list[Var]) -> int:
+    """Tree size of the expressions of ``outs`` in a cluster (inputs and literals count 1)."""
+    size: dict[int, int] = {}
+    for e in members:
+        n = 1 + sum(size.get(id(a), 1) if isinstance(a, Var) else 1 for a in e.ins)
+        for o in e.outs:
+            size[id(o)] = n
+    return sum(size[id(o)] for o in outs)
+
+
 def elementwise_units(eqns: list[Eqn]) -> list[list[Eqn]]:
     """``eqns`` as units in a topological order: each unit a convex cluster of elementwise
     equations (SymPy can treat it as one expression) or a single structural equation."""
@@ -159,7 +177,12 @@ def simplify_clusters(prog: Program) -> Program:
     env: dict[int, Atom] = {}
     units: dict[object, list[Eqn]] = {}
     for root, idx in clusters.items():
-        units[root] = _simplify_cluster([eqns[i] for i in idx], used_outside, env, consts)
+        cluster = [eqns[i] for i in idx]
+        outs = [o for e in cluster for o in e.outs if id(o) in used_outside]
+        if expression_size(cluster, outs) > MAX_TREE:
+            units[root] = cluster
+        else:
+            units[root] = _simplify_cluster(cluster, used_outside, env, consts)
     for i, e in enumerate(eqns):
         if not ok[i]:
             units[("s", i)] = [e]

@@ -14,7 +14,7 @@ import sympy as sp
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var
 from ..ops.table import broadcast_to, cast_to, fill, get_op
-from ..opt import elementwise_units
+from ..opt import MAX_TREE, elementwise_units, expression_size
 from ..symbolic import cluster_expressions, to_ir
 from .reverse import arg_leaf_ranges, derived_program, fresh_inputs, partials_at
 
@@ -76,16 +76,22 @@ def forward(
             for o, n in zip(e.outs, new_outs):
                 env[id(o)] = n
         b.eqns.extend(copies)
-        if len(unit) > 1:
-            needed = [env[id(o)] for e in unit for o in e.outs if id(o) in used_outside]
+        needed = [env[id(o)] for e in unit for o in e.outs if id(o) in used_outside]
+        if len(unit) > 1 and expression_size(copies, needed) <= MAX_TREE:
             results = cluster_jvp(b, copies, needed, tangents)
         else:
-            (ne,) = copies
-            ts = [tangents.get(id(a)) if isinstance(a, Var) else None for a in ne.ins]
-            if all(t is None for t in ts):
-                continue
-            b.loc = ne.loc
-            results = list(zip(ne.outs, jvp_rule(ne.op)(b, ne, ts)))
+            results = []
+            for ne in copies:
+                ts = [tangents.get(id(a)) if isinstance(a, Var) else None for a in ne.ins]
+                if all(t is None for t in ts):
+                    continue
+                b.loc = ne.loc
+                for o, t in zip(ne.outs, jvp_rule(ne.op)(b, ne, ts)):
+                    if t is not None:
+                        # each equation's tangent feeds the next one in the unit
+                        t = cast_to(b, t, o.dtype)
+                        tangents[id(o)] = t
+                    results.append((o, t))
         for o, t in results:
             if t is None:
                 continue

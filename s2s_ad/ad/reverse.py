@@ -15,7 +15,7 @@ import sympy as sp
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, treedef_leaves
 from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
-from ..opt import elementwise_units
+from ..opt import MAX_TREE, elementwise_units, expression_size
 from ..symbolic import cluster_expressions, lit_to_sympy, to_ir
 
 _CT = sp.Symbol("ct", real=True)
@@ -137,22 +137,22 @@ def backward(
             accumulate(o, s)
 
     for unit in reversed(elementwise_units(eqns)):
-        if len(unit) > 1:
+        if len(unit) > 1 and expression_size(unit, [o for e in unit for o in e.outs if id(o) in cts]) <= MAX_TREE:
             for v, g in cluster_vjp(b, unit, cts, active):
                 accumulate(v, g)
             continue
-        (e,) = unit
-        if not any(id(o) in cts for o in e.outs):
-            continue
-        ins_active = [isinstance(a, Var) and id(a) in active for a in e.ins]
-        if not any(ins_active):
-            continue
-        b.loc = e.loc
-        outct = [cts.get(id(o)) for o in e.outs]
-        grads = vjp_rule(e.op)(b, e, outct, ins_active)
-        for a, g, act in zip(e.ins, grads, ins_active):
-            if act and g is not None:
-                accumulate(a, g)
+        for e in reversed(unit):
+            if not any(id(o) in cts for o in e.outs):
+                continue
+            ins_active = [isinstance(a, Var) and id(a) in active for a in e.ins]
+            if not any(ins_active):
+                continue
+            b.loc = e.loc
+            outct = [cts.get(id(o)) for o in e.outs]
+            grads = vjp_rule(e.op)(b, e, outct, ins_active)
+            for a, g, act in zip(e.ins, grads, ins_active):
+                if act and g is not None:
+                    accumulate(a, g)
     b.loc = None
     res = []
     for w in wrt:
