@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import context
 from .ad.forward import jvp_program
 from .ad.reverse import grad_program
 from .api import (
@@ -35,6 +36,7 @@ from .frontend import Frontend, inline_program
 from .ir import Atom, Lit, Program, Var
 from .ops.table import cast_to, fill, fmt_shape, get_op
 from .opt import optimize
+from .runtime import Compiled, cache_for, signature
 
 # Above this many evaluations a Jacobian is not unrolled into one program.
 MAX_UNROLL = 256
@@ -83,6 +85,21 @@ def _place(fe: Frontend, block: Atom, lead: tuple[int, ...], shape: tuple[int, .
     return fe.b.bind1("scatter", block, index=index, shape=(shape + lead) if rows else (lead + shape))
 
 
+def derivative_program(m: Program, k: int, j: int, forward: bool) -> tuple[Program, int, int, tuple[int, ...]]:
+    """The program one Jacobian evaluation runs: ``m``'s arguments plus a seed (a tangent of
+    argument leaf ``j`` forward, a cotangent of output ``k`` in reverse); returns it with the
+    index of the derivative among its outputs, the number of evaluations and the shape of
+    one evaluation's result. Each differentiated position is one tensor (checked by the
+    callers), so the seed is the program's only extra input."""
+    x, out = m.arg_vars[j], m.outs[k]
+    if forward:
+        p = optimize(jvp_program(m, [_position_of_leaf(m, j)]), final=False)
+        return p, len(m.outs) + k, x.aval.size, tuple(out.shape)
+    single = m.replace(outs=[out], out_tree=None)
+    p = optimize(grad_program(single, [_position_of_leaf(m, j)], [], sens_param=True), final=False)
+    return p, 0, out.aval.size, tuple(x.shape)
+
+
 def jacobian_of(fe: Frontend, m: Program, flat: list[Atom], k: int, j: int, forward: bool, who: str) -> Atom:
     """The Jacobian of output leaf ``k`` of program ``m`` w.r.t. argument leaf ``j``, shaped
     ``out.shape + in.shape``; ``flat`` are the atoms of ``m``'s arguments."""
@@ -92,17 +109,7 @@ def jacobian_of(fe: Frontend, m: Program, flat: list[Atom], k: int, j: int, forw
         raise fe.error(f"{who}: Jacobians need float inputs and outputs, got {x.aval} and {out.aval}", ArgumentError)
     in_shape, out_shape = tuple(x.shape), tuple(out.shape)
     dtype = out.dtype
-    # Each differentiated position is one tensor (checked by the caller): its tangent, or the
-    # program's one gradient, is the derivative program's only extra input or output.
-    if forward:
-        p = optimize(jvp_program(m, [_position_of_leaf(m, j)]), final=False)
-        dst_index = len(m.outs) + k
-        n, lead = x.aval.size, out_shape
-    else:
-        single = m.replace(outs=[out], out_tree=None)
-        p = optimize(grad_program(single, [_position_of_leaf(m, j)], [], sens_param=True), final=False)
-        dst_index = 0
-        n, lead = out.aval.size, in_shape
+    p, dst_index, n, lead = derivative_program(m, k, j, forward)
     src, dst = p.arg_vars[m.n_args], p.outs[dst_index]
 
     def run(seed: Atom) -> Atom:
@@ -155,8 +162,10 @@ class JacobianFunction(Transformed):
         argnums = self.positions[0] if self.bare else self.positions
         return f"{self.mode} of {callable_name(self.fn)} (argnums={argnums})."
 
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
-        _no_kwargs(fe, self.__name__, kwargs)
+    def _blocks(self, fe: Frontend, args: list[Any]) -> tuple[list[list[tuple[Program, int, int]]], bool]:
+        """Check the call and return the Jacobian blocks ``(program, output k, argument leaf
+        j)``, one row per output (one row for jacfwd/jacrev, one per position for hessian),
+        and whether the blocks are evaluated forward."""
         who = self.mode
         for p in self.positions:
             if p >= len(args):
@@ -169,9 +178,6 @@ class JacobianFunction(Transformed):
             raise fe.error(
                 f"{who}: {callable_name(self.fn)} must return one tensor, got {len(inner.outs)} outputs", ArgumentError
             )
-        flat: list[Atom] = []
-        for a in args:
-            flat.extend(_leaf_atoms(fe, a))
         from .ad.reverse import arg_leaf_ranges
 
         ranges = arg_leaf_ranges(inner)
@@ -181,19 +187,96 @@ class JacobianFunction(Transformed):
             if hi - lo != 1:
                 raise fe.error(f"{who}: argument {p} must be one tensor (not a tuple)", ArgumentError)
             leaves.append(lo)
+        if self.mode != "hessian":
+            return [[(inner, 0, j) for j in leaves]], self.mode == "jacfwd"
+        if inner.outs[0].shape != ():
+            raise fe.error(
+                f"hessian: {callable_name(self.fn)} must return a scalar, got shape {fmt_shape(inner.outs[0].shape)}",
+                ArgumentError,
+            )
+        g = optimize(grad_program(inner, list(self.positions), [], False), final=False)
+        return [[(g, k, j) for j in leaves] for k in range(len(self.positions))], True
+
+    def _shape(self, rows: list[list[Any]]) -> Any:
         if self.mode == "hessian":
-            if inner.outs[0].shape != ():
-                raise fe.error(
-                    f"hessian: {callable_name(self.fn)} must return a scalar, got shape {fmt_shape(inner.outs[0].shape)}",
-                    ArgumentError,
-                )
-            g = optimize(grad_program(inner, list(self.positions), [], False), final=False)
-            rows = []
-            for k in range(len(self.positions)):
-                rows.append(tuple(jacobian_of(fe, g, flat, k, j, True, who) for j in leaves))
-            return rows[0][0] if self.bare else tuple(rows)
-        jac = tuple(jacobian_of(fe, inner, flat, 0, j, self.mode == "jacfwd", who) for j in leaves)
-        return jac[0] if self.bare else jac
+            return rows[0][0] if self.bare else tuple(tuple(r) for r in rows)
+        return rows[0][0] if self.bare else tuple(rows[0])
+
+    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+        _no_kwargs(fe, self.__name__, kwargs)
+        blocks, forward = self._blocks(fe, list(args))
+        flat: list[Atom] = []
+        for a in args:
+            flat.extend(_leaf_atoms(fe, a))
+        return self._shape([[jacobian_of(fe, m, flat, k, j, forward, self.mode) for m, k, j in row] for row in blocks])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Called from Python, a Jacobian that is not diagonal runs its one-evaluation program
+        in a loop (compiled once) instead of compiling one unrolled program: the unrolled form
+        is what nesting inside other transforms needs, but it compiles slowly."""
+        if kwargs:
+            return super().__call__(*args, **kwargs)
+        backend = context.backend()
+        cache = cache_for(self.fn)
+        sig = (self.key(), "plan", backend, tuple(signature(a) for a in args))
+        plan = cache.get(sig)
+        if plan is None:
+            plan = cache[sig] = self._plan(list(args), backend)
+        if plan is _STAGED:
+            return super().__call__(*args)
+        return self._shape([[run(list(args)) for run in row] for row in plan])
+
+    def _plan(self, args: list[Any], backend: str) -> Any:
+        fe = Frontend()
+        blocks, forward = self._blocks(fe, args)
+        plan, evaluations, diagonal = [], 0, True
+        for row in blocks:
+            runs = []
+            for m, k, j in row:
+                p, dst_index, n, lead = derivative_program(m, k, j, forward)
+                diagonal = diagonal and diagonal_map(p, p.arg_vars[m.n_args], p.outs[dst_index])
+                evaluations += n
+                one = p.replace(outs=[p.outs[dst_index]], out_tree=None, name=f"{self.mode}_{p.name}")
+                seed = tuple(m.arg_vars[j].shape) if forward else tuple(m.outs[k].shape)
+                runs.append(_LoopJacobian(Compiled(one, backend), seed, lead, forward, m.outs[k].dtype))
+            plan.append(runs)
+        return _STAGED if diagonal or evaluations <= _LOOP_FROM else plan
+
+
+# At or below this many evaluations the unrolled program is used at the top level too.
+_LOOP_FROM = 4
+_STAGED = object()
+
+
+class _LoopJacobian:
+    """One Jacobian block: the one-evaluation program called once per one-hot seed."""
+
+    def __init__(self, compiled: Any, seed_shape: tuple[int, ...], lead: tuple[int, ...], forward: bool, dtype: Any):
+        self.compiled, self.seed_shape, self.lead, self.forward, self.dtype = (
+            compiled,
+            seed_shape,
+            lead,
+            forward,
+            np.dtype(dtype),
+        )
+
+    def __call__(self, args: list[Any]) -> Any:
+        from .tensor import Tensor
+
+        n = int(np.prod(self.seed_shape, dtype=np.int64))
+        m = int(np.prod(self.lead, dtype=np.int64))
+        out = np.zeros((m, n) if self.forward else (n, m), self.dtype)
+        seed = np.zeros(n, self.dtype)
+        for i in range(n):
+            seed[i] = 1
+            r = self.compiled([*args, seed.reshape(self.seed_shape)]).asnumpy().reshape(-1)
+            seed[i] = 0
+            if self.forward:
+                out[:, i] = r
+            else:
+                out[i, :] = r
+        shape = self.lead + self.seed_shape if self.forward else self.seed_shape + self.lead
+        return Tensor._wrap(out.reshape(shape))
 
 
 def _jacobian(mode: str, doc: str):

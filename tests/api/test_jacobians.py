@@ -148,3 +148,45 @@ def test_errors():
         s2s_ad.hessian(layer)(t(X), t(W))
     with pytest.raises(ArgumentError, match="must return a scalar"):
         s2s_ad.hvp(layer, (t(X), t(W)), (t(X), t(W)))
+
+
+def chain(x):
+    return ops.sum(ops.cos(x[1:] - x[:-1]))
+
+
+def chain_hessian_reference(x):
+    h = np.zeros((x.size, x.size))
+    for i, d in enumerate(x[1:] - x[:-1]):
+        c = -np.cos(d)
+        h[i, i] += c
+        h[i + 1, i + 1] += c
+        h[i, i + 1] -= c
+        h[i + 1, i] -= c
+    return h
+
+
+def hessian_trace(x):
+    return ops.sum(s2s_ad.hessian(chain)(x) * np.eye(x.shape[0]))
+
+
+def test_large_jacobians_loop_one_compiled_evaluation_and_match_the_unrolled_program(mode):
+    # Called from Python, a non-diagonal Jacobian with more than a few evaluations calls its
+    # one-evaluation program in a loop; inside compiled code it is unrolled. Both agree.
+    x = np.linspace(0.0, 1.0, 8)
+    h = s2s_ad.hessian(chain)(t(x))
+    np.testing.assert_allclose(h.asnumpy(), chain_hessian_reference(x), rtol=1e-12, atol=1e-15)
+    assert h.dtype == s2s_ad.float64
+    unrolled = s2s_ad.jit(s2s_ad.hessian(chain))(t(x))
+    np.testing.assert_allclose(unrolled.asnumpy(), h.asnumpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        float(s2s_ad.jit(hessian_trace)(t(x)).asnumpy()), np.trace(chain_hessian_reference(x)), rtol=1e-12
+    )
+    w = np.linspace(-1.0, 1.0, 12).reshape(6, 2)
+
+    def wide(v):
+        return ops.tanh(ops.matmul(t(w), v.reshape((2, 1)))).reshape((6,))
+
+    jr = s2s_ad.jacrev(wide)(t(x[:2]))
+    jf = s2s_ad.jacfwd(wide)(t(x[:2]))
+    np.testing.assert_allclose(jr.asnumpy(), jf.asnumpy(), rtol=1e-12)
+    np.testing.assert_allclose(jr.asnumpy(), fd_jacobian(wide, [x[:2]], 0), rtol=1e-7, atol=1e-9)
