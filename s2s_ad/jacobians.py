@@ -38,7 +38,8 @@ from .ops.table import cast_to, fill, fmt_shape, get_op
 from .opt import optimize
 from .runtime import Compiled, cache_for, signature
 
-# Above this many evaluations a Jacobian is not unrolled into one program.
+# Inside compiled code a Jacobian is unrolled into the program, up to this many evaluations
+# (called from Python, a large one loops over one compiled evaluation instead).
 MAX_UNROLL = 256
 
 
@@ -126,7 +127,8 @@ def jacobian_of(fe: Frontend, m: Program, flat: list[Atom], k: int, j: int, forw
         raise fe.error(
             f"{who}: this Jacobian needs {n} {'forward' if forward else 'reverse'}-mode evaluations "
             f"(more than {MAX_UNROLL}); its input {fmt_shape(in_shape)} and output {fmt_shape(out_shape)} are too large "
-            "for one unrolled program. Use jvp/vjp products instead.",
+            "to unroll inside compiled code. Call the Jacobian from Python (it then loops over one "
+            "compiled evaluation), or use jvp/vjp/hvp products.",
             ArgumentValueError,
         )
     total: Atom | None = None
