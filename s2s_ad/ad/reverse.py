@@ -64,25 +64,32 @@ def cluster_vjp(b: Builder, members: list[Eqn], cts: dict[int, Atom], active: se
     if not wrt:
         return []
     ct_syms = [sp.Symbol(f"ct{k}", real=True) for k in range(len(outs))]
-    grads = []
-    for _, s in wrt:
-        g = sum((c * sp.diff(expr_of[id(o)], s) for c, o in zip(ct_syms, outs)), sp.Integer(0))
-        grads.append(g.replace(sp.DiracDelta, lambda *a: sp.Integer(0)))
+    # Terms are summed per output shape: each group is reduced to the input's shape on its own
+    # (a term of a smaller, broadcast output must not be counted once per broadcast copy).
+    groups: dict[tuple, list[int]] = {}
+    for k, o in enumerate(outs):
+        groups.setdefault(tuple(o.shape), []).append(k)
+    keys, exprs = [], []
+    for v, s in wrt:
+        for shape, ks in groups.items():
+            g = sum((ct_syms[k] * sp.diff(expr_of[id(outs[k])], s) for k in ks), sp.Integer(0))
+            keys.append((v, shape))
+            exprs.append(g.replace(sp.DiracDelta, lambda *a: sp.Integer(0)))
     env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
     env.update(zip(ct_syms, (cts[id(o)] for o in outs)))
     b.loc = members[-1].loc
     dtype = outs[0].dtype
-    out_shape = broadcast_shapes("elementwise", [o.shape for o in outs])
-    res = []
-    for (v, _), g in zip(wrt, to_ir(b, grads, env, dtype)):
+    total: dict[int, tuple[Var, Atom]] = {}
+    for (v, shape), g in zip(keys, to_ir(b, exprs, env, dtype)):
         if isinstance(g, Lit):
             if g.value == 0:
                 continue
-            g = fill(b, out_shape, g.value, dtype)
+            g = fill(b, shape, g.value, dtype)
         if g.shape != v.shape:
             g = sum_to(b, broadcast_to(b, g, broadcast_shapes("elementwise", [g.shape, v.shape])), v.shape)
-        res.append((v, cast_to(b, g, v.dtype)))
-    return res
+        g = cast_to(b, g, v.dtype)
+        total[id(v)] = (v, b.bind1("add", total[id(v)][1], g) if id(v) in total else g)
+    return list(total.values())
 
 
 def vjp_rule(op_name: str):
