@@ -36,4 +36,3 @@ def test_deep_chain_builds_quickly_and_is_correct():
     np.testing.assert_allclose(g, fd, rtol=1e-6)
     _, t = s2s_ad.jvp(deep_chain, Tensor(x), Tensor(np.ones(3)))
     np.testing.assert_allclose(t.asnumpy(), np.sum(fd), rtol=1e-6)
-

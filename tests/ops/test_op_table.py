@@ -4,21 +4,21 @@ float32, reverse mode checked against central finite differences and by the dot-
 mode checked against central finite differences and against reverse mode (<J u, w> from the
 jvp vs <u, J^T w> from the vjp), and the Numba backend checked against the numpy backend.
 
-What the harness needs to know about an op comes from its table entry: ``domain`` (where inputs
-are drawn), ``bool_inputs`` (inputs drawn as random bool tensors and never differentiated),
-``distinct_inputs`` (the derivative jumps where values tie, so values are drawn well apart) and
-the op's shape/dtype rule (an op whose output is not a float tensor, a comparison, has no
-derivative: its gradients and tangents must be zero)."""
+What the harness (``_harness.py``, shared with ``test_higher_order_ops.py``) needs to know
+about an op comes from its table entry: ``domain`` (where inputs are drawn), ``bool_inputs``
+(inputs drawn as random bool tensors and never differentiated), ``distinct_inputs`` (the
+derivative jumps where values tie, so values are drawn well apart) and the op's shape/dtype
+rule (an op whose output is not a float tensor, a comparison, has no derivative: its gradients
+and tangents must be zero)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from _harness import along, differentiable, float_inputs, inputs, tangents, trace_op
 
 from s2s_ad.ad.forward import jvp_program
 from s2s_ad.ad.reverse import grad_program
-from s2s_ad.frontend import trace
-from s2s_ad.ir import Aval
 from s2s_ad.ops.table import OPS
 from s2s_ad.runtime import Compiled
 
@@ -29,28 +29,8 @@ for _op in OPS.values():
             CASES.append(pytest.param(_op.name, _shapes, _params, _dt, id=f"{_op.name}-{_k}-{_dt}"))
 
 
-def _avals(op: str, shapes, dtype) -> list[Aval]:
-    bools = OPS[op].bool_inputs
-    return [Aval(tuple(s), np.dtype(np.bool_ if i in bools else dtype)) for i, s in enumerate(shapes)]
-
-
-def _differentiable(op: str, shapes, params) -> bool:
-    """Whether the op's output (by its shape/dtype rule) is a float tensor."""
-    (out,) = OPS[op].abstract(_avals(op, shapes, "float64"), params)
-    return out.dtype.kind == "f"
-
-
-def _float_inputs(op: str, shapes) -> list[int]:
-    return [i for i in range(len(shapes)) if i not in OPS[op].bool_inputs]
-
-
-def _trace(op: str, shapes, params, dtype):
-    names = [f"x{i}" for i in range(len(shapes))]
-    return trace(lambda fe, vals: fe.b.bind1(op, *vals, **params), _avals(op, shapes, dtype), f"op_{op}", names)
-
-
 def _programs(op: str, shapes, params, dtype, backend="python"):
-    prog = _trace(op, shapes, params, dtype)
+    prog = trace_op(op, shapes, params, dtype)
     fwd = Compiled(prog, backend)
     vjp = Compiled(grad_program(prog, list(range(len(shapes))), [], sens_param=True), backend)
     return prog, fwd, vjp
@@ -58,41 +38,8 @@ def _programs(op: str, shapes, params, dtype, backend="python"):
 
 def _jvp_program(op: str, shapes, params, dtype, backend="python"):
     """Forward mode with respect to every float input: (x..., u...) -> (f(x), J u)."""
-    prog = _trace(op, shapes, params, dtype)
-    return prog, Compiled(jvp_program(prog, _float_inputs(op, shapes)), backend)
-
-
-def _inputs(op: str, shapes, dtype, rng):
-    opdef = OPS[op]
-    lo, hi = opdef.domain
-    floats = _float_inputs(op, shapes)
-    xs: list = [None] * len(shapes)
-    if opdef.distinct_inputs:
-        # The derivative jumps where values tie (max/min): all float input values, within and
-        # across inputs, are drawn from a shuffled grid, so any two differ by >= (hi-lo)/(2n).
-        sizes = [int(np.prod(shapes[i], dtype=np.int64)) for i in floats]
-        n = sum(sizes)
-        vals = lo + (hi - lo) * (rng.permutation(n) + 0.5 + rng.uniform(-0.25, 0.25, n)) / n
-        for i, part in zip(floats, np.split(vals, np.cumsum(sizes)[:-1])):
-            xs[i] = np.asarray(part.reshape(shapes[i]), dtype=dtype)
-    else:
-        for i in floats:
-            x = rng.uniform(lo, hi, size=shapes[i])
-            # keep away from kinks (relu/abs/sign/step at 0)
-            x = np.where(np.abs(x) < 0.1, 0.3, x)
-            xs[i] = np.asarray(x, dtype=dtype)
-    for i in opdef.bool_inputs:
-        xs[i] = np.asarray(rng.random(shapes[i]) < 0.5)
-    return xs
-
-
-def _tangents(xs, rng):
-    """A random direction for each float input (bool inputs have none)."""
-    return [rng.standard_normal(x.shape) if x.dtype.kind == "f" else None for x in xs]
-
-
-def _along(xs, us, h):
-    return [x if u is None else x + h * u for x, u in zip(xs, us)]
+    prog = trace_op(op, shapes, params, dtype)
+    return prog, Compiled(jvp_program(prog, float_inputs(op, shapes)), backend)
 
 
 def _cotangent(aval, rng):
@@ -112,7 +59,7 @@ def _vjp(vjp, xs, w):
 def test_vjp_against_finite_differences(op, shapes, params, dtype):
     rng = np.random.default_rng(0)
     prog, fwd, vjp = _programs(op, shapes, params, dtype)
-    xs = _inputs(op, shapes, dtype, rng)
+    xs = inputs(op, shapes, dtype, rng)
     out_aval = prog.outs[0].aval
     w = np.asarray(rng.standard_normal(out_aval.shape), dtype=out_aval.dtype)
     grads = _vjp(vjp, xs, w)
@@ -139,7 +86,7 @@ def test_vjp_against_finite_differences(op, shapes, params, dtype):
     low = out_aval.dtype == np.float32
     h, rtol = (1e-3, 1e-3) if low else (1e-6, 1e-5)
     xs64 = [x.astype(np.float64) if x.dtype.kind == "f" else x for x in xs]
-    for i in _float_inputs(op, shapes):
+    for i in float_inputs(op, shapes):
         x = xs64[i]
         num = np.zeros_like(x)
         for j in np.ndindex(x.shape):
@@ -153,7 +100,7 @@ def test_vjp_against_finite_differences(op, shapes, params, dtype):
 
 CASES_F64 = [c for c in CASES if c.values[3] == "float64"]
 # Cases with a derivative to check (a comparison's output is a bool tensor: none).
-DIFF_CASES_F64 = [c for c in CASES_F64 if _differentiable(*c.values[:3])]
+DIFF_CASES_F64 = [c for c in CASES_F64 if differentiable(*c.values[:3])]
 
 
 @pytest.mark.parametrize("op,shapes,params,dtype", DIFF_CASES_F64)
@@ -161,12 +108,12 @@ def test_dot_product(op, shapes, params, dtype):
     """<J u, w> (finite differences along u) equals <u, J^T w> (reverse mode)."""
     rng = np.random.default_rng(1)
     prog, fwd, vjp = _programs(op, shapes, params, dtype)
-    xs = _inputs(op, shapes, dtype, rng)
-    us = _tangents(xs, rng)
+    xs = inputs(op, shapes, dtype, rng)
+    us = tangents(xs, rng)
     out_aval = prog.outs[0].aval
     w = rng.standard_normal(out_aval.shape)
     h, rel = (1e-3, 1e-3) if out_aval.dtype == np.float32 else (1e-6, 1e-6)
-    jvp = (_f(fwd, _along(xs, us, h)) - _f(fwd, _along(xs, us, -h))) / (2 * h)
+    jvp = (_f(fwd, along(xs, us, h)) - _f(fwd, along(xs, us, -h))) / (2 * h)
     lhs = float(np.sum(jvp * w))
     rhs = sum(float(np.sum(u * g)) for u, g in zip(us, _vjp(vjp, xs, w)) if u is not None)
     assert lhs == pytest.approx(rhs, rel=rel, abs=rel / 10)
@@ -183,8 +130,8 @@ def test_jvp_against_finite_differences(op, shapes, params, dtype):
     rng = np.random.default_rng(3)
     prog, jvp = _jvp_program(op, shapes, params, dtype)
     fwd = Compiled(prog, "python")
-    xs = _inputs(op, shapes, dtype, rng)
-    us = _tangents(xs, rng)
+    xs = inputs(op, shapes, dtype, rng)
+    us = tangents(xs, rng)
     value, tangent = _jvp(jvp, xs, us)
     out_aval = prog.outs[0].aval
     np.testing.assert_array_equal(value, fwd(list(xs)).asnumpy())
@@ -194,7 +141,7 @@ def test_jvp_against_finite_differences(op, shapes, params, dtype):
         return
     low = out_aval.dtype == np.float32
     h, rtol = (1e-3, 1e-3) if low else (1e-6, 1e-6)
-    num = (_f(fwd, _along(xs, us, h)) - _f(fwd, _along(xs, us, -h))) / (2 * h)
+    num = (_f(fwd, along(xs, us, h)) - _f(fwd, along(xs, us, -h))) / (2 * h)
     np.testing.assert_allclose(tangent, num, rtol=rtol, atol=rtol / 10)
 
 
@@ -204,8 +151,8 @@ def test_forward_matches_reverse(op, shapes, params, dtype):
     rng = np.random.default_rng(4)
     prog, jvp = _jvp_program(op, shapes, params, dtype)
     _, _, vjp = _programs(op, shapes, params, dtype)
-    xs = _inputs(op, shapes, dtype, rng)
-    us = _tangents(xs, rng)
+    xs = inputs(op, shapes, dtype, rng)
+    us = tangents(xs, rng)
     out_aval = prog.outs[0].aval
     w = _cotangent(out_aval, rng)
     _, tangent = _jvp(jvp, xs, us)
@@ -230,7 +177,7 @@ def test_numba_matches_numpy(op, shapes, params):
     dtype = "float32"
     prog, fwd_py, vjp_py = _programs(op, shapes, params, dtype, "python")
     _, fwd_nb, vjp_nb = _programs(op, shapes, params, dtype, "numba")
-    xs = _inputs(op, shapes, dtype, rng)
+    xs = inputs(op, shapes, dtype, rng)
     w = _cotangent(prog.outs[0].aval, rng)
     a = fwd_py(list(xs))
     b = fwd_nb(list(xs))
@@ -247,8 +194,8 @@ def test_numba_matches_numpy_forward_mode(op, shapes, params):
     rng = np.random.default_rng(5)
     prog, jvp_py = _jvp_program(op, shapes, params, "float32", "python")
     _, jvp_nb = _jvp_program(op, shapes, params, "float32", "numba")
-    xs = _inputs(op, shapes, "float32", rng)
-    us = [None if u is None else u.astype(np.float32) for u in _tangents(xs, rng)]
+    xs = inputs(op, shapes, "float32", rng)
+    us = [None if u is None else u.astype(np.float32) for u in tangents(xs, rng)]
     for a, b in zip(_jvp(jvp_py, xs, us), _jvp(jvp_nb, xs, us)):
         assert a.dtype == b.dtype == prog.outs[0].dtype
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

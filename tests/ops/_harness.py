@@ -1,0 +1,69 @@
+"""What the generated per-op tests (``test_op_table.py``, ``test_higher_order_ops.py``) share:
+the program of one op applied to sample shapes, and inputs drawn per the op's table entry.
+
+What the harness needs to know about an op comes from its table entry: ``domain`` (where inputs
+are drawn), ``bool_inputs`` (inputs drawn as random bool tensors and never differentiated),
+``distinct_inputs`` (the derivative jumps where values tie, so values are drawn well apart) and
+the op's shape/dtype rule (an op whose output is not a float tensor, a comparison, has no
+derivative)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from s2s_ad.frontend import trace
+from s2s_ad.ir import Aval
+from s2s_ad.ops.table import OPS
+
+
+def avals(op: str, shapes, dtype) -> list[Aval]:
+    bools = OPS[op].bool_inputs
+    return [Aval(tuple(s), np.dtype(np.bool_ if i in bools else dtype)) for i, s in enumerate(shapes)]
+
+
+def differentiable(op: str, shapes, params) -> bool:
+    """Whether the op's output (by its shape/dtype rule) is a float tensor."""
+    (out,) = OPS[op].abstract(avals(op, shapes, "float64"), params)
+    return out.dtype.kind == "f"
+
+
+def float_inputs(op: str, shapes) -> list[int]:
+    return [i for i in range(len(shapes)) if i not in OPS[op].bool_inputs]
+
+
+def trace_op(op: str, shapes, params, dtype):
+    names = [f"x{i}" for i in range(len(shapes))]
+    return trace(lambda fe, vals: fe.b.bind1(op, *vals, **params), avals(op, shapes, dtype), f"op_{op}", names)
+
+
+def inputs(op: str, shapes, dtype, rng):
+    opdef = OPS[op]
+    lo, hi = opdef.domain
+    floats = float_inputs(op, shapes)
+    xs: list = [None] * len(shapes)
+    if opdef.distinct_inputs:
+        # The derivative jumps where values tie (max/min): all float input values, within and
+        # across inputs, are drawn from a shuffled grid, so any two differ by >= (hi-lo)/(2n).
+        sizes = [int(np.prod(shapes[i], dtype=np.int64)) for i in floats]
+        n = sum(sizes)
+        vals = lo + (hi - lo) * (rng.permutation(n) + 0.5 + rng.uniform(-0.25, 0.25, n)) / n
+        for i, part in zip(floats, np.split(vals, np.cumsum(sizes)[:-1])):
+            xs[i] = np.asarray(part.reshape(shapes[i]), dtype=dtype)
+    else:
+        for i in floats:
+            x = rng.uniform(lo, hi, size=shapes[i])
+            # keep away from kinks (relu/abs/sign/step at 0)
+            x = np.where(np.abs(x) < 0.1, 0.3, x)
+            xs[i] = np.asarray(x, dtype=dtype)
+    for i in opdef.bool_inputs:
+        xs[i] = np.asarray(rng.random(shapes[i]) < 0.5)
+    return xs
+
+
+def tangents(xs, rng):
+    """A random direction for each float input (bool inputs have none)."""
+    return [rng.standard_normal(x.shape) if x.dtype.kind == "f" else None for x in xs]
+
+
+def along(xs, us, h):
+    return [x if u is None else x + h * u for x, u in zip(xs, us)]
