@@ -93,21 +93,26 @@ def _check_callable(who: str, fn: Any) -> None:
         raise ArgumentError(f"{who}: expected a Cell or a function to differentiate, got {type(fn).__name__}")
 
 
-def _check_positions(who: str, grad_position: Any) -> tuple[int, ...] | None:
-    if grad_position is None:
+def _check_positions(
+    who: str, grad_position: Any, name: str = "grad_position", allow_none: bool = True
+) -> tuple[int, ...] | None:
+    """Validate argument positions (``grad_position``, ``argnums``): an int or a non-empty
+    tuple of distinct non-negative ints (or None where allowed)."""
+    if grad_position is None and allow_none:
         return None
     if isinstance(grad_position, bool) or not isinstance(grad_position, (int, tuple)):
-        raise ArgumentError(f"{who}: grad_position must be an int, a tuple of ints or None, got {grad_position!r}")
+        kinds = "an int, a tuple of ints or None" if allow_none else "an int or a tuple of ints"
+        raise ArgumentError(f"{who}: {name} must be {kinds}, got {grad_position!r}")
     pos = (grad_position,) if isinstance(grad_position, int) else grad_position
     if not pos:
-        raise ArgumentValueError(f"{who}: grad_position must not be an empty tuple")
+        raise ArgumentValueError(f"{who}: {name} must not be an empty tuple")
     for p in pos:
         if isinstance(p, bool) or not isinstance(p, int):
-            raise ArgumentError(f"{who}: grad_position must contain ints, got {p!r}")
+            raise ArgumentError(f"{who}: {name} must contain ints, got {p!r}")
         if p < 0:
-            raise ArgumentValueError(f"{who}: grad_position must be non-negative, got {p}")
+            raise ArgumentValueError(f"{who}: {name} must be non-negative, got {p}")
     if len(set(pos)) != len(pos):
-        raise ArgumentValueError(f"{who}: grad_position {grad_position} repeats a position")
+        raise ArgumentValueError(f"{who}: {name} {grad_position} repeats a position")
     return pos
 
 

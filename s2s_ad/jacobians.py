@@ -25,6 +25,8 @@ from .api import (
     JvpFunction,
     Transformed,
     _check_callable,
+    _check_positions,
+    _Direct,
     _leaf_atoms,
     _no_kwargs,
     callable_name,
@@ -41,17 +43,6 @@ from .runtime import Compiled, cache_for, signature
 # Inside compiled code a Jacobian is unrolled into the program, up to this many evaluations
 # (called from Python, a large one loops over one compiled evaluation instead).
 MAX_UNROLL = 256
-
-
-def _argnums(who: str, argnums: Any) -> tuple[tuple[int, ...], bool]:
-    if isinstance(argnums, bool) or not isinstance(argnums, (int, tuple)):
-        raise ArgumentError(f"{who}: argnums must be an int or a tuple of ints, got {argnums!r}")
-    pos = (argnums,) if isinstance(argnums, int) else argnums
-    if not pos or any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in pos):
-        raise ArgumentValueError(f"{who}: argnums must be non-negative ints, got {argnums!r}")
-    if len(set(pos)) != len(pos):
-        raise ArgumentValueError(f"{who}: argnums {argnums} repeats a position")
-    return pos, isinstance(argnums, int)
 
 
 def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
@@ -154,7 +145,8 @@ class JacobianFunction(Transformed):
     def __init__(self, fn: Any, mode: str, argnums: Any):
         self.mode = mode
         self.prefix = mode
-        self.positions, self.bare = _argnums(mode, argnums)
+        self.positions = _check_positions(mode, argnums, "argnums", allow_none=False)
+        self.bare = isinstance(argnums, int)
         super().__init__(fn)
 
     def key(self) -> tuple:
@@ -315,38 +307,13 @@ hessian = _jacobian(
 )
 
 
-class _Hvp:
-    """``hvp(fn, primals, tangents)``: the Hessian-vector product of a scalar ``fn``."""
-
-    __name__ = __qualname__ = "hvp"
-
-    def __call__(self, fn: Any, primals: Any, tangents: Any) -> Any:
-        _check_callable("hvp", fn)
-        primals = tuple(primals) if isinstance(primals, (tuple, list)) else (primals,)
-        return _hvp_function(fn, len(primals))(*primals, tangents)
-
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
-        if kwargs or len(args) != 3:
-            raise fe.error("hvp(fn, primals, tangents) takes three positional arguments", ArgumentError)
-        fn, primals, tangents = args
-        primals = tuple(primals) if isinstance(primals, (tuple, list)) else (primals,)
-        return _hvp_function(fn, len(primals))._s2s_lower(fe, [*primals, tangents], {})
-
-    def __repr__(self) -> str:
-        return "<s2s_ad.hvp>"
-
-
 class HvpFunction(Transformed):
     """Forward-over-reverse: ``jvp`` of the gradient of all inputs."""
 
     prefix = "hvp"
 
-    def __init__(self, fn: Any, n: int):
-        self.n = n
-        super().__init__(fn)
-
     def key(self) -> tuple:
-        return ("hvp", self.n)
+        return ("hvp",)
 
     def describe(self) -> str:
         return f"Hessian-vector product of {callable_name(self.fn)} (forward over reverse)."
@@ -361,17 +328,16 @@ class HvpFunction(Transformed):
             raise fe.error(f"hvp: {callable_name(self.fn)} must return a scalar", ArgumentError)
         grad_all = flags_function(self.fn, None, True, False, False, "hvp")
         _, tangent = JvpFunction(grad_all, "hvp")._s2s_lower(fe, list(args), {})
-        return tangent[0] if self.n == 1 else tangent
+        return tangent[0] if len(primals) == 1 else tangent
 
 
-def _hvp_function(fn: Any, n: int) -> HvpFunction:
-    return HvpFunction(fn, n)
-
-
-hvp = _Hvp()
-hvp.__doc__ = """``hvp(fn, primals, tangents)``: the Hessian-vector product ``H·v`` of a scalar ``fn``
-at ``primals`` (a Tensor or a tuple), for ``tangents`` structured like ``primals``; computed
-forward-over-reverse, the Hessian never formed. Returns a Tensor for one primal, else a tuple
-(``Σ_j H_ij v_j`` for each input ``i``)."""
+hvp = _Direct(
+    HvpFunction,
+    "hvp",
+    """``hvp(fn, primals, tangents)``: the Hessian-vector product ``H·v`` of a scalar ``fn`` at
+    ``primals`` (a Tensor or a tuple), for ``tangents`` structured like ``primals``; computed
+    forward-over-reverse, the Hessian never formed. Returns a Tensor for one primal, else a
+    tuple (``Σ_j H_ij v_j`` for each input ``i``).""",
+)
 
 __all__ = ["jacfwd", "jacrev", "hessian", "hvp", "JacobianFunction", "HvpFunction", "diagonal_map"]

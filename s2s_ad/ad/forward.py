@@ -13,7 +13,7 @@ import sympy as sp
 
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var
-from ..ops.table import broadcast_to, cast_to, fill, get_op
+from ..ops.table import broadcast_to, cast_to, drop_distributions, fill, get_op
 from ..opt import MAX_TREE, elementwise_units, expression_size
 from ..symbolic import cluster_expressions, to_ir
 from .reverse import arg_leaf_ranges, derived_program, fresh_inputs, partials_at
@@ -117,7 +117,7 @@ def cluster_jvp(
     exprs = []
     for o in needed:
         t = sum((sp.diff(expr_of[id(o)], s) * ts for (_, s), ts in zip(with_t, t_syms)), sp.Integer(0))
-        exprs.append(t.replace(sp.DiracDelta, lambda *a: sp.Integer(0)))
+        exprs.append(drop_distributions(t))
     env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
     env.update(zip(t_syms, (tangents[id(v)] for v, _ in with_t)))
     b.loc = members[-1].loc

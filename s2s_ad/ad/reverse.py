@@ -14,7 +14,7 @@ import sympy as sp
 
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, treedef_leaves
-from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
+from ..ops.table import broadcast_shapes, broadcast_to, cast_to, drop_distributions, fill, get_op, sum_to
 from ..opt import MAX_TREE, elementwise_units, expression_size
 from ..symbolic import cluster_expressions, lit_to_sympy, to_ir
 
@@ -74,7 +74,7 @@ def cluster_vjp(b: Builder, members: list[Eqn], cts: dict[int, Atom], active: se
         for shape, ks in groups.items():
             g = sum((ct_syms[k] * sp.diff(expr_of[id(outs[k])], s) for k in ks), sp.Integer(0))
             keys.append((v, shape))
-            exprs.append(g.replace(sp.DiracDelta, lambda *a: sp.Integer(0)))
+            exprs.append(drop_distributions(g))
     env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
     env.update(zip(ct_syms, (cts[id(o)] for o in outs)))
     b.loc = members[-1].loc

@@ -72,9 +72,13 @@ class OpDef:
         gives as the derivative of ``sign``) are zero almost everywhere, as in every AD system.
         Powers of one base are combined (``powsimp``): SymPy writes d(x**y)/dx as
         ``x**y*y/x``, which is 0/0 at x = 0; the combined ``y*x**(y - 1)`` is not."""
-        return tuple(
-            sp.powsimp(sp.diff(self.expr, s).replace(sp.DiracDelta, lambda *a: sp.Integer(0))) for s in self.symbols
-        )
+        return tuple(sp.powsimp(drop_distributions(sp.diff(self.expr, s))) for s in self.symbols)
+
+
+def drop_distributions(expr: sp.Expr) -> sp.Expr:
+    """Replace the distributions SymPy's derivatives can contain (``DiracDelta``, from
+    ``sign``) by zero: they vanish almost everywhere, as in every AD system."""
+    return expr.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) if expr.has(sp.DiracDelta) else expr
 
 
 OPS: dict[str, OpDef] = {}
