@@ -17,7 +17,8 @@ import re
 
 import numpy as np
 
-from .ir import Atom, Lit, Program, Var, treedef_leaves
+from .fusion import Loop, schedule
+from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
 from .ops.table import ATOM, POW, UNARY, get_op
 
 # Ops whose numpy result is a fresh C-contiguous array.
@@ -112,8 +113,12 @@ def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = ()) -> tuple[str, i
     raise AssertionError(kind)
 
 
-def generate(prog: Program, fname: str, doc: str | None = None) -> str:
-    """Python source of a function ``fname`` computing ``prog`` (returns a flat tuple)."""
+def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = False) -> str:
+    """Python source of a function ``fname`` computing ``prog`` (returns a flat tuple).
+
+    With ``fuse``, elementwise code is scheduled into fused loops (:mod:`s2s_ad.fusion`) and
+    printed as explicit ``for`` loops over scalars, the form Numba compiles best: one pass
+    over the data per loop, no temporary arrays for values used only inside it."""
     names = _Names()
     C = _Ctx(names)
     expr: dict[int, tuple[str, int]] = {}
@@ -133,11 +138,16 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
     for k, v in enumerate(prog.const_vars):
         params.append(arg_name(v, f"const{k}"))
 
+    steps = schedule(prog) if fuse else list(prog.eqns)
     uses: dict[int, int] = {}
-    for e in prog.eqns:
-        for a in e.ins:
-            if isinstance(a, Var):
-                uses[id(a)] = uses.get(id(a), 0) + 1
+    in_loops: set[int] = set()  # values read inside fused loops are never inlined into them
+    for st in steps:
+        for e in st.eqns + st.reductions if isinstance(st, Loop) else [st]:
+            for a in e.ins:
+                if isinstance(a, Var):
+                    uses[id(a)] = uses.get(id(a), 0) + 1
+                    if isinstance(st, Loop):
+                        in_loops.add(id(a))
     out_ids = {id(a) for a in prog.outs if isinstance(a, Var)}
 
     def atom(a: Atom) -> tuple[str, int]:
@@ -155,17 +165,27 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
         pending.clear()
         lines.extend(stmts)
 
-    for e in prog.eqns:
+    def locate(e: Eqn) -> None:
+        nonlocal last_loc
+        if e.loc is not None and e.loc != last_loc:
+            src = e.loc.source_line()
+            pending[:] = [f"# {os.path.basename(e.loc.file)}:{e.loc.line}" + (f": {src}" if src else "")]
+            last_loc = e.loc
+
+    for st in steps:
+        if isinstance(st, Loop):
+            for e in st.eqns:
+                locate(e)
+            emit(*_print_loop(st, C, expr, atom, uses, out_ids))
+            continue
+        e = st
         op = get_op(e.op)
         args = [atom(a) for a in e.ins]
         out = e.outs[0]
         if e.op == "stop_gradient":
             expr[id(out)] = args[0]
             continue
-        if e.loc is not None and e.loc != last_loc:
-            src = e.loc.source_line()
-            pending[:] = [f"# {os.path.basename(e.loc.file)}:{e.loc.line}" + (f": {src}" if src else "")]
-            last_loc = e.loc
+        locate(e)
         if op.statement:
             target = names.fresh(out.hint)
             emit(*op.emit(target, args, e, C))
@@ -176,7 +196,13 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
             s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
         else:
             s, prec = op.emit(args, e, C)
-        inline = op.kind == "elementwise" and out.hint is None and uses.get(id(out), 0) == 1 and id(out) not in out_ids
+        inline = (
+            op.kind == "elementwise"
+            and out.hint is None
+            and uses.get(id(out), 0) == 1
+            and id(out) not in out_ids
+            and id(out) not in in_loops
+        )
         if inline:
             expr[id(out)] = (s, prec)
             continue
@@ -193,6 +219,110 @@ def generate(prog: Program, fname: str, doc: str | None = None) -> str:
     body = [f'"""{doc}' + (f"\n\n{sig_doc}" if sig_doc else "") + '\n"""'] if doc else []
     src = "\n".join(head + ["    " + ln if ln else ln for ln in "\n".join(body + lines).split("\n")])
     return src + "\n"
+
+
+def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out_ids: set[int]) -> list[str]:
+    """A fused loop as statements: stored arrays and accumulators allocated, one loop nest
+    over ``loop.shape`` computing every member on scalars, then the reductions finished."""
+    shape = loop.shape
+    idx = [C.fresh(f"i{k}") for k in range(len(shape))]
+    stored = {id(v) for v in loop.stored}
+    pre: list[str] = []
+    body: list[str] = []
+    post: list[str] = []
+    local: dict[int, tuple[str, int]] = {}  # member values inside the loop
+
+    loads: list[str] = []
+
+    def read(a: Atom) -> tuple[str, int]:
+        if isinstance(a, Var) and id(a) in local:
+            return local[id(a)]
+        if isinstance(a, Lit) or a.shape == ():
+            return atom(a)
+        # Each input element is loaded once, into a local: the loop's stores could alias the
+        # inputs as far as LLVM knows, so repeated ``x[i]`` reads would be reloaded.
+        arr = atom(a)[0]
+        name = C.fresh(f"{arr}_i")
+        loads.append(f"{name} = {arr}[{_index(a.shape, shape, idx)}]")
+        local[id(a)] = (name, ATOM)
+        return local[id(a)]
+
+    member_uses: dict[int, int] = {}
+    for e in loop.eqns + loop.reductions:
+        for a in e.ins:
+            if isinstance(a, Var):
+                member_uses[id(a)] = member_uses.get(id(a), 0) + 1
+
+    for e in loop.eqns:
+        out = e.outs[0]
+        op = get_op(e.op)
+        if e.op in ("stop_gradient", "broadcast_to"):
+            local[id(out)] = read(e.ins[0])
+            s, prec = local[id(out)]
+        elif e.op == "fill":
+            s, prec = C.lit(e.params["value"], out.dtype), ATOM
+        elif e.op == "cast":
+            s, prec = f"{C.dtype(out.dtype)}({read(e.ins[0])[0]})", ATOM
+        elif op.kind == "elementwise":
+            s, prec = _print_elementwise(op, [read(a) for a in e.ins], out.dtype, C, ())
+        else:  # comparisons
+            s, prec = op.emit([read(a) for a in e.ins], e, C)
+        if id(out) in stored:
+            arr = C.fresh(out.hint)
+            pre.append(f"{arr} = np.empty({tuple(shape)!r}, {C.dtype(out.dtype)})")
+            C.contig.add(arr)
+            expr[id(out)] = (arr, ATOM)
+            if member_uses.get(id(out), 0) == 0:
+                body.append(f"{arr}[{', '.join(idx)}] = {s}")
+                continue
+            name = C.fresh(f"{out.hint}_i" if out.hint else None)
+            body += [f"{name} = {s}", f"{arr}[{', '.join(idx)}] = {name}"]
+            local[id(out)] = (name, ATOM)
+        elif e.op in ("stop_gradient", "broadcast_to") or (out.hint is None and member_uses.get(id(out), 0) <= 1):
+            local[id(out)] = (s, prec)
+        else:
+            name = C.fresh(out.hint)
+            body.append(f"{name} = {s}")
+            local[id(out)] = (name, ATOM)
+
+    for e in loop.reductions:
+        out = e.outs[0]
+        axes = e.params["axes"]
+        n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+        value = read(e.ins[0])[0]
+        acc_dt = np.dtype(np.float64) if out.dtype.kind == "f" else np.dtype(np.int64)
+        acc = C.fresh(f"{out.hint}_acc" if out.hint else "acc")
+        target = C.fresh(out.hint)
+        kept = [k for k in range(len(shape)) if k not in axes]
+        total = acc if e.op == "reduce_sum" else f"{acc} / {C.lit(n, acc_dt)}"
+        if not kept:
+            pre.append(f"{acc} = {C.lit(0, acc_dt)}")
+            body.append(f"{acc} += {value}")
+            result = total if out.dtype == acc_dt else f"{C.dtype(out.dtype)}({total})"
+            if out.shape != ():
+                result = f"np.full({tuple(out.shape)!r}, {result}, {C.dtype(out.dtype)})"
+        else:
+            pre.append(f"{acc} = np.zeros({tuple(shape[k] for k in kept)!r}, {C.dtype(acc_dt)})")
+            body.append(f"{acc}[{', '.join(idx[k] for k in kept)}] += {value}")
+            result = total if out.dtype == acc_dt else f"({total}).astype({C.dtype(out.dtype)})"
+            if out.shape != tuple(shape[k] for k in kept):
+                result = f"({result}).reshape({tuple(out.shape)!r})"
+        post.append(f"{target} = {result}")
+        expr[id(out)] = (target, ATOM)
+        if out.shape != ():
+            C.contig.add(target)
+
+    nest = []
+    for depth, (i, d) in enumerate(zip(idx, shape)):
+        nest.append("    " * depth + f"for {i} in range({d}):")
+    pad = "    " * len(shape)
+    return pre + nest + [pad + ln for ln in loads + body] + post
+
+
+def _index(in_shape: tuple, loop_shape: tuple, idx: list[str]) -> str:
+    """The index of an input of ``in_shape`` broadcast against a loop over ``loop_shape``."""
+    lead = len(loop_shape) - len(in_shape)
+    return ", ".join("0" if d == 1 else idx[lead + k] for k, d in enumerate(in_shape))
 
 
 def _leaf_names(prog: Program) -> list[str]:

@@ -71,9 +71,14 @@ class Compiled:
     def __init__(self, prog: Program, backend: str, final: bool = True, doc: str | None = None):
         self.program = optimize(prog, final=final)
         self.fname = _identifier(prog.name)
-        self.source = generate(self.program, self.fname, doc)
         self.backend = backend
-        self.fn = compile_source(self.source, self.fname, backend)
+        if backend == "cuda":
+            from .cuda import build
+
+            self.source, self.fn = build(self.program, self.fname, doc)
+        else:
+            self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
+            self.fn = compile_source(self.source, self.fname, backend)
         self.out_avals = [o.aval for o in self.program.outs]
 
     def __call__(self, args: list[Any]) -> Any:

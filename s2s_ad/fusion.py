@@ -1,0 +1,136 @@
+"""Loop fusion: schedule an optimised program as plain equations and fused loops.
+
+A :class:`Loop` is a set of elementwise-like equations with one output shape (the loop's
+iteration space), computed together in one pass over that space: values used only inside
+the loop never become arrays, and reductions of loop values (``reduce_sum``/``reduce_mean``)
+accumulate in the same pass. The Numba printer turns each loop into one nest of ``for``
+loops; the CUDA printer turns it into one grid-stride kernel.
+
+The schedule is built greedily in program order, with one open loop per shape:
+
+* an elementwise-like equation of shape ``S`` joins the open loop of shape ``S``, unless one
+  of its inputs is only available after that loop (a reduction result of the loop), in which
+  case the loop is closed first and a new one opened;
+* an input that belongs to another open loop closes that loop first (it must be stored);
+* any other equation that reads a value of an open loop closes that loop first; an equation
+  that reads none is emitted at once (moving ahead of the open loops is safe: it does not
+  depend on them).
+
+Each loop's external inputs are therefore available where it is emitted, and every value it
+produces is emitted before its first reader, so the schedule is a valid order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ir import Eqn, Program, Var
+
+# Structural ops that act elementwise (index for index) inside a loop.
+COMPARISONS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"})
+_PASS = frozenset({"cast", "broadcast_to", "fill", "stop_gradient"}) | COMPARISONS
+FUSED_REDUCTIONS = frozenset({"reduce_sum", "reduce_mean"})
+
+
+@dataclass
+class Loop:
+    """Equations computed in one pass over ``shape``.
+
+    ``eqns`` are the members in order (elementwise ops, comparisons, casts, fills,
+    ``stop_gradient`` and ``broadcast_to`` of values from outside the loop);
+    ``reductions`` are ``reduce_sum``/``reduce_mean`` equations whose input is a member;
+    ``stored`` are the member outputs needed after the loop (they become arrays)."""
+
+    shape: tuple[int, ...]
+    eqns: list[Eqn] = field(default_factory=list)
+    reductions: list[Eqn] = field(default_factory=list)
+    stored: list[Var] = field(default_factory=list)
+
+    @property
+    def computes(self) -> bool:
+        """Whether the loop does arithmetic (otherwise its equations print as statements)."""
+        return bool(self.reductions) or any(e.op not in ("broadcast_to", "fill", "stop_gradient") for e in self.eqns)
+
+
+Step = Eqn | Loop
+
+
+def _fusible(e: Eqn) -> bool:
+    from .ops.table import get_op
+
+    if len(e.outs) != 1 or e.outs[0].shape == ():
+        return False
+    return get_op(e.op).kind == "elementwise" or e.op in _PASS
+
+
+def schedule(prog: Program) -> list[Step]:
+    """``prog``'s equations as a valid order of plain equations and fused loops."""
+    steps: list[Step] = []
+    open_loops: dict[tuple[int, ...], Loop] = {}
+    member_of: dict[int, Loop] = {}  # output id -> open loop computing it
+    pending: dict[int, Loop] = {}  # reduction output id -> open loop accumulating it
+    consumers: dict[int, int] = {}
+    for e in prog.eqns:
+        for a in e.ins:
+            if isinstance(a, Var):
+                consumers[id(a)] = consumers.get(id(a), 0) + 1
+    program_outs = {id(a) for a in prog.outs if isinstance(a, Var)}
+
+    def close(loop: Loop) -> None:
+        inside: dict[int, int] = {}
+        for e in loop.eqns + loop.reductions:
+            for a in e.ins:
+                if isinstance(a, Var):
+                    inside[id(a)] = inside.get(id(a), 0) + 1
+        loop.stored = [
+            e.outs[0]
+            for e in loop.eqns
+            if id(e.outs[0]) in program_outs or consumers.get(id(e.outs[0]), 0) > inside.get(id(e.outs[0]), 0)
+        ]
+        del open_loops[loop.shape]
+        for e in loop.eqns:
+            member_of.pop(id(e.outs[0]), None)
+        for e in loop.reductions:
+            pending.pop(id(e.outs[0]), None)
+        if loop.computes:
+            steps.append(loop)
+        else:
+            steps.extend(loop.eqns)
+
+    def ready(e: Eqn, loop: Loop | None) -> None:
+        """Close every open loop (other than ``loop``) that ``e`` reads from."""
+        for a in e.ins:
+            if not isinstance(a, Var):
+                continue
+            other = member_of.get(id(a)) or pending.get(id(a))
+            if other is not None and other is not loop:
+                close(other)
+
+    for e in prog.eqns:
+        if _fusible(e):
+            shape = e.outs[0].shape
+            loop = open_loops.get(shape)
+            if loop is not None and any(isinstance(a, Var) and pending.get(id(a)) is loop for a in e.ins):
+                close(loop)
+                loop = None
+            ready(e, loop)
+            loop = open_loops.get(shape)
+            if loop is None:
+                loop = open_loops[shape] = Loop(shape)
+            loop.eqns.append(e)
+            member_of[id(e.outs[0])] = loop
+            continue
+        if e.op in FUSED_REDUCTIONS and isinstance(e.ins[0], Var):
+            loop = member_of.get(id(e.ins[0]))
+            if loop is not None and loop.shape == e.ins[0].shape:
+                loop.reductions.append(e)
+                pending[id(e.outs[0])] = loop
+                continue
+        ready(e, None)
+        steps.append(e)
+    for loop in list(open_loops.values()):
+        close(loop)
+    return steps
+
+
+__all__ = ["COMPARISONS", "FUSED_REDUCTIONS", "Loop", "Step", "schedule"]
