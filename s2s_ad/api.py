@@ -24,7 +24,7 @@ from .frontend import Frontend, abstractify, inline_program, is_tensor_value, tr
 from .ir import Aval, Lit, Program, Var, flatten, tree_str, treedef_leaves, unflatten
 from .ops.table import cast_to, fmt_shape
 from .opt import optimize
-from .runtime import cache_for, run_staged
+from .runtime import build_staged, cache_for, calls_cache, run_staged, signature
 from .tensor import Parameter, ParameterTuple
 
 # ---------------------------------------------------------------------------- naming helpers
@@ -202,14 +202,20 @@ class Transformed:
             raise ArgumentError(
                 f"{self.__name__} takes positional arguments only, got keyword argument(s) {', '.join(kwargs)}"
             )
-        return run_staged(
-            cache_for(self.fn),
-            self.key(),
-            lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
-            lambda fe, vals: self._s2s_lower(fe, vals, {}),
-            list(args),
-            context.backend(),
-        )
+        calls = self.__dict__.get("_s2s_calls")
+        if calls is None:
+            calls = self._s2s_calls = calls_cache(self.fn, self.key())
+        sig = (context.backend(), *[signature(a) for a in args])
+        c = calls.get(sig)
+        if c is None:
+            c = build_staged(
+                calls,
+                sig,
+                lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
+                lambda fe, vals: self._s2s_lower(fe, vals, {}),
+                args,
+            )
+        return c(args)
 
     def __repr__(self) -> str:
         return f"<{self.describe()}>"

@@ -3,7 +3,8 @@
 * ``python``: the source run as plain numpy (PYNATIVE mode; the reference in tests);
 * ``numba``: the same source compiled with ``numba.njit`` (GRAPH mode, the default).
 
-Compiled functions are cached in memory by source text, so identical programs compile once.
+Compiled functions are cached in memory by source text, so identical programs compile once
+per process, and on disk (:mod:`s2s_ad.diskcache`), so they compile once per machine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .codegen import register_source
+from .diskcache import NJIT_OPTIONS, compile_cached
 
 _CACHE: dict[tuple[str, str], Callable] = {}
 _LOCK = threading.Lock()
@@ -28,14 +30,16 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
         fn = _CACHE.get(key)
         if fn is not None:
             return fn
-        filename = register_source(src, fname)
-        ns: dict = {"np": np}
-        exec(compile(src, filename, "exec"), ns)
-        fn = ns[fname]
-        if backend == "numba":
-            fn = _njit(fn)
-        elif backend != "python":
-            raise ValueError(f"unknown backend {backend!r}")
+        fn = compile_cached(src, fname) if backend == "numba" else None
+        if fn is None:
+            filename = register_source(src, fname)
+            ns: dict = {"np": np}
+            exec(compile(src, filename, "exec"), ns)
+            fn = ns[fname]
+            if backend == "numba":
+                fn = _njit(fn)
+            elif backend != "python":
+                raise ValueError(f"unknown backend {backend!r}")
         _CACHE[key] = fn
         return fn
 
@@ -45,4 +49,4 @@ def _njit(fn: Callable) -> Callable:
     # is imported); lower levels compile faster.
     import numba
 
-    return numba.njit(fn, cache=False, nogil=True, error_model="numpy")
+    return numba.njit(fn, cache=False, **NJIT_OPTIONS)

@@ -4,6 +4,7 @@
   generated gradient source and the gradient.
 * ``s2s-ad show FILE.py:NAME --args "float32[2,3], float32[3,3]" [--mode grad|jvp|vjp|forward] [--order N]``:
   print the generated derivative source of a Cell class (or instance) or a function in FILE.
+* ``s2s-ad cache info|clear``: show or empty the disk cache of compiled programs.
 """
 
 from __future__ import annotations
@@ -157,6 +158,25 @@ def demo() -> None:
     print(f"\n# compiled with Numba; first call (trace, differentiate, simplify, compile, run): {t1 - t0:.2f} s")
 
 
+def cache_command(action: str) -> str:
+    """The text ``s2s-ad cache info|clear`` prints."""
+    from . import diskcache
+
+    if action == "clear":
+        n = diskcache.clear()
+        where = diskcache.cache_dir()
+        return f"removed {n} file{'s' if n != 1 else ''} from {where}\n" if where else "the disk cache is off\n"
+    i = diskcache.info()
+    if not i["enabled"]:
+        return "disk cache: off (S2S_AD_DISK_CACHE=0)\n"
+    return (
+        f"disk cache: {i['directory']}\n"
+        f"programs:   {i['entries']}\n"
+        f"size:       {i['bytes'] / 1e6:.1f} MB\n"
+        "(set S2S_AD_CACHE_DIR to move it, S2S_AD_DISK_CACHE=0 to turn it off)\n"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="s2s-ad", description="Source-to-source automatic differentiation for Python.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -183,10 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--get-all", action="store_true", help="differentiate all inputs (GradOperation get_all)")
     s.add_argument("--get-by-list", action="store_true", help="differentiate the Cell's trainable parameters")
     s.add_argument("--sens", action="store_true", help="take the output cotangent as an extra input (sens_param)")
+    c = sub.add_parser("cache", help="show or empty the disk cache of compiled programs")
+    c.add_argument(
+        "action", choices=["info", "clear"], help="info: where it is and what it holds; clear: delete it all"
+    )
     ns = p.parse_args(argv)
     try:
         if ns.cmd == "demo":
             demo()
+        elif ns.cmd == "cache":
+            print(cache_command(ns.action), end="")
         else:
             target = load_target(ns.target)
             spec = parse_args_spec(ns.args)

@@ -33,7 +33,7 @@ def _to_array(data: Any, dtype: Any) -> np.ndarray:
         arr = arr.astype(mstype.to_np(dtype), copy=False)
     if arr.dtype == object:
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
-    return np.array(arr, copy=True)
+    return np.array(arr, copy=True, order="C")  # compiled calls rely on C order
 
 
 def format_array(arr: np.ndarray) -> str:
@@ -56,6 +56,8 @@ class Tensor:
 
     @classmethod
     def _wrap(cls, arr: np.ndarray) -> Tensor:
+        """A Tensor around ``arr`` without a copy; ``arr`` must be C-contiguous (every
+        Tensor's data is, so compiled calls can pass it on unchecked)."""
         t = Tensor.__new__(Tensor)
         t._data = arr
         return t
@@ -260,7 +262,7 @@ class Parameter(Tensor):
         arr = data.asnumpy() if isinstance(data, Tensor) else np.asarray(data)
         if arr.shape != self._data.shape:
             raise ValueError(f"Parameter {self.name}: set_data with shape {arr.shape}, expected {self._data.shape}")
-        self._data = np.array(arr, dtype=self._data.dtype)
+        self._data = np.array(arr, dtype=self._data.dtype, order="C")
         return self
 
     def __repr__(self) -> str:

@@ -1,6 +1,12 @@
-import pytest
+import os
+import tempfile
 
-from s2s_ad import context
+# The tests compile into a disk cache of their own (one per session), never the user's.
+os.environ.setdefault("S2S_AD_CACHE_DIR", tempfile.mkdtemp(prefix="s2s_ad_test_cache_"))
+
+import pytest  # noqa: E402
+
+from s2s_ad import context  # noqa: E402
 
 
 @pytest.fixture

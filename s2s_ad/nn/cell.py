@@ -48,20 +48,25 @@ class Cell:
         raise S2SError(f"{type(self).__name__} does not define construct()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ..api import arg_names_of
-        from ..runtime import cache_for, run_staged
+        from ..runtime import build_staged, calls_cache, signature
 
         if kwargs:
             raise ArgumentError(f"{type(self).__name__}: keyword arguments are not supported; pass inputs positionally")
-        name = type(self).__name__
-        return run_staged(
-            cache_for(self),
-            ("forward",),
-            lambda: (f"{name}_construct", arg_names_of(self, len(args)), f"{name}.construct, compiled."),
-            lambda fe, vals: fe.call(self, vals),
-            list(args),
-            context.backend(),
-        )
+        calls = calls_cache(self, ("forward",))
+        sig = (context.backend(), *[signature(a) for a in args])
+        c = calls.get(sig)
+        if c is None:
+            from ..api import arg_names_of
+
+            name = type(self).__name__
+            c = build_staged(
+                calls,
+                sig,
+                lambda: (f"{name}_construct", arg_names_of(self, len(args)), f"{name}.construct, compiled."),
+                lambda fe, vals: fe.call(self, vals),
+                args,
+            )
+        return c(args)
 
     # ------------------------------------------------------------------ parameters
     def parameters_and_names(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
