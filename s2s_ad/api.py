@@ -215,7 +215,7 @@ class Transformed:
                 lambda fe, vals: self._s2s_lower(fe, vals, {}),
                 args,
             )
-        return c(args)
+        return c.call(args)
 
     def __repr__(self) -> str:
         return f"<{self.describe()}>"

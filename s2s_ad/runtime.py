@@ -88,41 +88,88 @@ class Compiled:
             self.fn = compile_source(self.source, self.fname, backend)
         self.out_avals = [o.aval for o in self.program.outs]
 
-        # Dispatch plan, fixed per program so that a call does no analysis: which outputs
-        # are fresh arrays (returned as they are), scalars, or possibly views of inputs
-        # (copied), and how the flat outputs are put back into their structure.
-        self._flat_args = all(c is None for c in (prog.in_tree[1] if prog.in_tree else ()))
-        self._out_kinds = _output_kinds(self.program)
-        self._out_dtypes = [av.dtype for av in self.out_avals]
-        tree = self.program.out_tree
-        if tree is None:
-            self._unflatten = _first
-        elif tree[0] == "tuple" and all(c is None for c in tree[1]):
-            self._unflatten = tuple
-        else:
-            self._unflatten = lambda outs: unflatten(tree, outs)
+        # The first call runs the generic path (which also checks machine code loaded from
+        # the disk cache); later calls run ``call``, a dispatcher generated for this program.
+        self.call: Callable[[Any], Any] = self._first_call
 
     def __call__(self, args: list[Any] | tuple) -> Any:
+        return self.call(args)
+
+    def _first_call(self, args: list[Any] | tuple) -> Any:
         prog = self.program
-        leaves = args if self._flat_args else tensor_leaves(list(args), [])
-        arrays = [_input(x) for x in leaves]
-        if prog.params:
-            arrays += [_input(p) for p in prog.params]
-        if prog.consts:
-            arrays += [_input(c) for c in prog.consts]
-        fn = self.fn
-        results = fn(*arrays)
-        if type(fn) is FirstCall:  # the first call checked the disk cache's machine code
-            self.fn = fn.dispatcher
-        outs = []
-        for r, kind, dt in zip(results, self._out_kinds, self._out_dtypes):
-            if kind == _FRESH_ARRAY and type(r) is np.ndarray and r.dtype == dt:
-                outs.append(Tensor._wrap(r))
-            elif kind == _SCALAR:
-                outs.append(Tensor._wrap(np.asarray(r, dtype=dt)))
-            else:
-                outs.append(Tensor._wrap(_output(r, dt, arrays)))
-        return self._unflatten(outs)
+        arrays = [_input(x) for x in tensor_leaves(list(args), [])]
+        arrays += [_input(p) for p in prog.params]
+        arrays += [_input(c) for c in prog.consts]
+        results = self.fn(*arrays)
+        if type(self.fn) is FirstCall:
+            self.fn = self.fn.dispatcher
+        kinds = _output_kinds(prog)
+        outs = [
+            Tensor._wrap(np.asarray(r, dtype=av.dtype) if k == _SCALAR else _output(r, av.dtype, arrays))
+            for r, k, av in zip(results, kinds, self.out_avals)
+        ]
+        self.call = _dispatcher(self)
+        return unflatten(prog.out_tree, outs)
+
+
+def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
+    """A call function generated for one program: argument conversion, the compiled call
+    and output wrapping, spelled out for its arguments and outputs, with no loops and no
+    analysis (shapes and dtypes were checked by the signature lookup)."""
+    prog = c.program
+    flat = all(ch is None for ch in (prog.in_tree[1] if prog.in_tree else ()))
+    lines = ["def call(args):"]
+    if not flat:
+        lines.append("    args = tensor_leaves(list(args), [])")
+    names = []
+    for i in range(len(prog.arg_vars)):
+        lines.append(f"    a{i} = args[{i}]")
+        lines.append(f"    a{i} = a{i}._data if type(a{i}) in TENSORS else array(a{i})")
+        names.append(f"a{i}")
+    for i in range(len(prog.params)):
+        lines.append(f"    p{i} = params[{i}]._data")
+        names.append(f"p{i}")
+    for i in range(len(prog.consts)):
+        lines.append(f"    k{i} = consts[{i}]")
+        lines.append(f"    k{i} = k{i}._data if type(k{i}) in TENSORS else array(k{i})")
+        names.append(f"k{i}")
+    passed = [f"{n}[()]" if v.shape == () else n for n, v in zip(names, prog.invars)]
+    lines.append(f"    r = compiled.fn({', '.join(passed)})")
+    arrays = "(" + "".join(f"{n}, " for n, v in zip(names, prog.invars) if v.shape != ()) + ")"
+    outs = []
+    for k, kind in enumerate(_output_kinds(prog)):
+        lines.append(f"    o{k} = r[{k}]")
+        if kind == _SCALAR:
+            lines.append(f"    o{k} = wrap(asarray(o{k}, dtype=dt{k}))")
+        elif kind == _FRESH_ARRAY:
+            lines.append(f"    o{k} = wrap(o{k} if type(o{k}) is ndarray and o{k}.dtype == dt{k} else output(o{k}, dt{k}, {arrays}))")
+        else:
+            lines.append(f"    o{k} = wrap(output(o{k}, dt{k}, {arrays}))")
+        outs.append(f"o{k}")
+    tree = prog.out_tree
+    if tree is None:
+        lines.append("    return o0")
+    elif tree[0] == "tuple" and all(ch is None for ch in tree[1]):
+        lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+    else:
+        lines.append(f"    return unflatten(tree, [{', '.join(outs)}])")
+    ns: dict[str, Any] = {
+        "TENSORS": (Tensor, Parameter),
+        "array": _array,
+        "tensor_leaves": tensor_leaves,
+        "params": prog.params,
+        "consts": prog.consts,
+        "compiled": c,
+        "wrap": Tensor._wrap,
+        "asarray": np.asarray,
+        "ndarray": np.ndarray,
+        "output": _output,
+        "unflatten": unflatten,
+        "tree": tree,
+        **{f"dt{k}": av.dtype for k, av in enumerate(c.out_avals)},
+    }
+    exec(compile("\n".join(lines) + "\n", f"<s2s_ad dispatch {c.fname}>", "exec"), ns)
+    return ns["call"]
 
 
 _FRESH_ARRAY, _SCALAR, _MAYBE_VIEW = 0, 1, 2
@@ -143,18 +190,14 @@ def _output_kinds(prog: Program) -> list[int]:
     return kinds
 
 
-def _first(outs: list) -> Any:
-    return outs[0]
+def _array(x: Any) -> np.ndarray:
+    a = x.asnumpy() if isinstance(x, Tensor) else np.asarray(x)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _input(x: Any) -> Any:
     t = type(x)
-    if t is Tensor or t is Parameter:
-        a = x._data  # C-contiguous by construction
-    else:
-        a = x.asnumpy() if isinstance(x, Tensor) else np.asarray(x)
-        if not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a)
+    a = x._data if t is Tensor or t is Parameter else _array(x)  # a Tensor's data is C-contiguous
     return a[()] if a.ndim == 0 else a
 
 
@@ -165,7 +208,7 @@ def _output(r: Any, dtype: np.dtype, inputs: list) -> np.ndarray:
     if (
         not a.flags.writeable
         or not a.flags.c_contiguous
-        or any(a is x or np.shares_memory(a, x) for x in inputs if isinstance(x, np.ndarray))
+        or any(np.may_share_memory(a, x) for x in inputs if isinstance(x, np.ndarray))
     ):
         a = np.array(a, copy=True)
     return a

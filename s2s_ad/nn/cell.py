@@ -66,7 +66,7 @@ class Cell:
                 lambda fe, vals: fe.call(self, vals),
                 args,
             )
-        return c(args)
+        return c.call(args)
 
     # ------------------------------------------------------------------ parameters
     def parameters_and_names(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:

@@ -193,7 +193,7 @@ def test_repeated_call_does_no_analysis(monkeypatch, graph):
         ops.GradOperation()(net)(X, Y)  # a new GradFunction for the same net hits the cache too
     assert calls == []
     # A new signature does need a new program.
-    with pytest.raises(TypeError):
+    with pytest.raises((TypeError, AttributeError)):  # the stubs return None
         grad(Tensor(np.ones((3, 3), np.float32)), Y)
     assert calls
 
