@@ -88,6 +88,18 @@ def _check_bool(who: str, **flags: Any) -> None:
             raise ArgumentError(f"{who}: {n} must be a bool, got {type(v).__name__}")
 
 
+def check_target(who: str, target: Any) -> str | None:
+    """Validate a decorator's ``target`` (None, "cpu" or "cuda"); warn once when "cuda" cannot run
+    here (the function then runs on the CPU)."""
+    if target is None:
+        return None
+    if target not in ("cpu", "cuda"):
+        raise ArgumentValueError(f"{who}: target must be 'cpu', 'cuda' or None, got {target!r}")
+    if target == "cuda":
+        context.warn_without_cuda(f"{who}(target='cuda')", stacklevel=4)
+    return target
+
+
 def _check_callable(who: str, fn: Any) -> None:
     if not callable(fn):
         raise ArgumentError(f"{who}: expected a Cell or a function to differentiate, got {type(fn).__name__}")
@@ -175,6 +187,7 @@ class Transformed:
 
     _s2s_static = False
     prefix = "transformed"
+    target: str | None = None  # "cpu" | "cuda": overrides the context's device for calls from Python
 
     def __init__(self, fn: Any):
         self.fn = fn
@@ -188,6 +201,17 @@ class Transformed:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def cache_root(self) -> tuple[Any, tuple]:
+        """The object whose compile cache holds this function's programs, and the key within
+        it: the innermost function or Cell, and the keys of the transforms applied to it.
+        ``grad(grad(f))`` built anew on every call still finds the programs compiled for
+        the first one."""
+        keys, fn = [self.key()], self.fn
+        while isinstance(fn, Transformed) and type(fn).__call__ is Transformed.__call__:
+            keys.append((type(fn).__name__, fn.key()))
+            fn = fn.fn
+        return fn, tuple(keys)
 
     def extra_args(self, n: int) -> list[str]:
         """Names of trailing arguments that are not ``fn``'s (a sens, tangents)."""
@@ -204,8 +228,8 @@ class Transformed:
             )
         calls = self.__dict__.get("_s2s_calls")
         if calls is None:
-            calls = self._s2s_calls = calls_cache(self.fn, self.key())
-        sig = (context.backend(), *[signature(a) for a in args])
+            calls = self._s2s_calls = calls_cache(*self.cache_root())
+        sig = (context.backend(self.target), *[signature(a) for a in args])
         c = calls.get(sig)
         if c is None:
             c = build_staged(
@@ -420,9 +444,17 @@ def flags_function(
 
 
 def _position_function(
-    fn: Any, grad_position: Any, weights: Any, has_aux: bool, sens_param: bool, with_value: bool, api: str
+    fn: Any,
+    grad_position: Any,
+    weights: Any,
+    has_aux: bool,
+    sens_param: bool,
+    with_value: bool,
+    api: str,
+    target: str | None = None,
 ) -> ReverseFunction:
     _check_callable(api, fn)
+    target = check_target(api, target)
     _check_bool(api, has_aux=has_aux, sens_param=sens_param)
     positions = _check_positions(api, grad_position)
     w = normalize_weights(weights, api)
@@ -438,7 +470,9 @@ def _position_function(
         has_aux=has_aux,
         with_value=with_value,
     )
-    return ReverseFunction(fn, spec, w)
+    rf = ReverseFunction(fn, spec, w)
+    rf.target = target
+    return rf
 
 
 def grad(
@@ -447,9 +481,11 @@ def grad(
     weights: Any = None,
     has_aux: bool = False,
     sens_param: bool = False,
+    *,
+    target: str | None = None,
 ) -> Any:
-    """``grad(fn, grad_position=0, weights=None, has_aux=False, sens_param=False)``: the
-    gradient function of ``fn``.
+    """``grad(fn, grad_position=0, weights=None, has_aux=False, sens_param=False, *,
+    target=None)``: the gradient function of ``fn``.
 
     It returns the gradient of the input at ``grad_position`` (an int gives a bare Tensor, a
     tuple a tuple, a one-element tuple a bare Tensor); with ``weights`` also the weights'
@@ -457,10 +493,12 @@ def grad(
     None. With ``has_aux`` only ``fn``'s first output is differentiated and the result is
     ``(grads, (aux, ...))``. With ``sens_param`` the last argument is the output cotangent.
     Used bare (``@grad``) or with arguments (``@grad(grad_position=(0, 1))``) it is a decorator.
+    ``target`` (``"cpu"`` or ``"cuda"``) runs the compiled gradient there, whatever the context's
+    ``device_target``.
     """
     if fn is None:
-        return lambda f: grad(f, grad_position, weights, has_aux, sens_param)
-    return _position_function(fn, grad_position, weights, has_aux, sens_param, False, "grad")
+        return lambda f: grad(f, grad_position, weights, has_aux, sens_param, target=target)
+    return _position_function(fn, grad_position, weights, has_aux, sens_param, False, "grad", target)
 
 
 def value_and_grad(
@@ -468,14 +506,16 @@ def value_and_grad(
     grad_position: int | tuple[int, ...] | None = 0,
     weights: Any = None,
     has_aux: bool = False,
+    *,
+    target: str | None = None,
 ) -> Any:
-    """``value_and_grad(fn, grad_position=0, weights=None, has_aux=False)``: a function
-    returning ``(fn's output, gradients)``, the gradients structured as :func:`grad`'s. With
-    ``has_aux`` the whole output is returned and only its first element is differentiated.
-    Usable as a decorator, bare or with arguments."""
+    """``value_and_grad(fn, grad_position=0, weights=None, has_aux=False, *, target=None)``: a
+    function returning ``(fn's output, gradients)``, the gradients structured as :func:`grad`'s.
+    With ``has_aux`` the whole output is returned and only its first element is differentiated.
+    ``target`` as in :func:`grad`. Usable as a decorator, bare or with arguments."""
     if fn is None:
-        return lambda f: value_and_grad(f, grad_position, weights, has_aux)
-    return _position_function(fn, grad_position, weights, has_aux, False, True, "value_and_grad")
+        return lambda f: value_and_grad(f, grad_position, weights, has_aux, target=target)
+    return _position_function(fn, grad_position, weights, has_aux, False, True, "value_and_grad", target)
 
 
 def _as_inputs(inputs: Any) -> tuple:
@@ -610,7 +650,7 @@ class JitFunction(Transformed):
             lambda: (callable_name(self), arg_names_of(self.fn, n) + list(names), self.describe()),
             lambda fe, vals: fe.call(self.fn, vals[:n], dict(zip(names, vals[n:]))),
             [*args, *kw.values()],
-            context.backend(),
+            context.backend(self.target),
         )
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
@@ -630,14 +670,20 @@ def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return bound.args, bound.kwargs
 
 
-def jit(fn: Any = None) -> Any:
+def jit(fn: Any = None, *, target: str | None = None) -> Any:
     """Compile ``fn`` (a function or Cell) for fast repeated calls: ``@s2s_ad.jit``. The first
     call with a new argument signature (shapes, dtypes, static values) compiles; later calls
-    run the compiled code directly."""
+    run the compiled code directly. ``@s2s_ad.jit(target="cuda")`` (or ``"cpu"``) runs it there,
+    whatever the context's ``device_target``."""
     if fn is None:
-        return jit
+        return lambda f: jit(f, target=target)
     _check_callable("jit", fn)
-    return functools.update_wrapper(JitFunction(fn), fn) if inspect.isfunction(fn) else JitFunction(fn)
+    target = check_target("jit", target)
+    jf = JitFunction(fn)
+    if inspect.isfunction(fn):
+        functools.update_wrapper(jf, fn)
+    jf.target = target
+    return jf
 
 
 # ---------------------------------------------------------------------------- introspection
@@ -695,14 +741,28 @@ def trace_program(fn: Any, *args: Any) -> Program:
     return Compiled(_trace_for_show(fn, args), "python").program
 
 
-def generated_source(fn: Any, *args: Any) -> str:
+def generated_source(fn: Any, *args: Any, target: str = "numpy") -> str:
     """The Python source s2s_ad generates for ``fn(*args)`` (a Cell, function or transformed
-    function). Arguments may be Tensors, arrays or :class:`~s2s_ad.ir.Aval` specs."""
-    from .runtime import Compiled
+    function). Arguments may be Tensors, arrays or :class:`~s2s_ad.ir.Aval` specs. ``target``:
+    ``"numpy"`` (the source PYNATIVE_MODE runs), ``"numba"`` (with fused loops: the source
+    GRAPH_MODE compiles) or ``"cuda"`` (the CUDA kernels and host code)."""
+    from .runtime import Compiled, _identifier
 
+    if target not in ("numpy", "numba", "cuda"):
+        raise ArgumentValueError(f"generated_source: target must be 'numpy', 'numba' or 'cuda', got {target!r}")
     fn = _shown(fn)
     doc = fn.describe() if isinstance(fn, Transformed) else f"{callable_name(fn)}, compiled."
-    return Compiled(_trace_for_show(fn, args), "python", doc=doc).source
+    if target == "numpy":
+        return Compiled(_trace_for_show(fn, args), "python", doc=doc).source
+    # the source only: nothing is compiled
+    prog = _trace_for_show(fn, args)
+    if target == "cuda":
+        from .cuda import generate as cuda_source
+
+        return cuda_source(optimize(prog), _identifier(prog.name), doc)
+    from .codegen import generate
+
+    return generate(optimize(prog), _identifier(prog.name), doc, fuse=True)
 
 
 def output_avals(fn: Any, *args: Any) -> Any:

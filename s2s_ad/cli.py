@@ -2,8 +2,9 @@
 
 * ``s2s-ad demo``: differentiate the seeds' MatMul network; print its ``construct``, the
   generated gradient source and the gradient.
-* ``s2s-ad show FILE.py:NAME --args "float32[2,3], float32[3,3]" [--mode grad|jvp|vjp|forward] [--order N]``:
-  print the generated derivative source of a Cell class (or instance) or a function in FILE.
+* ``s2s-ad show FILE.py:NAME --args "float32[2,3], float32[3,3]" [--mode grad|jvp|vjp|forward] [--order N]
+  [--target numpy|numba|cuda]``: print the generated derivative source of a Cell class (or instance) or
+  a function in FILE.
 * ``s2s-ad cache info|clear``: show or empty the disk cache of compiled programs.
 """
 
@@ -89,8 +90,17 @@ def load_target(target: str) -> Any:
 
 
 def show(
-    target: Any, avals: Sequence[Aval], mode: str, get_all: bool, get_by_list: bool, sens: bool, order: int = 1
+    target: Any,
+    avals: Sequence[Aval],
+    mode: str,
+    get_all: bool,
+    get_by_list: bool,
+    sens: bool,
+    order: int = 1,
+    backend: str = "numpy",
 ) -> str:
+    """The generated source of NAME's derivative (``mode``), for ``backend`` ("numpy", "numba"
+    or "cuda")."""
     from .api import GradOperation, generated_source
     from .nn import Cell
     from .tensor import ParameterTuple
@@ -98,7 +108,7 @@ def show(
     if mode == "forward":
         if order != 1:
             raise SystemExit("s2s-ad: --order applies to the derivative modes (grad, jvp, vjp), not to forward")
-        return generated_source(target, *avals)
+        return generated_source(target, *avals, target=backend)
     if order < 1:
         raise SystemExit(f"s2s-ad: --order must be at least 1, got {order}")
     if order > 1:
@@ -115,8 +125,8 @@ def show(
             raise SystemExit(f"s2s-ad: --mode {mode} needs at least one input in --args")
         if mode == "jvp":
             tangent = avals[0] if len(avals) == 1 else tuple(avals)
-            return generated_source(JvpFunction(target), *avals, tangent)
-        return generated_source(vjp_function(target), *avals, output_avals(target, *avals))
+            return generated_source(JvpFunction(target), *avals, tangent, target=backend)
+        return generated_source(vjp_function(target), *avals, output_avals(target, *avals), target=backend)
     weights = None
     if get_by_list:
         if not isinstance(target, Cell):
@@ -128,7 +138,7 @@ def show(
         from .api import output_avals
 
         args.append(output_avals(target, *avals))
-    return generated_source(fn, *args)
+    return generated_source(fn, *args, target=backend)
 
 
 def demo() -> None:
@@ -203,6 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--get-all", action="store_true", help="differentiate all inputs (GradOperation get_all)")
     s.add_argument("--get-by-list", action="store_true", help="differentiate the Cell's trainable parameters")
     s.add_argument("--sens", action="store_true", help="take the output cotangent as an extra input (sens_param)")
+    s.add_argument(
+        "--target",
+        dest="backend",
+        choices=["numpy", "numba", "cuda"],
+        default="numpy",
+        help=(
+            "numpy: the source PYNATIVE_MODE runs (default); numba: with fused loops, the source "
+            "GRAPH_MODE compiles; cuda: the CUDA kernels and host code of device_target='GPU'"
+        ),
+    )
     c = sub.add_parser("cache", help="show or empty the disk cache of compiled programs")
     c.add_argument(
         "action", choices=["info", "clear"], help="info: where it is and what it holds; clear: delete it all"
@@ -216,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             target = load_target(ns.target)
             spec = parse_args_spec(ns.args)
-            print(show(target, spec, ns.mode, ns.get_all, ns.get_by_list, ns.sens, ns.order), end="")
+            print(show(target, spec, ns.mode, ns.get_all, ns.get_by_list, ns.sens, ns.order, ns.backend), end="")
     except S2SError as err:
         print(f"s2s-ad: error: {err}", file=sys.stderr)
         return 1

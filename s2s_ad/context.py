@@ -1,7 +1,9 @@
 """Execution context: ``set_context(mode=GRAPH_MODE | PYNATIVE_MODE, device_target=...)``.
 
 GRAPH_MODE runs generated code compiled by Numba; PYNATIVE_MODE runs the same generated
-source as plain numpy (quick to start, easy to step through).
+source as plain numpy (quick to start, easy to step through). In GRAPH_MODE,
+``device_target="GPU"`` runs generated CUDA kernels (:mod:`s2s_ad.cuda`) where CUDA is usable:
+an NVIDIA GPU with the ``numba-cuda`` package, or Numba's simulator (``NUMBA_ENABLE_CUDASIM=1``).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ PYNATIVE_MODE = 1
 _TARGETS = ("CPU", "GPU", "Ascend")
 _state: dict[str, Any] = {"mode": GRAPH_MODE, "device_target": "CPU", "device_id": 0}
 _warned_gpu = False
+_cuda: tuple[bool, str] | None = None  # (usable, why not), checked on first need
 
 
 def set_context(**kwargs: Any) -> None:
     """Set ``mode`` and/or ``device_target``; other MindSpore keys are accepted and stored."""
-    global _warned_gpu
     if "mode" in kwargs:
         mode = kwargs["mode"]
         if mode not in (GRAPH_MODE, PYNATIVE_MODE):
@@ -33,13 +35,8 @@ def set_context(**kwargs: Any) -> None:
                 "device_target='Ascend' is not supported by s2s_ad: it generates code for CPUs "
                 "(Numba) and NVIDIA GPUs; use 'CPU' or 'GPU'"
             )
-        if t == "GPU" and not _warned_gpu:
-            _warned_gpu = True
-            warnings.warn(
-                "device_target='GPU': s2s_ad's CUDA target is not available yet; running on the CPU",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        if t == "GPU":
+            warn_without_cuda("device_target='GPU'")
     _state.update(kwargs)
 
 
@@ -49,6 +46,41 @@ def get_context(key: str) -> Any:
     return _state[key]
 
 
-def backend() -> str:
-    """The backend that compiled calls use now."""
-    return "numba" if _state["mode"] == GRAPH_MODE else "python"
+def cuda_status() -> tuple[bool, str]:
+    """``(usable, why not)``: whether CUDA kernels can run in this process (a GPU with the
+    numba-cuda package, or Numba's CUDA simulator)."""
+    global _cuda
+    if _cuda is None:
+        from .cuda import status
+
+        _cuda = status()
+    return _cuda
+
+
+def warn_without_cuda(what: str, stacklevel: int = 2) -> None:
+    """Warn (once per process) that ``what`` asks for the GPU but CUDA is not usable here."""
+    global _warned_gpu
+    usable, why = cuda_status()
+    if not usable and not _warned_gpu:
+        _warned_gpu = True
+        warnings.warn(
+            f"{what}: {why}; running on the CPU instead. Install numba-cuda on a machine with an "
+            "NVIDIA GPU, or set NUMBA_ENABLE_CUDASIM=1 before importing numba to run the CUDA "
+            "kernels in Numba's simulator",
+            RuntimeWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def backend(target: str | None = None) -> str:
+    """The backend that compiled calls use now: ``"python"`` (PYNATIVE_MODE), ``"numba"``
+    (GRAPH_MODE on the CPU) or ``"cuda"`` (GRAPH_MODE with ``device_target="GPU"`` where CUDA is
+    usable). ``target`` (``"cpu"`` or ``"cuda"``, from a decorator) overrides the context's
+    device for one function; where CUDA is not usable, ``"cuda"`` runs on the CPU."""
+    cpu = "numba" if _state["mode"] == GRAPH_MODE else "python"
+    if target is None:
+        gpu = _state["mode"] == GRAPH_MODE and _state["device_target"] == "GPU"
+        return "cuda" if gpu and cuda_status()[0] else cpu
+    if target == "cuda":
+        return "cuda" if cuda_status()[0] else cpu
+    return cpu

@@ -142,7 +142,9 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         if kind == _SCALAR:
             lines.append(f"    o{k} = wrap(asarray(o{k}, dtype=dt{k}))")
         elif kind == _FRESH_ARRAY:
-            lines.append(f"    o{k} = wrap(o{k} if type(o{k}) is ndarray and o{k}.dtype == dt{k} else output(o{k}, dt{k}, {arrays}))")
+            lines.append(
+                f"    o{k} = wrap(o{k} if type(o{k}) is ndarray and o{k}.dtype == dt{k} else output(o{k}, dt{k}, {arrays}))"
+            )
         else:
             lines.append(f"    o{k} = wrap(output(o{k}, dt{k}, {arrays}))")
         outs.append(f"o{k}")

@@ -1,8 +1,19 @@
 import os
+import shutil
+import sys
 import tempfile
 
 # The tests compile into a disk cache of their own (one per session), never the user's.
 os.environ.setdefault("S2S_AD_CACHE_DIR", tempfile.mkdtemp(prefix="s2s_ad_test_cache_"))
+
+# device_target="GPU" and the CUDA tests (tests/cuda) run on a GPU where there is one, else in
+# Numba's CUDA simulator, which must be enabled before numba is first imported.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not (os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+    # The simulator runs a block's threads as Python threads and polls them at syncthreads;
+    # a short GIL switch interval makes those barriers about ten times faster.
+    sys.setswitchinterval(1e-4)
 
 import pytest  # noqa: E402
 

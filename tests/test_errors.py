@@ -710,13 +710,16 @@ def test_unknown_target_and_mode_are_rejected():
         context.get_context("no_such_key")
 
 
-def test_gpu_target_warns_and_runs_on_cpu():
+def test_gpu_target_warns_and_runs_on_cpu(monkeypatch):
+    # as on a machine without a GPU, numba-cuda or the simulator (tests/cuda covers the GPU)
+    monkeypatch.setattr(context, "_cuda", (False, "no CUDA GPU was found"))
     saved = context._warned_gpu
     context._warned_gpu = False
     try:
-        with pytest.warns(RuntimeWarning, match="GPU"):
+        with pytest.warns(RuntimeWarning, match="GPU.*no CUDA GPU was found.*running on the CPU"):
             context.set_context(device_target="GPU")
         assert context.get_context("device_target") == "GPU"
+        assert context.backend() != "cuda"
         # The warning is given once per process.
         with warnings.catch_warnings():
             warnings.simplefilter("error")
