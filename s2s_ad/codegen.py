@@ -14,6 +14,8 @@ import keyword
 import linecache
 import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +97,12 @@ def _wrap(arg: tuple[str, int], need: int) -> str:
     return s if p >= need else f"({s})"
 
 
-def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = ()) -> tuple[str, int]:
+def print_elementwise(
+    op, args: list[tuple[str, int]], lit: Callable[[Any], str], ns: str = "np", shape: tuple = ()
+) -> tuple[str, int]:
+    """One elementwise op from its table printer: (source, precedence). ``lit`` prints a
+    literal of the op's dtype, ``ns`` is the namespace of its functions (``np`` here, the
+    device-function module on the CUDA target) and ``shape`` its output shape."""
     kind = op.printer[0]
     if kind == "infix":
         _, sym, prec = op.printer
@@ -105,12 +112,16 @@ def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = ()) -> tuple[str, i
     if kind == "prefix":
         return f"{op.printer[1]}{_wrap(args[0], UNARY + 1)}", UNARY
     if kind == "call":
-        return f"np.{op.printer[1]}({', '.join(a for a, _ in args)})", ATOM
+        return f"{ns}.{op.printer[1]}({', '.join(a for a, _ in args)})", ATOM
     if kind == "template":
-        return op.printer[1](*[_wrap(a, ATOM) for a in args], lambda v: C.lit(v, dt), C.np)
+        return op.printer[1](*[_wrap(a, ATOM) for a in args], lit, ns)
     if kind == "shaped_template":
-        return op.printer[1](*[_wrap(a, ATOM) for a in args], lambda v: C.lit(v, dt), C.np, tuple(shape))
+        return op.printer[1](*[_wrap(a, ATOM) for a in args], lit, ns, tuple(shape))
     raise AssertionError(kind)
+
+
+def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = ()) -> tuple[str, int]:
+    return print_elementwise(op, args, lambda v: C.lit(v, dt), C.np, shape)
 
 
 def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = False) -> str:

@@ -37,11 +37,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import codegen
 from ..codegen import _leaf_names, _Names
 from ..errors import S2SError
 from ..fusion import COMPARISONS, Loop, schedule
 from ..ir import Atom, Eqn, Lit, Program, Var
-from ..ops.table import ATOM, CMP, ELEMENTWISE, POW, UNARY, OpDef, get_op, index_str
+from ..ops.table import ATOM, CMP, ELEMENTWISE, UNARY, OpDef, get_op, index_str
 
 
 @dataclass(frozen=True)
@@ -120,21 +121,7 @@ def _wrap(arg: tuple[str, int], need: int) -> str:
 def print_elementwise(op: OpDef, args: list[tuple[str, int]], dt: np.dtype, ns: str = "dm") -> tuple[str, int]:
     """One elementwise op on scalars, from its table printer, with ``ns`` as the namespace of
     functions (``("call", "exp")`` → ``dm.exp(x)``) and literals typed ``dt``."""
-    kind = op.printer[0]
-    if kind == "infix":
-        _, sym, prec = op.printer
-        if sym == "**":
-            return f"{_wrap(args[0], POW + 1)} ** {_wrap(args[1], POW)}", POW
-        return f"{_wrap(args[0], prec)} {sym} {_wrap(args[1], prec + 1)}", prec
-    if kind == "prefix":
-        return f"{op.printer[1]}{_wrap(args[0], UNARY + 1)}", UNARY
-    if kind == "call":
-        return f"{ns}.{op.printer[1]}({', '.join(a for a, _ in args)})", ATOM
-    if kind == "template":
-        return op.printer[1](*[_wrap(a, ATOM) for a in args], lambda v: lit(v, dt), ns)
-    if kind == "shaped_template":
-        return op.printer[1](*[_wrap(a, ATOM) for a in args], lambda v: lit(v, dt), ns, ())
-    raise AssertionError(kind)
+    return codegen.print_elementwise(op, args, lambda v: lit(v, dt), ns, ())
 
 
 def device_function_names() -> list[str]:
