@@ -746,23 +746,20 @@ def generated_source(fn: Any, *args: Any, target: str = "numpy") -> str:
     function). Arguments may be Tensors, arrays or :class:`~s2s_ad.ir.Aval` specs. ``target``:
     ``"numpy"`` (the source PYNATIVE_MODE runs), ``"numba"`` (with fused loops: the source
     GRAPH_MODE compiles) or ``"cuda"`` (the CUDA kernels and host code)."""
-    from .runtime import Compiled, _identifier
+    from .runtime import _identifier
 
     if target not in ("numpy", "numba", "cuda"):
         raise ArgumentValueError(f"generated_source: target must be 'numpy', 'numba' or 'cuda', got {target!r}")
     fn = _shown(fn)
     doc = fn.describe() if isinstance(fn, Transformed) else f"{callable_name(fn)}, compiled."
-    if target == "numpy":
-        return Compiled(_trace_for_show(fn, args), "python", doc=doc).source
-    # the source only: nothing is compiled
-    prog = _trace_for_show(fn, args)
+    prog = optimize(_trace_for_show(fn, args))  # the source only: nothing is compiled
     if target == "cuda":
         from .cuda import generate as cuda_source
 
-        return cuda_source(optimize(prog), _identifier(prog.name), doc)
+        return cuda_source(prog, _identifier(prog.name), doc)
     from .codegen import generate
 
-    return generate(optimize(prog), _identifier(prog.name), doc, fuse=True)
+    return generate(prog, _identifier(prog.name), doc, fuse=target == "numba")
 
 
 def output_avals(fn: Any, *args: Any) -> Any:

@@ -258,11 +258,7 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
         local[id(a)] = (name, ATOM)
         return local[id(a)]
 
-    member_uses: dict[int, int] = {}
-    for e in loop.eqns + loop.reductions:
-        for a in e.ins:
-            if isinstance(a, Var):
-                member_uses[id(a)] = member_uses.get(id(a), 0) + 1
+    member_uses = loop.reads()
 
     for e in loop.eqns:
         out = e.outs[0]
@@ -283,13 +279,13 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
             pre.append(f"{arr} = np.empty({tuple(shape)!r}, {C.dtype(out.dtype)})")
             C.contig.add(arr)
             expr[id(out)] = (arr, ATOM)
-            if member_uses.get(id(out), 0) == 0:
+            if member_uses[id(out)] == 0:
                 body.append(f"{arr}[{', '.join(idx)}] = {s}")
                 continue
             name = C.fresh(f"{out.hint}_i" if out.hint else None)
             body += [f"{name} = {s}", f"{arr}[{', '.join(idx)}] = {name}"]
             local[id(out)] = (name, ATOM)
-        elif e.op in ("stop_gradient", "broadcast_to") or (out.hint is None and member_uses.get(id(out), 0) <= 1):
+        elif e.op in ("stop_gradient", "broadcast_to") or (out.hint is None and member_uses[id(out)] <= 1):
             local[id(out)] = (s, prec)
         else:
             name = C.fresh(out.hint)

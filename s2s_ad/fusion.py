@@ -22,6 +22,7 @@ produces is emitted before its first reader, so the schedule is a valid order.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .ir import Eqn, Program, Var
@@ -46,6 +47,16 @@ class Loop:
     reductions: list[Eqn] = field(default_factory=list)
     stored: list[Var] = field(default_factory=list)
 
+    def reads(self) -> Counter[int]:
+        """How often each value (by id) is read inside the loop."""
+        return Counter(id(a) for e in self.eqns + self.reductions for a in e.ins if isinstance(a, Var))
+
+    def set_stored(self, uses: Counter[int]) -> None:
+        """Store the members that are read more often in the program (``uses``, see
+        :func:`use_counts`) than inside the loop."""
+        inside = self.reads()
+        self.stored = [e.outs[0] for e in self.eqns if uses[id(e.outs[0])] > inside[id(e.outs[0])]]
+
     @property
     def computes(self) -> bool:
         """Whether the loop does arithmetic (otherwise its equations print as statements)."""
@@ -63,30 +74,24 @@ def _fusible(e: Eqn) -> bool:
     return get_op(e.op).kind == "elementwise" or e.op in _PASS
 
 
+def use_counts(prog: Program) -> Counter[int]:
+    """How often each value (by id) is read by ``prog``'s equations, plus once if it is an
+    output of ``prog``."""
+    uses = Counter(id(a) for e in prog.eqns for a in e.ins if isinstance(a, Var))
+    uses.update(id(a) for a in prog.outs if isinstance(a, Var))
+    return uses
+
+
 def schedule(prog: Program) -> list[Step]:
     """``prog``'s equations as a valid order of plain equations and fused loops."""
     steps: list[Step] = []
     open_loops: dict[tuple[int, ...], Loop] = {}
     member_of: dict[int, Loop] = {}  # output id -> open loop computing it
     pending: dict[int, Loop] = {}  # reduction output id -> open loop accumulating it
-    consumers: dict[int, int] = {}
-    for e in prog.eqns:
-        for a in e.ins:
-            if isinstance(a, Var):
-                consumers[id(a)] = consumers.get(id(a), 0) + 1
-    program_outs = {id(a) for a in prog.outs if isinstance(a, Var)}
+    uses = use_counts(prog)
 
     def close(loop: Loop) -> None:
-        inside: dict[int, int] = {}
-        for e in loop.eqns + loop.reductions:
-            for a in e.ins:
-                if isinstance(a, Var):
-                    inside[id(a)] = inside.get(id(a), 0) + 1
-        loop.stored = [
-            e.outs[0]
-            for e in loop.eqns
-            if id(e.outs[0]) in program_outs or consumers.get(id(e.outs[0]), 0) > inside.get(id(e.outs[0]), 0)
-        ]
+        loop.set_stored(uses)
         del open_loops[loop.shape]
         for e in loop.eqns:
             member_of.pop(id(e.outs[0]), None)
@@ -133,4 +138,4 @@ def schedule(prog: Program) -> list[Step]:
     return steps
 
 
-__all__ = ["COMPARISONS", "FUSED_REDUCTIONS", "Loop", "Step", "schedule"]
+__all__ = ["COMPARISONS", "FUSED_REDUCTIONS", "Loop", "Step", "schedule", "use_counts"]

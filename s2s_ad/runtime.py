@@ -44,7 +44,7 @@ def signature(x: Any) -> Any:
     if t is Tensor or t is Parameter:
         a = x._data
         return (a.shape, a.dtype)
-    if t is np.ndarray or isinstance(x, (np.ndarray, np.generic)):
+    if isinstance(x, (np.ndarray, np.generic)):
         return (x.shape, x.dtype)
     if isinstance(x, Tensor):
         a = x.asnumpy()
@@ -219,11 +219,7 @@ def _output(r: Any, dtype: np.dtype, inputs: list) -> np.ndarray:
 def calls_cache(obj: Any, key: Any) -> dict:
     """The compiled programs of transform ``key`` of ``obj``, by backend and argument
     signature (shared by every transformed function with the same ``obj`` and ``key``)."""
-    cache = cache_for(obj)
-    sub = cache.get(key)
-    if sub is None:
-        sub = cache[key] = {}
-    return sub
+    return cache_for(obj).setdefault(key, {})
 
 
 def build_staged(
@@ -252,9 +248,7 @@ def run_staged(
 ) -> Any:
     """Call the compiled program for ``args``' signature, building it on a miss.
     ``describe()`` is only called on a miss, so a hit does no analysis at all."""
-    calls = cache.get(key)
-    if calls is None:
-        calls = cache[key] = {}
+    calls = cache.setdefault(key, {})
     sig = (backend, *[signature(a) for a in args])
     c = calls.get(sig)
     if c is None:

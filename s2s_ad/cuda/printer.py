@@ -40,7 +40,7 @@ import numpy as np
 from .. import codegen
 from ..codegen import _leaf_names, _Names
 from ..errors import S2SError
-from ..fusion import COMPARISONS, Loop, schedule
+from ..fusion import COMPARISONS, Loop, schedule, use_counts
 from ..ir import Atom, Eqn, Lit, Program, Var
 from ..ops.table import ATOM, CMP, ELEMENTWISE, UNARY, OpDef, get_op, index_str
 
@@ -246,12 +246,10 @@ def cuda_schedule(prog: Program) -> list[Eqn | Loop]:
             continue
         scalar = None
         steps.append(st)
-    uses: Counter[int] = Counter(id(a) for e in prog.eqns for a in e.ins if isinstance(a, Var))
-    uses.update(id(a) for a in prog.outs if isinstance(a, Var))
+    uses = use_counts(prog)
     for st in steps:
         if isinstance(st, Loop) and st.shape == () and not st.stored:
-            inside = Counter(id(a) for e in st.eqns for a in e.ins if isinstance(a, Var))
-            st.stored = [e.outs[0] for e in st.eqns if uses[id(e.outs[0])] > inside[id(e.outs[0])]]
+            st.set_stored(uses)
     return steps
 
 
@@ -547,9 +545,7 @@ class _Source:
                 got = local[id(a)] = (name, ATOM)
             return got if want is None else cast(got, a.dtype, want)
 
-        member_uses: Counter[int] = Counter(
-            id(a) for e in loop.eqns + loop.reductions for a in e.ins if isinstance(a, Var)
-        )
+        member_uses = loop.reads()
         stored = {id(v) for v in loop.stored}
         body: list[str] = []
         writes: list[str] = []
