@@ -30,9 +30,15 @@ _FRESH = {"matmul", "reduce_sum", "reduce_mean", "fill", "scatter", "cast", "res
 class _Ctx:
     np = "np"
 
-    def __init__(self, names: _Names | None = None) -> None:
+    def __init__(self, names: _Names | None = None, numba: bool = False) -> None:
         self.contig: set[str] = set()
         self.names = names or _Names()
+        self.numba = numba  # the source is compiled by Numba (not run by numpy)
+
+    def ufunc_into(self, ufunc: str, a: str, b: str, out: str) -> str:
+        """``ufunc(a, b)`` written into ``out``: Numba takes the output only positionally,
+        numpy (2.4 on) only as ``out=`` for maximum/minimum."""
+        return f"{self.np}.{ufunc}({a}, {b}, {out})" if self.numba else f"{self.np}.{ufunc}({a}, {b}, out={out})"
 
     def fresh(self, hint: str | None) -> str:
         """A new variable name (for the helper variables of statement emitters)."""
@@ -127,11 +133,11 @@ def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = ()) -> tuple[str, i
 def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = False) -> str:
     """Python source of a function ``fname`` computing ``prog`` (returns a flat tuple).
 
-    With ``fuse``, elementwise code is scheduled into fused loops (:mod:`s2s_ad.fusion`) and
+    With ``fuse`` (the source for Numba), elementwise code is scheduled into fused loops (:mod:`s2s_ad.fusion`) and
     printed as explicit ``for`` loops over scalars, the form Numba compiles best: one pass
     over the data per loop, no temporary arrays for values used only inside it."""
     names = _Names()
-    C = _Ctx(names)
+    C = _Ctx(names, numba=fuse)
     expr: dict[int, tuple[str, int]] = {}
 
     def arg_name(v: Var, fallback: str) -> str:

@@ -605,7 +605,7 @@ def _reduce_extremum_emit(ufunc: str, full: str):
             lines += [
                 f"{acc} = {cur}[{at(0)}].copy()",
                 f"for {k} in range(1, {cur_shape[ax]}):",
-                f"    {C.np}.{ufunc}({acc}, {cur}[{at(k)}], {acc})",
+                "    " + C.ufunc_into(ufunc, acc, f"{cur}[{at(k)}]", acc),
             ]
             cur = acc
             del cur_shape[ax]

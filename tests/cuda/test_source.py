@@ -15,7 +15,7 @@ from s2s_ad import ops
 from s2s_ad.api import generated_source
 from s2s_ad.cli import main
 from s2s_ad.cuda import generate
-from s2s_ad.cuda.printer import GPU_LAUNCH, cuda_schedule
+from s2s_ad.cuda.printer import GPU_LAUNCH, _shared, cuda_schedule
 from s2s_ad.errors import S2SError
 from s2s_ad.frontend import trace
 from s2s_ad.fusion import Loop
@@ -54,6 +54,23 @@ def test_the_source_has_kernels_and_host_code():
     assert host.count("cuda.to_device(") == 3
     assert host.count(".copy_to_host()") == 5  # the value (2 outputs) and 3 gradients
     assert "dm.exp(" in src and "dm.tanh(" in src
+
+
+def test_shared_memory_is_dynamic_with_disjoint_aligned_views():
+    """Numba's simulator allocates a static ``cuda.shared.array((n,), dt)`` per source line
+    without a lock, so simulated threads racing there may get different arrays (seen as wrong
+    matmul tiles); every kernel carves its shared arrays out of the dynamic buffer instead."""
+    src = _grad_source(np.dtype(np.float64))
+    views = re.findall(r"cuda\.shared\.array\(([^)]*)\)(\[\d+:\d+\])?", src)
+    assert views and all(args.startswith("0, nt.") and view for args, view in views)
+    # mixed dtypes: the largest items first, each view aligned to its item size
+    lines, nbytes = _shared([("a", 3, np.dtype(np.int32)), ("b", 5, np.dtype(np.float64)), ("c", 2, np.dtype(np.int8))])
+    assert lines == [
+        "b = cuda.shared.array(0, nt.float64)[0:5]",
+        "a = cuda.shared.array(0, nt.int32)[10:13]",
+        "c = cuda.shared.array(0, nt.int8)[52:54]",
+    ]
+    assert nbytes == 54
 
 
 def test_one_kernel_per_fused_loop():
@@ -106,7 +123,9 @@ def test_launches_follow_the_launch_configuration(monkeypatch):
 
     monkeypatch.setattr(printer, "launch_config", lambda: GPU_LAUNCH)
     src = generate(optimize(_program()), "model")
-    assert "cuda.shared.array(256," in src and ", (16, 16)](" in src
+    # one block-wide tree of 256 float32 partial sums; 16x16 tiles of both matmul operands
+    assert "cuda.shared.array(0, nt.float32)[0:256]" in src and ", 256, 0, 1024](" in src
+    assert "sb = cuda.shared.array(0, nt.float32)[256:512]" in src and ", (16, 16), 0, 2048](" in src
 
 
 def test_an_op_without_device_code_is_named(monkeypatch):
