@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .codegen import register_source
+from .codegen import LOOP_NS, register_source
 from .diskcache import NJIT_OPTIONS, compile_cached
 
 _CACHE: dict[tuple[str, str], Callable] = {}
@@ -34,6 +34,10 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
         if fn is None:
             filename = register_source(src, fname)
             ns: dict = {"np": np}
+            if backend == "numba":
+                from . import cpumath
+
+                ns[LOOP_NS] = cpumath
             exec(compile(src, filename, "exec"), ns)
             fn = ns[fname]
             if backend == "numba":

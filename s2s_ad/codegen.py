@@ -21,7 +21,7 @@ import numpy as np
 
 from .fusion import Loop, schedule
 from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
-from .ops.table import ATOM, POW, UNARY, get_op
+from .ops.table import ATOM, ELEMENTWISE, POW, UNARY, get_op
 
 # Ops whose numpy result is a fresh C-contiguous array.
 _FRESH = {"matmul", "reduce_sum", "reduce_mean", "fill", "scatter", "cast", "reshape"}
@@ -126,8 +126,26 @@ def print_elementwise(
     raise AssertionError(kind)
 
 
-def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = ()) -> tuple[str, int]:
-    return print_elementwise(op, args, lambda v: C.lit(v, dt), C.np, shape)
+def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = (), ns: str | None = None) -> tuple[str, int]:
+    return print_elementwise(op, args, lambda v: C.lit(v, dt), ns or C.np, shape)
+
+
+# The namespace of functions inside fused loops: :mod:`s2s_ad.cpumath`, whose exp and tanh
+# are vectorisable (numpy's scalar functions are calls of the C library, one at a time).
+LOOP_NS = "vm"
+
+
+def function_names(ns: str) -> list[str]:
+    """The ``ns.NAME`` functions that the op table's elementwise printers call, with ``ns`` as
+    their namespace (every one must be defined in the module printed as ``ns``)."""
+    found: set[str] = set()
+    for op in ELEMENTWISE:
+        args = [(f"a{i}", ATOM) for i in range(op.nin)]
+        shapes = [(), (2,)] if op.printer[0] == "shaped_template" else [()]  # the text may depend on it
+        for shape in shapes:
+            text = print_elementwise(op, args, repr, ns, shape)[0]
+            found.update(re.findall(rf"\b{ns}\.(\w+)\(", text))
+    return sorted(found)
 
 
 def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = False) -> str:
@@ -277,7 +295,7 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
         elif e.op == "cast":
             s, prec = f"{C.dtype(out.dtype)}({read(e.ins[0])[0]})", ATOM
         elif op.kind == "elementwise":
-            s, prec = _print_elementwise(op, [read(a) for a in e.ins], out.dtype, C, ())
+            s, prec = _print_elementwise(op, [read(a) for a in e.ins], out.dtype, C, (), LOOP_NS)
         else:  # comparisons
             s, prec = op.emit([read(a) for a in e.ins], e, C)
         if id(out) in stored:

@@ -42,7 +42,7 @@ from ..codegen import _leaf_names, _Names
 from ..errors import S2SError
 from ..fusion import COMPARISONS, Loop, schedule, use_counts
 from ..ir import Atom, Eqn, Lit, Program, Var
-from ..ops.table import ATOM, CMP, ELEMENTWISE, UNARY, OpDef, get_op, index_str
+from ..ops.table import ATOM, CMP, UNARY, OpDef, get_op, index_str
 
 
 @dataclass(frozen=True)
@@ -146,15 +146,7 @@ def print_elementwise(op: OpDef, args: list[tuple[str, int]], dt: np.dtype, ns: 
 def device_function_names() -> list[str]:
     """The ``dm.NAME`` functions the elementwise printers of the op table use (every one must be
     defined in :mod:`s2s_ad.cuda.devicemath`)."""
-    found: set[str] = set()
-    for op in ELEMENTWISE:
-        args = [(f"a{i}", ATOM) for i in range(op.nin)]
-        texts = [print_elementwise(op, args, np.dtype(np.float32))[0]]
-        if op.printer[0] == "shaped_template":  # the text may depend on the shape
-            texts.append(op.printer[1](*[a for a, _ in args], lambda v: repr(v), "dm", (2,))[0])
-        for t in texts:
-            found.update(re.findall(r"\bdm\.(\w+)\(", t))
-    return sorted(found)
+    return codegen.function_names("dm")
 
 
 # ----------------------------------------------------------------------------- index helpers

@@ -1,0 +1,134 @@
+"""The vectorisable functions of fused loops (:mod:`s2s_ad.cpumath`): their error in units in
+the last place against a higher-precision reference, IEEE special values, dtypes, and that a
+loop calling them is vectorised."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from s2s_ad import cpumath
+from s2s_ad.codegen import LOOP_NS, function_names
+from s2s_ad.diskcache import NJIT_OPTIONS
+
+RNG = np.random.default_rng(11)
+EXTENDED = np.finfo(np.longdouble).nmant >= 63  # x86's 80-bit long double
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _exp_loop(x, out):
+    for i in range(x.size):
+        out[i] = cpumath.exp(x[i])
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _tanh_loop(x, out):
+    for i in range(x.size):
+        out[i] = cpumath.tanh(x[i])
+
+
+LOOPS = {"exp": _exp_loop, "tanh": _tanh_loop}
+
+
+def _run(name: str, x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    LOOPS[name](x, out)
+    return out
+
+
+def _reference(name: str, x: np.ndarray) -> np.ndarray:
+    """``name(x)`` in a precision well beyond x's dtype, as long doubles (float64 reference for
+    float32; 64-bit-mantissa long double, or mpmath, for float64)."""
+    if x.dtype == np.float32:
+        return getattr(np, name)(x.astype(np.float64)).astype(np.longdouble)
+    if EXTENDED:
+        with np.errstate(over="ignore"):
+            return getattr(np, name)(x.astype(np.longdouble))
+    import mpmath
+
+    with mpmath.workprec(80):
+        f = getattr(mpmath, name)
+        return np.array([float(f(mpmath.mpf(float(v)))) for v in x], np.longdouble)
+
+
+def _ulps(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """|got - ref| in units in the last place of ref rounded to got's dtype (subnormals: of the
+    smallest subnormal); results that over- or underflow must equal the rounded reference."""
+    dt = got.dtype
+    with np.errstate(over="ignore"):
+        rounded = ref.astype(dt)
+    finite = np.isfinite(rounded)
+    np.testing.assert_array_equal(got[~finite], rounded[~finite])
+    unit = np.maximum(np.spacing(np.abs(rounded[finite])), np.finfo(dt).smallest_subnormal)
+    return np.abs(got[finite].astype(np.longdouble) - ref[finite]) / unit.astype(np.longdouble)
+
+
+# the ranges where the results are normal, subnormal, and near the formulas' switch points
+SAMPLES = {
+    ("exp", np.float32): [(-104.0, 89.0), (-1.0, 1.0), (-103.5, -87.0), (-1e-3, 1e-3)],
+    ("exp", np.float64): [(-746.0, 710.0), (-1.0, 1.0), (-745.0, -708.0), (-1e-6, 1e-6)],
+    ("tanh", np.float32): [(-20.0, 20.0), (-1.0, 1.0), (0.6, 0.65), (-1e-4, 1e-4)],
+    ("tanh", np.float64): [(-40.0, 40.0), (-1.0, 1.0), (0.6, 0.65), (-1e-8, 1e-8)],
+}
+
+
+@pytest.mark.parametrize("name,dtype", sorted(SAMPLES, key=str), ids=lambda v: getattr(v, "__name__", v))
+def test_error_is_within_two_ulps(name, dtype):
+    n = 40_000 if (EXTENDED or dtype == np.float32) else 2_000
+    x = np.concatenate([RNG.uniform(lo, hi, n) for lo, hi in SAMPLES[name, dtype]]).astype(dtype)
+    got = _run(name, x)
+    assert got.dtype == dtype
+    err = _ulps(got, _reference(name, x))
+    assert err.max() <= 2.0, f"{name} {np.dtype(dtype).name}: {float(err.max()):.2f} ulp at x = {x[np.argmax(err)]!r}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", ["exp", "tanh"])
+def test_special_values(name, dtype):
+    big = 1e3 if dtype == np.float32 else 1e5
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, big, -big, 1e-30, -1e-30], dtype)
+    got = _run(name, x)
+    with np.errstate(over="ignore"):
+        want = getattr(np, name)(x)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))  # tanh(-0.0) is -0.0
+
+
+def test_overflow_and_underflow_thresholds():
+    for dt in (np.float32, np.float64):
+        info = np.finfo(dt)
+        top = np.log(np.longdouble(info.max))
+        x = np.array([np.nextafter(dt(top), dt(0)), np.nextafter(dt(top), dt(np.inf))], dt)
+        got = _run("exp", x)
+        assert np.isfinite(got[0]) and got[1] == np.inf
+        # the smallest subnormal, and zero below half of it
+        low = np.log(np.longdouble(info.smallest_subnormal))
+        got = _run("exp", np.array([low + 0.1, low - 1.0], dt))
+        assert got[0] > 0 and got[1] == 0
+
+
+def test_a_loop_calling_them_is_vectorised():
+    """No C library call is left in the loop, so LLVM turns it into SIMD code."""
+    x = np.ones(64, np.float32)
+    for name, loop in LOOPS.items():
+        _run(name, x)
+        llvm = loop.inspect_llvm(loop.signatures[0])
+        assert " x float>" in llvm, f"the {name} loop is not vectorised"
+        assert f"@{name}f(" not in llvm
+
+
+def test_other_arguments_go_to_numpy():
+    @numba.njit(**NJIT_OPTIONS)
+    def f(i, b):
+        return cpumath.exp(i), cpumath.tanh(b)
+
+    got = f(np.int64(2), np.float32(0.5))
+    assert got[0] == pytest.approx(np.exp(2)) and got[1] == pytest.approx(np.tanh(np.float32(0.5)))
+    assert cpumath.exp(np.float32(1.0)) == np.exp(np.float32(1.0))  # the Python fallbacks
+
+
+def test_every_name_the_loop_printers_use_is_defined():
+    missing = [n for n in function_names(LOOP_NS) if not hasattr(cpumath, n)]
+    assert not missing
+    assert sorted(cpumath.__all__) == sorted(set(cpumath.__all__))
