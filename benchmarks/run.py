@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import threads  # noqa: E402
 
 threads.apply()  # before numpy, numba, JAX and torch are imported
+ALLOCATOR = threads.fix_allocator()
 
 import workloads  # noqa: E402
 from workloads import REFERENCE, SYSTEMS, Impl, Skip, Variant, agree, as_arrays  # noqa: E402
@@ -288,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [k for k in ("jax", "torch", "autograd", "tangent-ad") if vers[k] is None]
     for m in missing:
         print(f"Note: {m} is not installed; its cases are skipped (pip install -e '.[bench]').")
-    print(f"Threads: {threads.THREAD_ENV}\n")
+    print(f"Threads: {threads.THREAD_ENV}")
+    print(f"Memory: {ALLOCATOR}\n")
 
     variants = workloads.variants(names, ns.quick)
     notes: list[dict] = []
@@ -317,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "versions": vers,
             "threads": threads.THREAD_ENV,
+            "allocator": ALLOCATOR,
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
         "workloads": {k: d for k, (d, _) in workloads.WORKLOADS.items() if k in names},

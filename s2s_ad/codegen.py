@@ -21,7 +21,7 @@ import numpy as np
 
 from .fusion import Loop, schedule
 from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
-from .ops.table import ATOM, ELEMENTWISE, POW, UNARY, get_op
+from .ops.table import ATOM, ELEMENTWISE, MUL, POW, UNARY, get_op
 
 # Ops whose numpy result is a fresh C-contiguous array.
 _FRESH = {"matmul", "reduce_sum", "reduce_mean", "fill", "scatter", "cast", "reshape"}
@@ -256,6 +256,25 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     return src + "\n"
 
 
+def _small_int(a: Atom) -> int | None:
+    """The value of a literal exponent that is a whole number from -16 to 16 (not 0)."""
+    if isinstance(a, Lit) and np.ndim(a.value) == 0:
+        v = float(a.value)
+        if v.is_integer() and 0 < abs(v) <= 16:
+            return int(v)
+    return None
+
+
+def _int_power(base: tuple[str, int], k: int, dt: np.dtype, C: _Ctx) -> tuple[str, int]:
+    """``base ** k`` inside a loop, with an integer exponent: Numba multiplies (a float
+    exponent is a call of the C library's ``pow``, which also keeps LLVM from vectorising the
+    loop); a negative one as ``1 / base ** -k``, since only positive ones are multiplied."""
+    power = f"{_wrap(base, POW + 1)} ** {abs(k)}"
+    if k > 0:
+        return power, POW
+    return f"{C.lit(1, dt)} / {power}", MUL
+
+
 def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out_ids: set[int]) -> list[str]:
     """A fused loop as statements: stored arrays and accumulators allocated, one loop nest
     over ``loop.shape`` computing every member on scalars, then the reductions finished."""
@@ -294,6 +313,8 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
             s, prec = C.lit(e.params["value"], out.dtype), ATOM
         elif e.op == "cast":
             s, prec = f"{C.dtype(out.dtype)}({read(e.ins[0])[0]})", ATOM
+        elif e.op == "pow" and (k := _small_int(e.ins[1])) is not None:
+            s, prec = _int_power(read(e.ins[0]), k, out.dtype, C)
         elif op.kind == "elementwise":
             s, prec = _print_elementwise(op, [read(a) for a in e.ins], out.dtype, C, (), LOOP_NS)
         else:  # comparisons
