@@ -256,6 +256,10 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     return src + "\n"
 
 
+# printers of functions that cpumath computes only on a range (nan beyond it)
+_LIMITED = {("call", "sin"), ("call", "cos")}
+
+
 def _small_int(a: Atom) -> int | None:
     """The value of a literal exponent that is a whole number from -16 to 16 (not 0)."""
     if isinstance(a, Lit) and np.ndim(a.value) == 0:
@@ -302,6 +306,8 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
         return local[id(a)]
 
     member_uses = loop.reads()
+    limited: list[str] = []  # values of vm.sin/vm.cos: nan where the argument was out of their range
+    init: list[str] = []  # the reductions' accumulators, set to zero before the loop
 
     for e in loop.eqns:
         out = e.outs[0]
@@ -319,17 +325,25 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
             s, prec = _print_elementwise(op, [read(a) for a in e.ins], out.dtype, C, (), LOOP_NS)
         else:  # comparisons
             s, prec = op.emit([read(a) for a in e.ins], e, C)
+        checked = op.printer is not None and op.printer[:2] in _LIMITED and out.dtype.kind == "f"
         if id(out) in stored:
             arr = C.fresh(out.hint)
             pre.append(f"{arr} = np.empty({tuple(shape)!r}, {C.dtype(out.dtype)})")
             C.contig.add(arr)
             expr[id(out)] = (arr, ATOM)
-            if member_uses[id(out)] == 0:
+            if member_uses[id(out)] == 0 and not checked:
                 body.append(f"{arr}[{', '.join(idx)}] = {s}")
                 continue
             name = C.fresh(f"{out.hint}_i" if out.hint else None)
             body += [f"{name} = {s}", f"{arr}[{', '.join(idx)}] = {name}"]
             local[id(out)] = (name, ATOM)
+            if checked:
+                limited.append(name)
+        elif checked:
+            name = C.fresh(out.hint)
+            body.append(f"{name} = {s}")
+            local[id(out)] = (name, ATOM)
+            limited.append(name)
         elif e.op in ("stop_gradient", "broadcast_to") or (out.hint is None and member_uses[id(out)] <= 1):
             local[id(out)] = (s, prec)
         else:
@@ -348,13 +362,13 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
         kept = [k for k in range(len(shape)) if k not in axes]
         total = acc if e.op == "reduce_sum" else f"{acc} / {C.lit(n, acc_dt)}"
         if not kept:
-            pre.append(f"{acc} = {C.lit(0, acc_dt)}")
+            init.append(f"{acc} = {C.lit(0, acc_dt)}")
             body.append(f"{acc} += {value}")
             result = total if out.dtype == acc_dt else f"{C.dtype(out.dtype)}({total})"
             if out.shape != ():
                 result = f"np.full({tuple(out.shape)!r}, {result}, {C.dtype(out.dtype)})"
         else:
-            pre.append(f"{acc} = np.zeros({tuple(shape[k] for k in kept)!r}, {C.dtype(acc_dt)})")
+            init.append(f"{acc} = np.zeros({tuple(shape[k] for k in kept)!r}, {C.dtype(acc_dt)})")
             body.append(f"{acc}[{', '.join(idx[k] for k in kept)}] += {value}")
             result = total if out.dtype == acc_dt else f"({total}).astype({C.dtype(out.dtype)})"
             if out.shape != tuple(shape[k] for k in kept):
@@ -368,7 +382,17 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
     for depth, (i, d) in enumerate(zip(idx, shape)):
         nest.append("    " * depth + f"for {i} in range({d}):")
     pad = "    " * len(shape)
-    return pre + nest + [pad + ln for ln in loads + body] + post
+    fast = nest + [pad + ln for ln in loads + body]
+    if not limited:
+        return pre + init + fast + post
+    # vm.sin and vm.cos are nan where |argument| is beyond their range (or inf, or nan): if any
+    # value is, the loop runs again with numpy's functions (rarely; the fast loop vectorises)
+    bad = C.fresh("out_of_range")
+    checks = [f"{bad} |= {v} != {v}" for v in limited]
+    slow = [ln.replace(f"{LOOP_NS}.sin(", "np.sin(").replace(f"{LOOP_NS}.cos(", "np.cos(") for ln in fast]
+    again = [f"if {bad}:  # sin/cos of an argument beyond 2**20 pi/2, inf or nan: numpy's functions"]
+    again += ["    " + ln for ln in init + slow]
+    return pre + init + [f"{bad} = False"] + fast + [pad + ln for ln in checks] + again + post
 
 
 def _index(in_shape: tuple, loop_shape: tuple, idx: list[str]) -> str:

@@ -7,15 +7,18 @@ written the way the C libraries write them (range reduction, a polynomial, scali
 power of two through the bits of a float), but without branches: every case is computed
 and the right one selected, so LLVM vectorises a loop that calls them.
 
-* ``exp`` and ``tanh`` of float32 and float64 have such an implementation, in the
-  argument's precision (float32 code stays float32). Their error is within 2 units in the
-  last place of the correctly rounded result over the whole range, with IEEE results for
-  ``inf``, ``nan``, overflow and underflow; ``tests/test_cpumath.py`` measures it against
-  numpy in a higher precision.
+* ``exp``, ``tanh``, ``sin`` and ``cos`` of float32 and float64 have such an implementation,
+  with float32 arithmetic for float32 (only the argument reduction of sin and cos is done in
+  float64). Their error is within 2 units in the last place of the correctly rounded result
+  (``tests/test_cpumath.py`` measures it against a higher precision), with IEEE results for
+  ``inf``, ``nan``, overflow, underflow and ``-0.0``.
+* ``sin`` and ``cos`` reduce the argument exactly only for ``|x| <= 2**20 pi/2``; beyond it
+  (and for ``inf`` and ``nan``) they return ``nan``, and the fused loop that called them runs
+  again with numpy's functions (``codegen._print_loop``). They are meant for those loops only.
 * Every other name the op table's printers use is numpy's function of the same name,
   which Numba compiles as before; integer and bool arguments go to numpy's functions too.
 
-The set of names is derived from the printers (:func:`s2s_ad.codegen.loop_function_names`);
+The set of names is derived from the printers (:func:`s2s_ad.codegen.function_names`);
 a test checks that every one of them is defined here.
 """
 
@@ -30,13 +33,11 @@ from numba.extending import intrinsic, overload
 from numpy import (  # noqa: F401
     abs,
     arctanh,
-    cos,
     cosh,
     log,
     maximum,
     minimum,
     sign,
-    sin,
     sinh,
     sqrt,
     square,
@@ -201,6 +202,106 @@ def _tanh64(x):
     return np.copysign(big if a > 0.625 else small, x)
 
 
+# ----------------------------------------------------------------------------- sin and cos
+# sin and cos reduce x by the multiple k of pi/2 nearest to it: r = x - k pi/2, |r| <= pi/4,
+# and evaluate sin or cos of r by the quadrant k mod 4. The reduction subtracts pi/2 in parts
+# whose products with k are exact, which holds for |x| below SINCOS_LIMIT (2**20 pi/2). Beyond it (and for inf and nan) the result is nan: the fused loops
+# check for that and run the loop again with numpy's functions (see ``codegen._print_loop``),
+# so these two are only for those loops.
+SINCOS_LIMIT_32 = F(1647099.3)  # 2**20 pi / 2, as in float64
+SINCOS_LIMIT_64 = 1647099.3291652855  # 2**20 * pi / 2
+
+_TWO_OVER_PI_64 = 0.63661977236758134308
+# pi/2 in 33-bit parts (k * part is exact for |k| < 2**20) and the rest
+_PIO2_1 = 1.57079632673412561417e00
+_PIO2_2 = 6.07710050630396597660e-11
+_PIO2_3 = 2.02226624871116645580e-21
+_PIO2_3T = 8.47842766036889956997e-32
+_S1, _S2, _S3 = -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04
+_S4, _S5, _S6 = 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10
+_K1, _K2, _K3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05
+_K4, _K5, _K6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
+
+
+@njit(**_JIT)
+def _sincos32(x, shift):
+    """sin(x) (shift 0) or cos(x) (shift 1) of a float32, for |x| <= SINCOS_LIMIT_32: the
+    reduction in float64 (a float32 pi/2 in parts would lose bits near its multiples), the
+    polynomials in float32."""
+    xd = np.float64(x)
+    k = np.floor(xd * _TWO_OVER_PI_64 + 0.5)
+    r = np.float32((xd - k * _PIO2_1) - k * _PIO2_2)
+    z = r * r
+    s = ((F(-1.9515295891e-4) * z + F(8.3321608736e-3)) * z - F(1.6666654611e-1)) * z * r + r
+    c = ((F(2.443315711809948e-5) * z - F(1.388731625493765e-3)) * z + F(4.166664568298827e-2)) * (z * z)
+    c = c - F(0.5) * z + F(1.0)
+    q = (np.int64(k) + shift) & 3  # sin(x) = (sin r, cos r, -sin r, -cos r)[q]; cos: q + 1
+    y = c if q & 1 else s
+    y = -y if q & 2 else y
+    y = x if shift == 0 and np.abs(x) < F(2.44140625e-4) else y  # sin x rounds to x (and -0.0 stays)
+    return y if np.abs(x) <= SINCOS_LIMIT_32 else F(np.nan)
+
+
+@njit(**_JIT)
+def _sincos64(x, shift):
+    """sin(x) (shift 0) or cos(x) (shift 1) of a float64, for |x| <= SINCOS_LIMIT_64."""
+    k = np.floor(x * _TWO_OVER_PI_64 + 0.5)
+    # r = hi + lo exactly enough: a - b as a two-term sum (a and k * _PIO2_2 are exact)
+    a = x - k * _PIO2_1
+    b = k * _PIO2_2
+    hi = a - b
+    bb = hi - a
+    lo = ((a - (hi - bb)) - (b + bb)) - k * _PIO2_3 - k * _PIO2_3T
+    r = hi + lo  # renormalised: |lo| below half a unit of hi, as the polynomials' correction assumes
+    lo = lo - (r - hi)
+    hi = r
+    # minimax polynomials on |r| <= pi/4 with the low part as a first-order correction
+    z = hi * hi
+    w = z * z
+    v = z * hi
+    rs = _S2 + z * (_S3 + z * _S4) + z * w * (_S5 + z * _S6)
+    s = hi - ((z * (0.5 * lo - v * rs) - lo) - v * _S1)
+    rc = z * (_K1 + z * (_K2 + z * _K3)) + w * w * (_K4 + z * (_K5 + z * _K6))
+    hz = 0.5 * z
+    one_minus = 1.0 - hz
+    c = one_minus + (((1.0 - one_minus) - hz) + (z * rc - hi * lo))
+    q = (np.int64(k) + shift) & 3
+    y = c if q & 1 else s
+    y = -y if q & 2 else y
+    y = x if shift == 0 and np.abs(x) < 1.4901161193847656e-08 else y  # sin x rounds to x (and -0.0 stays)
+    return y if np.abs(x) <= SINCOS_LIMIT_64 else np.nan
+
+
+def sin(x):
+    """sin(x); in compiled loops of float32/float64, nan beyond ``SINCOS_LIMIT`` (see above)."""
+    return np.sin(x)
+
+
+def cos(x):
+    """cos(x); in compiled loops of float32/float64, nan beyond ``SINCOS_LIMIT`` (see above)."""
+    return np.cos(x)
+
+
+@njit(**_JIT)
+def _sin32(x):
+    return _sincos32(x, 0)
+
+
+@njit(**_JIT)
+def _cos32(x):
+    return _sincos32(x, 1)
+
+
+@njit(**_JIT)
+def _sin64(x):
+    return _sincos64(x, 0)
+
+
+@njit(**_JIT)
+def _cos64(x):
+    return _sincos64(x, 1)
+
+
 # ----------------------------------------------------------------------------- dispatch
 def _by_precision(fn, f32, f64):
     @overload(fn, jit_options=_JIT)
@@ -217,3 +318,5 @@ def _by_precision(fn, f32, f64):
 
 _by_precision(exp, _exp32, _exp64)
 _by_precision(tanh, _tanh32, _tanh64)
+_by_precision(sin, _sin32, _sin64)
+_by_precision(cos, _cos32, _cos64)

@@ -1,6 +1,6 @@
 """The vectorisable functions of fused loops (:mod:`s2s_ad.cpumath`): their error in units in
-the last place against a higher-precision reference, IEEE special values, dtypes, and that a
-loop calling them is vectorised."""
+the last place against a higher-precision reference, IEEE special values, the range of sin and
+cos, dtypes, and that a loop calling them is vectorised."""
 
 from __future__ import annotations
 
@@ -28,7 +28,20 @@ def _tanh_loop(x, out):
         out[i] = cpumath.tanh(x[i])
 
 
-LOOPS = {"exp": _exp_loop, "tanh": _tanh_loop}
+@numba.njit(**NJIT_OPTIONS)
+def _sin_loop(x, out):
+    for i in range(x.size):
+        out[i] = cpumath.sin(x[i])
+
+
+@numba.njit(**NJIT_OPTIONS)
+def _cos_loop(x, out):
+    for i in range(x.size):
+        out[i] = cpumath.cos(x[i])
+
+
+LOOPS = {"exp": _exp_loop, "tanh": _tanh_loop, "sin": _sin_loop, "cos": _cos_loop}
+LIMIT = {np.float32: float(cpumath.SINCOS_LIMIT_32), np.float64: cpumath.SINCOS_LIMIT_64}
 
 
 def _run(name: str, x: np.ndarray) -> np.ndarray:
@@ -71,12 +84,25 @@ SAMPLES = {
     ("tanh", np.float32): [(-20.0, 20.0), (-1.0, 1.0), (0.6, 0.65), (-1e-4, 1e-4)],
     ("tanh", np.float64): [(-40.0, 40.0), (-1.0, 1.0), (0.6, 0.65), (-1e-8, 1e-8)],
 }
+for _f in ("sin", "cos"):
+    for _dt in (np.float32, np.float64):
+        SAMPLES[_f, _dt] = [(-LIMIT[_dt], LIMIT[_dt]), (-4.0, 4.0), (-1e-3, 1e-3)]
+
+
+def _near_multiples_of_half_pi(dtype) -> np.ndarray:
+    """The floats nearest to k pi/2 up to the range's end, and their neighbours: where the
+    reduction cancels most."""
+    k = np.unique(np.geomspace(1, LIMIT[dtype] / 1.6, 3000).astype(np.int64))
+    near = (k * np.longdouble(np.pi / 2)).astype(dtype)
+    return np.concatenate([near, np.nextafter(near, dtype(np.inf)), np.nextafter(near, dtype(0)), -near])
 
 
 @pytest.mark.parametrize("name,dtype", sorted(SAMPLES, key=str), ids=lambda v: getattr(v, "__name__", v))
 def test_error_is_within_two_ulps(name, dtype):
     n = 40_000 if (EXTENDED or dtype == np.float32) else 2_000
     x = np.concatenate([RNG.uniform(lo, hi, n) for lo, hi in SAMPLES[name, dtype]]).astype(dtype)
+    if name in ("sin", "cos"):
+        x = np.concatenate([x, _near_multiples_of_half_pi(dtype)])
     got = _run(name, x)
     assert got.dtype == dtype
     err = _ulps(got, _reference(name, x))
@@ -85,7 +111,7 @@ def test_error_is_within_two_ulps(name, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("name", ["exp", "tanh"])
-def test_special_values(name, dtype):
+def test_special_values(name, dtype):  # (sin and cos: below)
     big = 1e3 if dtype == np.float32 else 1e5
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, big, -big, 1e-30, -1e-30], dtype)
     got = _run(name, x)
@@ -93,6 +119,19 @@ def test_special_values(name, dtype):
         want = getattr(np, name)(x)
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(np.signbit(got), np.signbit(want))  # tanh(-0.0) is -0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", ["sin", "cos"])
+def test_sin_and_cos_are_nan_beyond_their_range(name, dtype):
+    """The fused loops rerun with numpy's functions when they see nan (test_fused_loops.py)."""
+    lim = LIMIT[dtype]
+    inside = np.array([lim, -lim, 0.0, -0.0, 1e-30, -1e-30], dtype)
+    got = _run(name, inside)
+    np.testing.assert_allclose(got, getattr(np, name)(inside.astype(np.float64)), rtol=4 * np.finfo(dtype).eps)
+    assert np.array_equal(np.signbit(got), np.signbit(getattr(np, name)(inside)))  # sin(-0.0) is -0.0
+    outside = np.array([np.nextafter(dtype(lim), dtype(np.inf)), -2 * lim, 1e30, np.inf, -np.inf, np.nan], dtype)
+    assert np.isnan(_run(name, outside)).all()
 
 
 def test_overflow_and_underflow_thresholds():
@@ -121,10 +160,11 @@ def test_a_loop_calling_them_is_vectorised():
 def test_other_arguments_go_to_numpy():
     @numba.njit(**NJIT_OPTIONS)
     def f(i, b):
-        return cpumath.exp(i), cpumath.tanh(b)
+        return cpumath.exp(i), cpumath.tanh(b), cpumath.sin(i)
 
     got = f(np.int64(2), np.float32(0.5))
     assert got[0] == pytest.approx(np.exp(2)) and got[1] == pytest.approx(np.tanh(np.float32(0.5)))
+    assert got[2] == pytest.approx(np.sin(2))
     assert cpumath.exp(np.float32(1.0)) == np.exp(np.float32(1.0))  # the Python fallbacks
 
 

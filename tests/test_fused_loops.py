@@ -72,3 +72,27 @@ def test_exp_and_tanh_go_through_cpumath(dtype):
     for a, b in zip(graph, native):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_sin_cos_beyond_their_fast_range_rerun_with_numpy(dtype):
+    """vm.sin/vm.cos are nan beyond 2**20 pi/2: the loop then runs again with numpy's functions,
+    sums starting from zero again."""
+
+    def f(x):
+        return np.sin(x) * np.cos(2.0 * x), np.sum(np.sin(x)), np.sum(np.cos(x), axis=0)
+
+    src = generated_source(s2s_ad.jit(f), Aval((3, 4), np.dtype(dtype)), target="numba")
+    assert "out_of_range |= " in src and "if out_of_range:" in src and "np.sin(" in src.split("if out_of_range:")[1]
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-3, 3, (3, 4)).astype(dtype)
+    for special in (None, 3e6, -1e20, np.inf, np.nan):
+        xs = x.copy()
+        if special is not None:
+            xs[1, 2] = special
+        with np.errstate(invalid="ignore"):
+            graph, native = _both(s2s_ad.jit(f), s2s_ad.Tensor(xs))
+        rtol = 1e-5 if dtype == np.float32 else 1e-13
+        for a, b in zip(graph, native):
+            assert a.dtype == b.dtype
+            np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=rtol, atol=rtol)
