@@ -363,7 +363,8 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
         total = acc if e.op == "reduce_sum" else f"{acc} / {C.lit(n, acc_dt)}"
         if not kept:
             init.append(f"{acc} = {C.lit(0, acc_dt)}")
-            body.append(f"{acc} += {value}")
+            # a float sum as an addition LLVM may reassociate, so that the loop vectorises
+            body.append(f"{acc} = {LOOP_NS}.sum_add({acc}, {value})" if acc_dt.kind == "f" else f"{acc} += {value}")
             result = total if out.dtype == acc_dt else f"{C.dtype(out.dtype)}({total})"
             if out.shape != ():
                 result = f"np.full({tuple(out.shape)!r}, {result}, {C.dtype(out.dtype)})"

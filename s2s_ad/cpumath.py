@@ -46,6 +46,7 @@ from numpy import (  # noqa: F401
 )
 
 __all__ = [
+    "sum_add",
     "abs",
     "arctanh",
     "cos",
@@ -101,6 +102,22 @@ def _bitcast(bits_type, float_type, ll_float):
 
 _f32_from_bits = _bitcast(types.int32, types.float32, ir.FloatType())  # the float32 with these bits
 _f64_from_bits = _bitcast(types.int64, types.float64, ir.DoubleType())  # the float64 with these bits
+
+
+# ----------------------------------------------------------------------------- sums
+@intrinsic
+def sum_add(typingctx, acc, value):
+    """``acc + value`` (value converted to acc's float type) as an addition LLVM may
+    reassociate: a loop that sums with it is vectorised (partial sums per SIMD lane, added up
+    at the end), while every other operation keeps IEEE order."""
+    if not isinstance(acc, types.Float) or not isinstance(value, (types.Float, types.Integer, types.Boolean)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = context.cast(builder, args[1], sig.args[1], sig.return_type)
+        return builder.fadd(args[0], v, flags=("reassoc",))
+
+    return acc(acc, value), codegen
 
 
 # ----------------------------------------------------------------------------- float32

@@ -4,6 +4,8 @@ cos, dtypes, and that a loop calling them is vectorised."""
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import pytest
@@ -172,3 +174,24 @@ def test_every_name_the_loop_printers_use_is_defined():
     missing = [n for n in function_names(LOOP_NS) if not hasattr(cpumath, n)]
     assert not missing
     assert sorted(cpumath.__all__) == sorted(set(cpumath.__all__))
+
+
+def test_sum_add_reassociates_only_the_sum():
+    """A loop summing with sum_add vectorises; the other float operations keep IEEE order (no
+    reassoc flag on the compensated steps of sin/cos)."""
+
+    @numba.njit(**NJIT_OPTIONS)
+    def total(x):
+        acc = 0.0
+        for i in range(x.size):
+            acc = cpumath.sum_add(acc, cpumath.sin(x[i]))
+        return acc
+
+    x = RNG.uniform(-3, 3, 4099).astype(np.float32)
+    got = total(x)
+    assert isinstance(got, float)
+    assert got == pytest.approx(math.fsum(_run("sin", x).astype(np.float64)), rel=1e-12, abs=1e-12)
+    llvm = total.inspect_llvm(total.signatures[0])
+    assert " x double>" in llvm or " x float>" in llvm
+    flagged = [ln for ln in llvm.splitlines() if " reassoc " in ln]
+    assert flagged and all("fadd" in ln or "reduce" in ln or "phi" in ln for ln in flagged)
