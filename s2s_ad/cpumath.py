@@ -7,7 +7,7 @@ written the way the C libraries write them (range reduction, a polynomial, scali
 power of two through the bits of a float), but without branches: every case is computed
 and the right one selected, so LLVM vectorises a loop that calls them.
 
-* ``exp``, ``tanh``, ``sin`` and ``cos`` of float32 and float64 have such an implementation,
+* ``exp``, ``log``, ``tanh``, ``sin`` and ``cos`` of float32 and float64 have such an implementation,
   with float32 arithmetic for float32 (only the argument reduction of sin and cos is done in
   float64). Their error is within 2 units in the last place of the correctly rounded result
   (``tests/test_cpumath.py`` measures it against a higher precision), with IEEE results for
@@ -16,7 +16,10 @@ and the right one selected, so LLVM vectorises a loop that calls them.
   (and for ``inf`` and ``nan``) they return ``nan``, and the fused loop that called them runs
   again with numpy's functions (``codegen._print_loop``). They are meant for those loops only.
 * Every other name the op table's printers use is numpy's function of the same name,
-  which Numba compiles as before; integer and bool arguments go to numpy's functions too.
+  which Numba compiles as before (``tan``, ``sinh``, ``cosh`` and ``arctanh`` are calls of the
+  C library, and a loop using one stays scalar); integer and bool arguments go to numpy's
+  functions too.
+* ``sum_add`` is the addition of the loops' float sums, the one operation LLVM may reorder.
 
 The set of names is derived from the printers (:func:`s2s_ad.codegen.function_names`);
 a test checks that every one of them is defined here.
@@ -34,7 +37,6 @@ from numpy import (  # noqa: F401
     abs,
     arctanh,
     cosh,
-    log,
     maximum,
     minimum,
     sign,
@@ -102,6 +104,25 @@ def _bitcast(bits_type, float_type, ll_float):
 
 _f32_from_bits = _bitcast(types.int32, types.float32, ir.FloatType())  # the float32 with these bits
 _f64_from_bits = _bitcast(types.int64, types.float64, ir.DoubleType())  # the float64 with these bits
+
+
+def _bits_of(float_type, bits_type):
+    @intrinsic
+    def bits(typingctx, x):
+        if x != float_type:
+            return None
+
+        def codegen(context, builder, sig, args):
+            v = builder.bitcast(args[0], ir.IntType(bits_type.bitwidth))
+            return builder.sext(v, ir.IntType(64)) if bits_type.bitwidth < 64 else v
+
+        return types.int64(x), codegen
+
+    return bits
+
+
+_bits32 = _bits_of(types.float32, types.int32)  # a float32's bits (as a signed int64)
+_bits64 = _bits_of(types.float64, types.int64)  # a float64's bits
 
 
 # ----------------------------------------------------------------------------- sums
@@ -217,6 +238,64 @@ def _tanh64(x):
     den = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z + 4.84406305325125486048e3
     small = x + x * z * (num / den)
     return np.copysign(big if a > 0.625 else small, x)
+
+
+# ----------------------------------------------------------------------------- log
+# log x = k ln 2 + log m with x = 2**k m and m in [sqrt(2)/2, sqrt(2)) (found by adding the
+# bits of 1 - sqrt(2)/2 to x's, so that the carry into the exponent picks k); log m = log(1 + f)
+# from s = f / (2 + f) and a minimax polynomial in s**2, as in fdlibm. Subnormal x is scaled
+# into the normal range first; x < 0 gives nan, 0 gives -inf, inf and nan themselves.
+_LG1_32, _LG2_32, _LG3_32, _LG4_32 = F(0.66666662693), F(0.40000972152), F(0.28498786688), F(0.24279078841)
+_LN2_HI_LOG32, _LN2_LO_LOG32 = F(6.9313812256e-01), F(9.0580006145e-06)
+
+
+@njit(**_JIT)
+def _log32(x):
+    sub = x < F(1.1754943508222875e-38)  # subnormal (or zero, or negative: fixed below)
+    xs = x * F(33554432.0) if sub else x  # * 2**25
+    ix = _bits32(xs) + (0x3F800000 - 0x3F3504F3)
+    k = (ix >> 23) - 0x7F - (25 if sub else 0)
+    f = _f32_from_bits((ix & 0x007FFFFF) + 0x3F3504F3) - F(1.0)
+    s = f / (F(2.0) + f)
+    z = s * s
+    w = z * z
+    r = z * (_LG1_32 + w * _LG3_32) + w * (_LG2_32 + w * _LG4_32)
+    hfsq = F(0.5) * f * f
+    dk = F(k)
+    y = s * (hfsq + r) + dk * _LN2_LO_LOG32 - hfsq + f + dk * _LN2_HI_LOG32
+    y = x if x == F(np.inf) else y
+    y = -F(np.inf) if x == F(0.0) else y
+    return F(np.nan) if x < F(0.0) or x != x else y
+
+
+_LG1, _LG2, _LG3 = 6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01
+_LG4, _LG5, _LG6 = 2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+
+
+@njit(**_JIT)
+def _log64(x):
+    sub = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if sub else x  # * 2**54
+    ix = _bits64(xs) + (0x3FF0000000000000 - 0x3FE6A09E00000000)
+    k = (ix >> 52) - 0x3FF - (54 if sub else 0)
+    f = _f64_from_bits((ix & 0x000FFFFFFFFFFFFF) + 0x3FE6A09E00000000) - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    hfsq = 0.5 * f * f
+    dk = np.float64(k)
+    y = s * (hfsq + (t1 + t2)) + dk * _LN2_LO_64 - hfsq + f + dk * _LN2_HI_64
+    y = x if x == np.inf else y
+    y = -np.inf if x == 0.0 else y
+    return np.nan if x < 0.0 or x != x else y
+
+
+def log(x):
+    """Natural logarithm; a vectorisable float32/float64 implementation in compiled loops."""
+    return np.log(x)
 
 
 # ----------------------------------------------------------------------------- sin and cos
@@ -335,5 +414,6 @@ def _by_precision(fn, f32, f64):
 
 _by_precision(exp, _exp32, _exp64)
 _by_precision(tanh, _tanh32, _tanh64)
+_by_precision(log, _log32, _log64)
 _by_precision(sin, _sin32, _sin64)
 _by_precision(cos, _cos32, _cos64)

@@ -28,14 +28,14 @@ def _both(fn, *args):
 
 
 def powers(x):
-    return x**3 + x**-5 + x**16 * 1e-9 + x**2.5
+    return x**3 + x**-5 + x**16 * 1e-9 + np.abs(x) ** 2.5
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_integer_powers_are_multiplications(dtype):
     src = generated_source(s2s_ad.jit(powers), Aval((4,), np.dtype(dtype)), target="numba")
     assert "x_i ** 3" in src and "/ x_i ** 5" in src and "x_i ** 16" in src
-    assert re.search(r"x_i \*\* (np\.float32\()?2\.5", src)  # a fractional power stays a pow call
+    assert re.search(r"\*\* (np\.float32\()?2\.5", src)  # a fractional power stays a pow call
     assert "** 3.0" not in src
     x = np.array([0.5, -1.25, 2.0, 3.0], dtype)
     graph, native = _both(s2s_ad.jit(powers), s2s_ad.Tensor(x))
