@@ -256,7 +256,8 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     return src + "\n"
 
 
-# printers of functions that cpumath computes only on a range (nan beyond it)
+# printers of the functions that cpumath computes only on a range (nan beyond it; see its
+# docstring): their values in a loop are checked, and the loop rerun with numpy's functions
 _LIMITED = {("call", "sin"), ("call", "cos")}
 
 
@@ -336,20 +337,17 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
                 continue
             name = C.fresh(f"{out.hint}_i" if out.hint else None)
             body += [f"{name} = {s}", f"{arr}[{', '.join(idx)}] = {name}"]
-            local[id(out)] = (name, ATOM)
-            if checked:
-                limited.append(name)
-        elif checked:
-            name = C.fresh(out.hint)
-            body.append(f"{name} = {s}")
-            local[id(out)] = (name, ATOM)
-            limited.append(name)
-        elif e.op in ("stop_gradient", "broadcast_to") or (out.hint is None and member_uses[id(out)] <= 1):
+        elif not checked and (
+            e.op in ("stop_gradient", "broadcast_to") or (out.hint is None and member_uses[id(out)] <= 1)
+        ):
             local[id(out)] = (s, prec)
+            continue
         else:
             name = C.fresh(out.hint)
             body.append(f"{name} = {s}")
-            local[id(out)] = (name, ATOM)
+        local[id(out)] = (name, ATOM)
+        if checked:  # named, so that the loop can test it for nan
+            limited.append(name)
 
     for e in loop.reductions:
         out = e.outs[0]
@@ -390,7 +388,9 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
     # value is, the loop runs again with numpy's functions (rarely; the fast loop vectorises)
     bad = C.fresh("out_of_range")
     checks = [f"{bad} |= {v} != {v}" for v in limited]
-    slow = [ln.replace(f"{LOOP_NS}.sin(", "np.sin(").replace(f"{LOOP_NS}.cos(", "np.cos(") for ln in fast]
+    slow = fast
+    for _, fn in _LIMITED:
+        slow = [ln.replace(f"{LOOP_NS}.{fn}(", f"np.{fn}(") for ln in slow]
     again = [f"if {bad}:  # sin/cos of an argument beyond 2**20 pi/2, inf or nan: numpy's functions"]
     again += ["    " + ln for ln in init + slow]
     return pre + init + [f"{bad} = False"] + fast + [pad + ln for ln in checks] + again + post

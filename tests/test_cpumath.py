@@ -18,37 +18,18 @@ RNG = np.random.default_rng(11)
 EXTENDED = np.finfo(np.longdouble).nmant >= 63  # x86's 80-bit long double
 
 
-@numba.njit(**NJIT_OPTIONS)
-def _exp_loop(x, out):
-    for i in range(x.size):
-        out[i] = cpumath.exp(x[i])
+def _loop(fn):
+    """A compiled loop ``out[i] = fn(x[i])``, as the fused loops call cpumath."""
+
+    @numba.njit(**NJIT_OPTIONS)
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = fn(x[i])
+
+    return loop
 
 
-@numba.njit(**NJIT_OPTIONS)
-def _tanh_loop(x, out):
-    for i in range(x.size):
-        out[i] = cpumath.tanh(x[i])
-
-
-@numba.njit(**NJIT_OPTIONS)
-def _sin_loop(x, out):
-    for i in range(x.size):
-        out[i] = cpumath.sin(x[i])
-
-
-@numba.njit(**NJIT_OPTIONS)
-def _cos_loop(x, out):
-    for i in range(x.size):
-        out[i] = cpumath.cos(x[i])
-
-
-@numba.njit(**NJIT_OPTIONS)
-def _log_loop(x, out):
-    for i in range(x.size):
-        out[i] = cpumath.log(x[i])
-
-
-LOOPS = {"exp": _exp_loop, "tanh": _tanh_loop, "sin": _sin_loop, "cos": _cos_loop, "log": _log_loop}
+LOOPS = {name: _loop(getattr(cpumath, name)) for name in ("exp", "tanh", "sin", "cos", "log")}
 LIMIT = {np.float32: float(cpumath.SINCOS_LIMIT_32), np.float64: cpumath.SINCOS_LIMIT_64}
 
 
