@@ -239,6 +239,11 @@ class Transformed:
                 lambda fe, vals: self._s2s_lower(fe, vals, {}),
                 args,
             )
+        else:
+            try:
+                calls.move_to_end(sig)  # least recently used programs are evicted first
+            except KeyError:  # evicted meanwhile by another thread
+                pass
         return c.call(args)
 
     def __repr__(self) -> str:

@@ -3,32 +3,37 @@
 * ``python``: the source run as plain numpy (PYNATIVE mode; the reference in tests);
 * ``numba``: the same source compiled with ``numba.njit`` (GRAPH mode, the default).
 
-Compiled functions are cached in memory by source text, so identical programs compile once
-per process, and on disk (:mod:`s2s_ad.diskcache`), so they compile once per machine.
+Compiled functions are cached in memory by source text (the ``S2S_AD_MAX_PROGRAMS`` most
+recently used, see :mod:`s2s_ad.lru`), so identical programs compile once per process, and on
+disk (:mod:`s2s_ad.diskcache`), so they compile once per machine. The generated source shown
+in tracebacks (``linecache``) is kept as long as a function compiled from it lives.
 """
 
 from __future__ import annotations
 
+import linecache
 import threading
+import weakref
 from collections.abc import Callable
 
 import numpy as np
 
 from .codegen import LOOP_NS, register_source
 from .diskcache import NJIT_OPTIONS, compile_cached
+from .lru import ProgramCache
 
-_CACHE: dict[tuple[str, str], Callable] = {}
+_CACHE = ProgramCache()  # (source, backend) -> compiled function, recently used ones
 _LOCK = threading.Lock()
+_SOURCE_USERS: dict[str, int] = {}
+_SOURCE_LOCK = threading.RLock()
 
 
 def compile_source(src: str, fname: str, backend: str) -> Callable:
     key = (src, backend)
-    fn = _CACHE.get(key)
-    if fn is not None:
-        return fn
     with _LOCK:
         fn = _CACHE.get(key)
         if fn is not None:
+            _CACHE.used(key)
             return fn
         fn = compile_cached(src, fname) if backend == "numba" else None
         if fn is None:
@@ -44,8 +49,25 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
                 fn = _njit(fn)
             elif backend != "python":
                 raise ValueError(f"unknown backend {backend!r}")
-        _CACHE[key] = fn
-        return fn
+            _hold_source(fn, filename)
+        return _CACHE.put(key, fn)
+
+
+def _hold_source(fn: Callable, filename: str) -> None:
+    """Keep ``filename``'s generated source in ``linecache`` while ``fn`` lives."""
+    with _SOURCE_LOCK:
+        _SOURCE_USERS[filename] = _SOURCE_USERS.get(filename, 0) + 1
+    weakref.finalize(fn, _release_source, filename)
+
+
+def _release_source(filename: str) -> None:
+    with _SOURCE_LOCK:
+        n = _SOURCE_USERS.get(filename, 0) - 1
+        if n > 0:
+            _SOURCE_USERS[filename] = n
+        else:
+            _SOURCE_USERS.pop(filename, None)
+            linecache.cache.pop(filename, None)
 
 
 def _njit(fn: Callable) -> Callable:

@@ -168,21 +168,37 @@ def demo() -> None:
     print(f"\n# compiled with Numba; first call (trace, differentiate, simplify, compile, run): {t1 - t0:.2f} s")
 
 
+def _size(n: int | None) -> str:
+    if n is None:
+        return "no limit"
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def cache_command(action: str) -> str:
-    """The text ``s2s-ad cache info|clear`` prints."""
+    """The text ``s2s-ad cache info|clear`` prints. Clearing a directory that is not an
+    s2s_ad cache raises :class:`~s2s_ad.errors.CacheError`."""
     from . import diskcache
 
     if action == "clear":
         n = diskcache.clear()
-        where = diskcache.cache_dir()
+        where = diskcache.entries_dir()
         return f"removed {n} file{'s' if n != 1 else ''} from {where}\n" if where else "the disk cache is off\n"
     i = diskcache.info()
     if not i["enabled"]:
         return "disk cache: off (S2S_AD_DISK_CACHE=0)\n"
+    where = i["entries_dir"] or i["directory"]
+    note = ""
+    if i["entries_dir"] and i["entries_dir"] != i["directory"]:
+        note = f"            (in a subfolder: {i['directory']} holds files s2s_ad did not write)\n"
+    elif not i["marked"]:
+        note = "            (not created yet)\n"
     return (
-        f"disk cache: {i['directory']}\n"
+        f"disk cache: {where}\n{note}"
         f"programs:   {i['entries']}\n"
-        f"size:       {i['bytes'] / 1e6:.1f} MB\n"
+        f"size:       {_size(i['bytes'])} of {_size(i['max_bytes'])} (limit: S2S_AD_CACHE_MAX_BYTES)\n"
         "(set S2S_AD_CACHE_DIR to move it, S2S_AD_DISK_CACHE=0 to turn it off)\n"
     )
 
@@ -225,7 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     c = sub.add_parser("cache", help="show or empty the disk cache of compiled programs")
     c.add_argument(
-        "action", choices=["info", "clear"], help="info: where it is and what it holds; clear: delete it all"
+        "action",
+        choices=["info", "clear"],
+        help="info: where it is, what it holds and its size limit; clear: delete its programs",
     )
     ns = p.parse_args(argv)
     try:

@@ -53,5 +53,9 @@ class ArgumentValueError(S2SError, ValueError):
     ``weights`` None, or a position out of range)."""
 
 
+class CacheError(S2SError):
+    """A disk cache operation s2s_ad refuses, e.g. clearing a directory that is not its cache."""
+
+
 class SourceUnavailableError(S2SError):
     """The Python source of a function or Cell cannot be read."""

@@ -38,7 +38,7 @@ from .frontend import Frontend, inline_program
 from .ir import Atom, Lit, Program, Var
 from .ops.table import cast_to, fill, fmt_shape, get_op
 from .opt import optimize
-from .runtime import Compiled, cache_for, signature
+from .runtime import Compiled, calls_cache, signature
 
 # Inside compiled code a Jacobian is unrolled into the program, up to this many evaluations
 # (called from Python, a large one loops over one compiled evaluation instead).
@@ -211,11 +211,13 @@ class JacobianFunction(Transformed):
         if kwargs:
             return super().__call__(*args, **kwargs)
         backend = context.backend()
-        cache = cache_for(self.fn)
-        sig = (self.key(), "plan", backend, tuple(signature(a) for a in args))
-        plan = cache.get(sig)
+        plans = calls_cache(self.fn, (self.key(), "plan"))
+        sig = (backend, tuple(signature(a) for a in args))
+        plan = plans.get(sig)
         if plan is None:
-            plan = cache[sig] = self._plan(list(args), backend)
+            plan = plans.put(sig, self._plan(list(args), backend))
+        else:
+            plans.used(sig)
         if plan is _STAGED:
             return super().__call__(*args)
         return self._shape([[run(list(args)) for run in row] for row in plan])

@@ -3,6 +3,12 @@
 ``run_staged`` maps arguments to a cache key (the argument tree with shapes and dtypes, and
 static values), and on a miss traces, optimises, generates source and compiles it. A repeated
 call with the same signature does no analysis and no compilation.
+
+The compiled programs of one function and transform are kept in a :class:`ProgramCache`, a
+least-recently-used cache of at most ``S2S_AD_MAX_PROGRAMS`` (default 64) argument signatures;
+eager operations keep at most eight times that many. An evicted program is freed (with its
+generated module), and compiled again, from the disk cache where there is one, when its
+signature comes back.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from .codegen import generate
 from .diskcache import FirstCall
 from .frontend import Frontend, abstractify, trace
 from .ir import Program, unflatten
+from .lru import ProgramCache
 from .opt import optimize
 from .tensor import Parameter, Tensor
 
@@ -79,6 +86,7 @@ class Compiled:
         self.program = optimize(prog, final=final)
         self.fname = _identifier(prog.name)
         self.backend = backend
+        self.entry: FirstCall | None = None
         if backend == "cuda":
             from .cuda import build
 
@@ -102,6 +110,9 @@ class Compiled:
         arrays += [_input(c) for c in prog.consts]
         results = self.fn(*arrays)
         if type(self.fn) is FirstCall:
+            # call Numba's dispatcher directly from now on; the entry (which holds the
+            # generated module) lives as long as this program
+            self.entry = self.fn
             self.fn = self.fn.dispatcher
         kinds = _output_kinds(prog)
         outs = [
@@ -134,7 +145,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         lines.append(f"    k{i} = k{i}._data if type(k{i}) in TENSORS else array(k{i})")
         names.append(f"k{i}")
     passed = [f"{n}[()]" if v.shape == () else n for n, v in zip(names, prog.invars)]
-    lines.append(f"    r = compiled.fn({', '.join(passed)})")
+    lines.append(f"    r = fn({', '.join(passed)})")
     arrays = "(" + "".join(f"{n}, " for n, v in zip(names, prog.invars) if v.shape != ()) + ")"
     outs = []
     for k, kind in enumerate(_output_kinds(prog)):
@@ -161,7 +172,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         "tensor_leaves": tensor_leaves,
         "params": prog.params,
         "consts": prog.consts,
-        "compiled": c,
+        "fn": c.fn,
         "wrap": Tensor._wrap,
         "asarray": np.asarray,
         "ndarray": np.ndarray,
@@ -216,14 +227,19 @@ def _output(r: Any, dtype: np.dtype, inputs: list) -> np.ndarray:
     return a
 
 
-def calls_cache(obj: Any, key: Any) -> dict:
+def calls_cache(obj: Any, key: Any) -> ProgramCache:
     """The compiled programs of transform ``key`` of ``obj``, by backend and argument
-    signature (shared by every transformed function with the same ``obj`` and ``key``)."""
-    return cache_for(obj).setdefault(key, {})
+    signature (shared by every transformed function with the same ``obj`` and ``key``); at
+    most :func:`max_programs`, least recently used evicted first."""
+    cache = cache_for(obj)
+    calls = cache.get(key)
+    if calls is None:
+        calls = cache[key] = ProgramCache()
+    return calls
 
 
 def build_staged(
-    calls: dict,
+    calls: ProgramCache,
     sig: tuple,
     describe: Callable[[], tuple[str, list[str], str | None]],
     body: Callable[[Frontend, list[Any]], Any],
@@ -234,8 +250,7 @@ def build_staged(
     docstring)."""
     name, arg_names, doc = describe()
     prog = trace(body, [abstractify(a) for a in args], name, arg_names)
-    c = calls[sig] = Compiled(prog, sig[0], doc=doc)
-    return c
+    return calls.put(sig, Compiled(prog, sig[0], doc=doc))
 
 
 def run_staged(
@@ -248,16 +263,20 @@ def run_staged(
 ) -> Any:
     """Call the compiled program for ``args``' signature, building it on a miss.
     ``describe()`` is only called on a miss, so a hit does no analysis at all."""
-    calls = cache.setdefault(key, {})
+    calls = cache.get(key)
+    if calls is None:
+        calls = cache[key] = ProgramCache()
     sig = (backend, *[signature(a) for a in args])
     c = calls.get(sig)
     if c is None:
         c = build_staged(calls, sig, describe, body, args)
+    else:
+        calls.used(sig)
     return c(args)
 
 
 # ---------------------------------------------------------------------- eager ops
-_EAGER: dict[Any, Compiled] = {}
+_EAGER = ProgramCache(scale=8)
 
 
 def eager(key: Any, lower: Callable[..., Any], args: tuple, kwargs: dict, weak_scalars: bool = False) -> Any:
@@ -286,6 +305,7 @@ def eager(key: Any, lower: Callable[..., Any], args: tuple, kwargs: dict, weak_s
     if c is None:
         names = [f"x{i}" for i in range(len(conv))]
         prog = trace(lambda fe, vals: lower(fe, vals, kwargs), [abstractify(a) for a in conv], f"eager_{key}", names)
-        c = Compiled(prog, "python")
-        _EAGER[sig] = c
+        c = _EAGER.put(sig, Compiled(prog, "python"))
+    else:
+        _EAGER.used(sig)
     return c(conv)

@@ -32,7 +32,8 @@ PROGRAM = textwrap.dedent(
     y = Tensor(np.linspace(0, 2, 9, dtype=np.float32).reshape(3, 3))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        g = ops.GradOperation()(Net())(x, y).asnumpy()
+        net = Net()  # alive while the hits are counted below
+        g = ops.GradOperation()(net)(x, y).asnumpy()
     expected = 2 * np.cos(x.asnumpy()) * y.asnumpy().sum(axis=1)
     assert np.allclose(g, expected, rtol=1e-6), (g, expected)
     hits = sum(sum(f.dispatcher.stats.cache_hits.values()) for f in _CACHE.values() if hasattr(f, "dispatcher"))
@@ -141,3 +142,30 @@ def test_entry_name_is_stable_and_depends_on_the_source():
     assert a == diskcache.entry_name("def f(x):\n    return (x,)\n", "f")
     assert a != diskcache.entry_name("def f(x):\n    return (x + 1,)\n", "f")
     assert a.startswith("f_") and len(a) == 22
+
+
+# A read-only file system, simulated (as root, chmod does not stop writes): creating a file in
+# a directory, which is how Numba and s2s_ad find out whether they can write there, fails.
+READ_ONLY = textwrap.dedent(
+    """
+    import os, tempfile
+
+    def _refuse(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system (simulated)")
+
+    tempfile.TemporaryFile = tempfile.mkstemp = os.utime = _refuse
+    """
+)
+
+
+def test_read_only_cache_holding_entries_warns_once_and_works(tmp_path):
+    check(run(tmp_path))  # fill the cache
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    run_read_only = READ_ONLY + f"import runpy\nrunpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+    p = subprocess.run(
+        [sys.executable, "-c", run_read_only], env=environment(tmp_path), capture_output=True, text=True, timeout=300
+    )
+    out = check(p)
+    assert out.count("warning s2s_ad disk cache") == 1, out
+    assert "not writable" in out and "compiling in memory" in out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

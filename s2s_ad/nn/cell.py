@@ -66,6 +66,11 @@ class Cell:
                 lambda fe, vals: fe.call(self, vals),
                 args,
             )
+        else:
+            try:
+                calls.move_to_end(sig)  # least recently used programs are evicted first
+            except KeyError:  # evicted meanwhile by another thread
+                pass
         return c.call(args)
 
     # ------------------------------------------------------------------ parameters
