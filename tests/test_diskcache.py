@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from s2s_ad import cli, diskcache
+from s2s_ad.errors import CacheError
 
 PROGRAM = textwrap.dedent(
     """
@@ -169,3 +170,144 @@ def test_read_only_cache_holding_entries_warns_once_and_works(tmp_path):
     assert out.count("warning s2s_ad disk cache") == 1, out
     assert "not writable" in out and "compiling in memory" in out
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+# ---------------------------------------------------------------------- whose files
+USER_FILE = "import torch  # the user's own training script\n"
+
+
+def cli_main(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(["cache", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_user_files_in_the_cache_folder_are_never_counted_or_deleted(tmp_path, monkeypatch, capsys):
+    project = tmp_path / "my_project"
+    project.mkdir()
+    (project / "train.py").write_text(USER_FILE)
+    monkeypatch.setenv("S2S_AD_CACHE_DIR", str(project))
+    monkeypatch.delenv("S2S_AD_DISK_CACHE", raising=False)
+    check(run(project))
+    # the folder holds the user's files: s2s_ad keeps its entries in a marked subfolder
+    store = project / diskcache.SUBFOLDER
+    assert (store / diskcache.MARKER).is_file() and (store / "CACHEDIR.TAG").is_file()
+    assert len(list(store.glob("grad_Net_*.py"))) == 1
+    assert sorted(p.name for p in project.iterdir()) == [diskcache.SUBFOLDER, "train.py"]
+    rc, out, _ = cli_main(capsys, "info")
+    assert rc == 0 and "programs:   1" in out and str(store) in out
+    rc, out, _ = cli_main(capsys, "clear")
+    assert rc == 0 and out.startswith("removed ") and str(store) in out
+    assert (project / "train.py").read_text() == USER_FILE
+    assert diskcache.info()["entries"] == 0
+    # a user file placed in a marked cache directory is not counted or deleted either
+    (store / "train.py").write_text(USER_FILE)
+    (store / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0" * 100)
+    check(run(project))
+    assert diskcache.info()["entries"] == 1
+    cli_main(capsys, "clear")
+    assert (store / "train.py").read_text() == USER_FILE
+    assert (store / "__pycache__" / "train.cpython-311.pyc").exists()
+    assert diskcache.info() | {"bytes": 0} == diskcache.info() | {"bytes": 0, "entries": 0}
+
+
+def test_clear_refuses_a_folder_that_is_not_a_cache(tmp_path, monkeypatch, capsys):
+    project = tmp_path / "my_project"
+    project.mkdir()
+    (project / "train.py").write_text(USER_FILE)
+    (project / "data_0123456789abcdef0123.py").write_text(USER_FILE)  # named like an entry
+    monkeypatch.setenv("S2S_AD_CACHE_DIR", str(project))
+    monkeypatch.delenv("S2S_AD_DISK_CACHE", raising=False)
+    rc, out, err = cli_main(capsys, "clear")
+    assert rc == 1 and out == ""
+    assert "is not an s2s_ad cache" in err and "nothing was removed" in err and str(project) in err
+    with pytest.raises(CacheError, match="is not an s2s_ad cache"):
+        diskcache.clear()
+    assert sorted(p.name for p in project.iterdir()) == ["data_0123456789abcdef0123.py", "train.py"]
+    rc, out, _ = cli_main(capsys, "info")
+    assert rc == 0 and "programs:   0" in out and "holds files s2s_ad did not write" in out
+
+
+def test_a_cache_written_before_the_marker_is_adopted(tmp_path, monkeypatch):
+    """A directory holding nothing but entries (an older s2s_ad's cache) stays the cache."""
+    monkeypatch.setenv("S2S_AD_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("S2S_AD_DISK_CACHE", raising=False)
+    (tmp_path / "f_0123456789abcdef0123.py").write_text("def f(x):\n    return (x,)\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "f_0123456789abcdef0123.f-1.py311.nbi").write_bytes(b"\0" * 10)
+    assert diskcache.info()["entries"] == 1 and not diskcache.info()["marked"]
+    fn = diskcache.compile_cached("def g(x):\n    return (x + 1.0,)\n", "g")
+    assert fn is not None and fn(1.0) == (2.0,)
+    assert diskcache.entries_dir() == tmp_path and (tmp_path / diskcache.MARKER).is_file()
+    assert diskcache.info()["entries"] == 2
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name not in (diskcache.MARKER, diskcache.TAG)]
+    assert len(files) >= 3 and diskcache.clear() == len(files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CACHEDIR.TAG", diskcache.MARKER, "__pycache__"]
+
+
+# ---------------------------------------------------------------------- size limit
+def fake_entries(directory: Path, n: int, size: int) -> list[str]:
+    """``n`` entries of ``size`` bytes (module and machine code), used in order: the first is
+    the least recently used."""
+    (directory / "__pycache__").mkdir(parents=True, exist_ok=True)
+    stems = [f"f{i}_{i:020x}" for i in range(n)]
+    for i, stem in enumerate(stems):
+        module = directory / f"{stem}.py"
+        module.write_bytes(b"#" * (size // 2))
+        (directory / "__pycache__" / f"{stem}.f{i}-1.py311.nbi").write_bytes(b"\0" * (size - size // 2))
+        t = 1_700_000_000 + 60 * i
+        os.utime(module, (t, t - 3600))
+    return stems
+
+
+def test_max_bytes_setting(monkeypatch):
+    monkeypatch.delenv("S2S_AD_CACHE_MAX_BYTES", raising=False)
+    assert diskcache.max_bytes() == diskcache.DEFAULT_MAX_BYTES == 2**30
+    for text, value in [("1000", 1000), ("500M", 500 * 2**20), ("2 GiB", 2 * 2**30), ("1.5k", 1536), ("0", None)]:
+        monkeypatch.setenv("S2S_AD_CACHE_MAX_BYTES", text)
+        assert diskcache.max_bytes() == value, text
+    monkeypatch.setenv("S2S_AD_CACHE_MAX_BYTES", "lots")
+    monkeypatch.setattr(diskcache, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="not a size"):
+        assert diskcache.max_bytes() == 2**30
+
+
+def test_eviction_removes_least_recently_used_entries_and_keeps_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("S2S_AD_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("S2S_AD_DISK_CACHE", raising=False)
+    (tmp_path / diskcache.MARKER).write_text("s2s_ad")
+    stems = fake_entries(tmp_path, 10, 1000)
+    (tmp_path / "notes.txt").write_bytes(b"user data" * 1000)  # not an entry: not counted, kept
+    # the newest use of entry 2 (its access time) makes it the most recently used
+    os.utime(tmp_path / f"{stems[2]}.py", (1_800_000_000, 1_700_000_000))
+    # an entry the running process has loaded is kept, however old
+    monkeypatch.setitem(diskcache._module_users, f"s2s_ad_cache.{stems[0]}", 1)
+    assert diskcache.info()["bytes"] == 10_000
+    assert diskcache.evict(limit=4500) == 6
+    left = sorted(p.stem for p in tmp_path.glob("*.py"))
+    assert left == sorted([stems[0], stems[2], stems[8], stems[9]])
+    assert sorted(p.name.split(".")[0] for p in (tmp_path / "__pycache__").iterdir()) == left
+    assert diskcache.info()["bytes"] == 4000 and (tmp_path / "notes.txt").exists()
+    assert diskcache.evict(limit=4500) == 0
+
+
+def test_writing_entries_evicts_now_and_then(tmp_path, monkeypatch):
+    monkeypatch.setenv("S2S_AD_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("S2S_AD_DISK_CACHE", raising=False)
+    monkeypatch.setenv("S2S_AD_CACHE_MAX_BYTES", "3000")
+    monkeypatch.setattr(diskcache, "_writes", 0)
+    assert diskcache.compile_cached("def first(x):\n    return (x,)\n", "first") is not None
+    stems = fake_entries(tmp_path, 6, 1000)
+    calls = []
+    real = diskcache.evict
+    monkeypatch.setattr(diskcache, "evict", lambda **kw: calls.append(1) or real(**kw))
+    # the second and later new entries of this process do not measure the directory ...
+    fns = [diskcache.compile_cached(f"def h{i}(x):\n    return (x * {i}.0,)\n", f"h{i}") for i in range(3)]
+    assert not calls and len(list(tmp_path.glob("f[0-9]_*.py"))) == 6
+    # ... until EVICT_EVERY new entries were written: then the oldest go, the loaded ones stay
+    monkeypatch.setattr(diskcache, "_writes", diskcache.EVICT_EVERY)
+    fns.append(diskcache.compile_cached("def k(x):\n    return (x - 1.0,)\n", "k"))
+    assert calls == [1]
+    assert diskcache.info()["bytes"] <= 3000
+    assert [f(2.0) for f in fns] == [(0.0,), (2.0,), (4.0,), (1.0,)]
+    assert not any((tmp_path / f"{s}.py").exists() for s in stems[:3])
