@@ -523,7 +523,7 @@ def clear() -> int:
     if directory != root and not _is_marked(directory):
         raise CacheError(
             f"{root} is not an s2s_ad cache: it holds files s2s_ad did not write and no s2s_ad cache "
-            f"(a {SUBFOLDER}/ subfolder with the {MARKER} marker file); nothing was removed. "
+            f"(an {SUBFOLDER}/ subfolder with the {MARKER} marker file); nothing was removed. "
             "S2S_AD_CACHE_DIR names the cache directory."
         )
     n = 0

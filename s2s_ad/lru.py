@@ -57,7 +57,7 @@ class ProgramCache(OrderedDict):
 
     def put(self, key: Any, value: Any) -> Any:
         self[key] = value
-        self.move_to_end(key)
+        self.used(key)
         limit = max_programs() * self.scale
         while len(self) > limit:
             try:
