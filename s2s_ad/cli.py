@@ -191,7 +191,9 @@ def cache_command(action: str) -> str:
         return "disk cache: off (S2S_AD_DISK_CACHE=0)\n"
     where = i["entries_dir"] or i["directory"]
     note = ""
-    if i["entries_dir"] and i["entries_dir"] != i["directory"]:
+    if i["entries_dir"] is None:
+        note = "            (not usable: not a directory)\n"
+    elif i["entries_dir"] != i["directory"]:
         note = f"            (in a subfolder: {i['directory']} holds files s2s_ad did not write)\n"
     elif not i["marked"]:
         note = "            (not created yet)\n"

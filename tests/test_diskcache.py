@@ -113,13 +113,19 @@ def test_two_processes_compiling_at_once_both_succeed(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_off_and_unwritable(tmp_path):
+def test_off_and_unwritable(tmp_path, monkeypatch):
     assert "hits 0" in check(run(tmp_path, S2S_AD_DISK_CACHE="0"))
     assert not list(tmp_path.iterdir())
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     out = check(run(blocker / "cache"))
     assert "cannot use" in out and "compiling in memory" in out
+    monkeypatch.setenv("S2S_AD_CACHE_DIR", str(blocker))
+    monkeypatch.delenv("S2S_AD_DISK_CACHE", raising=False)
+    assert "not a directory" in cli.cache_command("info")
+    with pytest.raises(CacheError, match="cannot clear"):
+        diskcache.clear()
+    assert blocker.read_text() == "not a directory"
 
 
 def test_cli_info_and_clear(tmp_path, monkeypatch):
