@@ -240,10 +240,7 @@ class Transformed:
                 args,
             )
         else:
-            try:
-                calls.move_to_end(sig)  # least recently used programs are evicted first
-            except KeyError:  # evicted meanwhile by another thread
-                pass
+            calls.used(sig)  # least recently used programs are evicted first
         return c.call(args)
 
     def __repr__(self) -> str:

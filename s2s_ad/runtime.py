@@ -30,7 +30,9 @@ from .opt import optimize
 from .tensor import Parameter, Tensor
 
 _CACHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
-_GLOBAL_CACHES: dict[Any, dict] = {}
+# Objects that cannot be weakly referenced (or hashed) are kept alive with their cache: a key
+# of ``id(obj)`` alone would hand a dead object's programs to a new one that reuses its id.
+_GLOBAL_CACHES: dict[int, tuple[Any, dict]] = {}
 
 
 def cache_for(obj: Any) -> dict:
@@ -41,7 +43,7 @@ def cache_for(obj: Any) -> dict:
             c = _CACHES[obj] = {}
         return c
     except TypeError:
-        return _GLOBAL_CACHES.setdefault(id(obj), {})
+        return _GLOBAL_CACHES.setdefault(id(obj), (obj, {}))[1]
 
 
 def signature(x: Any) -> Any:

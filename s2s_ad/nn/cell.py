@@ -67,10 +67,7 @@ class Cell:
                 args,
             )
         else:
-            try:
-                calls.move_to_end(sig)  # least recently used programs are evicted first
-            except KeyError:  # evicted meanwhile by another thread
-                pass
+            calls.used(sig)  # least recently used programs are evicted first
         return c.call(args)
 
     # ------------------------------------------------------------------ parameters
