@@ -24,7 +24,7 @@ import numpy as np
 
 from . import dtype as mstype
 from .errors import ArgumentError, Loc, S2SError, SourceUnavailableError, UnsupportedSyntaxError
-from .ir import Atom, Aval, Builder, Lit, Program, Var, flatten
+from .ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
 from .ops.table import cast_to, fmt_shape, get_op
 
 _UNSUPPORTED_STMTS = {
@@ -227,6 +227,7 @@ class Frontend:
         self.consts: list[Any] = []
         self.const_vars: dict[int, Var] = {}
         self.promoted: dict[tuple, Atom] = {}
+        self.float_params: frozenset[int] = frozenset()
         self.depth = 0
 
     # ------------------------------------------------------------------ values
@@ -250,6 +251,11 @@ class Frontend:
                 var = Var(Aval(tuple(v.shape), v.asnumpy().dtype), v.name)
                 self.param_vars[id(v)] = var
                 self.params.append(v)
+            if id(v) in self.float_params:
+                key = (id(var), np.dtype(np.float32))
+                if key not in self.promoted:
+                    self.promoted[key] = cast_to(self.b, var, np.dtype(np.float32))
+                return self.promoted[key]
             return var
         if isinstance(v, (Tensor, np.ndarray, np.generic)):
             var = self.const_vars.get(id(v))
@@ -789,13 +795,29 @@ def abstractify(x: Any) -> Any:
 
     if isinstance(x, (tuple, list)):
         return type(x)(abstractify(v) for v in x)
-    if isinstance(x, Tensor):
-        return Aval(tuple(x.shape), x.asnumpy().dtype)
-    if isinstance(x, (np.ndarray, np.generic)):
-        if x.dtype.kind not in "biuf":
-            raise ArgumentError(f"inputs must be numeric tensors or arrays, got an array of dtype {x.dtype}")
-        return Aval(x.shape, x.dtype)
+    if isinstance(x, dict):
+        return {k: abstractify(v) for k, v in x.items()}
+    if isinstance(x, (Tensor, np.ndarray, np.generic)):
+        a = x.asnumpy() if isinstance(x, Tensor) else x
+        return Aval(tuple(a.shape), input_dtype(a.dtype))
     return x
+
+
+def input_dtype(dt: np.dtype) -> np.dtype:
+    """The dtype a compiled program sees for an input of dtype ``dt``: native byte order
+    (big-endian arrays are converted at the call); anything that is not a supported
+    tensor dtype (complex, strings, objects, ...) is rejected with the list of those that are."""
+    dt = np.dtype(dt)
+    if not dt.isnative:
+        dt = dt.newbyteorder("=")
+    if dt not in mstype.NP_DTYPES:
+        raise ArgumentError(
+            f"inputs must be tensors of a supported dtype, got dtype {dt}"
+            + (" (complex numbers are not supported)" if dt.kind == "c" else "")
+            + "; supported: "
+            + ", ".join(str(d) for d in mstype.NP_DTYPES)
+        )
+    return dt
 
 
 def trace(
@@ -803,9 +825,13 @@ def trace(
     abstract_args: list[Any],
     name: str,
     arg_names: list[str],
+    float_params: frozenset[int] = frozenset(),
 ) -> Program:
-    """Stage ``body(fe, args)`` on abstract arguments (Avals and static Python values)."""
+    """Stage ``body(fe, args)`` on abstract arguments (Avals and static Python values).
+    Parameters whose ids are in ``float_params`` (integer ones being differentiated) are
+    used as float32 values: cast once where they are first used."""
     fe = Frontend()
+    fe.float_params = float_params
     invars: list[Var] = []
     children = []
 
@@ -818,6 +844,10 @@ def trace(
             pairs = [make(x, f"{hint}_{i}") for i, x in enumerate(a)]
             vals = [p[0] for p in pairs]
             return (type(a)(vals), ("list" if isinstance(a, list) else "tuple", tuple(p[1] for p in pairs)))
+        if isinstance(a, dict):
+            keys = dict_keys(a)
+            pairs = [make(a[k], f"{hint}_{k}" if str(k).isidentifier() else hint) for k in keys]
+            return dict(zip(keys, (p[0] for p in pairs))), ("dict", tuple(p[1] for p in pairs), tuple(keys))
         return a, ("static", ())
 
     vals = []

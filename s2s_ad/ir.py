@@ -115,19 +115,33 @@ def _hashable(v: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- pytrees
-# A tree definition is either None (a leaf) or ("tuple" | "list", (child defs...)).
+# A tree definition is None (a leaf), ("tuple" | "list", (child defs...)) or, for a dict,
+# ("dict", (child defs...), (keys...)) with the keys sorted (as JAX does), so that two dicts
+# with the same keys flatten alike whatever their insertion order.
 TreeDef = Any
 
 
+def dict_keys(d: dict) -> list[Any]:
+    """The keys of a dict argument or output in tree order (sorted; by ``repr`` when the keys
+    are of kinds that do not compare)."""
+    try:
+        return sorted(d)
+    except TypeError:
+        return sorted(d, key=repr)
+
+
 def flatten(obj: Any, is_leaf=None) -> tuple[list[Any], TreeDef]:
-    """Flatten nested tuples/lists into leaves and a tree definition."""
-    if isinstance(obj, (tuple, list)) and not (is_leaf and is_leaf(obj)):
+    """Flatten nested tuples, lists and dicts into leaves and a tree definition."""
+    if isinstance(obj, (tuple, list, dict)) and not (is_leaf and is_leaf(obj)):
+        keys = dict_keys(obj) if isinstance(obj, dict) else None
         leaves: list[Any] = []
         defs = []
-        for x in obj:
+        for x in obj if keys is None else (obj[k] for k in keys):
             lv, d = flatten(x, is_leaf)
             leaves.extend(lv)
             defs.append(d)
+        if keys is not None:
+            return leaves, ("dict", tuple(defs), tuple(keys))
         return leaves, ("list" if isinstance(obj, list) else "tuple", tuple(defs))
     return [obj], None
 
@@ -141,8 +155,10 @@ def unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
 def _unflatten(treedef: TreeDef, it) -> Any:
     if treedef is None:
         return next(it)
-    kind, children = treedef
+    kind, children = treedef[0], treedef[1]
     vals = [_unflatten(c, it) for c in children]
+    if kind == "dict":
+        return dict(zip(treedef[2], vals))
     return vals if kind == "list" else tuple(vals)
 
 
@@ -157,7 +173,9 @@ def tree_str(treedef: TreeDef) -> str:
     """A human description of a tree structure, for error messages."""
     if treedef is None:
         return "Tensor"
-    kind, children = treedef
+    kind, children = treedef[0], treedef[1]
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {tree_str(c)}" for k, c in zip(treedef[2], children)) + "}"
     inner = ", ".join(tree_str(c) for c in children)
     return f"[{inner}]" if kind == "list" else f"({inner}{',' if len(children) == 1 else ''})"
 

@@ -18,7 +18,7 @@ from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall
 from .frontend import Frontend, abstractify, trace
-from .ir import Program, unflatten
+from .ir import Program, dict_keys, unflatten
 from .opt import optimize
 from .tensor import Parameter, Tensor
 
@@ -45,12 +45,14 @@ def signature(x: Any) -> Any:
         a = x._data
         return (a.shape, a.dtype)
     if isinstance(x, (np.ndarray, np.generic)):
-        return (x.shape, x.dtype)
+        return (x.shape, x.dtype if x.dtype.isnative else x.dtype.newbyteorder("="))
     if isinstance(x, Tensor):
         a = x.asnumpy()
         return (a.shape, a.dtype)
     if isinstance(x, (tuple, list)):
         return (type(x).__name__, tuple(signature(v) for v in x))
+    if isinstance(x, dict):
+        return ("dict", tuple((k, signature(x[k])) for k in dict_keys(x)))
     try:
         hash(x)
         return ("S", type(x).__name__, x)
@@ -59,11 +61,15 @@ def signature(x: Any) -> Any:
 
 
 def tensor_leaves(x: Any, out: list) -> list:
+    """The tensors of an argument tree, in the order :func:`~s2s_ad.ir.flatten` gives them."""
     if isinstance(x, (Tensor, np.ndarray, np.generic)):
         out.append(x)
     elif isinstance(x, (tuple, list)):
         for v in x:
             tensor_leaves(v, out)
+    elif isinstance(x, dict):
+        for k in dict_keys(x):
+            tensor_leaves(x[k], out)
     return out
 
 
@@ -194,6 +200,8 @@ def _output_kinds(prog: Program) -> list[int]:
 
 def _array(x: Any) -> np.ndarray:
     a = x.asnumpy() if isinstance(x, Tensor) else np.asarray(x)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))  # compiled code takes native byte order
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
