@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from . import context
 from .ad.forward import jvp_program
 from .ad.reverse import grad_program
-from .errors import ArgumentError, ArgumentValueError
+from .errors import ArgumentError, ArgumentValueError, NotSupportedError
 from .frontend import Frontend, abstractify, inline_program, is_tensor_value, trace
 from .ir import Aval, Lit, Program, Var, flatten, tree_str, treedef_leaves, unflatten
 from .ops.table import cast_to, fmt_shape
@@ -50,7 +51,9 @@ def arg_names_of(fn: Any, n: int) -> list[str]:
     if isinstance(fn, Transformed):
         extra = fn.extra_args(n)
         return arg_names_of(fn.fn, n - len(extra)) + extra
-    target = type(fn).construct if isinstance(fn, Cell) else fn
+    from .frontend import construct_function
+
+    target = construct_function(fn) if isinstance(fn, Cell) else fn
     names: list[str] = []
     try:
         params = list(inspect.signature(target).parameters.values())
@@ -75,6 +78,12 @@ def normalize_weights(weights: Any, who: str) -> tuple[Parameter, ...] | None:
     if isinstance(weights, Parameter):
         return (weights,)
     if isinstance(weights, (ParameterTuple, list, tuple)):
+        if not weights:
+            raise ArgumentValueError(
+                f"{who}: weights is empty (the net has no trainable parameters?): there is no weight to "
+                "differentiate; pass grad_position only, or give the net Parameters (Cells in plain lists, "
+                "tuples and dicts are registered too)"
+            )
         for w in weights:
             if not isinstance(w, Parameter):
                 raise ArgumentError(f"{who}: weights must be Parameters, got an element of type {type(w).__name__}")
@@ -218,6 +227,14 @@ def differentiated_program(
       dtype once by the caller (as MindSpore does), not truncated after every operation.
       ``inner`` is returned when nothing is integer.
     """
+    if inner.bprop_cells:
+        name, loc = inner.bprop_cells[0]
+        raise NotSupportedError(
+            f"{who}: the Cell {name} defines a custom bprop, which s2s_ad does not support: every "
+            f"derivative is derived from construct, so the rule would be ignored. Remove {name}.bprop "
+            "to differentiate construct itself",
+            loc,
+        )
     promote = []
     for pos in positions:
         kinds = {av.dtype.kind for av in _leaf_avals(inner, pos)}
@@ -809,6 +826,10 @@ class JitFunction(Transformed):
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         return fe.call(self.fn, list(args), kwargs)
 
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        """``@jit`` on a method (``@jit def construct(self, x)``) binds like the function."""
+        return self if obj is None else types.MethodType(self, obj)
+
 
 def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """``(positional args, keyword-only args)`` of a call to ``fn`` (a Cell: its construct),
@@ -816,7 +837,10 @@ def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     from .nn.cell import Cell
 
     try:
-        bound = inspect.signature(fn.construct if isinstance(fn, Cell) else fn).bind(*args, **kwargs)
+        from .frontend import construct_function
+
+        target = construct_function(fn).__get__(fn) if isinstance(fn, Cell) else fn
+        bound = inspect.signature(target).bind(*args, **kwargs)
     except TypeError as err:
         raise ArgumentError(f"{callable_name(fn)}(): {err}") from None
     bound.apply_defaults()

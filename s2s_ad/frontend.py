@@ -228,6 +228,7 @@ class Frontend:
         self.const_vars: dict[int, Var] = {}
         self.promoted: dict[tuple, Atom] = {}
         self.float_params: frozenset[int] = frozenset()
+        self.bprop_cells: list[tuple[str, Loc]] = []
         self.depth = 0
 
     # ------------------------------------------------------------------ values
@@ -326,6 +327,10 @@ class Frontend:
                     f"`{f.__name__}(...)` must be created from compile-time constants here", UnsupportedSyntaxError
                 )
             return f(*args, **kwargs)
+        if isinstance(f, types.MethodType) and isinstance(f.__self__, Cell):
+            if f.__name__ == "construct":
+                self.note_bprop(f.__self__)
+            return self.inline(unwrap_jit(f.__func__), [f.__self__, *args], kwargs, owner=f.__self__)
         lower = getattr(f, "_s2s_lower", None)
         if lower is not None:
             return lower(self, list(args), kwargs)
@@ -337,13 +342,12 @@ class Frontend:
         if isinstance(f, Cell):
             if type(f).construct is Cell.construct:
                 raise self.error(f"{type(f).__name__} does not define construct()", ArgumentError)
-            return self.inline(type(f).construct, [f, *args], kwargs, owner=f)
+            self.note_bprop(f)
+            return self.inline(construct_function(f), [f, *args], kwargs, owner=f)
         if isinstance(f, TensorMethod):
             from .ops.primitives import tensor_method
 
             return tensor_method(self, f, list(args), kwargs)
-        if isinstance(f, types.MethodType) and isinstance(f.__self__, Cell):
-            return self.inline(f.__func__, [f.__self__, *args], kwargs, owner=f.__self__)
         if isinstance(f, types.FunctionType):
             if getattr(f, "_s2s_static", False):
                 return f(*args, **kwargs)
@@ -382,6 +386,21 @@ class Frontend:
             "(e.g. ops.Sin()), Cells, gradient functions, or Python functions whose source is available",
             UnsupportedSyntaxError,
         )
+
+    def note_bprop(self, cell: Any) -> None:
+        """Record a Cell that defines a custom ``bprop`` (see :attr:`Program.bprop_cells`)."""
+        bprop = getattr(type(cell), "bprop", None)
+        if bprop is None:
+            return
+        fn = unwrap_jit(bprop)
+        try:
+            file = inspect.getsourcefile(fn) or fn.__code__.co_filename
+            line = inspect.getsourcelines(fn)[1]
+        except (OSError, TypeError, AttributeError):
+            file, line = getattr(getattr(fn, "__code__", None), "co_filename", "?"), 0
+        entry = (type(cell).__name__, Loc(file, line))
+        if entry not in self.bprop_cells:
+            self.bprop_cells.append(entry)
 
     def call_builtin(self, f: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         name = f.__name__
@@ -756,6 +775,21 @@ def normalize_index(fe: Frontend, idx: Any) -> tuple:
     return tuple(out)
 
 
+def unwrap_jit(func: Any) -> Any:
+    """The plain function under ``@jit`` (``@s2s_ad.jit def construct(self, x)``, MindSpore's
+    idiom): inside compiled code the decorator changes nothing."""
+    from .api import JitFunction
+
+    while isinstance(func, JitFunction):
+        func = func.fn
+    return func
+
+
+def construct_function(cell: Any) -> Any:
+    """The function a Cell's ``construct`` runs (unwrapped from ``@jit``)."""
+    return unwrap_jit(type(cell).construct)
+
+
 def _op_symbol(op: ast.operator) -> str:
     return {
         ast.FloorDiv: "//",
@@ -873,6 +907,7 @@ def trace(
         outs=outs,
         out_tree=out_tree,
         arg_names=list(arg_names),
+        bprop_cells=list(fe.bprop_cells),
     )
 
 
@@ -884,6 +919,9 @@ def inline_program(fe: Frontend, prog: Program, args: list[Atom]) -> list[Atom]:
     from .ops.table import cast_to
 
     env: dict[int, Atom] = {}
+    for entry in prog.bprop_cells:
+        if entry not in fe.bprop_cells:
+            fe.bprop_cells.append(entry)
     for v, a in zip(prog.arg_vars, args):
         env[id(v)] = cast_to(fe.b, a, v.dtype)
     for v, p in zip(prog.param_vars, prog.params):

@@ -197,6 +197,9 @@ class Program:
     outs: list[Atom]
     out_tree: TreeDef
     arg_names: list[str] = field(default_factory=list)
+    # Cells with a custom ``bprop`` that the program calls: (class name, where bprop is defined);
+    # differentiating such a program is an error, not a silent use of the derived rule.
+    bprop_cells: list[tuple[str, Loc]] = field(default_factory=list)
 
     @property
     def arg_vars(self) -> list[Var]:
