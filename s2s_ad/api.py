@@ -774,9 +774,7 @@ class JvpFunction(Transformed):
             # The value is the function's own; tangents computed in float are cast once to
             # the output's dtype.
             n_out = len(inner.outs)
-            outs = inline_program(fe, inner, flat[:n_in]) + _cast_leaves(
-                fe, outs[n_out:], [o.aval for o in inner.outs]
-            )
+            outs = inline_program(fe, inner, flat[:n_in]) + _cast_leaves(fe, outs[n_out:], [o.aval for o in inner.outs])
         value, tangent = unflatten(("tuple", (inner.out_tree, inner.out_tree)), outs)
         return (value, tangent)
 

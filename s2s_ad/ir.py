@@ -287,3 +287,45 @@ class Builder:
 
     def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
         return self.bind(op, ins, hint, **params)[0]
+
+
+# ----------------------------------------------------------------------------- float16
+HALF, SINGLE = np.dtype(np.float16), np.dtype(np.float32)
+
+
+def widen_half(prog: Program) -> Program:
+    """``prog`` with every float16 value held as float32 (variables, literals and dtype
+    parameters): compiled code computes float16 in float32 (Numba has no float16 arithmetic on
+    the CPU, and numpy computes most float16 operations through float32 anyway). The caller
+    converts float16 inputs to float32 and rounds results back to float16, so PYNATIVE and
+    GRAPH mode give the same float16 results. ``prog`` itself is returned when it has none."""
+
+    def has_half(a: Any) -> bool:
+        return a.dtype == HALF
+
+    if not (
+        any(has_half(v) for v in prog.invars)
+        or any(has_half(a) for e in prog.eqns for a in [*e.ins, *e.outs])
+        or any(isinstance(p, np.dtype) and p == HALF for e in prog.eqns for p in e.params.values())
+    ):
+        return prog
+    env: dict[int, Var] = {}
+
+    def var(v: Var) -> Var:
+        if id(v) not in env:
+            env[id(v)] = Var(Aval(v.shape, SINGLE), v.hint) if has_half(v) else v
+        return env[id(v)]
+
+    def atom(a: Atom) -> Atom:
+        if isinstance(a, Lit):
+            return Lit(a.value, SINGLE) if has_half(a) else a
+        return var(a)
+
+    def param(p: Any) -> Any:
+        return SINGLE if isinstance(p, np.dtype) and p == HALF else p
+
+    eqns = [
+        Eqn(e.op, [atom(a) for a in e.ins], [var(o) for o in e.outs], {k: param(p) for k, p in e.params.items()}, e.loc)
+        for e in prog.eqns
+    ]
+    return prog.replace(invars=[var(v) for v in prog.invars], eqns=eqns, outs=[atom(o) for o in prog.outs])

@@ -18,7 +18,7 @@ from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall
 from .frontend import Frontend, abstractify, trace
-from .ir import Program, dict_keys, unflatten
+from .ir import HALF, Program, dict_keys, unflatten, widen_half
 from .opt import optimize
 from .tensor import Parameter, Tensor
 
@@ -82,7 +82,11 @@ class Compiled:
     """A compiled program and the generated source it came from."""
 
     def __init__(self, prog: Program, backend: str, final: bool = True, doc: str | None = None):
-        self.program = optimize(prog, final=final)
+        optimized = optimize(prog, final=final)
+        # float16 is computed in float32: inputs are widened at the call, results rounded back
+        # (out_avals keep the program's own dtypes).
+        self.program = widen_half(optimized)
+        self.half_inputs = [i for i, v in enumerate(optimized.invars) if v.dtype == HALF]
         self.fname = _identifier(prog.name)
         self.backend = backend
         if backend == "cuda":
@@ -92,7 +96,7 @@ class Compiled:
         else:
             self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
             self.fn = compile_source(self.source, self.fname, backend)
-        self.out_avals = [o.aval for o in self.program.outs]
+        self.out_avals = [o.aval for o in optimized.outs]
 
         # The first call runs the generic path (which also checks machine code loaded from
         # the disk cache); later calls run ``call``, a dispatcher generated for this program.
@@ -106,6 +110,8 @@ class Compiled:
         arrays = [_input(x) for x in tensor_leaves(list(args), [])]
         arrays += [_input(p) for p in prog.params]
         arrays += [_input(c) for c in prog.consts]
+        for i in self.half_inputs:
+            arrays[i] = np.float32(arrays[i]) if np.ndim(arrays[i]) == 0 else arrays[i].astype(np.float32)
         results = self.fn(*arrays)
         if type(self.fn) is FirstCall:
             self.fn = self.fn.dispatcher
@@ -139,6 +145,8 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         lines.append(f"    k{i} = consts[{i}]")
         lines.append(f"    k{i} = k{i}._data if type(k{i}) in TENSORS else array(k{i})")
         names.append(f"k{i}")
+    for i in c.half_inputs:
+        lines.append(f"    {names[i]} = {names[i]}.astype(float32)")
     passed = [f"{n}[()]" if v.shape == () else n for n, v in zip(names, prog.invars)]
     lines.append(f"    r = compiled.fn({', '.join(passed)})")
     arrays = "(" + "".join(f"{n}, " for n, v in zip(names, prog.invars) if v.shape != ()) + ")"
@@ -170,6 +178,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         "compiled": c,
         "wrap": Tensor._wrap,
         "asarray": np.asarray,
+        "float32": np.float32,
         "ndarray": np.ndarray,
         "output": _output,
         "unflatten": unflatten,
