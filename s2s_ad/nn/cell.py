@@ -86,14 +86,17 @@ class Cell:
         params, cells = self._dicts()
         for n, p in params.items():
             yield prefix + n, p
+        if recurse:
+            for cn, c in self._named_children():
+                yield from c._all_params(f"{prefix}{cn}.", True)
+        # Parameters held in lists/tuples/dicts come last, so that one that also belongs to a
+        # sub-cell (``self.weights = ParameterTuple(net.trainable_params())``) keeps that
+        # sub-cell's name and place.
         for cn, c in cells.items():
             if not isinstance(c, Cell):
                 for en, e in _container_items(c, cn):
                     if isinstance(e, Parameter):
                         yield prefix + en, e
-        if recurse:
-            for cn, c in self._named_children():
-                yield from c._all_params(f"{prefix}{cn}.", True)
 
     def _named_children(self) -> Iterator[tuple[str, Cell]]:
         """Sub-cells in registration order, those inside lists/tuples/dicts named ``name.i``."""

@@ -240,13 +240,13 @@ def test_cells_in_containers_are_registered(mode):
     net = Stack()
     names = [n for n, _ in net.parameters_and_names()]
     assert names == [
-        "scales.0",
         "layers.0.weight",
         "layers.0.bias",
         "layers.1.weight",
         "layers.1.bias",
         "heads.out.weight",
         "heads.out.bias",
+        "scales.0",
     ]
     assert list(net.name_cells()) == ["layers.0", "layers.1", "heads.out"]
     x = Tensor(np.linspace(-1, 1, 6).reshape(2, 3).astype(np.float32))
@@ -276,6 +276,22 @@ def test_cells_appended_later_count():
     net = Stack()
     net.layers.append(nn.Dense(4, 4))
     assert "layers.2.weight" in [n for n, _ in net.parameters_and_names()]
+
+
+class Trainer(nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.network = net
+        self.weights = ParameterTuple(net.trainable_params())
+
+    def construct(self, x):
+        return self.network(x)
+
+
+def test_parameter_tuple_attribute_keeps_sub_cell_names():
+    net = Stack()
+    names = [n for n, _ in Trainer(net).parameters_and_names()]
+    assert names == ["network." + n for n, _ in net.parameters_and_names()]
 
 
 class NoParams(nn.Cell):
