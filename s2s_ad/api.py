@@ -22,7 +22,7 @@ import numpy as np
 from . import context
 from .ad.forward import jvp_program
 from .ad.reverse import grad_program
-from .errors import ArgumentError, ArgumentValueError, NotSupportedError
+from .errors import ArgumentError, ArgumentValueError, NotSupportedError, S2SError
 from .frontend import Frontend, abstractify, inline_program, is_tensor_value, trace
 from .ir import Aval, Lit, Program, Var, flatten, tree_str, treedef_leaves, unflatten
 from .ops.table import cast_to, fmt_shape
@@ -252,7 +252,22 @@ def differentiated_program(
             raise fe.error(f"{who}: weight {w.name} is a bool Parameter, which is not differentiable", ArgumentError)
     if not promote and not int_params:
         return inner
-    return trace_abstract(fn, args, frozenset(promote), int_params)
+    try:
+        return trace_abstract(fn, args, frozenset(promote), int_params)
+    except S2SError:
+        # An integer input that feeds an operation taking only integers (OneHot's indices,
+        # sparse labels) cannot be traced as float: it stays an integer, and that use, being
+        # piecewise constant, contributes no gradient.
+        ok = []
+        for pos in promote:
+            try:
+                trace_abstract(fn, args, frozenset([pos]))
+                ok.append(pos)
+            except S2SError:
+                pass
+        if not ok and not int_params:
+            return inner
+        return trace_abstract(fn, args, frozenset(ok), int_params)
 
 
 def _cast_leaves(fe: Frontend, atoms: list[Any], avals: list[Aval]) -> list[Any]:

@@ -90,6 +90,24 @@ def test_int_second_order_and_jacobians(mode):
     assert hvp(total, xi, Tensor([1.0, 1.0])).asnumpy().tolist() == [0, -2]
 
 
+def labels_and_square(n, k):
+    return ops.one_hot(k, 3) * n * n
+
+
+def test_int_input_used_as_indices(mode):
+    # sparse labels feed OneHot, which takes integers only: they stay integers, and get zeros
+    loss = nn.SoftmaxCrossEntropyWithLogits(sparse=True)
+    logits = Tensor(np.array([[1.0, 2.0, 0.5], [0.1, 0.2, 3.0]], np.float32))
+    labels = Tensor(np.array([1, 2], np.int32))
+    g_logits, g_labels = GradOperation(get_all=True)(loss)(logits, labels)
+    p = np.exp(logits.asnumpy()) / np.exp(logits.asnumpy()).sum(1, keepdims=True)
+    close(g_logits, p - np.eye(3)[[1, 2]], 1e-5)  # reduction="none": the sum of the two losses
+    assert g_labels.asnumpy().tolist() == [0, 0]
+    # ... while another integer input of the same function is still differentiated in float
+    gn, gk = GradOperation(get_all=True)(labels_and_square)(Tensor(np.array([[1], [3]], np.int32)), labels)
+    assert gn.asnumpy().tolist() == [[2], [6]] and gk.asnumpy().tolist() == [0, 0]
+
+
 class IntParam(nn.Cell):
     def __init__(self):
         super().__init__()
