@@ -225,7 +225,10 @@ def differentiated_program(
     * Integer inputs at ``positions`` and integer ``weights`` are traced as
       :data:`INT_GRAD_DTYPE`: the derivative is computed in float and cast to the integer
       dtype once by the caller (as MindSpore does), not truncated after every operation.
-      ``inner`` is returned when nothing is integer.
+      An integer input that cannot be traced as float (it feeds an op that takes integers
+      only, such as OneHot's indices) stays an integer. ``inner`` is returned when nothing
+      is promoted.
+    * A Cell with a custom ``bprop`` in the program raises :class:`NotSupportedError`.
     """
     if inner.bprop_cells:
         name, loc = inner.bprop_cells[0]

@@ -192,6 +192,19 @@ class TensorMethod:
         self.name = name
 
 
+class _ContainerMethod:
+    """``d.items()``, ``d.keys()``, ``d.values()`` of a dict while compiling: called at once."""
+
+    _s2s_static = True
+
+    def __init__(self, method: Any):
+        self.method = method
+        self.__name__ = getattr(method, "__name__", "method")
+
+    def __call__(self) -> Any:
+        return list(self.method())
+
+
 class Scope:
     def __init__(self, func: types.FunctionType, parsed: _Parsed):
         self.locals: dict[str, Any] = {}
@@ -711,6 +724,8 @@ class Frontend:
                 f"tensors have no attribute `{attr}` in compiled code "
                 f"(supported: shape, dtype, ndim, size, T, {', '.join(sorted(TENSOR_METHODS))})"
             )
+        if isinstance(base, dict) and attr in ("items", "keys", "values"):
+            return _ContainerMethod(getattr(base, attr))  # a dict argument: p.items(), ...
         ok = (
             isinstance(base, (types.ModuleType, Cell, type))
             or getattr(base, "_s2s_static", False)

@@ -215,6 +215,19 @@ def lambda_free_list(trees, s):
     return dict_fn(trees[0]) * s
 
 
+def sum_items(p):
+    total = 0.0
+    for _key, v in p.items():
+        total = total + ops.sum(v * v)
+    return total
+
+
+def test_dict_methods_in_compiled_code(mode):
+    g = s2s_ad.grad(sum_items)({"a": Tensor([1.0, 2.0]), "b": Tensor([3.0])})
+    close(g["a"], [2.0, 4.0])
+    close(g["b"], [6.0])
+
+
 def test_dict_key_order_and_structure(mode):
     f = s2s_ad.grad(dict_fn)
     t1 = make_tree()
