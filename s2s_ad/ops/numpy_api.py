@@ -354,7 +354,13 @@ def numpy_on_tensors(func: Any, method: str, args: tuple, kwargs: dict) -> Any:
         except S2SError:
             pass  # an argument form the lowering does not take: NumPy decides
     call = func if method == "__call__" else getattr(func, method)
-    return _as_tensors(call(*_as_arrays(args), **_as_arrays(kwargs)))
+    result = call(*_as_arrays(args), **_as_arrays(kwargs))
+    out = kwargs.get("out")
+    if out is not None:
+        # NumPy writes into ``out`` (``array += t``, ``np.add(a, b, out=t)``) and returns it: the
+        # same objects come back, an ndarray staying an ndarray.
+        return out[0] if isinstance(out, tuple) and len(out) == 1 else out
+    return _as_tensors(result)
 
 
 def _as_arrays(v: Any) -> Any:

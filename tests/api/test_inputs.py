@@ -469,3 +469,11 @@ def test_numpy_functions_on_tensors():
     np.testing.assert_allclose(t, a)
     p = Parameter(Tensor([1.0, 2.0]), name="p")
     close(np.sum(p), 3.0)
+    # in place into an ndarray: it stays that ndarray
+    acc = np.zeros((2, 2), np.float32)
+    acc += t
+    assert type(acc) is np.ndarray
+    close(acc, a)
+    target = Tensor(np.zeros((2, 2), np.float32))
+    assert np.add(t, 1.0, out=target) is target
+    close(target, a + 1)
