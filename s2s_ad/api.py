@@ -221,7 +221,8 @@ def differentiated_program(
 
     * A bool input at an ``explicit`` position (asked for by ``grad_position``, ``argnums``
       or GradOperation's first input) is an error: bool values have no derivative. Where all
-      inputs are differentiated (``get_all``, ``vjp``, ``jvp``) its gradient is all False.
+      inputs are differentiated (``get_all``, ``vjp``, ``jvp``), and for a bool leaf of a
+      tuple/list/dict argument (a mask beside the data), the gradient is all False.
     * Integer inputs at ``positions`` and integer ``weights`` are traced as
       :data:`INT_GRAD_DTYPE`: the derivative is computed in float and cast to the integer
       dtype once by the caller (as MindSpore does), not truncated after every operation.
@@ -241,7 +242,7 @@ def differentiated_program(
     promote = []
     for pos in positions:
         kinds = {av.dtype.kind for av in _leaf_avals(inner, pos)}
-        if "b" in kinds and explicit:
+        if kinds == {"b"} and explicit:
             raise fe.error(
                 f"{who}: input {pos} of {callable_name(fn)} is a bool tensor, and bool values are not "
                 "differentiable; leave it out of the differentiated positions (or pass a float tensor)",

@@ -123,6 +123,10 @@ def test_int_parameter_gradient(mode):
     assert g.dtype == s2s_ad.int32 and g.asnumpy().tolist() == [1, -2]
 
 
+def masked_dict(p):
+    return ops.sum(ops.select(p["m"], p["x"] * p["x"], p["x"]))
+
+
 def test_bool_inputs(mode):
     mask = Tensor(np.array([True, False, True]))
 
@@ -135,6 +139,10 @@ def test_bool_inputs(mode):
         GradOperation()(sin_x)(mask)
     with pytest.raises(ArgumentError, match="bool"):
         jacrev(sin_x)(mask)
+    # a mask beside the data in a dict: its gradient is all False
+    g = s2s_ad.grad(masked_dict)({"x": Tensor([1.0, 2.0, 3.0]), "m": mask})
+    close(g["x"], [2.0, 1.0, 6.0])
+    assert g["m"].dtype == s2s_ad.bool_ and not g["m"].asnumpy().any()
     # differentiating all inputs: the bool input's gradient is all False
     gx, gm = GradOperation(get_all=True)(masked)(Tensor([1.0, 2.0, 3.0]), mask)
     close(gx, [2.0, 1.0, 6.0])
