@@ -28,7 +28,7 @@ from .ir import Aval, Lit, Program, Var, flatten, tree_str, treedef_leaves, unfl
 from .ops.table import cast_to, fmt_shape
 from .opt import optimize
 from .runtime import build_staged, cache_for, calls_cache, run_staged, signature
-from .tensor import Parameter, ParameterTuple
+from .tensor import Parameter, ParameterTuple, Tensor
 
 # ---------------------------------------------------------------------------- naming helpers
 
@@ -177,27 +177,23 @@ def trace_abstract(
 INT_GRAD_DTYPE = np.dtype(np.float32)
 
 
+_NUMBER_TYPES = frozenset((bool, int, float))
+_NUMBER_DTYPES = {bool: np.dtype(np.bool_), int: np.dtype(np.int64), float: np.dtype(np.float32)}
+
+
 def number_input(v: Any) -> Any:
     """A Python number passed where a derivative is taken, as the tensor it stands for: a
     0-d float32 for a float (MindSpore's dtype for Python floats), int64 for an int, bool
-    for a bool (``Tensor(v)``'s dtypes). Anything else is returned unchanged."""
-    from .tensor import Tensor
-
-    if isinstance(v, (bool, int, float)):
-        return Tensor(v)
-    return v
+    for a bool (``Tensor(v)``'s dtypes). Anything else (a NumPy scalar keeps its dtype) is
+    returned unchanged."""
+    return Tensor(v) if type(v) in _NUMBER_TYPES else v
 
 
 def _number_atom(fe: Frontend, v: Any) -> Any:
     """Inside compiled code: a Python number at a differentiated position as a 0-d literal of
     :func:`number_input`'s dtype (so the derivative program takes it as an input)."""
-    if isinstance(v, bool):
-        return Lit(v, np.dtype(np.bool_))
-    if isinstance(v, int):
-        return Lit(v, np.dtype(np.int64))
-    if isinstance(v, float):
-        return Lit(v, np.dtype(np.float32))
-    return v
+    dt = _NUMBER_DTYPES.get(type(v))
+    return v if dt is None else Lit(v, dt)
 
 
 def _leaf_avals(fn_prog: Program, pos: int) -> list[Aval]:
@@ -369,8 +365,8 @@ class Transformed:
         calls = self.__dict__.get("_s2s_calls")
         if calls is None:
             calls = self._s2s_calls = calls_cache(*self.cache_root())
-        numbers = self.number_positions(len(args))
-        if numbers:
+        if _NUMBER_TYPES.intersection(map(type, args)):
+            numbers = self.number_positions(len(args))
             args = tuple(number_input(a) if i in numbers else a for i, a in enumerate(args))
         sig = (context.backend(self.target), *[signature(a) for a in args])
         c = calls.get(sig)
