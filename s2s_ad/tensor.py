@@ -108,16 +108,12 @@ class Tensor:
     # compiles run as in compiled code, others are NumPy's on the data; arrays come back as
     # Tensors (see s2s_ad.ops.numpy_api.numpy_on_tensors). np.asarray(t) is the ndarray.
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from .ops.numpy_api import numpy_on_tensors
-
-        return numpy_on_tensors(ufunc, method, inputs, kwargs)
+        return _numpy_api().numpy_on_tensors(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        from .ops.numpy_api import numpy_on_tensors
-
         if not all(issubclass(t, (Tensor, np.ndarray)) for t in types):
             return NotImplemented
-        return numpy_on_tensors(func, "__call__", args, kwargs)
+        return _numpy_api().numpy_on_tensors(func, "__call__", args, kwargs)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -271,6 +267,19 @@ class Tensor:
         return self._cmp(np.greater_equal, o)
 
     __hash__ = object.__hash__
+
+
+def _numpy_api() -> Any:
+    """``s2s_ad.ops.numpy_api`` (imported on first use: it imports this module)."""
+    global _NUMPY_API
+    if _NUMPY_API is None:
+        from .ops import numpy_api
+
+        _NUMPY_API = numpy_api
+    return _NUMPY_API
+
+
+_NUMPY_API: Any = None
 
 
 class Parameter(Tensor):

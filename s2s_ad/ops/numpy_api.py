@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as mstype
-from ..errors import ArgumentError, ShapeError, UnsupportedSyntaxError
+from ..errors import ArgumentError, S2SError, ShapeError, UnsupportedSyntaxError
 from ..ir import Lit, Var
+from ..runtime import eager
 from .primitives import lower_cast, lower_compare, lower_reduce, lower_reshape, lower_select, lower_transpose
 from .table import fill, fmt_shape
 
@@ -344,13 +345,10 @@ def numpy_on_tensors(func: Any, method: str, args: tuple, kwargs: dict) -> Any:
     methods such as ``np.add.reduce``) is NumPy's, on the Tensors' data. Array results (and
     NumPy scalars) are returned as Tensors where their dtype is a Tensor dtype; other results
     (Python values, shapes, complex arrays) as NumPy gives them."""
-    from ..errors import S2SError
-    from ..runtime import eager
-
     entry = NUMPY_LOWERINGS.get(id(func))
-    if method == "__call__" and entry is not None and entry[0] is func and set(kwargs) <= entry[1].keywords:
+    if method == "__call__" and entry is not None and entry[0] is func and entry[1].keywords.issuperset(kwargs):
         try:
-            return eager(("np", numpy_name(func)), entry[1], args, kwargs, isinstance(func, np.ufunc))
+            return eager(("np", func), entry[1], args, kwargs, isinstance(func, np.ufunc))
         except S2SError:
             pass  # an argument form the lowering does not take: NumPy decides
     call = func if method == "__call__" else getattr(func, method)
