@@ -88,6 +88,15 @@ def test_int_second_order_and_jacobians(mode):
     close(jacfwd(sin_x)(xi), np.diag(d_sin_x(x)))
     close(hessian(total)(xi), np.diag(2 * np.cos(x) - x * np.sin(x)), 1e-4)
     assert hvp(total, xi, Tensor([1.0, 1.0])).asnumpy().tolist() == [0, -2]
+    # a Jacobian too large to unroll (evaluated in a loop from Python)
+    big = Tensor(INTS[:, :3].copy())
+    ref = jacrev(sin_times_sum)(Tensor(INTS[:, :3].astype(np.float32)))
+    close(jacrev(sin_times_sum)(big), ref, 1e-5)
+    close(jacfwd(sin_times_sum)(big), ref, 1e-5)
+
+
+def sin_times_sum(x):
+    return ops.sin(x) * ops.sum(x)
 
 
 def labels_and_square(n, k):
