@@ -940,7 +940,7 @@ def inline_program(fe: Frontend, prog: Program, args: list[Atom]) -> list[Atom]:
     for v, a in zip(prog.arg_vars, args):
         env[id(v)] = cast_to(fe.b, a, v.dtype)
     for v, p in zip(prog.param_vars, prog.params):
-        env[id(v)] = fe.atom(p)
+        env[id(v)] = cast_to(fe.b, fe.atom(p), v.dtype)  # an integer Parameter fe uses as float
     for v, c in zip(prog.const_vars, prog.consts):
         env[id(v)] = fe.atom(c)
     copy_eqns(fe.b, prog.eqns, env)
