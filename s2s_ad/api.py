@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import context
 from .ad.forward import jvp_program
 from .ad.reverse import grad_program
-from .errors import ArgumentError, ArgumentValueError
+from .errors import ArgumentError, ArgumentValueError, NotSupportedError, S2SError
 from .frontend import Frontend, abstractify, inline_program, is_tensor_value, trace
 from .ir import Aval, Lit, Program, Var, flatten, tree_str, treedef_leaves, unflatten
 from .ops.table import cast_to, fmt_shape
 from .opt import optimize
 from .runtime import build_staged, cache_for, calls_cache, run_staged, signature
-from .tensor import Parameter, ParameterTuple
+from .tensor import Parameter, ParameterTuple, Tensor
 
 # ---------------------------------------------------------------------------- naming helpers
 
@@ -48,7 +51,9 @@ def arg_names_of(fn: Any, n: int) -> list[str]:
     if isinstance(fn, Transformed):
         extra = fn.extra_args(n)
         return arg_names_of(fn.fn, n - len(extra)) + extra
-    target = type(fn).construct if isinstance(fn, Cell) else fn
+    from .frontend import construct_function
+
+    target = construct_function(fn) if isinstance(fn, Cell) else fn
     names: list[str] = []
     try:
         params = list(inspect.signature(target).parameters.values())
@@ -73,6 +78,12 @@ def normalize_weights(weights: Any, who: str) -> tuple[Parameter, ...] | None:
     if isinstance(weights, Parameter):
         return (weights,)
     if isinstance(weights, (ParameterTuple, list, tuple)):
+        if not weights:
+            raise ArgumentValueError(
+                f"{who}: weights is empty (the net has no trainable parameters?): there is no weight to "
+                "differentiate; pass grad_position only, or give the net Parameters (Cells in plain lists, "
+                "tuples and dicts are registered too)"
+            )
         for w in weights:
             if not isinstance(w, Parameter):
                 raise ArgumentError(f"{who}: weights must be Parameters, got an element of type {type(w).__name__}")
@@ -128,19 +139,139 @@ def _check_positions(
     return pos
 
 
-def trace_abstract(fn: Any, args: list[Any]) -> Program:
-    """Trace ``fn`` applied to the abstract versions of staged values (Vars → Avals)."""
+def trace_abstract(
+    fn: Any, args: list[Any], float_positions: Any = (), float_params: frozenset[int] = frozenset()
+) -> Program:
+    """Trace ``fn`` applied to the abstract versions of staged values (Vars → Avals).
 
-    def abstract(v: Any) -> Any:
+    Integer tensors in the argument positions ``float_positions`` are traced as
+    :data:`INT_GRAD_DTYPE` values, and so are uses of the Parameters whose ids are in
+    ``float_params``: that is how integer inputs are differentiated (see
+    :func:`differentiated_program`)."""
+
+    def abstract(v: Any, promote: bool) -> Any:
         if isinstance(v, (Var, Lit)):
-            return v.aval
-        if isinstance(v, (tuple, list)):
-            return type(v)(abstract(x) for x in v)
-        return abstractify(v)
+            v = v.aval
+        elif isinstance(v, (tuple, list)):
+            return type(v)(abstract(x, promote) for x in v)
+        elif isinstance(v, dict):
+            return {k: abstract(x, promote) for k, x in v.items()}
+        else:
+            v = abstractify(v)
+        if promote and isinstance(v, Aval) and v.dtype.kind in "iu":
+            return Aval(v.shape, INT_GRAD_DTYPE)
+        return v
 
     return trace(
-        lambda fe, vals: fe.call(fn, vals), [abstract(a) for a in args], callable_name(fn), arg_names_of(fn, len(args))
+        lambda fe, vals: fe.call(fn, vals),
+        [abstract(a, i in float_positions) for i, a in enumerate(args)],
+        callable_name(fn),
+        arg_names_of(fn, len(args)),
+        float_params=float_params,
     )
+
+
+# The dtype in which the derivative with respect to an integer input or Parameter is computed
+# (MindSpore's: integer tensors meeting float math become float32). The result is cast to the
+# integer dtype once, at the end.
+INT_GRAD_DTYPE = np.dtype(np.float32)
+
+
+_NUMBER_TYPES = frozenset((bool, int, float))
+_NUMBER_DTYPES = {bool: np.dtype(np.bool_), int: np.dtype(np.int64), float: np.dtype(np.float32)}
+
+
+def number_input(v: Any) -> Any:
+    """A Python number passed where a derivative is taken, as the tensor it stands for: a
+    0-d float32 for a float (MindSpore's dtype for Python floats), int64 for an int, bool
+    for a bool (``Tensor(v)``'s dtypes). Anything else (a NumPy scalar keeps its dtype) is
+    returned unchanged."""
+    return Tensor(v) if type(v) in _NUMBER_TYPES else v
+
+
+def _number_atom(fe: Frontend, v: Any) -> Any:
+    """Inside compiled code: a Python number at a differentiated position as a 0-d literal of
+    :func:`number_input`'s dtype (so the derivative program takes it as an input)."""
+    dt = _NUMBER_DTYPES.get(type(v))
+    return v if dt is None else Lit(v, dt)
+
+
+def _leaf_avals(fn_prog: Program, pos: int) -> list[Aval]:
+    from .ad.reverse import arg_leaf_ranges
+
+    lo, hi, _ = arg_leaf_ranges(fn_prog)[pos]
+    return [v.aval for v in fn_prog.arg_vars[lo:hi]]
+
+
+def differentiated_program(
+    fe: Frontend,
+    who: str,
+    fn: Any,
+    args: list[Any],
+    inner: Program,
+    positions: list[int],
+    weights: list[Parameter],
+    explicit: bool,
+) -> Program:
+    """The program whose derivative is taken for ``fn(*args)`` (``inner`` is its trace).
+
+    * A bool input at an ``explicit`` position (asked for by ``grad_position``, ``argnums``
+      or GradOperation's first input) is an error: bool values have no derivative. Where all
+      inputs are differentiated (``get_all``, ``vjp``, ``jvp``), and for a bool leaf of a
+      tuple/list/dict argument (a mask beside the data), the gradient is all False.
+    * Integer inputs at ``positions`` and integer ``weights`` are traced as
+      :data:`INT_GRAD_DTYPE`: the derivative is computed in float and cast to the integer
+      dtype once by the caller (as MindSpore does), not truncated after every operation.
+      An integer input that cannot be traced as float (it feeds an op that takes integers
+      only, such as OneHot's indices) stays an integer. ``inner`` is returned when nothing
+      is promoted.
+    * A Cell with a custom ``bprop`` in the program raises :class:`NotSupportedError`.
+    """
+    if inner.bprop_cells:
+        name, loc = inner.bprop_cells[0]
+        raise NotSupportedError(
+            f"{who}: the Cell {name} defines a custom bprop, which s2s_ad does not support: every "
+            f"derivative is derived from construct, so the rule would be ignored. Remove {name}.bprop "
+            "to differentiate construct itself",
+            loc,
+        )
+    promote = []
+    for pos in positions:
+        kinds = {av.dtype.kind for av in _leaf_avals(inner, pos)}
+        if kinds == {"b"} and explicit:
+            raise fe.error(
+                f"{who}: input {pos} of {callable_name(fn)} is a bool tensor, and bool values are not "
+                "differentiable; leave it out of the differentiated positions (or pass a float tensor)",
+                ArgumentError,
+            )
+        if kinds & set("iu"):
+            promote.append(pos)
+    int_params = frozenset(id(w) for w in weights if w.asnumpy().dtype.kind in "iu")
+    for w in weights:
+        if w.asnumpy().dtype.kind == "b":
+            raise fe.error(f"{who}: weight {w.name} is a bool Parameter, which is not differentiable", ArgumentError)
+    if not promote and not int_params:
+        return inner
+    try:
+        return trace_abstract(fn, args, frozenset(promote), int_params)
+    except S2SError:
+        # An integer input that feeds an operation taking only integers (OneHot's indices,
+        # sparse labels) cannot be traced as float: it stays an integer, and that use, being
+        # piecewise constant, contributes no gradient.
+        ok = []
+        for pos in promote:
+            try:
+                trace_abstract(fn, args, frozenset([pos]))
+                ok.append(pos)
+            except S2SError:
+                pass
+        if not ok and not int_params:
+            return inner
+        return trace_abstract(fn, args, frozenset(ok), int_params)
+
+
+def _cast_leaves(fe: Frontend, atoms: list[Any], avals: list[Aval]) -> list[Any]:
+    return [cast_to(fe.b, a, av.dtype) for a, av in zip(atoms, avals)]
 
 
 def _leaf_atoms(fe: Frontend, v: Any) -> list:
@@ -217,6 +348,11 @@ class Transformed:
         """Names of trailing arguments that are not ``fn``'s (a sens, tangents)."""
         return []
 
+    def number_positions(self, n: int) -> range | list[int] | tuple[int, ...]:
+        """The positions, of ``n`` arguments, where a Python number is differentiated (and so
+        becomes a 0-d tensor input rather than a compile-time constant)."""
+        return ()
+
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         raise NotImplementedError
 
@@ -229,6 +365,9 @@ class Transformed:
         calls = self.__dict__.get("_s2s_calls")
         if calls is None:
             calls = self._s2s_calls = calls_cache(*self.cache_root())
+        if _NUMBER_TYPES.intersection(map(type, args)):
+            numbers = self.number_positions(len(args))
+            args = tuple(number_input(a) if i in numbers else a for i, a in enumerate(args))
         sig = (context.backend(self.target), *[signature(a) for a in args])
         c = calls.get(sig)
         if c is None:
@@ -307,6 +446,15 @@ class ReverseFunction(Transformed):
     def extra_args(self, n: int) -> list[str]:
         return ["sens"] if (self.spec.sens_param and n > 0) else []
 
+    def number_positions(self, n: int) -> range | list[int] | tuple[int, ...]:
+        s = self.spec
+        n -= 1 if s.sens_param else 0
+        if s.layout == "vjp" or (s.layout == "flags" and s.get_all):
+            return range(max(n, 0))
+        if s.layout == "flags":
+            return () if s.get_by_list else (0,)
+        return s.positions or ()
+
     def _wrt(self, fe: Frontend, n: int) -> list[int]:
         s = self.spec
         if s.layout == "vjp" or (s.layout == "flags" and s.get_all):
@@ -340,6 +488,7 @@ class ReverseFunction(Transformed):
             sens = args.pop()
         try:
             wrt = self._wrt(fe, len(args))
+            args = [_number_atom(fe, a) if i in wrt else a for i, a in enumerate(args)]
             inner = trace_abstract(self.fn, args)
         except ArgumentError as err:
             if not s.sens_param:
@@ -349,19 +498,26 @@ class ReverseFunction(Transformed):
                 f"{callable_name(self.fn)} received the {len(args)} argument(s) before it; was the sens forgotten?)",
                 err.loc,
             ) from None
-        if s.has_aux and (inner.out_tree is None or inner.out_tree[0] == "static" or len(inner.out_tree[1]) < 2):
+        if s.has_aux and (
+            inner.out_tree is None or inner.out_tree[0] not in ("tuple", "list") or len(inner.out_tree[1]) < 2
+        ):
             raise fe.error(
                 f"{s.api}(has_aux=True): {callable_name(self.fn)} must return a tuple of at least two outputs "
                 f"(the one to differentiate, then auxiliary outputs), got {tree_str(inner.out_tree)}",
                 ArgumentError,
             )
         weights = list(self.weights) if self.weights else []
-        gp = optimize(grad_program(inner, wrt, weights, s.sens_param, with_value=True, has_aux=s.has_aux), final=False)
+        explicit = not (s.layout == "vjp" or (s.layout == "flags" and s.get_all))
+        diff = differentiated_program(fe, s.api, self.fn, args, inner, wrt, weights, explicit)
+        gp = optimize(
+            grad_program(diff, wrt, weights, s.sens_param, with_value=diff is inner, has_aux=s.has_aux), final=False
+        )
         flat = []
         for a in args:
             flat.extend(_leaf_atoms(fe, a))
+        n_args = len(flat)
         if sens is not None:
-            diff_tree = inner.out_tree[1][0] if s.has_aux else inner.out_tree
+            diff_tree = diff.out_tree[1][0] if s.has_aux else diff.out_tree
             n_diff = treedef_leaves(diff_tree)
             flat.extend(
                 check_like(
@@ -370,10 +526,24 @@ class ReverseFunction(Transformed):
                     f"the output of {callable_name(self.fn)}",
                     sens,
                     diff_tree,
-                    [o.aval for o in inner.outs[:n_diff]],
+                    [o.aval for o in diff.outs[:n_diff]],
                 )
             )
-        value, arg_grads, param_grads = unflatten(gp.out_tree, inline_program(fe, gp, flat))
+        outs = inline_program(fe, gp, flat)
+        if diff is not inner:
+            # The value is the function's own (integer arithmetic stays integer); the
+            # gradients of integer inputs were computed in float and are cast once, here.
+            value_atoms = inline_program(fe, inner, flat[:n_args])
+            n_grads = len(outs)
+            outs = value_atoms + outs
+            leaf_avals = [av for pos in wrt for av in _leaf_avals(inner, pos)]
+            nv = len(value_atoms)
+            outs[nv : nv + len(leaf_avals)] = _cast_leaves(fe, outs[nv : nv + len(leaf_avals)], leaf_avals)
+            assert n_grads == len(leaf_avals) + len(weights)
+            tree = ("tuple", (inner.out_tree, *gp.out_tree[1][1:]))
+        else:
+            tree = gp.out_tree
+        value, arg_grads, param_grads = unflatten(tree, outs)
         return self._shape(value, list(arg_grads), list(param_grads))
 
     def _shape(self, value: Any, arg_grads: list, param_grads: list) -> Any:
@@ -584,6 +754,9 @@ class JvpFunction(Transformed):
     def extra_args(self, n: int) -> list[str]:
         return ["v"] if n > 0 else []
 
+    def number_positions(self, n: int) -> range:
+        return range(max(n - 1, 0))
+
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         _no_kwargs(fe, self.__name__, kwargs)
         if not args:
@@ -596,8 +769,11 @@ class JvpFunction(Transformed):
             raise fe.error(
                 f"{self.api}: {callable_name(self.fn)} needs at least one input to differentiate", ArgumentError
             )
+        args = [_number_atom(fe, a) for a in args]
         inner = trace_abstract(self.fn, args)
-        jp = optimize(jvp_program(inner, list(range(len(args)))), final=False)
+        positions = list(range(len(args)))
+        diff = differentiated_program(fe, self.api, self.fn, args, inner, positions, [], False)
+        jp = optimize(jvp_program(diff, positions), final=False)
         flat = []
         for a in args:
             flat.extend(_leaf_atoms(fe, a))
@@ -607,9 +783,16 @@ class JvpFunction(Transformed):
         # A bare tangent for several inputs is left bare, so check_like reports the mismatch.
         v = tuple(v) if isinstance(v, (tuple, list)) else v
         in_tree = ("tuple", inner.in_tree[1])
-        avals = [x.aval for x in inner.arg_vars[:n_in]]
+        # Tangents pair with the differentiated program's inputs: float for integer inputs.
+        avals = [x.aval for x in diff.arg_vars[:n_in]]
         flat.extend(check_like(fe, "the tangent v", "the inputs", v, in_tree, avals, "its input"))
-        value, tangent = unflatten(jp.out_tree, inline_program(fe, jp, flat))
+        outs = inline_program(fe, jp, flat)
+        if diff is not inner:
+            # The value is the function's own; tangents computed in float are cast once to
+            # the output's dtype.
+            n_out = len(inner.outs)
+            outs = inline_program(fe, inner, flat[:n_in]) + _cast_leaves(fe, outs[n_out:], [o.aval for o in inner.outs])
+        value, tangent = unflatten(("tuple", (inner.out_tree, inner.out_tree)), outs)
         return (value, tangent)
 
 
@@ -658,6 +841,10 @@ class JitFunction(Transformed):
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         return fe.call(self.fn, list(args), kwargs)
 
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        """``@jit`` on a method (``@jit def construct(self, x)``) binds like the function."""
+        return self if obj is None else types.MethodType(self, obj)
+
 
 def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """``(positional args, keyword-only args)`` of a call to ``fn`` (a Cell: its construct),
@@ -665,7 +852,10 @@ def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     from .nn.cell import Cell
 
     try:
-        bound = inspect.signature(fn.construct if isinstance(fn, Cell) else fn).bind(*args, **kwargs)
+        from .frontend import construct_function
+
+        target = construct_function(fn).__get__(fn) if isinstance(fn, Cell) else fn
+        bound = inspect.signature(target).bind(*args, **kwargs)
     except TypeError as err:
         raise ArgumentError(f"{callable_name(fn)}(): {err}") from None
     bound.apply_defaults()
@@ -718,6 +908,8 @@ def _abstract_args(args: tuple) -> list[Any]:
             return a
         if isinstance(a, (tuple, list)):
             return type(a)(conv(x) for x in a)
+        if isinstance(a, dict):
+            return {k: conv(x) for k, x in a.items()}
         return abstractify(a)
 
     return [conv(a) for a in args]

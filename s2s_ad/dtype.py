@@ -47,6 +47,7 @@ double = float64
 
 _ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_)
 _BY_NP = {t.np_dtype: t for t in _ALL}
+NP_DTYPES: tuple[np.dtype, ...] = tuple(t.np_dtype for t in _ALL)
 
 
 def to_np(dt: object) -> np.dtype:

@@ -59,3 +59,8 @@ class CacheError(S2SError):
 
 class SourceUnavailableError(S2SError):
     """The Python source of a function or Cell cannot be read."""
+
+
+class NotSupportedError(S2SError, NotImplementedError):
+    """A MindSpore feature s2s_ad does not provide, used where it would change a result (a
+    Cell's custom ``bprop`` rule in a differentiated network)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import dtype as mstype
 from .errors import ArgumentError, Loc, S2SError, SourceUnavailableError, UnsupportedSyntaxError
-from .ir import Atom, Aval, Builder, Lit, Program, Var, flatten
+from .ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
 from .ops.table import cast_to, fmt_shape, get_op
 
 _UNSUPPORTED_STMTS = {
@@ -192,6 +192,19 @@ class TensorMethod:
         self.name = name
 
 
+class _ContainerMethod:
+    """``d.items()``, ``d.keys()``, ``d.values()`` of a dict while compiling: called at once."""
+
+    _s2s_static = True
+
+    def __init__(self, method: Any):
+        self.method = method
+        self.__name__ = getattr(method, "__name__", "method")
+
+    def __call__(self) -> Any:
+        return list(self.method())
+
+
 class Scope:
     def __init__(self, func: types.FunctionType, parsed: _Parsed):
         self.locals: dict[str, Any] = {}
@@ -227,6 +240,8 @@ class Frontend:
         self.consts: list[Any] = []
         self.const_vars: dict[int, Var] = {}
         self.promoted: dict[tuple, Atom] = {}
+        self.float_params: frozenset[int] = frozenset()
+        self.bprop_cells: list[tuple[str, Loc]] = []
         self.depth = 0
 
     # ------------------------------------------------------------------ values
@@ -250,6 +265,11 @@ class Frontend:
                 var = Var(Aval(tuple(v.shape), v.asnumpy().dtype), v.name)
                 self.param_vars[id(v)] = var
                 self.params.append(v)
+            if id(v) in self.float_params:
+                key = (id(var), np.dtype(np.float32))
+                if key not in self.promoted:
+                    self.promoted[key] = cast_to(self.b, var, np.dtype(np.float32))
+                return self.promoted[key]
             return var
         if isinstance(v, (Tensor, np.ndarray, np.generic)):
             var = self.const_vars.get(id(v))
@@ -320,6 +340,10 @@ class Frontend:
                     f"`{f.__name__}(...)` must be created from compile-time constants here", UnsupportedSyntaxError
                 )
             return f(*args, **kwargs)
+        if isinstance(f, types.MethodType) and isinstance(f.__self__, Cell):
+            if f.__name__ == "construct":
+                self.note_bprop(f.__self__)
+            return self.inline(unwrap_jit(f.__func__), [f.__self__, *args], kwargs, owner=f.__self__)
         lower = getattr(f, "_s2s_lower", None)
         if lower is not None:
             return lower(self, list(args), kwargs)
@@ -331,13 +355,12 @@ class Frontend:
         if isinstance(f, Cell):
             if type(f).construct is Cell.construct:
                 raise self.error(f"{type(f).__name__} does not define construct()", ArgumentError)
-            return self.inline(type(f).construct, [f, *args], kwargs, owner=f)
+            self.note_bprop(f)
+            return self.inline(construct_function(f), [f, *args], kwargs, owner=f)
         if isinstance(f, TensorMethod):
             from .ops.primitives import tensor_method
 
             return tensor_method(self, f, list(args), kwargs)
-        if isinstance(f, types.MethodType) and isinstance(f.__self__, Cell):
-            return self.inline(f.__func__, [f.__self__, *args], kwargs, owner=f.__self__)
         if isinstance(f, types.FunctionType):
             if getattr(f, "_s2s_static", False):
                 return f(*args, **kwargs)
@@ -376,6 +399,21 @@ class Frontend:
             "(e.g. ops.Sin()), Cells, gradient functions, or Python functions whose source is available",
             UnsupportedSyntaxError,
         )
+
+    def note_bprop(self, cell: Any) -> None:
+        """Record a Cell that defines a custom ``bprop`` (see :attr:`Program.bprop_cells`)."""
+        bprop = getattr(type(cell), "bprop", None)
+        if bprop is None:
+            return
+        fn = unwrap_jit(bprop)
+        try:
+            file = inspect.getsourcefile(fn) or fn.__code__.co_filename
+            line = inspect.getsourcelines(fn)[1]
+        except (OSError, TypeError, AttributeError):
+            file, line = getattr(getattr(fn, "__code__", None), "co_filename", "?"), 0
+        entry = (type(cell).__name__, Loc(file, line))
+        if entry not in self.bprop_cells:
+            self.bprop_cells.append(entry)
 
     def call_builtin(self, f: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         name = f.__name__
@@ -686,6 +724,8 @@ class Frontend:
                 f"tensors have no attribute `{attr}` in compiled code "
                 f"(supported: shape, dtype, ndim, size, T, {', '.join(sorted(TENSOR_METHODS))})"
             )
+        if isinstance(base, dict) and attr in ("items", "keys", "values"):
+            return _ContainerMethod(getattr(base, attr))  # a dict argument: p.items(), ...
         ok = (
             isinstance(base, (types.ModuleType, Cell, type))
             or getattr(base, "_s2s_static", False)
@@ -750,6 +790,21 @@ def normalize_index(fe: Frontend, idx: Any) -> tuple:
     return tuple(out)
 
 
+def unwrap_jit(func: Any) -> Any:
+    """The plain function under ``@jit`` (``@s2s_ad.jit def construct(self, x)``, MindSpore's
+    idiom): inside compiled code the decorator changes nothing."""
+    from .api import JitFunction
+
+    while isinstance(func, JitFunction):
+        func = func.fn
+    return func
+
+
+def construct_function(cell: Any) -> Any:
+    """The function a Cell's ``construct`` runs (unwrapped from ``@jit``)."""
+    return unwrap_jit(type(cell).construct)
+
+
 def _op_symbol(op: ast.operator) -> str:
     return {
         ast.FloorDiv: "//",
@@ -789,13 +844,29 @@ def abstractify(x: Any) -> Any:
 
     if isinstance(x, (tuple, list)):
         return type(x)(abstractify(v) for v in x)
-    if isinstance(x, Tensor):
-        return Aval(tuple(x.shape), x.asnumpy().dtype)
-    if isinstance(x, (np.ndarray, np.generic)):
-        if x.dtype.kind not in "biuf":
-            raise ArgumentError(f"inputs must be numeric tensors or arrays, got an array of dtype {x.dtype}")
-        return Aval(x.shape, x.dtype)
+    if isinstance(x, dict):
+        return {k: abstractify(v) for k, v in x.items()}
+    if isinstance(x, (Tensor, np.ndarray, np.generic)):
+        a = x.asnumpy() if isinstance(x, Tensor) else x
+        return Aval(tuple(a.shape), input_dtype(a.dtype))
     return x
+
+
+def input_dtype(dt: np.dtype) -> np.dtype:
+    """The dtype a compiled program sees for an input of dtype ``dt``: native byte order
+    (big-endian arrays are converted at the call); anything that is not a supported
+    tensor dtype (complex, strings, objects, ...) is rejected with the list of those that are."""
+    dt = np.dtype(dt)
+    if not dt.isnative:
+        dt = dt.newbyteorder("=")
+    if dt not in mstype.NP_DTYPES:
+        raise ArgumentError(
+            f"inputs must be tensors of a supported dtype, got dtype {dt}"
+            + (" (complex numbers are not supported)" if dt.kind == "c" else "")
+            + "; supported: "
+            + ", ".join(str(d) for d in mstype.NP_DTYPES)
+        )
+    return dt
 
 
 def trace(
@@ -803,9 +874,13 @@ def trace(
     abstract_args: list[Any],
     name: str,
     arg_names: list[str],
+    float_params: frozenset[int] = frozenset(),
 ) -> Program:
-    """Stage ``body(fe, args)`` on abstract arguments (Avals and static Python values)."""
+    """Stage ``body(fe, args)`` on abstract arguments (Avals and static Python values).
+    Parameters whose ids are in ``float_params`` (integer ones being differentiated) are
+    used as float32 values: cast once where they are first used."""
     fe = Frontend()
+    fe.float_params = float_params
     invars: list[Var] = []
     children = []
 
@@ -818,6 +893,10 @@ def trace(
             pairs = [make(x, f"{hint}_{i}") for i, x in enumerate(a)]
             vals = [p[0] for p in pairs]
             return (type(a)(vals), ("list" if isinstance(a, list) else "tuple", tuple(p[1] for p in pairs)))
+        if isinstance(a, dict):
+            keys = dict_keys(a)
+            pairs = [make(a[k], f"{hint}_{k}" if str(k).isidentifier() else hint) for k in keys]
+            return dict(zip(keys, (p[0] for p in pairs))), ("dict", tuple(p[1] for p in pairs), tuple(keys))
         return a, ("static", ())
 
     vals = []
@@ -843,6 +922,7 @@ def trace(
         outs=outs,
         out_tree=out_tree,
         arg_names=list(arg_names),
+        bprop_cells=list(fe.bprop_cells),
     )
 
 
@@ -854,10 +934,13 @@ def inline_program(fe: Frontend, prog: Program, args: list[Atom]) -> list[Atom]:
     from .ops.table import cast_to
 
     env: dict[int, Atom] = {}
+    for entry in prog.bprop_cells:
+        if entry not in fe.bprop_cells:
+            fe.bprop_cells.append(entry)
     for v, a in zip(prog.arg_vars, args):
         env[id(v)] = cast_to(fe.b, a, v.dtype)
     for v, p in zip(prog.param_vars, prog.params):
-        env[id(v)] = fe.atom(p)
+        env[id(v)] = cast_to(fe.b, fe.atom(p), v.dtype)  # an integer Parameter fe uses as float
     for v, c in zip(prog.const_vars, prog.consts):
         env[id(v)] = fe.atom(c)
     copy_eqns(fe.b, prog.eqns, env)

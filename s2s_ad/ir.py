@@ -115,19 +115,33 @@ def _hashable(v: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- pytrees
-# A tree definition is either None (a leaf) or ("tuple" | "list", (child defs...)).
+# A tree definition is None (a leaf), ("tuple" | "list", (child defs...)) or, for a dict,
+# ("dict", (child defs...), (keys...)) with the keys sorted (as JAX does), so that two dicts
+# with the same keys flatten alike whatever their insertion order.
 TreeDef = Any
 
 
+def dict_keys(d: dict) -> list[Any]:
+    """The keys of a dict argument or output in tree order (sorted; by ``repr`` when the keys
+    are of kinds that do not compare)."""
+    try:
+        return sorted(d)
+    except TypeError:
+        return sorted(d, key=repr)
+
+
 def flatten(obj: Any, is_leaf=None) -> tuple[list[Any], TreeDef]:
-    """Flatten nested tuples/lists into leaves and a tree definition."""
-    if isinstance(obj, (tuple, list)) and not (is_leaf and is_leaf(obj)):
+    """Flatten nested tuples, lists and dicts into leaves and a tree definition."""
+    if isinstance(obj, (tuple, list, dict)) and not (is_leaf and is_leaf(obj)):
+        keys = dict_keys(obj) if isinstance(obj, dict) else None
         leaves: list[Any] = []
         defs = []
-        for x in obj:
+        for x in obj if keys is None else (obj[k] for k in keys):
             lv, d = flatten(x, is_leaf)
             leaves.extend(lv)
             defs.append(d)
+        if keys is not None:
+            return leaves, ("dict", tuple(defs), tuple(keys))
         return leaves, ("list" if isinstance(obj, list) else "tuple", tuple(defs))
     return [obj], None
 
@@ -141,8 +155,10 @@ def unflatten(treedef: TreeDef, leaves: Sequence[Any]) -> Any:
 def _unflatten(treedef: TreeDef, it) -> Any:
     if treedef is None:
         return next(it)
-    kind, children = treedef
+    kind, children = treedef[0], treedef[1]
     vals = [_unflatten(c, it) for c in children]
+    if kind == "dict":
+        return dict(zip(treedef[2], vals))
     return vals if kind == "list" else tuple(vals)
 
 
@@ -157,7 +173,9 @@ def tree_str(treedef: TreeDef) -> str:
     """A human description of a tree structure, for error messages."""
     if treedef is None:
         return "Tensor"
-    kind, children = treedef
+    kind, children = treedef[0], treedef[1]
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {tree_str(c)}" for k, c in zip(treedef[2], children)) + "}"
     inner = ", ".join(tree_str(c) for c in children)
     return f"[{inner}]" if kind == "list" else f"({inner}{',' if len(children) == 1 else ''})"
 
@@ -179,6 +197,9 @@ class Program:
     outs: list[Atom]
     out_tree: TreeDef
     arg_names: list[str] = field(default_factory=list)
+    # Cells with a custom ``bprop`` that the program calls: (class name, where bprop is defined);
+    # differentiating such a program is an error, not a silent use of the derived rule.
+    bprop_cells: list[tuple[str, Loc]] = field(default_factory=list)
 
     @property
     def arg_vars(self) -> list[Var]:
@@ -266,3 +287,45 @@ class Builder:
 
     def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
         return self.bind(op, ins, hint, **params)[0]
+
+
+# ----------------------------------------------------------------------------- float16
+HALF, SINGLE = np.dtype(np.float16), np.dtype(np.float32)
+
+
+def widen_half(prog: Program) -> Program:
+    """``prog`` with every float16 value held as float32 (variables, literals and dtype
+    parameters): compiled code computes float16 in float32 (Numba has no float16 arithmetic on
+    the CPU, and numpy computes most float16 operations through float32 anyway). The caller
+    converts float16 inputs to float32 and rounds results back to float16, so PYNATIVE and
+    GRAPH mode give the same float16 results. ``prog`` itself is returned when it has none."""
+
+    def has_half(a: Any) -> bool:
+        return a.dtype == HALF
+
+    if not (
+        any(has_half(v) for v in prog.invars)
+        or any(has_half(a) for e in prog.eqns for a in [*e.ins, *e.outs])
+        or any(isinstance(p, np.dtype) and p == HALF for e in prog.eqns for p in e.params.values())
+    ):
+        return prog
+    env: dict[int, Var] = {}
+
+    def var(v: Var) -> Var:
+        if id(v) not in env:
+            env[id(v)] = Var(Aval(v.shape, SINGLE), v.hint) if has_half(v) else v
+        return env[id(v)]
+
+    def atom(a: Atom) -> Atom:
+        if isinstance(a, Lit):
+            return Lit(a.value, SINGLE) if has_half(a) else a
+        return var(a)
+
+    def param(p: Any) -> Any:
+        return SINGLE if isinstance(p, np.dtype) and p == HALF else p
+
+    eqns = [
+        Eqn(e.op, [atom(a) for a in e.ins], [var(o) for o in e.outs], {k: param(p) for k, p in e.params.items()}, e.loc)
+        for e in prog.eqns
+    ]
+    return prog.replace(invars=[var(v) for v in prog.invars], eqns=eqns, outs=[atom(o) for o in prog.outs])

@@ -29,8 +29,11 @@ from .api import (
     _Direct,
     _leaf_atoms,
     _no_kwargs,
+    _number_atom,
     callable_name,
+    differentiated_program,
     flags_function,
+    number_input,
     trace_abstract,
 )
 from .errors import ArgumentError, ArgumentValueError
@@ -167,7 +170,11 @@ class JacobianFunction(Transformed):
                     f"{who}: argnums {p} is out of range: {callable_name(self.fn)} was called with {len(args)} input(s)",
                     ArgumentValueError,
                 )
+        args = [_number_atom(fe, a) if i in self.positions else a for i, a in enumerate(args)]
         inner = trace_abstract(self.fn, list(args))
+        # Integer inputs are differentiated as float32 (the Jacobian then has the float dtype
+        # of the output); bool inputs are an error.
+        inner = differentiated_program(fe, who, self.fn, list(args), inner, list(self.positions), [], True)
         if inner.out_tree is not None or len(inner.outs) != 1:
             raise fe.error(
                 f"{who}: {callable_name(self.fn)} must return one tensor, got {len(inner.outs)} outputs", ArgumentError
@@ -196,12 +203,15 @@ class JacobianFunction(Transformed):
             return rows[0][0] if self.bare else tuple(tuple(r) for r in rows)
         return rows[0][0] if self.bare else tuple(rows[0])
 
+    def number_positions(self, n: int) -> tuple[int, ...]:
+        return self.positions
+
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         _no_kwargs(fe, self.__name__, kwargs)
         blocks, forward = self._blocks(fe, list(args))
         flat: list[Atom] = []
-        for a in args:
-            flat.extend(_leaf_atoms(fe, a))
+        for i, a in enumerate(args):
+            flat.extend(_leaf_atoms(fe, _number_atom(fe, a) if i in self.positions else a))
         return self._shape([[jacobian_of(fe, m, flat, k, j, forward, self.mode) for m, k, j in row] for row in blocks])
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -210,6 +220,7 @@ class JacobianFunction(Transformed):
         is what nesting inside other transforms needs, but it compiles slowly."""
         if kwargs:
             return super().__call__(*args, **kwargs)
+        args = tuple(number_input(a) if i in self.positions else a for i, a in enumerate(args))
         backend = context.backend()
         plans = calls_cache(self.fn, (self.key(), "plan"))
         sig = (backend, tuple(signature(a) for a in args))
@@ -323,7 +334,11 @@ class HvpFunction(Transformed):
     def extra_args(self, n: int) -> list[str]:
         return ["v"] if n > 0 else []
 
+    def number_positions(self, n: int) -> range:
+        return range(max(n - 1, 0))
+
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+        args = [_number_atom(fe, a) for a in args[:-1]] + list(args[-1:])
         primals = list(args[:-1])
         out = trace_abstract(self.fn, primals)
         if out.out_tree is not None or out.outs[0].shape != ():

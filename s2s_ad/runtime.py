@@ -24,7 +24,7 @@ from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall
 from .frontend import Frontend, abstractify, trace
-from .ir import Program, unflatten
+from .ir import HALF, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
 from .opt import optimize
 from .tensor import Parameter, Tensor
@@ -54,12 +54,14 @@ def signature(x: Any) -> Any:
         a = x._data
         return (a.shape, a.dtype)
     if isinstance(x, (np.ndarray, np.generic)):
-        return (x.shape, x.dtype)
+        return (x.shape, x.dtype if x.dtype.isnative else x.dtype.newbyteorder("="))
     if isinstance(x, Tensor):
         a = x.asnumpy()
         return (a.shape, a.dtype)
     if isinstance(x, (tuple, list)):
         return (type(x).__name__, tuple(signature(v) for v in x))
+    if isinstance(x, dict):
+        return ("dict", tuple((k, signature(x[k])) for k in dict_keys(x)))
     try:
         hash(x)
         return ("S", type(x).__name__, x)
@@ -68,11 +70,15 @@ def signature(x: Any) -> Any:
 
 
 def tensor_leaves(x: Any, out: list) -> list:
+    """The tensors of an argument tree, in the order :func:`~s2s_ad.ir.flatten` gives them."""
     if isinstance(x, (Tensor, np.ndarray, np.generic)):
         out.append(x)
     elif isinstance(x, (tuple, list)):
         for v in x:
             tensor_leaves(v, out)
+    elif isinstance(x, dict):
+        for k in dict_keys(x):
+            tensor_leaves(x[k], out)
     return out
 
 
@@ -85,7 +91,11 @@ class Compiled:
     """A compiled program and the generated source it came from."""
 
     def __init__(self, prog: Program, backend: str, final: bool = True, doc: str | None = None):
-        self.program = optimize(prog, final=final)
+        optimized = optimize(prog, final=final)
+        # float16 is computed in float32: inputs are widened at the call, results rounded back
+        # (out_avals keep the program's own dtypes).
+        self.program = widen_half(optimized)
+        self.half_inputs = [i for i, v in enumerate(optimized.invars) if v.dtype == HALF]
         self.fname = _identifier(prog.name)
         self.backend = backend
         self.entry: FirstCall | None = None
@@ -96,7 +106,7 @@ class Compiled:
         else:
             self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
             self.fn = compile_source(self.source, self.fname, backend)
-        self.out_avals = [o.aval for o in self.program.outs]
+        self.out_avals = [o.aval for o in optimized.outs]
 
         # The first call runs the generic path (which also checks machine code loaded from
         # the disk cache); later calls run ``call``, a dispatcher generated for this program.
@@ -110,6 +120,8 @@ class Compiled:
         arrays = [_input(x) for x in tensor_leaves(list(args), [])]
         arrays += [_input(p) for p in prog.params]
         arrays += [_input(c) for c in prog.consts]
+        for i in self.half_inputs:
+            arrays[i] = np.float32(arrays[i]) if np.ndim(arrays[i]) == 0 else arrays[i].astype(np.float32)
         results = self.fn(*arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
@@ -146,6 +158,8 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         lines.append(f"    k{i} = consts[{i}]")
         lines.append(f"    k{i} = k{i}._data if type(k{i}) in TENSORS else array(k{i})")
         names.append(f"k{i}")
+    for i in c.half_inputs:
+        lines.append(f"    {names[i]} = {names[i]}.astype(float32)")
     passed = [f"{n}[()]" if v.shape == () else n for n, v in zip(names, prog.invars)]
     lines.append(f"    r = fn({', '.join(passed)})")
     arrays = "(" + "".join(f"{n}, " for n, v in zip(names, prog.invars) if v.shape != ()) + ")"
@@ -177,6 +191,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         "fn": c.fn,
         "wrap": Tensor._wrap,
         "asarray": np.asarray,
+        "float32": np.float32,
         "ndarray": np.ndarray,
         "output": _output,
         "unflatten": unflatten,
@@ -207,6 +222,8 @@ def _output_kinds(prog: Program) -> list[int]:
 
 def _array(x: Any) -> np.ndarray:
     a = x.asnumpy() if isinstance(x, Tensor) else np.asarray(x)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))  # compiled code takes native byte order
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 

@@ -33,6 +33,17 @@ def _to_array(data: Any, dtype: Any) -> np.ndarray:
         arr = arr.astype(mstype.to_np(dtype), copy=False)
     if arr.dtype == object:
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian data in native byte order
+    if arr.dtype not in mstype.NP_DTYPES:
+        from .errors import ArgumentError
+
+        raise ArgumentError(
+            f"Tensor: dtype {arr.dtype} is not supported"
+            + (" (complex numbers are not supported)" if arr.dtype.kind == "c" else "")
+            + "; supported: "
+            + ", ".join(str(d) for d in mstype.NP_DTYPES)
+        )
     return np.array(arr, copy=True, order="C")  # compiled calls rely on C order
 
 
@@ -89,7 +100,20 @@ class Tensor:
         return F.transpose(self, tuple(reversed(range(self.ndim))))
 
     def __array__(self, dtype=None, copy=None):
-        return self._data if dtype is None else self._data.astype(dtype)
+        if copy:
+            return np.array(self._data, dtype=dtype, copy=True)
+        return self._data if dtype is None else self._data.astype(dtype, copy=False)
+
+    # NumPy functions and ufuncs given Tensors (np.sum(t), np.exp(t), array + t): those s2s_ad
+    # compiles run as in compiled code, others are NumPy's on the data; arrays come back as
+    # Tensors (see s2s_ad.ops.numpy_api.numpy_on_tensors). np.asarray(t) is the ndarray.
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _numpy_api().numpy_on_tensors(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        if not all(issubclass(t, (Tensor, np.ndarray)) for t in types):
+            return NotImplemented
+        return _numpy_api().numpy_on_tensors(func, "__call__", args, kwargs)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -243,6 +267,19 @@ class Tensor:
         return self._cmp(np.greater_equal, o)
 
     __hash__ = object.__hash__
+
+
+def _numpy_api() -> Any:
+    """``s2s_ad.ops.numpy_api`` (imported on first use: it imports this module)."""
+    global _NUMPY_API
+    if _NUMPY_API is None:
+        from .ops import numpy_api
+
+        _NUMPY_API = numpy_api
+    return _NUMPY_API
+
+
+_NUMPY_API: Any = None
 
 
 class Parameter(Tensor):

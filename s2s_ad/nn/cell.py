@@ -36,6 +36,12 @@ class Cell:
             params[name] = value
         elif isinstance(value, Cell):
             cells[name] = value
+        elif _holds_modules(value):
+            # A list, tuple or dict of Cells or Parameters (``self.layers = [nn.Dense(...), ...]``)
+            # is registered like attributes, element by element, named ``layers.0``, ... as in
+            # MindSpore. It is walked when parameters are listed, so later appends count too.
+            _name_container(value, name)
+            cells[name] = value
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
@@ -83,8 +89,26 @@ class Cell:
         for n, p in params.items():
             yield prefix + n, p
         if recurse:
-            for cn, c in cells.items():
+            for cn, c in self._named_children():
                 yield from c._all_params(f"{prefix}{cn}.", True)
+        # Parameters held in lists/tuples/dicts come last, so that one that also belongs to a
+        # sub-cell (``self.weights = ParameterTuple(net.trainable_params())``) keeps that
+        # sub-cell's name and place.
+        for cn, c in cells.items():
+            if not isinstance(c, Cell):
+                for en, e in _container_items(c, cn):
+                    if isinstance(e, Parameter):
+                        yield prefix + en, e
+
+    def _named_children(self) -> Iterator[tuple[str, Cell]]:
+        """Sub-cells in registration order, those inside lists/tuples/dicts named ``name.i``."""
+        for cn, c in self._dicts()[1].items():
+            if isinstance(c, Cell):
+                yield cn, c
+            else:
+                for en, e in _container_items(c, cn):
+                    if isinstance(e, Cell):
+                        yield en, e
 
     def get_parameters(self, expand: bool = True) -> Iterator[Parameter]:
         for _, p in self.parameters_and_names(recurse=expand):
@@ -98,10 +122,10 @@ class Cell:
         return [p for _, p in self.parameters_and_names(recurse=recurse) if not p.requires_grad]
 
     def cells(self) -> list[Cell]:
-        return list(self._dicts()[1].values())
+        return [c for _, c in self._named_children()]
 
     def name_cells(self) -> OrderedDict[str, Cell]:
-        return OrderedDict(self._dicts()[1])
+        return OrderedDict(self._named_children())
 
     def set_grad(self, requires_grad: bool = True) -> Cell:
         return self
@@ -111,5 +135,33 @@ class Cell:
         return self
 
     def __repr__(self) -> str:
-        subs = "".join(f"\n  ({n}): {c!r}".replace("\n", "\n  ") for n, c in self._dicts()[1].items())
+        subs = "".join(f"\n  ({n}): {c!r}".replace("\n", "\n  ") for n, c in self._named_children())
         return f"{type(self).__name__}<{subs}\n>" if subs else f"{type(self).__name__}<>"
+
+
+def _holds_modules(value: Any) -> bool:
+    """Whether ``value`` is a list, tuple or dict holding Cells or Parameters (at any depth)."""
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, (Cell, Parameter)) or _holds_modules(v) for v in value)
+    if isinstance(value, dict):
+        return any(isinstance(v, (Cell, Parameter)) or _holds_modules(v) for v in value.values())
+    return False
+
+
+def _container_items(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """``(name, element)`` for the elements of a container attribute, nested ones flattened:
+    ``layers.0``, ``layers.1``, ``blocks.enc.0``."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for k, v in items:
+        name = f"{prefix}.{k}"
+        if isinstance(v, (list, tuple, dict)):
+            yield from _container_items(v, name)
+        else:
+            yield name, v
+
+
+def _name_container(value: Any, prefix: str) -> None:
+    for n, v in _container_items(value, prefix):
+        if isinstance(v, Parameter) and not v._named:
+            v.name = n
+            v._named = True

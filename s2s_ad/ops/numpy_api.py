@@ -5,7 +5,10 @@ axis=1)``, ``np.where(x > 0, x, 0.1 * x)``, ... lower to the same IR as the Mind
 ops, so they are differentiated, simplified and compiled like them. :data:`NUMPY_LOWERINGS`
 is the one mapping: a numpy function object (looked up by identity) → a lowering
 ``(fe, args, kwargs) -> value``. Any other numpy callable is rejected with the user's line and
-the list of supported functions. Outside compiled code numpy calls are plain numpy.
+the list of supported functions. Outside compiled code, a numpy function or ufunc given Tensors (:func:`numpy_on_tensors`, from
+the Tensor's ``__array_function__``/``__array_ufunc__``) runs the same lowering eagerly, so
+``np.sum(t)`` computes what it computes in compiled code; calls this module does not lower are
+computed by NumPy on the Tensors' data. Either way array results come back as Tensors.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as mstype
-from ..errors import ArgumentError, ShapeError, UnsupportedSyntaxError
+from ..errors import ArgumentError, S2SError, ShapeError, UnsupportedSyntaxError
 from ..ir import Lit, Var
+from ..runtime import eager
 from .primitives import lower_cast, lower_compare, lower_reduce, lower_reshape, lower_select, lower_transpose
 from .table import fill, fmt_shape
 
@@ -58,6 +62,7 @@ def _lowering(name: str, impl: Callable[..., Any]) -> Lowering:
             raise fe.error(f"np.{name}({shown}): {err}", ArgumentError) from None
         return impl(*bound.args, **bound.kwargs)
 
+    lower.keywords = frozenset(keywords)  # type: ignore[attr-defined]
     return lower
 
 
@@ -327,3 +332,54 @@ def lower_numpy_call(fe, f: Any, args: list, kwargs: dict) -> Any:
         + ", ".join(supported_names()),
         UnsupportedSyntaxError,
     )
+
+
+# ----------------------------------------------------------------------------- outside compiled code
+def numpy_on_tensors(func: Any, method: str, args: tuple, kwargs: dict) -> Any:
+    """``func(*args, **kwargs)`` (``getattr(ufunc, method)`` for a ufunc method) where some
+    arguments are Tensors, called from Python.
+
+    A call this module lowers (``np.sum(t, axis=1)``, ``np.exp(t)``, ``t_array + t``, ...) runs
+    that lowering eagerly, with the dtype rules of compiled code (``np.exp`` of an int32 Tensor
+    is float32, as ``ops.exp``). Any other call (``np.std``, ``np.prod``, ``out=``, ufunc
+    methods such as ``np.add.reduce``) is NumPy's, on the Tensors' data. Array results (and
+    NumPy scalars) are returned as Tensors where their dtype is a Tensor dtype; other results
+    (Python values, shapes, complex arrays) as NumPy gives them."""
+    entry = NUMPY_LOWERINGS.get(id(func))
+    if method == "__call__" and entry is not None and entry[0] is func and entry[1].keywords.issuperset(kwargs):
+        try:
+            return eager(("np", func), entry[1], args, kwargs, isinstance(func, np.ufunc))
+        except S2SError:
+            pass  # an argument form the lowering does not take: NumPy decides
+    call = func if method == "__call__" else getattr(func, method)
+    result = call(*_as_arrays(args), **_as_arrays(kwargs))
+    out = kwargs.get("out")
+    if out is not None:
+        # NumPy writes into ``out`` (``array += t``, ``np.add(a, b, out=t)``) and returns it: the
+        # same objects come back, an ndarray staying an ndarray.
+        return out[0] if isinstance(out, tuple) and len(out) == 1 else out
+    return _as_tensors(result)
+
+
+def _as_arrays(v: Any) -> Any:
+    from ..tensor import Tensor
+
+    if isinstance(v, Tensor):
+        return v.asnumpy()
+    if isinstance(v, (list, tuple)):
+        return type(v)(_as_arrays(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _as_arrays(x) for k, x in v.items()}
+    return v
+
+
+def _as_tensors(v: Any) -> Any:
+    from ..tensor import Tensor
+
+    if isinstance(v, (np.ndarray, np.generic)) and v.dtype in mstype.NP_DTYPES:
+        return Tensor._wrap(np.array(v, order="C", copy=True))
+    if isinstance(v, tuple) and not hasattr(v, "_fields"):
+        return tuple(_as_tensors(x) for x in v)
+    if isinstance(v, list):
+        return [_as_tensors(x) for x in v]
+    return v
