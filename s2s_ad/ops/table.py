@@ -43,6 +43,7 @@ class OpDef:
     # fn(*args, lit, np) -> (src, prec) | ("shaped_template", fn): the same, plus the output shape
     printer: tuple | None = None
     sympy_head: Any = None  # SymPy class mapped back to this op by the SymPy bridge
+    sympy_aliases: tuple = ()  # SymPy's own classes that SymPy may create for this op (also mapped back)
     bool_inputs: tuple[int, ...] = ()  # input positions that take bool tensors (never differentiated)
     # structural ------------------------------------------------------------------------
     emit: Callable[..., Any] | None = None  # (args, eqn, ctx) -> (expr, prec) | list of lines
@@ -121,30 +122,81 @@ def _elementwise_abstract(display: str, float_result: bool):
 
 
 # ----------------------------------------------------------------------------- custom SymPy heads
-class Sigmoid(sp.Function):
+# Every value the compiled code computes is a real float (nan where a result is undefined), so
+# the heads below are extended real whatever their arguments: SymPy can then differentiate
+# ``abs`` and ``sign`` of them, and convert them to numbers. SymPy's own ``Abs`` and ``sign``
+# differentiate an argument they cannot prove real (``sqrt(x)``, ``x/y``, which may be complex
+# or infinite to SymPy) through ``re``, ``im`` and ``arg``, which are no ops: :class:`Abs` and
+# :class:`Sign` state the real derivative instead.
+class _Real(sp.Function):
+    """A head whose values are extended real numbers (or nan)."""
+
+    def _eval_is_extended_real(self) -> bool:
+        return True
+
+
+class Abs(sp.Abs):
+    """``|x|`` of a real value: d|x|/dx = sign(x), also where SymPy cannot prove ``x`` real."""
+
+    def _eval_derivative(self, x: sp.Symbol) -> sp.Expr:
+        a = self.args[0]
+        return Sign(a) * sp.diff(a, x)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return Sign(self.args[0])
+
+
+class Sign(sp.sign):
+    """``sign(x)`` of a real value: real, with derivative 0 (almost everywhere, as in every AD
+    system), also where SymPy cannot prove ``x`` real."""
+
+    def _eval_is_extended_real(self) -> bool:
+        return True
+
+    def _eval_derivative(self, x: sp.Symbol) -> sp.Expr:
+        return sp.Integer(0)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+
+class Sigmoid(_Real):
     """Logistic function. Its derivative is stated in terms of itself (``s*(1-s)``), which
     SymPy's chain rule then uses: the expanded form ``exp(-x)/(1+exp(-x))**2`` overflows to
     nan in floating point for large negative x."""
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        x = self.args[0]
+        return (1 / (1 + sp.exp(-x)))._eval_evalf(prec) if x.is_number else None
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         s = Sigmoid(self.args[0])
         return s * (1 - s)
 
 
-class Step(sp.Function):
-    """Heaviside step with step(0) = 0 (the derivative of ReLU, as MindSpore defines it)."""
+class Step(_Real):
+    """Heaviside step with step(0) = 0 (the derivative of ReLU, as MindSpore defines it) and
+    step(nan) = 0 (JAX's derivative of ReLU there)."""
 
     @classmethod
     def eval(cls, x):
+        if x is sp.S.NaN:
+            return sp.Integer(0)
         if x.is_number and x.is_extended_real:
             return sp.Integer(1) if x > 0 else sp.Integer(0)
         return None
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Integer(0)
 
 
-class _Extremum(sp.Function):
+class _Extremum(_Real):
     """Elementwise max or min of two values. On a tie the derivative goes to ``x``
     (MindSpore's rule)."""
 
@@ -175,7 +227,7 @@ class Minimum(_Extremum):
     is_max = False
 
 
-class Select(sp.Function):
+class Select(_Real):
     """``Select(c, a, b)``: ``a`` where the (bool) condition ``c`` holds, else ``b``
     (``np.where``). Not differentiable in ``c``; the derivative in ``a`` is ``Select(c, 1, 0)``."""
 
@@ -198,8 +250,19 @@ class Select(sp.Function):
         return sp.Integer(0)
 
 
-class Relu(sp.Function):
+class Relu(_Real):
     """max(x, 0)."""
+
+    @classmethod
+    def eval(cls, x):
+        if x is sp.S.NaN:
+            return sp.S.NaN
+        if x.is_number and x.is_extended_real:
+            return x if x > 0 else sp.Integer(0)
+        return None
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return Step(self.args[0])
@@ -214,6 +277,7 @@ def elementwise(
     *,
     nin: int = 1,
     sympy_head: Any = None,
+    sympy_aliases: tuple = (),
     float_result: bool = False,
     domain: tuple[float, float] = (-2.0, 2.0),
     abstract: Callable[[list[Aval], dict], list[Aval]] | None = None,
@@ -230,6 +294,7 @@ def elementwise(
             formula=formula,
             printer=printer,
             sympy_head=sympy_head,
+            sympy_aliases=sympy_aliases,
             bool_inputs=bool_inputs,
             samples=[(s, {}) for s in _broadcast_samples(nin)],
             domain=domain,
@@ -256,8 +321,12 @@ def _relu_print(a, lit, np_):
     return f"{np_}.maximum({a}, {lit(0)})", ATOM
 
 
-def _step_print(a, lit, np_):
-    return f"{np_}.sign({np_}.maximum({a}, {lit(0)}))", ATOM
+def _step_print(a, lit, np_, shape):
+    # 1 where a > 0, else 0 (also at nan, where the derivative of ReLU is 0 as in JAX). Numba's
+    # np.where on scalars returns a 0-d array, which other scalar code cannot take.
+    if shape == ():
+        return f"({lit(1)} if {a} > {lit(0)} else {lit(0)})", ATOM
+    return f"{np_}.where({a} > {lit(0)}, {lit(1)}, {lit(0)})", ATOM
 
 
 elementwise("add", "Add", lambda x, y: x + y, ("infix", "+", ADD), nin=2)
@@ -277,11 +346,11 @@ elementwise("sinh", "Sinh", sp.sinh, ("call", "sinh"), sympy_head=sp.sinh, float
 elementwise("cosh", "Cosh", sp.cosh, ("call", "cosh"), sympy_head=sp.cosh, float_result=True)
 elementwise("tanh", "Tanh", sp.tanh, ("call", "tanh"), sympy_head=sp.tanh, float_result=True)
 elementwise("atanh", "Atanh", sp.atanh, ("call", "arctanh"), sympy_head=sp.atanh, float_result=True, domain=(-0.8, 0.8))
-elementwise("abs", "Abs", sp.Abs, ("call", "abs"), sympy_head=sp.Abs)
-elementwise("sign", "Sign", sp.sign, ("call", "sign"), sympy_head=sp.sign)
+elementwise("abs", "Abs", Abs, ("call", "abs"), sympy_head=Abs, sympy_aliases=(sp.Abs,))
+elementwise("sign", "Sign", Sign, ("call", "sign"), sympy_head=Sign, sympy_aliases=(sp.sign,))
 elementwise("sigmoid", "Sigmoid", Sigmoid, ("template", _sigmoid_print), sympy_head=Sigmoid, float_result=True)
 elementwise("relu", "ReLU", Relu, ("template", _relu_print), sympy_head=Relu)
-elementwise("step", "Step", Step, ("template", _step_print), sympy_head=Step)
+elementwise("step", "Step", Step, ("shaped_template", _step_print), sympy_head=Step)
 elementwise("maximum", "Maximum", Maximum, ("call", "maximum"), nin=2, sympy_head=Maximum, distinct_inputs=True)
 elementwise("minimum", "Minimum", Minimum, ("call", "minimum"), nin=2, sympy_head=Minimum, distinct_inputs=True)
 
@@ -969,3 +1038,4 @@ def fill(b: Builder, shape: Shape, value: float, dtype: np.dtype) -> Atom:
 
 ELEMENTWISE = [op for op in OPS.values() if op.kind == "elementwise"]
 SYMPY_HEADS = {op.sympy_head: op.name for op in ELEMENTWISE if op.sympy_head is not None}
+SYMPY_HEADS.update({alias: op.name for op in ELEMENTWISE for alias in op.sympy_aliases})
