@@ -83,7 +83,7 @@ class _Emitter:
             coeff, factors = e.as_coeff_mul()
             num, den = [], []
             for f in factors:
-                if f.is_Pow and f.exp.is_number and f.exp.is_negative:
+                if f.is_Pow and f.exp.is_Rational and f.exp.is_negative:
                     den.append(f.base ** (-f.exp))
                 else:
                     num.append(f)
@@ -115,7 +115,7 @@ class _Emitter:
                     return self.un("square", self.go(base))
                 if ex == sp.Rational(1, 2):
                     return self.un("sqrt", self.go(base))
-                if ex.is_negative:
+                if ex.is_negative and ex.is_Rational:  # a Float exponent is the user's: pow keeps C's signed zeros
                     return self.bin("div", self.lit(1.0), self.go(base ** (-ex)))
                 return self.bin("pow", self.go(base), self.lit(float(ex)))
             return self.bin("pow", self.go(base), self.go(ex))
