@@ -321,12 +321,30 @@ def _pow_print(a, b, lit, np_):
     return f"{a} ** {b}", POW
 
 
+def _extremum_print(cmp: str, ufunc: str):
+    # numpy's maximum/minimum: nan if either is nan, else the second operand on a tie (0.0 and
+    # -0.0). Numba's scalar np.maximum gives the first on a tie, so scalars (in loops, 0-d
+    # code and CUDA kernels) are compared as numpy does.
+    def print_(a, b, lit, np_, shape):
+        if shape == ():
+            return f"({a} if ({a} {cmp} {b}) | ({a} != {a}) else {b})", ATOM
+        return f"{np_}.{ufunc}({a}, {b})", ATOM
+
+    return print_
+
+
 def _sigmoid_print(a, lit, np_):
     return f"{lit(1)} / ({lit(1)} + {np_}.exp(-{a}))", MUL
 
 
 def _relu_print(a, lit, np_):
-    return f"{np_}.maximum({a}, {lit(0)})", ATOM
+    # (+ 0 makes relu(-0.0) +0.0 in every backend, as numpy's maximum(-0.0, 0) gives)
+    return f"{np_}.maximum({a}, {lit(0)}) + {lit(0)}", ADD
+
+
+def _sign_print(a, lit, np_):
+    # (+ 0 makes sign(-0.0) +0.0 in every backend, as numpy gives; Numba's keeps the sign)
+    return f"{np_}.sign({a}) + {lit(0)}", ADD
 
 
 def _step_print(a, lit, np_, shape):
@@ -355,12 +373,28 @@ elementwise("cosh", "Cosh", sp.cosh, ("call", "cosh"), sympy_head=sp.cosh, float
 elementwise("tanh", "Tanh", sp.tanh, ("call", "tanh"), sympy_head=sp.tanh, float_result=True)
 elementwise("atanh", "Atanh", sp.atanh, ("call", "arctanh"), sympy_head=sp.atanh, float_result=True, domain=(-0.8, 0.8))
 elementwise("abs", "Abs", Abs, ("call", "abs"), sympy_head=Abs, sympy_aliases=(sp.Abs,))
-elementwise("sign", "Sign", Sign, ("call", "sign"), sympy_head=Sign, sympy_aliases=(sp.sign,))
+elementwise("sign", "Sign", Sign, ("template", _sign_print), sympy_head=Sign, sympy_aliases=(sp.sign,))
 elementwise("sigmoid", "Sigmoid", Sigmoid, ("template", _sigmoid_print), sympy_head=Sigmoid, float_result=True)
 elementwise("relu", "ReLU", Relu, ("template", _relu_print), sympy_head=Relu)
 elementwise("step", "Step", Step, ("shaped_template", _step_print), sympy_head=Step)
-elementwise("maximum", "Maximum", Maximum, ("call", "maximum"), nin=2, sympy_head=Maximum, distinct_inputs=True)
-elementwise("minimum", "Minimum", Minimum, ("call", "minimum"), nin=2, sympy_head=Minimum, distinct_inputs=True)
+elementwise(
+    "maximum",
+    "Maximum",
+    Maximum,
+    ("shaped_template", _extremum_print(">", "maximum")),
+    nin=2,
+    sympy_head=Maximum,
+    distinct_inputs=True,
+)
+elementwise(
+    "minimum",
+    "Minimum",
+    Minimum,
+    ("shaped_template", _extremum_print("<", "minimum")),
+    nin=2,
+    sympy_head=Minimum,
+    distinct_inputs=True,
+)
 
 
 def _select_abstract(avals: list[Aval], params: dict) -> list[Aval]:
