@@ -229,7 +229,7 @@ class Transformed:
         calls = self.__dict__.get("_s2s_calls")
         if calls is None:
             calls = self._s2s_calls = calls_cache(*self.cache_root())
-        sig = (context.backend(self.target), *[signature(a) for a in args])
+        sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in args])
         c = calls.get(sig)
         if c is None:
             c = build_staged(

@@ -212,7 +212,7 @@ class JacobianFunction(Transformed):
             return super().__call__(*args, **kwargs)
         backend = context.backend()
         cache = cache_for(self.fn)
-        sig = (self.key(), "plan", backend, tuple(signature(a) for a in args))
+        sig = (self.key(), "plan", backend, context.compile_options(), tuple(signature(a) for a in args))
         plan = cache.get(sig)
         if plan is None:
             plan = cache[sig] = self._plan(list(args), backend)

@@ -160,7 +160,10 @@ def elementwise_units(eqns: list[Eqn]) -> list[list[Eqn]]:
     return _toposort(units, first, {})
 
 
-def simplify_clusters(prog: Program) -> Program:
+def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
+    """Each cluster of elementwise equations simplified by SymPy. With ``keep_primal`` (the
+    default) the user's own equations are kept as written (see :func:`_simplify_cluster`);
+    without it (``set_context(algebraic_simplification=True)``) they are rewritten too."""
     eqns = prog.eqns
     ok, unit_of, members = _cluster_index(eqns)
     producer = {id(o): i for i, e in enumerate(eqns) for o in e.outs}
@@ -183,7 +186,7 @@ def simplify_clusters(prog: Program) -> Program:
         if expression_size(cluster, outs) > MAX_TREE:
             units[root] = cluster
         else:
-            units[root] = _simplify_cluster(cluster, used_outside, env, consts)
+            units[root] = _simplify_cluster(cluster, used_outside, env, consts, keep_primal)
     for i, e in enumerate(eqns):
         if not ok[i]:
             units[("s", i)] = [e]
@@ -193,15 +196,15 @@ def simplify_clusters(prog: Program) -> Program:
 
 
 def _simplify_cluster(
-    members: list[Eqn], used_outside: set[int], env: dict[int, Atom], consts: dict[int, float]
+    members: list[Eqn], used_outside: set[int], env: dict[int, Atom], consts: dict[int, float], keep_primal: bool = True
 ) -> list[Eqn]:
     """The equations of a cluster with its derivative equations simplified as SymPy
     expressions. The user's own equations (``Eqn.primal``) are kept as written: SymPy would
     re-express them with real-number algebra (``x*0`` and ``x - x`` fold to 0 at construction,
     ``log(exp(x))`` to ``x``), which changes their IEEE results at inf, nan and overflow. Their
     results enter the derivative expressions as symbols."""
-    kept = [e for e in members if e.primal]
-    derived = [e for e in members if not e.primal]
+    kept = [e for e in members if e.primal and keep_primal]
+    derived = [e for e in members if not (e.primal and keep_primal)]
     if not derived:
         return members
     produced = {id(o) for e in derived for o in e.outs}
@@ -311,7 +314,7 @@ _SHAPE_ONLY = {"broadcast_to", "reshape", "transpose", "getitem", "cast", "reduc
 _INEXACT = {"reduce_mean", "reduce_sum", "matmul"}
 
 
-def fold_fills(prog: Program) -> Program:
+def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     """Propagate constants through structural ops: a reshape, broadcast, transpose, slice,
     cast or max/min/mean of a constant fill is a fill; a sum of one is a scaled fill; a matmul
     with a zero fill is a zero fill. (Zero and one seeds then fold in the SymPy clusters.)"""
@@ -330,7 +333,7 @@ def fold_fills(prog: Program) -> Program:
         v = None
         if e.op == "fill":
             value[id(e.outs[0])] = float(e.params["value"])
-        elif e.primal and e.op in _INEXACT:
+        elif keep_primal and e.primal and e.op in _INEXACT:
             pass  # the user's sum, mean or matmul keeps numpy's rounding, overflow and 0*inf
         elif out is not None and e.op in _SHAPE_ONLY and const(ins[0]) is not None:
             v = const(ins[0])
@@ -356,10 +359,15 @@ def fold_fills(prog: Program) -> Program:
 
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
-    derivatives may still be taken (``stop_gradient``)."""
-    prog = cse(fold_fills(dce(prog)))
+    derivatives may still be taken (``stop_gradient``). The user's own equations are rewritten
+    only in IEEE-exact ways (dce, cse, shape-only constant folds) unless the context's
+    ``algebraic_simplification`` is on."""
+    from . import context
+
+    keep_primal = not context.get_context("algebraic_simplification")
+    prog = cse(fold_fills(dce(prog), keep_primal))
     if final:
         prog = strip_identities(prog)
     if simplify:
-        prog = cse(simplify_clusters(prog))
+        prog = cse(simplify_clusters(prog, keep_primal))
     return dce(prog)

@@ -142,3 +142,21 @@ def test_derivatives_at_special_values_agree_with_jax(mode, shape):
         value, g = s2s_ad.value_and_grad(_sqrt_pow)(full(v))
         np.testing.assert_array_equal(g.asnumpy(), np.full(shape, np.inf))
         assert np.all(np.signbit(value.asnumpy()) == np.signbit(v))
+
+
+def test_algebraic_simplification_is_an_opt_in(mode):
+    from s2s_ad import context
+
+    x = Tensor(np.array([np.inf, np.nan, 2.0]))
+    f = s2s_ad.jit(rewrites)
+    assert np.isnan(f(x)[0].asnumpy()[0])  # numpy's inf * 0
+    context.set_context(algebraic_simplification=True)
+    try:
+        # the same function object compiles anew: the setting is part of the cache key
+        assert _same(f(x)[0].asnumpy(), [0.0, 0.0, 0.0])  # x*0 folded to 0
+        assert _same(f(x)[3].asnumpy(), [1.0, 1.0, 1.0])  # x/x folded to 1
+        with pytest.raises(ValueError, match="algebraic_simplification"):
+            context.set_context(algebraic_simplification=1)
+    finally:
+        context.set_context(algebraic_simplification=False)
+    assert np.isnan(f(x)[0].asnumpy()[0])
