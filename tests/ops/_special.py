@@ -1,5 +1,5 @@
 """IEEE special values for the special-value tests (``test_special_values.py`` and the CUDA
-target's ``tests/cuda/test_special_values.py``): the inputs, numpy's reference for every
+target's ``tests/cuda/test_cuda_special_values.py``): the inputs, numpy's reference for every
 elementwise op of the table, the one program that applies every op, and the comparison
 (nan matches nan, infinities and the sign of a zero exactly, finite values within a few ulp).
 """

@@ -3,7 +3,7 @@ nan, ±0, the largest and subnormal values, overflowing and out-of-domain argume
 sqrt(-1), arctanh(2)) equals numpy's evaluation (nan matches nan, signed zeros where numpy
 gives one) in the numpy backend (PYNATIVE) and the Numba backend (GRAPH), on 1-D inputs (a
 fused loop) and on 0-d ones (scalar code). The CUDA target has the same check in
-``tests/cuda/test_special_values.py``.
+``tests/cuda/test_cuda_special_values.py``.
 """
 
 from __future__ import annotations
