@@ -45,6 +45,7 @@ class OpDef:
     sympy_head: Any = None  # SymPy class mapped back to this op by the SymPy bridge
     sympy_aliases: tuple = ()  # SymPy's own classes that SymPy may create for this op (also mapped back)
     bool_inputs: tuple[int, ...] = ()  # input positions that take bool tensors (never differentiated)
+    derivative_only: bool = False  # made by differentiation only (no user-facing function or primitive)
     # structural ------------------------------------------------------------------------
     emit: Callable[..., Any] | None = None  # (args, eqn, ctx) -> (expr, prec) | list of lines
     statement: bool = False  # emit returns statements assigning to a target
@@ -196,6 +197,30 @@ class Step(_Real):
         return sp.Integer(0)
 
 
+class AtLeast(_Real):
+    """``AtLeast(x, y)``: 1 where x >= y, else 0 (also where either is nan: a comparison with
+    nan is false). The derivative of max(x, y) in x: ties (also of infinities, where ``y - x``
+    is nan) go to x."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x is sp.S.NaN or y is sp.S.NaN:
+            return sp.Integer(0)
+        if x == y and x.is_extended_real:
+            return sp.Integer(1)
+        if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
+            return sp.Integer(1) if x >= y else sp.Integer(0)
+        return None
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+
 class _Extremum(_Real):
     """Elementwise max or min of two values. On a tie the derivative goes to ``x``
     (MindSpore's rule)."""
@@ -212,9 +237,12 @@ class _Extremum(_Real):
         return None
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
+        # 1 for x where x >= y (max) or x <= y (min), 1 for y where y > x (max) or y < x (min);
+        # 0 for both where either is nan (as JAX)
         x, y = self.args
-        lose = Step(y - x) if self.is_max else Step(x - y)  # 1 where y is picked
-        return 1 - lose if argindex == 1 else lose
+        if argindex == 1:
+            return AtLeast(x, y) if self.is_max else AtLeast(y, x)
+        return Step(y - x) if self.is_max else Step(x - y)
 
 
 class Maximum(_Extremum):
@@ -283,6 +311,7 @@ def elementwise(
     abstract: Callable[[list[Aval], dict], list[Aval]] | None = None,
     bool_inputs: tuple[int, ...] = (),
     distinct_inputs: bool = False,
+    derivative_only: bool = False,
 ) -> OpDef:
     return _register(
         OpDef(
@@ -296,6 +325,7 @@ def elementwise(
             sympy_head=sympy_head,
             sympy_aliases=sympy_aliases,
             bool_inputs=bool_inputs,
+            derivative_only=derivative_only,
             samples=[(s, {}) for s in _broadcast_samples(nin)],
             domain=domain,
             distinct_inputs=distinct_inputs,
@@ -331,6 +361,12 @@ def _extremum_print(cmp: str, ufunc: str):
         return f"{np_}.{ufunc}({a}, {b})", ATOM
 
     return print_
+
+
+def _at_least_print(a, b, lit, np_, shape):
+    if shape == ():
+        return f"({lit(1)} if {a} >= {b} else {lit(0)})", ATOM
+    return f"{np_}.where({a} >= {b}, {lit(1)}, {lit(0)})", ATOM
 
 
 def _sigmoid_print(a, lit, np_):
@@ -376,7 +412,17 @@ elementwise("abs", "Abs", Abs, ("call", "abs"), sympy_head=Abs, sympy_aliases=(s
 elementwise("sign", "Sign", Sign, ("template", _sign_print), sympy_head=Sign, sympy_aliases=(sp.sign,))
 elementwise("sigmoid", "Sigmoid", Sigmoid, ("template", _sigmoid_print), sympy_head=Sigmoid, float_result=True)
 elementwise("relu", "ReLU", Relu, ("template", _relu_print), sympy_head=Relu)
-elementwise("step", "Step", Step, ("shaped_template", _step_print), sympy_head=Step)
+elementwise("step", "Step", Step, ("shaped_template", _step_print), sympy_head=Step, derivative_only=True)
+elementwise(
+    "at_least",
+    "AtLeast",
+    AtLeast,
+    ("shaped_template", _at_least_print),
+    nin=2,
+    sympy_head=AtLeast,
+    distinct_inputs=True,
+    derivative_only=True,
+)
 elementwise(
     "maximum",
     "Maximum",

@@ -133,6 +133,11 @@ def test_derivatives_at_special_values_agree_with_jax(mode, shape):
             gx, gy = s2s_ad.grad(f, grad_position=(0, 1))(full(v), full(v))
             np.testing.assert_array_equal(gx.asnumpy(), np.ones(shape))
             np.testing.assert_array_equal(gy.asnumpy(), np.zeros(shape))
+        # a nan operand: the value is nan, the derivative 0 for both (JAX: x > y is false)
+        for a, b in ((np.nan, 1.0), (1.0, np.nan), (np.nan, np.nan)):
+            gx, gy = s2s_ad.grad(f, grad_position=(0, 1))(full(a), full(b))
+            np.testing.assert_array_equal(gx.asnumpy(), np.zeros(shape))
+            np.testing.assert_array_equal(gy.asnumpy(), np.zeros(shape))
     # ReLU's derivative is 0 at nan (JAX: where(x > 0, g, 0)) and at 0
     for v, d in ((np.nan, 0.0), (0.0, 0.0), (-1.0, 0.0), (2.0, 1.0)):
         np.testing.assert_array_equal(s2s_ad.grad(_relu)(full(v)).asnumpy(), np.full(shape, d))

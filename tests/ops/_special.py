@@ -30,7 +30,7 @@ def _step(x):
     return np.where(x > 0, 1, 0).astype(x.dtype)
 
 
-# numpy's evaluation of every elementwise op (``step`` is ReLU's derivative, only made by AD)
+# numpy's evaluation of every elementwise op (``step`` and ``at_least`` are only made by AD)
 REFERENCE = {
     "add": np.add,
     "sub": np.subtract,
@@ -54,6 +54,7 @@ REFERENCE = {
     "sigmoid": _sigmoid,
     "relu": lambda x: np.maximum(x, 0),
     "step": _step,
+    "at_least": lambda x, y: np.where(x >= y, 1, 0).astype(x.dtype),
     "maximum": np.maximum,
     "minimum": np.minimum,
     "select": np.where,
