@@ -368,7 +368,7 @@ class Transformed:
         if _NUMBER_TYPES.intersection(map(type, args)):
             numbers = self.number_positions(len(args))
             args = tuple(number_input(a) if i in numbers else a for i, a in enumerate(args))
-        sig = (context.backend(self.target), *[signature(a) for a in args])
+        sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in args])
         c = calls.get(sig)
         if c is None:
             c = build_staged(

@@ -53,11 +53,11 @@ class _Ctx:
         dt = np.dtype(dt)
         if dt.kind == "b":
             return repr(bool(v))
-        if dt == np.float64:
-            return repr(float(v))
-        if dt == np.int64:
-            return repr(int(v))
-        return f"np.{dt.name}({float(v)!r})" if dt.kind == "f" else f"np.{dt.name}({int(v)!r})"
+        if dt.kind == "f":
+            x = float(v)
+            txt = repr(x) if np.isfinite(x) else "np.nan" if np.isnan(x) else "np.inf" if x > 0 else "-np.inf"
+            return txt if dt == np.float64 else f"np.{dt.name}({txt})"
+        return repr(int(v)) if dt == np.int64 else f"np.{dt.name}({int(v)!r})"
 
     def reshape_from(
         self, expr: str, in_shape: tuple, out_shape: tuple, dtype: np.dtype, contiguous: bool = True

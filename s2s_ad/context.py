@@ -15,13 +15,20 @@ GRAPH_MODE = 0
 PYNATIVE_MODE = 1
 
 _TARGETS = ("CPU", "GPU", "Ascend")
-_state: dict[str, Any] = {"mode": GRAPH_MODE, "device_target": "CPU", "device_id": 0}
+_state: dict[str, Any] = {"mode": GRAPH_MODE, "device_target": "CPU", "device_id": 0, "algebraic_simplification": False}
 _warned_gpu = False
 _cuda: tuple[bool, str] | None = None  # (usable, why not), checked on first need
 
 
 def set_context(**kwargs: Any) -> None:
-    """Set ``mode`` and/or ``device_target``; other MindSpore keys are accepted and stored."""
+    """Set ``mode`` and/or ``device_target``; other MindSpore keys are accepted and stored.
+
+    ``algebraic_simplification=True`` (default False) lets SymPy rewrite the user's own
+    equations too, with real-number algebra (``x*0`` and ``x - x`` become 0, ``x/x`` 1,
+    ``log(exp(x))`` ``x``): programs may get shorter, but their results then differ from
+    numpy's at inf, nan and overflow. By default only derivative equations are rewritten."""
+    if "algebraic_simplification" in kwargs and not isinstance(kwargs["algebraic_simplification"], bool):
+        raise ValueError(f"algebraic_simplification must be True or False, got {kwargs['algebraic_simplification']!r}")
     if "mode" in kwargs:
         mode = kwargs["mode"]
         if mode not in (GRAPH_MODE, PYNATIVE_MODE):
@@ -44,6 +51,12 @@ def get_context(key: str) -> Any:
     if key not in _state:
         raise ValueError(f"unknown context key {key!r}")
     return _state[key]
+
+
+def compile_options() -> tuple:
+    """The context settings, besides the backend, that change the compiled program (part of
+    every compile-cache key)."""
+    return (_state["algebraic_simplification"],)
 
 
 def cuda_status() -> tuple[bool, str]:

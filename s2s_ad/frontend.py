@@ -234,7 +234,7 @@ class Frontend:
     MAX_INLINE_DEPTH = 64
 
     def __init__(self) -> None:
-        self.b = Builder()
+        self.b = Builder(primal=True)
         self.params: list[Any] = []
         self.param_vars: dict[int, Var] = {}
         self.consts: list[Any] = []

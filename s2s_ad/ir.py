@@ -99,6 +99,9 @@ class Eqn:
     outs: list[Var]
     params: dict[str, Any] = field(default_factory=dict)
     loc: Loc | None = None
+    # An equation of the user's traced program (not one made by differentiation): the
+    # optimiser keeps it as written, so the user's outputs keep numpy's IEEE results.
+    primal: bool = False
 
     def params_key(self) -> tuple:
         return tuple(sorted((k, _hashable(v)) for k, v in self.params.items()))
@@ -267,9 +270,10 @@ def _letters(i: int) -> str:
 class Builder:
     """Appends equations; shape/dtype rules come from the op table."""
 
-    def __init__(self) -> None:
+    def __init__(self, primal: bool = False) -> None:
         self.eqns: list[Eqn] = []
         self.loc: Loc | None = None
+        self.primal = primal  # whether the equations it binds are the user's (see Eqn.primal)
 
     def bind(self, op: str, ins: Sequence[Atom], hint: str | None = None, **params: Any) -> list[Var]:
         from .ops.table import get_op
@@ -282,7 +286,7 @@ class Builder:
                 raise type(err)(err.bare_message, self.loc) from None
             raise
         outs = [Var(av, hint) for av in avals]
-        self.eqns.append(Eqn(op, list(ins), outs, params, self.loc))
+        self.eqns.append(Eqn(op, list(ins), outs, params, self.loc, self.primal))
         return outs
 
     def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:

@@ -223,7 +223,7 @@ class JacobianFunction(Transformed):
         args = tuple(number_input(a) if i in self.positions else a for i, a in enumerate(args))
         backend = context.backend()
         plans = calls_cache(self.fn, (self.key(), "plan"))
-        sig = (backend, tuple(signature(a) for a in args))
+        sig = (backend, context.compile_options(), tuple(signature(a) for a in args))
         plan = plans.get(sig)
         if plan is None:
             plan = plans.put(sig, self._plan(list(args), backend))

@@ -28,7 +28,7 @@ def _sub(env: dict[int, Atom], a: Atom) -> Atom:
 
 
 def _rewrite(prog: Program, eqns: list[Eqn], env: dict[int, Atom]) -> Program:
-    new = [Eqn(e.op, [_sub(env, a) for a in e.ins], e.outs, e.params, e.loc) for e in eqns]
+    new = [Eqn(e.op, [_sub(env, a) for a in e.ins], e.outs, e.params, e.loc, e.primal) for e in eqns]
     return prog.replace(eqns=new, outs=[_sub(env, a) for a in prog.outs])
 
 
@@ -54,12 +54,13 @@ def cse(prog: Program) -> Program:
         ins = [_sub(env, a) for a in e.ins]
         k = (e.op, e.params_key(), tuple(_key(a) for a in ins))
         if k in seen:
+            seen[k].primal |= e.primal  # a user's equation stays as written
             for o, n in zip(e.outs, seen[k].outs):
                 env[id(o)] = n
                 if n.hint is None:
                     n.hint = o.hint
             continue
-        ne = Eqn(e.op, ins, e.outs, e.params, e.loc)
+        ne = Eqn(e.op, ins, e.outs, e.params, e.loc, e.primal)
         seen[k] = ne
         kept.append(ne)
     return _rewrite(prog, kept, env)
@@ -159,7 +160,10 @@ def elementwise_units(eqns: list[Eqn]) -> list[list[Eqn]]:
     return _toposort(units, first, {})
 
 
-def simplify_clusters(prog: Program) -> Program:
+def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
+    """Each cluster of elementwise equations simplified by SymPy. With ``keep_primal`` (the
+    default) the user's own equations are kept as written (see :func:`_simplify_cluster`);
+    without it (``set_context(algebraic_simplification=True)``) they are rewritten too."""
     eqns = prog.eqns
     ok, unit_of, members = _cluster_index(eqns)
     producer = {id(o): i for i, e in enumerate(eqns) for o in e.outs}
@@ -182,7 +186,7 @@ def simplify_clusters(prog: Program) -> Program:
         if expression_size(cluster, outs) > MAX_TREE:
             units[root] = cluster
         else:
-            units[root] = _simplify_cluster(cluster, used_outside, env, consts)
+            units[root] = _simplify_cluster(cluster, used_outside, env, consts, keep_primal)
     for i, e in enumerate(eqns):
         if not ok[i]:
             units[("s", i)] = [e]
@@ -192,28 +196,39 @@ def simplify_clusters(prog: Program) -> Program:
 
 
 def _simplify_cluster(
-    members: list[Eqn], used_outside: set[int], env: dict[int, Atom], consts: dict[int, float]
+    members: list[Eqn], used_outside: set[int], env: dict[int, Atom], consts: dict[int, float], keep_primal: bool = True
 ) -> list[Eqn]:
-    produced = {id(o) for e in members for o in e.outs}
+    """The equations of a cluster with its derivative equations simplified as SymPy
+    expressions. The user's own equations (``Eqn.primal``) are kept as written: SymPy would
+    re-express them with real-number algebra (``x*0`` and ``x - x`` fold to 0 at construction,
+    ``log(exp(x))`` to ``x``), which changes their IEEE results at inf, nan and overflow. Their
+    results enter the derivative expressions as symbols."""
+    kept = [e for e in members if e.primal and keep_primal]
+    derived = [e for e in members if not (e.primal and keep_primal)]
+    if not derived:
+        return members
+    produced = {id(o) for e in derived for o in e.outs}
+    # Derived values that a kept equation of the cluster reads are outputs of the SymPy part.
+    needed = set(used_outside) | {id(a) for e in kept for a in e.ins if isinstance(a, Var) and id(a) in produced}
     inputs: list[Var] = []
     seen: set[int] = set()
-    for e in members:
+    for e in derived:
         for a in e.ins:
             if isinstance(a, Var) and id(a) not in produced and id(a) not in seen and id(a) not in consts:
                 seen.add(id(a))
                 inputs.append(a)
     syms = [sp.Symbol(f"s{k}", real=True) for k in range(len(inputs))]
     expr_of: dict[int, sp.Expr] = {id(v): s for v, s in zip(inputs, syms)}
-    for e in members:
+    for e in derived:
         for a in e.ins:
             if isinstance(a, Var) and id(a) in consts:
                 expr_of[id(a)] = lit_to_sympy(Lit(consts[id(a)], a.dtype))
-    for e in members:
+    for e in derived:
         args = [lit_to_sympy(a) if isinstance(a, Lit) else expr_of[id(a)] for a in e.ins]
         expr_of[id(e.outs[0])] = eqn_to_sympy(e.op, args)
-    outputs = [o for e in members for o in e.outs if id(o) in used_outside]
+    outputs = [o for e in derived for o in e.outs if id(o) in needed]
     if not outputs:
-        return []
+        return kept
     dtype = outputs[0].dtype
     repl, reduced = sp.cse([expr_of[id(o)] for o in outputs], symbols=sp.numbered_symbols("c"), order="canonical")
     b = Builder()
@@ -222,7 +237,7 @@ def _simplify_cluster(
         (sym_env[s],) = to_ir(b, [rexpr], sym_env, dtype)
     atoms = to_ir(b, list(reduced), sym_env, dtype)
     for o, a in zip(outputs, atoms):
-        b.loc = members[-1].loc
+        b.loc = derived[-1].loc
         if isinstance(a, Lit):
             a = fill(b, o.shape, a.value, o.dtype)
         if a.shape != o.shape:
@@ -232,10 +247,35 @@ def _simplify_cluster(
             a.hint = o.hint
         env[id(o)] = a
     # Keep the user's source positions: equations emitted for an output carry its line.
-    loc = members[0].loc
+    loc = derived[0].loc
     for e in b.eqns:
         e.loc = e.loc or loc
-    return b.eqns
+    return _order(kept + b.eqns, env) if kept else b.eqns
+
+
+def _order(eqns: list[Eqn], env: dict[int, Atom]) -> list[Eqn]:
+    """``eqns`` in a dependency order (reading inputs through ``env``), otherwise as given."""
+    producer = {id(o): i for i, e in enumerate(eqns) for o in e.outs}
+    deps = [
+        {producer[id(a)] for a in (_sub(env, x) for x in e.ins) if isinstance(a, Var) and id(a) in producer}
+        for e in eqns
+    ]
+    users: list[list[int]] = [[] for _ in eqns]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    heap = [i for i, d in enumerate(deps) if not d]
+    heapq.heapify(heap)
+    out = []
+    while heap:
+        i = heapq.heappop(heap)
+        out.append(eqns[i])
+        for w in users[i]:
+            deps[w].discard(i)
+            if not deps[w]:
+                heapq.heappush(heap, w)
+    assert len(out) == len(eqns), "a cycle in a simplified cluster"
+    return out
 
 
 def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dict[int, Atom]) -> list[list[Eqn]]:
@@ -268,9 +308,13 @@ def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dic
 
 
 _SHAPE_ONLY = {"broadcast_to", "reshape", "transpose", "getitem", "cast", "reduce_max", "reduce_min", "reduce_mean"}
+# Folds that are not IEEE-exact (a mean or sum of n copies of v is not v or n*v in floating
+# point; a matmul with zeros is nan where the other factor has an inf): made only in
+# derivative code, never in the user's own equations.
+_INEXACT = {"reduce_mean", "reduce_sum", "matmul"}
 
 
-def fold_fills(prog: Program) -> Program:
+def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     """Propagate constants through structural ops: a reshape, broadcast, transpose, slice,
     cast or max/min/mean of a constant fill is a fill; a sum of one is a scaled fill; a matmul
     with a zero fill is a zero fill. (Zero and one seeds then fold in the SymPy clusters.)"""
@@ -289,6 +333,8 @@ def fold_fills(prog: Program) -> Program:
         v = None
         if e.op == "fill":
             value[id(e.outs[0])] = float(e.params["value"])
+        elif keep_primal and e.primal and e.op in _INEXACT:
+            pass  # the user's sum, mean or matmul keeps numpy's rounding, overflow and 0*inf
         elif out is not None and e.op in _SHAPE_ONLY and const(ins[0]) is not None:
             v = const(ins[0])
             if e.op == "cast":
@@ -307,16 +353,21 @@ def fold_fills(prog: Program) -> Program:
                 kept.extend(b.eqns)
             env[id(out)] = new
             continue
-        kept.append(Eqn(e.op, ins, e.outs, e.params, e.loc))
+        kept.append(Eqn(e.op, ins, e.outs, e.params, e.loc, e.primal))
     return _rewrite(prog, kept, env)
 
 
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
-    derivatives may still be taken (``stop_gradient``)."""
-    prog = cse(fold_fills(dce(prog)))
+    derivatives may still be taken (``stop_gradient``). The user's own equations are rewritten
+    only in IEEE-exact ways (dce, cse, shape-only constant folds) unless the context's
+    ``algebraic_simplification`` is on."""
+    from . import context
+
+    keep_primal = not context.get_context("algebraic_simplification")
+    prog = cse(fold_fills(dce(prog), keep_primal))
     if final:
         prog = strip_identities(prog)
     if simplify:
-        prog = cse(simplify_clusters(prog))
+        prog = cse(simplify_clusters(prog, keep_primal))
     return dce(prog)

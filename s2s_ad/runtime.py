@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import context
 from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall
@@ -285,7 +286,7 @@ def run_staged(
     calls = cache.get(key)
     if calls is None:
         calls = cache[key] = ProgramCache()
-    sig = (backend, *[signature(a) for a in args])
+    sig = (backend, context.compile_options(), *[signature(a) for a in args])
     c = calls.get(sig)
     if c is None:
         c = build_staged(calls, sig, describe, body, args)
@@ -319,7 +320,7 @@ def eager(key: Any, lower: Callable[..., Any], args: tuple, kwargs: dict, weak_s
             a = np.asarray(a, dtype=dt)
         conv.append(a)
     kw = tuple(sorted((k, signature(v)) for k, v in kwargs.items()))
-    sig = (key, kw, tuple(signature(a) for a in conv))
+    sig = (key, kw, context.compile_options(), tuple(signature(a) for a in conv))
     c = _EAGER.get(sig)
     if c is None:
         names = [f"x{i}" for i in range(len(conv))]

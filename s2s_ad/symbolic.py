@@ -41,12 +41,10 @@ class _Emitter:
         return Lit(v, self.dtype)
 
     def call(self, op: str, *xs: Atom) -> Atom:
-        """``op`` applied to ``xs``; folded to a literal when every input is one."""
+        """``op`` applied to ``xs``; folded to a literal when every input is one (computed as
+        the compiled code would compute it: numpy in the dtype, inf and nan included)."""
         if all(isinstance(x, Lit) for x in xs):
-            try:
-                return self.lit(float(get_op(op).formula(*(lit_to_sympy(x) for x in xs))))
-            except TypeError:  # a head SymPy cannot evaluate numerically: keep the op
-                pass
+            return self.lit(numpy_value(op, list(xs), self.dtype))
         return self.b.bind1(op, *xs)
 
     def bin(self, op: str, x: Atom, y: Atom) -> Atom:
@@ -65,8 +63,8 @@ class _Emitter:
     def _go(self, e: sp.Expr) -> Atom:
         if e.is_Symbol:
             return self.env[e]
-        if e.is_number:
-            return self.lit(float(e))
+        if e.is_number and (e.is_Atom or e.has(sp.I, sp.zoo)):
+            return self.lit(real_number(e))
         if e.is_Add:
             pos, neg = [], []
             for t in e.args:
@@ -85,7 +83,7 @@ class _Emitter:
             coeff, factors = e.as_coeff_mul()
             num, den = [], []
             for f in factors:
-                if f.is_Pow and f.exp.is_number and f.exp.is_negative:
+                if f.is_Pow and f.exp.is_Rational and f.exp.is_negative:
                     den.append(f.base ** (-f.exp))
                 else:
                     num.append(f)
@@ -117,7 +115,7 @@ class _Emitter:
                     return self.un("square", self.go(base))
                 if ex == sp.Rational(1, 2):
                     return self.un("sqrt", self.go(base))
-                if ex.is_negative:
+                if ex.is_negative and ex.is_Rational:  # a Float exponent is the user's: pow keeps C's signed zeros
                     return self.bin("div", self.lit(1.0), self.go(base ** (-ex)))
                 return self.bin("pow", self.go(base), self.lit(float(ex)))
             return self.bin("pow", self.go(base), self.go(ex))
@@ -125,6 +123,32 @@ class _Emitter:
         if head in SYMPY_HEADS:
             return self.call(SYMPY_HEADS[head], *(self.go(a) for a in e.args))
         raise NotImplementedError(f"s2s_ad cannot print the SymPy expression {e} ({head.__name__}) as an op")
+
+
+def real_number(e: sp.Expr) -> float:
+    """The float of a SymPy number: nan for a non-real one (``log(-2)``, ``I``, ``zoo``, whose
+    real-valued computation gives nan in floating point)."""
+    if e is sp.S.ComplexInfinity:
+        return float("nan")
+    try:
+        v = complex(sp.N(e))
+    except (TypeError, ValueError):
+        return float("nan")
+    return v.real if v.imag == 0 else float("nan")
+
+
+def numpy_value(op: str, xs: list[Lit], dtype: np.dtype) -> float:
+    """The value of the elementwise ``op`` on literals as the generated numpy code computes it
+    (the op table's printer evaluated with numpy scalars of ``dtype``)."""
+    from .codegen import ATOM, print_elementwise
+    from .codegen import _Ctx as Ctx
+
+    dt = np.dtype(dtype)
+    names = [f"a{i}" for i in range(len(xs))]
+    src, _ = print_elementwise(get_op(op), [(n, ATOM) for n in names], lambda v: Ctx.lit(v, dt), "np")
+    scope = {n: np.dtype(x.dtype).type(x.value) for n, x in zip(names, xs)}
+    with np.errstate(all="ignore"):
+        return float(eval(src, {"np": np}, scope))  # noqa: S307 - the op table's own printer
 
 
 def to_ir(b: Builder, exprs: list[sp.Expr], env: Mapping[sp.Symbol, Atom], dtype: np.dtype) -> list[Atom]:

@@ -72,7 +72,7 @@ def forward(
         for e in unit:
             ins = [a if isinstance(a, Lit) else env[id(a)] for a in e.ins]
             new_outs = [Var(o.aval, o.hint) for o in e.outs]
-            copies.append(Eqn(e.op, ins, new_outs, e.params, e.loc))
+            copies.append(Eqn(e.op, ins, new_outs, e.params, e.loc, e.primal))
             for o, n in zip(e.outs, new_outs):
                 env[id(o)] = n
         b.eqns.extend(copies)

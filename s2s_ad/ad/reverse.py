@@ -105,7 +105,7 @@ def copy_eqns(b: Builder, eqns: list[Eqn], env: dict[int, Atom]) -> None:
     """Append renamed copies of ``eqns`` to ``b``; ``env`` maps old var ids to new atoms."""
     for e in eqns:
         outs = [Var(o.aval, o.hint) for o in e.outs]
-        b.eqns.append(Eqn(e.op, [_sub(env, a) for a in e.ins], outs, e.params, e.loc))
+        b.eqns.append(Eqn(e.op, [_sub(env, a) for a in e.ins], outs, e.params, e.loc, e.primal))
         for o, n in zip(e.outs, outs):
             env[id(o)] = n
 

@@ -106,7 +106,7 @@ def abs(x):  # noqa: A001 - the name the op table prints
 
 
 def sign(x):
-    """-1, 0 or 1 in x's dtype (nan for nan)."""
+    """-1, 0 or 1 in x's dtype (nan for nan, +0.0 for -0.0 as numpy)."""
     return np.sign(x)
 
 
@@ -168,18 +168,21 @@ def _register_cuda_overloads() -> None:
                 return one
             if x < zero:
                 return -one
-            return x  # 0 (keeping its sign) or nan
+            if x == zero:
+                return zero  # +0.0 for -0.0 too, as numpy gives
+            return x  # nan
 
         return impl
 
     @overload(maximum, target="cuda")
     def _maximum(a, b):
-        # a nan in either operand wins, as in np.maximum; a tie gives a
-        return lambda a, b: a if (a >= b or a != a) else b
+        # a nan in either operand wins, as in np.maximum; a tie gives b (so -0.0 and 0.0
+        # give the second, as numpy does)
+        return lambda a, b: a if (a > b or a != a) else b
 
     @overload(minimum, target="cuda")
     def _minimum(a, b):
-        return lambda a, b: a if (a <= b or a != a) else b
+        return lambda a, b: a if (a < b or a != a) else b
 
     @overload(where, target="cuda")
     def _where(c, a, b):

@@ -59,7 +59,7 @@ class Cell:
         if kwargs:
             raise ArgumentError(f"{type(self).__name__}: keyword arguments are not supported; pass inputs positionally")
         calls = calls_cache(self, ("forward",))
-        sig = (context.backend(), *[signature(a) for a in args])
+        sig = (context.backend(), context.compile_options(), *[signature(a) for a in args])
         c = calls.get(sig)
         if c is None:
             from ..api import arg_names_of

@@ -39,7 +39,9 @@ def _elementwise(op: str) -> Callable[..., Any]:
     return _functional(op, lower, f"Elementwise ``{op}`` (from the op table); broadcasts like numpy.", True)
 
 
-ELEMENTWISE_FUNCTIONS = {op.name: _elementwise(op.name) for op in ELEMENTWISE if op.name not in ("step", "select")}
+ELEMENTWISE_FUNCTIONS = {
+    op.name: _elementwise(op.name) for op in ELEMENTWISE if not op.derivative_only and op.name != "select"
+}
 ELEMENTWISE_FUNCTIONS["realdiv"] = ELEMENTWISE_FUNCTIONS["div"]
 
 

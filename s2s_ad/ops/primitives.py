@@ -62,7 +62,9 @@ def _elementwise_class(op_name: str, display: str) -> type:
 
 
 ELEMENTWISE_CLASSES = {
-    op.display: _elementwise_class(op.name, op.display) for op in ELEMENTWISE if op.name not in ("step", "select")
+    op.display: _elementwise_class(op.name, op.display)
+    for op in ELEMENTWISE
+    if not op.derivative_only and op.name != "select"
 }
 ELEMENTWISE_CLASSES["RealDiv"] = _elementwise_class("div", "RealDiv")
 

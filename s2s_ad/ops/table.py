@@ -43,7 +43,9 @@ class OpDef:
     # fn(*args, lit, np) -> (src, prec) | ("shaped_template", fn): the same, plus the output shape
     printer: tuple | None = None
     sympy_head: Any = None  # SymPy class mapped back to this op by the SymPy bridge
+    sympy_aliases: tuple = ()  # SymPy's own classes that SymPy may create for this op (also mapped back)
     bool_inputs: tuple[int, ...] = ()  # input positions that take bool tensors (never differentiated)
+    derivative_only: bool = False  # made by differentiation only (no user-facing function or primitive)
     # structural ------------------------------------------------------------------------
     emit: Callable[..., Any] | None = None  # (args, eqn, ctx) -> (expr, prec) | list of lines
     statement: bool = False  # emit returns statements assigning to a target
@@ -121,30 +123,105 @@ def _elementwise_abstract(display: str, float_result: bool):
 
 
 # ----------------------------------------------------------------------------- custom SymPy heads
-class Sigmoid(sp.Function):
+# Every value the compiled code computes is a real float (nan where a result is undefined), so
+# the heads below are extended real whatever their arguments: SymPy can then differentiate
+# ``abs`` and ``sign`` of them, and convert them to numbers. SymPy's own ``Abs`` and ``sign``
+# differentiate an argument they cannot prove real (``sqrt(x)``, ``x/y``, which may be complex
+# or infinite to SymPy) through ``re``, ``im`` and ``arg``, which are no ops: :class:`Abs` and
+# :class:`Sign` state the real derivative instead.
+class _Real(sp.Function):
+    """A head whose values are extended real numbers (or nan)."""
+
+    def _eval_is_extended_real(self) -> bool:
+        return True
+
+
+class Abs(sp.Abs):
+    """``|x|`` of a real value: d|x|/dx = sign(x), also where SymPy cannot prove ``x`` real."""
+
+    def _eval_derivative(self, x: sp.Symbol) -> sp.Expr:
+        a = self.args[0]
+        return Sign(a) * sp.diff(a, x)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return Sign(self.args[0])
+
+
+class Sign(sp.sign):
+    """``sign(x)`` of a real value: real, with derivative 0 (almost everywhere, as in every AD
+    system), also where SymPy cannot prove ``x`` real."""
+
+    def _eval_is_extended_real(self) -> bool:
+        return True
+
+    def _eval_derivative(self, x: sp.Symbol) -> sp.Expr:
+        return sp.Integer(0)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+
+class Sigmoid(_Real):
     """Logistic function. Its derivative is stated in terms of itself (``s*(1-s)``), which
     SymPy's chain rule then uses: the expanded form ``exp(-x)/(1+exp(-x))**2`` overflows to
     nan in floating point for large negative x."""
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        x = self.args[0]
+        return (1 / (1 + sp.exp(-x)))._eval_evalf(prec) if x.is_number else None
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         s = Sigmoid(self.args[0])
         return s * (1 - s)
 
 
-class Step(sp.Function):
-    """Heaviside step with step(0) = 0 (the derivative of ReLU, as MindSpore defines it)."""
+class Step(_Real):
+    """Heaviside step with step(0) = 0 (the derivative of ReLU, as MindSpore defines it) and
+    step(nan) = 0 (JAX's derivative of ReLU there)."""
 
     @classmethod
     def eval(cls, x):
+        if x is sp.S.NaN:
+            return sp.Integer(0)
         if x.is_number and x.is_extended_real:
             return sp.Integer(1) if x > 0 else sp.Integer(0)
         return None
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.Integer(0)
 
 
-class _Extremum(sp.Function):
+class AtLeast(_Real):
+    """``AtLeast(x, y)``: 1 where x >= y, else 0 (also where either is nan: a comparison with
+    nan is false). The derivative of max(x, y) in x: ties (also of infinities, where ``y - x``
+    is nan) go to x."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x is sp.S.NaN or y is sp.S.NaN:
+            return sp.Integer(0)
+        if x == y and x.is_extended_real:
+            return sp.Integer(1)
+        if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
+            return sp.Integer(1) if x >= y else sp.Integer(0)
+        return None
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+
+class _Extremum(_Real):
     """Elementwise max or min of two values. On a tie the derivative goes to ``x``
     (MindSpore's rule)."""
 
@@ -160,9 +237,12 @@ class _Extremum(sp.Function):
         return None
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
+        # 1 for x where x >= y (max) or x <= y (min), 1 for y where y > x (max) or y < x (min);
+        # 0 for both where either is nan (as JAX)
         x, y = self.args
-        lose = Step(y - x) if self.is_max else Step(x - y)  # 1 where y is picked
-        return 1 - lose if argindex == 1 else lose
+        if argindex == 1:
+            return AtLeast(x, y) if self.is_max else AtLeast(y, x)
+        return Step(y - x) if self.is_max else Step(x - y)
 
 
 class Maximum(_Extremum):
@@ -175,7 +255,7 @@ class Minimum(_Extremum):
     is_max = False
 
 
-class Select(sp.Function):
+class Select(_Real):
     """``Select(c, a, b)``: ``a`` where the (bool) condition ``c`` holds, else ``b``
     (``np.where``). Not differentiable in ``c``; the derivative in ``a`` is ``Select(c, 1, 0)``."""
 
@@ -198,8 +278,19 @@ class Select(sp.Function):
         return sp.Integer(0)
 
 
-class Relu(sp.Function):
+class Relu(_Real):
     """max(x, 0)."""
+
+    @classmethod
+    def eval(cls, x):
+        if x is sp.S.NaN:
+            return sp.S.NaN
+        if x.is_number and x.is_extended_real:
+            return x if x > 0 else sp.Integer(0)
+        return None
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return Step(self.args[0])
@@ -214,11 +305,13 @@ def elementwise(
     *,
     nin: int = 1,
     sympy_head: Any = None,
+    sympy_aliases: tuple = (),
     float_result: bool = False,
     domain: tuple[float, float] = (-2.0, 2.0),
     abstract: Callable[[list[Aval], dict], list[Aval]] | None = None,
     bool_inputs: tuple[int, ...] = (),
     distinct_inputs: bool = False,
+    derivative_only: bool = False,
 ) -> OpDef:
     return _register(
         OpDef(
@@ -230,7 +323,9 @@ def elementwise(
             formula=formula,
             printer=printer,
             sympy_head=sympy_head,
+            sympy_aliases=sympy_aliases,
             bool_inputs=bool_inputs,
+            derivative_only=derivative_only,
             samples=[(s, {}) for s in _broadcast_samples(nin)],
             domain=domain,
             distinct_inputs=distinct_inputs,
@@ -248,23 +343,59 @@ def _broadcast_samples(nin: int) -> list[tuple[Shape, ...]]:
     return shapes + [((2, 3), (3,), (2, 1)), ((2, 1), (1, 3), ()), ((), (2, 3), (3,))]
 
 
+def _pow_print(a, b, lit, np_):
+    # numpy computes an array to the power 0.5 as its square root (-0.0 at -0.0 and nan at
+    # -inf, where C's pow gives 0.0 and inf): every backend prints that exponent so
+    if b == lit(0.5):
+        return f"{np_}.sqrt({a})", ATOM
+    return f"{a} ** {b}", POW
+
+
+def _extremum_print(cmp: str, ufunc: str):
+    # numpy's maximum/minimum: nan if either is nan, else the second operand on a tie (0.0 and
+    # -0.0). Numba's scalar np.maximum gives the first on a tie, so scalars (in loops, 0-d
+    # code and CUDA kernels) are compared as numpy does.
+    def print_(a, b, lit, np_, shape):
+        if shape == ():
+            return f"({a} if ({a} {cmp} {b}) | ({a} != {a}) else {b})", ATOM
+        return f"{np_}.{ufunc}({a}, {b})", ATOM
+
+    return print_
+
+
+def _at_least_print(a, b, lit, np_, shape):
+    if shape == ():
+        return f"({lit(1)} if {a} >= {b} else {lit(0)})", ATOM
+    return f"{np_}.where({a} >= {b}, {lit(1)}, {lit(0)})", ATOM
+
+
 def _sigmoid_print(a, lit, np_):
     return f"{lit(1)} / ({lit(1)} + {np_}.exp(-{a}))", MUL
 
 
 def _relu_print(a, lit, np_):
-    return f"{np_}.maximum({a}, {lit(0)})", ATOM
+    # (+ 0 makes relu(-0.0) +0.0 in every backend, as numpy's maximum(-0.0, 0) gives)
+    return f"{np_}.maximum({a}, {lit(0)}) + {lit(0)}", ADD
 
 
-def _step_print(a, lit, np_):
-    return f"{np_}.sign({np_}.maximum({a}, {lit(0)}))", ATOM
+def _sign_print(a, lit, np_):
+    # (+ 0 makes sign(-0.0) +0.0 in every backend, as numpy gives; Numba's keeps the sign)
+    return f"{np_}.sign({a}) + {lit(0)}", ADD
+
+
+def _step_print(a, lit, np_, shape):
+    # 1 where a > 0, else 0 (also at nan, where the derivative of ReLU is 0 as in JAX). Numba's
+    # np.where on scalars returns a 0-d array, which other scalar code cannot take.
+    if shape == ():
+        return f"({lit(1)} if {a} > {lit(0)} else {lit(0)})", ATOM
+    return f"{np_}.where({a} > {lit(0)}, {lit(1)}, {lit(0)})", ATOM
 
 
 elementwise("add", "Add", lambda x, y: x + y, ("infix", "+", ADD), nin=2)
 elementwise("sub", "Sub", lambda x, y: x - y, ("infix", "-", ADD), nin=2)
 elementwise("mul", "Mul", lambda x, y: x * y, ("infix", "*", MUL), nin=2)
 elementwise("div", "Div", lambda x, y: x / y, ("infix", "/", MUL), nin=2, float_result=True, domain=(0.5, 2.0))
-elementwise("pow", "Pow", lambda x, y: x**y, ("infix", "**", POW), nin=2, domain=(0.5, 2.0))
+elementwise("pow", "Pow", lambda x, y: x**y, ("template", _pow_print), nin=2, domain=(0.5, 2.0))
 elementwise("neg", "Neg", lambda x: -x, ("prefix", "-"))
 elementwise("square", "Square", lambda x: x**2, ("call", "square"))
 elementwise("sqrt", "Sqrt", sp.sqrt, ("call", "sqrt"), float_result=True, domain=(0.5, 2.0))
@@ -277,13 +408,39 @@ elementwise("sinh", "Sinh", sp.sinh, ("call", "sinh"), sympy_head=sp.sinh, float
 elementwise("cosh", "Cosh", sp.cosh, ("call", "cosh"), sympy_head=sp.cosh, float_result=True)
 elementwise("tanh", "Tanh", sp.tanh, ("call", "tanh"), sympy_head=sp.tanh, float_result=True)
 elementwise("atanh", "Atanh", sp.atanh, ("call", "arctanh"), sympy_head=sp.atanh, float_result=True, domain=(-0.8, 0.8))
-elementwise("abs", "Abs", sp.Abs, ("call", "abs"), sympy_head=sp.Abs)
-elementwise("sign", "Sign", sp.sign, ("call", "sign"), sympy_head=sp.sign)
+elementwise("abs", "Abs", Abs, ("call", "abs"), sympy_head=Abs, sympy_aliases=(sp.Abs,))
+elementwise("sign", "Sign", Sign, ("template", _sign_print), sympy_head=Sign, sympy_aliases=(sp.sign,))
 elementwise("sigmoid", "Sigmoid", Sigmoid, ("template", _sigmoid_print), sympy_head=Sigmoid, float_result=True)
 elementwise("relu", "ReLU", Relu, ("template", _relu_print), sympy_head=Relu)
-elementwise("step", "Step", Step, ("template", _step_print), sympy_head=Step)
-elementwise("maximum", "Maximum", Maximum, ("call", "maximum"), nin=2, sympy_head=Maximum, distinct_inputs=True)
-elementwise("minimum", "Minimum", Minimum, ("call", "minimum"), nin=2, sympy_head=Minimum, distinct_inputs=True)
+elementwise("step", "Step", Step, ("shaped_template", _step_print), sympy_head=Step, derivative_only=True)
+elementwise(
+    "at_least",
+    "AtLeast",
+    AtLeast,
+    ("shaped_template", _at_least_print),
+    nin=2,
+    sympy_head=AtLeast,
+    distinct_inputs=True,
+    derivative_only=True,
+)
+elementwise(
+    "maximum",
+    "Maximum",
+    Maximum,
+    ("shaped_template", _extremum_print(">", "maximum")),
+    nin=2,
+    sympy_head=Maximum,
+    distinct_inputs=True,
+)
+elementwise(
+    "minimum",
+    "Minimum",
+    Minimum,
+    ("shaped_template", _extremum_print("<", "minimum")),
+    nin=2,
+    sympy_head=Minimum,
+    distinct_inputs=True,
+)
 
 
 def _select_abstract(avals: list[Aval], params: dict) -> list[Aval]:
@@ -969,3 +1126,4 @@ def fill(b: Builder, shape: Shape, value: float, dtype: np.dtype) -> Atom:
 
 ELEMENTWISE = [op for op in OPS.values() if op.kind == "elementwise"]
 SYMPY_HEADS = {op.sympy_head: op.name for op in ELEMENTWISE if op.sympy_head is not None}
+SYMPY_HEADS.update({alias: op.name for op in ELEMENTWISE for alias in op.sympy_aliases})

@@ -87,7 +87,7 @@ def test_float32_stays_float32():
     assert "float64" not in src
     tree = ast.parse(src)
     wrapped = {
-        id(node.args[0])
+        id(node.args[0].operand if isinstance(node.args[0], ast.UnaryOp) else node.args[0])  # np.float32(-2.5)
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "np.float32" and node.args
     }

@@ -1,0 +1,144 @@
+"""IEEE special values, generated from the op table: every op's forward value on inf, -inf,
+nan, ±0, the largest and subnormal values, overflowing and out-of-domain arguments (log(-1),
+sqrt(-1), arctanh(2)) equals numpy's evaluation (nan matches nan, signed zeros where numpy
+gives one) in the numpy backend (PYNATIVE) and the Numba backend (GRAPH), on 1-D inputs (a
+fused loop) and on 0-d ones (scalar code). The CUDA target has the same check in
+``tests/cuda/test_cuda_special_values.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _harness import trace_op
+from _special import REFERENCE, assert_ieee_equal, every_op, grid, reference, specials
+
+from s2s_ad.ops.table import ELEMENTWISE, OPS, as_py_index
+from s2s_ad.runtime import Compiled
+
+DTYPES = ["float64", "float32"]
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy warns of the very values tested
+
+
+def test_every_elementwise_op_has_a_reference():
+    assert set(REFERENCE) == {op.name for op in ELEMENTWISE}
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elementwise_special_values_in_loops(backend, dtype):
+    prog, xs, spans = every_op(dtype)
+    outs = Compiled(prog, backend)(xs)
+    for (op, a, b), out in zip(spans, outs):
+        assert_ieee_equal(out.asnumpy(), reference(op, xs[a:b]), f"{op.name} ({backend}, {dtype}, 1-D)")
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elementwise_special_values_on_scalars(backend, dtype):
+    prog, xs, spans = every_op(dtype, shape_of=lambda op: ())
+    fn = Compiled(prog, backend)
+    n = max(len(x) for x in xs)
+    got = [[] for _ in spans]
+    for k in range(n):
+        args = [np.asarray(x[k % len(x)]) for x in xs]
+        for j, out in enumerate(fn(args)):
+            got[j].append(out.asnumpy())
+    for (op, a, b), g in zip(spans, got):
+        want = reference(op, [np.resize(x, n) for x in xs[a:b]])
+        assert_ieee_equal(np.array(g), want, f"{op.name} ({backend}, {dtype}, 0-d)")
+
+
+# exponents a program may write as a constant: numpy computes x ** 0.5 of an array as sqrt(x)
+# (-0.0 at -0.0, nan at -inf), x ** 2 as x * x, x ** -1 as 1 / x
+POWERS = [0.5, 2.0, -1.0, 3.0, -2.0, 0.0, 1.0, 1.5, -0.5, 4.0]
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(64,), ()])
+def test_pow_with_constant_exponents(backend, dtype, shape):
+    from s2s_ad.frontend import trace
+    from s2s_ad.ir import Aval, Lit
+
+    x = np.resize(specials(dtype), 64)
+
+    def body(fe, vals):
+        return tuple(fe.b.bind1("pow", vals[0], Lit(p, np.dtype(dtype))) for p in POWERS)
+
+    fn = Compiled(trace(body, [Aval(shape, np.dtype(dtype))], "powers", ["x"]), backend)
+    got = [fn([x]) for _ in range(1)] if shape else [fn([np.asarray(v)]) for v in x]
+    for j, p in enumerate(POWERS):
+        g = got[0][j].asnumpy() if shape else np.array([r[j].asnumpy() for r in got])
+        with np.errstate(all="ignore"):
+            want = x ** np.asarray(p, dtype)
+        assert_ieee_equal(g, want, f"x ** {p} ({backend}, {dtype}, {shape})")
+
+
+# ----------------------------------------------------------------------------- structural ops
+def _scatter(x, index, shape):
+    out = np.zeros(shape, x.dtype)
+    out[as_py_index(index)] += x
+    return out
+
+
+STRUCTURAL_REFERENCE = {
+    "matmul": lambda a, b, transpose_a, transpose_b: np.dot(a.T if transpose_a else a, b.T if transpose_b else b),
+    "reduce_sum": lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
+    "reduce_mean": lambda x, axes, keepdims: np.mean(x, axis=axes, keepdims=keepdims),
+    "reduce_max": lambda x, axes, keepdims: np.max(x, axis=axes, keepdims=keepdims),
+    "reduce_min": lambda x, axes, keepdims: np.min(x, axis=axes, keepdims=keepdims),
+    "reshape": lambda x, shape: np.reshape(x, shape),
+    "broadcast_to": lambda x, shape: np.broadcast_to(x, shape),
+    "transpose": lambda x, perm: np.transpose(x, perm),
+    "getitem": lambda x, index: x[as_py_index(index)],
+    "scatter": _scatter,
+    "cast": lambda x, dtype: x.astype(dtype),
+    "greater": np.greater,
+    "greater_equal": np.greater_equal,
+    "less": np.less,
+    "less_equal": np.less_equal,
+    "equal": np.equal,
+    "not_equal": np.not_equal,
+}
+
+STRUCTURAL = [op for op in OPS.values() if op.kind == "structural" and op.samples]
+CASES = [
+    pytest.param(op.name, k, dt, id=f"{op.name}-{k}-{dt}")
+    for op in STRUCTURAL
+    for k in range(len(op.samples))
+    for dt in DTYPES
+]
+
+
+def test_every_structural_op_with_samples_has_a_reference():
+    assert set(STRUCTURAL_REFERENCE) == {op.name for op in STRUCTURAL}
+
+
+def _structural_inputs(shapes, dtype, seed: int) -> list[np.ndarray]:
+    # Special values drawn at random; a sum of them stays clear of an overflow that only
+    # some summation orders reach (the largest value is left out).
+    s = specials(dtype)
+    s = s[np.abs(s) != np.finfo(dtype).max]
+    rng = np.random.default_rng(seed)
+    return [rng.choice(s, size=shape).astype(dtype) for shape in shapes]
+
+
+@pytest.mark.parametrize("op,k,dtype", CASES)
+def test_structural_special_values(op, k, dtype):
+    shapes, params = OPS[op].samples[k]
+    prog = trace_op(op, shapes, params, dtype)
+    for seed in range(3):
+        xs = _structural_inputs(shapes, dtype, seed)
+        with np.errstate(all="ignore"):
+            want = np.asarray(STRUCTURAL_REFERENCE[op](*xs, **params))
+        for backend in ("python", "numba"):
+            got = Compiled(prog, backend)(xs).asnumpy()
+            assert_ieee_equal(got, want, f"{op} sample {k} ({backend}, {dtype}, seed {seed})")
+
+
+def test_grid_covers_every_pair():
+    (x,) = grid(OPS["exp"], "float64")
+    a, b = grid(OPS["add"], "float64")
+    n = len(specials("float64"))
+    assert len(x) >= 64 and len(a) == len(b) == n * n
