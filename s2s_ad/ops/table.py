@@ -986,6 +986,8 @@ def _scatter_abstract(avals, p):
 def _scatter_emit(target, args, eqn, C):
     ((x, _),) = args
     out = eqn.outs[0]
+    if out.shape == ():  # the index selects the whole 0-d value: it is the value (a scalar in Numba's code)
+        return [f"{target} = {x}"]
     return [
         f"{target} = {C.np}.zeros({out.shape!r}, {C.dtype(out.dtype)})",
         f"{target}[{index_str(eqn.params['index'])}] += {x}",

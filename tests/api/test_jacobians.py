@@ -190,3 +190,30 @@ def test_large_jacobians_loop_one_compiled_evaluation_and_match_the_unrolled_pro
     jf = s2s_ad.jacfwd(wide)(t(x[:2]))
     np.testing.assert_allclose(jr.asnumpy(), jf.asnumpy(), rtol=1e-12)
     np.testing.assert_allclose(jr.asnumpy(), fd_jacobian(wide, [x[:2]], 0), rtol=1e-7, atol=1e-9)
+
+
+def _tanh_sin_grad(x):
+    return np.tanh(x) * np.cos(x) + (1 - np.tanh(x) ** 2) * np.sin(x)
+
+
+@pytest.mark.parametrize("m", [s2s_ad.PYNATIVE_MODE, s2s_ad.GRAPH_MODE])
+@pytest.mark.parametrize("make", [s2s_ad.jacrev, s2s_ad.jacfwd, s2s_ad.hessian])
+def test_scalar_output_in_both_modes(make, m):
+    """A scalar output's cotangent seed is a 0-d scatter: a scalar in Numba's code."""
+    x = np.linspace(-1.0, 1.0, 3)
+
+    def loss(x):
+        return (ops.tanh(x) * ops.sin(x)).sum()
+
+    s2s_ad.set_context(mode=m)
+    try:
+        got = make(loss)(Tensor(x.astype(np.float32))).asnumpy()
+    finally:
+        s2s_ad.set_context(mode=s2s_ad.PYNATIVE_MODE)
+    h = 1e-6
+    expected = (
+        np.diag((_tanh_sin_grad(x + h) - _tanh_sin_grad(x - h)) / (2 * h))
+        if make is s2s_ad.hessian
+        else _tanh_sin_grad(x)
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
