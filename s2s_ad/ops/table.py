@@ -755,6 +755,8 @@ def _transpose_abstract(avals, p):
 def _transpose_emit(args, eqn, C):
     x = _atomic(args[0])
     perm = tuple(eqn.params["perm"])
+    if perm == tuple(range(len(perm))):  # the identity (also of a 0-d value, a scalar in Numba's code)
+        return x, ATOM
     if perm == tuple(reversed(range(len(perm)))):
         return f"{x}.T", ATOM
     return f"{C.np}.transpose({x}, {perm!r})", ATOM
@@ -811,10 +813,34 @@ def _getitem_abstract(avals, p):
     return [Aval(tuple(shape), a.dtype)]
 
 
+def spelled_out(index: tuple, ndim: int) -> tuple:
+    """``index`` on a tensor of ``ndim`` axes with ``...`` replaced by the full slices it
+    stands for, and full slices appended for the axes it leaves out: the form Numba compiles
+    (it takes no bare ``...``)."""
+    full = ("slice", None, None, None)
+    used = sum(1 for i in index if i is not None and i is not Ellipsis)
+    out: list = []
+    for i in index:
+        out.extend([full] * (ndim - used) if i is Ellipsis else [i])
+    if Ellipsis not in index:
+        out.extend([full] * (ndim - used))
+    return tuple(out)
+
+
 def _getitem_emit(args, eqn, C):
     ((x, prec),) = args
     x = x if prec >= ATOM else f"({x})"
-    return f"{x}[{index_str(eqn.params['index'])}]", ATOM
+    index, a, out = eqn.params["index"], eqn.ins[0], eqn.outs[0]
+    if not C.numba:
+        return f"{x}[{index_str(index)}]", ATOM
+    # In Numba's code 0-d values are scalars, which take no index: the result of indexing
+    # one is the scalar itself or an array of ones' shape holding it.
+    if a.shape == ():
+        return (x, ATOM) if out.shape == () else (f"{C.np}.full({out.shape!r}, {x}, {C.dtype(out.dtype)})", ATOM)
+    index = spelled_out(index, len(a.shape))
+    if all(i == ("slice", None, None, None) for i in index):
+        return x, ATOM
+    return f"{x}[{index_str(index)}]", ATOM
 
 
 def _getitem_vjp(b, eqn, cts, active):
@@ -828,10 +854,14 @@ def _scatter_abstract(avals, p):
 
 def _scatter_emit(target, args, eqn, C):
     ((x, _),) = args
-    out = eqn.outs[0]
+    out, index = eqn.outs[0], eqn.params["index"]
+    if C.numba:
+        if out.shape == ():  # a scalar in Numba's code: the one element of x
+            return [f"{target} = {C.reshape_from(x, eqn.ins[0].shape, (), out.dtype)}"]
+        index = spelled_out(index, len(out.shape))
     return [
         f"{target} = {C.np}.zeros({out.shape!r}, {C.dtype(out.dtype)})",
-        f"{target}[{index_str(eqn.params['index'])}] += {x}",
+        f"{target}[{index_str(index)}] += {x}",
     ]
 
 
