@@ -24,6 +24,10 @@ from _check import run  # noqa: E402
 from _gen import load, make  # noqa: E402
 
 
+def _clip(text: str, head: int = 800, tail: int = 1500) -> str:
+    return text if len(text) <= head + tail else f"{text[:head]}\n[...]\n{text[-tail:]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.fuzz.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--programs", type=int, default=200, help="how many programs (default 200)")
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             counts[(mode, cls)] += 1
             if not out.known and shown < args.show:
                 shown += 1
-                print(f"{'=' * 78}\n[{mode}] seed {seed}: {cls}\n{prog.describe()}\n--- {out.failure.strip()[-3000:]}\n")
+                print(f"{'=' * 78}\n[{mode}] seed {seed}: {cls}\n{prog.describe()}\n--- {_clip(out.failure.strip())}\n")
     dt = time.time() - t0
     print(f"{args.programs} programs from seed {args.seed}, modes {', '.join(modes)}, {dt:.0f} s")
     for (mode, cls), k in sorted(counts.items()):
