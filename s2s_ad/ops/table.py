@@ -755,8 +755,6 @@ def _transpose_abstract(avals, p):
 def _transpose_emit(args, eqn, C):
     x = _atomic(args[0])
     perm = tuple(eqn.params["perm"])
-    if perm == tuple(range(len(perm))):  # the identity (also of a 0-d value, a scalar in Numba's code)
-        return x, ATOM
     if perm == tuple(reversed(range(len(perm)))):
         return f"{x}.T", ATOM
     return f"{C.np}.transpose({x}, {perm!r})", ATOM
@@ -831,12 +829,13 @@ def _getitem_emit(args, eqn, C):
     ((x, prec),) = args
     x = x if prec >= ATOM else f"({x})"
     index, a, out = eqn.params["index"], eqn.ins[0], eqn.outs[0]
-    if not C.numba:
-        return f"{x}[{index_str(index)}]", ATOM
-    # In Numba's code 0-d values are scalars, which take no index: the result of indexing
-    # one is the scalar itself or an array of ones' shape holding it.
+    # A 0-d value may be a scalar (a literal, a Python or numpy number; in Numba's code every
+    # 0-d value), which takes no index: indexing one gives the value itself or an array of
+    # ones' shape holding it (its index has only None and ...).
     if a.shape == ():
         return (x, ATOM) if out.shape == () else (f"{C.np}.full({out.shape!r}, {x}, {C.dtype(out.dtype)})", ATOM)
+    if not C.numba:
+        return f"{x}[{index_str(index)}]", ATOM
     index = spelled_out(index, len(a.shape))
     if all(i == ("slice", None, None, None) for i in index):
         return x, ATOM

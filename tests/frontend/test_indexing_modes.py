@@ -126,3 +126,25 @@ def test_chained_indexing(mode, fn, ref):
     h = 1e-6
     fd = [(ref(x + h * e).sum() - ref(x - h * e).sum()) / (2 * h) for e in np.eye(3)]
     np.testing.assert_allclose(gx, fd, rtol=1e-6, atol=1e-8)
+
+
+def _index_a_folded_constant(x):
+    one = x / x  # SymPy folds it to the literal 1.0
+    return one[...] * x + one[None, ...]
+
+
+def _index_a_scalar_select(x, y):
+    t = ops.select(x > y, x, -1.5)  # a 0-d select prints as a Python conditional expression
+    return ops.cosh(t[...]) + t[None]
+
+
+def test_indexing_0d_scalars_of_the_generated_code(mode):
+    """0-d values that are Python numbers in the generated code (a folded literal, a scalar
+    select) indexed with ... and None."""
+    x, y = Tensor(np.array(0.7)), Tensor(np.array(0.2))
+    np.testing.assert_allclose(s2s_ad.jit(_index_a_folded_constant)(x).asnumpy(), [1.7], rtol=1e-12)
+    np.testing.assert_allclose(s2s_ad.grad(_index_a_folded_constant)(x).asnumpy(), 1.0, rtol=1e-12)
+    want = np.cosh(0.7) + 0.7
+    np.testing.assert_allclose(s2s_ad.jit(_index_a_scalar_select)(x, y).asnumpy(), [want], rtol=1e-12)
+    g = s2s_ad.grad(_index_a_scalar_select, grad_position=(0, 1))(x, y)
+    np.testing.assert_allclose([t.asnumpy() for t in g], [np.sinh(0.7) + 1.0, 0.0], rtol=1e-12)
