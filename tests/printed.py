@@ -61,6 +61,11 @@ def printed_equal(got: str, want: str) -> bool:
     return True
 
 
+def prints_number(text: str, value: float, rtol: float = RTOL_FLOAT32) -> bool:
+    """Whether ``text`` prints a number within ``rtol`` of ``value``."""
+    return any(math.isclose(float(n), value, rel_tol=rtol) for n in NUMBER.findall(text))
+
+
 def printed_diff(got: str, want: str, what: str = "printed") -> str:
     """A unified diff of the lines of ``want`` and ``got`` that differ beyond the tolerance."""
     g, w = got.split("\n"), want.split("\n")

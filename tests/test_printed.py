@@ -4,7 +4,7 @@ the text around them exactly."""
 from __future__ import annotations
 
 import pytest
-from printed import numbers_close, printed_equal
+from printed import numbers_close, printed_equal, prints_number
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,10 @@ def test_numbers_close_float32_resolution():
     assert numbers_close("1.0000001", "1.0000002")  # one float32 ulp apart
     assert not numbers_close("1.00001", "1.00002")
     assert numbers_close("3", "3") and not numbers_close("3", "4")
+
+
+def test_prints_number():
+    assert prints_number("dx = [[4.51 2.6999998]], dz = [21.535997]", 21.536)
+    assert prints_number("[ 4.5099998e+00]", 4.51)
+    assert not prints_number("[21.5]", 21.536)
+    assert not prints_number("float32", 32.0)
