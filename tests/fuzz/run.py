@@ -42,23 +42,30 @@ def main(argv: list[str] | None = None) -> int:
     shown = 0
     t0 = time.time()
     modes = ["pynative", "graph"] if args.mode == "both" else [args.mode]
-    for seed in range(args.seed, args.seed + args.programs):
-        prog, xs = make(seed, avoid_known=args.avoid_known)
-        load(prog)
-        base = None
-        for mode in modes:
-            out = run(prog, xs, mode, base, full=not args.light)
-            base = out
-            if out.failure is None:
-                counts[(mode, "passed")] += 1
-                continue
-            cls = f"known: {out.known}" if out.known else f"FAILED: {out.kind}"
-            counts[(mode, cls)] += 1
-            if not out.known and shown < args.show:
-                shown += 1
-                print(f"{'=' * 78}\n[{mode}] seed {seed}: {cls}\n{prog.describe()}\n--- {_clip(out.failure.strip())}\n")
+    done = 0
+    try:
+        for seed in range(args.seed, args.seed + args.programs):
+            prog, xs = make(seed, avoid_known=args.avoid_known)
+            load(prog)
+            base = None
+            for mode in modes:
+                out = run(prog, xs, mode, base, full=not args.light)
+                base = out
+                if out.failure is None:
+                    counts[(mode, "passed")] += 1
+                    continue
+                cls = f"known: {out.known}" if out.known else f"FAILED: {out.kind}"
+                counts[(mode, cls)] += 1
+                if not out.known and shown < args.show:
+                    shown += 1
+                    print(
+                        f"{'=' * 78}\n[{mode}] seed {seed}: {cls}\n{prog.describe()}\n--- {_clip(out.failure.strip())}\n"
+                    )
+            done += 1
+    except KeyboardInterrupt:  # the summary of the programs run so far
+        print("interrupted")
     dt = time.time() - t0
-    print(f"{args.programs} programs from seed {args.seed}, modes {', '.join(modes)}, {dt:.0f} s")
+    print(f"{done} programs from seed {args.seed}, modes {', '.join(modes)}, {dt:.0f} s")
     for (mode, cls), k in sorted(counts.items()):
         print(f"  {mode:9s} {cls}: {k}")
     return 1 if any(cls.startswith("FAILED") for _, cls in counts) else 0
