@@ -968,10 +968,35 @@ def _getitem_abstract(avals, p):
     return [Aval(tuple(shape), a.dtype)]
 
 
+def spelled_out(index: tuple, ndim: int) -> tuple:
+    """``index`` on a tensor of ``ndim`` axes with ``...`` replaced by the full slices it
+    stands for, and full slices appended for the axes it leaves out: the form Numba compiles
+    (it takes no bare ``...``)."""
+    full = ("slice", None, None, None)
+    used = sum(1 for i in index if i is not None and i is not Ellipsis)
+    out: list = []
+    for i in index:
+        out.extend([full] * (ndim - used) if i is Ellipsis else [i])
+    if Ellipsis not in index:
+        out.extend([full] * (ndim - used))
+    return tuple(out)
+
+
 def _getitem_emit(args, eqn, C):
     ((x, prec),) = args
     x = x if prec >= ATOM else f"({x})"
-    return f"{x}[{index_str(eqn.params['index'])}]", ATOM
+    index, a, out = eqn.params["index"], eqn.ins[0], eqn.outs[0]
+    # A 0-d value may be a scalar (a literal, a Python or numpy number; in Numba's code every
+    # 0-d value), which takes no index: indexing one gives the value itself or an array of
+    # ones' shape holding it (its index has only None and ...).
+    if a.shape == ():
+        return (x, ATOM) if out.shape == () else (f"{C.np}.full({out.shape!r}, {x}, {C.dtype(out.dtype)})", ATOM)
+    if not C.numba:
+        return f"{x}[{index_str(index)}]", ATOM
+    index = spelled_out(index, len(a.shape))
+    if all(i == ("slice", None, None, None) for i in index):
+        return x, ATOM
+    return f"{x}[{index_str(index)}]", ATOM
 
 
 def _getitem_vjp(b, eqn, cts, active):
@@ -985,12 +1010,14 @@ def _scatter_abstract(avals, p):
 
 def _scatter_emit(target, args, eqn, C):
     ((x, _),) = args
-    out = eqn.outs[0]
-    if out.shape == ():  # the index selects the whole 0-d value: it is the value (a scalar in Numba's code)
-        return [f"{target} = {x}"]
+    out, index = eqn.outs[0], eqn.params["index"]
+    if C.numba:
+        if out.shape == ():  # a scalar in Numba's code: the one element of x
+            return [f"{target} = {C.reshape_from(x, eqn.ins[0].shape, (), out.dtype)}"]
+        index = spelled_out(index, len(out.shape))
     return [
         f"{target} = {C.np}.zeros({out.shape!r}, {C.dtype(out.dtype)})",
-        f"{target}[{index_str(eqn.params['index'])}] += {x}",
+        f"{target}[{index_str(index)}] += {x}",
     ]
 
 

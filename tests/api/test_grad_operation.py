@@ -93,7 +93,7 @@ def test_weights_as_list_and_single_parameter(pynative):
     net = Net()
     (dz,) = ops.GradOperation(get_by_list=True)(net, [net.z])(X, Y)
     (dz2,) = ops.GradOperation(get_by_list=True)(net, net.z)(X, Y)
-    np.testing.assert_array_equal(dz.asnumpy(), dz2.asnumpy())
+    np.testing.assert_allclose(dz.asnumpy(), dz2.asnumpy(), rtol=1e-6)
 
 
 def test_sens_param_single_output(mode):
@@ -159,7 +159,7 @@ def test_inside_construct_equals_direct(pynative):
     a = Wrap(net)(X, Y)
     b = ops.GradOperation(get_all=True)(net)(X, Y)
     for u, v in zip(a, b):
-        np.testing.assert_array_equal(u.asnumpy(), v.asnumpy())
+        np.testing.assert_allclose(u.asnumpy(), v.asnumpy(), rtol=1e-6)
 
 
 def test_stop_gradient_blocks_flow(pynative):

@@ -9,7 +9,9 @@ executed with ``exec(compile(source, path, "exec"), namespace)``.
 A ```text block that follows a ```python block (only blank lines between) is that block's
 expected standard output. It is compared with the captured output after trailing whitespace
 is removed from every line and trailing blank lines are dropped; the block's directory in the
-output (file paths in error messages) is written as ``/path/to/``. ```bash blocks and other
+output (file paths in error messages) is written as ``/path/to/``. Printed numbers are compared
+within a float tolerance (``tests/printed.py``: CPUs differ in the last bits of float results),
+the text around them exactly. ```bash blocks and other
 languages are not run.
 
 Every page starts in GRAPH_MODE, the default of a new process; the context mode and numpy's
@@ -24,7 +26,6 @@ diff!):
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 import os
 import re
@@ -37,6 +38,9 @@ import numpy as np
 import pytest
 
 from s2s_ad import context
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, also when run as a script
+from printed import printed_diff, printed_equal  # noqa: E402
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide"
 PAGES = sorted(p for p in GUIDE.glob("*.md") if p.name != "README.md")
@@ -145,10 +149,8 @@ def test_page_examples(page: Path, tmp_path: Path):
         if block.expected is None:
             continue
         got, want = normalize(out), normalize(block.expected)
-        if got != want:
-            diff = "\n".join(
-                difflib.unified_diff(want.split("\n"), got.split("\n"), "page", "printed", lineterm="", n=2)
-            )
+        if not printed_equal(got, want):
+            diff = printed_diff(got, want)
             pytest.fail(f"{page.name}:{block.line}: the output differs from the ```text block\n{diff}")
 
 

@@ -1,0 +1,716 @@
+"""A seeded generator of random differentiable programs over the op table, and the checks that
+run one through s2s_ad's public API.
+
+A program is Python source: a function ``f`` written with ``s2s_ad.ops`` (elementwise unary and
+binary ops with broadcasting and Python-number operands, reductions with axes and keepdims,
+matmul, reshape, transpose, indexing, stop_gradient, where over comparisons), the functions
+built on it (``loss``, its gradient's dot product ``grad_dot`` for second order, an ``nn.Cell``
+``Net``), and ``f_ref``: the same program on numpy through a reference namespace ``R``. The
+source is written to a real file and imported, since s2s_ad reads the source of what it
+compiles.
+
+Programs are valid by construction: shapes are chosen to broadcast, and the argument of log,
+sqrt, a division or a power with a float exponent is kept positive (value intervals are
+tracked; an argument that may reach zero is made positive first). Inputs are drawn away from
+kinks and singularities: the reference namespace measures, at the drawn inputs, how close every
+kink is (abs/relu/sign at 0, maximum/minimum/max/min ties, the comparisons that feed where) and
+the inputs are drawn again (then the program generated again) until every margin is wide and
+every value moderate.
+
+``check(program, mode)`` runs the program under PYNATIVE or GRAPH mode and checks, in float64:
+``jit`` against the reference; ``vjp`` against central finite differences of the reference;
+``jvp`` against finite differences and against ``vjp`` (the dot-product test
+⟨J v, w⟩ = ⟨v, Jᵀ w⟩); ``value_and_grad`` and ``ops.GradOperation`` on the Cell against ``vjp``;
+second order (reverse over reverse, and forward over reverse) against finite differences of the
+first-order gradient; and (optional) JAX's derivatives of the reference program where JAX is
+installed. A GRAPH run also compares with the PYNATIVE results.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- known failures
+# Failures of forms the generator produces whose fix lies outside the code the fuzzer covers
+# here (issue 11, "Nothing lost, nothing silently wrong": the SymPy layer of s2s_ad/symbolic.py
+# and s2s_ad/opt.py). Each is matched narrowly on the exception it raises; the CI batch does not
+# generate them (``avoid_known``), the big runs count them apart.
+KNOWN_FAILURES: list[tuple[str, str]] = [
+    # abs() of sigmoid/relu/maximum/where/sqrt/pow: SymPy rewrites it with im(...), which the
+    # code printers cannot print
+    # (abs of sqrt: atan2(0, x), SymPy's arg())
+    ("issue 11: abs of a SymPy expression printed through im()/re()/atan2()", r"SymPy expression (im|re|atan2|arg)\("),
+    # sigmoid(x - x), sigmoid(x / x) and similar: SymPy's simplification of a constant makes
+    # the expression complex
+    ("issue 11: complex result of SymPy simplification", r"Cannot convert complex to float"),
+    # the second derivative of sign(): an unevaluated Derivative(sign(...)) reaches the printer
+    ("issue 11: Derivative(sign) at second order", r"Derivative\(sign"),
+]
+
+
+def known_failure(text: str) -> str | None:
+    """The known failure whose pattern matches an exception's text, or None."""
+    for name, pattern in KNOWN_FAILURES:
+        if re.search(pattern, text):
+            return name
+    return None
+
+
+# ----------------------------------------------------------------------------- the reference namespace
+MARGIN = 1e-3  # the closest a kink (or a domain edge) may be to a value at the drawn inputs
+MAGNITUDE = 1e4  # the largest value a program may compute at the drawn inputs
+
+
+class Reject(Exception):
+    """The drawn inputs are too close to a kink or a singularity, or make values too large."""
+
+
+class Ref:
+    """The numpy reference of the ops (``R`` in ``f_ref``). With ``check``, it measures the
+    margins of the kinks and domains at the evaluated point; ``frozen`` replays the values of
+    stop_gradient from the base point (finite differences do not differentiate through it)."""
+
+    def __init__(self, check: bool = False, frozen: list | None = None) -> None:
+        self.check = check
+        self.frozen = frozen
+        self.stopped: list = []
+
+    def _margin(self, gap: Any) -> None:
+        if self.check and np.size(gap) and float(np.min(gap)) < MARGIN:
+            raise Reject(f"margin {float(np.min(gap)):.3g}")
+
+    def v(self, x: Any) -> Any:
+        """Every value the program computes passes here (magnitude check)."""
+        if self.check and (not np.all(np.isfinite(x)) or np.max(np.abs(x), initial=0.0) > MAGNITUDE):
+            raise Reject("magnitude")
+        return x
+
+    # elementwise
+    def square(self, a):
+        return np.square(a)
+
+    def sqrt(self, a):
+        self._margin(a)
+        return np.sqrt(a)
+
+    def exp(self, a):
+        return np.exp(a)
+
+    def log(self, a):
+        self._margin(a)
+        return np.log(a)
+
+    def sin(self, a):
+        return np.sin(a)
+
+    def cos(self, a):
+        return np.cos(a)
+
+    def tan(self, a):
+        self._margin(np.pi / 2 - np.abs(a))
+        return np.tan(a)
+
+    def sinh(self, a):
+        return np.sinh(a)
+
+    def cosh(self, a):
+        return np.cosh(a)
+
+    def tanh(self, a):
+        return np.tanh(a)
+
+    def atanh(self, a):
+        self._margin(1 - np.abs(a))
+        return np.arctanh(a)
+
+    def sigmoid(self, a):
+        return 1.0 / (1.0 + np.exp(-a))
+
+    def relu(self, a):
+        self._margin(np.abs(a))
+        return np.maximum(a, 0.0)
+
+    def abs(self, a):
+        self._margin(np.abs(a))
+        return np.abs(a)
+
+    def sign(self, a):
+        self._margin(np.abs(a))
+        return np.sign(a)
+
+    def div(self, a, b):
+        self._margin(np.abs(b))
+        return a / b
+
+    def pow(self, a, b):
+        self._margin(a)
+        return np.power(a, b)
+
+    def maximum(self, a, b):
+        self._margin(np.abs(np.subtract(a, b)))
+        return np.maximum(a, b)
+
+    def minimum(self, a, b):
+        self._margin(np.abs(np.subtract(a, b)))
+        return np.minimum(a, b)
+
+    def greater(self, a, b):
+        self._margin(np.abs(np.subtract(a, b)))
+        return np.greater(a, b)
+
+    def less(self, a, b):
+        self._margin(np.abs(np.subtract(a, b)))
+        return np.less(a, b)
+
+    def where(self, c, a, b):
+        return np.where(c, a, b)
+
+    # structural
+    def sum(self, a, axis, keepdims):
+        return np.sum(a, axis=axis, keepdims=keepdims)
+
+    def mean(self, a, axis, keepdims):
+        return np.mean(a, axis=axis, keepdims=keepdims)
+
+    def _extremum_gap(self, a, axis):
+        a = np.asarray(a)
+        axes = tuple(range(a.ndim)) if axis is None else (axis if isinstance(axis, tuple) else (axis,))
+        axes = tuple(k % a.ndim for k in axes) if a.ndim else ()
+        if not axes:
+            return
+        kept = [k for k in range(a.ndim) if k not in axes]
+        flat = np.transpose(a, kept + list(axes)).reshape([a.shape[k] for k in kept] + [-1])
+        if flat.shape[-1] > 1:
+            s = np.sort(flat, axis=-1)
+            self._margin(s[..., -1] - s[..., -2])
+            self._margin(s[..., 1] - s[..., 0])
+
+    def max(self, a, axis, keepdims):
+        self._extremum_gap(a, axis)
+        return np.max(a, axis=axis, keepdims=keepdims)
+
+    def min(self, a, axis, keepdims):
+        self._extremum_gap(a, axis)
+        return np.min(a, axis=axis, keepdims=keepdims)
+
+    def matmul(self, a, b):
+        return np.matmul(a, b)
+
+    def reshape(self, a, shape):
+        return np.reshape(a, shape)
+
+    def transpose(self, a, perm):
+        return np.transpose(a, perm)
+
+    def stop_gradient(self, a):
+        if self.frozen is not None:
+            k = len(self.stopped)
+            self.stopped.append(None)
+            return self.frozen[k]
+        self.stopped.append(np.array(a))
+        return a
+
+
+# ----------------------------------------------------------------------------- generation
+@dataclass
+class Value:
+    name: str
+    shape: tuple
+    lo: float  # bounds of the value over the drawn inputs (conservative)
+    hi: float
+    op: str  # the op that made it ("input" for an argument)
+
+
+@dataclass
+class Program:
+    """One generated program: its source, argument shapes and the draw that made it."""
+
+    seed: int
+    source: str
+    shapes: list[tuple]
+    out_shape: tuple
+    ops: list[str]
+    input_range: list[tuple[float, float]]
+    module: Any = None
+    path: str | None = None
+
+    def describe(self) -> str:
+        shapes = ", ".join(f"x{k}: float64{list(s)}" for k, s in enumerate(self.shapes))
+        return f"fuzz program (seed {self.seed}; {shapes}; output {list(self.out_shape)}):\n{self.source}"
+
+
+def _broadcasts_to(a: tuple, shape: tuple) -> bool:
+    """Whether ``a`` broadcasts against ``shape`` without growing it."""
+    if len(a) > len(shape):
+        return False
+    return all(x in (1, y) for x, y in zip(reversed(a), reversed(shape)))
+
+
+def _interval_mul(a, b):
+    ps = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]]
+    return min(ps), max(ps)
+
+
+def _fmt_index(index: tuple) -> str:
+    def one(i):
+        if i is None:
+            return "None"
+        if i is Ellipsis:
+            return "..."
+        if isinstance(i, slice):
+            s = f"{'' if i.start is None else i.start}:{'' if i.stop is None else i.stop}"
+            return s + (f":{i.step}" if i.step is not None else "")
+        return str(i)
+
+    if len(index) == 1:
+        return one(index[0])
+    return ", ".join(one(i) for i in index)
+
+
+class Generator:
+    """Makes one program from a seed (``random.Random``), statement by statement."""
+
+    UNARY = ["neg", "square", "sqrt", "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "sinh", "cosh"]
+    UNARY_RARE = ["tan", "atanh", "sign"]
+    BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"]
+
+    def __init__(self, seed: int, avoid_known: bool = True, max_stmts: int = 7) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.avoid_known = avoid_known
+        self.max_stmts = max_stmts
+        self.values: list[Value] = []
+        self.inputs: list[Value] = []
+        self.s_lines: list[str] = []  # the s2s_ad program
+        self.r_lines: list[str] = []  # the numpy reference
+        self.ops: list[str] = []
+        self.ranges: list[tuple[float, float]] = []
+        self.temps = 0
+        self.used: set[str] = set()  # the values that some statement reads
+
+    # -- shapes
+    def rand_shape(self, max_rank: int = 3) -> tuple:
+        r = self.rng.choice([0, 1, 1, 2, 2, 2, 3][: max(1, 2 * max_rank + 1)])
+        r = min(r, max_rank)
+        return tuple(self.rng.choice([1, 2, 3, 4]) for _ in range(r))
+
+    def broadcast_partner(self, shape: tuple) -> tuple:
+        """A shape that broadcasts with ``shape`` to ``shape`` or a larger shape."""
+        kind = self.rng.random()
+        if kind < 0.3:
+            return shape
+        if kind < 0.5:  # a suffix
+            return shape[self.rng.randint(0, len(shape)) :]
+        if kind < 0.75:  # some axes of size 1
+            return tuple(1 if self.rng.random() < 0.5 else d for d in shape)
+        if kind < 0.9 and len(shape) < 3:  # an extra leading axis
+            return (self.rng.choice([2, 3]),) + tuple(1 if self.rng.random() < 0.3 else d for d in shape)
+        return ()
+
+    # -- values
+    def new_input(self, shape: tuple, positive: bool = False) -> Value:
+        k = len(self.inputs)
+        lo, hi = (0.5, 1.5) if positive or self.rng.random() < 0.4 else (-1.5, 1.5)
+        v = Value(f"x{k}", shape, lo, hi, "input")
+        self.inputs.append(v)
+        self.ranges.append((lo, hi))
+        self.values.append(v)
+        return v
+
+    def pick(self, pred=lambda v: True) -> Value | None:
+        cands = [v for v in self.values if pred(v)]
+        if not cands:
+            return None
+        # mostly recent and unused values, so that the program is a chain more than a fan
+        weights = [1.0 + 3.0 * (k == len(cands) - 1) + 2.0 * (v.name not in self.used) for k, v in enumerate(cands)]
+        return self.rng.choices(cands, weights)[0]
+
+    def emit(self, s_expr: str, r_expr: str, shape: tuple, lo: float, hi: float, op: str) -> Value:
+        name = f"t{self.temps}"
+        self.temps += 1
+        self.used.update(re.findall(r"\b[xt]\d+\b", s_expr))
+        self.s_lines.append(f"{name} = {s_expr}")
+        self.r_lines.append(f"{name} = R.v({r_expr})")
+        lo, hi = max(lo, -1e300), min(hi, 1e300)
+        v = Value(name, shape, lo, hi, op)
+        self.values.append(v)
+        self.ops.append(op)
+        return v
+
+    def positive(self, a: Value) -> Value:
+        """``a`` itself where its interval is safely positive, else a positive value made from it."""
+        if a.lo >= 0.2:
+            return a
+        if self.rng.random() < 0.5:
+            return self.emit(f"ops.sigmoid({a.name}) + 0.5", f"R.sigmoid({a.name}) + 0.5", a.shape, 0.5, 1.5, "sigmoid")
+        hi = max(a.lo**2, a.hi**2) + 0.5
+        return self.emit(f"{a.name} * {a.name} + 0.5", f"{a.name} * {a.name} + 0.5", a.shape, 0.5, hi, "mul")
+
+    # -- statements
+    def unary(self, a: Value) -> Value:
+        names = self.UNARY + (self.UNARY_RARE if self.rng.random() < 0.3 else [])
+        op = self.rng.choice(names)
+        if self.avoid_known:
+            if op == "abs" and a.op != "input":  # abs of an expression (im/re, Derivative(sign))
+                op = "neg"
+            if op == "sign":
+                op = "tanh"
+        lo, hi = a.lo, a.hi
+        if op in ("sqrt", "log"):
+            a = self.positive(a)
+            f = math.sqrt if op == "sqrt" else math.log
+            return self.emit(f"ops.{op}({a.name})", f"R.{op}({a.name})", a.shape, f(a.lo), f(a.hi), op)
+        if op == "exp" and a.hi > 4:
+            op = "tanh"
+        if op in ("sinh", "cosh") and max(abs(lo), abs(hi)) > 4:
+            op = "sin"
+        if op == "tan" and max(abs(lo), abs(hi)) > 1.2:
+            op = "cos"
+        if op == "atanh" and max(abs(lo), abs(hi)) > 0.9:
+            op = "sigmoid"
+        if op == "neg":
+            return self.emit(f"-{a.name}", f"-{a.name}", a.shape, -hi, -lo, op)
+        m = max(abs(lo), abs(hi))
+        bounds = {
+            "square": lambda: (0.0 if lo <= 0 <= hi else min(lo * lo, hi * hi), m * m),
+            "exp": lambda: (math.exp(lo), math.exp(hi)),
+            "sin": lambda: (-1.0, 1.0),
+            "cos": lambda: (-1.0, 1.0),
+            "tanh": lambda: (math.tanh(lo), math.tanh(hi)),
+            "sigmoid": lambda: (1 / (1 + math.exp(-lo)), 1 / (1 + math.exp(-hi))),
+            "relu": lambda: (max(lo, 0.0), max(hi, 0.0)),
+            "abs": lambda: (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi)), m),
+            "sinh": lambda: (math.sinh(lo), math.sinh(hi)),
+            "cosh": lambda: (1.0, math.cosh(m)),
+            "tan": lambda: (math.tan(lo), math.tan(hi)),
+            "atanh": lambda: (math.atanh(lo), math.atanh(hi)),
+            "sign": lambda: (-1.0, 1.0),
+        }[op]()
+        return self.emit(f"ops.{op}({a.name})", f"R.{op}({a.name})", a.shape, *bounds, op)
+
+    def operand_like(self, shape: tuple) -> tuple[str, tuple, float, float, str]:
+        """A second operand for a binary op with ``shape``: (name or literal, shape, lo, hi, op)."""
+        r = self.rng.random()
+        if r < 0.2:
+            c = round(self.rng.uniform(0.5, 2.0) * self.rng.choice([1, -1]), 2)
+            return repr(c), (), c, c, "literal"
+        want = self.broadcast_partner(shape)
+        if r < 0.6:
+            ok = self.pick(lambda v: v.shape == want or _broadcasts_to(v.shape, shape))
+            if ok is not None:
+                return ok.name, ok.shape, ok.lo, ok.hi, ok.op
+        v = self.new_input(want)
+        return v.name, v.shape, v.lo, v.hi, v.op
+
+    def binary(self, a: Value) -> Value:
+        op = self.rng.choice(self.BINARY)
+        bname, bshape, blo, bhi, bop = self.operand_like(a.shape)
+        if self.avoid_known and bname == a.name and op in ("sub", "div"):  # x - x, x / x: constants (complex)
+            bname, bshape, blo, bhi, bop = "1.5", (), 1.5, 1.5, "literal"
+        shape = tuple(np.broadcast_shapes(a.shape, bshape))
+        swap = self.rng.random() < 0.3
+        if op in ("add", "sub", "mul"):
+            sym = {"add": "+", "sub": "-", "mul": "*"}[op]
+            x, y = (
+                ((bname, (blo, bhi)), (a.name, (a.lo, a.hi))) if swap else ((a.name, (a.lo, a.hi)), (bname, (blo, bhi)))
+            )
+            if op == "add":
+                lo, hi = x[1][0] + y[1][0], x[1][1] + y[1][1]
+            elif op == "sub":
+                lo, hi = x[1][0] - y[1][1], x[1][1] - y[1][0]
+            else:
+                lo, hi = _interval_mul(x[1], y[1])
+            return self.emit(f"{x[0]} {sym} {y[0]}", f"{x[0]} {sym} {y[0]}", shape, lo, hi, op)
+        if op == "div":
+            if bop == "literal":
+                c = float(bname)
+                lo, hi = sorted((a.lo / c, a.hi / c))
+                return self.emit(f"{a.name} / {bname}", f"R.div({a.name}, {bname})", shape, lo, hi, op)
+            den = (
+                self.positive(Value(bname, bshape, blo, bhi, bop)) if blo < 0.2 else Value(bname, bshape, blo, bhi, bop)
+            )
+            lo, hi = _interval_mul((a.lo, a.hi), (1 / den.hi, 1 / den.lo))
+            shape = tuple(np.broadcast_shapes(a.shape, den.shape))
+            return self.emit(f"{a.name} / {den.name}", f"R.div({a.name}, {den.name})", shape, lo, hi, op)
+        if op == "pow":
+            base = self.positive(a)
+            if self.rng.random() < 0.7 or bop == "literal":
+                k = self.rng.choice([2, 3, 0.5, -1, 1.5, -0.5, 2.5])
+                lo, hi = sorted((base.lo**k, base.hi**k))
+                return self.emit(f"{base.name} ** {k!r}", f"R.pow({base.name}, {k!r})", base.shape, lo, hi, op)
+            # a tensor exponent: kept small (the base is in [0.2, ...])
+            e = self.emit(f"ops.tanh({bname})", f"R.tanh({bname})", bshape, -1.0, 1.0, "tanh")
+            shape = tuple(np.broadcast_shapes(base.shape, e.shape))
+            lo = min(base.lo, 1 / base.hi) if base.lo < 1 else 1 / base.hi
+            hi = max(base.hi, 1 / base.lo)
+            return self.emit(f"ops.pow({base.name}, {e.name})", f"R.pow({base.name}, {e.name})", shape, lo, hi, op)
+        # maximum / minimum
+        f = "maximum" if op == "maximum" else "minimum"
+        lo = max(a.lo, blo) if f == "maximum" else min(a.lo, blo)
+        hi = max(a.hi, bhi) if f == "maximum" else min(a.hi, bhi)
+        return self.emit(f"ops.{f}({a.name}, {bname})", f"R.{f}({a.name}, {bname})", shape, lo, hi, op)
+
+    def reduction(self, a: Value) -> Value:
+        op = self.rng.choice(["sum", "mean", "max", "min"])
+        r = len(a.shape)
+        if r == 0 or self.rng.random() < 0.25:
+            axis = None
+        elif self.rng.random() < 0.6:
+            axis = self.rng.randrange(-r, r)
+        else:
+            k = self.rng.randint(1, r)
+            axis = tuple(sorted(self.rng.sample(range(r), k)))
+            if self.rng.random() < 0.3:
+                axis = tuple(ax - r for ax in axis)
+        keep = self.rng.random() < 0.4
+        out = np.sum(np.zeros(a.shape), axis=axis, keepdims=keep).shape
+        n = max(1, int(np.prod(a.shape)) // max(1, int(np.prod(out))))
+        lo, hi = (a.lo * n, a.hi * n) if op == "sum" else (a.lo, a.hi)
+        s_fn = {"sum": "reduce_sum", "mean": "reduce_mean", "max": "reduce_max", "min": "reduce_min"}[op]
+        if self.rng.random() < 0.5 and axis is not None:
+            s_expr = f"ops.{s_fn}({a.name}, {axis!r}, {keep!r})"
+        else:
+            s_expr = f"ops.{s_fn}({a.name}, axis={axis!r}, keepdims={keep!r})"
+        return self.emit(s_expr, f"R.{op}({a.name}, {axis!r}, {keep!r})", tuple(out), lo, hi, f"reduce_{op}")
+
+    def matmul(self, a: Value) -> Value | None:
+        if len(a.shape) != 2:
+            return None
+        m, k = a.shape
+        b = self.pick(lambda v: len(v.shape) == 2 and v.shape[0] == k and v is not a)
+        if b is None or self.rng.random() < 0.4:
+            b = self.new_input((k, self.rng.choice([1, 2, 3])))
+        lo, hi = _interval_mul((a.lo, a.hi), (b.lo, b.hi))
+        return self.emit(
+            f"ops.matmul({a.name}, {b.name})",
+            f"R.matmul({a.name}, {b.name})",
+            (m, b.shape[1]),
+            k * lo,
+            k * hi,
+            "matmul",
+        )
+
+    def reshape(self, a: Value) -> Value:
+        size = int(np.prod(a.shape))
+        factors = [p for p in (2, 3, 5, 7) for _ in range(20) if size % p ** (_ + 1) == 0]
+        dims: list[int] = []
+        for p in factors:
+            if dims and self.rng.random() < 0.5:
+                dims[self.rng.randrange(len(dims))] *= p
+            else:
+                dims.append(p)
+        while self.rng.random() < 0.25 and len(dims) < 3:
+            dims.insert(self.rng.randint(0, len(dims)), 1)
+        self.rng.shuffle(dims)
+        shape = tuple(dims)
+        if shape == a.shape and len(shape) < 3:
+            shape = (1,) + shape
+        spec = shape
+        if shape and self.rng.random() < 0.3:  # a -1
+            k = self.rng.randrange(len(shape))
+            spec = shape[:k] + (-1,) + shape[k + 1 :]
+        return self.emit(
+            f"ops.reshape({a.name}, {spec!r})", f"R.reshape({a.name}, {spec!r})", shape, a.lo, a.hi, "reshape"
+        )
+
+    def transpose(self, a: Value) -> Value | None:
+        r = len(a.shape)
+        if r < 2:
+            return None
+        perm = list(range(r))
+        while perm == list(range(r)):
+            self.rng.shuffle(perm)
+        perm = tuple(perm)
+        if self.rng.random() < 0.3 and perm == tuple(reversed(range(r))):
+            return self.emit(f"{a.name}.T", f"{a.name}.T", tuple(a.shape[p] for p in perm), a.lo, a.hi, "transpose")
+        return self.emit(
+            f"ops.transpose({a.name}, {perm!r})",
+            f"R.transpose({a.name}, {perm!r})",
+            tuple(a.shape[p] for p in perm),
+            a.lo,
+            a.hi,
+            "transpose",
+        )
+
+    def index(self, a: Value) -> Value:
+        for _ in range(20):
+            items: list = []
+            for d in a.shape:
+                r = self.rng.random()
+                if r < 0.3:
+                    items.append(self.rng.randrange(-d, d))
+                elif r < 0.7:
+                    start = self.rng.choice([None, self.rng.randrange(-d, d)])
+                    stop = self.rng.choice([None, self.rng.randrange(-d, d + 1)])
+                    step = self.rng.choice([None, None, 1, 2, -1])
+                    items.append(slice(start, stop, step))
+                else:
+                    items.append(slice(None))
+                if self.rng.random() < 0.15:
+                    items.append(None)
+            if self.rng.random() < 0.2:
+                items.insert(self.rng.randint(0, len(items)), None)
+            if self.rng.random() < 0.3 and items:  # drop trailing full slices or replace a run by ...
+                k = self.rng.randint(0, len(items))
+                j = self.rng.randint(k, len(items))
+                if all(i == slice(None) or i is None for i in items[k:j]) or self.rng.random() < 0.5:
+                    items = items[:k] + [Ellipsis] + [i for i in items[j:]]
+                    # ... must stand for full slices only
+                    dims_used = sum(1 for i in items if i is not None and i is not Ellipsis)
+                    if dims_used > len(a.shape):
+                        continue
+            index = tuple(items)
+            try:
+                out = np.empty(a.shape)[index].shape
+            except (IndexError, TypeError):
+                continue
+            if int(np.prod(out)) == 0:
+                continue
+            text = _fmt_index(index) if index else "..."
+            return self.emit(f"{a.name}[{text}]", f"{a.name}[{text}]", out, a.lo, a.hi, "getitem")
+        return self.emit(f"{a.name}[...]", f"{a.name}[...]", a.shape, a.lo, a.hi, "getitem")
+
+    def where(self, a: Value) -> Value:
+        bname, bshape, blo, bhi, _ = self.operand_like(a.shape)
+        cmp = self.rng.choice(["greater", "less"])
+        c_s = (
+            self.rng.choice([f"{a.name} > {bname}", f"ops.greater({a.name}, {bname})"])
+            if cmp == "greater"
+            else (self.rng.choice([f"{a.name} < {bname}", f"ops.less({a.name}, {bname})"]))
+        )
+        c_r = f"R.{cmp}({a.name}, {bname})"
+        cshape = tuple(np.broadcast_shapes(a.shape, bshape))
+        # the branches: a and another value (or a literal) broadcasting with the condition
+        yname, yshape, ylo, yhi, _ = self.operand_like(cshape)
+        shape = tuple(np.broadcast_shapes(cshape, a.shape, yshape))
+        x, y = (a.name, yname) if self.rng.random() < 0.5 else (yname, a.name)
+        fn = self.rng.choice(["where", "select"])
+        return self.emit(
+            f"ops.{fn}({c_s}, {x}, {y})", f"R.where({c_r}, {x}, {y})", shape, min(a.lo, ylo), max(a.hi, yhi), "where"
+        )
+
+    def stop(self, a: Value) -> Value:
+        return self.emit(f"ops.stop_gradient({a.name})", f"R.stop_gradient({a.name})", a.shape, a.lo, a.hi, "stop")
+
+    def statement(self) -> None:
+        a = self.pick()
+        kinds = ["unary"] * 5 + ["binary"] * 5 + ["reduction"] * 2 + ["matmul", "reshape", "transpose", "index"]
+        kinds += ["index", "where", "stop"] if self.rng.random() < 0.5 else ["where"]
+        kind = self.rng.choice(kinds)
+        v = getattr(self, kind)(a)
+        if v is None:
+            self.unary(a)
+
+    def generate(self) -> Program:
+        self.new_input(self.rand_shape())
+        if self.rng.random() < 0.4:
+            self.new_input(self.rand_shape())
+        n = self.rng.randint(2, self.max_stmts)
+        while len(self.s_lines) < n:
+            self.statement()
+        out = self.values[-1]
+        if out.op == "input":
+            out = self.unary(out)
+        # every value flows into the output: the unused ones are added to it (summed to a
+        # scalar first where their shape does not broadcast to the output's)
+        for v in list(self.values):
+            if v.op == "input" or v.name in self.used or v is out:
+                continue
+            if not _broadcasts_to(v.shape, out.shape):
+                v = self.emit(
+                    f"ops.reduce_sum({v.name})", f"R.sum({v.name}, None, False)", (), -1e300, 1e300, "reduce_sum"
+                )
+            c = round(self.rng.uniform(0.2, 1.0), 2)
+            out = self.emit(
+                f"{out.name} + {c!r} * {v.name}", f"{out.name} + {c!r} * {v.name}", out.shape, -1e300, 1e300, "add"
+            )
+        args = ", ".join(v.name for v in self.inputs)
+        head = "from s2s_ad import grad, nn, ops\n\n\n"
+        body = "\n".join(f"    {ln}" for ln in self.s_lines)
+        ref = "\n".join(f"    {ln}" for ln in self.r_lines)
+        ins = [v.name for v in self.inputs]
+        us = [f"u{k}" for k in range(len(ins))]
+        if len(ins) == 1:
+            grads = "    g0 = grad(loss)(x0, w)\n"
+        else:
+            grads = f"    {', '.join(f'g{k}' for k in range(len(ins)))} = grad(loss, grad_position={tuple(range(len(ins)))!r})({args}, w)\n"
+        dot = " + ".join(f"ops.reduce_sum(g{k} * {u})" for k, u in enumerate(us))
+        src = (
+            head
+            + f"def f({args}):\n{body}\n    return {out.name}\n\n\n"
+            + f"def loss({args}, w):\n    return ops.reduce_sum(f({args}) * w)\n\n\n"
+            + f"def grad_dot({args}, w, {', '.join(us)}):\n{grads}    return {dot}\n\n\n"
+            + f"class Net(nn.Cell):\n    def construct(self, {args}):\n        return f({args})\n\n\n"
+            + f"def f_ref(R, {args}):\n{ref}\n    return {out.name}\n"
+        )
+        return Program(self.seed, src, [v.shape for v in self.inputs], out.shape, self.ops, self.ranges)
+
+
+# ----------------------------------------------------------------------------- loading and inputs
+_DIR: str | None = None
+
+
+def load(prog: Program) -> Program:
+    """Write the program's source to a file of its own and import it."""
+    global _DIR
+    if _DIR is None:
+        _DIR = tempfile.mkdtemp(prefix="s2s_ad_fuzz_")
+    name = f"fuzz_prog_{prog.seed}"
+    path = os.path.join(_DIR, name + ".py")
+    with open(path, "w") as fh:
+        fh.write(prog.source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    prog.module, prog.path = mod, path
+    return prog
+
+
+def draw_inputs(prog: Program, rng: np.random.Generator) -> list[np.ndarray]:
+    """Inputs in each argument's range, distinct values (no ties) within and across arguments."""
+    sizes = [int(np.prod(s)) for s in prog.shapes]
+    xs = []
+    for shape, size, (lo, hi) in zip(prog.shapes, sizes, prog.input_range):
+        grid = lo + (hi - lo) * (rng.permutation(size) + 0.5 + rng.uniform(-0.3, 0.3, size)) / size
+        x = grid.reshape(shape)
+        if lo < 0:  # away from 0 (relu/abs/sign of an input)
+            x = np.where(np.abs(x) < 0.05, x + 0.1 * np.sign(x + 1e-12), x)
+        xs.append(np.asarray(x, np.float64))
+    return xs
+
+
+def make(seed: int, avoid_known: bool = True, tries: int = 6) -> tuple[Program, list[np.ndarray]]:
+    """The program of ``seed`` with inputs away from its kinks: inputs are drawn ``tries``
+    times, then the program is generated again from a derived seed."""
+    for attempt in range(50):
+        sub = seed if attempt == 0 else seed * 1000003 + attempt
+        prog = Generator(sub, avoid_known).generate()
+        prog.seed = seed
+        ns: dict = {}
+        exec(
+            compile(
+                prog.source.split("from s2s_ad")[0] + prog.source[prog.source.index("def f_ref") :], "<ref>", "exec"
+            ),
+            ns,
+        )
+        rng = np.random.default_rng(sub)
+        for _ in range(tries):
+            xs = draw_inputs(prog, rng)
+            try:
+                with np.errstate(all="raise"):
+                    ns["f_ref"](Ref(check=True), *xs)
+            except (Reject, FloatingPointError):
+                continue
+            return prog, xs
+    raise RuntimeError(f"no valid program for seed {seed}")
