@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import linecache
 import threading
-import weakref
 from collections.abc import Callable
 
 import numpy as np
 
 from .codegen import LOOP_NS, register_source
 from .diskcache import NJIT_OPTIONS, compile_cached
-from .lru import ProgramCache
+from .lru import ProgramCache, Users
 
 _CACHE = ProgramCache()  # (source, backend) -> compiled function, recently used ones
 _LOCK = threading.Lock()
-_SOURCE_USERS: dict[str, int] = {}
-_SOURCE_LOCK = threading.RLock()
+# generated source file names -> live compiled functions showing them in tracebacks
+_SOURCES = Users(lambda filename: linecache.cache.pop(filename, None))
 
 
 def compile_source(src: str, fname: str, backend: str) -> Callable:
@@ -49,25 +48,8 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
                 fn = _njit(fn)
             elif backend != "python":
                 raise ValueError(f"unknown backend {backend!r}")
-            _hold_source(fn, filename)
+            _SOURCES.hold(filename, fn)  # in linecache while fn lives
         return _CACHE.put(key, fn)
-
-
-def _hold_source(fn: Callable, filename: str) -> None:
-    """Keep ``filename``'s generated source in ``linecache`` while ``fn`` lives."""
-    with _SOURCE_LOCK:
-        _SOURCE_USERS[filename] = _SOURCE_USERS.get(filename, 0) + 1
-    weakref.finalize(fn, _release_source, filename)
-
-
-def _release_source(filename: str) -> None:
-    with _SOURCE_LOCK:
-        n = _SOURCE_USERS.get(filename, 0) - 1
-        if n > 0:
-            _SOURCE_USERS[filename] = n
-        else:
-            _SOURCE_USERS.pop(filename, None)
-            linecache.cache.pop(filename, None)
 
 
 def _njit(fn: Callable) -> Callable:

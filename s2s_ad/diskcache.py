@@ -53,6 +53,7 @@ from typing import Any
 
 from .codegen import LOOP_NS
 from .errors import CacheError
+from .lru import Users
 
 _VERSION_KEY: str | None = None
 _warned: set[str] = set()
@@ -88,8 +89,7 @@ _MACHINE = re.compile(rf"({_STEM})\..+")
 _stores: dict[str, Path] = {}  # cache directory -> its marked entries directory, checked writable
 _writes = 0
 # s2s_ad_cache.* modules -> number of live compiled functions using them
-_module_users: dict[str, int] = {}
-_modules_lock = threading.RLock()
+_MODULES = Users(lambda name: sys.modules.pop(name, None))
 
 
 def cache_dir() -> Path | None:
@@ -323,21 +323,21 @@ def compile_cached(src: str, fname: str) -> Callable | None:
     try:
         fn = FirstCall(getattr(module, fname), stem, directory)
     except BaseException as e:
-        _release_module(module.__name__)
+        _MODULES.release(module.__name__)
         if isinstance(e, RuntimeError) and "cannot cache" in str(e):  # Numba found no writable place
             _warn_once("unwritable", f"Numba cannot cache in {directory} ({e}); compiling in memory")
             return None
         raise
-    weakref.finalize(fn, _release_module, module.__name__)
+    weakref.finalize(fn, _MODULES.release, module.__name__)  # the loader's hold, now fn's
     return fn
 
 
 def _load_module(stem: str, path: Path) -> Any:
     """The module of entry ``stem``, registered in ``sys.modules`` (Numba's cached machine code
     refers to its module by name: it must be importable) with one more user; the caller
-    releases it with :func:`_release_module`."""
+    releases it with ``_MODULES.release``."""
     name = f"s2s_ad_cache.{stem}"
-    with _modules_lock:
+    with _MODULES.lock:
         module = sys.modules.get(name)
         if module is None:
             spec = importlib.util.spec_from_file_location(name, path)
@@ -349,19 +349,8 @@ def _load_module(stem: str, path: Path) -> Any:
             except BaseException:
                 del sys.modules[name]
                 raise
-        _module_users[name] = _module_users.get(name, 0) + 1
+        _MODULES.hold(name)
     return module
-
-
-def _release_module(name: str) -> None:
-    """One user of module ``name`` is gone; the last one removes it from ``sys.modules``."""
-    with _modules_lock:
-        n = _module_users.get(name, 0) - 1
-        if n > 0:
-            _module_users[name] = n
-        else:
-            _module_users.pop(name, None)
-            sys.modules.pop(name, None)
 
 
 class FirstCall:
@@ -458,8 +447,7 @@ def evict(limit: int | None = None, directory: Path | None = None) -> int:
     entries = _scan(directory)
     total = sum(e.size for e in entries.values())
     removed = 0
-    with _modules_lock:
-        loaded = {name.partition(".")[2] for name in _module_users}
+    loaded = {name.partition(".")[2] for name in _MODULES.names()}
     for stem, e in sorted(entries.items(), key=lambda kv: kv[1].used):
         if total <= limit:
             break

@@ -9,8 +9,11 @@ ever more compiled code.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_MAX_PROGRAMS = 64
@@ -67,4 +70,34 @@ class ProgramCache(OrderedDict):
         return value
 
 
-__all__ = ["DEFAULT_MAX_PROGRAMS", "ProgramCache", "max_programs"]
+class Users:
+    """How many live objects use each named resource (a generated module, a source text); the
+    last one's release calls ``drop(name)``, so evicted programs free what they held."""
+
+    def __init__(self, drop: Callable[[str], Any]):
+        self.drop = drop
+        self.count: dict[str, int] = {}
+        self.lock = threading.RLock()
+
+    def hold(self, name: str, user: Any = None) -> None:
+        """One more user of ``name``; with ``user``, released when that object is collected."""
+        with self.lock:
+            self.count[name] = self.count.get(name, 0) + 1
+        if user is not None:
+            weakref.finalize(user, self.release, name)
+
+    def release(self, name: str) -> None:
+        with self.lock:
+            n = self.count.get(name, 0) - 1
+            if n > 0:
+                self.count[name] = n
+            else:
+                self.count.pop(name, None)
+                self.drop(name)
+
+    def names(self) -> set[str]:
+        with self.lock:
+            return set(self.count)
+
+
+__all__ = ["DEFAULT_MAX_PROGRAMS", "ProgramCache", "Users", "max_programs"]

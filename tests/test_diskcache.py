@@ -287,7 +287,7 @@ def test_eviction_removes_least_recently_used_entries_and_keeps_the_limit(tmp_pa
     # the newest use of entry 2 (its access time) makes it the most recently used
     os.utime(tmp_path / f"{stems[2]}.py", (1_800_000_000, 1_700_000_000))
     # an entry the running process has loaded is kept, however old
-    monkeypatch.setitem(diskcache._module_users, f"s2s_ad_cache.{stems[0]}", 1)
+    monkeypatch.setitem(diskcache._MODULES.count, f"s2s_ad_cache.{stems[0]}", 1)
     assert diskcache.info()["bytes"] == 10_000
     assert diskcache.evict(limit=4500) == 6
     left = sorted(p.stem for p in tmp_path.glob("*.py"))
