@@ -13,9 +13,9 @@ import s2s_ad
 from s2s_ad import Tensor, context, ops
 
 try:  # noqa: SIM105
-    from _gen import Program, Ref, known_failure
+    from _gen import Program, Ref
 except ImportError:  # imported as tests.fuzz._check
-    from ._gen import Program, Ref, known_failure
+    from ._gen import Program, Ref
 
 H = 1e-5  # central finite-difference step (inputs and directions are O(1))
 H2 = 1e-4  # the step of the mixed second differences
@@ -30,13 +30,12 @@ class Mismatch(AssertionError):
 @dataclass
 class Outcome:
     """How one program fared in one mode: ``failure`` (None when every check passed),
-    ``known`` (the known failure it matches), ``results`` for the comparison across modes."""
+    ``results`` for the comparison across modes."""
 
     seed: int
     mode: str
     failure: str | None = None
     kind: str | None = None  # "mismatch" or the exception's class
-    known: str | None = None
     results: dict = field(default_factory=dict)
 
 
@@ -230,12 +229,14 @@ def _jax_check(prog: Program, xs, w, vs, y, g, jv) -> None:
     def fj(*zs):
         return prog.module.f_ref(JRef(), *zs)
 
+    # JAX's derivatives of the same formula may round differently where terms cancel exactly
+    # (d(x/x)/dx: 1/x - x/x**2 is +-2e-16 in JAX, 0 here): an absolute floor of 1e-12.
     primal, vjp_fn = jax.vjp(fj, *map(jnp.asarray, xs))
     _close(np.asarray(primal), y, "JAX: value")
     for k, (a, b) in enumerate(zip(vjp_fn(jnp.asarray(w)), g)):
-        _close(b, np.asarray(a), f"JAX: gradient {k}", 1e-8)
+        _close(b, np.asarray(a), f"JAX: gradient {k}", 1e-8, atol=1e-12)
     _, t = jax.jvp(fj, tuple(map(jnp.asarray, xs)), tuple(map(jnp.asarray, vs)))
-    _close(jv, np.asarray(t), "JAX: J v", 1e-8)
+    _close(jv, np.asarray(t), "JAX: J v", 1e-8, atol=1e-12)
 
 
 def run(prog: Program, xs: list[np.ndarray], mode: str, base: Outcome | None = None, full: bool = True) -> Outcome:
@@ -261,7 +262,6 @@ def run(prog: Program, xs: list[np.ndarray], mode: str, base: Outcome | None = N
     except Exception as err:  # noqa: BLE001 - any exception on a valid program is a failure
         text = "".join(traceback.format_exception(err))
         out.failure, out.kind = f"{type(err).__name__}: {err}\n{text}", type(err).__name__
-        out.known = known_failure(f"{type(err).__name__}: {err}")
     finally:
         context.set_context(mode=old)
     return out
