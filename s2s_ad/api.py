@@ -181,19 +181,37 @@ _NUMBER_TYPES = frozenset((bool, int, float))
 _NUMBER_DTYPES = {bool: np.dtype(np.bool_), int: np.dtype(np.int64), float: np.dtype(np.float32)}
 
 
+_CONTAINER_TYPES = frozenset((tuple, list, dict))
+_NUMBER_OR_CONTAINER = _NUMBER_TYPES | _CONTAINER_TYPES
+
+
+def _map_numbers(v: Any, leaf: Callable[[Any], Any], nested: bool = False) -> Any:
+    """``v`` with ``leaf`` applied to its Python numbers: at the top level every number, inside
+    a tuple, list or dict (any depth) the floats only. Integers in a container stay constants,
+    since they are shapes, axes and indices far more often than data."""
+    t = type(v)
+    if t in _NUMBER_TYPES:
+        return leaf(v) if t is float or not nested else v
+    if t is tuple or t is list:
+        return t(_map_numbers(a, leaf, True) for a in v)
+    if t is dict:
+        return {k: _map_numbers(a, leaf, True) for k, a in v.items()}
+    return v
+
+
 def number_input(v: Any) -> Any:
     """A Python number passed where a derivative is taken, as the tensor it stands for: a
     0-d float32 for a float (MindSpore's dtype for Python floats), int64 for an int, bool
-    for a bool (``Tensor(v)``'s dtypes). Anything else (a NumPy scalar keeps its dtype) is
-    returned unchanged."""
-    return Tensor(v) if type(v) in _NUMBER_TYPES else v
+    for a bool (``Tensor(v)``'s dtypes); a Python float inside a tuple, list or dict too (an
+    int there stays a constant). Anything else (a NumPy scalar keeps its dtype) is returned
+    unchanged."""
+    return _map_numbers(v, Tensor)
 
 
 def _number_atom(fe: Frontend, v: Any) -> Any:
     """Inside compiled code: a Python number at a differentiated position as a 0-d literal of
     :func:`number_input`'s dtype (so the derivative program takes it as an input)."""
-    dt = _NUMBER_DTYPES.get(type(v))
-    return v if dt is None else Lit(v, dt)
+    return _map_numbers(v, lambda n: Lit(n, _NUMBER_DTYPES[type(n)]))
 
 
 def _leaf_avals(fn_prog: Program, pos: int) -> list[Aval]:
@@ -365,7 +383,7 @@ class Transformed:
         calls = self.__dict__.get("_s2s_calls")
         if calls is None:
             calls = self._s2s_calls = calls_cache(*self.cache_root())
-        if _NUMBER_TYPES.intersection(map(type, args)):
+        if _NUMBER_OR_CONTAINER.intersection(map(type, args)):
             numbers = self.number_positions(len(args))
             args = tuple(number_input(a) if i in numbers else a for i, a in enumerate(args))
         sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in args])
@@ -694,6 +712,9 @@ def _as_inputs(inputs: Any) -> tuple:
     return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
 
+_MISSING = object()
+
+
 class _Direct:
     """A function called as ``api(fn, inputs, v)`` (jvp, vjp) that also lowers inside
     compiled code."""
@@ -703,8 +724,15 @@ class _Direct:
         self.__name__ = self.__qualname__ = name
         self.__doc__ = doc
 
-    def __call__(self, fn: Any, inputs: Any, v: Any) -> Any:
+    def __call__(self, fn: Any, inputs: Any = _MISSING, v: Any = _MISSING) -> Any:
         _check_callable(self.__name__, fn)
+        if inputs is _MISSING or v is _MISSING:
+            raise ArgumentError(
+                f"{self.__name__}(fn, inputs, v) takes the inputs and the vector v in one call "
+                f"(MindSpore r1.6 form) and returns (fn(*inputs), result); "
+                f"{self.__name__}({callable_name(fn)}{'' if inputs is _MISSING else ', inputs'}) is missing "
+                f"{'inputs and v' if inputs is _MISSING else 'v'}"
+            )
         return self.make(fn)(*_as_inputs(inputs), v)
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
@@ -712,6 +740,8 @@ class _Direct:
             bound = inspect.signature(self.__call__).bind(*args, **kwargs)
         except TypeError as err:
             raise fe.error(f"{self.__name__}(fn, inputs, v): {err}", ArgumentError) from None
+        if len(bound.args) < 3:
+            raise fe.error(f"{self.__name__}(fn, inputs, v): the inputs and v are both required", ArgumentError)
         fn, inputs, v = bound.args
         return self.make(fn)._s2s_lower(fe, [*_as_inputs(inputs), v], {})
 

@@ -169,7 +169,14 @@ class Cast(Primitive):
 
 def lower_reshape(fe, x: Any, shape: Any) -> Any:
     a = fe.atom(x)
-    shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    try:
+        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    except TypeError:
+        raise fe.error(
+            f"Reshape: the shape must be ints known at compile time, got {shape!r} (a Python int passed at a "
+            "differentiated position is a tensor input, not a constant)",
+            ArgumentError,
+        ) from None
     if shape.count(-1) == 1:
         known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
         if known == 0 or a.aval.size % known:

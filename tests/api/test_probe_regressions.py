@@ -1,0 +1,89 @@
+"""Regressions found by probing the API as a user would: each test failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import s2s_ad
+from s2s_ad import Tensor, jit, ops
+from s2s_ad.errors import ArgumentError, S2SError
+from s2s_ad.ops import GradOperation
+
+
+def close(a, b, tol=1e-5):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=tol, atol=tol)
+
+
+X = np.array([[0.5, 1.0, 2.0], [-1.5, 0.25, 3.0]], np.float32)  # 2-D: fused loops in GRAPH mode
+
+
+def pair_product(pair):
+    return ops.sum(pair[0] * pair[1])
+
+
+def nested(d):
+    return ops.sum(d["a"]["b"] * d["c"][0] * d["c"][1])
+
+
+def test_python_float_inside_a_container_is_differentiated(mode):
+    # a float inside a tuple/list/dict at a differentiated position got the empty gradient ()
+    g = s2s_ad.grad(pair_product)((Tensor(X), 2.0))
+    close(g[0], np.full_like(X, 2.0))
+    assert isinstance(g[1], Tensor) and g[1].shape == () and g[1].dtype == s2s_ad.float32
+    close(g[1], X.sum())
+    d = {"a": {"b": Tensor(X)}, "c": [Tensor(X), 3.0]}
+    value, g = s2s_ad.vjp(nested, (d,), 1.0)
+    close(value, 3.0 * (X * X).sum())
+    close(g["c"][1], (X * X).sum())
+    close(g["a"]["b"], 3.0 * X)
+    (g,) = GradOperation(get_all=True, sens_param=True)(nested)(d, 2.0)
+    close(g["c"][1], 2.0 * (X * X).sum())
+    # forward mode: the float leaf takes a tangent of its own
+    _, t = s2s_ad.jvp(nested, (d,), ({"a": {"b": Tensor(np.ones_like(X))}, "c": [Tensor(np.zeros_like(X)), 1.0]},))
+    close(t, 3.0 * X.sum() + (X * X).sum())
+    # one program for every value of the float
+    f = s2s_ad.grad(pair_product)
+    close(f((Tensor(X), 5.0))[0], np.full_like(X, 5.0))
+    n = len(f._s2s_calls)
+    close(f((Tensor(X), 7.0))[0], np.full_like(X, 7.0))
+    assert len(f._s2s_calls) == n
+
+
+def reshape_by(x, shape):
+    return ops.sum(x.reshape(shape) * 2.0)
+
+
+def test_ints_inside_a_container_stay_constants(mode):
+    # a shape tuple beside the data: its ints are not differentiated (an empty gradient each)
+    gx, gshape = GradOperation(get_all=True)(reshape_by)(Tensor(X), (3, 2))
+    close(gx, np.full_like(X, 2.0))
+    assert gshape == ((), ())
+
+
+def reshape_rows(x, n):
+    return ops.sum(x.reshape(n, 3))
+
+
+def test_int_used_as_shape_at_differentiated_position_is_a_clear_error(mode):
+    # was a TypeError from int(Var) inside the Reshape lowering
+    with pytest.raises(ArgumentError, match=r"test_probe_regressions.py:\d+: Reshape: the shape must be ints"):
+        GradOperation(get_all=True)(reshape_rows)(Tensor(X), 2)
+
+
+def square(x):
+    return x * x
+
+
+def test_vjp_jvp_called_without_v_is_an_argument_error():
+    # MindSpore 2.x style vjp(fn, x) raised a TypeError naming an internal class
+    with pytest.raises(ArgumentError, match=r"vjp\(fn, inputs, v\).*vjp\(square, inputs\) is missing v"):
+        s2s_ad.vjp(square, Tensor(X))
+    with pytest.raises(ArgumentError, match=r"jvp\(square\) is missing inputs and v"):
+        s2s_ad.jvp(square)
+    with pytest.raises(S2SError):
+        jit(vjp_in_jit)(Tensor(X))
+
+
+def vjp_in_jit(x):
+    return s2s_ad.vjp(square, x)
