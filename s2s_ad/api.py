@@ -210,7 +210,10 @@ def number_input(v: Any) -> Any:
 
 def _number_atom(fe: Frontend, v: Any) -> Any:
     """Inside compiled code: a Python number at a differentiated position as a 0-d literal of
-    :func:`number_input`'s dtype (so the derivative program takes it as an input)."""
+    :func:`number_input`'s dtype (so the derivative program takes it as an input); an int
+    kept constant (:class:`_StaticInt`) as the plain int."""
+    if type(v) is _StaticInt:
+        return int(v)
     return _map_numbers(v, lambda n: Lit(n, _NUMBER_DTYPES[type(n)]))
 
 
@@ -297,13 +300,37 @@ def _leaf_atoms(fe: Frontend, v: Any) -> list:
     return [fe.atom(x) for x in leaves if isinstance(x, (Var, Lit)) or is_tensor_value(x)]
 
 
+_CONSTANT = ("static", ())
+
+
+def _flatten_like(value: Any, tree: Any) -> tuple[list[Any], Any]:
+    """:func:`flatten` of ``value`` (a sens or tangent), where a Python number, None or ``()``
+    standing for one of ``tree``'s constants (a number or static value among the inputs)
+    gives that constant's tree and no leaf."""
+    if tree == _CONSTANT and (value is None or type(value) in _NUMBER_TYPES or (type(value) is tuple and not value)):
+        return [], _CONSTANT
+    if tree is None or type(tree) is not tuple or not isinstance(value, (tuple, list, dict)):
+        return flatten(value)
+    kind, children = tree[0], tree[1]
+    if kind == "dict" and isinstance(value, dict) and set(value) == set(tree[2]):
+        pairs = [_flatten_like(value[k], c) for k, c in zip(tree[2], children)]
+        return [x for p in pairs for x in p[0]], ("dict", tuple(p[1] for p in pairs), tree[2])
+    if kind in ("tuple", "list") and isinstance(value, (tuple, list)) and len(value) == len(children):
+        pairs = [_flatten_like(v, c) for v, c in zip(value, children)]
+        return [x for p in pairs for x in p[0]], (
+            "list" if isinstance(value, list) else "tuple",
+            tuple(p[1] for p in pairs),
+        )
+    return flatten(value)
+
+
 def check_like(
     fe: Frontend, what: str, of: str, value: Any, tree: Any, avals: list[Aval], of_leaf: str | None = None
 ) -> list:
     """Atoms of ``value`` (a sens or tangent), which must be structured like ``tree`` (``of``)
     with the shapes of ``avals`` (``of_leaf`` names one leaf's counterpart); each is cast to
     the dtype it pairs with."""
-    leaves, vtree = flatten(value)
+    leaves, vtree = _flatten_like(value, tree)
     if vtree != tree:
         raise fe.error(
             f"{what} must be structured like {of}: expected {tree_str(tree)}, got {tree_str(vtree)}", ArgumentError
@@ -371,6 +398,12 @@ class Transformed:
         becomes a 0-d tensor input rather than a compile-time constant)."""
         return ()
 
+    def implicit_numbers(self) -> bool:
+        """Whether the numbers at :meth:`number_positions` are differentiated because every
+        input is (``get_all``, vjp, jvp) rather than asked for one by one: then an int the
+        function needs as a constant (a shape, an axis) stays one, with no gradient."""
+        return False
+
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         raise NotImplementedError
 
@@ -383,25 +416,68 @@ class Transformed:
         calls = self.__dict__.get("_s2s_calls")
         if calls is None:
             calls = self._s2s_calls = calls_cache(*self.cache_root())
+        given = args
         if _NUMBER_OR_CONTAINER.intersection(map(type, args)):
             numbers = self.number_positions(len(args))
             args = tuple(number_input(a) if i in numbers else a for i, a in enumerate(args))
         sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in args])
         c = calls.get(sig)
+        if c is _STATIC_INTS:
+            calls.used(sig)
+            return self._call_static_ints(calls, given, args)
         if c is None:
-            c = build_staged(
-                calls,
-                sig,
-                lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
-                lambda fe, vals: self._s2s_lower(fe, vals, {}),
-                args,
-            )
+            try:
+                c = self._build(calls, sig, args)
+            except S2SError:
+                # A Python int at a differentiated position that the function uses as a
+                # shape, axis or index cannot be a tensor input: it is kept a constant
+                # (no gradient, ``()``), and this signature remembers that.
+                static = _static_ints(given, args) if self.implicit_numbers() else None
+                if static is None:
+                    raise
+                out = self._call_static_ints(calls, given, args)
+                calls.put(sig, _STATIC_INTS)
+                return out
         else:
             calls.used(sig)  # least recently used programs are evicted first
         return c.call(args)
 
+    def _build(self, calls: Any, sig: tuple, args: tuple) -> Any:
+        return build_staged(
+            calls,
+            sig,
+            lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
+            lambda fe, vals: self._s2s_lower(fe, vals, {}),
+            args,
+        )
+
+    def _call_static_ints(self, calls: Any, given: tuple, args: tuple) -> Any:
+        static = _static_ints(given, args)
+        sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in static])
+        c = calls.get(sig)
+        if c is None:
+            c = self._build(calls, sig, static)
+        else:
+            calls.used(sig)
+        return c.call(static)
+
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
+
+
+class _StaticInt(int):
+    """A Python int at a differentiated position that is kept a compile-time constant (its
+    function uses it as a shape, axis or index); lowered as the plain int."""
+
+
+_STATIC_INTS = object()  # a calls-cache entry: this signature's ints must stay constants
+
+
+def _static_ints(given: tuple, args: tuple) -> tuple | None:
+    """``args`` with the top-level Python ints of ``given`` that were made tensors put back
+    as :class:`_StaticInt` constants; ``None`` when there are none."""
+    out = tuple(_StaticInt(g) if type(g) is int and a is not g else a for g, a in zip(given, args))
+    return out if any(type(a) is _StaticInt for a in out) else None
 
 
 def _no_kwargs(fe: Frontend, who: str, kwargs: dict) -> None:
@@ -472,6 +548,10 @@ class ReverseFunction(Transformed):
         if s.layout == "flags":
             return () if s.get_by_list else (0,)
         return s.positions or ()
+
+    def implicit_numbers(self) -> bool:
+        s = self.spec
+        return s.layout == "vjp" or (s.layout == "flags" and s.get_all)
 
     def _wrt(self, fe: Frontend, n: int) -> list[int]:
         s = self.spec
@@ -786,6 +866,9 @@ class JvpFunction(Transformed):
 
     def number_positions(self, n: int) -> range:
         return range(max(n - 1, 0))
+
+    def implicit_numbers(self) -> bool:
+        return True
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         _no_kwargs(fe, self.__name__, kwargs)

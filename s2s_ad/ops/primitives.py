@@ -127,7 +127,12 @@ def lower_reduce(fe, op: str, display: str, x: Any, axis: Any, keepdims: bool) -
     if isinstance(axis, (list,)):
         axis = tuple(axis)
     if not (axis is None or isinstance(axis, (int, np.integer, tuple))):
-        raise fe.error(f"{display}: axis must be an int, a tuple of ints or None, got {axis!r}", ArgumentError)
+        hint = " (a Python int passed at a differentiated position is a tensor input, not a constant)"
+        raise fe.error(
+            f"{display}: axis must be an int, a tuple of ints or None, got {axis!r}"
+            + (hint if getattr(axis, "shape", None) == () else ""),
+            ArgumentError,
+        )
     axes = normalize_axes(display, axis, len(a.shape))
     return fe.b.bind1(op, a, axes=axes, keepdims=bool(keepdims))
 

@@ -65,10 +65,33 @@ def reshape_rows(x, n):
     return ops.sum(x.reshape(n, 3))
 
 
-def test_int_used_as_shape_at_differentiated_position_is_a_clear_error(mode):
-    # was a TypeError from int(Var) inside the Reshape lowering
+def sum_over(x, axis):
+    return ops.sum(ops.sum(x, axis) ** 2)
+
+
+def test_int_used_as_shape_or_axis_under_get_all_stays_a_constant(mode):
+    # get_all/vjp/jvp differentiate every input: an int the function needs as a shape or an
+    # axis was a TypeError (Reshape) or an ArgumentError; it is a constant with gradient ()
+    gx, gn = GradOperation(get_all=True)(reshape_rows)(Tensor(X), 2)
+    close(gx, np.ones_like(X))
+    assert gn == ()
+    for axis in (0, 1, 0):  # each value its own constant, the second 0 from the cache
+        gx, ga = GradOperation(get_all=True)(sum_over)(Tensor(X), axis)
+        close(gx, np.broadcast_to(2 * X.sum(axis, keepdims=True), X.shape))
+        assert ga == ()
+        value, (gx, ga) = s2s_ad.vjp(sum_over, (Tensor(X), axis), 1.0)
+        close(value, (X.sum(axis) ** 2).sum())
+        close(gx, np.broadcast_to(2 * X.sum(axis, keepdims=True), X.shape))
+        value, t = s2s_ad.jvp(sum_over, (Tensor(X), axis), (Tensor(np.ones_like(X)), 0))
+        close(t, (2 * X.sum(axis) * X.shape[axis]).sum())
+
+
+def test_int_used_as_shape_at_an_asked_position_is_a_clear_error(mode):
+    # asked for by grad_position, the int is differentiated: a clear error (was a TypeError)
     with pytest.raises(ArgumentError, match=r"test_probe_regressions.py:\d+: Reshape: the shape must be ints"):
-        GradOperation(get_all=True)(reshape_rows)(Tensor(X), 2)
+        s2s_ad.grad(reshape_rows, grad_position=(0, 1))(Tensor(X), 2)
+    with pytest.raises(ArgumentError, match=r"axis must be .*differentiated position is a tensor input"):
+        s2s_ad.grad(sum_over, grad_position=1)(Tensor(X), 1)
 
 
 def square(x):
