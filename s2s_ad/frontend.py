@@ -465,6 +465,12 @@ class Frontend:
         except _Return as r:
             result = r.value
         except S2SError as err:
+            if err.loc is None and self.b.loc is not None:
+                # raised without a position (a helper shared with the eager API): the statement
+                # being compiled is where it happened
+                err = type(err)(err.bare_message, self.b.loc)
+                if not _in_package(err.loc.file) or saved is None or _in_package(saved.file):
+                    raise err from None
             # An error inside one of s2s_ad's own Cells (nn.Dense, a loss) is reported at the
             # user's line that called it.
             if err.loc is None or not _in_package(err.loc.file) or saved is None or _in_package(saved.file):

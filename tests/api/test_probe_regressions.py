@@ -128,3 +128,15 @@ def test_jacobians_take_mindspore_grad_position(mode):
         s2s_ad.jacfwd(two_inputs, has_aux=True)
     with pytest.raises(ArgumentError, match="not both"):
         s2s_ad.jacrev(two_inputs, 1, grad_position=0)
+
+
+def sum_axis5(x):
+    return ops.sum(x.sum(axis=5))
+
+
+def test_error_without_position_names_the_users_line(mode):
+    # Tensor.sum's axis check is shared with the eager API and had no file:line
+    with pytest.raises(S2SError, match=r"test_probe_regressions.py:\d+: Tensor.sum: axis 5 is out of range"):
+        s2s_ad.grad(sum_axis5)(Tensor(X))
+    with pytest.raises(S2SError, match=r"test_probe_regressions.py:\d+: Tensor.sum: axis 5"):
+        jit(sum_axis5)(Tensor(X))
