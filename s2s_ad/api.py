@@ -804,8 +804,14 @@ class _Direct:
         self.__name__ = self.__qualname__ = name
         self.__doc__ = doc
 
-    def __call__(self, fn: Any, inputs: Any = _MISSING, v: Any = _MISSING) -> Any:
+    def __call__(self, fn: Any, inputs: Any = _MISSING, v: Any = _MISSING, *, has_aux: bool = False) -> Any:
         _check_callable(self.__name__, fn)
+        _check_bool(self.__name__, has_aux=has_aux)
+        if has_aux:
+            raise NotSupportedError(
+                f"{self.__name__}(has_aux=True) is not supported: return only the differentiated output "
+                f"(ops.grad and ops.value_and_grad take has_aux)"
+            )
         if inputs is _MISSING or v is _MISSING:
             raise ArgumentError(
                 f"{self.__name__}(fn, inputs, v) takes the inputs and the vector v in one call "
@@ -820,6 +826,8 @@ class _Direct:
             bound = inspect.signature(self.__call__).bind(*args, **kwargs)
         except TypeError as err:
             raise fe.error(f"{self.__name__}(fn, inputs, v): {err}", ArgumentError) from None
+        if bound.kwargs.get("has_aux"):
+            raise fe.error(f"{self.__name__}(has_aux=True) is not supported", NotSupportedError)
         if len(bound.args) < 3:
             raise fe.error(f"{self.__name__}(fn, inputs, v): the inputs and v are both required", ArgumentError)
         fn, inputs, v = bound.args

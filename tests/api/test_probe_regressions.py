@@ -140,3 +140,11 @@ def test_error_without_position_names_the_users_line(mode):
         s2s_ad.grad(sum_axis5)(Tensor(X))
     with pytest.raises(S2SError, match=r"test_probe_regressions.py:\d+: Tensor.sum: axis 5"):
         jit(sum_axis5)(Tensor(X))
+
+
+def test_jvp_vjp_has_aux_keyword(mode):
+    # MindSpore 2.x passes has_aux=...: False works, True is a clear NotSupportedError (was a TypeError)
+    out, t = s2s_ad.jvp(square, (Tensor(X),), (Tensor(np.ones_like(X)),), has_aux=False)
+    close(t, 2 * X)
+    with pytest.raises(s2s_ad.NotSupportedError, match=r"vjp\(has_aux=True\)"):
+        s2s_ad.vjp(square, (Tensor(X),), Tensor(np.ones_like(X)), has_aux=True)
