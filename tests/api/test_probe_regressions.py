@@ -148,3 +148,17 @@ def test_jvp_vjp_has_aux_keyword(mode):
     close(t, 2 * X)
     with pytest.raises(s2s_ad.NotSupportedError, match=r"vjp\(has_aux=True\)"):
         s2s_ad.vjp(square, (Tensor(X),), Tensor(np.ones_like(X)), has_aux=True)
+
+
+def tensor_of_computed(x):
+    ones = Tensor(np.ones(3, np.float32))  # np.ones is computed while compiling
+    half = Tensor(np.float32(0.5), s2s_ad.float64)
+    return ops.sum(x * ones * Tensor(x, s2s_ad.float32) * half)
+
+
+def test_tensor_of_a_value_computed_while_compiling(mode):
+    # Tensor(np.ones(3)) or Tensor(np.float32(0.5)) in compiled code was rejected as "not a
+    # compile-time constant"
+    x = np.array([[1.0, -2.0, 3.0]], np.float32)
+    close(jit(tensor_of_computed)(Tensor(x)), 0.5 * (x * x).sum())
+    close(s2s_ad.grad(tensor_of_computed)(Tensor(x)), x)
