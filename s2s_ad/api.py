@@ -480,6 +480,24 @@ def _static_ints(given: tuple, args: tuple) -> tuple | None:
     return out if any(type(a) is _StaticInt for a in out) else None
 
 
+def _trace_numbers(fe: Frontend, fn: Any, args: list[Any], wrt: Any, implicit: bool) -> tuple[list[Any], Program]:
+    """Trace ``fn`` with the Python numbers at positions ``wrt`` as inputs (inside compiled
+    code). Where every input is differentiated (``implicit``), an int the function needs as
+    a constant (a shape, an axis) is kept one, as :meth:`Transformed.__call__` does."""
+    conv = [_number_atom(fe, a) if i in wrt else a for i, a in enumerate(args)]
+    try:
+        return conv, trace_abstract(fn, conv)
+    except S2SError as err:
+        if not implicit or not any(type(a) is int for i, a in enumerate(args) if i in wrt):
+            raise
+        first = err
+    kept = [a if type(a) is int else c for a, c in zip(args, conv)]
+    try:
+        return kept, trace_abstract(fn, kept)
+    except S2SError:
+        raise first from None
+
+
 def _no_kwargs(fe: Frontend, who: str, kwargs: dict) -> None:
     if kwargs:
         raise fe.error(
@@ -586,8 +604,7 @@ class ReverseFunction(Transformed):
             sens = args.pop()
         try:
             wrt = self._wrt(fe, len(args))
-            args = [_number_atom(fe, a) if i in wrt else a for i, a in enumerate(args)]
-            inner = trace_abstract(self.fn, args)
+            args, inner = _trace_numbers(fe, self.fn, args, wrt, self.implicit_numbers())
         except ArgumentError as err:
             if not s.sens_param:
                 raise
@@ -890,8 +907,7 @@ class JvpFunction(Transformed):
             raise fe.error(
                 f"{self.api}: {callable_name(self.fn)} needs at least one input to differentiate", ArgumentError
             )
-        args = [_number_atom(fe, a) for a in args]
-        inner = trace_abstract(self.fn, args)
+        args, inner = _trace_numbers(fe, self.fn, args, range(len(args)), True)
         positions = list(range(len(args)))
         diff = differentiated_program(fe, self.api, self.fn, args, inner, positions, [], False)
         jp = optimize(jvp_program(diff, positions), final=False)

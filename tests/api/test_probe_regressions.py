@@ -162,3 +162,15 @@ def test_tensor_of_a_value_computed_while_compiling(mode):
     x = np.array([[1.0, -2.0, 3.0]], np.float32)
     close(jit(tensor_of_computed)(Tensor(x)), 0.5 * (x * x).sum())
     close(s2s_ad.grad(tensor_of_computed)(Tensor(x)), x)
+
+
+def get_all_inside(x):
+    gx, gaxis = GradOperation(get_all=True)(sum_over)(x, 0)
+    _, (vx, vaxis) = s2s_ad.vjp(sum_over, (x, 1), 1.0)
+    return gx + vx
+
+
+def test_int_axis_under_get_all_inside_compiled_code(mode):
+    # the same rule when the transform is called inside compiled code
+    expected = 2 * X.sum(0, keepdims=True) + 2 * X.sum(1, keepdims=True)
+    close(jit(get_all_inside)(Tensor(X)), expected)
