@@ -487,15 +487,11 @@ def _trace_numbers(fe: Frontend, fn: Any, args: list[Any], wrt: Any, implicit: b
     conv = [_number_atom(fe, a) if i in wrt else a for i, a in enumerate(args)]
     try:
         return conv, trace_abstract(fn, conv)
-    except S2SError as err:
+    except S2SError:
         if not implicit or not any(type(a) is int for i, a in enumerate(args) if i in wrt):
             raise
-        first = err
     kept = [a if type(a) is int else c for a, c in zip(args, conv)]
-    try:
-        return kept, trace_abstract(fn, kept)
-    except S2SError:
-        raise first from None
+    return kept, trace_abstract(fn, kept)  # an error here is the function's own
 
 
 def _no_kwargs(fe: Frontend, who: str, kwargs: dict) -> None:
