@@ -181,19 +181,40 @@ _NUMBER_TYPES = frozenset((bool, int, float))
 _NUMBER_DTYPES = {bool: np.dtype(np.bool_), int: np.dtype(np.int64), float: np.dtype(np.float32)}
 
 
+_CONTAINER_TYPES = frozenset((tuple, list, dict))
+_NUMBER_OR_CONTAINER = _NUMBER_TYPES | _CONTAINER_TYPES
+
+
+def _map_numbers(v: Any, leaf: Callable[[Any], Any], nested: bool = False) -> Any:
+    """``v`` with ``leaf`` applied to its Python numbers: at the top level every number, inside
+    a tuple, list or dict (any depth) the floats only. Integers in a container stay constants,
+    since they are shapes, axes and indices far more often than data."""
+    t = type(v)
+    if t in _NUMBER_TYPES:
+        return leaf(v) if t is float or not nested else v
+    if t is tuple or t is list:
+        return t(_map_numbers(a, leaf, True) for a in v)
+    if t is dict:
+        return {k: _map_numbers(a, leaf, True) for k, a in v.items()}
+    return v
+
+
 def number_input(v: Any) -> Any:
     """A Python number passed where a derivative is taken, as the tensor it stands for: a
     0-d float32 for a float (MindSpore's dtype for Python floats), int64 for an int, bool
-    for a bool (``Tensor(v)``'s dtypes). Anything else (a NumPy scalar keeps its dtype) is
-    returned unchanged."""
-    return Tensor(v) if type(v) in _NUMBER_TYPES else v
+    for a bool (``Tensor(v)``'s dtypes); a Python float inside a tuple, list or dict too (an
+    int there stays a constant). Anything else (a NumPy scalar keeps its dtype) is returned
+    unchanged."""
+    return _map_numbers(v, Tensor)
 
 
 def _number_atom(fe: Frontend, v: Any) -> Any:
     """Inside compiled code: a Python number at a differentiated position as a 0-d literal of
-    :func:`number_input`'s dtype (so the derivative program takes it as an input)."""
-    dt = _NUMBER_DTYPES.get(type(v))
-    return v if dt is None else Lit(v, dt)
+    :func:`number_input`'s dtype (so the derivative program takes it as an input); an int
+    kept constant (:class:`_StaticInt`) as the plain int."""
+    if type(v) is _StaticInt:
+        return int(v)
+    return _map_numbers(v, lambda n: Lit(n, _NUMBER_DTYPES[type(n)]))
 
 
 def _leaf_avals(fn_prog: Program, pos: int) -> list[Aval]:
@@ -279,13 +300,37 @@ def _leaf_atoms(fe: Frontend, v: Any) -> list:
     return [fe.atom(x) for x in leaves if isinstance(x, (Var, Lit)) or is_tensor_value(x)]
 
 
+_CONSTANT = ("static", ())
+
+
+def _flatten_like(value: Any, tree: Any) -> tuple[list[Any], Any]:
+    """:func:`flatten` of ``value`` (a sens or tangent), where a Python number, None or ``()``
+    standing for one of ``tree``'s constants (a number or static value among the inputs)
+    gives that constant's tree and no leaf."""
+    if tree == _CONSTANT and (value is None or type(value) in _NUMBER_TYPES or (type(value) is tuple and not value)):
+        return [], _CONSTANT
+    if tree is None or type(tree) is not tuple or not isinstance(value, (tuple, list, dict)):
+        return flatten(value)
+    kind, children = tree[0], tree[1]
+    if kind == "dict" and isinstance(value, dict) and set(value) == set(tree[2]):
+        pairs = [_flatten_like(value[k], c) for k, c in zip(tree[2], children)]
+        return [x for p in pairs for x in p[0]], ("dict", tuple(p[1] for p in pairs), tree[2])
+    if kind in ("tuple", "list") and isinstance(value, (tuple, list)) and len(value) == len(children):
+        pairs = [_flatten_like(v, c) for v, c in zip(value, children)]
+        return [x for p in pairs for x in p[0]], (
+            "list" if isinstance(value, list) else "tuple",
+            tuple(p[1] for p in pairs),
+        )
+    return flatten(value)
+
+
 def check_like(
     fe: Frontend, what: str, of: str, value: Any, tree: Any, avals: list[Aval], of_leaf: str | None = None
 ) -> list:
     """Atoms of ``value`` (a sens or tangent), which must be structured like ``tree`` (``of``)
     with the shapes of ``avals`` (``of_leaf`` names one leaf's counterpart); each is cast to
     the dtype it pairs with."""
-    leaves, vtree = flatten(value)
+    leaves, vtree = _flatten_like(value, tree)
     if vtree != tree:
         raise fe.error(
             f"{what} must be structured like {of}: expected {tree_str(tree)}, got {tree_str(vtree)}", ArgumentError
@@ -353,6 +398,12 @@ class Transformed:
         becomes a 0-d tensor input rather than a compile-time constant)."""
         return ()
 
+    def implicit_numbers(self) -> bool:
+        """Whether the numbers at :meth:`number_positions` are differentiated because every
+        input is (``get_all``, vjp, jvp) rather than asked for one by one: then an int the
+        function needs as a constant (a shape, an axis) stays one, with no gradient."""
+        return False
+
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         raise NotImplementedError
 
@@ -365,25 +416,82 @@ class Transformed:
         calls = self.__dict__.get("_s2s_calls")
         if calls is None:
             calls = self._s2s_calls = calls_cache(*self.cache_root())
-        if _NUMBER_TYPES.intersection(map(type, args)):
+        given = args
+        if _NUMBER_OR_CONTAINER.intersection(map(type, args)):
             numbers = self.number_positions(len(args))
             args = tuple(number_input(a) if i in numbers else a for i, a in enumerate(args))
         sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in args])
         c = calls.get(sig)
+        if c is _STATIC_INTS:
+            calls.used(sig)
+            return self._call_static_ints(calls, given, args)
         if c is None:
-            c = build_staged(
-                calls,
-                sig,
-                lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
-                lambda fe, vals: self._s2s_lower(fe, vals, {}),
-                args,
-            )
+            try:
+                c = self._build(calls, sig, args)
+            except S2SError:
+                # A Python int at a differentiated position that the function uses as a
+                # shape, axis or index cannot be a tensor input: it is kept a constant
+                # (no gradient, ``()``), and this signature remembers that.
+                static = _static_ints(given, args) if self.implicit_numbers() else None
+                if static is None:
+                    raise
+                out = self._call_static_ints(calls, given, args)
+                calls.put(sig, _STATIC_INTS)
+                return out
         else:
             calls.used(sig)  # least recently used programs are evicted first
         return c.call(args)
 
+    def _build(self, calls: Any, sig: tuple, args: tuple) -> Any:
+        return build_staged(
+            calls,
+            sig,
+            lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
+            lambda fe, vals: self._s2s_lower(fe, vals, {}),
+            args,
+        )
+
+    def _call_static_ints(self, calls: Any, given: tuple, args: tuple) -> Any:
+        static = _static_ints(given, args)
+        sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in static])
+        c = calls.get(sig)
+        if c is None:
+            c = self._build(calls, sig, static)
+        else:
+            calls.used(sig)
+        return c.call(static)
+
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
+
+
+class _StaticInt(int):
+    """A Python int at a differentiated position that is kept a compile-time constant (its
+    function uses it as a shape, axis or index); lowered as the plain int."""
+
+
+_STATIC_INTS = object()  # a calls-cache entry: this signature's ints must stay constants
+
+
+def _static_ints(given: tuple, args: tuple) -> tuple | None:
+    """``args`` with the top-level Python ints of ``given`` that were made tensors put back
+    as :class:`_StaticInt` constants; ``None`` when there are none."""
+    out = tuple(_StaticInt(g) if type(g) is int and a is not g else a for g, a in zip(given, args))
+    return out if any(type(a) is _StaticInt for a in out) else None
+
+
+def _trace_numbers(fe: Frontend, fn: Any, args: list[Any], wrt: Any, implicit: bool) -> tuple[list[Any], Program]:
+    """Trace ``fn`` with the Python numbers at positions ``wrt`` as inputs (inside compiled
+    code). Where every input is differentiated (``implicit``), an int the function needs as
+    a constant (a shape, an axis) is kept one, as :meth:`Transformed.__call__` does."""
+    conv = [_number_atom(fe, a) if i in wrt else a for i, a in enumerate(args)]
+    try:
+        return conv, trace_abstract(fn, conv)
+    except S2SError:
+        if not implicit or not any(type(a) is int for i, a in enumerate(args) if i in wrt):
+            raise
+    kept = [a if type(a) is int else c for a, c in zip(args, conv)]
+    return kept, trace_abstract(fn, kept)  # an error here is the function's own
 
 
 def _no_kwargs(fe: Frontend, who: str, kwargs: dict) -> None:
@@ -455,6 +563,10 @@ class ReverseFunction(Transformed):
             return () if s.get_by_list else (0,)
         return s.positions or ()
 
+    def implicit_numbers(self) -> bool:
+        s = self.spec
+        return s.layout == "vjp" or (s.layout == "flags" and s.get_all)
+
     def _wrt(self, fe: Frontend, n: int) -> list[int]:
         s = self.spec
         if s.layout == "vjp" or (s.layout == "flags" and s.get_all):
@@ -488,8 +600,7 @@ class ReverseFunction(Transformed):
             sens = args.pop()
         try:
             wrt = self._wrt(fe, len(args))
-            args = [_number_atom(fe, a) if i in wrt else a for i, a in enumerate(args)]
-            inner = trace_abstract(self.fn, args)
+            args, inner = _trace_numbers(fe, self.fn, args, wrt, self.implicit_numbers())
         except ArgumentError as err:
             if not s.sens_param:
                 raise
@@ -694,6 +805,9 @@ def _as_inputs(inputs: Any) -> tuple:
     return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
 
+_MISSING = object()
+
+
 class _Direct:
     """A function called as ``api(fn, inputs, v)`` (jvp, vjp) that also lowers inside
     compiled code."""
@@ -703,8 +817,21 @@ class _Direct:
         self.__name__ = self.__qualname__ = name
         self.__doc__ = doc
 
-    def __call__(self, fn: Any, inputs: Any, v: Any) -> Any:
+    def __call__(self, fn: Any, inputs: Any = _MISSING, v: Any = _MISSING, *, has_aux: bool = False) -> Any:
         _check_callable(self.__name__, fn)
+        _check_bool(self.__name__, has_aux=has_aux)
+        if has_aux:
+            raise NotSupportedError(
+                f"{self.__name__}(has_aux=True) is not supported: return only the differentiated output "
+                f"(ops.grad and ops.value_and_grad take has_aux)"
+            )
+        if inputs is _MISSING or v is _MISSING:
+            raise ArgumentError(
+                f"{self.__name__}(fn, inputs, v) takes the inputs and the vector v in one call "
+                f"(MindSpore r1.6 form) and returns (fn(*inputs), result); "
+                f"{self.__name__}({callable_name(fn)}{'' if inputs is _MISSING else ', inputs'}) is missing "
+                f"{'inputs and v' if inputs is _MISSING else 'v'}"
+            )
         return self.make(fn)(*_as_inputs(inputs), v)
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
@@ -712,6 +839,10 @@ class _Direct:
             bound = inspect.signature(self.__call__).bind(*args, **kwargs)
         except TypeError as err:
             raise fe.error(f"{self.__name__}(fn, inputs, v): {err}", ArgumentError) from None
+        if bound.kwargs.get("has_aux"):
+            raise fe.error(f"{self.__name__}(has_aux=True) is not supported", NotSupportedError)
+        if len(bound.args) < 3:
+            raise fe.error(f"{self.__name__}(fn, inputs, v): the inputs and v are both required", ArgumentError)
         fn, inputs, v = bound.args
         return self.make(fn)._s2s_lower(fe, [*_as_inputs(inputs), v], {})
 
@@ -757,6 +888,9 @@ class JvpFunction(Transformed):
     def number_positions(self, n: int) -> range:
         return range(max(n - 1, 0))
 
+    def implicit_numbers(self) -> bool:
+        return True
+
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         _no_kwargs(fe, self.__name__, kwargs)
         if not args:
@@ -769,8 +903,7 @@ class JvpFunction(Transformed):
             raise fe.error(
                 f"{self.api}: {callable_name(self.fn)} needs at least one input to differentiate", ArgumentError
             )
-        args = [_number_atom(fe, a) for a in args]
-        inner = trace_abstract(self.fn, args)
+        args, inner = _trace_numbers(fe, self.fn, args, range(len(args)), True)
         positions = list(range(len(args)))
         diff = differentiated_program(fe, self.api, self.fn, args, inner, positions, [], False)
         jp = optimize(jvp_program(diff, positions), final=False)

@@ -329,13 +329,24 @@ class Frontend:
         return out
 
     # ------------------------------------------------------------------ calls
+    def tensor_of(self, data: Atom, dtype: Any = None) -> Atom:
+        """``Tensor(data, dtype)`` of a traced value ``data``."""
+        from .ops.primitives import lower_cast
+
+        return self.atom(data) if dtype is None else lower_cast(self, data, dtype)
+
     def call(self, f: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
         from .nn.cell import Cell
 
         kwargs = kwargs or {}
         if isinstance(f, type) and getattr(f, "_s2s_constructible", False):
             # Creating a primitive, a GradOperation or a constant Tensor while compiling.
-            if any(isinstance(a, (Var, Lit)) for a in flatten(list(args) + list(kwargs.values()))[0]):
+            traced = any(isinstance(a, (Var, Lit)) for a in flatten(list(args) + list(kwargs.values()))[0])
+            if traced and f is _tensor_class() and args and isinstance(args[0], (Var, Lit)):
+                # Tensor(t) of a value computed while compiling (np.float32(2.0), np.ones(3)):
+                # that value, cast to the dtype given
+                return self.tensor_of(args[0], *args[1:], **kwargs)
+            if traced:
                 raise self.error(
                     f"`{f.__name__}(...)` must be created from compile-time constants here", UnsupportedSyntaxError
                 )
@@ -366,7 +377,12 @@ class Frontend:
                 return f(*args, **kwargs)
             return self.inline(f, list(args), kwargs)
         if getattr(f, "_s2s_static", False):
-            if any(isinstance(a, (Var, Lit)) for a in flatten(list(args) + list(kwargs.values()))[0]):
+            traced = any(isinstance(a, (Var, Lit)) for a in flatten(list(args) + list(kwargs.values()))[0])
+            if traced and f is _tensor_class() and args and isinstance(args[0], (Var, Lit)):
+                # Tensor(t) of a value computed while compiling (np.float32(2.0), np.ones(3)):
+                # that value, cast to the dtype given
+                return self.tensor_of(args[0], *args[1:], **kwargs)
+            if traced:
                 raise self.error(f"`{_name_of(f)}` must be called with compile-time constants here")
             return f(*args, **kwargs)
         if (
@@ -465,6 +481,12 @@ class Frontend:
         except _Return as r:
             result = r.value
         except S2SError as err:
+            if err.loc is None and self.b.loc is not None:
+                # raised without a position (a helper shared with the eager API): the statement
+                # being compiled is where it happened
+                err = type(err)(err.bare_message, self.b.loc)
+                if not _in_package(err.loc.file) or saved is None or _in_package(saved.file):
+                    raise err from None
             # An error inside one of s2s_ad's own Cells (nn.Dense, a loss) is reported at the
             # user's line that called it.
             if err.loc is None or not _in_package(err.loc.file) or saved is None or _in_package(saved.file):
@@ -838,6 +860,12 @@ def _describe(v: Any) -> str:
 
 
 # ---------------------------------------------------------------------- tracing entry point
+def _tensor_class() -> type:
+    from .tensor import Tensor
+
+    return Tensor
+
+
 def abstractify(x: Any) -> Any:
     """Tensor leaves → Aval; everything else is a static value."""
     from .tensor import Tensor

@@ -24,6 +24,7 @@ from .ad.reverse import grad_program
 from .api import (
     JvpFunction,
     Transformed,
+    _check_bool,
     _check_callable,
     _check_positions,
     _Direct,
@@ -36,7 +37,7 @@ from .api import (
     number_input,
     trace_abstract,
 )
-from .errors import ArgumentError, ArgumentValueError
+from .errors import ArgumentError, ArgumentValueError, NotSupportedError
 from .frontend import Frontend, inline_program
 from .ir import Atom, Lit, Program, Var
 from .ops.table import cast_to, fill, fmt_shape, get_op
@@ -287,7 +288,23 @@ class _LoopJacobian:
 
 
 def _jacobian(mode: str, doc: str):
-    def make(fn: Any = None, argnums: int | tuple[int, ...] = 0) -> Any:
+    def make(
+        fn: Any = None,
+        argnums: int | tuple[int, ...] = 0,
+        *,
+        grad_position: int | tuple[int, ...] | None = None,
+        has_aux: bool = False,
+    ) -> Any:
+        if grad_position is not None:  # MindSpore's name for argnums
+            if argnums != 0:
+                raise ArgumentError(f"{mode}: give argnums or grad_position, not both")
+            argnums = grad_position
+        if has_aux is not False:
+            _check_bool(mode, has_aux=has_aux)
+            raise NotSupportedError(
+                f"{mode}(has_aux=True) is not supported: return only the differentiated output, and "
+                "compute the auxiliary values in a separate call"
+            )
         if fn is None:
             return lambda f: make(f, argnums)
         _check_callable(mode, fn)
@@ -301,7 +318,7 @@ def _jacobian(mode: str, doc: str):
 
 jacfwd = _jacobian(
     "jacfwd",
-    """``jacfwd(fn, argnums=0)``: a function returning the Jacobian of ``fn``'s (one tensor)
+    """``jacfwd(fn, argnums=0)`` (or MindSpore's ``grad_position=``): a function returning the Jacobian of ``fn``'s (one tensor)
     output w.r.t. the input(s) at ``argnums``, shaped ``out.shape + in.shape``, by forward mode
     (one column per input element; one evaluation when the Jacobian is diagonal). A tuple of
     ``argnums`` gives a tuple of Jacobians.""",

@@ -127,7 +127,12 @@ def lower_reduce(fe, op: str, display: str, x: Any, axis: Any, keepdims: bool) -
     if isinstance(axis, (list,)):
         axis = tuple(axis)
     if not (axis is None or isinstance(axis, (int, np.integer, tuple))):
-        raise fe.error(f"{display}: axis must be an int, a tuple of ints or None, got {axis!r}", ArgumentError)
+        hint = " (a Python int passed at a differentiated position is a tensor input, not a constant)"
+        raise fe.error(
+            f"{display}: axis must be an int, a tuple of ints or None, got {axis!r}"
+            + (hint if getattr(axis, "shape", None) == () else ""),
+            ArgumentError,
+        )
     axes = normalize_axes(display, axis, len(a.shape))
     return fe.b.bind1(op, a, axes=axes, keepdims=bool(keepdims))
 
@@ -169,7 +174,14 @@ class Cast(Primitive):
 
 def lower_reshape(fe, x: Any, shape: Any) -> Any:
     a = fe.atom(x)
-    shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    try:
+        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    except TypeError:
+        raise fe.error(
+            f"Reshape: the shape must be ints known at compile time, got {shape!r} (a Python int passed at a "
+            "differentiated position is a tensor input, not a constant)",
+            ArgumentError,
+        ) from None
     if shape.count(-1) == 1:
         known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
         if known == 0 or a.aval.size % known:
