@@ -278,6 +278,41 @@ class Select(_Real):
         return sp.Integer(0)
 
 
+class LogOrZero(_Real):
+    """``log(x)``, and 0 where ``x`` is 0 (the log of ``x`` with its zeros replaced by ones):
+    the factor of d(x**y)/dy, which is then 0 at x = 0 (as in JAX), not 0 * -inf = nan."""
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_zero:
+            return sp.Integer(0)
+        if x.is_number:
+            return sp.log(x)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return 1 / self.args[0]
+
+
+class Power(_Real):
+    """``x ** y`` with an exponent that is not a number (a number gives SymPy's own power,
+    which SymPy simplifies): its derivative in ``y`` is ``x**y * LogOrZero(x)``."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if y.is_number or (x.is_number and not x.is_zero):
+            return x**y
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x, y = self.args
+        if argindex == 1:
+            return y * Power(x, y - 1)
+        return self * LogOrZero(x)
+
+
 class Relu(_Real):
     """max(x, 0)."""
 
@@ -351,6 +386,12 @@ def _pow_print(a, b, lit, np_):
     return f"{a} ** {b}", POW
 
 
+def _log_or_zero_print(a, lit, np_, shape):
+    if shape == ():
+        return f"({np_}.log({a}) if {a} != {lit(0)} else {lit(0)})", ATOM
+    return f"{np_}.log({np_}.where({a} == {lit(0)}, {lit(1)}, {a}))", ATOM
+
+
 def _extremum_print(cmp: str, ufunc: str):
     # numpy's maximum/minimum: nan if either is nan, else the second operand on a tie (0.0 and
     # -0.0). Numba's scalar np.maximum gives the first on a tie, so scalars (in loops, 0-d
@@ -395,7 +436,7 @@ elementwise("add", "Add", lambda x, y: x + y, ("infix", "+", ADD), nin=2)
 elementwise("sub", "Sub", lambda x, y: x - y, ("infix", "-", ADD), nin=2)
 elementwise("mul", "Mul", lambda x, y: x * y, ("infix", "*", MUL), nin=2)
 elementwise("div", "Div", lambda x, y: x / y, ("infix", "/", MUL), nin=2, float_result=True, domain=(0.5, 2.0))
-elementwise("pow", "Pow", lambda x, y: x**y, ("template", _pow_print), nin=2, domain=(0.5, 2.0))
+elementwise("pow", "Pow", Power, ("template", _pow_print), nin=2, sympy_head=Power, domain=(0.5, 2.0))
 elementwise("neg", "Neg", lambda x: -x, ("prefix", "-"))
 elementwise("square", "Square", lambda x: x**2, ("call", "square"))
 elementwise("sqrt", "Sqrt", sp.sqrt, ("call", "sqrt"), float_result=True, domain=(0.5, 2.0))
@@ -413,6 +454,16 @@ elementwise("sign", "Sign", Sign, ("template", _sign_print), sympy_head=Sign, sy
 elementwise("sigmoid", "Sigmoid", Sigmoid, ("template", _sigmoid_print), sympy_head=Sigmoid, float_result=True)
 elementwise("relu", "ReLU", Relu, ("template", _relu_print), sympy_head=Relu)
 elementwise("step", "Step", Step, ("shaped_template", _step_print), sympy_head=Step, derivative_only=True)
+elementwise(
+    "log_or_zero",
+    "LogOrZero",
+    LogOrZero,
+    ("shaped_template", _log_or_zero_print),
+    sympy_head=LogOrZero,
+    float_result=True,
+    domain=(0.5, 2.0),
+    derivative_only=True,
+)
 elementwise(
     "at_least",
     "AtLeast",

@@ -147,6 +147,19 @@ def test_derivatives_at_special_values_agree_with_jax(mode, shape):
         value, g = s2s_ad.value_and_grad(_sqrt_pow)(full(v))
         np.testing.assert_array_equal(g.asnumpy(), np.full(shape, np.inf))
         assert np.all(np.signbit(value.asnumpy()) == np.signbit(v))
+    # d(x**y)/dy = x**y * log(x) is 0 at x = 0 (JAX replaces log(0) there), not 0 * -inf = nan;
+    # d/dx = y * x**(y - 1) stays as it is
+    gx, gy = s2s_ad.grad(_pow, grad_position=(0, 1))(full(0.0), full(2.0))
+    np.testing.assert_array_equal(gy.asnumpy(), np.zeros(shape))
+    np.testing.assert_array_equal(gx.asnumpy(), np.zeros(shape))
+    gy = s2s_ad.grad(_pow, grad_position=1)(full(2.0), full(3.0)).asnumpy()
+    np.testing.assert_allclose(gy, np.full(shape, 8 * np.log(2.0)), rtol=1e-12)
+    gyy = s2s_ad.grad(s2s_ad.grad(_pow, grad_position=1), grad_position=1)(full(2.0), full(3.0)).asnumpy()
+    np.testing.assert_allclose(gyy, np.full(shape, 8 * np.log(2.0) ** 2), rtol=1e-12)
+
+
+def _pow(x, y):
+    return x**y
 
 
 def test_algebraic_simplification_is_an_opt_in(mode):

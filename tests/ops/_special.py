@@ -30,7 +30,7 @@ def _step(x):
     return np.where(x > 0, 1, 0).astype(x.dtype)
 
 
-# numpy's evaluation of every elementwise op (``step`` and ``at_least`` are only made by AD)
+# numpy's evaluation of every elementwise op (``step``, ``at_least`` and ``log_or_zero`` are only made by AD)
 REFERENCE = {
     "add": np.add,
     "sub": np.subtract,
@@ -54,6 +54,7 @@ REFERENCE = {
     "sigmoid": _sigmoid,
     "relu": lambda x: np.maximum(x, 0),
     "step": _step,
+    "log_or_zero": lambda x: np.log(np.where(x == 0, 1, x)),
     "at_least": lambda x, y: np.where(x >= y, 1, 0).astype(x.dtype),
     "maximum": np.maximum,
     "minimum": np.minimum,
