@@ -604,9 +604,10 @@ class ReverseFunction(Transformed):
         except ArgumentError as err:
             if not s.sens_param:
                 raise
+            how, what = ("in vjp(fn, inputs, v)", "v") if s.layout == "vjp" else ("with sens_param=True", "the sens")
             raise type(err)(
-                f"{err.bare_message} (with sens_param=True the last argument is the sens, so "
-                f"{callable_name(self.fn)} received the {len(args)} argument(s) before it; was the sens forgotten?)",
+                f"{err.bare_message} ({how} the last argument is {what}, so {callable_name(self.fn)} "
+                f"received the {len(args)} argument(s) before it; was {what} forgotten?)",
                 err.loc,
             ) from None
         if s.has_aux and (

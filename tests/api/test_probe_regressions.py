@@ -174,3 +174,13 @@ def test_int_axis_under_get_all_inside_compiled_code(mode):
     # the same rule when the transform is called inside compiled code
     expected = 2 * X.sum(0, keepdims=True) + 2 * X.sum(1, keepdims=True)
     close(jit(get_all_inside)(Tensor(X)), expected)
+
+
+def two_inputs(x, y):
+    return x * y
+
+
+def test_vjp_with_too_few_inputs_names_v():
+    # the hint spoke of GradOperation's sens_param, which a vjp caller never set
+    with pytest.raises(ArgumentError, match=r"in vjp\(fn, inputs, v\) the last argument is v"):
+        s2s_ad.vjp(two_inputs, (Tensor(np.ones(2)),), Tensor(np.ones(2)))
