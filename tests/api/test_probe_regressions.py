@@ -176,11 +176,11 @@ def test_int_axis_under_get_all_inside_compiled_code(mode):
     close(jit(get_all_inside)(Tensor(X)), expected)
 
 
-def two_inputs(x, y):
+def product(x, y):
     return x * y
 
 
 def test_vjp_with_too_few_inputs_names_v():
     # the hint spoke of GradOperation's sens_param, which a vjp caller never set
     with pytest.raises(ArgumentError, match=r"in vjp\(fn, inputs, v\) the last argument is v"):
-        s2s_ad.vjp(two_inputs, (Tensor(np.ones(2)),), Tensor(np.ones(2)))
+        s2s_ad.vjp(product, (Tensor(np.ones(2)),), Tensor(np.ones(2)))
