@@ -293,6 +293,72 @@ class Builder:
         return self.bind(op, ins, hint, **params)[0]
 
 
+# ----------------------------------------------------------------------------- checker
+class IRError(AssertionError):
+    """A program breaks an invariant of the IR: a bug in the pass that made it."""
+
+
+def check_program(prog: Program, where: str = "") -> None:
+    """Check the invariants of ``prog``: the input layout and tree sizes; every equation's op
+    is in the table, its inputs are defined before it (SSA: each variable defined once) and its
+    outputs have the shapes and dtypes its rule gives; the outputs are defined. Raises
+    :class:`IRError` naming the pass (``where``), the equation and the problem."""
+    from .ops.table import get_op
+
+    def fail(msg: str) -> None:
+        raise IRError(f"{where + ': ' if where else ''}{prog.name}: {msg}")
+
+    n_in = prog.n_args + len(prog.params) + len(prog.consts)
+    if len(prog.invars) != n_in:
+        fail(
+            f"{len(prog.invars)} input variables for {prog.n_args} arguments, {len(prog.params)} parameters "
+            f"and {len(prog.consts)} constants"
+        )
+    if prog.in_tree is not None and treedef_leaves(prog.in_tree) != prog.n_args:
+        fail(f"the input tree has {treedef_leaves(prog.in_tree)} leaves for {prog.n_args} arguments")
+    if treedef_leaves(prog.out_tree) != len(prog.outs):
+        fail(f"the output tree has {treedef_leaves(prog.out_tree)} leaves for {len(prog.outs)} outputs")
+    defined: set[Var] = set()
+
+    def define(v: Any, what: str) -> None:
+        if not isinstance(v, Var):
+            fail(f"{what} is {v!r}, not a variable")
+        if v in defined:
+            fail(f"{what} {v!r} is defined twice")
+        defined.add(v)
+
+    def use(a: Any, what: str) -> None:
+        if isinstance(a, Lit):
+            return
+        if not isinstance(a, Var):
+            fail(f"{what} is {a!r}, not a variable or literal")
+        if a not in defined:
+            fail(f"{what} {a!r} is used before it is defined")
+
+    for v in prog.invars:
+        define(v, "input")
+    for k, e in enumerate(prog.eqns):
+        what = f"equation {k} ({e.op})"
+        try:
+            op = get_op(e.op)
+        except Exception:  # noqa: BLE001 - any lookup failure is this program's fault
+            fail(f"{what}: no such op in the table")
+        for a in e.ins:
+            use(a, f"{what}: input")
+        try:
+            avals = op.abstract([a.aval for a in e.ins], e.params)
+        except S2SError as err:
+            fail(f"{what}: its shape rule rejects the inputs {[str(a.aval) for a in e.ins]}: {err}")
+        if len(avals) != len(e.outs):
+            fail(f"{what}: {len(e.outs)} outputs where the op gives {len(avals)}")
+        for o, av in zip(e.outs, avals):
+            if o.aval != av:
+                fail(f"{what}: output {o!r} is {o.aval} where the op gives {av}")
+            define(o, f"{what}: output")
+    for a in prog.outs:
+        use(a, "program output")
+
+
 # ----------------------------------------------------------------------------- float16
 HALF, SINGLE = np.dtype(np.float16), np.dtype(np.float32)
 

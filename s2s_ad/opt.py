@@ -11,13 +11,19 @@ its simplified equations as one unit, and the units are re-ordered topologically
 from __future__ import annotations
 
 import heapq
+import os
+from collections.abc import Callable
 
 import numpy as np
 import sympy as sp
 
-from .ir import Atom, Builder, Eqn, Lit, Program, Var
+from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program
 from .ops.table import broadcast_to, cast_to, fill, get_op
 from .symbolic import eqn_to_sympy, lit_to_sympy, to_ir
+
+# ``S2S_AD_CHECK_IR=1`` (set by the test suite) runs :func:`~s2s_ad.ir.check_program` before
+# and after every pass of :func:`optimize`.
+CHECK_IR = os.environ.get("S2S_AD_CHECK_IR", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _sub(env: dict[int, Atom], a: Atom) -> Atom:
@@ -365,9 +371,21 @@ def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Progra
     from . import context
 
     keep_primal = not context.get_context("algebraic_simplification")
-    prog = cse(fold_fills(dce(prog), keep_primal))
+    passes: list[tuple[str, Callable[[Program], Program]]] = [
+        ("dce", dce),
+        ("fold_fills", lambda p: fold_fills(p, keep_primal)),
+        ("cse", cse),
+    ]
     if final:
-        prog = strip_identities(prog)
+        passes.append(("strip_identities", strip_identities))
     if simplify:
-        prog = cse(simplify_clusters(prog, keep_primal))
-    return dce(prog)
+        passes += [("simplify_clusters", lambda p: simplify_clusters(p, keep_primal)), ("cse", cse)]
+    passes.append(("dce", dce))
+    check = CHECK_IR
+    if check:
+        check_program(prog, "before optimize")
+    for name, run in passes:
+        prog = run(prog)
+        if check:
+            check_program(prog, f"after {name}")
+    return prog

@@ -5,6 +5,8 @@ import tempfile
 
 # The tests compile into a disk cache of their own (one per session), never the user's.
 os.environ.setdefault("S2S_AD_CACHE_DIR", tempfile.mkdtemp(prefix="s2s_ad_test_cache_"))
+# Every program is checked (s2s_ad.ir.check_program) before and after each optimiser pass.
+os.environ.setdefault("S2S_AD_CHECK_IR", "1")
 
 # device_target="GPU" and the CUDA tests (tests/cuda) run on a GPU where there is one, else in
 # Numba's CUDA simulator, which must be enabled before numba is first imported.
