@@ -98,10 +98,16 @@ def show(
     sens: bool,
     order: int = 1,
     backend: str = "numpy",
+    ir: bool = False,
 ) -> str:
     """The generated source of NAME's derivative (``mode``), for ``backend`` ("numpy", "numba"
-    or "cuda")."""
-    from .api import GradOperation, generated_source
+    or "cuda"); with ``ir``, the optimised typed IR program that source is printed from."""
+    from .api import GradOperation, trace_program
+    from .api import generated_source as source
+
+    def generated_source(fn: Any, *args: Any, target: str) -> str:
+        return trace_program(fn, *args).pretty() + "\n" if ir else source(fn, *args, target=target)
+
     from .nn import Cell
     from .tensor import ParameterTuple
 
@@ -241,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "GRAPH_MODE compiles; cuda: the CUDA kernels and host code of device_target='GPU'"
         ),
     )
+    s.add_argument(
+        "--ir",
+        action="store_true",
+        help="print the optimised typed IR program (the form the passes work on) instead of the source",
+    )
     c = sub.add_parser("cache", help="show or empty the disk cache of compiled programs")
     c.add_argument(
         "action",
@@ -256,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             target = load_target(ns.target)
             spec = parse_args_spec(ns.args)
-            print(show(target, spec, ns.mode, ns.get_all, ns.get_by_list, ns.sens, ns.order, ns.backend), end="")
+            print(show(target, spec, ns.mode, ns.get_all, ns.get_by_list, ns.sens, ns.order, ns.backend, ns.ir), end="")
     except S2SError as err:
         print(f"s2s-ad: error: {err}", file=sys.stderr)
         return 1

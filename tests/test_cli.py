@@ -166,6 +166,20 @@ def test_show_cell_class_prints_valid_python(module, capsys):
     assert "user_nets.py:" in out and "self.matmul(x, y)" in out
 
 
+def test_show_ir_prints_the_typed_program(module, capsys):
+    from s2s_ad.api import GradOperation, trace_program
+    from s2s_ad.ir import Aval
+
+    out = show_ok(capsys, f"{module}:Net", "--ir")
+    assert out.startswith("{ lambda ") and out.rstrip().endswith("}")
+    assert "f32[2,3]" in out and "f32[3,3]" in out and "matmul" in out
+    # the program the source is printed from: the same as trace_program's
+    net = cli.load_target(f"{module}:Net")
+    avals = [Aval((2, 3), np.dtype(np.float32)), Aval((3, 3), np.dtype(np.float32))]
+    assert out == trace_program(GradOperation()(net), *avals).pretty() + "\n"
+    assert show_ok(capsys, f"{module}:Net", "--ir", "--mode", "jvp").count("matmul") >= 2
+
+
 def test_show_is_identical_across_runs(module, capsys):
     first = show_ok(capsys, f"{module}:Net", "--get-all", "--get-by-list")
     second = show_ok(capsys, f"{module}:Net", "--get-all", "--get-by-list")
