@@ -50,6 +50,17 @@ _BY_NP = {t.np_dtype: t for t in _ALL}
 NP_DTYPES: tuple[np.dtype, ...] = tuple(t.np_dtype for t in _ALL)
 
 
+def native(dt: np.dtype) -> np.dtype:
+    """``dt`` in the machine's byte order (compiled code takes native arrays; big-endian data
+    is converted at the boundary)."""
+    return dt if dt.isnative else dt.newbyteorder("=")
+
+
+def native_array(a: np.ndarray) -> np.ndarray:
+    """``a``, converted to the machine's byte order when it is not in it."""
+    return a if a.dtype.isnative else a.astype(native(a.dtype))
+
+
 def to_np(dt: object) -> np.dtype:
     """Normalise a MindSpore dtype, numpy dtype, or Python type to a numpy dtype."""
     if isinstance(dt, Type):

@@ -884,9 +884,7 @@ def input_dtype(dt: np.dtype) -> np.dtype:
     """The dtype a compiled program sees for an input of dtype ``dt``: native byte order
     (big-endian arrays are converted at the call); anything that is not a supported
     tensor dtype (complex, strings, objects, ...) is rejected with the list of those that are."""
-    dt = np.dtype(dt)
-    if not dt.isnative:
-        dt = dt.newbyteorder("=")
+    dt = mstype.native(np.dtype(dt))
     if dt not in mstype.NP_DTYPES:
         raise ArgumentError(
             f"inputs must be tensors of a supported dtype, got dtype {dt}"

@@ -24,6 +24,7 @@ from . import context
 from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall
+from .dtype import native, native_array
 from .frontend import Frontend, abstractify, trace
 from .ir import HALF, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
@@ -55,7 +56,7 @@ def signature(x: Any) -> Any:
         a = x._data
         return (a.shape, a.dtype)
     if isinstance(x, (np.ndarray, np.generic)):
-        return (x.shape, x.dtype if x.dtype.isnative else x.dtype.newbyteorder("="))
+        return (x.shape, native(x.dtype))
     if isinstance(x, Tensor):
         a = x.asnumpy()
         return (a.shape, a.dtype)
@@ -222,9 +223,7 @@ def _output_kinds(prog: Program) -> list[int]:
 
 
 def _array(x: Any) -> np.ndarray:
-    a = x.asnumpy() if isinstance(x, Tensor) else np.asarray(x)
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))  # compiled code takes native byte order
+    a = native_array(x.asnumpy() if isinstance(x, Tensor) else np.asarray(x))
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
@@ -251,7 +250,10 @@ def calls_cache(obj: Any, key: Any) -> ProgramCache:
     """The compiled programs of transform ``key`` of ``obj``, by backend and argument
     signature (shared by every transformed function with the same ``obj`` and ``key``); at
     most :func:`max_programs`, least recently used evicted first."""
-    cache = cache_for(obj)
+    return _programs(cache_for(obj), key)
+
+
+def _programs(cache: dict, key: Any) -> ProgramCache:
     calls = cache.get(key)
     if calls is None:
         calls = cache[key] = ProgramCache()
@@ -283,9 +285,7 @@ def run_staged(
 ) -> Any:
     """Call the compiled program for ``args``' signature, building it on a miss.
     ``describe()`` is only called on a miss, so a hit does no analysis at all."""
-    calls = cache.get(key)
-    if calls is None:
-        calls = cache[key] = ProgramCache()
+    calls = _programs(cache, key)
     sig = (backend, context.compile_options(), *[signature(a) for a in args])
     c = calls.get(sig)
     if c is None:

@@ -33,8 +33,7 @@ def _to_array(data: Any, dtype: Any) -> np.ndarray:
         arr = arr.astype(mstype.to_np(dtype), copy=False)
     if arr.dtype == object:
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
-    if not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))  # big-endian data in native byte order
+    arr = mstype.native_array(arr)  # big-endian data in native byte order
     if arr.dtype not in mstype.NP_DTYPES:
         from .errors import ArgumentError
 
