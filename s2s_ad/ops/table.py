@@ -178,7 +178,18 @@ class Sigmoid(_Real):
         return s * (1 - s)
 
 
-class Step(_Real):
+class _Indicator(_Real):
+    """A 0/1 head made by differentiation (a comparison's outcome): nonnegative, with
+    derivative 0."""
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+
+class Step(_Indicator):
     """Heaviside step with step(0) = 0 (the derivative of ReLU, as MindSpore defines it) and
     step(nan) = 0 (JAX's derivative of ReLU there)."""
 
@@ -190,14 +201,8 @@ class Step(_Real):
             return sp.Integer(1) if x > 0 else sp.Integer(0)
         return None
 
-    def _eval_is_extended_nonnegative(self) -> bool:
-        return True
 
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
-
-
-class AtLeast(_Real):
+class AtLeast(_Indicator):
     """``AtLeast(x, y)``: 1 where x >= y, else 0 (also where either is nan: a comparison with
     nan is false). The derivative of max(x, y) in x: ties (also of infinities, where ``y - x``
     is nan) go to x."""
@@ -213,12 +218,6 @@ class AtLeast(_Real):
         if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
             return sp.Integer(1) if x >= y else sp.Integer(0)
         return None
-
-    def _eval_is_extended_nonnegative(self) -> bool:
-        return True
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
 
 
 class _Extremum(_Real):
