@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 
 from . import context
-from .ad.forward import jvp_program
-from .ad.reverse import grad_program
+from .derivatives import grad_program, jvp_args_program
 from .errors import ArgumentError, ArgumentValueError, NotSupportedError, S2SError
 from .frontend import Frontend, abstractify, inline_program, is_tensor_value, trace
-from .ir import Aval, Lit, Program, Var, flatten, tree_str, treedef_leaves, unflatten
+from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, treedef_leaves, unflatten
 from .ops.table import cast_to, fmt_shape
 from .opt import optimize
 from .runtime import build_staged, cache_for, calls_cache, run_staged, signature
@@ -218,10 +217,18 @@ def _number_atom(fe: Frontend, v: Any) -> Any:
 
 
 def _leaf_avals(fn_prog: Program, pos: int) -> list[Aval]:
-    from .ad.reverse import arg_leaf_ranges
-
     lo, hi, _ = arg_leaf_ranges(fn_prog)[pos]
     return [v.aval for v in fn_prog.arg_vars[lo:hi]]
+
+
+def _weight_leaves(prog: Program, weights: list[Parameter]) -> list[int | Aval]:
+    """Each weight as the position of its variable among ``prog``'s inputs, or, for a weight
+    ``prog`` does not read, its abstract value (its gradient is zeros)."""
+    res: list[int | Aval] = []
+    for p in weights:
+        idx = next((i for i, q in enumerate(prog.params) if q is p), None)
+        res.append(Aval(tuple(p.shape), p.asnumpy().dtype) if idx is None else prog.n_args + idx)
+    return res
 
 
 def differentiated_program(
@@ -622,7 +629,10 @@ class ReverseFunction(Transformed):
         explicit = not (s.layout == "vjp" or (s.layout == "flags" and s.get_all))
         diff = differentiated_program(fe, s.api, self.fn, args, inner, wrt, weights, explicit)
         gp = optimize(
-            grad_program(diff, wrt, weights, s.sens_param, with_value=diff is inner, has_aux=s.has_aux), final=False
+            grad_program(
+                diff, wrt, _weight_leaves(diff, weights), s.sens_param, with_value=diff is inner, has_aux=s.has_aux
+            ),
+            final=False,
         )
         flat = []
         for a in args:
@@ -907,7 +917,7 @@ class JvpFunction(Transformed):
         args, inner = _trace_numbers(fe, self.fn, args, range(len(args)), True)
         positions = list(range(len(args)))
         diff = differentiated_program(fe, self.api, self.fn, args, inner, positions, [], False)
-        jp = optimize(jvp_program(diff, positions), final=False)
+        jp = optimize(jvp_args_program(diff, positions), final=False)
         flat = []
         for a in args:
             flat.extend(_leaf_atoms(fe, a))

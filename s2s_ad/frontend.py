@@ -24,7 +24,7 @@ import numpy as np
 
 from . import dtype as mstype
 from .errors import ArgumentError, Loc, S2SError, SourceUnavailableError, UnsupportedSyntaxError
-from .ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
+from .ir import Atom, Aval, Builder, Lit, Program, Var, copy_eqns, dict_keys, flatten
 from .ops.table import cast_to, fmt_shape, get_op
 
 _UNSUPPORTED_STMTS = {
@@ -956,18 +956,17 @@ def inline_program(fe: Frontend, prog: Program, args: list[Atom]) -> list[Atom]:
     """Copy ``prog``'s equations into ``fe`` with its arguments bound to ``args``; its
     parameters and constants become ``fe``'s own (the same Parameter maps to the same
     variable, so nested derivatives see one weight)."""
-    from .ad.reverse import copy_eqns
     from .ops.table import cast_to
 
-    env: dict[int, Atom] = {}
+    env: dict[Var, Atom] = {}
     for entry in prog.bprop_cells:
         if entry not in fe.bprop_cells:
             fe.bprop_cells.append(entry)
     for v, a in zip(prog.arg_vars, args):
-        env[id(v)] = cast_to(fe.b, a, v.dtype)
+        env[v] = cast_to(fe.b, a, v.dtype)
     for v, p in zip(prog.param_vars, prog.params):
-        env[id(v)] = cast_to(fe.b, fe.atom(p), v.dtype)  # an integer Parameter fe uses as float
+        env[v] = cast_to(fe.b, fe.atom(p), v.dtype)  # an integer Parameter fe uses as float
     for v, c in zip(prog.const_vars, prog.consts):
-        env[id(v)] = fe.atom(c)
+        env[v] = fe.atom(c)
     copy_eqns(fe.b, prog.eqns, env)
-    return [o if isinstance(o, Lit) else env[id(o)] for o in prog.outs]
+    return [o if isinstance(o, Lit) else env[o] for o in prog.outs]

@@ -399,3 +399,43 @@ def widen_half(prog: Program) -> Program:
         for e in prog.eqns
     ]
     return prog.replace(invars=[var(v) for v in prog.invars], eqns=eqns, outs=[atom(o) for o in prog.outs])
+
+
+# ----------------------------------------------------------------------------- copying programs
+def substitute(env: dict[Var, Atom], a: Atom) -> Atom:
+    """``a`` renamed by ``env`` (a literal stays itself)."""
+    return a if isinstance(a, Lit) else env[a]
+
+
+def copy_eqns(b: Builder, eqns: list[Eqn], env: dict[Var, Atom]) -> None:
+    """Append renamed copies of ``eqns`` to ``b``; ``env`` maps old variables to new atoms and
+    is extended with the copies' outputs."""
+    for e in eqns:
+        outs = [Var(o.aval, o.hint) for o in e.outs]
+        b.eqns.append(Eqn(e.op, [substitute(env, a) for a in e.ins], outs, e.params, e.loc, e.primal))
+        env.update(zip(e.outs, outs))
+
+
+def fresh_inputs(prog: Program) -> tuple[list[Var], dict[Var, Atom]]:
+    """New variables for ``prog``'s inputs, and the map from the old ones to them."""
+    new_in = [Var(v.aval, v.hint) for v in prog.invars]
+    return new_in, dict(zip(prog.invars, new_in))
+
+
+def arg_leaf_ranges(prog: Program) -> list[tuple[int, int, TreeDef]]:
+    """For each argument position of ``prog``: (first leaf, end leaf, treedef)."""
+    out = []
+    start = 0
+    for child in prog.in_tree[1]:
+        n = treedef_leaves(child)
+        out.append((start, start + n, child))
+        start += n
+    return out
+
+
+def copy_program(b: Builder, prog: Program) -> tuple[list[Var], list[Atom]]:
+    """Append a copy of ``prog``'s equations to ``b`` on fresh input variables; return those
+    inputs (in ``prog.invars`` order) and the copy's outputs."""
+    new_in, env = fresh_inputs(prog)
+    copy_eqns(b, prog.eqns, env)
+    return new_in, [substitute(env, o) for o in prog.outs]

@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 
 from . import context
-from .ad.forward import jvp_program
-from .ad.reverse import grad_program
 from .api import (
     JvpFunction,
     Transformed,
@@ -37,9 +35,10 @@ from .api import (
     number_input,
     trace_abstract,
 )
+from .derivatives import grad_program, jvp_args_program
 from .errors import ArgumentError, ArgumentValueError, NotSupportedError
 from .frontend import Frontend, inline_program
-from .ir import Atom, Lit, Program, Var
+from .ir import Atom, Lit, Program, Var, arg_leaf_ranges
 from .ops.table import cast_to, fill, fmt_shape, get_op
 from .opt import optimize
 from .runtime import Compiled, calls_cache, signature
@@ -89,7 +88,7 @@ def derivative_program(m: Program, k: int, j: int, forward: bool) -> tuple[Progr
     callers), so the seed is the program's only extra input."""
     x, out = m.arg_vars[j], m.outs[k]
     if forward:
-        p = optimize(jvp_program(m, [_position_of_leaf(m, j)]), final=False)
+        p = optimize(jvp_args_program(m, [_position_of_leaf(m, j)]), final=False)
         return p, len(m.outs) + k, x.aval.size, tuple(out.shape)
     single = m.replace(outs=[out], out_tree=None)
     p = optimize(grad_program(single, [_position_of_leaf(m, j)], [], sens_param=True), final=False)
@@ -138,8 +137,6 @@ def jacobian_of(fe: Frontend, m: Program, flat: list[Atom], k: int, j: int, forw
 
 
 def _position_of_leaf(m: Program, j: int) -> int:
-    from .ad.reverse import arg_leaf_ranges
-
     return next(p for p, (lo, hi, _) in enumerate(arg_leaf_ranges(m)) if lo <= j < hi)
 
 
@@ -180,8 +177,6 @@ class JacobianFunction(Transformed):
             raise fe.error(
                 f"{who}: {callable_name(self.fn)} must return one tensor, got {len(inner.outs)} outputs", ArgumentError
             )
-        from .ad.reverse import arg_leaf_ranges
-
         ranges = arg_leaf_ranges(inner)
         leaves = []
         for p in self.positions:

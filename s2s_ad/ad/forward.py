@@ -1,6 +1,10 @@
 """Forward (tangent) mode: a program ``f`` becomes a program computing ``f``'s value and the
 Jacobian-vector product ``J·v`` in one sweep, primal and tangent equations interleaved.
 
+The contract mirrors reverse mode's: a program, the input leaves to differentiate and their
+tangents (inputs of the derived program), nothing else; how an API structures them is decided
+above this module (:mod:`s2s_ad.derivatives`).
+
 Tangents are propagated per variable; an absent tangent is a symbolic zero and is never
 materialised. Elementwise rules are ``sum_i (d op / d x_i) · t_i`` with the partial derivatives
 SymPy derives from each op's scalar formula (the same partials reverse mode uses); structural
@@ -9,14 +13,16 @@ ops use the ``jvp`` rule of their op-table entry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sympy as sp
 
 from ..errors import S2SError
-from ..ir import Atom, Builder, Eqn, Lit, Program, Var
+from ..ir import Atom, Builder, Eqn, Lit, Program, Var, fresh_inputs, substitute
 from ..ops.table import broadcast_to, cast_to, drop_distributions, fill, get_op
 from ..opt import MAX_TREE, elementwise_units, expression_size
 from ..symbolic import cluster_expressions, to_ir
-from .reverse import arg_leaf_ranges, derived_program, fresh_inputs, partials_at
+from .common import derived_program, partials_at
 
 
 def _tangent_symbols(n: int) -> tuple[sp.Symbol, ...]:
@@ -52,37 +58,34 @@ def jvp_rule(op_name: str):
 
 
 def forward(
-    b: Builder, eqns: list[Eqn], env: dict[int, Atom], tangents: dict[int, Atom], outs: list[Atom] | None = None
+    b: Builder, eqns: list[Eqn], env: dict[Var, Atom], tangents: dict[Var, Atom], outs: list[Atom] | None = None
 ) -> None:
-    """Append copies of ``eqns`` to ``b`` (``env`` maps old var ids to new atoms), each unit
-    followed by its tangent equations; ``tangents`` maps new var ids to their tangents and is
+    """Append copies of ``eqns`` to ``b`` (``env`` maps old variables to new atoms), each unit
+    followed by its tangent equations; ``tangents`` maps new variables to their tangents and is
     extended. A convex cluster of elementwise equations is one unit: SymPy differentiates its
     expression as a whole (tangents are made for the variables used outside it, or in
     ``outs``)."""
     units = elementwise_units(eqns)
-    unit_of = {id(e): k for k, unit in enumerate(units) for e in unit}
-    used_outside = {id(a) for a in outs or [] if isinstance(a, Var)}
-    producer = {id(o): unit_of[id(e)] for e in eqns for o in e.outs}
-    for e in eqns:
-        for a in e.ins:
-            if isinstance(a, Var) and producer.get(id(a), unit_of[id(e)]) != unit_of[id(e)]:
-                used_outside.add(id(a))
+    used_outside = {a for a in outs or [] if isinstance(a, Var)}
+    producer = {o: k for k, unit in enumerate(units) for e in unit for o in e.outs}
+    for k, unit in enumerate(units):
+        for e in unit:
+            used_outside.update(a for a in e.ins if isinstance(a, Var) and producer.get(a, k) != k)
     for unit in units:
         copies = []
         for e in unit:
-            ins = [a if isinstance(a, Lit) else env[id(a)] for a in e.ins]
+            ins = [substitute(env, a) for a in e.ins]
             new_outs = [Var(o.aval, o.hint) for o in e.outs]
             copies.append(Eqn(e.op, ins, new_outs, e.params, e.loc, e.primal))
-            for o, n in zip(e.outs, new_outs):
-                env[id(o)] = n
+            env.update(zip(e.outs, new_outs))
         b.eqns.extend(copies)
-        needed = [env[id(o)] for e in unit for o in e.outs if id(o) in used_outside]
+        needed = [env[o] for e in unit for o in e.outs if o in used_outside]
         if len(unit) > 1 and expression_size(copies, needed) <= MAX_TREE:
             results = cluster_jvp(b, copies, needed, tangents)
         else:
             results = []
             for ne in copies:
-                ts = [tangents.get(id(a)) if isinstance(a, Var) else None for a in ne.ins]
+                ts = [tangents.get(a) if isinstance(a, Var) else None for a in ne.ins]
                 if all(t is None for t in ts):
                     continue
                 b.loc = ne.loc
@@ -90,7 +93,7 @@ def forward(
                     if t is not None:
                         # each equation's tangent feeds the next one in the unit
                         t = cast_to(b, t, o.dtype)
-                        tangents[id(o)] = t
+                        tangents[o] = t
                     results.append((o, t))
         for o, t in results:
             if t is None:
@@ -98,19 +101,19 @@ def forward(
             t = cast_to(b, t, o.dtype)
             if isinstance(t, Var) and t.hint is None and o.hint is not None:
                 t.hint = f"{o.hint}_dot"
-            tangents[id(o)] = t
+            tangents[o] = t
     b.loc = None
 
 
 def cluster_jvp(
-    b: Builder, members: list[Eqn], needed: list[Var], tangents: dict[int, Atom]
+    b: Builder, members: list[Eqn], needed: list[Var], tangents: dict[Var, Atom]
 ) -> list[tuple[Var, Atom | None]]:
     """Tangents of the ``needed`` variables of a convex elementwise cluster: ``Σ_i ∂E/∂s_i · t_i``
     over the cluster inputs ``s_i`` that have a tangent, differentiated by SymPy as a whole."""
     if not needed:
         return []
     expr_of, inputs, syms = cluster_expressions(members)
-    with_t = [(v, s) for v, s in zip(inputs, syms) if id(v) in tangents]
+    with_t = [(v, s) for v, s in zip(inputs, syms) if v in tangents]
     if not with_t:
         return []
     t_syms = _tangent_symbols(len(with_t))
@@ -119,7 +122,7 @@ def cluster_jvp(
         t = sum((sp.diff(expr_of[id(o)], s) * ts for (_, s), ts in zip(with_t, t_syms)), sp.Integer(0))
         exprs.append(drop_distributions(t))
     env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
-    env.update(zip(t_syms, (tangents[id(v)] for v, _ in with_t)))
+    env.update(zip(t_syms, (tangents[v] for v, _ in with_t)))
     b.loc = members[-1].loc
     res: list[tuple[Var, Atom | None]] = []
     for o, t in zip(needed, to_ir(b, exprs, env, needed[0].dtype)):
@@ -130,36 +133,36 @@ def cluster_jvp(
     return res
 
 
-def jvp_program(prog: Program, wrt_args: list[int], name: str | None = None) -> Program:
-    """The forward-mode program of ``prog``.
+def jvp_program(prog: Program, wrt: Sequence[int], name: str | None = None) -> Program:
+    """The forward-mode program of ``prog``: the Jacobian-vector product with respect to the
+    input leaves ``wrt`` (positions in ``prog.invars``: argument leaves, then parameters, then
+    constants).
 
-    It takes ``prog``'s arguments followed by one tangent per argument position in
-    ``wrt_args`` (structured like that argument), and returns ``(value, tangent)``, each
-    structured like ``prog``'s output. Arguments outside ``wrt_args`` have zero tangent.
+    It takes ``prog``'s arguments followed by one tangent per ``wrt`` leaf (each an argument
+    of its own, named after the input with ``_dot``), then ``prog``'s parameters and
+    constants; it returns ``(value, tangent)``, each structured like ``prog``'s output. Inputs
+    outside ``wrt`` have zero tangent.
     """
     b = Builder()
     new_in, env = fresh_inputs(prog)
-    n_args = prog.n_args
-    args = new_in[:n_args]
-    ranges = arg_leaf_ranges(prog)
-    tangents: dict[int, Atom] = {}
+    tangents: dict[Var, Atom] = {}
     tan_vars: list[Var] = []
-    for pos in wrt_args:
-        lo, hi, _ = ranges[pos]
-        for a in args[lo:hi]:
-            t = Var(a.aval, f"{a.hint}_dot" if a.hint else None)
-            tan_vars.append(t)
-            tangents[id(a)] = t
+    for i in wrt:
+        a = new_in[i]
+        t = Var(a.aval, f"{a.hint}_dot" if a.hint else None)
+        tan_vars.append(t)
+        tangents[a] = t
     forward(b, prog.eqns, env, tangents, prog.outs)
 
-    outs = [o if isinstance(o, Lit) else env[id(o)] for o in prog.outs]
+    outs = [substitute(env, o) for o in prog.outs]
     touts = []
     for o in outs:
-        t = tangents.get(id(o)) if isinstance(o, Var) else None
+        t = tangents.get(o) if isinstance(o, Var) else None
         touts.append(fill(b, o.shape, 0, o.dtype) if t is None else t)
-    arg_names = list(prog.arg_names) + [f"{prog.arg_names[p]}_dot" for p in wrt_args]
-    in_tree = ("tuple", tuple(prog.in_tree[1]) + tuple(ranges[p][2] for p in wrt_args))
+    arg_names = [*prog.arg_names, *(t.hint or f"t{k}" for k, t in enumerate(tan_vars))]
+    in_tree = ("tuple", (*prog.in_tree[1], *(None,) * len(tan_vars)))
     out_tree = ("tuple", (prog.out_tree, prog.out_tree))
+    args = new_in[: prog.n_args]
     return derived_program(
         prog, b, name or f"jvp_{prog.name}", args + tan_vars, new_in, in_tree, outs + touts, out_tree, arg_names
     )

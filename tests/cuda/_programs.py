@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2s_ad.ad.reverse import grad_program
+from s2s_ad.derivatives import grad_program
 from s2s_ad.frontend import trace
 from s2s_ad.ir import Aval, Program
 from s2s_ad.ops.table import ELEMENTWISE

@@ -5,7 +5,7 @@ differences of the program one order below.
 
 A *mix* such as ``fwd-rev-rev`` (read as "forward over reverse over reverse", outermost first)
 starts from the op's program and applies, innermost first, ``grad_program(...,
-sens_param=True)`` ("rev") or ``jvp_program`` ("fwd"); after each transform the program is
+sens_param=True)`` ("rev") or ``jvp_args_program`` ("fwd"); after each transform the program is
 optimised as the API does before it inlines a derivative program (``optimize(final=False)``),
 so the next transform sees what a nested ``s2s_ad.grad``/``s2s_ad.jvp`` would. Every transform
 differentiates with respect to every float argument of the program below it: the op's float
@@ -34,9 +34,8 @@ import numpy as np
 import pytest
 from _harness import along, avals, differentiable, inputs, trace_op
 
-from s2s_ad.ad.forward import jvp_program
-from s2s_ad.ad.reverse import arg_leaf_ranges, grad_program
-from s2s_ad.ir import Program, flatten
+from s2s_ad.derivatives import grad_program, jvp_args_program
+from s2s_ad.ir import Program, arg_leaf_ranges, flatten
 from s2s_ad.ops.table import OPS
 from s2s_ad.opt import optimize
 from s2s_ad.runtime import Compiled
@@ -87,7 +86,7 @@ def _program(op: str, k: int, chain: tuple[str, ...]) -> Program:
         return trace_op(op, shapes, params, "float64")
     prog = _program(op, k, chain[:-1])
     pos = _diff_positions(prog)
-    out = grad_program(prog, pos, [], sens_param=True) if chain[-1] == "rev" else jvp_program(prog, pos)
+    out = grad_program(prog, pos, [], sens_param=True) if chain[-1] == "rev" else jvp_args_program(prog, pos)
     return optimize(out, final=False)
 
 

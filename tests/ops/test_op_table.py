@@ -18,7 +18,7 @@ import pytest
 from _harness import along, differentiable, float_inputs, inputs, tangents, trace_op
 
 from s2s_ad.ad.forward import jvp_program
-from s2s_ad.ad.reverse import grad_program
+from s2s_ad.derivatives import grad_program
 from s2s_ad.ops.table import OPS
 from s2s_ad.runtime import Compiled
 

@@ -10,7 +10,7 @@ import sympy as sp
 
 from s2s_ad import ArgumentError, Tensor, nn, ops
 from s2s_ad.ad.forward import jvp_program
-from s2s_ad.ad.reverse import grad_program
+from s2s_ad.derivatives import grad_program
 from s2s_ad.frontend import trace
 from s2s_ad.ir import Aval, Builder, Lit, Var
 from s2s_ad.ops.table import OPS, AtLeast, Maximum, Minimum, Select, Step

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from s2s_ad.ad.forward import jvp_program
-from s2s_ad.ad.reverse import arg_leaf_ranges, grad_program
+from s2s_ad.derivatives import grad_program
 from s2s_ad.frontend import trace
-from s2s_ad.ir import Aval, Lit, Program
+from s2s_ad.ir import Aval, Lit, Program, arg_leaf_ranges
 from s2s_ad.ops.table import ELEMENTWISE, OPS
 from s2s_ad.opt import optimize
 from s2s_ad.runtime import Compiled
