@@ -4,8 +4,8 @@
 No AD logic lives here. Each API makes a :class:`Transformed` callable: called from Python it
 maps its arguments to a cache key and runs compiled code; called inside another compiled
 function (``_s2s_lower``) it traces the wrapped function, builds the derivative program
-(:mod:`s2s_ad.ad.reverse` or :mod:`s2s_ad.ad.forward`) and inlines it, which is how
-derivatives of derivatives are formed.
+(:mod:`s2s_ad.derivatives` maps the API's flags onto :mod:`s2s_ad.ad.reverse` or
+:mod:`s2s_ad.ad.forward`) and inlines it, which is how derivatives of derivatives are formed.
 """
 
 from __future__ import annotations
