@@ -20,7 +20,7 @@ import numpy as np
 
 from . import context
 from .ad.forward import jvp_program
-from .ad.reverse import grad_program
+from .ad.reverse import arg_leaf_ranges, grad_program
 from .api import (
     JvpFunction,
     Transformed,
@@ -42,7 +42,8 @@ from .frontend import Frontend, inline_program
 from .ir import Atom, Lit, Program, Var
 from .ops.table import cast_to, fill, fmt_shape, get_op
 from .opt import optimize
-from .runtime import Compiled, calls_cache, signature
+from .runtime import Compiled, calls_cache, lookup_call
+from .tensor import Tensor
 
 # Inside compiled code a Jacobian is unrolled into the program, up to this many evaluations
 # (called from Python, a large one loops over one compiled evaluation instead).
@@ -53,9 +54,9 @@ def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
     """Whether the linear map from ``src`` to ``dst`` in ``prog`` (a tangent or cotangent
     path) only goes through elementwise operations that keep ``src``'s shape: then it is
     diagonal, and its value on ones is its diagonal."""
-    touched = {id(src)}
+    touched: set[Var] = {src}
     for e in prog.eqns:
-        t_in = [a for a in e.ins if isinstance(a, Var) and id(a) in touched]
+        t_in = [a for a in e.ins if isinstance(a, Var) and a in touched]
         if not t_in:
             continue
         kind = get_op(e.op).kind
@@ -63,8 +64,8 @@ def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
             return False
         if any(a.shape != src.shape for a in t_in) or e.outs[0].shape != src.shape:
             return False
-        touched.update(id(o) for o in e.outs)
-    return not isinstance(dst, Var) or id(dst) not in touched or dst.shape == src.shape
+        touched.update(e.outs)
+    return not isinstance(dst, Var) or dst not in touched or dst.shape == src.shape
 
 
 def _one_hot(fe: Frontend, shape: tuple[int, ...], i: int, dtype: np.dtype) -> Atom:
@@ -138,8 +139,6 @@ def jacobian_of(fe: Frontend, m: Program, flat: list[Atom], k: int, j: int, forw
 
 
 def _position_of_leaf(m: Program, j: int) -> int:
-    from .ad.reverse import arg_leaf_ranges
-
     return next(p for p, (lo, hi, _) in enumerate(arg_leaf_ranges(m)) if lo <= j < hi)
 
 
@@ -180,8 +179,6 @@ class JacobianFunction(Transformed):
             raise fe.error(
                 f"{who}: {callable_name(self.fn)} must return one tensor, got {len(inner.outs)} outputs", ArgumentError
             )
-        from .ad.reverse import arg_leaf_ranges
-
         ranges = arg_leaf_ranges(inner)
         leaves = []
         for p in self.positions:
@@ -224,12 +221,7 @@ class JacobianFunction(Transformed):
         args = tuple(number_input(a) if i in self.positions else a for i, a in enumerate(args))
         backend = context.backend()
         plans = calls_cache(self.fn, (self.key(), "plan"))
-        sig = (backend, context.compile_options(), tuple(signature(a) for a in args))
-        plan = plans.get(sig)
-        if plan is None:
-            plan = plans.put(sig, self._plan(list(args), backend))
-        else:
-            plans.used(sig)
+        plan = lookup_call(plans, backend, args, lambda: self._plan(list(args), backend))
         if plan is _STAGED:
             return super().__call__(*args)
         return self._shape([[run(list(args)) for run in row] for row in plan])
@@ -269,8 +261,6 @@ class _LoopJacobian:
         )
 
     def __call__(self, args: list[Any]) -> Any:
-        from .tensor import Tensor
-
         n = int(np.prod(self.seed_shape, dtype=np.int64))
         m = int(np.prod(self.lead, dtype=np.int64))
         out = np.zeros((m, n) if self.forward else (n, m), self.dtype)
