@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import context
+from . import context, ops
 from .ad.forward import jvp_program
 from .ad.reverse import arg_leaf_ranges, grad_program
 from .codegen import generate
@@ -208,7 +208,7 @@ def number_input(v: Any) -> Any:
     return _map_numbers(v, Tensor)
 
 
-def _number_atom(fe: Frontend, v: Any) -> Any:
+def _number_atom(v: Any) -> Any:
     """Inside compiled code: a Python number at a differentiated position as a 0-d literal of
     :func:`number_input`'s dtype (so the derivative program takes it as an input); an int
     kept constant (:class:`_StaticInt`) as the plain int."""
@@ -470,7 +470,7 @@ def _trace_numbers(fe: Frontend, fn: Any, args: list[Any], wrt: Any, implicit: b
     """Trace ``fn`` with the Python numbers at positions ``wrt`` as inputs (inside compiled
     code). Where every input is differentiated (``implicit``), an int the function needs as
     a constant (a shape, an axis) is kept one, as :meth:`Transformed.__call__` does."""
-    conv = [_number_atom(fe, a) if i in wrt else a for i, a in enumerate(args)]
+    conv = [_number_atom(a) if i in wrt else a for i, a in enumerate(args)]
     try:
         return conv, trace_abstract(fn, conv)
     except S2SError:
@@ -1075,3 +1075,8 @@ def output_avals(fn: Any, *args: Any) -> Any:
 # function or Cell to differentiate and the options); the frontend calls them directly.
 for _f in (grad, value_and_grad, jit):
     _f._s2s_static = True  # type: ignore[attr-defined]
+
+# MindSpore spells the differentiation API ``ops.GradOperation``, ``ops.grad``, ...: it is
+# installed in the ops package, which this module builds on (so ops cannot import it).
+for _name in ("GradOperation", "grad", "value_and_grad", "jvp", "vjp"):
+    setattr(ops, _name, globals()[_name])

@@ -170,7 +170,7 @@ class JacobianFunction(Transformed):
                     f"{who}: argnums {p} is out of range: {callable_name(self.fn)} was called with {len(args)} input(s)",
                     ArgumentValueError,
                 )
-        args = [_number_atom(fe, a) if i in self.positions else a for i, a in enumerate(args)]
+        args = [_number_atom(a) if i in self.positions else a for i, a in enumerate(args)]
         inner = trace_abstract(self.fn, list(args))
         # Integer inputs are differentiated as float32 (the Jacobian then has the float dtype
         # of the output); bool inputs are an error.
@@ -209,7 +209,7 @@ class JacobianFunction(Transformed):
         blocks, forward = self._blocks(fe, list(args))
         flat: list[Atom] = []
         for i, a in enumerate(args):
-            flat.extend(_leaf_atoms(fe, _number_atom(fe, a) if i in self.positions else a))
+            flat.extend(_leaf_atoms(fe, _number_atom(a) if i in self.positions else a))
         return self._shape([[jacobian_of(fe, m, flat, k, j, forward, self.mode) for m, k, j in row] for row in blocks])
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -345,7 +345,7 @@ class HvpFunction(Transformed):
         return range(max(n - 1, 0))
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
-        args = [_number_atom(fe, a) for a in args[:-1]] + list(args[-1:])
+        args = [_number_atom(a) for a in args[:-1]] + list(args[-1:])
         primals = list(args[:-1])
         out = trace_abstract(self.fn, primals)
         if out.out_tree is not None or out.outs[0].shape != ():
