@@ -42,7 +42,7 @@ from .frontend import Frontend, inline_program
 from .ir import Atom, Lit, Program, Var
 from .ops.table import cast_to, fill, fmt_shape, get_op
 from .opt import optimize
-from .runtime import Compiled, calls_cache, lookup_call
+from .runtime import Compiled, call_key, calls_cache
 from .tensor import Tensor
 
 # Inside compiled code a Jacobian is unrolled into the program, up to this many evaluations
@@ -221,7 +221,7 @@ class JacobianFunction(Transformed):
         args = tuple(number_input(a) if i in self.positions else a for i, a in enumerate(args))
         backend = context.backend()
         plans = calls_cache(self.fn, (self.key(), "plan"))
-        plan = lookup_call(plans, backend, args, lambda: self._plan(list(args), backend))
+        plan = plans.lookup(call_key(backend, args), self._plan, list(args), backend)
         if plan is _STAGED:
             return super().__call__(*args)
         return self._shape([[run(list(args)) for run in row] for row in plan])

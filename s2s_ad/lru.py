@@ -58,12 +58,12 @@ class ProgramCache(OrderedDict):
         except KeyError:  # evicted meanwhile by another thread
             pass
 
-    def lookup(self, key: Any, build: Callable[[], Any]) -> Any:
-        """The entry for ``key``, now the most recently used; on a miss ``build()``'s result,
-        stored (nothing is stored when ``build`` raises)."""
+    def lookup(self, key: Any, build: Callable[..., Any], *build_args: Any) -> Any:
+        """The entry for ``key``, now the most recently used; on a miss
+        ``build(*build_args)``'s result, stored (nothing is stored when ``build`` raises)."""
         value = self.get(key)
         if value is None:
-            return self.put(key, build())
+            return self.put(key, build(*build_args))
         self.used(key)
         return value
 

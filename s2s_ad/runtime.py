@@ -239,7 +239,8 @@ def _output(r: Any, dtype: np.dtype, inputs: list) -> np.ndarray:
 # Every compiled call from Python finds its program here: a Cell's call, a transformed
 # function's (grad, jit, jvp, ...), a Jacobian's evaluation plan and an eager operation.
 # ``calls_cache(owner, key)`` is where the programs live, ``call_key`` the key of one call,
-# ``lookup_call`` the hit (no analysis) or the build on a miss, and ``stage`` the build.
+# ``ProgramCache.lookup`` the hit (no analysis) or the build on a miss, and ``stage`` the
+# build (a Jacobian's plan has a build of its own).
 
 Describe = Callable[[], tuple[str, list[str], str | None]]  # () -> (program name, argument names, doc)
 Body = Callable[[Frontend, list[Any]], Any]  # stages the call on traced values
@@ -278,15 +279,6 @@ def call_key(backend: str, args: list[Any] | tuple, prefix: tuple = ()) -> tuple
     return (*prefix, backend, context.compile_options(), *[signature(a) for a in args])
 
 
-def lookup_call(
-    calls: ProgramCache, backend: str, args: list[Any] | tuple, build: Callable[[], Any], prefix: tuple = ()
-) -> Any:
-    """The entry of ``calls`` for a call with ``args`` on ``backend`` (key :func:`call_key`),
-    made by ``build()`` and stored on a miss; a hit does no analysis and becomes the most
-    recently used."""
-    return calls.lookup(call_key(backend, args, prefix), build)
-
-
 def stage(describe: Describe, body: Body, args: list[Any] | tuple, backend: str) -> Compiled:
     """Trace ``body`` on abstract ``args``, optimise, generate source and compile it for
     ``backend``. ``describe()`` names the program and its arguments."""
@@ -298,9 +290,10 @@ def stage(describe: Describe, body: Body, args: list[Any] | tuple, backend: str)
 def staged(
     calls: ProgramCache, backend: str, args: list[Any] | tuple, describe: Describe, body: Body, prefix: tuple = ()
 ) -> Any:
-    """The compiled program of ``calls`` for ``args`` (:func:`lookup_call`), staged by
-    :func:`stage` on a miss; call it with ``args`` (``.call(args)``)."""
-    return lookup_call(calls, backend, args, lambda: stage(describe, body, args, backend), prefix)
+    """The compiled program of ``calls`` for ``args`` (key :func:`call_key`), staged by
+    :func:`stage` and stored on a miss; a hit does no analysis and becomes the most recently
+    used. Call it with ``args`` (``.call(args)``)."""
+    return calls.lookup(call_key(backend, args, prefix), stage, describe, body, args, backend)
 
 
 # ---------------------------------------------------------------------- eager ops
