@@ -5,6 +5,9 @@ with ``runtime.stage``."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,6 +16,8 @@ from s2s_ad import Tensor, context, nn, ops, runtime
 from s2s_ad.api import arg_names_of, callable_name, generated_source, vjp_function
 from s2s_ad.errors import S2SError
 from s2s_ad.lru import ProgramCache
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Net(nn.Cell):
@@ -124,3 +129,28 @@ def test_the_differentiation_api_is_installed_in_ops():
         assert getattr(ops, name) is getattr(s2s_ad.api, name)
     with pytest.raises(AttributeError, match="no attribute 'not_an_op'"):
         ops.not_an_op  # noqa: B018
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The s2s_ad modules a source file imports, anywhere in it (relative imports resolved)."""
+    package = ["s2s_ad", *path.relative_to(ROOT / "s2s_ad").parent.parts]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+def test_the_api_does_not_import_nn_and_ops_does_not_import_the_api():
+    # the facade's order: ops -> api -> jacobians -> nn (each may import the ones before it)
+    api = _imported_modules(ROOT / "s2s_ad" / "api.py")
+    assert not any(m == "s2s_ad.nn" or m.startswith("s2s_ad.nn.") for m in api), api
+    for name in ("__init__.py", "functional.py", "primitives.py"):
+        mods = _imported_modules(ROOT / "s2s_ad" / "ops" / name)
+        assert not {"s2s_ad.api", "s2s_ad.jacobians"} & mods, (name, mods)
+    assert "s2s_ad.api" in _imported_modules(ROOT / "s2s_ad" / "nn" / "cell.py")
