@@ -19,25 +19,32 @@ from typing import Any
 
 import numpy as np
 
-from . import context
+from . import context, ops
+from .codegen import generate
 from .derivatives import grad_program, jvp_args_program
 from .errors import ArgumentError, ArgumentValueError, NotSupportedError, S2SError
 from .frontend import Frontend, abstractify, inline_program, is_tensor_value, trace
 from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, treedef_leaves, unflatten
+from .lru import ProgramCache
 from .ops.table import cast_to, fmt_shape
 from .opt import optimize
-from .runtime import build_staged, cache_for, calls_cache, run_staged, signature
+from .runtime import Compiled, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 
 # ---------------------------------------------------------------------------- naming helpers
 
 
-def callable_name(fn: Any) -> str:
-    from .nn.cell import Cell
+def _runs(fn: Any) -> Any:
+    """The Python function a call of ``fn`` runs: ``fn`` itself, or what an object that runs
+    another function says (a Cell's ``_s2s_function()`` is its ``construct``, bound)."""
+    method = getattr(type(fn), "_s2s_function", None)
+    return fn if method is None else method(fn)
 
+
+def callable_name(fn: Any) -> str:
     if isinstance(fn, Transformed):
         return f"{fn.prefix}_{callable_name(fn.fn)}"
-    if isinstance(fn, Cell):
+    if hasattr(type(fn), "_s2s_function"):  # a Cell: named after its class
         return type(fn).__name__
     return getattr(fn, "__name__", type(fn).__name__)
 
@@ -45,21 +52,14 @@ def callable_name(fn: Any) -> str:
 def arg_names_of(fn: Any, n: int) -> list[str]:
     """Parameter names of ``fn`` (a Cell's construct, a function or a transformed function)
     for ``n`` arguments."""
-    from .nn.cell import Cell
-
     if isinstance(fn, Transformed):
         extra = fn.extra_args(n)
         return arg_names_of(fn.fn, n - len(extra)) + extra
-    from .frontend import construct_function
-
-    target = construct_function(fn) if isinstance(fn, Cell) else fn
     names: list[str] = []
     try:
-        params = list(inspect.signature(target).parameters.values())
+        params = list(inspect.signature(_runs(fn)).parameters.values())
     except (TypeError, ValueError):
         params = []
-    if isinstance(fn, Cell) and params:
-        params = params[1:]
     for p in params:
         if p.kind == p.VAR_POSITIONAL:
             break
@@ -207,7 +207,7 @@ def number_input(v: Any) -> Any:
     return _map_numbers(v, Tensor)
 
 
-def _number_atom(fe: Frontend, v: Any) -> Any:
+def _number_atom(v: Any) -> Any:
     """Inside compiled code: a Python number at a differentiated position as a 0-d literal of
     :func:`number_input`'s dtype (so the derivative program takes it as an input); an int
     kept constant (:class:`_StaticInt`) as the plain int."""
@@ -427,46 +427,34 @@ class Transformed:
         if _NUMBER_OR_CONTAINER.intersection(map(type, args)):
             numbers = self.number_positions(len(args))
             args = tuple(number_input(a) if i in numbers else a for i, a in enumerate(args))
-        sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in args])
-        c = calls.get(sig)
+        backend = context.backend(self.target)
+        try:
+            c = self._staged(calls, backend, args)
+        except S2SError:
+            # A Python int at a differentiated position that the function uses as a shape,
+            # axis or index cannot be a tensor input: it is kept a constant (no gradient,
+            # ``()``), and this signature remembers that.
+            if not self.implicit_numbers() or _static_ints(given, args) is None:
+                raise
+            out = self._call_static_ints(calls, backend, given, args)
+            calls.put(call_key(backend, args), _STATIC_INTS)
+            return out
         if c is _STATIC_INTS:
-            calls.used(sig)
-            return self._call_static_ints(calls, given, args)
-        if c is None:
-            try:
-                c = self._build(calls, sig, args)
-            except S2SError:
-                # A Python int at a differentiated position that the function uses as a
-                # shape, axis or index cannot be a tensor input: it is kept a constant
-                # (no gradient, ``()``), and this signature remembers that.
-                static = _static_ints(given, args) if self.implicit_numbers() else None
-                if static is None:
-                    raise
-                out = self._call_static_ints(calls, given, args)
-                calls.put(sig, _STATIC_INTS)
-                return out
-        else:
-            calls.used(sig)  # least recently used programs are evicted first
+            return self._call_static_ints(calls, backend, given, args)
         return c.call(args)
 
-    def _build(self, calls: Any, sig: tuple, args: tuple) -> Any:
-        return build_staged(
+    def _staged(self, calls: ProgramCache, backend: str, args: tuple) -> Any:
+        return staged(
             calls,
-            sig,
+            backend,
+            args,
             lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
             lambda fe, vals: self._s2s_lower(fe, vals, {}),
-            args,
         )
 
-    def _call_static_ints(self, calls: Any, given: tuple, args: tuple) -> Any:
+    def _call_static_ints(self, calls: ProgramCache, backend: str, given: tuple, args: tuple) -> Any:
         static = _static_ints(given, args)
-        sig = (context.backend(self.target), context.compile_options(), *[signature(a) for a in static])
-        c = calls.get(sig)
-        if c is None:
-            c = self._build(calls, sig, static)
-        else:
-            calls.used(sig)
-        return c.call(static)
+        return self._staged(calls, backend, static).call(static)
 
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
@@ -491,7 +479,7 @@ def _trace_numbers(fe: Frontend, fn: Any, args: list[Any], wrt: Any, implicit: b
     """Trace ``fn`` with the Python numbers at positions ``wrt`` as inputs (inside compiled
     code). Where every input is differentiated (``implicit``), an int the function needs as
     a constant (a shape, an axis) is kept one, as :meth:`Transformed.__call__` does."""
-    conv = [_number_atom(fe, a) if i in wrt else a for i, a in enumerate(args)]
+    conv = [_number_atom(a) if i in wrt else a for i, a in enumerate(args)]
     try:
         return conv, trace_abstract(fn, conv)
     except S2SError:
@@ -972,15 +960,14 @@ class JitFunction(Transformed):
             return super().__call__(*args)
         # Keyword-only arguments (and **kwargs) cannot be passed positionally: they travel
         # after the positional ones, their names part of the cache key.
-        names, n = tuple(kw), len(args)
-        return run_staged(
-            cache_for(self.fn),
-            (*self.key(), names),
+        names, n, vals = tuple(kw), len(args), [*args, *kw.values()]
+        return staged(
+            calls_cache(self.fn, (*self.key(), names)),
+            context.backend(self.target),
+            vals,
             lambda: (callable_name(self), arg_names_of(self.fn, n) + list(names), self.describe()),
             lambda fe, vals: fe.call(self.fn, vals[:n], dict(zip(names, vals[n:]))),
-            [*args, *kw.values()],
-            context.backend(self.target),
-        )
+        ).call(vals)
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
         return fe.call(self.fn, list(args), kwargs)
@@ -993,13 +980,8 @@ class JitFunction(Transformed):
 def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """``(positional args, keyword-only args)`` of a call to ``fn`` (a Cell: its construct),
     defaults applied."""
-    from .nn.cell import Cell
-
     try:
-        from .frontend import construct_function
-
-        target = construct_function(fn).__get__(fn) if isinstance(fn, Cell) else fn
-        bound = inspect.signature(target).bind(*args, **kwargs)
+        bound = inspect.signature(_runs(fn)).bind(*args, **kwargs)
     except TypeError as err:
         raise ArgumentError(f"{callable_name(fn)}(): {err}") from None
     bound.apply_defaults()
@@ -1074,8 +1056,6 @@ def _trace_for_show(fn: Any, args: tuple) -> Program:
 def trace_program(fn: Any, *args: Any) -> Program:
     """The optimised IR program s2s_ad compiles for ``fn(*args)``. Arguments may be Tensors,
     arrays or :class:`~s2s_ad.ir.Aval` shape/dtype specs."""
-    from .runtime import Compiled
-
     return Compiled(_trace_for_show(fn, args), "python").program
 
 
@@ -1084,20 +1064,17 @@ def generated_source(fn: Any, *args: Any, target: str = "numpy") -> str:
     function). Arguments may be Tensors, arrays or :class:`~s2s_ad.ir.Aval` specs. ``target``:
     ``"numpy"`` (the source PYNATIVE_MODE runs), ``"numba"`` (with fused loops: the source
     GRAPH_MODE compiles) or ``"cuda"`` (the CUDA kernels and host code)."""
-    from .runtime import _identifier
-
     if target not in ("numpy", "numba", "cuda"):
         raise ArgumentValueError(f"generated_source: target must be 'numpy', 'numba' or 'cuda', got {target!r}")
     fn = _shown(fn)
     doc = fn.describe() if isinstance(fn, Transformed) else f"{callable_name(fn)}, compiled."
     prog = optimize(_trace_for_show(fn, args))  # the source only: nothing is compiled
     if target == "cuda":
+        # imported for CUDA source only (importing the printer adds 5% to `import s2s_ad`)
         from .cuda import generate as cuda_source
 
-        return cuda_source(prog, _identifier(prog.name), doc)
-    from .codegen import generate
-
-    return generate(prog, _identifier(prog.name), doc, fuse=target == "numba")
+        return cuda_source(prog, identifier(prog.name), doc)
+    return generate(prog, identifier(prog.name), doc, fuse=target == "numba")
 
 
 def output_avals(fn: Any, *args: Any) -> Any:
@@ -1110,3 +1087,8 @@ def output_avals(fn: Any, *args: Any) -> Any:
 # function or Cell to differentiate and the options); the frontend calls them directly.
 for _f in (grad, value_and_grad, jit):
     _f._s2s_static = True  # type: ignore[attr-defined]
+
+# MindSpore spells the differentiation API ``ops.GradOperation``, ``ops.grad``, ...: it is
+# installed in the ops package, which this module builds on (so ops cannot import it).
+for _name in ("GradOperation", "grad", "value_and_grad", "jvp", "vjp"):
+    setattr(ops, _name, globals()[_name])

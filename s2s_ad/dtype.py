@@ -80,7 +80,3 @@ def from_np(dt: np.dtype) -> Type:
     if dt not in _BY_NP:
         raise TypeError(f"dtype {dt} is not supported by s2s_ad")
     return _BY_NP[dt]
-
-
-def is_float(dt: np.dtype) -> bool:
-    return np.issubdtype(dt, np.floating)

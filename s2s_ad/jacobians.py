@@ -41,7 +41,8 @@ from .frontend import Frontend, inline_program
 from .ir import Atom, Lit, Program, Var, arg_leaf_ranges
 from .ops.table import cast_to, fill, fmt_shape, get_op
 from .opt import optimize
-from .runtime import Compiled, calls_cache, signature
+from .runtime import Compiled, call_key, calls_cache
+from .tensor import Tensor
 
 # Inside compiled code a Jacobian is unrolled into the program, up to this many evaluations
 # (called from Python, a large one loops over one compiled evaluation instead).
@@ -52,9 +53,9 @@ def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
     """Whether the linear map from ``src`` to ``dst`` in ``prog`` (a tangent or cotangent
     path) only goes through elementwise operations that keep ``src``'s shape: then it is
     diagonal, and its value on ones is its diagonal."""
-    touched = {id(src)}
+    touched: set[Var] = {src}
     for e in prog.eqns:
-        t_in = [a for a in e.ins if isinstance(a, Var) and id(a) in touched]
+        t_in = [a for a in e.ins if isinstance(a, Var) and a in touched]
         if not t_in:
             continue
         kind = get_op(e.op).kind
@@ -62,8 +63,8 @@ def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
             return False
         if any(a.shape != src.shape for a in t_in) or e.outs[0].shape != src.shape:
             return False
-        touched.update(id(o) for o in e.outs)
-    return not isinstance(dst, Var) or id(dst) not in touched or dst.shape == src.shape
+        touched.update(e.outs)
+    return not isinstance(dst, Var) or dst not in touched or dst.shape == src.shape
 
 
 def _one_hot(fe: Frontend, shape: tuple[int, ...], i: int, dtype: np.dtype) -> Atom:
@@ -168,7 +169,7 @@ class JacobianFunction(Transformed):
                     f"{who}: argnums {p} is out of range: {callable_name(self.fn)} was called with {len(args)} input(s)",
                     ArgumentValueError,
                 )
-        args = [_number_atom(fe, a) if i in self.positions else a for i, a in enumerate(args)]
+        args = [_number_atom(a) if i in self.positions else a for i, a in enumerate(args)]
         inner = trace_abstract(self.fn, list(args))
         # Integer inputs are differentiated as float32 (the Jacobian then has the float dtype
         # of the output); bool inputs are an error.
@@ -207,7 +208,7 @@ class JacobianFunction(Transformed):
         blocks, forward = self._blocks(fe, list(args))
         flat: list[Atom] = []
         for i, a in enumerate(args):
-            flat.extend(_leaf_atoms(fe, _number_atom(fe, a) if i in self.positions else a))
+            flat.extend(_leaf_atoms(fe, _number_atom(a) if i in self.positions else a))
         return self._shape([[jacobian_of(fe, m, flat, k, j, forward, self.mode) for m, k, j in row] for row in blocks])
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -219,12 +220,7 @@ class JacobianFunction(Transformed):
         args = tuple(number_input(a) if i in self.positions else a for i, a in enumerate(args))
         backend = context.backend()
         plans = calls_cache(self.fn, (self.key(), "plan"))
-        sig = (backend, context.compile_options(), tuple(signature(a) for a in args))
-        plan = plans.get(sig)
-        if plan is None:
-            plan = plans.put(sig, self._plan(list(args), backend))
-        else:
-            plans.used(sig)
+        plan = plans.lookup(call_key(backend, args), self._plan, list(args), backend)
         if plan is _STAGED:
             return super().__call__(*args)
         return self._shape([[run(list(args)) for run in row] for row in plan])
@@ -264,8 +260,6 @@ class _LoopJacobian:
         )
 
     def __call__(self, args: list[Any]) -> Any:
-        from .tensor import Tensor
-
         n = int(np.prod(self.seed_shape, dtype=np.int64))
         m = int(np.prod(self.lead, dtype=np.int64))
         out = np.zeros((m, n) if self.forward else (n, m), self.dtype)
@@ -350,7 +344,7 @@ class HvpFunction(Transformed):
         return range(max(n - 1, 0))
 
     def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
-        args = [_number_atom(fe, a) for a in args[:-1]] + list(args[-1:])
+        args = [_number_atom(a) for a in args[:-1]] + list(args[-1:])
         primals = list(args[:-1])
         out = trace_abstract(self.fn, primals)
         if out.out_tree is not None or out.outs[0].shape != ():

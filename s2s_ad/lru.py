@@ -44,9 +44,9 @@ def max_programs() -> int:
 
 
 class ProgramCache(OrderedDict):
-    """Compiled programs by key, least recently used first. A lookup that hits calls
-    :meth:`used` (``move_to_end``); :meth:`put` evicts the least recently used entries beyond
-    ``max_programs() * scale``."""
+    """Compiled programs by key, least recently used first. :meth:`lookup` returns an entry,
+    building it on a miss; a hit calls :meth:`used` (``move_to_end``); :meth:`put` evicts the
+    least recently used entries beyond ``max_programs() * scale``."""
 
     def __init__(self, scale: int = 1):
         super().__init__()
@@ -57,6 +57,15 @@ class ProgramCache(OrderedDict):
             self.move_to_end(key)
         except KeyError:  # evicted meanwhile by another thread
             pass
+
+    def lookup(self, key: Any, build: Callable[..., Any], *build_args: Any) -> Any:
+        """The entry for ``key``, now the most recently used; on a miss
+        ``build(*build_args)``'s result, stored (nothing is stored when ``build`` raises)."""
+        value = self.get(key)
+        if value is None:
+            return self.put(key, build(*build_args))
+        self.used(key)
+        return value
 
     def put(self, key: Any, value: Any) -> Any:
         self[key] = value

@@ -1,8 +1,10 @@
 """From a staged callable to a cached, compiled call.
 
-``run_staged`` maps arguments to a cache key (the argument tree with shapes and dtypes, and
-static values), and on a miss traces, optimises, generates source and compiles it. A repeated
-call with the same signature does no analysis and no compilation.
+Every compiled call from Python (a Cell, a transformed function, a Jacobian's plan, an eager
+operation) takes one path: :func:`staged` maps the arguments to a cache key (:func:`call_key`:
+the backend, the context's compile options, the argument tree with shapes and dtypes, and
+static values), and on a miss traces, optimises, generates source and compiles
+(:func:`stage`). A repeated call with the same signature does no analysis and no compilation.
 
 The compiled programs of one function and transform are kept in a :class:`ProgramCache`, a
 least-recently-used cache of at most ``S2S_AD_MAX_PROGRAMS`` (default 64) argument signatures;
@@ -30,22 +32,6 @@ from .ir import HALF, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
 from .opt import optimize
 from .tensor import Parameter, Tensor
-
-_CACHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
-# Objects that cannot be weakly referenced (or hashed) are kept alive with their cache: a key
-# of ``id(obj)`` alone would hand a dead object's programs to a new one that reuses its id.
-_GLOBAL_CACHES: dict[int, tuple[Any, dict]] = {}
-
-
-def cache_for(obj: Any) -> dict:
-    """A compile cache that lives as long as ``obj`` (a Cell or function)."""
-    try:
-        c = _CACHES.get(obj)
-        if c is None:
-            c = _CACHES[obj] = {}
-        return c
-    except TypeError:
-        return _GLOBAL_CACHES.setdefault(id(obj), (obj, {}))[1]
 
 
 def signature(x: Any) -> Any:
@@ -84,7 +70,8 @@ def tensor_leaves(x: Any, out: list) -> list:
     return out
 
 
-def _identifier(name: str) -> str:
+def identifier(name: str) -> str:
+    """A Python identifier for the generated function of program ``name``."""
     s = re.sub(r"\W", "_", name)
     return s if s and not s[0].isdigit() else "f_" + s
 
@@ -98,10 +85,11 @@ class Compiled:
         # (out_avals keep the program's own dtypes).
         self.program = widen_half(optimized)
         self.half_inputs = [i for i, v in enumerate(optimized.invars) if v.dtype == HALF]
-        self.fname = _identifier(prog.name)
+        self.fname = identifier(prog.name)
         self.backend = backend
         self.entry: FirstCall | None = None
         if backend == "cuda":
+            # imported on the first CUDA compile only (importing the printer adds 5% to `import s2s_ad`)
             from .cuda import build
 
             self.source, self.fn = build(self.program, self.fname, doc)
@@ -210,12 +198,12 @@ _VIEW_OPS = frozenset({"reshape", "transpose", "getitem", "broadcast_to", "stop_
 
 
 def _output_kinds(prog: Program) -> list[int]:
-    producer = {id(o): e.op for e in prog.eqns for o in e.outs}
+    producer = {o: e.op for e in prog.eqns for o in e.outs}
     kinds = []
     for a in prog.outs:
         if a.shape == ():
             kinds.append(_SCALAR)
-        elif id(a) not in producer or producer[id(a)] in _VIEW_OPS:
+        elif a not in producer or producer[a] in _VIEW_OPS:
             kinds.append(_MAYBE_VIEW)
         else:
             kinds.append(_FRESH_ARRAY)
@@ -246,53 +234,66 @@ def _output(r: Any, dtype: np.dtype, inputs: list) -> np.ndarray:
     return a
 
 
+# ---------------------------------------------------------------------- the staged call
+#
+# Every compiled call from Python finds its program here: a Cell's call, a transformed
+# function's (grad, jit, jvp, ...), a Jacobian's evaluation plan and an eager operation.
+# ``calls_cache(owner, key)`` is where the programs live, ``call_key`` the key of one call,
+# ``ProgramCache.lookup`` the hit (no analysis) or the build on a miss, and ``stage`` the
+# build (a Jacobian's plan has a build of its own).
+
+Describe = Callable[[], tuple[str, list[str], str | None]]  # () -> (program name, argument names, doc)
+Body = Callable[[Frontend, list[Any]], Any]  # stages the call on traced values
+
+_CACHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
+# Objects that cannot be weakly referenced (or hashed) are kept alive with their cache: a key
+# of ``id(obj)`` alone would hand a dead object's programs to a new one that reuses its id.
+_GLOBAL_CACHES: dict[int, tuple[Any, dict]] = {}
+
+
+def cache_for(obj: Any) -> dict:
+    """A compile cache that lives as long as ``obj`` (a Cell or function)."""
+    try:
+        c = _CACHES.get(obj)
+        if c is None:
+            c = _CACHES[obj] = {}
+        return c
+    except TypeError:
+        return _GLOBAL_CACHES.setdefault(id(obj), (obj, {}))[1]
+
+
 def calls_cache(obj: Any, key: Any) -> ProgramCache:
-    """The compiled programs of transform ``key`` of ``obj``, by backend and argument
-    signature (shared by every transformed function with the same ``obj`` and ``key``); at
-    most :func:`max_programs`, least recently used evicted first."""
-    return _programs(cache_for(obj), key)
-
-
-def _programs(cache: dict, key: Any) -> ProgramCache:
+    """The compiled programs of transform ``key`` of ``obj``, by :func:`call_key` (shared by
+    every transformed function with the same ``obj`` and ``key``); at most
+    :func:`~s2s_ad.lru.max_programs`, least recently used evicted first."""
+    cache = cache_for(obj)
     calls = cache.get(key)
     if calls is None:
         calls = cache[key] = ProgramCache()
     return calls
 
 
-def build_staged(
-    calls: ProgramCache,
-    sig: tuple,
-    describe: Callable[[], tuple[str, list[str], str | None]],
-    body: Callable[[Frontend, list[Any]], Any],
-    args: list[Any] | tuple,
-) -> Compiled:
-    """Trace, optimise and compile the program for ``args`` (a miss of ``calls[sig]``;
-    ``sig[0]`` is the backend). ``describe()`` gives (program name, argument names,
-    docstring)."""
+def call_key(backend: str, args: list[Any] | tuple, prefix: tuple = ()) -> tuple:
+    """The cache key of a call: ``(*prefix, backend, context.compile_options(), *signatures
+    of args)``."""
+    return (*prefix, backend, context.compile_options(), *[signature(a) for a in args])
+
+
+def stage(describe: Describe, body: Body, args: list[Any] | tuple, backend: str) -> Compiled:
+    """Trace ``body`` on abstract ``args``, optimise, generate source and compile it for
+    ``backend``. ``describe()`` names the program and its arguments."""
     name, arg_names, doc = describe()
     prog = trace(body, [abstractify(a) for a in args], name, arg_names)
-    return calls.put(sig, Compiled(prog, sig[0], doc=doc))
+    return Compiled(prog, backend, doc=doc)
 
 
-def run_staged(
-    cache: dict,
-    key: Any,
-    describe: Callable[[], tuple[str, list[str], str | None]],
-    body: Callable[[Frontend, list[Any]], Any],
-    args: list[Any],
-    backend: str,
+def staged(
+    calls: ProgramCache, backend: str, args: list[Any] | tuple, describe: Describe, body: Body, prefix: tuple = ()
 ) -> Any:
-    """Call the compiled program for ``args``' signature, building it on a miss.
-    ``describe()`` is only called on a miss, so a hit does no analysis at all."""
-    calls = _programs(cache, key)
-    sig = (backend, context.compile_options(), *[signature(a) for a in args])
-    c = calls.get(sig)
-    if c is None:
-        c = build_staged(calls, sig, describe, body, args)
-    else:
-        calls.used(sig)
-    return c(args)
+    """The compiled program of ``calls`` for ``args`` (key :func:`call_key`), staged by
+    :func:`stage` and stored on a miss; a hit does no analysis and becomes the most recently
+    used. Call it with ``args`` (``.call(args)``)."""
+    return calls.lookup(call_key(backend, args, prefix), stage, describe, body, args, backend)
 
 
 # ---------------------------------------------------------------------- eager ops
@@ -320,12 +321,12 @@ def eager(key: Any, lower: Callable[..., Any], args: tuple, kwargs: dict, weak_s
             a = np.asarray(a, dtype=dt)
         conv.append(a)
     kw = tuple(sorted((k, signature(v)) for k, v in kwargs.items()))
-    sig = (key, kw, context.compile_options(), tuple(signature(a) for a in conv))
-    c = _EAGER.get(sig)
-    if c is None:
-        names = [f"x{i}" for i in range(len(conv))]
-        prog = trace(lambda fe, vals: lower(fe, vals, kwargs), [abstractify(a) for a in conv], f"eager_{key}", names)
-        c = _EAGER.put(sig, Compiled(prog, "python"))
-    else:
-        _EAGER.used(sig)
-    return c(conv)
+    c = staged(
+        _EAGER,
+        "python",
+        conv,
+        lambda: (f"eager_{key}", [f"x{i}" for i in range(len(conv))], None),
+        lambda fe, vals: lower(fe, vals, kwargs),
+        prefix=(key, kw),
+    )
+    return c.call(conv)

@@ -318,9 +318,3 @@ class ParameterTuple(tuple):
             if not isinstance(p, Parameter):
                 raise TypeError(f"ParameterTuple takes Parameters, got {type(p).__name__}")
         return super().__new__(cls, items)
-
-
-def as_array(x: Any) -> np.ndarray:
-    if isinstance(x, Tensor):
-        return x._data
-    return np.asarray(x)

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import context
+from ..api import arg_names_of
 from ..errors import ArgumentError, S2SError
+from ..runtime import calls_cache, staged
 from ..tensor import Parameter
 
 
@@ -54,27 +56,24 @@ class Cell:
         raise S2SError(f"{type(self).__name__} does not define construct()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ..runtime import build_staged, calls_cache, signature
-
         if kwargs:
             raise ArgumentError(f"{type(self).__name__}: keyword arguments are not supported; pass inputs positionally")
-        calls = calls_cache(self, ("forward",))
-        sig = (context.backend(), context.compile_options(), *[signature(a) for a in args])
-        c = calls.get(sig)
-        if c is None:
-            from ..api import arg_names_of
+        name = type(self).__name__
+        return staged(
+            calls_cache(self, ("forward",)),
+            context.backend(),
+            args,
+            lambda: (f"{name}_construct", arg_names_of(self, len(args)), f"{name}.construct, compiled."),
+            lambda fe, vals: fe.call(self, vals),
+        ).call(args)
 
-            name = type(self).__name__
-            c = build_staged(
-                calls,
-                sig,
-                lambda: (f"{name}_construct", arg_names_of(self, len(args)), f"{name}.construct, compiled."),
-                lambda fe, vals: fe.call(self, vals),
-                args,
-            )
-        else:
-            calls.used(sig)  # least recently used programs are evicted first
-        return c.call(args)
+    def _s2s_function(self) -> Any:
+        """The Python function a call of this cell runs: its class's ``construct``, bound. The
+        API names compiled programs and their arguments after it, and binds keyword arguments
+        by its signature."""
+        construct = type(self).construct
+        bind = getattr(type(construct), "__get__", None)  # a function, or @jit's JitFunction
+        return construct if bind is None else bind(construct, self, type(self))
 
     # ------------------------------------------------------------------ parameters
     def parameters_and_names(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:

@@ -48,18 +48,8 @@ gt, ge, lt, le, eq, ne = (
     COMPARE_FUNCTIONS[n] for n in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
 )
 
-_API = ("GradOperation", "grad", "value_and_grad", "jvp", "vjp")
-
-
-def __getattr__(name: str):
-    # The differentiation API lives in s2s_ad.api, which imports the op table (this package):
-    # resolve it lazily so either package can be imported first.
-    if name in _API:
-        from .. import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 's2s_ad.ops' has no attribute '{name}'")
-
+# GradOperation, grad, value_and_grad, jvp and vjp (MindSpore's ``ops.GradOperation``, ...)
+# are set here by s2s_ad.api, which builds on this package.
 
 __all__ = [
     "GradOperation",

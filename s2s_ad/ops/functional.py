@@ -14,6 +14,7 @@ from .primitives import (
     COMPARE_OPS,
     lower_cast,
     lower_compare,
+    lower_one_hot,
     lower_reduce,
     lower_reshape,
     lower_select,
@@ -117,8 +118,6 @@ getitem = _functional("getitem", _getitem_lower, "``x[idx]`` with constant ints,
 
 
 def _one_hot_lower(fe, args, kwargs):
-    from .primitives import lower_one_hot
-
     return lower_one_hot(fe, *args, **kwargs)
 
 

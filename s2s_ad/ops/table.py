@@ -558,10 +558,6 @@ def no_jvp(b: Builder, eqn: Eqn, tangents: list) -> list:
     return [None] * len(eqn.outs)
 
 
-def _one(aval: Aval, **kw) -> Callable[[list[Aval], dict], list[Aval]]:
-    return lambda avals, params: [aval]
-
-
 # ----------------------------------------------------------------------------- matmul
 def _matmul_abstract(avals: list[Aval], p: dict) -> list[Aval]:
     a, b = avals
