@@ -25,8 +25,7 @@ from .errors import (
 from .jacobians import hessian, hvp, jacfwd, jacrev
 from .ops import GradOperation, stop_gradient
 from .tensor import Parameter, ParameterTuple, Tensor
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "context",

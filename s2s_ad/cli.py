@@ -23,15 +23,20 @@ from typing import Any
 
 import numpy as np
 
+from . import diskcache
+from . import dtype as mstype
+from .api import GradOperation, JvpFunction, generated_source, output_avals, trace_program, vjp_function
+from .demo import Net, inputs
 from .errors import S2SError
 from .ir import Aval
+from .nn import Cell
+from .tensor import ParameterTuple
 
 _SPEC = re.compile(r"^\s*([a-z_]+[0-9]*)\s*\[([^\]]*)\]\s*$")
 
 
 def parse_args_spec(spec: str) -> list[Aval]:
     """``"float32[2,3], float64[]"`` → Avals."""
-    from . import dtype as mstype
 
     out = []
     for part in re.findall(r"[a-z_]+[0-9]*\s*\[[^\]]*\]", spec):
@@ -76,7 +81,6 @@ def load_target(target: str) -> Any:
         if not hasattr(obj, part):
             raise SystemExit(f"s2s-ad: {path} has no attribute {name!r}")
         obj = getattr(obj, part)
-    from .nn import Cell
 
     if isinstance(obj, type) and issubclass(obj, Cell):
         try:
@@ -102,19 +106,14 @@ def show(
 ) -> str:
     """The generated source of NAME's derivative (``mode``), for ``backend`` ("numpy", "numba"
     or "cuda"); with ``ir``, the optimised typed IR program that source is printed from."""
-    from .api import GradOperation, trace_program
-    from .api import generated_source as source
 
-    def generated_source(fn: Any, *args: Any, target: str) -> str:
-        return trace_program(fn, *args).pretty() + "\n" if ir else source(fn, *args, target=target)
-
-    from .nn import Cell
-    from .tensor import ParameterTuple
+    def source(fn: Any, *args: Any, target: str) -> str:
+        return trace_program(fn, *args).pretty() + "\n" if ir else generated_source(fn, *args, target=target)
 
     if mode == "forward":
         if order != 1:
             raise SystemExit("s2s-ad: --order applies to the derivative modes (grad, jvp, vjp), not to forward")
-        return generated_source(target, *avals, target=backend)
+        return source(target, *avals, target=backend)
     if order < 1:
         raise SystemExit(f"s2s-ad: --order must be at least 1, got {order}")
     if order > 1:
@@ -125,14 +124,12 @@ def show(
         for _ in range(order - 1):
             target = GradOperation(get_all=get_all)(target)
     if mode in ("jvp", "vjp"):
-        from .api import JvpFunction, output_avals, vjp_function
-
         if not avals:
             raise SystemExit(f"s2s-ad: --mode {mode} needs at least one input in --args")
         if mode == "jvp":
             tangent = avals[0] if len(avals) == 1 else tuple(avals)
-            return generated_source(JvpFunction(target), *avals, tangent, target=backend)
-        return generated_source(vjp_function(target), *avals, output_avals(target, *avals), target=backend)
+            return source(JvpFunction(target), *avals, tangent, target=backend)
+        return source(vjp_function(target), *avals, output_avals(target, *avals), target=backend)
     weights = None
     if get_by_list:
         if not isinstance(target, Cell):
@@ -141,16 +138,12 @@ def show(
     fn = GradOperation(get_all=get_all, get_by_list=get_by_list, sens_param=sens)(target, weights)
     args: list[Any] = list(avals)
     if sens:
-        from .api import output_avals
-
         args.append(output_avals(target, *avals))
-    return generated_source(fn, *args, target=backend)
+    return source(fn, *args, target=backend)
 
 
 def demo() -> None:
     t0 = time.perf_counter()
-    from . import GradOperation, ParameterTuple
-    from .demo import Net, inputs
 
     print("# s2s_ad demo: the MatMul network of the GradOperation guide\n")
     print("# construct (user source)")
@@ -158,7 +151,6 @@ def demo() -> None:
     net = Net()
     x, y = inputs()
     grad_all = GradOperation(get_all=True, get_by_list=True)(net, ParameterTuple(net.trainable_params()))
-    from .api import generated_source
 
     print("# generated gradient source: GradOperation(get_all=True, get_by_list=True)")
     print(generated_source(grad_all, x, y))
@@ -186,7 +178,6 @@ def _size(n: int | None) -> str:
 def cache_command(action: str) -> str:
     """The text ``s2s-ad cache info|clear`` prints. Clearing a directory that is not an
     s2s_ad cache raises :class:`~s2s_ad.errors.CacheError`."""
-    from . import diskcache
 
     if action == "clear":
         n = diskcache.clear()

@@ -8,6 +8,7 @@ an NVIDIA GPU with the ``numba-cuda`` package, or Numba's simulator (``NUMBA_ENA
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from typing import Any
 
@@ -59,15 +60,31 @@ def compile_options() -> tuple:
     return (_state["algebraic_simplification"],)
 
 
+CUDA_INSTALL_HINT = 'pip install "s2s_ad[cuda]"'
+
+
 def cuda_status() -> tuple[bool, str]:
     """``(usable, why not)``: whether CUDA kernels can run in this process (a GPU with the
-    numba-cuda package, or Numba's CUDA simulator)."""
+    numba-cuda package, or Numba's CUDA simulator). Checked once per process."""
     global _cuda
     if _cuda is None:
-        from .cuda import status
-
-        _cuda = status()
+        _cuda = _check_cuda()
     return _cuda
+
+
+def _check_cuda() -> tuple[bool, str]:
+    if importlib.util.find_spec("numba_cuda") is None:
+        return False, f"the numba-cuda package is not installed ({CUDA_INSTALL_HINT})"
+    try:
+        # numba.cuda is imported only when a GPU is asked for: it is slow to import
+        from numba import cuda
+        from numba.core import config
+
+        if config.ENABLE_CUDASIM or cuda.is_available():
+            return True, ""
+    except Exception as err:  # a broken driver or toolkit install
+        return False, f"numba.cuda cannot be used ({type(err).__name__}: {err})"
+    return False, "no CUDA GPU was found (no NVIDIA driver, or no device)"
 
 
 def warn_without_cuda(what: str, stacklevel: int = 2) -> None:

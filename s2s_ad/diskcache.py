@@ -54,6 +54,7 @@ from typing import Any
 from .codegen import LOOP_NS
 from .errors import CacheError
 from .lru import Users
+from .version import __version__
 
 _VERSION_KEY: str | None = None
 _warned: set[str] = set()
@@ -129,10 +130,11 @@ def max_bytes() -> int | None:
 def _versions() -> str:
     global _VERSION_KEY
     if _VERSION_KEY is None:
+        # numba and cpumath (which compiles with it) load only when an entry is first named
         import numba
         import numpy
 
-        from . import __version__, cpumath
+        from . import cpumath
 
         _VERSION_KEY = "|".join(
             [

@@ -266,9 +266,21 @@ def _letters(i: int) -> str:
     return s
 
 
+# ----------------------------------------------------------------------------- op registry
+#: The primitives by name. The op table (:mod:`s2s_ad.ops.table`, the layer above the IR)
+#: registers every entry here; the IR reads only an entry's ``abstract(avals, params)`` rule
+#: (the shapes and dtypes of its outputs), when binding and when checking a program.
+OPS: dict[str, Any] = {}
+
+
+def get_op(name: str) -> Any:
+    """The op table's entry for ``name``."""
+    return OPS[name]
+
+
 # ----------------------------------------------------------------------------- builder
 class Builder:
-    """Appends equations; shape/dtype rules come from the op table."""
+    """Appends equations; shape/dtype rules come from the op table (:data:`OPS`)."""
 
     def __init__(self, primal: bool = False) -> None:
         self.eqns: list[Eqn] = []
@@ -276,9 +288,7 @@ class Builder:
         self.primal = primal  # whether the equations it binds are the user's (see Eqn.primal)
 
     def bind(self, op: str, ins: Sequence[Atom], hint: str | None = None, **params: Any) -> list[Var]:
-        from .ops.table import get_op
-
-        opdef = get_op(op)
+        opdef = OPS[op]
         try:
             avals = opdef.abstract([a.aval for a in ins], params)
         except S2SError as err:
@@ -303,7 +313,6 @@ def check_program(prog: Program, where: str = "") -> None:
     is in the table, its inputs are defined before it (SSA: each variable defined once) and its
     outputs have the shapes and dtypes its rule gives; the outputs are defined. Raises
     :class:`IRError` naming the pass (``where``), the equation and the problem."""
-    from .ops.table import get_op
 
     def fail(msg: str) -> None:
         raise IRError(f"{where + ': ' if where else ''}{prog.name}: {msg}")
@@ -340,8 +349,8 @@ def check_program(prog: Program, where: str = "") -> None:
     for k, e in enumerate(prog.eqns):
         what = f"equation {k} ({e.op})"
         try:
-            op = get_op(e.op)
-        except Exception:  # noqa: BLE001 - any lookup failure is this program's fault
+            op = OPS[e.op]
+        except KeyError:
             fail(f"{what}: no such op in the table")
         for a in e.ins:
             use(a, f"{what}: input")

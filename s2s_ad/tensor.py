@@ -1,7 +1,10 @@
 """``Tensor``, ``Parameter`` and ``ParameterTuple``: numpy arrays with MindSpore's face.
 
-Arithmetic on tensors outside compiled code runs the op table's generated numpy code, so the
-eager and compiled paths compute with the same expressions.
+This module is the plain data class (layer 0): storage, shape, dtype, conversion, printing,
+comparisons and in-place item assignment. Arithmetic, reductions, indexing and NumPy's
+function protocol are installed on :class:`Tensor` by the facade
+(:mod:`s2s_ad.ops.tensor_methods`), where they run the op table's generated numpy code, so
+the eager and compiled paths compute with the same expressions.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import dtype as mstype
+from .errors import ArgumentError
 
 
 def _to_array(data: Any, dtype: Any) -> np.ndarray:
@@ -35,8 +39,6 @@ def _to_array(data: Any, dtype: Any) -> np.ndarray:
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
     arr = mstype.native_array(arr)  # big-endian data in native byte order
     if arr.dtype not in mstype.NP_DTYPES:
-        from .errors import ArgumentError
-
         raise ArgumentError(
             f"Tensor: dtype {arr.dtype} is not supported"
             + (" (complex numbers are not supported)" if arr.dtype.kind == "c" else "")
@@ -92,27 +94,10 @@ class Tensor:
     def size(self) -> int:
         return int(self._data.size)
 
-    @property
-    def T(self) -> Tensor:
-        from .ops import functional as F
-
-        return F.transpose(self, tuple(reversed(range(self.ndim))))
-
     def __array__(self, dtype=None, copy=None):
         if copy:
             return np.array(self._data, dtype=dtype, copy=True)
         return self._data if dtype is None else self._data.astype(dtype, copy=False)
-
-    # NumPy functions and ufuncs given Tensors (np.sum(t), np.exp(t), array + t): those s2s_ad
-    # compiles run as in compiled code, others are NumPy's on the data; arrays come back as
-    # Tensors (see s2s_ad.ops.numpy_api.numpy_on_tensors). np.asarray(t) is the ndarray.
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return _numpy_api().numpy_on_tensors(ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        if not all(issubclass(t, (Tensor, np.ndarray)) for t in types):
-            return NotImplemented
-        return _numpy_api().numpy_on_tensors(func, "__call__", args, kwargs)
 
     def __len__(self) -> int:
         return len(self._data)
@@ -133,36 +118,6 @@ class Tensor:
     def item(self) -> Any:
         return self._data.item()
 
-    def astype(self, dtype: Any) -> Tensor:
-        from .ops import functional as F
-
-        return F.cast(self, dtype)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        from .ops import functional as F
-
-        return F.reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
-
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import functional as F
-
-        return F.reduce_sum(self, axis, keepdims)
-
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import functional as F
-
-        return F.reduce_mean(self, axis, keepdims)
-
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import functional as F
-
-        return F.reduce_max(self, axis, keepdims)
-
-    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        from .ops import functional as F
-
-        return F.reduce_min(self, axis, keepdims)
-
     # ------------------------------------------------------------------ printing
     def __repr__(self) -> str:
         body = format_array(self._data)
@@ -171,73 +126,6 @@ class Tensor:
 
     def __str__(self) -> str:
         return str(self._data)
-
-    # ------------------------------------------------------------------ arithmetic
-    def _binary(self, op: str, other: Any, reverse: bool = False) -> Tensor:
-        from .ops import functional as F
-
-        if not isinstance(other, (Tensor, np.ndarray, int, float, bool, np.generic)):
-            return NotImplemented
-        a, b = (other, self) if reverse else (self, other)
-        return F.apply_elementwise(op, a, b)
-
-    def __add__(self, o):
-        return self._binary("add", o)
-
-    def __radd__(self, o):
-        return self._binary("add", o, True)
-
-    def __sub__(self, o):
-        return self._binary("sub", o)
-
-    def __rsub__(self, o):
-        return self._binary("sub", o, True)
-
-    def __mul__(self, o):
-        return self._binary("mul", o)
-
-    def __rmul__(self, o):
-        return self._binary("mul", o, True)
-
-    def __truediv__(self, o):
-        return self._binary("div", o)
-
-    def __rtruediv__(self, o):
-        return self._binary("div", o, True)
-
-    def __pow__(self, o):
-        return self._binary("pow", o)
-
-    def __rpow__(self, o):
-        return self._binary("pow", o, True)
-
-    def __matmul__(self, o):
-        from .ops import functional as F
-
-        return F.matmul(self, o)
-
-    def __rmatmul__(self, o):
-        from .ops import functional as F
-
-        return F.matmul(o, self)
-
-    def __neg__(self):
-        from .ops import functional as F
-
-        return F.neg(self)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        from .ops import functional as F
-
-        return F.abs(self)
-
-    def __getitem__(self, idx: Any) -> Tensor:
-        from .ops import functional as F
-
-        return F.getitem(self, idx)
 
     def __setitem__(self, idx: Any, value: Any) -> None:
         self._data[idx] = np.asarray(value.asnumpy() if isinstance(value, Tensor) else value, self._data.dtype)
@@ -266,19 +154,6 @@ class Tensor:
         return self._cmp(np.greater_equal, o)
 
     __hash__ = object.__hash__
-
-
-def _numpy_api() -> Any:
-    """``s2s_ad.ops.numpy_api`` (imported on first use: it imports this module)."""
-    global _NUMPY_API
-    if _NUMPY_API is None:
-        from .ops import numpy_api
-
-        _NUMPY_API = numpy_api
-    return _NUMPY_API
-
-
-_NUMPY_API: Any = None
 
 
 class Parameter(Tensor):

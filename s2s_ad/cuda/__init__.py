@@ -16,6 +16,8 @@ import importlib.util
 import threading
 from collections.abc import Callable
 
+from ..context import CUDA_INSTALL_HINT as INSTALL_HINT
+from ..context import cuda_status as status
 from ..errors import S2SError
 from ..ir import Program
 from .printer import GPU_LAUNCH, SIM_LAUNCH, Launch, device_function_names, generate, launch_config, simulated
@@ -34,33 +36,6 @@ __all__ = [
 
 _CACHE: dict[str, Callable] = {}
 _LOCK = threading.Lock()
-_STATUS: tuple[bool, str] | None = None
-
-INSTALL_HINT = 'pip install "s2s_ad[cuda]"'
-
-
-def status() -> tuple[bool, str]:
-    """``(usable, why not)``: whether CUDA kernels can run here (a GPU with a driver, or Numba's
-    simulator). Checked once per process."""
-    global _STATUS
-    if _STATUS is None:
-        _STATUS = _check()
-    return _STATUS
-
-
-def _check() -> tuple[bool, str]:
-    if importlib.util.find_spec("numba_cuda") is None:
-        return False, f"the numba-cuda package is not installed ({INSTALL_HINT})"
-    try:
-        from numba import cuda
-
-        if simulated():
-            return True, ""
-        if cuda.is_available():
-            return True, ""
-    except Exception as err:  # a broken driver or toolkit install
-        return False, f"numba.cuda cannot be used ({type(err).__name__}: {err})"
-    return False, "no CUDA GPU was found (no NVIDIA driver, or no device)"
 
 
 def build(program: Program, fname: str, doc: str | None = None) -> tuple[str, Callable]:

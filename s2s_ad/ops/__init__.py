@@ -33,6 +33,9 @@ from .primitives import (
     Reshape,
     Transpose,
 )
+from .tensor_methods import install as _install_tensor_methods
+
+_install_tensor_methods()
 
 globals().update(ELEMENTWISE_CLASSES)
 globals().update(ELEMENTWISE_FUNCTIONS)

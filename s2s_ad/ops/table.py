@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import ArgumentError, ShapeError
+from ..ir import OPS as ir_ops
 from ..ir import Atom, Aval, Builder, Eqn, Lit, Shape
 
 # Printing precedences (higher binds tighter).
@@ -83,7 +84,7 @@ def drop_distributions(expr: sp.Expr) -> sp.Expr:
     return expr.replace(sp.DiracDelta, lambda *a: sp.Integer(0)) if expr.has(sp.DiracDelta) else expr
 
 
-OPS: dict[str, OpDef] = {}
+OPS: dict[str, OpDef] = ir_ops  # the IR's registry: binding and checking read the rules here
 
 
 def get_op(name: str) -> OpDef:

@@ -165,11 +165,9 @@ def test_target_cuda_without_cuda_warns(no_cuda):
 def test_missing_numba_cuda_is_explained(monkeypatch):
     import importlib.util
 
-    import s2s_ad.cuda
-
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba_cuda" else real(name, *a))
-    usable, why = s2s_ad.cuda._check()
+    usable, why = context._check_cuda()
     assert not usable and 'pip install "s2s_ad[cuda]"' in why
 
 
