@@ -9,13 +9,16 @@ ops use the ``jvp`` rule of their op-table entry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+
 import sympy as sp
 
+from ..clusters import MAX_TREE, cluster_expressions, elementwise_units, expression_size
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var
 from ..ops.table import broadcast_to, cast_to, drop_distributions, fill, get_op
-from ..opt import MAX_TREE, elementwise_units, expression_size
-from ..symbolic import cluster_expressions, to_ir
+from ..symbolic import to_ir
 from .reverse import arg_leaf_ranges, derived_program, fresh_inputs, partials_at
 
 
@@ -52,13 +55,20 @@ def jvp_rule(op_name: str):
 
 
 def forward(
-    b: Builder, eqns: list[Eqn], env: dict[int, Atom], tangents: dict[int, Atom], outs: list[Atom] | None = None
+    b: Builder,
+    eqns: list[Eqn],
+    env: dict[int, Atom],
+    tangents: dict[int, Atom],
+    outs: list[Atom] | None = None,
+    names: Mapping[Var, str] | None = None,
 ) -> None:
     """Append copies of ``eqns`` to ``b`` (``env`` maps old var ids to new atoms), each unit
     followed by its tangent equations; ``tangents`` maps new var ids to their tangents and is
     extended. A convex cluster of elementwise equations is one unit: SymPy differentiates its
     expression as a whole (tangents are made for the variables used outside it, or in
-    ``outs``)."""
+    ``outs``). Copies are named like their originals (by ``names``, the source program's
+    table, else their hints)."""
+    names = names or {}
     units = elementwise_units(eqns)
     unit_of = {id(e): k for k, unit in enumerate(units) for e in unit}
     used_outside = {id(a) for a in outs or [] if isinstance(a, Var)}
@@ -71,8 +81,8 @@ def forward(
         copies = []
         for e in unit:
             ins = [a if isinstance(a, Lit) else env[id(a)] for a in e.ins]
-            new_outs = [Var(o.aval, o.hint) for o in e.outs]
-            copies.append(Eqn(e.op, ins, new_outs, e.params, e.loc, e.primal))
+            new_outs = [Var(o.aval, names.get(o) or o.hint) for o in e.outs]
+            copies.append(replace(e, ins=ins, outs=new_outs))
             for o, n in zip(e.outs, new_outs):
                 env[id(o)] = n
         b.eqns.extend(copies)
@@ -96,8 +106,8 @@ def forward(
             if t is None:
                 continue
             t = cast_to(b, t, o.dtype)
-            if isinstance(t, Var) and t.hint is None and o.hint is not None:
-                t.hint = f"{o.hint}_dot"
+            if isinstance(t, Var) and b.name_of(t) is None and o.hint is not None:
+                b.names[t] = f"{o.hint}_dot"
             tangents[id(o)] = t
     b.loc = None
 
@@ -109,14 +119,15 @@ def cluster_jvp(
     over the cluster inputs ``s_i`` that have a tangent, differentiated by SymPy as a whole."""
     if not needed:
         return []
-    expr_of, inputs, syms = cluster_expressions(members)
+    ce = cluster_expressions(members)
+    expr_of, inputs, syms = ce.expr_of, ce.inputs, ce.symbols
     with_t = [(v, s) for v, s in zip(inputs, syms) if id(v) in tangents]
     if not with_t:
         return []
     t_syms = _tangent_symbols(len(with_t))
     exprs = []
     for o in needed:
-        t = sum((sp.diff(expr_of[id(o)], s) * ts for (_, s), ts in zip(with_t, t_syms)), sp.Integer(0))
+        t = sum((sp.diff(expr_of[o], s) * ts for (_, s), ts in zip(with_t, t_syms)), sp.Integer(0))
         exprs.append(drop_distributions(t))
     env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
     env.update(zip(t_syms, (tangents[id(v)] for v, _ in with_t)))
@@ -150,7 +161,7 @@ def jvp_program(prog: Program, wrt_args: list[int], name: str | None = None) -> 
             t = Var(a.aval, f"{a.hint}_dot" if a.hint else None)
             tan_vars.append(t)
             tangents[id(a)] = t
-    forward(b, prog.eqns, env, tangents, prog.outs)
+    forward(b, prog.eqns, env, tangents, prog.outs, prog.names)
 
     outs = [o if isinstance(o, Lit) else env[id(o)] for o in prog.outs]
     touts = []

@@ -8,15 +8,17 @@ scalar formula; structural ops use the ``vjp`` rule of their op-table entry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import sympy as sp
 
+from ..clusters import MAX_TREE, cluster_vjp, elementwise_units, expression_size
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, treedef_leaves
-from ..ops.table import broadcast_shapes, broadcast_to, cast_to, drop_distributions, fill, get_op, sum_to
-from ..opt import MAX_TREE, elementwise_units, expression_size
-from ..symbolic import cluster_expressions, lit_to_sympy, to_ir
+from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
+from ..symbolic import lit_to_sympy, to_ir
 
 _CT = sp.Symbol("ct", real=True)
 
@@ -51,47 +53,6 @@ def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[b
     return res
 
 
-def cluster_vjp(b: Builder, members: list[Eqn], cts: dict[int, Atom], active: set[int]) -> list[tuple[Var, Atom]]:
-    """The adjoint of a convex cluster of elementwise equations as one SymPy expression: each
-    active input's cotangent is ``Σ_o ct_o · ∂E_o/∂input`` with ``E_o`` the expression of a
-    cluster variable ``o`` that has a cotangent from outside the cluster. SymPy differentiates
-    the whole expression at once, which keeps derivatives of derivatives compact."""
-    outs = [o for e in members for o in e.outs if id(o) in cts]
-    if not outs:
-        return []
-    expr_of, inputs, syms = cluster_expressions(members)
-    wrt = [(v, s) for v, s in zip(inputs, syms) if id(v) in active and v.dtype.kind == "f"]
-    if not wrt:
-        return []
-    ct_syms = [sp.Symbol(f"ct{k}", real=True) for k in range(len(outs))]
-    # Terms are summed per output shape: each group is reduced to the input's shape on its own
-    # (a term of a smaller, broadcast output must not be counted once per broadcast copy).
-    groups: dict[tuple, list[int]] = {}
-    for k, o in enumerate(outs):
-        groups.setdefault(tuple(o.shape), []).append(k)
-    keys, exprs = [], []
-    for v, s in wrt:
-        for shape, ks in groups.items():
-            g = sum((ct_syms[k] * sp.diff(expr_of[id(outs[k])], s) for k in ks), sp.Integer(0))
-            keys.append((v, shape))
-            exprs.append(drop_distributions(g))
-    env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
-    env.update(zip(ct_syms, (cts[id(o)] for o in outs)))
-    b.loc = members[-1].loc
-    dtype = outs[0].dtype
-    total: dict[int, tuple[Var, Atom]] = {}
-    for (v, shape), g in zip(keys, to_ir(b, exprs, env, dtype)):
-        if isinstance(g, Lit):
-            if g.value == 0:
-                continue
-            g = fill(b, shape, g.value, dtype)
-        if g.shape != v.shape:
-            g = sum_to(b, broadcast_to(b, g, broadcast_shapes("elementwise", [g.shape, v.shape])), v.shape)
-        g = cast_to(b, g, v.dtype)
-        total[id(v)] = (v, b.bind1("add", total[id(v)][1], g) if id(v) in total else g)
-    return list(total.values())
-
-
 def vjp_rule(op_name: str):
     op = get_op(op_name)
     if op.kind == "elementwise":
@@ -101,11 +62,14 @@ def vjp_rule(op_name: str):
     return op.vjp
 
 
-def copy_eqns(b: Builder, eqns: list[Eqn], env: dict[int, Atom]) -> None:
-    """Append renamed copies of ``eqns`` to ``b``; ``env`` maps old var ids to new atoms."""
+def copy_eqns(b: Builder, eqns: list[Eqn], env: dict[int, Atom], names: Mapping[Var, str] | None = None) -> None:
+    """Append renamed copies of ``eqns`` to ``b``; ``env`` maps old var ids to new atoms.
+    A copy is named like its original (its name in the source program's ``names`` table, else
+    its hint)."""
+    names = names or {}
     for e in eqns:
-        outs = [Var(o.aval, o.hint) for o in e.outs]
-        b.eqns.append(Eqn(e.op, [_sub(env, a) for a in e.ins], outs, e.params, e.loc, e.primal))
+        outs = [Var(o.aval, names.get(o) or o.hint) for o in e.outs]
+        b.eqns.append(replace(e, ins=[_sub(env, a) for a in e.ins], outs=outs))
         for o, n in zip(e.outs, outs):
             env[id(o)] = n
 
@@ -130,22 +94,30 @@ def backward(
             active.update(id(o) for o in e.outs)
 
     cts: dict[int, Atom] = {}
+    named: set[Var] = set()  # the cotangents this sweep named ``v_bar``
 
     def accumulate(v: Var, g: Atom) -> None:
-        if isinstance(g, Var) and g.hint is None and v.hint is not None and not v.hint.endswith("_bar"):
-            g.hint = f"{v.hint}_bar"
-        if id(v) in cts:
-            cts[id(v)] = b.bind1("add", cts[id(v)], g)
-        else:
-            cts[id(v)] = g
+        prev = cts.get(id(v))
+        if prev is not None:
+            g = b.bind1("add", prev, g)
+            if prev in named:  # the name moves to the sum: ``v_bar`` is v's whole cotangent
+                named.discard(prev)
+                del b.names[prev]
+        cts[id(v)] = g
+        name = b.name_of(v)
+        if isinstance(g, Var) and b.name_of(g) is None and name is not None and not name.endswith("_bar"):
+            b.names[g] = f"{name}_bar"
+            named.add(g)
 
     for o, s in zip(outs, seeds):
         if s is not None and isinstance(o, Var) and id(o) in active:
             accumulate(o, s)
 
+    # The adjoint equations carry the line of the equation they are the adjoint of.
+    adjoint, b.adjoint = b.adjoint, True
     for unit in reversed(elementwise_units(eqns)):
         if len(unit) > 1 and expression_size(unit, [o for e in unit for o in e.outs if id(o) in cts]) <= MAX_TREE:
-            for v, g in cluster_vjp(b, unit, cts, active):
+            for v, g in cluster_vjp(b, unit, lambda o: cts.get(id(o)), lambda a: id(a) in active):
                 accumulate(v, g)
             continue
         for e in reversed(unit):
@@ -161,6 +133,7 @@ def backward(
                 if act and g is not None:
                     accumulate(a, g)
     b.loc = None
+    b.adjoint = adjoint
     res = []
     for w in wrt:
         g = cts.get(id(w))
@@ -170,7 +143,7 @@ def backward(
 
 def fresh_inputs(prog: Program) -> tuple[list[Var], dict[int, Atom]]:
     """New variables for ``prog``'s inputs, and the map from the old ones' ids to them."""
-    new_in = [Var(v.aval, v.hint) for v in prog.invars]
+    new_in = [Var(v.aval, prog.name_of(v)) for v in prog.invars]
     return new_in, {id(o): n for o, n in zip(prog.invars, new_in)}
 
 
@@ -198,6 +171,7 @@ def derived_program(
         outs=outs,
         out_tree=out_tree,
         arg_names=arg_names,
+        names=dict(b.names),
     )
 
 
@@ -243,7 +217,7 @@ def grad_program(
         sens_vars = [Var(o.aval, "sens") for o in prog.outs[:n_diff]]
         in_tree = ("tuple", tuple(in_tree[1]) + (diff_tree,))
         arg_names.append("sens")
-    copy_eqns(b, prog.eqns, env)
+    copy_eqns(b, prog.eqns, env, prog.names)
     outs = [_sub(env, o) for o in prog.outs]
 
     ranges = arg_leaf_ranges(prog)
