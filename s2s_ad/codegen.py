@@ -3,8 +3,10 @@
 Single-use elementwise temporaries are inlined into their consumer, so each fused elementwise
 cluster prints as one numpy expression (which Numba turns into one loop). Names are stable:
 arguments keep the user's parameter names, values the user named keep their names, adjoints
-are ``<name>_bar``, other temporaries are ``t0, t1, ...``. A comment before each group of
-statements quotes the user line it comes from.
+are ``<name>_bar``, other temporaries are ``t0, t1, ...`` (a variable's name is
+``Program.name_of``: the program's names table, else the variable's hint). A comment before
+each group of statements quotes the user line it comes from; before the statements of an
+adjoint sweep it reads ``# adjoint of file:line: ...``.
 """
 
 from __future__ import annotations

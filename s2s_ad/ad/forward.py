@@ -106,8 +106,9 @@ def forward(
             if t is None:
                 continue
             t = cast_to(b, t, o.dtype)
-            if isinstance(t, Var) and b.name_of(t) is None and o.hint is not None:
-                b.names[t] = f"{o.hint}_dot"
+            name = b.name_of(o)
+            if isinstance(t, Var) and b.name_of(t) is None and name is not None:
+                b.names[t] = f"{name}_dot"
             tangents[id(o)] = t
     b.loc = None
 
