@@ -123,10 +123,17 @@ def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
             units[("s", i)] = [e]
 
     # A named variable's name passes to the variable that replaces it (in this program's table:
-    # the replacement may be a variable shared with other programs).
+    # the replacement may be a variable shared with other programs), unless that is an input,
+    # whose name is the argument's.
+    invars = set(prog.invars)
     for o in env:
         target = resolve(env, o)
-        if isinstance(target, Var) and name_of(names, target) is None and name_of(names, o) is not None:
+        if (
+            isinstance(target, Var)
+            and target not in invars
+            and name_of(names, target) is None
+            and name_of(names, o) is not None
+        ):
             names[target] = name_of(names, o)
     first = {u: idx[0] for u, idx in members.items()}
     new = [replace(e, ins=[resolve(env, a) for a in e.ins]) for unit in toposort(units, first, env) for e in unit]
