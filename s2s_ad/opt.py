@@ -166,23 +166,35 @@ def _simplify_cluster(
         return kept
     dtype = outputs[0].dtype
     repl, reduced = sp.cse([ce.expr_of[o] for o in outputs], symbols=sp.numbered_symbols("c"), order="canonical")
+    # The equations emitted for an output carry the source line and the adjoint flag of the
+    # equation that computed it; a shared subexpression those of the first output using it.
+    producer = {o: e for e in derived for o in e.outs}
+    first_user: dict[sp.Symbol, Eqn] = {}
+    repl_of = dict(repl)
+    for o, r in zip(outputs, reduced):
+        todo = list(r.free_symbols)
+        while todo:
+            s = todo.pop()
+            if s in repl_of and s not in first_user:
+                first_user[s] = producer[o]
+                todo.extend(repl_of[s].free_symbols)
     b = Builder()
-    b.adjoint = any(e.adjoint for e in derived)
+
+    def stamp(e: Eqn) -> None:
+        b.loc, b.adjoint = e.loc or derived[0].loc, e.adjoint
+
     sym_env: dict[sp.Symbol, Atom] = dict(zip(ce.symbols, ce.inputs))
     for s, rexpr in repl:
+        stamp(first_user.get(s, derived[0]))
         (sym_env[s],) = to_ir(b, [rexpr], sym_env, dtype)
-    atoms = to_ir(b, list(reduced), sym_env, dtype)
-    for o, a in zip(outputs, atoms):
-        b.loc = derived[-1].loc
+    for o, r in zip(outputs, reduced):
+        stamp(producer[o])
+        (a,) = to_ir(b, [r], sym_env, dtype)
         if isinstance(a, Lit):
             a = fill(b, o.shape, a.value, o.dtype)
         if a.shape != o.shape:
             a = broadcast_to(b, a, o.shape)
         env[o] = cast_to(b, a, o.dtype)
-    # Keep the user's source positions: equations emitted for an output carry its line.
-    loc = derived[0].loc
-    for e in b.eqns:
-        e.loc = e.loc or loc
     return order_eqns(kept + b.eqns, env) if kept else b.eqns
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s2s_ad import cli, ops
+from s2s_ad import cli, context, ops
 from s2s_ad.api import generated_source
 from s2s_ad.ir import Aval
 
@@ -28,6 +28,12 @@ def chain(x):
     y = ops.sin(x) * x
     z = ops.exp(y) + y * y
     return z * 2.0
+
+
+def summed(x):
+    y = ops.exp(x) * x * 1.0
+    s = ops.sum(y)
+    return y * s
 """
 
 F32 = np.dtype(np.float32)
@@ -101,3 +107,21 @@ def test_cuda_source_has_adjoint_comments(model):
     _, m = model
     src = generated_source(ops.GradOperation()(m.chain), Aval((5,), F32), target="cuda")
     assert "# adjoint of model.py:" in src and "x_bar" in src
+
+
+def test_with_algebraic_simplification_the_users_lines_stay_in_the_primal_block(model):
+    # SymPy rewrites a cluster holding both the user's equations and adjoint ones: each
+    # rewritten output keeps the line and the role of the equation that computed it.
+    _, m = model
+    old = context.get_context("algebraic_simplification")
+    context.set_context(algebraic_simplification=True)
+    try:
+        src = generated_source(ops.GradOperation()(m.summed), Aval((3,), F32))
+    finally:
+        context.set_context(algebraic_simplification=old)
+    lines = [ln.strip() for ln in src.splitlines()]
+    y_at = next(i for i, ln in enumerate(lines) if ln.startswith("y = "))
+    comment = next(ln for ln in reversed(lines[:y_at]) if ln.startswith("#"))
+    assert comment == "# model.py:15: y = ops.exp(x) * x * 1.0"
+    ret_at = lines.index("return (x_bar,)")
+    assert next(ln for ln in reversed(lines[:ret_at]) if ln.startswith("#")).startswith("# adjoint of model.py:")

@@ -67,8 +67,9 @@ def forward(
     extended. A convex cluster of elementwise equations is one unit: SymPy differentiates its
     expression as a whole (tangents are made for the variables used outside it, or in
     ``outs``). Copies are named like their originals (by ``names``, the source program's
-    table, else their hints)."""
+    table, else their hints); the tangent equations of an adjoint equation are adjoint ones."""
     names = names or {}
+    adjoint = b.adjoint
     units = elementwise_units(eqns)
     unit_of = {id(e): k for k, unit in enumerate(units) for e in unit}
     used_outside = {id(a) for a in outs or [] if isinstance(a, Var)}
@@ -86,6 +87,8 @@ def forward(
             for o, n in zip(e.outs, new_outs):
                 env[id(o)] = n
         b.eqns.extend(copies)
+        # the tangents of an adjoint sweep's equations (a derivative of a gradient) belong to it
+        b.adjoint = adjoint or any(e.adjoint for e in unit)
         needed = [env[id(o)] for e in unit for o in e.outs if id(o) in used_outside]
         if len(unit) > 1 and expression_size(copies, needed) <= MAX_TREE:
             results = cluster_jvp(b, copies, needed, tangents)
@@ -111,6 +114,7 @@ def forward(
                 b.names[t] = f"{name}_dot"
             tangents[id(o)] = t
     b.loc = None
+    b.adjoint = adjoint
 
 
 def cluster_jvp(
