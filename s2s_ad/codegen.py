@@ -3,8 +3,10 @@
 Single-use elementwise temporaries are inlined into their consumer, so each fused elementwise
 cluster prints as one numpy expression (which Numba turns into one loop). Names are stable:
 arguments keep the user's parameter names, values the user named keep their names, adjoints
-are ``<name>_bar``, other temporaries are ``t0, t1, ...``. A comment before each group of
-statements quotes the user line it comes from.
+are ``<name>_bar``, other temporaries are ``t0, t1, ...`` (a variable's name is
+``Program.name_of``: the program's names table, else the variable's hint). A comment before
+each group of statements quotes the user line it comes from; before the statements of an
+adjoint sweep it reads ``# adjoint of file:line: ...``.
 """
 
 from __future__ import annotations
@@ -135,6 +137,15 @@ def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = (), ns: str | None 
 LOOP_NS = "vm"
 
 
+def location_comment(e: Eqn) -> str:
+    """The comment before the statements of equation ``e`` (which has a ``loc``): the user's
+    file:line and source line, ``# adjoint of file:line: ...`` for an adjoint sweep's."""
+    assert e.loc is not None
+    src = e.loc.source_line()
+    what = "adjoint of " if e.adjoint else ""
+    return f"# {what}{os.path.basename(e.loc.file)}:{e.loc.line}" + (f": {src}" if src else "")
+
+
 def function_names(ns: str) -> list[str]:
     """The ``ns.NAME`` functions that the op table's elementwise printers call, with ``ns`` as
     their namespace (every one must be defined in the module printed as ``ns``)."""
@@ -158,8 +169,10 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     C = _Ctx(names, numba=fuse)
     expr: dict[int, tuple[str, int]] = {}
 
+    name_of = prog.name_of  # the names table over the variables' hints
+
     def arg_name(v: Var, fallback: str) -> str:
-        n = names.fresh(v.hint or fallback)
+        n = names.fresh(name_of(v) or fallback)
         expr[id(v)] = (n, ATOM)
         C.contig.add(n)
         return n
@@ -192,7 +205,7 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
         return expr[id(a)]
 
     lines: list[str] = []
-    last_loc = None
+    last_loc: tuple | None = None
     pending: list[str] = []
 
     def emit(*stmts: str) -> None:
@@ -202,16 +215,15 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
 
     def locate(e: Eqn) -> None:
         nonlocal last_loc
-        if e.loc is not None and e.loc != last_loc:
-            src = e.loc.source_line()
-            pending[:] = [f"# {os.path.basename(e.loc.file)}:{e.loc.line}" + (f": {src}" if src else "")]
-            last_loc = e.loc
+        if e.loc is not None and (e.loc, e.adjoint) != last_loc:
+            pending[:] = [location_comment(e)]
+            last_loc = (e.loc, e.adjoint)
 
     for st in steps:
         if isinstance(st, Loop):
             for e in st.eqns:
                 locate(e)
-            emit(*_print_loop(st, C, expr, atom, uses, out_ids))
+            emit(*_print_loop(st, C, expr, atom, uses, out_ids, name_of))
             continue
         e = st
         op = get_op(e.op)
@@ -222,7 +234,7 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
             continue
         locate(e)
         if op.statement:
-            target = names.fresh(out.hint)
+            target = names.fresh(name_of(out))
             emit(*op.emit(target, args, e, C))
             expr[id(out)] = (target, ATOM)
             C.contig.add(target)
@@ -233,7 +245,7 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
             s, prec = op.emit(args, e, C)
         inline = (
             op.kind == "elementwise"
-            and out.hint is None
+            and name_of(out) is None
             and uses.get(id(out), 0) == 1
             and id(out) not in out_ids
             and id(out) not in in_loops
@@ -241,7 +253,7 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
         if inline:
             expr[id(out)] = (s, prec)
             continue
-        target = names.fresh(out.hint)
+        target = names.fresh(name_of(out))
         emit(f"{target} = {s}")
         expr[id(out)] = (target, ATOM)
         if op.kind == "elementwise" or e.op in _FRESH:
@@ -280,9 +292,18 @@ def _int_power(base: tuple[str, int], k: int, dt: np.dtype, C: _Ctx) -> tuple[st
     return f"{C.lit(1, dt)} / {power}", MUL
 
 
-def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out_ids: set[int]) -> list[str]:
+def _print_loop(
+    loop: Loop,
+    C: _Ctx,
+    expr: dict,
+    atom,
+    uses: dict[int, int],
+    out_ids: set[int],
+    name_of: Callable[[Var], str | None],
+) -> list[str]:
     """A fused loop as statements: stored arrays and accumulators allocated, one loop nest
-    over ``loop.shape`` computing every member on scalars, then the reductions finished."""
+    over ``loop.shape`` computing every member on scalars, then the reductions finished
+    (``name_of`` gives the variables' names)."""
     shape = loop.shape
     idx = [C.fresh(f"i{k}") for k in range(len(shape))]
     stored = {id(v) for v in loop.stored}
@@ -327,23 +348,24 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
         else:  # comparisons
             s, prec = op.emit([read(a) for a in e.ins], e, C)
         checked = op.printer is not None and op.printer[:2] in _LIMITED and out.dtype.kind == "f"
+        hint = name_of(out)
         if id(out) in stored:
-            arr = C.fresh(out.hint)
+            arr = C.fresh(hint)
             pre.append(f"{arr} = np.empty({tuple(shape)!r}, {C.dtype(out.dtype)})")
             C.contig.add(arr)
             expr[id(out)] = (arr, ATOM)
             if member_uses[id(out)] == 0 and not checked:
                 body.append(f"{arr}[{', '.join(idx)}] = {s}")
                 continue
-            name = C.fresh(f"{out.hint}_i" if out.hint else None)
+            name = C.fresh(f"{hint}_i" if hint else None)
             body += [f"{name} = {s}", f"{arr}[{', '.join(idx)}] = {name}"]
         elif not checked and (
-            e.op in ("stop_gradient", "broadcast_to") or (out.hint is None and member_uses[id(out)] <= 1)
+            e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[id(out)] <= 1)
         ):
             local[id(out)] = (s, prec)
             continue
         else:
-            name = C.fresh(out.hint)
+            name = C.fresh(hint)
             body.append(f"{name} = {s}")
         local[id(out)] = (name, ATOM)
         if checked:  # named, so that the loop can test it for nan
@@ -355,8 +377,9 @@ def _print_loop(loop: Loop, C: _Ctx, expr: dict, atom, uses: dict[int, int], out
         n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
         value = read(e.ins[0])[0]
         acc_dt = np.dtype(np.float64) if out.dtype.kind == "f" else np.dtype(np.int64)
-        acc = C.fresh(f"{out.hint}_acc" if out.hint else "acc")
-        target = C.fresh(out.hint)
+        hint = name_of(out)
+        acc = C.fresh(f"{hint}_acc" if hint else "acc")
+        target = C.fresh(hint)
         kept = [k for k in range(len(shape)) if k not in axes]
         total = acc if e.op == "reduce_sum" else f"{acc} / {C.lit(n, acc_dt)}"
         if not kept:

@@ -968,5 +968,5 @@ def inline_program(fe: Frontend, prog: Program, args: list[Atom]) -> list[Atom]:
         env[v] = cast_to(fe.b, fe.atom(p), v.dtype)  # an integer Parameter fe uses as float
     for v, c in zip(prog.const_vars, prog.consts):
         env[v] = fe.atom(c)
-    copy_eqns(fe.b, prog.eqns, env)
+    copy_eqns(fe.b, prog.eqns, env, prog.names)
     return [o if isinstance(o, Lit) else env[o] for o in prog.outs]

@@ -7,8 +7,8 @@ that a mismatch is reported where it is written (with the user's source position
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,11 @@ def short_dtype(dt: np.dtype) -> str:
 
 
 class Var:
-    """An SSA variable. ``hint`` is the user's name for it, when it has one."""
+    """An SSA variable. ``hint`` is its name, when it has one: the user's (given by the tracer
+    where the user's code names the value) or the name of the variable a pass copied it from.
+    A pass never changes the hint of an existing variable (variables are shared between a
+    program and the programs derived from it): names it gives go into the program's
+    ``names`` table (:attr:`Program.names`, :func:`name_of`)."""
 
     __slots__ = ("aval", "hint")
 
@@ -102,6 +106,9 @@ class Eqn:
     # An equation of the user's traced program (not one made by differentiation): the
     # optimiser keeps it as written, so the user's outputs keep numpy's IEEE results.
     primal: bool = False
+    # An equation of a reverse-mode adjoint sweep: ``loc`` is then the user line whose
+    # adjoint it computes (the generated code says "adjoint of file:line").
+    adjoint: bool = False
 
     def params_key(self) -> tuple:
         return tuple(sorted((k, _hashable(v)) for k, v in self.params.items()))
@@ -203,6 +210,10 @@ class Program:
     # Cells with a custom ``bprop`` that the program calls: (class name, where bprop is defined);
     # differentiating such a program is an error, not a silent use of the derived rule.
     bprop_cells: list[tuple[str, Loc]] = field(default_factory=list)
+    # Names that passes gave to this program's variables (an adjoint ``x_bar``, the name of a
+    # variable a pass replaced), over the variables' own hints: the side table codegen reads
+    # (:meth:`name_of`). A pass makes a new table for its result; it never changes this one.
+    names: dict[Var, str] = field(default_factory=dict)
 
     @property
     def arg_vars(self) -> list[Var]:
@@ -216,6 +227,10 @@ class Program:
     def const_vars(self) -> list[Var]:
         return self.invars[self.n_args + len(self.params) :]
 
+    def name_of(self, v: Var) -> str | None:
+        """The name codegen gives ``v``: the one in :attr:`names`, else its hint."""
+        return name_of(self.names, v)
+
     def replace(self, **kw: Any) -> Program:
         d = dict(self.__dict__)
         d.update(kw)
@@ -223,6 +238,11 @@ class Program:
 
     def pretty(self) -> str:
         return pretty(self)
+
+
+def name_of(names: dict[Var, str], v: Var) -> str | None:
+    """``v``'s name in the side table ``names``, else its own hint."""
+    return names.get(v) or v.hint
 
 
 def pretty(prog: Program) -> str:
@@ -286,6 +306,13 @@ class Builder:
         self.eqns: list[Eqn] = []
         self.loc: Loc | None = None
         self.primal = primal  # whether the equations it binds are the user's (see Eqn.primal)
+        self.adjoint = False  # whether they belong to an adjoint sweep (see Eqn.adjoint)
+        # names given to variables after they were made (see Program.names)
+        self.names: dict[Var, str] = {}
+
+    def name_of(self, v: Var) -> str | None:
+        """``v``'s name: the one this builder gave it (:attr:`names`), else its hint."""
+        return name_of(self.names, v)
 
     def bind(self, op: str, ins: Sequence[Atom], hint: str | None = None, **params: Any) -> list[Var]:
         opdef = OPS[op]
@@ -296,7 +323,7 @@ class Builder:
                 raise type(err)(err.bare_message, self.loc) from None
             raise
         outs = [Var(av, hint) for av in avals]
-        self.eqns.append(Eqn(op, list(ins), outs, params, self.loc, self.primal))
+        self.eqns.append(Eqn(op, list(ins), outs, params, self.loc, self.primal, self.adjoint))
         return outs
 
     def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
@@ -392,7 +419,7 @@ def widen_half(prog: Program) -> Program:
 
     def var(v: Var) -> Var:
         if id(v) not in env:
-            env[id(v)] = Var(Aval(v.shape, SINGLE), v.hint) if has_half(v) else v
+            env[id(v)] = Var(Aval(v.shape, SINGLE), prog.name_of(v)) if has_half(v) else v
         return env[id(v)]
 
     def atom(a: Atom) -> Atom:
@@ -404,7 +431,12 @@ def widen_half(prog: Program) -> Program:
         return SINGLE if isinstance(p, np.dtype) and p == HALF else p
 
     eqns = [
-        Eqn(e.op, [atom(a) for a in e.ins], [var(o) for o in e.outs], {k: param(p) for k, p in e.params.items()}, e.loc)
+        replace(
+            e,
+            ins=[atom(a) for a in e.ins],
+            outs=[var(o) for o in e.outs],
+            params={k: param(p) for k, p in e.params.items()},
+        )
         for e in prog.eqns
     ]
     return prog.replace(invars=[var(v) for v in prog.invars], eqns=eqns, outs=[atom(o) for o in prog.outs])
@@ -416,18 +448,21 @@ def substitute(env: dict[Var, Atom], a: Atom) -> Atom:
     return a if isinstance(a, Lit) else env[a]
 
 
-def copy_eqns(b: Builder, eqns: list[Eqn], env: dict[Var, Atom]) -> None:
+def copy_eqns(b: Builder, eqns: list[Eqn], env: dict[Var, Atom], names: Mapping[Var, str] | None = None) -> None:
     """Append renamed copies of ``eqns`` to ``b``; ``env`` maps old variables to new atoms and
-    is extended with the copies' outputs."""
+    is extended with the copies' outputs. A copy is named like its original (its name in the
+    source program's ``names`` table, else its hint) and keeps its flags and location."""
+    names = names or {}
     for e in eqns:
-        outs = [Var(o.aval, o.hint) for o in e.outs]
-        b.eqns.append(Eqn(e.op, [substitute(env, a) for a in e.ins], outs, e.params, e.loc, e.primal))
+        outs = [Var(o.aval, names.get(o) or o.hint) for o in e.outs]
+        b.eqns.append(replace(e, ins=[substitute(env, a) for a in e.ins], outs=outs))
         env.update(zip(e.outs, outs))
 
 
 def fresh_inputs(prog: Program) -> tuple[list[Var], dict[Var, Atom]]:
-    """New variables for ``prog``'s inputs, and the map from the old ones to them."""
-    new_in = [Var(v.aval, v.hint) for v in prog.invars]
+    """New variables for ``prog``'s inputs (named as in ``prog``), and the map from the old
+    ones to them."""
+    new_in = [Var(v.aval, prog.name_of(v)) for v in prog.invars]
     return new_in, dict(zip(prog.invars, new_in))
 
 
@@ -446,5 +481,5 @@ def copy_program(b: Builder, prog: Program) -> tuple[list[Var], list[Atom]]:
     """Append a copy of ``prog``'s equations to ``b`` on fresh input variables; return those
     inputs (in ``prog.invars`` order) and the copy's outputs."""
     new_in, env = fresh_inputs(prog)
-    copy_eqns(b, prog.eqns, env)
+    copy_eqns(b, prog.eqns, env, prog.names)
     return new_in, [substitute(env, o) for o in prog.outs]

@@ -2,24 +2,27 @@
 elimination, and SymPy simplification of elementwise clusters (which also propagates zeros
 and ones and folds constants).
 
-Clusters are connected elementwise equations at the same *structural depth* (the number of
-structural ops on the longest path from the inputs). That makes every cluster convex: no path
-leaves a cluster through a structural op and comes back, so each cluster can be replaced by
-its simplified equations as one unit, and the units are re-ordered topologically.
+The clusters are the convex ones of :mod:`s2s_ad.clusters`: each can be replaced by its
+simplified equations as one unit, and the units are re-ordered topologically.
+
+A pass never renames a variable: a name it gives (a merged duplicate's, or a replaced
+variable's) goes into the new program's ``names`` table (:attr:`s2s_ad.ir.Program.names`), so
+a variable the pass's input shares with other programs keeps its name there.
 """
 
 from __future__ import annotations
 
-import heapq
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import replace
 
 import numpy as np
 import sympy as sp
 
-from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program
-from .ops.table import broadcast_to, cast_to, fill, get_op
-from .symbolic import eqn_to_sympy, lit_to_sympy, to_ir
+from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
+from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of
+from .ops.table import broadcast_to, cast_to, fill
+from .symbolic import to_ir
 
 # ``S2S_AD_CHECK_IR=1`` (set by the test suite) runs :func:`~s2s_ad.ir.check_program` before
 # and after every pass of :func:`optimize`.
@@ -34,7 +37,7 @@ def _sub(env: dict[int, Atom], a: Atom) -> Atom:
 
 
 def _rewrite(prog: Program, eqns: list[Eqn], env: dict[int, Atom]) -> Program:
-    new = [Eqn(e.op, [_sub(env, a) for a in e.ins], e.outs, e.params, e.loc, e.primal) for e in eqns]
+    new = [replace(e, ins=[_sub(env, a) for a in e.ins]) for e in eqns]
     return prog.replace(eqns=new, outs=[_sub(env, a) for a in prog.outs])
 
 
@@ -54,6 +57,7 @@ def _key(a: Atom):
 
 def cse(prog: Program) -> Program:
     env: dict[int, Atom] = {}
+    names = dict(prog.names)
     seen: dict[tuple, Eqn] = {}
     kept = []
     for e in prog.eqns:
@@ -63,13 +67,13 @@ def cse(prog: Program) -> Program:
             seen[k].primal |= e.primal  # a user's equation stays as written
             for o, n in zip(e.outs, seen[k].outs):
                 env[id(o)] = n
-                if n.hint is None:
-                    n.hint = o.hint
+                if name_of(names, n) is None and name_of(names, o) is not None:
+                    names[n] = name_of(names, o)
             continue
-        ne = Eqn(e.op, ins, e.outs, e.params, e.loc, e.primal)
+        ne = replace(e, ins=ins)
         seen[k] = ne
         kept.append(ne)
-    return _rewrite(prog, kept, env)
+    return _rewrite(prog, kept, env).replace(names=names)
 
 
 def strip_identities(prog: Program) -> Program:
@@ -84,111 +88,32 @@ def strip_identities(prog: Program) -> Program:
     return _rewrite(prog, kept, env)
 
 
-def _sympyable(e: Eqn) -> bool:
-    op = get_op(e.op)
-    if op.kind != "elementwise":
-        return False
-    dt = e.outs[0].dtype
-    # A bool input (the condition of a select) enters the cluster as a plain symbol.
-    return dt.kind == "f" and all(
-        a.dtype == dt or (i in op.bool_inputs and a.dtype.kind == "b") for i, a in enumerate(e.ins)
-    )
-
-
-class _UnionFind:
-    def __init__(self, n: int):
-        self.p = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.p[i] != i:
-            self.p[i] = self.p[self.p[i]]
-            i = self.p[i]
-        return i
-
-    def union(self, i: int, j: int) -> None:
-        a, b = self.find(i), self.find(j)
-        if a != b:
-            self.p[max(a, b)] = min(a, b)
-
-
-def _cluster_index(eqns: list[Eqn]) -> tuple[list[bool], list[object], dict[object, list[int]]]:
-    """Group ``eqns`` into convex elementwise clusters: (sympyable flags, the unit of each
-    equation, the members of each unit). A structural equation is a unit of its own."""
-    producer: dict[int, int] = {}
-    depth_of_var: dict[int, int] = {}
-    depth = []
-    ok = [_sympyable(e) for e in eqns]
-    uf = _UnionFind(len(eqns))
-    for i, e in enumerate(eqns):
-        d = max((depth_of_var.get(id(a), 0) for a in e.ins if isinstance(a, Var)), default=0)
-        d += 0 if ok[i] else 1
-        depth.append(d)
-        for a in e.ins:
-            if ok[i] and isinstance(a, Var) and id(a) in producer:
-                j = producer[id(a)]
-                if ok[j] and depth[j] == d and eqns[j].outs[0].dtype == e.outs[0].dtype:
-                    uf.union(i, j)
-        for o in e.outs:
-            producer[id(o)] = i
-            depth_of_var[id(o)] = d
-
-    unit_of: list[object] = [uf.find(i) if ok[i] else ("s", i) for i in range(len(eqns))]
-    members: dict[object, list[int]] = {}
-    for i, u in enumerate(unit_of):
-        members.setdefault(u, []).append(i)
-    return ok, unit_of, members
-
-
-# A cluster is simplified or differentiated as one SymPy expression only while its expression *tree* (shared
-# subexpressions counted once per use) stays below this size: SymPy's differentiation walks the
-# tree, so a deep chain that reuses values (x = f(x, x) repeated) would cost exponential time.
-# Larger clusters are left as they are (simplification) or use the per-equation chain rule
-# (differentiation), which is linear in the program.
-MAX_TREE = 5000
-
-
-def expression_size(members: list[Eqn], outs: list[Var]) -> int:
-    """Tree size of the expressions of ``outs`` in a cluster (inputs and literals count 1)."""
-    size: dict[int, int] = {}
-    for e in members:
-        n = 1 + sum(size.get(id(a), 1) if isinstance(a, Var) else 1 for a in e.ins)
-        for o in e.outs:
-            size[id(o)] = n
-    return sum(size[id(o)] for o in outs)
-
-
-def elementwise_units(eqns: list[Eqn]) -> list[list[Eqn]]:
-    """``eqns`` as units in a topological order: each unit a convex cluster of elementwise
-    equations (SymPy can treat it as one expression) or a single structural equation."""
-    _, unit_of, members = _cluster_index(eqns)
-    units = {u: [eqns[i] for i in idx] for u, idx in members.items()}
-    first = {u: idx[0] for u, idx in members.items()}
-    return _toposort(units, first, {})
-
-
 def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
-    """Each cluster of elementwise equations simplified by SymPy. With ``keep_primal`` (the
-    default) the user's own equations are kept as written (see :func:`_simplify_cluster`);
-    without it (``set_context(algebraic_simplification=True)``) they are rewritten too."""
+    """Each cluster of elementwise equations (:mod:`s2s_ad.clusters`) simplified by SymPy.
+    With ``keep_primal`` (the default) the user's own equations are kept as written (see
+    :func:`_simplify_cluster`); without it (``set_context(algebraic_simplification=True)``)
+    they are rewritten too. A cluster output's name (the user's, or an adjoint's ``x_bar``)
+    passes to the variable that replaces it."""
     eqns = prog.eqns
-    ok, unit_of, members = _cluster_index(eqns)
-    producer = {id(o): i for i, e in enumerate(eqns) for o in e.outs}
+    ok, unit_of, members = cluster_index(eqns)
+    producer = {o: i for i, e in enumerate(eqns) for o in e.outs}
     clusters = {u: idx for u, idx in members.items() if ok[idx[0]]}
 
     # Uses outside each equation's cluster.
-    used_outside: set[int] = {id(a) for a in prog.outs if isinstance(a, Var)}
+    used_outside: set[Var] = {a for a in prog.outs if isinstance(a, Var)}
     for i, e in enumerate(eqns):
         for a in e.ins:
-            if isinstance(a, Var) and id(a) in producer and unit_of[producer[id(a)]] != unit_of[i]:
-                used_outside.add(id(a))
+            if isinstance(a, Var) and a in producer and unit_of[producer[a]] != unit_of[i]:
+                used_outside.add(a)
 
     # Constant fills feed clusters as numbers (their shape is restored on the cluster's outputs).
-    consts = {id(e.outs[0]): e.params["value"] for e in eqns if e.op == "fill" and e.outs[0].dtype.kind == "f"}
-    env: dict[int, Atom] = {}
-    units: dict[object, list[Eqn]] = {}
+    consts = {e.outs[0]: e.params["value"] for e in eqns if e.op == "fill" and e.outs[0].dtype.kind == "f"}
+    env: dict[Var, Atom] = {}
+    names = dict(prog.names)
+    units: dict[Hashable, list[Eqn]] = {}
     for root, idx in clusters.items():
         cluster = [eqns[i] for i in idx]
-        outs = [o for e in cluster for o in e.outs if id(o) in used_outside]
+        outs = [o for e in cluster for o in e.outs if o in used_outside]
         if expression_size(cluster, outs) > MAX_TREE:
             units[root] = cluster
         else:
@@ -197,120 +122,80 @@ def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
         if not ok[i]:
             units[("s", i)] = [e]
 
+    # A named variable's name passes to the variable that replaces it (in this program's table:
+    # the replacement may be a variable shared with other programs), unless that is an input,
+    # whose name is the argument's.
+    invars = set(prog.invars)
+    for o in env:
+        target = resolve(env, o)
+        if (
+            isinstance(target, Var)
+            and target not in invars
+            and name_of(names, target) is None
+            and name_of(names, o) is not None
+        ):
+            names[target] = name_of(names, o)
     first = {u: idx[0] for u, idx in members.items()}
-    return _rewrite(prog, [e for unit in _toposort(units, first, env) for e in unit], env)
+    new = [replace(e, ins=[resolve(env, a) for a in e.ins]) for unit in toposort(units, first, env) for e in unit]
+    return prog.replace(eqns=new, outs=[resolve(env, a) for a in prog.outs], names=names)
 
 
 def _simplify_cluster(
-    members: list[Eqn], used_outside: set[int], env: dict[int, Atom], consts: dict[int, float], keep_primal: bool = True
+    members: list[Eqn],
+    used_outside: set[Var],
+    env: dict[Var, Atom],
+    consts: dict[Var, float],
+    keep_primal: bool = True,
 ) -> list[Eqn]:
     """The equations of a cluster with its derivative equations simplified as SymPy
     expressions. The user's own equations (``Eqn.primal``) are kept as written: SymPy would
     re-express them with real-number algebra (``x*0`` and ``x - x`` fold to 0 at construction,
     ``log(exp(x))`` to ``x``), which changes their IEEE results at inf, nan and overflow. Their
-    results enter the derivative expressions as symbols."""
+    results enter the derivative expressions as symbols. Replaced variables are entered in
+    ``env``."""
     kept = [e for e in members if e.primal and keep_primal]
     derived = [e for e in members if not (e.primal and keep_primal)]
     if not derived:
         return members
-    produced = {id(o) for e in derived for o in e.outs}
+    produced = {o for e in derived for o in e.outs}
     # Derived values that a kept equation of the cluster reads are outputs of the SymPy part.
-    needed = set(used_outside) | {id(a) for e in kept for a in e.ins if isinstance(a, Var) and id(a) in produced}
-    inputs: list[Var] = []
-    seen: set[int] = set()
-    for e in derived:
-        for a in e.ins:
-            if isinstance(a, Var) and id(a) not in produced and id(a) not in seen and id(a) not in consts:
-                seen.add(id(a))
-                inputs.append(a)
-    syms = [sp.Symbol(f"s{k}", real=True) for k in range(len(inputs))]
-    expr_of: dict[int, sp.Expr] = {id(v): s for v, s in zip(inputs, syms)}
-    for e in derived:
-        for a in e.ins:
-            if isinstance(a, Var) and id(a) in consts:
-                expr_of[id(a)] = lit_to_sympy(Lit(consts[id(a)], a.dtype))
-    for e in derived:
-        args = [lit_to_sympy(a) if isinstance(a, Lit) else expr_of[id(a)] for a in e.ins]
-        expr_of[id(e.outs[0])] = eqn_to_sympy(e.op, args)
-    outputs = [o for e in derived for o in e.outs if id(o) in needed]
+    needed = set(used_outside) | {a for e in kept for a in e.ins if isinstance(a, Var) and a in produced}
+    ce = cluster_expressions(derived, consts)
+    outputs = [o for e in derived for o in e.outs if o in needed]
     if not outputs:
         return kept
     dtype = outputs[0].dtype
-    repl, reduced = sp.cse([expr_of[id(o)] for o in outputs], symbols=sp.numbered_symbols("c"), order="canonical")
+    repl, reduced = sp.cse([ce.expr_of[o] for o in outputs], symbols=sp.numbered_symbols("c"), order="canonical")
+    # The equations emitted for an output carry the source line and the adjoint flag of the
+    # equation that computed it; a shared subexpression those of the first output using it.
+    producer = {o: e for e in derived for o in e.outs}
+    first_user: dict[sp.Symbol, Eqn] = {}
+    repl_of = dict(repl)
+    for o, r in zip(outputs, reduced):
+        todo = list(r.free_symbols)
+        while todo:
+            s = todo.pop()
+            if s in repl_of and s not in first_user:
+                first_user[s] = producer[o]
+                todo.extend(repl_of[s].free_symbols)
     b = Builder()
-    sym_env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
+
+    def stamp(e: Eqn) -> None:
+        b.loc, b.adjoint = e.loc or derived[0].loc, e.adjoint
+
+    sym_env: dict[sp.Symbol, Atom] = dict(zip(ce.symbols, ce.inputs))
     for s, rexpr in repl:
+        stamp(first_user.get(s, derived[0]))
         (sym_env[s],) = to_ir(b, [rexpr], sym_env, dtype)
-    atoms = to_ir(b, list(reduced), sym_env, dtype)
-    for o, a in zip(outputs, atoms):
-        b.loc = derived[-1].loc
+    for o, r in zip(outputs, reduced):
+        stamp(producer[o])
+        (a,) = to_ir(b, [r], sym_env, dtype)
         if isinstance(a, Lit):
             a = fill(b, o.shape, a.value, o.dtype)
         if a.shape != o.shape:
             a = broadcast_to(b, a, o.shape)
-        a = cast_to(b, a, o.dtype)
-        if isinstance(a, Var) and a.hint is None and not any(a is x for x in inputs):
-            a.hint = o.hint
-        env[id(o)] = a
-    # Keep the user's source positions: equations emitted for an output carry its line.
-    loc = derived[0].loc
-    for e in b.eqns:
-        e.loc = e.loc or loc
-    return _order(kept + b.eqns, env) if kept else b.eqns
-
-
-def _order(eqns: list[Eqn], env: dict[int, Atom]) -> list[Eqn]:
-    """``eqns`` in a dependency order (reading inputs through ``env``), otherwise as given."""
-    producer = {id(o): i for i, e in enumerate(eqns) for o in e.outs}
-    deps = [
-        {producer[id(a)] for a in (_sub(env, x) for x in e.ins) if isinstance(a, Var) and id(a) in producer}
-        for e in eqns
-    ]
-    users: list[list[int]] = [[] for _ in eqns]
-    for i, d in enumerate(deps):
-        for j in d:
-            users[j].append(i)
-    heap = [i for i, d in enumerate(deps) if not d]
-    heapq.heapify(heap)
-    out = []
-    while heap:
-        i = heapq.heappop(heap)
-        out.append(eqns[i])
-        for w in users[i]:
-            deps[w].discard(i)
-            if not deps[w]:
-                heapq.heappush(heap, w)
-    assert len(out) == len(eqns), "a cycle in a simplified cluster"
-    return out
-
-
-def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dict[int, Atom]) -> list[list[Eqn]]:
-    producer_unit: dict[int, object] = {}
-    for u, es in units.items():
-        for e in es:
-            for o in e.outs:
-                producer_unit[id(o)] = u
-    deps: dict[object, set] = {u: set() for u in units}
-    users: dict[object, set] = {u: set() for u in units}
-    for u, es in units.items():
-        for e in es:
-            for a in e.ins:
-                a = _sub(env, a)
-                if isinstance(a, Var) and id(a) in producer_unit and producer_unit[id(a)] != u:
-                    deps[u].add(producer_unit[id(a)])
-                    users[producer_unit[id(a)]].add(u)
-    heap = [(first[u], k, u) for k, u in enumerate(units) if not deps[u]]
-    order_key = {u: k for k, u in enumerate(units)}
-    heapq.heapify(heap)
-    out: list[list[Eqn]] = []
-    while heap:
-        _, _, u = heapq.heappop(heap)
-        out.append(units[u])
-        for w in users[u]:
-            deps[w].discard(u)
-            if not deps[w]:
-                heapq.heappush(heap, (first[w], order_key[w], w))
-    return out
+        env[o] = cast_to(b, a, o.dtype)
+    return order_eqns(kept + b.eqns, env) if kept else b.eqns
 
 
 _SHAPE_ONLY = {"broadcast_to", "reshape", "transpose", "getitem", "cast", "reduce_max", "reduce_min", "reduce_mean"}
@@ -326,6 +211,7 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     with a zero fill is a zero fill. (Zero and one seeds then fold in the SymPy clusters.)"""
     value: dict[int, float] = {}
     env: dict[int, Atom] = {}
+    names = dict(prog.names)
     kept = []
     for e in prog.eqns:
         ins = [_sub(env, a) for a in e.ins]
@@ -354,13 +240,14 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
             b.loc = e.loc
             new = fill(b, out.shape, v, out.dtype)
             if isinstance(new, Var):
-                new.hint = out.hint
+                if name_of(names, out) is not None:
+                    names[new] = name_of(names, out)
                 value[id(new)] = v
                 kept.extend(b.eqns)
             env[id(out)] = new
             continue
-        kept.append(Eqn(e.op, ins, e.outs, e.params, e.loc, e.primal))
-    return _rewrite(prog, kept, env)
+        kept.append(replace(e, ins=ins))
+    return _rewrite(prog, kept, env).replace(names=names)
 
 
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:

@@ -1,8 +1,9 @@
 """The bridge between IR and SymPy.
 
-``to_sympy`` turns elementwise equations into SymPy expressions through each op's scalar
-formula; ``to_ir`` prints a SymPy expression back as IR equations of table ops. Together they
-let elementwise derivatives come from SymPy and let clusters of elementwise equations be
+``eqn_to_sympy`` applies an op's scalar formula to SymPy arguments (``lit_to_sympy`` turns a
+literal into a SymPy number); ``to_ir`` prints SymPy expressions back as IR equations of table
+ops. Together they let elementwise derivatives come from SymPy and let clusters of
+elementwise equations (:mod:`s2s_ad.clusters` builds their expressions) be differentiated,
 simplified and ``cse``'d as one expression.
 """
 
@@ -18,6 +19,8 @@ from .ops.table import SYMPY_HEADS, get_op
 
 
 def lit_to_sympy(lit: Lit) -> sp.Expr:
+    """The SymPy number of a literal (an Integer where the value is whole, so that SymPy's
+    algebra stays exact)."""
     v = lit.value
     if isinstance(v, bool):
         return sp.Integer(int(v))
@@ -27,6 +30,7 @@ def lit_to_sympy(lit: Lit) -> sp.Expr:
 
 
 def eqn_to_sympy(op: str, args: list[sp.Expr]) -> sp.Expr:
+    """The elementwise ``op`` applied to SymPy ``args`` by its scalar formula."""
     return get_op(op).formula(*args)
 
 
@@ -155,24 +159,3 @@ def to_ir(b: Builder, exprs: list[sp.Expr], env: Mapping[sp.Symbol, Atom], dtype
     """Emit IR for ``exprs`` (sharing common subexpressions) and return their atoms."""
     em = _Emitter(b, env, dtype)
     return [em.go(e) for e in exprs]
-
-
-def cluster_expressions(members: list) -> tuple[dict[int, sp.Expr], list, list[sp.Symbol]]:
-    """SymPy expressions of the variables of a cluster of elementwise equations: (expression
-    by variable id, the cluster's input variables, their symbols ``s0, s1, ...``)."""
-    from .ir import Var
-
-    produced = {id(o) for e in members for o in e.outs}
-    inputs: list = []
-    seen: set[int] = set()
-    for e in members:
-        for a in e.ins:
-            if isinstance(a, Var) and id(a) not in produced and id(a) not in seen:
-                seen.add(id(a))
-                inputs.append(a)
-    syms = [sp.Symbol(f"s{k}", real=True) for k in range(len(inputs))]
-    expr_of: dict[int, sp.Expr] = {id(v): s for v, s in zip(inputs, syms)}
-    for e in members:
-        args = [lit_to_sympy(a) if isinstance(a, Lit) else expr_of[id(a)] for a in e.ins]
-        expr_of[id(e.outs[0])] = eqn_to_sympy(e.op, args)
-    return expr_of, inputs, syms

@@ -45,4 +45,5 @@ def derived_program(
         outs=outs,
         out_tree=out_tree,
         arg_names=arg_names,
+        names=dict(b.names),
     )

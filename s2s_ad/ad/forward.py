@@ -13,15 +13,16 @@ ops use the ``jvp`` rule of their op-table entry.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import sympy as sp
 
+from ..clusters import MAX_TREE, cluster_expressions, elementwise_units, expression_size
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, fresh_inputs, substitute
 from ..ops.table import broadcast_to, cast_to, drop_distributions, fill, get_op
-from ..opt import MAX_TREE, elementwise_units, expression_size
-from ..symbolic import cluster_expressions, to_ir
+from ..symbolic import to_ir
 from .common import derived_program, partials_at
 
 
@@ -58,13 +59,21 @@ def jvp_rule(op_name: str):
 
 
 def forward(
-    b: Builder, eqns: list[Eqn], env: dict[Var, Atom], tangents: dict[Var, Atom], outs: list[Atom] | None = None
+    b: Builder,
+    eqns: list[Eqn],
+    env: dict[Var, Atom],
+    tangents: dict[Var, Atom],
+    outs: list[Atom] | None = None,
+    names: Mapping[Var, str] | None = None,
 ) -> None:
     """Append copies of ``eqns`` to ``b`` (``env`` maps old variables to new atoms), each unit
     followed by its tangent equations; ``tangents`` maps new variables to their tangents and is
     extended. A convex cluster of elementwise equations is one unit: SymPy differentiates its
     expression as a whole (tangents are made for the variables used outside it, or in
-    ``outs``)."""
+    ``outs``). Copies are named like their originals (by ``names``, the source program's
+    table, else their hints); the tangent equations of an adjoint equation are adjoint ones."""
+    names = names or {}
+    adjoint = b.adjoint
     units = elementwise_units(eqns)
     used_outside = {a for a in outs or [] if isinstance(a, Var)}
     producer = {o: k for k, unit in enumerate(units) for e in unit for o in e.outs}
@@ -75,10 +84,12 @@ def forward(
         copies = []
         for e in unit:
             ins = [substitute(env, a) for a in e.ins]
-            new_outs = [Var(o.aval, o.hint) for o in e.outs]
-            copies.append(Eqn(e.op, ins, new_outs, e.params, e.loc, e.primal))
+            new_outs = [Var(o.aval, names.get(o) or o.hint) for o in e.outs]
+            copies.append(replace(e, ins=ins, outs=new_outs))
             env.update(zip(e.outs, new_outs))
         b.eqns.extend(copies)
+        # the tangents of an adjoint sweep's equations (a derivative of a gradient) belong to it
+        b.adjoint = adjoint or any(e.adjoint for e in unit)
         needed = [env[o] for e in unit for o in e.outs if o in used_outside]
         if len(unit) > 1 and expression_size(copies, needed) <= MAX_TREE:
             results = cluster_jvp(b, copies, needed, tangents)
@@ -99,10 +110,12 @@ def forward(
             if t is None:
                 continue
             t = cast_to(b, t, o.dtype)
-            if isinstance(t, Var) and t.hint is None and o.hint is not None:
-                t.hint = f"{o.hint}_dot"
+            name = b.name_of(o)
+            if isinstance(t, Var) and b.name_of(t) is None and name is not None:
+                b.names[t] = f"{name}_dot"
             tangents[o] = t
     b.loc = None
+    b.adjoint = adjoint
 
 
 def cluster_jvp(
@@ -112,14 +125,15 @@ def cluster_jvp(
     over the cluster inputs ``s_i`` that have a tangent, differentiated by SymPy as a whole."""
     if not needed:
         return []
-    expr_of, inputs, syms = cluster_expressions(members)
+    ce = cluster_expressions(members)
+    expr_of, inputs, syms = ce.expr_of, ce.inputs, ce.symbols
     with_t = [(v, s) for v, s in zip(inputs, syms) if v in tangents]
     if not with_t:
         return []
     t_syms = _tangent_symbols(len(with_t))
     exprs = []
     for o in needed:
-        t = sum((sp.diff(expr_of[id(o)], s) * ts for (_, s), ts in zip(with_t, t_syms)), sp.Integer(0))
+        t = sum((sp.diff(expr_of[o], s) * ts for (_, s), ts in zip(with_t, t_syms)), sp.Integer(0))
         exprs.append(drop_distributions(t))
     env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
     env.update(zip(t_syms, (tangents[v] for v, _ in with_t)))
@@ -152,7 +166,7 @@ def jvp_program(prog: Program, wrt: Sequence[int], name: str | None = None) -> P
         t = Var(a.aval, f"{a.hint}_dot" if a.hint else None)
         tan_vars.append(t)
         tangents[a] = t
-    forward(b, prog.eqns, env, tangents, prog.outs)
+    forward(b, prog.eqns, env, tangents, prog.outs, prog.names)
 
     outs = [substitute(env, o) for o in prog.outs]
     touts = []

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+from ..clusters import MAX_TREE, cluster_vjp, elementwise_units, expression_size
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, copy_program
-from ..ops.table import broadcast_shapes, broadcast_to, cast_to, drop_distributions, fill, get_op, sum_to
-from ..opt import MAX_TREE, elementwise_units, expression_size
-from ..symbolic import cluster_expressions, to_ir
+from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
+from ..symbolic import to_ir
 from .common import derived_program, partials_at
 
 _CT = sp.Symbol("ct", real=True)
@@ -44,45 +44,6 @@ def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[b
             continue
         (g,) = to_ir(b, [_CT * p], env, out.dtype)
         res.append(fill(b, x.shape, g.value, out.dtype) if isinstance(g, Lit) else g)
-    return res
-
-
-def cluster_vjp(b: Builder, members: list[Eqn], cts: dict[int, Atom], active: set[int]) -> list[tuple[Var, Atom]]:
-    """The adjoint of a convex cluster of elementwise equations as one SymPy expression: each
-    active input's cotangent is ``Σ_o ct_o · ∂E_o/∂input`` with ``E_o`` the expression of a
-    cluster variable ``o`` that has a cotangent from outside the cluster. SymPy differentiates
-    the whole expression at once, which keeps derivatives of derivatives compact."""
-    outs = [o for e in members for o in e.outs if id(o) in cts]
-    if not outs:
-        return []
-    expr_of, inputs, syms = cluster_expressions(members)
-    wrt = [(v, s) for v, s in zip(inputs, syms) if id(v) in active and v.dtype.kind == "f"]
-    if not wrt:
-        return []
-    ct_syms = [sp.Symbol(f"ct{k}", real=True) for k in range(len(outs))]
-    # Terms are summed per output shape and each group is returned as a term of its own, to be
-    # reduced to the input's shape on its own (a term of a smaller, broadcast output must not be
-    # counted once per broadcast copy).
-    groups: dict[tuple, list[int]] = {}
-    for k, o in enumerate(outs):
-        groups.setdefault(tuple(o.shape), []).append(k)
-    keys, exprs = [], []
-    for v, s in wrt:
-        for shape, ks in groups.items():
-            g = sum((ct_syms[k] * sp.diff(expr_of[id(outs[k])], s) for k in ks), sp.Integer(0))
-            keys.append((v, shape))
-            exprs.append(drop_distributions(g))
-    env: dict[sp.Symbol, Atom] = dict(zip(syms, inputs))
-    env.update(zip(ct_syms, (cts[id(o)] for o in outs)))
-    b.loc = members[-1].loc
-    dtype = outs[0].dtype
-    res: list[tuple[Var, Atom]] = []
-    for (v, shape), g in zip(keys, to_ir(b, exprs, env, dtype)):
-        if isinstance(g, Lit):
-            if g.value == 0:
-                continue
-            g = fill(b, shape, g.value, dtype)
-        res.append((v, g))  # summed to v's shape where it accumulates (``backward``)
     return res
 
 
@@ -115,25 +76,33 @@ def backward(
             active.update(e.outs)
 
     cts: dict[Var, Atom] = {}
+    named: set[Var] = set()  # the cotangents this sweep named ``v_bar``
 
     def accumulate(v: Var, g: Atom) -> None:
         if g.shape != v.shape:
             g = sum_to(b, broadcast_to(b, g, broadcast_shapes("elementwise", [g.shape, v.shape])), v.shape)
         g = cast_to(b, g, v.dtype)
-        if isinstance(g, Var) and g.hint is None and v.hint is not None and not v.hint.endswith("_bar"):
-            g.hint = f"{v.hint}_bar"
-        cts[v] = b.bind1("add", cts[v], g) if v in cts else g
+        prev = cts.get(v)
+        if prev is not None:
+            g = b.bind1("add", prev, g)
+            if prev in named:  # the name moves to the sum: ``v_bar`` is v's whole cotangent
+                named.discard(prev)
+                del b.names[prev]
+        cts[v] = g
+        name = b.name_of(v)
+        if isinstance(g, Var) and b.name_of(g) is None and name is not None and not name.endswith("_bar"):
+            b.names[g] = f"{name}_bar"
+            named.add(g)
 
     for o, s in zip(outs, seeds):
         if s is not None and isinstance(o, Var) and o in active:
             accumulate(o, s)
 
+    # The adjoint equations carry the line of the equation they are the adjoint of.
+    adjoint, b.adjoint = b.adjoint, True
     for unit in reversed(elementwise_units(eqns)):
         if len(unit) > 1 and expression_size(unit, [o for e in unit for o in e.outs if o in cts]) <= MAX_TREE:
-            # cluster_vjp takes its maps keyed by id(); only the unit's own entries are passed
-            unit_cts = {id(o): cts[o] for e in unit for o in e.outs if o in cts}
-            unit_active = {id(a) for e in unit for a in e.ins if isinstance(a, Var) and a in active}
-            for v, g in cluster_vjp(b, unit, unit_cts, unit_active):
+            for v, g in cluster_vjp(b, unit, cts.get, active.__contains__):
                 accumulate(v, g)
             continue
         for e in reversed(unit):
@@ -149,6 +118,7 @@ def backward(
                 if act and g is not None:
                     accumulate(a, g)
     b.loc = None
+    b.adjoint = adjoint
     res = []
     for w in wrt:
         g = cts.get(w)

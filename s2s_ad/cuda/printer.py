@@ -30,7 +30,6 @@ threads and at most 2 blocks; grid-stride loops cover any size.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -343,13 +342,12 @@ class _Source:
         self.lines.extend(lines)
 
     def locate(self, e: Eqn) -> None:
-        if e.loc is not None and e.loc != self._last_loc:
-            src = e.loc.source_line()
-            self._pending[:] = [f"# {os.path.basename(e.loc.file)}:{e.loc.line}" + (f": {src}" if src else "")]
-            self._last_loc = e.loc
+        if e.loc is not None and (e.loc, e.adjoint) != self._last_loc:
+            self._pending[:] = [codegen.location_comment(e)]
+            self._last_loc = (e.loc, e.adjoint)
 
     def alloc(self, v: Var, name: str | None = None) -> str:
-        name = name or self.names.fresh(v.hint)
+        name = name or self.names.fresh(self.prog.name_of(v))
         self.emit(f"{name} = cuda.device_array({v.aval.size}, np.{v.dtype.name})")
         self.dev[id(v)] = name
         return name
@@ -411,7 +409,7 @@ class _Source:
         hints += [getattr(p, "name", None) or "param" for p in prog.params]
         hints += [f"const{k}" for k in range(len(prog.consts))]
         for v, hint in zip(prog.invars, hints):
-            name = self.names.fresh(v.hint or hint)
+            name = self.names.fresh(prog.name_of(v) or hint)
             params.append(name)
             self.dev[id(v)] = name
             if id(v) in used:
@@ -508,7 +506,7 @@ class _Source:
             if direct:
                 acc = self.alloc(out)
             else:
-                acc = self.names.fresh(f"{out.hint or 't'}_acc")
+                acc = self.names.fresh(f"{self.prog.name_of(out) or 't'}_acc")
                 self.emit(f"{acc} = cuda.device_array({out.aval.size}, np.{acc_dt.name})")
             self.fill(acc, out.aval.size, 0, acc_dt)
             reds.append(_Reduction(e, kind, acc_dt, acc, _size([shape[a] for a in axes]), direct))
@@ -567,6 +565,7 @@ class _Source:
         writes: list[str] = []
         for e in loop.eqns:
             out = e.outs[0]
+            hint = self.prog.name_of(out)
             op = get_op(e.op)
             if e.op in ("stop_gradient", "broadcast_to"):
                 s, prec = read(e.ins[0])
@@ -586,13 +585,13 @@ class _Source:
                 if member_uses[id(out)] == 0:
                     body.append(f"{arr}[{offset(shape)}] = {s}")
                     continue
-                name = k.names.fresh(f"{out.hint}_i" if out.hint else None)
+                name = k.names.fresh(f"{hint}_i" if hint else None)
                 body += [f"{name} = {s}", f"{arr}[{offset(shape)}] = {name}"]
                 local[id(out)] = (name, ATOM)
-            elif e.op in ("stop_gradient", "broadcast_to") or (out.hint is None and member_uses[id(out)] <= 1):
+            elif e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[id(out)] <= 1):
                 local[id(out)] = (s, prec)
             else:
-                name = k.names.fresh(out.hint)
+                name = k.names.fresh(hint)
                 body.append(f"{name} = {s}")
                 local[id(out)] = (name, ATOM)
 
@@ -604,7 +603,7 @@ class _Source:
         for r in reds:
             value = cast(read(r.eqn.ins[0]), r.eqn.ins[0].dtype, r.acc_dt)[0]
             accp = k.param(r.acc)
-            base = r.eqn.outs[0].hint or "sum"
+            base = self.prog.name_of(r.eqn.outs[0]) or "sum"
             zero = lit(0, r.acc_dt)
             if r.kind == "full":
                 part, sh = k.names.fresh(f"{base}_part"), k.names.fresh(f"{base}_sh")
