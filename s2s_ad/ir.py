@@ -227,14 +227,14 @@ class Program:
 
 def pretty(prog: Program) -> str:
     """A deterministic jaxpr-like text form of a program, for golden tests and debugging."""
-    names: dict[int, str] = {}
+    names: dict[Var, str] = {}
 
     def nm(a: Atom) -> str:
         if isinstance(a, Lit):
             return f"{a.value!r}:{short_dtype(a.dtype)}"
-        if id(a) not in names:
-            names[id(a)] = _letters(len(names))
-        return names[id(a)]
+        if a not in names:
+            names[a] = _letters(len(names))
+        return names[a]
 
     def decl(v: Var) -> str:
         return f"{nm(v)}:{v.aval}"
@@ -379,12 +379,12 @@ def widen_half(prog: Program) -> Program:
         or any(isinstance(p, np.dtype) and p == HALF for e in prog.eqns for p in e.params.values())
     ):
         return prog
-    env: dict[int, Var] = {}
+    env: dict[Var, Var] = {}
 
     def var(v: Var) -> Var:
-        if id(v) not in env:
-            env[id(v)] = Var(Aval(v.shape, SINGLE), v.hint) if has_half(v) else v
-        return env[id(v)]
+        if v not in env:
+            env[v] = Var(Aval(v.shape, SINGLE), v.hint) if has_half(v) else v
+        return env[v]
 
     def atom(a: Atom) -> Atom:
         if isinstance(a, Lit):

@@ -26,34 +26,34 @@ from .symbolic import eqn_to_sympy, lit_to_sympy, to_ir
 CHECK_IR = os.environ.get("S2S_AD_CHECK_IR", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _sub(env: dict[int, Atom], a: Atom) -> Atom:
+def _sub(env: dict[Var, Atom], a: Atom) -> Atom:
     if isinstance(a, Var):
-        while id(a) in env:
-            a = env[id(a)]  # type: ignore[assignment]
+        while a in env:
+            a = env[a]  # type: ignore[assignment]
     return a
 
 
-def _rewrite(prog: Program, eqns: list[Eqn], env: dict[int, Atom]) -> Program:
+def _rewrite(prog: Program, eqns: list[Eqn], env: dict[Var, Atom]) -> Program:
     new = [Eqn(e.op, [_sub(env, a) for a in e.ins], e.outs, e.params, e.loc, e.primal) for e in eqns]
     return prog.replace(eqns=new, outs=[_sub(env, a) for a in prog.outs])
 
 
 def dce(prog: Program) -> Program:
-    live = {id(a) for a in prog.outs if isinstance(a, Var)}
+    live = {a for a in prog.outs if isinstance(a, Var)}
     kept = []
     for e in reversed(prog.eqns):
-        if any(id(o) in live for o in e.outs):
+        if any(o in live for o in e.outs):
             kept.append(e)
-            live.update(id(a) for a in e.ins if isinstance(a, Var))
+            live.update(a for a in e.ins if isinstance(a, Var))
     return prog.replace(eqns=kept[::-1])
 
 
 def _key(a: Atom):
-    return a.key() if isinstance(a, Lit) else id(a)
+    return a.key() if isinstance(a, Lit) else a
 
 
 def cse(prog: Program) -> Program:
-    env: dict[int, Atom] = {}
+    env: dict[Var, Atom] = {}
     seen: dict[tuple, Eqn] = {}
     kept = []
     for e in prog.eqns:
@@ -62,7 +62,7 @@ def cse(prog: Program) -> Program:
         if k in seen:
             seen[k].primal |= e.primal  # a user's equation stays as written
             for o, n in zip(e.outs, seen[k].outs):
-                env[id(o)] = n
+                env[o] = n
                 if n.hint is None:
                     n.hint = o.hint
             continue
@@ -74,11 +74,11 @@ def cse(prog: Program) -> Program:
 
 def strip_identities(prog: Program) -> Program:
     """Drop ``stop_gradient`` (identity once no more derivatives are taken) and no-op casts."""
-    env: dict[int, Atom] = {}
+    env: dict[Var, Atom] = {}
     kept = []
     for e in prog.eqns:
         if e.op == "stop_gradient" or (e.op == "cast" and e.ins[0].dtype == e.outs[0].dtype):
-            env[id(e.outs[0])] = _sub(env, e.ins[0])
+            env[e.outs[0]] = _sub(env, e.ins[0])
             continue
         kept.append(e)
     return _rewrite(prog, kept, env)
@@ -114,23 +114,23 @@ class _UnionFind:
 def _cluster_index(eqns: list[Eqn]) -> tuple[list[bool], list[object], dict[object, list[int]]]:
     """Group ``eqns`` into convex elementwise clusters: (sympyable flags, the unit of each
     equation, the members of each unit). A structural equation is a unit of its own."""
-    producer: dict[int, int] = {}
-    depth_of_var: dict[int, int] = {}
+    producer: dict[Var, int] = {}
+    depth_of_var: dict[Var, int] = {}
     depth = []
     ok = [_sympyable(e) for e in eqns]
     uf = _UnionFind(len(eqns))
     for i, e in enumerate(eqns):
-        d = max((depth_of_var.get(id(a), 0) for a in e.ins if isinstance(a, Var)), default=0)
+        d = max((depth_of_var.get(a, 0) for a in e.ins if isinstance(a, Var)), default=0)
         d += 0 if ok[i] else 1
         depth.append(d)
         for a in e.ins:
-            if ok[i] and isinstance(a, Var) and id(a) in producer:
-                j = producer[id(a)]
+            if ok[i] and isinstance(a, Var) and a in producer:
+                j = producer[a]
                 if ok[j] and depth[j] == d and eqns[j].outs[0].dtype == e.outs[0].dtype:
                     uf.union(i, j)
         for o in e.outs:
-            producer[id(o)] = i
-            depth_of_var[id(o)] = d
+            producer[o] = i
+            depth_of_var[o] = d
 
     unit_of: list[object] = [uf.find(i) if ok[i] else ("s", i) for i in range(len(eqns))]
     members: dict[object, list[int]] = {}
@@ -149,12 +149,12 @@ MAX_TREE = 5000
 
 def expression_size(members: list[Eqn], outs: list[Var]) -> int:
     """Tree size of the expressions of ``outs`` in a cluster (inputs and literals count 1)."""
-    size: dict[int, int] = {}
+    size: dict[Var, int] = {}
     for e in members:
-        n = 1 + sum(size.get(id(a), 1) if isinstance(a, Var) else 1 for a in e.ins)
+        n = 1 + sum(size.get(a, 1) if isinstance(a, Var) else 1 for a in e.ins)
         for o in e.outs:
-            size[id(o)] = n
-    return sum(size[id(o)] for o in outs)
+            size[o] = n
+    return sum(size[o] for o in outs)
 
 
 def elementwise_units(eqns: list[Eqn]) -> list[list[Eqn]]:
@@ -184,7 +184,7 @@ def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
 
     # Constant fills feed clusters as numbers (their shape is restored on the cluster's outputs).
     consts = {id(e.outs[0]): e.params["value"] for e in eqns if e.op == "fill" and e.outs[0].dtype.kind == "f"}
-    env: dict[int, Atom] = {}
+    env: dict[Var, Atom] = {}
     units: dict[object, list[Eqn]] = {}
     for root, idx in clusters.items():
         cluster = [eqns[i] for i in idx]
@@ -202,7 +202,7 @@ def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
 
 
 def _simplify_cluster(
-    members: list[Eqn], used_outside: set[int], env: dict[int, Atom], consts: dict[int, float], keep_primal: bool = True
+    members: list[Eqn], used_outside: set[int], env: dict[Var, Atom], consts: dict[int, float], keep_primal: bool = True
 ) -> list[Eqn]:
     """The equations of a cluster with its derivative equations simplified as SymPy
     expressions. The user's own equations (``Eqn.primal``) are kept as written: SymPy would
@@ -251,7 +251,7 @@ def _simplify_cluster(
         a = cast_to(b, a, o.dtype)
         if isinstance(a, Var) and a.hint is None and not any(a is x for x in inputs):
             a.hint = o.hint
-        env[id(o)] = a
+        env[o] = a
     # Keep the user's source positions: equations emitted for an output carry its line.
     loc = derived[0].loc
     for e in b.eqns:
@@ -259,13 +259,10 @@ def _simplify_cluster(
     return _order(kept + b.eqns, env) if kept else b.eqns
 
 
-def _order(eqns: list[Eqn], env: dict[int, Atom]) -> list[Eqn]:
+def _order(eqns: list[Eqn], env: dict[Var, Atom]) -> list[Eqn]:
     """``eqns`` in a dependency order (reading inputs through ``env``), otherwise as given."""
-    producer = {id(o): i for i, e in enumerate(eqns) for o in e.outs}
-    deps = [
-        {producer[id(a)] for a in (_sub(env, x) for x in e.ins) if isinstance(a, Var) and id(a) in producer}
-        for e in eqns
-    ]
+    producer = {o: i for i, e in enumerate(eqns) for o in e.outs}
+    deps = [{producer[a] for a in (_sub(env, x) for x in e.ins) if isinstance(a, Var) and a in producer} for e in eqns]
     users: list[list[int]] = [[] for _ in eqns]
     for i, d in enumerate(deps):
         for j in d:
@@ -284,21 +281,21 @@ def _order(eqns: list[Eqn], env: dict[int, Atom]) -> list[Eqn]:
     return out
 
 
-def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dict[int, Atom]) -> list[list[Eqn]]:
-    producer_unit: dict[int, object] = {}
+def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dict[Var, Atom]) -> list[list[Eqn]]:
+    producer_unit: dict[Var, object] = {}
     for u, es in units.items():
         for e in es:
             for o in e.outs:
-                producer_unit[id(o)] = u
+                producer_unit[o] = u
     deps: dict[object, set] = {u: set() for u in units}
     users: dict[object, set] = {u: set() for u in units}
     for u, es in units.items():
         for e in es:
             for a in e.ins:
                 a = _sub(env, a)
-                if isinstance(a, Var) and id(a) in producer_unit and producer_unit[id(a)] != u:
-                    deps[u].add(producer_unit[id(a)])
-                    users[producer_unit[id(a)]].add(u)
+                if isinstance(a, Var) and a in producer_unit and producer_unit[a] != u:
+                    deps[u].add(producer_unit[a])
+                    users[producer_unit[a]].add(u)
     heap = [(first[u], k, u) for k, u in enumerate(units) if not deps[u]]
     order_key = {u: k for k, u in enumerate(units)}
     heapq.heapify(heap)
@@ -324,8 +321,8 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     """Propagate constants through structural ops: a reshape, broadcast, transpose, slice,
     cast or max/min/mean of a constant fill is a fill; a sum of one is a scaled fill; a matmul
     with a zero fill is a zero fill. (Zero and one seeds then fold in the SymPy clusters.)"""
-    value: dict[int, float] = {}
-    env: dict[int, Atom] = {}
+    value: dict[Var, float] = {}
+    env: dict[Var, Atom] = {}
     kept = []
     for e in prog.eqns:
         ins = [_sub(env, a) for a in e.ins]
@@ -333,12 +330,12 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
         def const(a: Atom) -> float | None:
             if isinstance(a, Lit):
                 return float(a.value)
-            return value.get(id(a))
+            return value.get(a)
 
         out = e.outs[0] if len(e.outs) == 1 else None
         v = None
         if e.op == "fill":
-            value[id(e.outs[0])] = float(e.params["value"])
+            value[e.outs[0]] = float(e.params["value"])
         elif keep_primal and e.primal and e.op in _INEXACT:
             pass  # the user's sum, mean or matmul keeps numpy's rounding, overflow and 0*inf
         elif out is not None and e.op in _SHAPE_ONLY and const(ins[0]) is not None:
@@ -355,9 +352,9 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
             new = fill(b, out.shape, v, out.dtype)
             if isinstance(new, Var):
                 new.hint = out.hint
-                value[id(new)] = v
+                value[new] = v
                 kept.extend(b.eqns)
-            env[id(out)] = new
+            env[out] = new
             continue
         kept.append(Eqn(e.op, ins, e.outs, e.params, e.loc, e.primal))
     return _rewrite(prog, kept, env)
