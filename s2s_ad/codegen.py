@@ -168,7 +168,7 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     leaf_names = _leaf_names(prog)
     for v, hint in zip(prog.arg_vars, leaf_names):
         params.append(arg_name(v, hint))
-    for v, p in zip(prog.param_vars, prog.params):
+    for v, p in zip(prog.param_vars, prog.parameters):
         params.append(arg_name(v, getattr(p, "name", None) or "param"))
     for k, v in enumerate(prog.const_vars):
         params.append(arg_name(v, f"const{k}"))

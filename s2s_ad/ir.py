@@ -94,6 +94,9 @@ Atom = Var | Lit
 
 @dataclass
 class Eqn:
+    """One equation ``outs = op(ins)``; ``params`` are the op's attributes (axes, a shape, a
+    dtype...), not the Parameters a program reads (those are :attr:`Program.parameters`)."""
+
     op: str
     ins: list[Atom]
     outs: list[Var]
@@ -187,14 +190,15 @@ def tree_str(treedef: TreeDef) -> str:
 @dataclass
 class Program:
     """A closed program. ``invars`` holds the flattened user arguments first (``n_args`` of
-    them), then one variable per :class:`Parameter` in ``params``, then one per captured
-    constant tensor in ``consts``. ``outs`` is flattened by ``out_tree``."""
+    them), then one variable per :class:`Parameter` in ``parameters`` (the Parameter objects the
+    program reads; not to be confused with an equation's op attributes, :attr:`Eqn.params`), then
+    one per captured constant tensor in ``consts``. ``outs`` is flattened by ``out_tree``."""
 
     name: str
     invars: list[Var]
     n_args: int
     in_tree: TreeDef
-    params: list[Any]
+    parameters: list[Any]
     consts: list[Any]
     eqns: list[Eqn]
     outs: list[Atom]
@@ -210,11 +214,11 @@ class Program:
 
     @property
     def param_vars(self) -> list[Var]:
-        return self.invars[self.n_args : self.n_args + len(self.params)]
+        return self.invars[self.n_args : self.n_args + len(self.parameters)]
 
     @property
     def const_vars(self) -> list[Var]:
-        return self.invars[self.n_args + len(self.params) :]
+        return self.invars[self.n_args + len(self.parameters) :]
 
     def replace(self, **kw: Any) -> Program:
         d = dict(self.__dict__)
@@ -308,10 +312,10 @@ def check_program(prog: Program, where: str = "") -> None:
     def fail(msg: str) -> None:
         raise IRError(f"{where + ': ' if where else ''}{prog.name}: {msg}")
 
-    n_in = prog.n_args + len(prog.params) + len(prog.consts)
+    n_in = prog.n_args + len(prog.parameters) + len(prog.consts)
     if len(prog.invars) != n_in:
         fail(
-            f"{len(prog.invars)} input variables for {prog.n_args} arguments, {len(prog.params)} parameters "
+            f"{len(prog.invars)} input variables for {prog.n_args} arguments, {len(prog.parameters)} parameters "
             f"and {len(prog.consts)} constants"
         )
     if prog.in_tree is not None and treedef_leaves(prog.in_tree) != prog.n_args:

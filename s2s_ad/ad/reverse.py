@@ -192,7 +192,7 @@ def derived_program(
         invars=arg_vars + new_in[prog.n_args :],
         n_args=len(arg_vars),
         in_tree=in_tree,
-        params=list(prog.params),
+        parameters=list(prog.parameters),
         consts=list(prog.consts),
         eqns=b.eqns,
         outs=outs,
@@ -254,7 +254,7 @@ def grad_program(
         wrt_vars.extend(args[lo:hi])
     param_vars = []
     for p in wrt_params:
-        idx = next((i for i, q in enumerate(prog.params) if q is p), None)
+        idx = next((i for i, q in enumerate(prog.parameters) if q is p), None)
         param_vars.append(None if idx is None else new_in[n_args + idx])
     wrt_all = wrt_vars + [v for v in param_vars if v is not None]
 

@@ -408,7 +408,7 @@ class _Source:
         used = {a for e in prog.eqns for a in e.ins} | set(prog.outs)
         params = []
         hints = list(_leaf_names(prog))
-        hints += [getattr(p, "name", None) or "param" for p in prog.params]
+        hints += [getattr(p, "name", None) or "param" for p in prog.parameters]
         hints += [f"const{k}" for k in range(len(prog.consts))]
         for v, hint in zip(prog.invars, hints):
             name = self.names.fresh(v.hint or hint)
