@@ -102,7 +102,8 @@ def evaluate(prog: Program, *args: np.ndarray) -> list[np.ndarray]:
 
     for e in prog.eqns:
         (out,) = e.outs
-        val = np.asarray(_eval_eqn(e, [read(a) for a in e.ins]))
+        with np.errstate(all="ignore"):  # IEEE results (inf, nan) are what some tests check
+            val = np.asarray(_eval_eqn(e, [read(a) for a in e.ins]))
         val = val.astype(out.dtype) if val.dtype != out.dtype else val
         assert val.shape == out.shape, (e.op, val.shape, out.shape)
         env[out] = val
@@ -254,8 +255,7 @@ def test_fold_fills_folds_a_matmul_with_zeros_in_derivative_code_only():
     prog = program([x, w], zeros.eqns + user.eqns, [m])
     out = _folded(prog)
     assert ops(out) == ["fill", "matmul"]
-    with np.errstate(invalid="ignore"):
-        got = evaluate(out, np.zeros((2, 3), F32), np.full((3, 4), np.inf, F32))[0]
+    got = evaluate(out, np.zeros((2, 3), F32), np.full((3, 4), np.inf, F32))[0]
     assert np.isnan(got).all()
     # ... unless algebraic simplification is asked for (keep_primal=False)
     assert ops(_folded(prog, keep_primal=False)) == ["fill"]
@@ -286,6 +286,55 @@ def test_fold_fills_leaves_values_that_are_not_constant():
     m = b.bind1("matmul", x, t, transpose_a=False, transpose_b=False)
     prog = program([x], b.eqns, [s, m])
     assert ops(_folded(prog, keep_primal=False)) == ["transpose", "reduce_sum", "matmul"]
+
+
+# ----------------------------------------------------------------------------- clusters
+def test_elementwise_units_group_connected_equations_at_one_structural_depth():
+    x, y = var((3,), "x"), var((3,), "y")
+    b = Builder()
+    a = b.bind1("sin", x)
+    c = b.bind1("mul", a, y)
+    r = b.bind1("reduce_sum", c, axes=(0,), keepdims=False)
+    e = b.bind1("exp", r)
+    f = b.bind1("cos", y)
+    g = b.bind1("mul", f, r)  # depth 1 (reads the sum), its input ``f`` depth 0: apart
+    program([x, y], b.eqns, [e, g])
+    units = opt.elementwise_units(b.eqns)
+    assert [[u.op for u in unit] for unit in units] == [["sin", "mul"], ["reduce_sum"], ["exp"], ["cos"], ["mul"]]
+    assert [u for unit in units for u in unit] == b.eqns
+
+
+def _cluster_program(primal: bool) -> tuple[Program, Var, Var]:
+    """``w = x*0 + y`` and ``t = sin(w) - sin(w)``: real algebra folds both."""
+    x, y = var((3,), "x"), var((3,), "y")
+    b = Builder(primal=primal)
+    z = b.bind1("mul", x, Lit(0.0, F32))
+    w = b.bind1("add", z, y)
+    s = b.bind1("sin", w)
+    t = b.bind1("sub", s, s)
+    return program([x, y], b.eqns, [w, t]), x, y
+
+
+def test_simplify_clusters_folds_derivative_code():
+    prog, x, y = _cluster_program(primal=False)
+    out = run(opt.simplify_clusters, prog)
+    assert ops(out) == ["fill"] and out.eqns[0].params == {"shape": (3,), "value": 0.0, "dtype": F32}
+    assert out.outs == [y, out.eqns[0].outs[0]]
+
+
+def test_simplify_clusters_keeps_the_users_equations_unless_asked():
+    prog, x, y = _cluster_program(primal=True)
+    out = run(opt.simplify_clusters, prog)
+    assert ops(out) == ["mul", "add", "sin", "sub"]
+    # as written: inf * 0 is nan, and so is everything computed from it
+    w, t = evaluate(out, np.array([np.inf, 1.0, 2.0], F32), np.ones(3, F32))
+    assert np.isnan(w[0]) and np.isnan(t[0]) and w[1] == 1.0 and t[1] == 0.0
+
+    def algebraic(p: Program) -> Program:
+        return opt.simplify_clusters(p, keep_primal=False)
+
+    out = run(algebraic, prog)
+    assert ops(out) == ["fill"] and out.outs[0] is y
 
 
 # ----------------------------------------------------------------------------- fusion
