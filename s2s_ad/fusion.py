@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .ir import Eqn, Program, Var
+from .ops.table import get_op
 
 # Structural ops that act elementwise (index for index) inside a loop.
 COMPARISONS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"})
@@ -67,8 +68,6 @@ Step = Eqn | Loop
 
 
 def _fusible(e: Eqn) -> bool:
-    from .ops.table import get_op
-
     if len(e.outs) != 1 or e.outs[0].shape == ():
         return False
     return get_op(e.op).kind == "elementwise" or e.op in _PASS
