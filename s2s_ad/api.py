@@ -226,7 +226,7 @@ def _weight_leaves(prog: Program, weights: list[Parameter]) -> list[int | Aval]:
     ``prog`` does not read, its abstract value (its gradient is zeros)."""
     res: list[int | Aval] = []
     for p in weights:
-        idx = next((i for i, q in enumerate(prog.params) if q is p), None)
+        idx = next((i for i, q in enumerate(prog.parameters) if q is p), None)
         res.append(Aval(tuple(p.shape), p.asnumpy().dtype) if idx is None else prog.n_args + idx)
     return res
 

@@ -167,13 +167,13 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     over the data per loop, no temporary arrays for values used only inside it."""
     names = _Names()
     C = _Ctx(names, numba=fuse)
-    expr: dict[int, tuple[str, int]] = {}
+    expr: dict[Var, tuple[str, int]] = {}
 
     name_of = prog.name_of  # the names table over the variables' hints
 
     def arg_name(v: Var, fallback: str) -> str:
         n = names.fresh(name_of(v) or fallback)
-        expr[id(v)] = (n, ATOM)
+        expr[v] = (n, ATOM)
         C.contig.add(n)
         return n
 
@@ -181,28 +181,28 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     leaf_names = _leaf_names(prog)
     for v, hint in zip(prog.arg_vars, leaf_names):
         params.append(arg_name(v, hint))
-    for v, p in zip(prog.param_vars, prog.params):
+    for v, p in zip(prog.param_vars, prog.parameters):
         params.append(arg_name(v, getattr(p, "name", None) or "param"))
     for k, v in enumerate(prog.const_vars):
         params.append(arg_name(v, f"const{k}"))
 
     steps = schedule(prog) if fuse else list(prog.eqns)
-    uses: dict[int, int] = {}
-    in_loops: set[int] = set()  # values read inside fused loops are never inlined into them
+    uses: dict[Var, int] = {}
+    in_loops: set[Var] = set()  # values read inside fused loops are never inlined into them
     for st in steps:
         for e in st.eqns + st.reductions if isinstance(st, Loop) else [st]:
             for a in e.ins:
                 if isinstance(a, Var):
-                    uses[id(a)] = uses.get(id(a), 0) + 1
+                    uses[a] = uses.get(a, 0) + 1
                     if isinstance(st, Loop):
-                        in_loops.add(id(a))
-    out_ids = {id(a) for a in prog.outs if isinstance(a, Var)}
+                        in_loops.add(a)
+    out_vars = {a for a in prog.outs if isinstance(a, Var)}
 
     def atom(a: Atom) -> tuple[str, int]:
         if isinstance(a, Lit):
             s = C.lit(a.value, a.dtype)
             return s, (UNARY if s.startswith("-") else ATOM)
-        return expr[id(a)]
+        return expr[a]
 
     lines: list[str] = []
     last_loc: tuple | None = None
@@ -223,20 +223,20 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
         if isinstance(st, Loop):
             for e in st.eqns:
                 locate(e)
-            emit(*_print_loop(st, C, expr, atom, uses, out_ids, name_of))
+            emit(*_print_loop(st, C, expr, atom, uses, out_vars, name_of))
             continue
         e = st
         op = get_op(e.op)
         args = [atom(a) for a in e.ins]
         out = e.outs[0]
         if e.op == "stop_gradient":
-            expr[id(out)] = args[0]
+            expr[out] = args[0]
             continue
         locate(e)
         if op.statement:
             target = names.fresh(name_of(out))
             emit(*op.emit(target, args, e, C))
-            expr[id(out)] = (target, ATOM)
+            expr[out] = (target, ATOM)
             C.contig.add(target)
             continue
         if op.kind == "elementwise":
@@ -246,16 +246,16 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
         inline = (
             op.kind == "elementwise"
             and name_of(out) is None
-            and uses.get(id(out), 0) == 1
-            and id(out) not in out_ids
-            and id(out) not in in_loops
+            and uses.get(out, 0) == 1
+            and out not in out_vars
+            and out not in in_loops
         )
         if inline:
-            expr[id(out)] = (s, prec)
+            expr[out] = (s, prec)
             continue
         target = names.fresh(name_of(out))
         emit(f"{target} = {s}")
-        expr[id(out)] = (target, ATOM)
+        expr[out] = (target, ATOM)
         if op.kind == "elementwise" or e.op in _FRESH:
             C.contig.add(target)
 
@@ -297,8 +297,8 @@ def _print_loop(
     C: _Ctx,
     expr: dict,
     atom,
-    uses: dict[int, int],
-    out_ids: set[int],
+    uses: dict[Var, int],
+    out_vars: set[Var],
     name_of: Callable[[Var], str | None],
 ) -> list[str]:
     """A fused loop as statements: stored arrays and accumulators allocated, one loop nest
@@ -306,17 +306,17 @@ def _print_loop(
     (``name_of`` gives the variables' names)."""
     shape = loop.shape
     idx = [C.fresh(f"i{k}") for k in range(len(shape))]
-    stored = {id(v) for v in loop.stored}
+    stored = set(loop.stored)
     pre: list[str] = []
     body: list[str] = []
     post: list[str] = []
-    local: dict[int, tuple[str, int]] = {}  # member values inside the loop
+    local: dict[Var, tuple[str, int]] = {}  # member values inside the loop
 
     loads: list[str] = []
 
     def read(a: Atom) -> tuple[str, int]:
-        if isinstance(a, Var) and id(a) in local:
-            return local[id(a)]
+        if isinstance(a, Var) and a in local:
+            return local[a]
         if isinstance(a, Lit) or a.shape == ():
             return atom(a)
         # Each input element is loaded once, into a local: the loop's stores could alias the
@@ -324,8 +324,8 @@ def _print_loop(
         arr = atom(a)[0]
         name = C.fresh(f"{arr}_i")
         loads.append(f"{name} = {arr}[{_index(a.shape, shape, idx)}]")
-        local[id(a)] = (name, ATOM)
-        return local[id(a)]
+        local[a] = (name, ATOM)
+        return local[a]
 
     member_uses = loop.reads()
     limited: list[str] = []  # values of vm.sin/vm.cos: nan where the argument was out of their range
@@ -335,8 +335,8 @@ def _print_loop(
         out = e.outs[0]
         op = get_op(e.op)
         if e.op in ("stop_gradient", "broadcast_to"):
-            local[id(out)] = read(e.ins[0])
-            s, prec = local[id(out)]
+            local[out] = read(e.ins[0])
+            s, prec = local[out]
         elif e.op == "fill":
             s, prec = C.lit(e.params["value"], out.dtype), ATOM
         elif e.op == "cast":
@@ -349,25 +349,25 @@ def _print_loop(
             s, prec = op.emit([read(a) for a in e.ins], e, C)
         checked = op.printer is not None and op.printer[:2] in _LIMITED and out.dtype.kind == "f"
         hint = name_of(out)
-        if id(out) in stored:
+        if out in stored:
             arr = C.fresh(hint)
             pre.append(f"{arr} = np.empty({tuple(shape)!r}, {C.dtype(out.dtype)})")
             C.contig.add(arr)
-            expr[id(out)] = (arr, ATOM)
-            if member_uses[id(out)] == 0 and not checked:
+            expr[out] = (arr, ATOM)
+            if member_uses[out] == 0 and not checked:
                 body.append(f"{arr}[{', '.join(idx)}] = {s}")
                 continue
             name = C.fresh(f"{hint}_i" if hint else None)
             body += [f"{name} = {s}", f"{arr}[{', '.join(idx)}] = {name}"]
         elif not checked and (
-            e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[id(out)] <= 1)
+            e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[out] <= 1)
         ):
-            local[id(out)] = (s, prec)
+            local[out] = (s, prec)
             continue
         else:
             name = C.fresh(hint)
             body.append(f"{name} = {s}")
-        local[id(out)] = (name, ATOM)
+        local[out] = (name, ATOM)
         if checked:  # named, so that the loop can test it for nan
             limited.append(name)
 
@@ -396,7 +396,7 @@ def _print_loop(
             if out.shape != tuple(shape[k] for k in kept):
                 result = f"({result}).reshape({tuple(out.shape)!r})"
         post.append(f"{target} = {result}")
-        expr[id(out)] = (target, ATOM)
+        expr[out] = (target, ATOM)
         if out.shape != ():
             C.contig.add(target)
 

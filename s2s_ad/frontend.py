@@ -942,7 +942,7 @@ def trace(
         invars=invars + [fe.param_vars[id(p)] for p in fe.params] + [fe.const_vars[id(c)] for c in fe.consts],
         n_args=len(invars),
         in_tree=("tuple", tuple(children)),
-        params=list(fe.params),
+        parameters=list(fe.params),
         consts=list(fe.consts),
         eqns=fe.b.eqns,
         outs=outs,
@@ -964,7 +964,7 @@ def inline_program(fe: Frontend, prog: Program, args: list[Atom]) -> list[Atom]:
             fe.bprop_cells.append(entry)
     for v, a in zip(prog.arg_vars, args):
         env[v] = cast_to(fe.b, a, v.dtype)
-    for v, p in zip(prog.param_vars, prog.params):
+    for v, p in zip(prog.param_vars, prog.parameters):
         env[v] = cast_to(fe.b, fe.atom(p), v.dtype)  # an integer Parameter fe uses as float
     for v, c in zip(prog.const_vars, prog.consts):
         env[v] = fe.atom(c)

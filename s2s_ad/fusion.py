@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .ir import Eqn, Program, Var
+from .ops.table import get_op
 
 # Structural ops that act elementwise (index for index) inside a loop.
 COMPARISONS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"})
@@ -47,15 +48,15 @@ class Loop:
     reductions: list[Eqn] = field(default_factory=list)
     stored: list[Var] = field(default_factory=list)
 
-    def reads(self) -> Counter[int]:
-        """How often each value (by id) is read inside the loop."""
-        return Counter(id(a) for e in self.eqns + self.reductions for a in e.ins if isinstance(a, Var))
+    def reads(self) -> Counter[Var]:
+        """How often each value is read inside the loop."""
+        return Counter(a for e in self.eqns + self.reductions for a in e.ins if isinstance(a, Var))
 
-    def set_stored(self, uses: Counter[int]) -> None:
+    def set_stored(self, uses: Counter[Var]) -> None:
         """Store the members that are read more often in the program (``uses``, see
         :func:`use_counts`) than inside the loop."""
         inside = self.reads()
-        self.stored = [e.outs[0] for e in self.eqns if uses[id(e.outs[0])] > inside[id(e.outs[0])]]
+        self.stored = [e.outs[0] for e in self.eqns if uses[e.outs[0]] > inside[e.outs[0]]]
 
     @property
     def computes(self) -> bool:
@@ -67,18 +68,16 @@ Step = Eqn | Loop
 
 
 def _fusible(e: Eqn) -> bool:
-    from .ops.table import get_op
-
     if len(e.outs) != 1 or e.outs[0].shape == ():
         return False
     return get_op(e.op).kind == "elementwise" or e.op in _PASS
 
 
-def use_counts(prog: Program) -> Counter[int]:
-    """How often each value (by id) is read by ``prog``'s equations, plus once if it is an
+def use_counts(prog: Program) -> Counter[Var]:
+    """How often each value is read by ``prog``'s equations, plus once if it is an
     output of ``prog``."""
-    uses = Counter(id(a) for e in prog.eqns for a in e.ins if isinstance(a, Var))
-    uses.update(id(a) for a in prog.outs if isinstance(a, Var))
+    uses = Counter(a for e in prog.eqns for a in e.ins if isinstance(a, Var))
+    uses.update(a for a in prog.outs if isinstance(a, Var))
     return uses
 
 
@@ -86,17 +85,17 @@ def schedule(prog: Program) -> list[Step]:
     """``prog``'s equations as a valid order of plain equations and fused loops."""
     steps: list[Step] = []
     open_loops: dict[tuple[int, ...], Loop] = {}
-    member_of: dict[int, Loop] = {}  # output id -> open loop computing it
-    pending: dict[int, Loop] = {}  # reduction output id -> open loop accumulating it
+    member_of: dict[Var, Loop] = {}  # output -> open loop computing it
+    pending: dict[Var, Loop] = {}  # reduction output -> open loop accumulating it
     uses = use_counts(prog)
 
     def close(loop: Loop) -> None:
         loop.set_stored(uses)
         del open_loops[loop.shape]
         for e in loop.eqns:
-            member_of.pop(id(e.outs[0]), None)
+            member_of.pop(e.outs[0], None)
         for e in loop.reductions:
-            pending.pop(id(e.outs[0]), None)
+            pending.pop(e.outs[0], None)
         if loop.computes:
             steps.append(loop)
         else:
@@ -107,7 +106,7 @@ def schedule(prog: Program) -> list[Step]:
         for a in e.ins:
             if not isinstance(a, Var):
                 continue
-            other = member_of.get(id(a)) or pending.get(id(a))
+            other = member_of.get(a) or pending.get(a)
             if other is not None and other is not loop:
                 close(other)
 
@@ -115,7 +114,7 @@ def schedule(prog: Program) -> list[Step]:
         if _fusible(e):
             shape = e.outs[0].shape
             loop = open_loops.get(shape)
-            if loop is not None and any(isinstance(a, Var) and pending.get(id(a)) is loop for a in e.ins):
+            if loop is not None and any(isinstance(a, Var) and pending.get(a) is loop for a in e.ins):
                 close(loop)
                 loop = None
             ready(e, loop)
@@ -123,13 +122,13 @@ def schedule(prog: Program) -> list[Step]:
             if loop is None:
                 loop = open_loops[shape] = Loop(shape)
             loop.eqns.append(e)
-            member_of[id(e.outs[0])] = loop
+            member_of[e.outs[0]] = loop
             continue
         if e.op in FUSED_REDUCTIONS and isinstance(e.ins[0], Var):
-            loop = member_of.get(id(e.ins[0]))
+            loop = member_of.get(e.ins[0])
             if loop is not None and loop.shape == e.ins[0].shape:
                 loop.reductions.append(e)
-                pending[id(e.outs[0])] = loop
+                pending[e.outs[0]] = loop
                 continue
         ready(e, None)
         steps.append(e)

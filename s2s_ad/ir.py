@@ -98,6 +98,9 @@ Atom = Var | Lit
 
 @dataclass
 class Eqn:
+    """One equation ``outs = op(ins)``; ``params`` are the op's attributes (axes, a shape, a
+    dtype...), not the Parameters a program reads (those are :attr:`Program.parameters`)."""
+
     op: str
     ins: list[Atom]
     outs: list[Var]
@@ -194,14 +197,15 @@ def tree_str(treedef: TreeDef) -> str:
 @dataclass
 class Program:
     """A closed program. ``invars`` holds the flattened user arguments first (``n_args`` of
-    them), then one variable per :class:`Parameter` in ``params``, then one per captured
-    constant tensor in ``consts``. ``outs`` is flattened by ``out_tree``."""
+    them), then one variable per :class:`Parameter` in ``parameters`` (the Parameter objects the
+    program reads; not to be confused with an equation's op attributes, :attr:`Eqn.params`), then
+    one per captured constant tensor in ``consts``. ``outs`` is flattened by ``out_tree``."""
 
     name: str
     invars: list[Var]
     n_args: int
     in_tree: TreeDef
-    params: list[Any]
+    parameters: list[Any]
     consts: list[Any]
     eqns: list[Eqn]
     outs: list[Atom]
@@ -221,11 +225,11 @@ class Program:
 
     @property
     def param_vars(self) -> list[Var]:
-        return self.invars[self.n_args : self.n_args + len(self.params)]
+        return self.invars[self.n_args : self.n_args + len(self.parameters)]
 
     @property
     def const_vars(self) -> list[Var]:
-        return self.invars[self.n_args + len(self.params) :]
+        return self.invars[self.n_args + len(self.parameters) :]
 
     def name_of(self, v: Var) -> str | None:
         """The name codegen gives ``v``: the one in :attr:`names`, else its hint."""
@@ -247,14 +251,14 @@ def name_of(names: dict[Var, str], v: Var) -> str | None:
 
 def pretty(prog: Program) -> str:
     """A deterministic jaxpr-like text form of a program, for golden tests and debugging."""
-    names: dict[int, str] = {}
+    names: dict[Var, str] = {}
 
     def nm(a: Atom) -> str:
         if isinstance(a, Lit):
             return f"{a.value!r}:{short_dtype(a.dtype)}"
-        if id(a) not in names:
-            names[id(a)] = _letters(len(names))
-        return names[id(a)]
+        if a not in names:
+            names[a] = _letters(len(names))
+        return names[a]
 
     def decl(v: Var) -> str:
         return f"{nm(v)}:{v.aval}"
@@ -344,10 +348,10 @@ def check_program(prog: Program, where: str = "") -> None:
     def fail(msg: str) -> None:
         raise IRError(f"{where + ': ' if where else ''}{prog.name}: {msg}")
 
-    n_in = prog.n_args + len(prog.params) + len(prog.consts)
+    n_in = prog.n_args + len(prog.parameters) + len(prog.consts)
     if len(prog.invars) != n_in:
         fail(
-            f"{len(prog.invars)} input variables for {prog.n_args} arguments, {len(prog.params)} parameters "
+            f"{len(prog.invars)} input variables for {prog.n_args} arguments, {len(prog.parameters)} parameters "
             f"and {len(prog.consts)} constants"
         )
     if prog.in_tree is not None and treedef_leaves(prog.in_tree) != prog.n_args:
@@ -415,12 +419,12 @@ def widen_half(prog: Program) -> Program:
         or any(isinstance(p, np.dtype) and p == HALF for e in prog.eqns for p in e.params.values())
     ):
         return prog
-    env: dict[int, Var] = {}
+    env: dict[Var, Var] = {}
 
     def var(v: Var) -> Var:
-        if id(v) not in env:
-            env[id(v)] = Var(Aval(v.shape, SINGLE), prog.name_of(v)) if has_half(v) else v
-        return env[id(v)]
+        if v not in env:
+            env[v] = Var(Aval(v.shape, SINGLE), prog.name_of(v)) if has_half(v) else v
+        return env[v]
 
     def atom(a: Atom) -> Atom:
         if isinstance(a, Lit):

@@ -29,34 +29,34 @@ from .symbolic import to_ir
 CHECK_IR = os.environ.get("S2S_AD_CHECK_IR", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _sub(env: dict[int, Atom], a: Atom) -> Atom:
+def _sub(env: dict[Var, Atom], a: Atom) -> Atom:
     if isinstance(a, Var):
-        while id(a) in env:
-            a = env[id(a)]  # type: ignore[assignment]
+        while a in env:
+            a = env[a]  # type: ignore[assignment]
     return a
 
 
-def _rewrite(prog: Program, eqns: list[Eqn], env: dict[int, Atom]) -> Program:
+def _rewrite(prog: Program, eqns: list[Eqn], env: dict[Var, Atom]) -> Program:
     new = [replace(e, ins=[_sub(env, a) for a in e.ins]) for e in eqns]
     return prog.replace(eqns=new, outs=[_sub(env, a) for a in prog.outs])
 
 
 def dce(prog: Program) -> Program:
-    live = {id(a) for a in prog.outs if isinstance(a, Var)}
+    live = {a for a in prog.outs if isinstance(a, Var)}
     kept = []
     for e in reversed(prog.eqns):
-        if any(id(o) in live for o in e.outs):
+        if any(o in live for o in e.outs):
             kept.append(e)
-            live.update(id(a) for a in e.ins if isinstance(a, Var))
+            live.update(a for a in e.ins if isinstance(a, Var))
     return prog.replace(eqns=kept[::-1])
 
 
 def _key(a: Atom):
-    return a.key() if isinstance(a, Lit) else id(a)
+    return a.key() if isinstance(a, Lit) else a
 
 
 def cse(prog: Program) -> Program:
-    env: dict[int, Atom] = {}
+    env: dict[Var, Atom] = {}
     names = dict(prog.names)
     seen: dict[tuple, Eqn] = {}
     kept = []
@@ -66,7 +66,7 @@ def cse(prog: Program) -> Program:
         if k in seen:
             seen[k].primal |= e.primal  # a user's equation stays as written
             for o, n in zip(e.outs, seen[k].outs):
-                env[id(o)] = n
+                env[o] = n
                 if name_of(names, n) is None and name_of(names, o) is not None:
                     names[n] = name_of(names, o)
             continue
@@ -78,11 +78,11 @@ def cse(prog: Program) -> Program:
 
 def strip_identities(prog: Program) -> Program:
     """Drop ``stop_gradient`` (identity once no more derivatives are taken) and no-op casts."""
-    env: dict[int, Atom] = {}
+    env: dict[Var, Atom] = {}
     kept = []
     for e in prog.eqns:
         if e.op == "stop_gradient" or (e.op == "cast" and e.ins[0].dtype == e.outs[0].dtype):
-            env[id(e.outs[0])] = _sub(env, e.ins[0])
+            env[e.outs[0]] = _sub(env, e.ins[0])
             continue
         kept.append(e)
     return _rewrite(prog, kept, env)
@@ -209,8 +209,8 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     """Propagate constants through structural ops: a reshape, broadcast, transpose, slice,
     cast or max/min/mean of a constant fill is a fill; a sum of one is a scaled fill; a matmul
     with a zero fill is a zero fill. (Zero and one seeds then fold in the SymPy clusters.)"""
-    value: dict[int, float] = {}
-    env: dict[int, Atom] = {}
+    value: dict[Var, float] = {}
+    env: dict[Var, Atom] = {}
     names = dict(prog.names)
     kept = []
     for e in prog.eqns:
@@ -219,12 +219,12 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
         def const(a: Atom) -> float | None:
             if isinstance(a, Lit):
                 return float(a.value)
-            return value.get(id(a))
+            return value.get(a)
 
         out = e.outs[0] if len(e.outs) == 1 else None
         v = None
         if e.op == "fill":
-            value[id(e.outs[0])] = float(e.params["value"])
+            value[e.outs[0]] = float(e.params["value"])
         elif keep_primal and e.primal and e.op in _INEXACT:
             pass  # the user's sum, mean or matmul keeps numpy's rounding, overflow and 0*inf
         elif out is not None and e.op in _SHAPE_ONLY and const(ins[0]) is not None:
@@ -242,9 +242,9 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
             if isinstance(new, Var):
                 if name_of(names, out) is not None:
                     names[new] = name_of(names, out)
-                value[id(new)] = v
+                value[new] = v
                 kept.extend(b.eqns)
-            env[id(out)] = new
+            env[out] = new
             continue
         kept.append(replace(e, ins=ins))
     return _rewrite(prog, kept, env).replace(names=names)

@@ -108,7 +108,7 @@ class Compiled:
     def _first_call(self, args: list[Any] | tuple) -> Any:
         prog = self.program
         arrays = [_input(x) for x in tensor_leaves(list(args), [])]
-        arrays += [_input(p) for p in prog.params]
+        arrays += [_input(p) for p in prog.parameters]
         arrays += [_input(c) for c in prog.consts]
         for i in self.half_inputs:
             arrays[i] = np.float32(arrays[i]) if np.ndim(arrays[i]) == 0 else arrays[i].astype(np.float32)
@@ -141,7 +141,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         lines.append(f"    a{i} = args[{i}]")
         lines.append(f"    a{i} = a{i}._data if type(a{i}) in TENSORS else array(a{i})")
         names.append(f"a{i}")
-    for i in range(len(prog.params)):
+    for i in range(len(prog.parameters)):
         lines.append(f"    p{i} = params[{i}]._data")
         names.append(f"p{i}")
     for i in range(len(prog.consts)):
@@ -176,7 +176,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         "TENSORS": (Tensor, Parameter),
         "array": _array,
         "tensor_leaves": tensor_leaves,
-        "params": prog.params,
+        "params": prog.parameters,
         "consts": prog.consts,
         "fn": c.fn,
         "wrap": Tensor._wrap,

@@ -33,7 +33,7 @@ def _program() -> Program:
         invars=[x, y, z],
         n_args=3,
         in_tree=("tuple", (None, None, None)),
-        params=[],
+        parameters=[],
         consts=[],
         eqns=b.eqns,
         outs=[o1, o2, o3],

@@ -39,7 +39,7 @@ def derived_program(
         invars=arg_vars + new_in[prog.n_args :],
         n_args=len(arg_vars),
         in_tree=in_tree,
-        params=list(prog.params),
+        parameters=list(prog.parameters),
         consts=list(prog.consts),
         eqns=b.eqns,
         outs=outs,

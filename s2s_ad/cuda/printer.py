@@ -316,7 +316,7 @@ class _Source:
         self.L = launch_config()
         self.names = _Names()
         self.names.used |= {"cuda", "dm", "np", "math"}
-        self.dev: dict[int, str] = {}  # Var id -> host name of its (flat) device array
+        self.dev: dict[Var, str] = {}  # variable -> host name of its (flat) device array
         self.kernels: list[str] = []
         self._kernel_names: dict[str, str] = {}
         self.fills: dict[str, str] = {}  # dtype name -> fill kernel name
@@ -349,7 +349,7 @@ class _Source:
     def alloc(self, v: Var, name: str | None = None) -> str:
         name = name or self.names.fresh(self.prog.name_of(v))
         self.emit(f"{name} = cuda.device_array({v.aval.size}, np.{v.dtype.name})")
-        self.dev[id(v)] = name
+        self.dev[v] = name
         return name
 
     def blocks(self, n: int) -> int:
@@ -365,7 +365,7 @@ class _Source:
     def array(self, a: Atom) -> str:
         """The device array holding ``a`` (a literal is written into a new one-element array)."""
         if isinstance(a, Var):
-            return self.dev[id(a)]
+            return self.dev[a]
         name = self.names.fresh(None)
         self.emit(f"{name} = cuda.device_array(1, np.{a.dtype.name})")
         self.fill(name, 1, a.value, a.dtype)
@@ -403,16 +403,16 @@ class _Source:
     # ------------------------------------------------------------------ the program
     def source(self) -> str:
         prog = self.prog
-        used = {id(a) for e in prog.eqns for a in e.ins} | {id(a) for a in prog.outs}
+        used = {a for e in prog.eqns for a in e.ins} | set(prog.outs)
         params = []
         hints = list(_leaf_names(prog))
-        hints += [getattr(p, "name", None) or "param" for p in prog.params]
+        hints += [getattr(p, "name", None) or "param" for p in prog.parameters]
         hints += [f"const{k}" for k in range(len(prog.consts))]
         for v, hint in zip(prog.invars, hints):
             name = self.names.fresh(prog.name_of(v) or hint)
             params.append(name)
-            self.dev[id(v)] = name
-            if id(v) in used:
+            self.dev[v] = name
+            if v in used:
                 src = f"np.full(1, {name}, np.{v.dtype.name})" if v.shape == () else f"{name}.ravel()"
                 self.lines.append(f"{name} = cuda.to_device({src})")
 
@@ -431,9 +431,9 @@ class _Source:
                 txt = lit(a.value, a.dtype)
                 rets.append(f"np.{a.dtype.name}({txt})" if a.dtype in (np.float64, np.int64) else txt)
             elif a.shape == ():
-                rets.append(f"{self.dev[id(a)]}.copy_to_host()[0]")
+                rets.append(f"{self.dev[a]}.copy_to_host()[0]")
             else:
-                rets.append(f"{self.dev[id(a)]}.copy_to_host().reshape({a.shape!r})")
+                rets.append(f"{self.dev[a]}.copy_to_host().reshape({a.shape!r})")
         self.emit(f"return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
 
         sig_doc = ", ".join(f"{n}: {v.aval}" for n, v in zip(params, prog.invars))
@@ -460,7 +460,7 @@ class _Source:
     def eqn(self, e: Eqn) -> None:
         out = e.outs[0]
         if e.op in ("stop_gradient", "reshape"):
-            self.dev[id(out)] = self.array(e.ins[0])
+            self.dev[out] = self.array(e.ins[0])
         elif e.op == "fill":
             name = self.alloc(out)
             self.fill(name, out.aval.size, e.params["value"], out.dtype)
@@ -543,24 +543,24 @@ class _Source:
 
         hoisted: list[str] = []  # loads of one-element inputs, once before the loop
         loads: list[str] = []
-        local: dict[int, tuple[str, int]] = {}
+        local: dict[Var, tuple[str, int]] = {}
 
         def read(a: Atom, want: np.dtype | None = None) -> tuple[str, int]:
             """``a`` inside the loop (each input element is loaded once, into a local), cast to
             ``want``."""
             if isinstance(a, Lit):
                 return _lit_atom(a.value, want if want is not None else a.dtype)
-            got = local.get(id(a))
+            got = local.get(a)
             if got is None:
-                p = k.param(self.dev[id(a)])
+                p = k.param(self.dev[a])
                 name = k.names.fresh(f"{p}_i")
                 at = offset(a.shape)
                 (hoisted if at == "0" else loads).append(f"{name} = {p}[{at}]")
-                got = local[id(a)] = (name, ATOM)
+                got = local[a] = (name, ATOM)
             return got if want is None else cast(got, a.dtype, want)
 
         member_uses = loop.reads()
-        stored = {id(v) for v in loop.stored}
+        stored = set(loop.stored)
         body: list[str] = []
         writes: list[str] = []
         for e in loop.eqns:
@@ -579,21 +579,21 @@ class _Source:
                 s, prec = print_elementwise(op, args, out.dtype)
             else:  # comparisons
                 s, prec = op.emit([read(a) for a in e.ins], e, None)
-            if id(out) in stored:
+            if out in stored:
                 arr = k.param(self.alloc(out))
                 writes.append(arr)
-                if member_uses[id(out)] == 0:
+                if member_uses[out] == 0:
                     body.append(f"{arr}[{offset(shape)}] = {s}")
                     continue
                 name = k.names.fresh(f"{hint}_i" if hint else None)
                 body += [f"{name} = {s}", f"{arr}[{offset(shape)}] = {name}"]
-                local[id(out)] = (name, ATOM)
-            elif e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[id(out)] <= 1):
-                local[id(out)] = (s, prec)
+                local[out] = (name, ATOM)
+            elif e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[out] <= 1):
+                local[out] = (s, prec)
             else:
                 name = k.names.fresh(hint)
                 body.append(f"{name} = {s}")
-                local[id(out)] = (name, ATOM)
+                local[out] = (name, ATOM)
 
         init: list[str] = []  # before the loop
         shared: list[tuple[str, int, np.dtype]] = []
@@ -739,7 +739,7 @@ class _Source:
         R = _size([shape[a] for a in axes])
         rows = _size([shape[a] for a in kept])
         if R == 1:  # reducing dimensions of size 1: the same values
-            self.dev[id(out)] = self.array(x)
+            self.dev[out] = self.array(x)
             return
         if e.op in ("reduce_sum", "reduce_mean"):
             # all blocks take part: a loop over x whose only work is the reduction
