@@ -359,9 +359,7 @@ def _print_loop(
                 continue
             name = C.fresh(f"{hint}_i" if hint else None)
             body += [f"{name} = {s}", f"{arr}[{', '.join(idx)}] = {name}"]
-        elif not checked and (
-            e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[out] <= 1)
-        ):
+        elif not checked and (e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[out] <= 1)):
             local[out] = (s, prec)
             continue
         else:

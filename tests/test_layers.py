@@ -16,7 +16,15 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "s2s_ad"
 
 # Lowest first. A name is a module or a package (which places everything under it).
 LAYERS: list[tuple[str, ...]] = [
-    ("s2s_ad.version", "s2s_ad.errors", "s2s_ad.dtype", "s2s_ad.lru", "s2s_ad.context", "s2s_ad.tensor", "s2s_ad.cpumath"),
+    (
+        "s2s_ad.version",
+        "s2s_ad.errors",
+        "s2s_ad.dtype",
+        "s2s_ad.lru",
+        "s2s_ad.context",
+        "s2s_ad.tensor",
+        "s2s_ad.cpumath",
+    ),
     ("s2s_ad.ir",),
     ("s2s_ad.primitives",),
     ("s2s_ad.symbolic", "s2s_ad.clusters"),
