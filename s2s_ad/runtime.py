@@ -25,11 +25,12 @@ from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall
 from .dtype import native, native_array
-from .frontend import Frontend, abstractify, trace
 from .ir import HALF, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
 from .opt import optimize
 from .tensor import Parameter, Tensor
+from .trace.interpreter import trace
+from .trace.tracer import Tracer, abstractify
 
 _CACHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 # Objects that cannot be weakly referenced (or hashed) are kept alive with their cache: a key
@@ -264,7 +265,7 @@ def build_staged(
     calls: ProgramCache,
     sig: tuple,
     describe: Callable[[], tuple[str, list[str], str | None]],
-    body: Callable[[Frontend, list[Any]], Any],
+    body: Callable[[Tracer, list[Any]], Any],
     args: list[Any] | tuple,
 ) -> Compiled:
     """Trace, optimise and compile the program for ``args`` (a miss of ``calls[sig]``;
@@ -279,7 +280,7 @@ def run_staged(
     cache: dict,
     key: Any,
     describe: Callable[[], tuple[str, list[str], str | None]],
-    body: Callable[[Frontend, list[Any]], Any],
+    body: Callable[[Tracer, list[Any]], Any],
     args: list[Any],
     backend: str,
 ) -> Any:

@@ -85,7 +85,7 @@ def main() -> int:
     from _programs import all_elementwise, vjp_of
 
     import s2s_ad
-    from s2s_ad.frontend import trace
+    from s2s_ad.trace import trace
     from s2s_ad.ir import Aval
 
     for dtype in ("float32", "float64"):
