@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from s2s_ad.ad.reverse import grad_program
-from s2s_ad.trace import trace
 from s2s_ad.ir import Aval, Program
 from s2s_ad.ops.table import ELEMENTWISE
+from s2s_ad.trace import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ops"))
 from _harness import inputs  # noqa: E402

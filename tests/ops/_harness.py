@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2s_ad.trace import trace
 from s2s_ad.ir import Aval
 from s2s_ad.ops.table import OPS
+from s2s_ad.trace import trace
 
 
 def avals(op: str, shapes, dtype) -> list[Aval]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2s_ad.trace import trace
 from s2s_ad.ir import Aval, Program
 from s2s_ad.ops.table import ELEMENTWISE
+from s2s_ad.trace import trace
 
 
 def specials(dtype) -> np.ndarray:

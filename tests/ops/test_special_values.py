@@ -58,8 +58,8 @@ POWERS = [0.5, 2.0, -1.0, 3.0, -2.0, 0.0, 1.0, 1.5, -0.5, 4.0]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(64,), ()])
 def test_pow_with_constant_exponents(backend, dtype, shape):
-    from s2s_ad.trace import trace
     from s2s_ad.ir import Aval, Lit
+    from s2s_ad.trace import trace
 
     x = np.resize(specials(dtype), 64)
 

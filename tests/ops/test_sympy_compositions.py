@@ -17,11 +17,11 @@ import pytest
 
 from s2s_ad.ad.forward import jvp_program
 from s2s_ad.ad.reverse import arg_leaf_ranges, grad_program
-from s2s_ad.trace import trace
 from s2s_ad.ir import Aval, Lit, Program
 from s2s_ad.ops.table import ELEMENTWISE, OPS
 from s2s_ad.opt import optimize
 from s2s_ad.runtime import Compiled
+from s2s_ad.trace import trace
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
