@@ -64,10 +64,6 @@ class Tracer:
         """The builder of the program, for IR helpers that take one (the op table's ``fill``, ...)."""
         return self._b
 
-    @property
-    def eqns(self) -> list:
-        return self._b.eqns
-
     def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
         """Emit ``op`` on atoms as they are (no conversion or promotion); its one output."""
         return self._b.bind1(op, *ins, hint=hint, **params)

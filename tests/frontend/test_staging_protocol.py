@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +144,25 @@ def test_interpreter_dispatches_by_node_class():
     assert {ast.BinOp, ast.Call, ast.Compare, ast.Subscript, ast.Attribute, ast.List, ast.Tuple} <= set(_EXPR_HANDLERS)
     assert all(callable(h) for h in (*_STMT_HANDLERS.values(), *_EXPR_HANDLERS.values()))
     assert isinstance(Interpreter().tracer, Tracer)
+
+
+def test_trace_layer_imports_nothing_above_it():
+    """The trace package imports only lower layers (and none of them function-locally)."""
+    import s2s_ad.trace
+
+    allowed = {"errors", "ir", "dtype", "ops.table", "ad.reverse"}
+    root = Path(s2s_ad.trace.__file__).parent
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                mods = [node.module] if node.module else [a.name for a in node.names]
+                assert set(mods) <= allowed, f"{path.name} imports {mods}"
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and not getattr(node, "level", 0):
+                names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(str(n).startswith("s2s_ad") for n in names), f"{path.name} imports {names}"
+        for fn in ast.walk(tree):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(fn)), (
+                    f"{path.name}: {fn.name} imports inside a function"
+                )
