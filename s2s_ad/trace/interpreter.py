@@ -242,10 +242,6 @@ class Scope:
         return Loc(self.parsed.file, getattr(node, "lineno", 1) + self.parsed.offset)
 
 
-def _is_tensor(v: Any) -> bool:
-    return isinstance(v, (Var, Lit)) or is_tensor_value(v)
-
-
 def _dispatch_table(cls: type, prefix: str) -> dict[type, Callable[..., Any]]:
     """``{ast.Assign: cls.exec_Assign, ...}``: the handler of each AST node class."""
     table = {}
@@ -305,7 +301,7 @@ class Interpreter:
         name = f.__name__
         if name == "len":
             (x,) = args
-            if _is_tensor(x):
+            if is_tensor_value(x):
                 a = tr.atom(x)
                 if not a.shape:
                     raise self.error("len() of a 0-d tensor")
@@ -418,7 +414,7 @@ class Interpreter:
     def exec_For(self, s: ast.For, scope: Scope) -> None:
         tr = self.tracer
         it = self.eval(s.iter, scope)
-        if _is_tensor(it):
+        if is_tensor_value(it):
             a = tr.atom(it)
             if not a.shape:
                 raise self.error("iteration over a 0-d tensor")
@@ -458,7 +454,7 @@ class Interpreter:
             raise self.error(f"assertion failed while compiling: {msg}")
 
     def const_truth(self, v: Any, what: str) -> bool:
-        if _is_tensor(v):
+        if is_tensor_value(v):
             raise self.error(
                 f"`{what}` on a tensor value is not supported: conditions must be known while compiling "
                 "(Python constants, shapes, attributes)",
@@ -472,7 +468,7 @@ class Interpreter:
                 v.hint = t.id
             scope.locals[t.id] = v
         elif isinstance(t, (ast.Tuple, ast.List)):
-            if _is_tensor(v):
+            if is_tensor_value(v):
                 tr = self.tracer
                 a = tr.atom(v)
                 if not a.shape or a.shape[0] != len(t.elts):
@@ -525,7 +521,7 @@ class Interpreter:
         v = self.eval(n.operand, scope)
         if isinstance(n.op, ast.Not):
             return not self.const_truth(v, "not")
-        if _is_tensor(v):
+        if is_tensor_value(v):
             return v if isinstance(n.op, ast.UAdd) else self.tracer.elementwise("neg", [v])
         return _UNARY[type(n.op)](v)
 
@@ -533,7 +529,7 @@ class Interpreter:
         left = self.eval(n.left, scope)
         for op, right_n in zip(n.ops, n.comparators):
             right = self.eval(right_n, scope)
-            if any(_is_tensor(x) for x in (left, right)) and not isinstance(op, (ast.Is, ast.IsNot)):
+            if any(is_tensor_value(x) for x in (left, right)) and not isinstance(op, (ast.Is, ast.IsNot)):
                 # A tensor comparison: a bool tensor (not differentiable).
                 if len(n.ops) > 1:
                     raise self.error(
@@ -659,7 +655,7 @@ class Interpreter:
             raise self.error(f"`{owner}` has no attribute `{attr}`", UnsupportedSyntaxError) from None
 
     def binop(self, op: ast.operator, lhs: Any, rhs: Any) -> Any:
-        if not any(_is_tensor(x) for x in (lhs, rhs)):
+        if not any(is_tensor_value(x) for x in (lhs, rhs)):
             return _PY_BINOPS[type(op)](lhs, rhs)
         if isinstance(op, ast.MatMult):
             return self.tracer.bind("matmul", [lhs, rhs], transpose_a=False, transpose_b=False)
