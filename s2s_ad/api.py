@@ -3,7 +3,7 @@
 
 No AD logic lives here. Each API makes a :class:`Transformed` callable: called from Python it
 maps its arguments to a cache key and runs compiled code; called inside another compiled
-function (``_s2s_lower``) it traces the wrapped function, builds the derivative program
+function (``__s2s_stage__``) it traces the wrapped function, builds the derivative program
 (:mod:`s2s_ad.derivatives` maps the API's flags onto :mod:`s2s_ad.ad.reverse` or
 :mod:`s2s_ad.ad.forward`) and inlines it, which is how derivatives of derivatives are formed.
 """
@@ -23,13 +23,15 @@ from . import context, ops
 from .codegen import generate
 from .derivatives import grad_program, jvp_args_program
 from .errors import ArgumentError, ArgumentValueError, NotSupportedError, S2SError
-from .frontend import Frontend, abstractify, inline_program, is_tensor_value, trace
 from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, treedef_leaves, unflatten
 from .lru import ProgramCache
-from .ops.table import cast_to, fmt_shape
+from .ops.table import fmt_shape
 from .opt import optimize
 from .runtime import Compiled, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
+from .trace.interpreter import trace
+from .trace.protocol import is_tensor_value, register_constructor, register_static
+from .trace.tracer import Tracer, abstractify, inline_program
 
 # ---------------------------------------------------------------------------- naming helpers
 
@@ -232,7 +234,7 @@ def _weight_leaves(prog: Program, weights: list[Parameter]) -> list[int | Aval]:
 
 
 def differentiated_program(
-    fe: Frontend,
+    fe: Tracer,
     who: str,
     fn: Any,
     args: list[Any],
@@ -298,11 +300,11 @@ def differentiated_program(
         return trace_abstract(fn, args, frozenset(ok), int_params)
 
 
-def _cast_leaves(fe: Frontend, atoms: list[Any], avals: list[Aval]) -> list[Any]:
-    return [cast_to(fe.b, a, av.dtype) for a, av in zip(atoms, avals)]
+def _cast_leaves(fe: Tracer, atoms: list[Any], avals: list[Aval]) -> list[Any]:
+    return [fe.cast(a, av.dtype) for a, av in zip(atoms, avals)]
 
 
-def _leaf_atoms(fe: Frontend, v: Any) -> list:
+def _leaf_atoms(fe: Tracer, v: Any) -> list:
     leaves, _ = flatten(v)
     return [fe.atom(x) for x in leaves if isinstance(x, (Var, Lit)) or is_tensor_value(x)]
 
@@ -332,7 +334,7 @@ def _flatten_like(value: Any, tree: Any) -> tuple[list[Any], Any]:
 
 
 def check_like(
-    fe: Frontend, what: str, of: str, value: Any, tree: Any, avals: list[Aval], of_leaf: str | None = None
+    fe: Tracer, what: str, of: str, value: Any, tree: Any, avals: list[Aval], of_leaf: str | None = None
 ) -> list:
     """Atoms of ``value`` (a sens or tangent), which must be structured like ``tree`` (``of``)
     with the shapes of ``avals`` (``of_leaf`` names one leaf's counterpart); each is cast to
@@ -357,7 +359,7 @@ def check_like(
                 f"{what}{where} has shape {fmt_shape(a.shape)} but {of_leaf or of} has shape {fmt_shape(av.shape)}",
                 ArgumentError,
             )
-        atoms.append(cast_to(fe.b, a, av.dtype))
+        atoms.append(fe.cast(a, av.dtype))
     return atoms
 
 
@@ -368,7 +370,6 @@ class Transformed:
     """A function made by one of s2s_ad's transforms. Calling it from Python compiles once per
     argument signature and then runs compiled code; inside compiled code it is inlined."""
 
-    _s2s_static = False
     prefix = "transformed"
     target: str | None = None  # "cpu" | "cuda": overrides the context's device for calls from Python
 
@@ -411,7 +412,7 @@ class Transformed:
         function needs as a constant (a shape, an axis) stays one, with no gradient."""
         return False
 
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
         raise NotImplementedError
 
     # calling ---------------------------------------------------------------
@@ -449,7 +450,7 @@ class Transformed:
             backend,
             args,
             lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
-            lambda fe, vals: self._s2s_lower(fe, vals, {}),
+            lambda fe, vals: self.__s2s_stage__(fe, vals, {}),
         )
 
     def _call_static_ints(self, calls: ProgramCache, backend: str, given: tuple, args: tuple) -> Any:
@@ -475,7 +476,7 @@ def _static_ints(given: tuple, args: tuple) -> tuple | None:
     return out if any(type(a) is _StaticInt for a in out) else None
 
 
-def _trace_numbers(fe: Frontend, fn: Any, args: list[Any], wrt: Any, implicit: bool) -> tuple[list[Any], Program]:
+def _trace_numbers(fe: Tracer, fn: Any, args: list[Any], wrt: Any, implicit: bool) -> tuple[list[Any], Program]:
     """Trace ``fn`` with the Python numbers at positions ``wrt`` as inputs (inside compiled
     code). Where every input is differentiated (``implicit``), an int the function needs as
     a constant (a shape, an axis) is kept one, as :meth:`Transformed.__call__` does."""
@@ -489,7 +490,7 @@ def _trace_numbers(fe: Frontend, fn: Any, args: list[Any], wrt: Any, implicit: b
     return kept, trace_abstract(fn, kept)  # an error here is the function's own
 
 
-def _no_kwargs(fe: Frontend, who: str, kwargs: dict) -> None:
+def _no_kwargs(fe: Tracer, who: str, kwargs: dict) -> None:
     if kwargs:
         raise fe.error(
             f"{who} takes positional arguments only, got keyword argument(s) {', '.join(kwargs)}", ArgumentError
@@ -562,7 +563,7 @@ class ReverseFunction(Transformed):
         s = self.spec
         return s.layout == "vjp" or (s.layout == "flags" and s.get_all)
 
-    def _wrt(self, fe: Frontend, n: int) -> list[int]:
+    def _wrt(self, fe: Tracer, n: int) -> list[int]:
         s = self.spec
         if s.layout == "vjp" or (s.layout == "flags" and s.get_all):
             return list(range(n))
@@ -580,7 +581,7 @@ class ReverseFunction(Transformed):
                 )
         return list(s.positions or ())
 
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
         s = self.spec
         _no_kwargs(fe, self.__name__, kwargs)
         args = list(args)
@@ -694,9 +695,6 @@ class GradOperation:
     ``sens_param`` the last argument is the output cotangent (a tuple for a multi-output net);
     without it every output is seeded with ones.
     """
-
-    _s2s_static = True
-    _s2s_constructible = True
 
     def __init__(self, get_all: bool = False, get_by_list: bool = False, sens_param: bool = False):
         _check_bool("GradOperation", get_all=get_all, get_by_list=get_by_list, sens_param=sens_param)
@@ -833,7 +831,7 @@ class _Direct:
             )
         return self.make(fn)(*_as_inputs(inputs), v)
 
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
         try:
             bound = inspect.signature(self.__call__).bind(*args, **kwargs)
         except TypeError as err:
@@ -843,7 +841,7 @@ class _Direct:
         if len(bound.args) < 3:
             raise fe.error(f"{self.__name__}(fn, inputs, v): the inputs and v are both required", ArgumentError)
         fn, inputs, v = bound.args
-        return self.make(fn)._s2s_lower(fe, [*_as_inputs(inputs), v], {})
+        return self.make(fn).__s2s_stage__(fe, [*_as_inputs(inputs), v], {})
 
     def __repr__(self) -> str:
         return f"<s2s_ad.{self.__name__}>"
@@ -890,7 +888,7 @@ class JvpFunction(Transformed):
     def implicit_numbers(self) -> bool:
         return True
 
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
         _no_kwargs(fe, self.__name__, kwargs)
         if not args:
             raise fe.error(
@@ -969,8 +967,13 @@ class JitFunction(Transformed):
             lambda fe, vals: fe.call(self.fn, vals[:n], dict(zip(names, vals[n:]))),
         ).call(vals)
 
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
         return fe.call(self.fn, list(args), kwargs)
+
+    @property
+    def __s2s_function__(self) -> Any:
+        """Inside compiled code ``@jit`` changes nothing: its function stands in its place."""
+        return self.fn
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         """``@jit`` on a method (``@jit def construct(self, x)``) binds like the function."""
@@ -1024,7 +1027,7 @@ __all__ = [
 
 def _staged_body(fn: Any):
     if isinstance(fn, Transformed):
-        return lambda fe, vals: fn._s2s_lower(fe, vals, {})
+        return lambda fe, vals: fn.__s2s_stage__(fe, vals, {})
     return lambda fe, vals: fe.call(fn, vals)
 
 
@@ -1084,9 +1087,11 @@ def output_avals(fn: Any, *args: Any) -> Any:
 
 
 # Inside compiled code these build transformed functions from compile-time values (the
-# function or Cell to differentiate and the options); the frontend calls them directly.
+# function or Cell to differentiate and the options): they are called while compiling.
 for _f in (grad, value_and_grad, jit):
-    _f._s2s_static = True  # type: ignore[attr-defined]
+    register_static(_f)
+register_constructor(GradOperation)
+register_static(GradOperation)
 
 # MindSpore spells the differentiation API ``ops.GradOperation``, ``ops.grad``, ...: it is
 # installed in the ops package, which this module builds on (so ops cannot import it).

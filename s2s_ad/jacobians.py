@@ -37,12 +37,13 @@ from .api import (
 )
 from .derivatives import grad_program, jvp_args_program
 from .errors import ArgumentError, ArgumentValueError, NotSupportedError
-from .frontend import Frontend, inline_program
 from .ir import Atom, Lit, Program, Var, arg_leaf_ranges
-from .ops.table import cast_to, fill, fmt_shape, get_op
+from .ops.table import fmt_shape, get_op
 from .opt import optimize
 from .runtime import Compiled, call_key, calls_cache
 from .tensor import Tensor
+from .trace.protocol import register_static
+from .trace.tracer import Tracer, inline_program
 
 # Inside compiled code a Jacobian is unrolled into the program, up to this many evaluations
 # (called from Python, a large one loops over one compiled evaluation instead).
@@ -67,18 +68,18 @@ def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
     return not isinstance(dst, Var) or dst not in touched or dst.shape == src.shape
 
 
-def _one_hot(fe: Frontend, shape: tuple[int, ...], i: int, dtype: np.dtype) -> Atom:
+def _one_hot(fe: Tracer, shape: tuple[int, ...], i: int, dtype: np.dtype) -> Atom:
     index = tuple(int(k) for k in np.unravel_index(i, shape)) if shape else ()
-    return fe.b.bind1("scatter", Lit(1, dtype), index=index, shape=shape)
+    return fe.bind1("scatter", Lit(1, dtype), index=index, shape=shape)
 
 
-def _place(fe: Frontend, block: Atom, lead: tuple[int, ...], shape: tuple[int, ...], i: int, rows: bool) -> Atom:
+def _place(fe: Tracer, block: Atom, lead: tuple[int, ...], shape: tuple[int, ...], i: int, rows: bool) -> Atom:
     """Zeros of ``lead + shape`` (rows) or ``shape + lead`` (columns) with ``block`` at the
     ``i``-th element of ``shape``."""
     at = tuple(int(k) for k in np.unravel_index(i, shape)) if shape else ()
     full = (("slice", None, None, None),) * len(lead)
     index = at + full if rows else full + at
-    return fe.b.bind1("scatter", block, index=index, shape=(shape + lead) if rows else (lead + shape))
+    return fe.bind1("scatter", block, index=index, shape=(shape + lead) if rows else (lead + shape))
 
 
 def derivative_program(m: Program, k: int, j: int, forward: bool) -> tuple[Program, int, int, tuple[int, ...]]:
@@ -96,7 +97,7 @@ def derivative_program(m: Program, k: int, j: int, forward: bool) -> tuple[Progr
     return p, 0, out.aval.size, tuple(x.shape)
 
 
-def jacobian_of(fe: Frontend, m: Program, flat: list[Atom], k: int, j: int, forward: bool, who: str) -> Atom:
+def jacobian_of(fe: Tracer, m: Program, flat: list[Atom], k: int, j: int, forward: bool, who: str) -> Atom:
     """The Jacobian of output leaf ``k`` of program ``m`` w.r.t. argument leaf ``j``, shaped
     ``out.shape + in.shape``; ``flat`` are the atoms of ``m``'s arguments."""
     x = m.arg_vars[j]
@@ -113,11 +114,11 @@ def jacobian_of(fe: Frontend, m: Program, flat: list[Atom], k: int, j: int, forw
 
     if diagonal_map(p, src, dst):
         if in_shape != out_shape:
-            return fill(fe.b, out_shape + in_shape, 0, dtype)
-        d = run(fill(fe.b, src.shape, 1, src.dtype))
+            return fe.fill(out_shape + in_shape, 0, dtype)
+        d = run(fe.fill(src.shape, 1, src.dtype))
         eye = fe.atom(np.eye(max(x.aval.size, 1), dtype=dtype).reshape(in_shape + in_shape))
-        d = fe.b.bind1("reshape", d, shape=in_shape + (1,) * len(in_shape)) if in_shape else d
-        return fe.b.bind1("mul", d, eye)
+        d = fe.bind1("reshape", d, shape=in_shape + (1,) * len(in_shape)) if in_shape else d
+        return fe.bind1("mul", d, eye)
     if n > MAX_UNROLL:
         raise fe.error(
             f"{who}: this Jacobian needs {n} {'forward' if forward else 'reverse'}-mode evaluations "
@@ -130,9 +131,9 @@ def jacobian_of(fe: Frontend, m: Program, flat: list[Atom], k: int, j: int, forw
     seed_shape = in_shape if forward else out_shape
     for i in range(n):
         piece = run(_one_hot(fe, seed_shape, i, src.dtype))
-        piece = cast_to(fe.b, piece, dtype)
+        piece = fe.cast(piece, dtype)
         placed = _place(fe, piece, lead, seed_shape, i, rows=not forward)
-        total = placed if total is None else fe.b.bind1("add", total, placed)
+        total = placed if total is None else fe.bind1("add", total, placed)
     assert total is not None
     return total
 
@@ -158,7 +159,7 @@ class JacobianFunction(Transformed):
         argnums = self.positions[0] if self.bare else self.positions
         return f"{self.mode} of {callable_name(self.fn)} (argnums={argnums})."
 
-    def _blocks(self, fe: Frontend, args: list[Any]) -> tuple[list[list[tuple[Program, int, int]]], bool]:
+    def _blocks(self, fe: Tracer, args: list[Any]) -> tuple[list[list[tuple[Program, int, int]]], bool]:
         """Check the call and return the Jacobian blocks ``(program, output k, argument leaf
         j)``, one row per output (one row for jacfwd/jacrev, one per position for hessian),
         and whether the blocks are evaluated forward."""
@@ -203,7 +204,7 @@ class JacobianFunction(Transformed):
     def number_positions(self, n: int) -> tuple[int, ...]:
         return self.positions
 
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
         _no_kwargs(fe, self.__name__, kwargs)
         blocks, forward = self._blocks(fe, list(args))
         flat: list[Atom] = []
@@ -226,7 +227,7 @@ class JacobianFunction(Transformed):
         return self._shape([[run(list(args)) for run in row] for row in plan])
 
     def _plan(self, args: list[Any], backend: str) -> Any:
-        fe = Frontend()
+        fe = Tracer()
         blocks, forward = self._blocks(fe, args)
         plan, evaluations, diagonal = [], 0, True
         for row in blocks:
@@ -301,7 +302,7 @@ def _jacobian(mode: str, doc: str):
 
     make.__name__ = make.__qualname__ = mode
     make.__doc__ = doc
-    make._s2s_static = True  # type: ignore[attr-defined]
+    register_static(make)  # called while compiling, on compile-time values
     return make
 
 
@@ -343,14 +344,14 @@ class HvpFunction(Transformed):
     def number_positions(self, n: int) -> range:
         return range(max(n - 1, 0))
 
-    def _s2s_lower(self, fe: Frontend, args: list[Any], kwargs: dict) -> Any:
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
         args = [_number_atom(a) for a in args[:-1]] + list(args[-1:])
         primals = list(args[:-1])
         out = trace_abstract(self.fn, primals)
         if out.out_tree is not None or out.outs[0].shape != ():
             raise fe.error(f"hvp: {callable_name(self.fn)} must return a scalar", ArgumentError)
         grad_all = flags_function(self.fn, None, True, False, False, "hvp")
-        _, tangent = JvpFunction(grad_all, "hvp")._s2s_lower(fe, list(args), {})
+        _, tangent = JvpFunction(grad_all, "hvp").__s2s_stage__(fe, list(args), {})
         return tangent[0] if len(primals) == 1 else tangent
 
 

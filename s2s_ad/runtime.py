@@ -27,11 +27,12 @@ from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall
 from .dtype import native, native_array
-from .frontend import Frontend, abstractify, trace
 from .ir import HALF, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
 from .opt import optimize
 from .tensor import Parameter, Tensor
+from .trace.interpreter import trace
+from .trace.tracer import Tracer, abstractify
 
 
 def signature(x: Any) -> Any:
@@ -243,7 +244,7 @@ def _output(r: Any, dtype: np.dtype, inputs: list) -> np.ndarray:
 # build (a Jacobian's plan has a build of its own).
 
 Describe = Callable[[], tuple[str, list[str], str | None]]  # () -> (program name, argument names, doc)
-Body = Callable[[Frontend, list[Any]], Any]  # stages the call on traced values
+Body = Callable[[Tracer, list[Any]], Any]  # stages the call on traced values
 
 _CACHES: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 # Objects that cannot be weakly referenced (or hashed) are kept alive with their cache: a key

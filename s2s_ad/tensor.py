@@ -61,7 +61,6 @@ class Tensor:
     """An n-dimensional array. ``Tensor(input_data, dtype=None)``."""
 
     __array_priority__ = 100
-    _s2s_constructible = True
 
     def __init__(self, input_data: Any = None, dtype: Any = None):
         self._data = _to_array(input_data, dtype)
@@ -184,8 +183,6 @@ class Parameter(Tensor):
 
 class ParameterTuple(tuple):
     """An immutable tuple of Parameters (what ``get_by_list`` differentiates)."""
-
-    _s2s_constructible = True
 
     def __new__(cls, iterable: Iterable[Parameter]):
         items = tuple(iterable)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
+import types
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 from .. import context
 from ..api import arg_names_of
-from ..errors import ArgumentError, S2SError
+from ..errors import ArgumentError, Loc, S2SError
 from ..runtime import calls_cache, staged
 from ..tensor import Parameter
+from ..trace.protocol import register_stager_where, register_static, unwrap_function
+from ..trace.tracer import Tracer
 
 
 class Cell:
@@ -74,6 +78,13 @@ class Cell:
         construct = type(self).construct
         bind = getattr(type(construct), "__get__", None)  # a function, or @jit's JitFunction
         return construct if bind is None else bind(construct, self, type(self))
+
+    def __s2s_stage__(self, tr: Tracer, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Inside compiled code a Cell's ``construct`` is inlined."""
+        if type(self).construct is Cell.construct:
+            raise tr.error(f"{type(self).__name__} does not define construct()", ArgumentError)
+        note_bprop(tr, self)
+        return tr.inline(construct_function(self), [self, *args], kwargs, owner=self)
 
     # ------------------------------------------------------------------ parameters
     def parameters_and_names(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
@@ -164,3 +175,37 @@ def _name_container(value: Any, prefix: str) -> None:
         if isinstance(v, Parameter) and not v._named:
             v.name = n
             v._named = True
+
+
+def construct_function(cell: Any) -> Any:
+    """The function a Cell's ``construct`` runs (unwrapped from ``@jit``)."""
+    return unwrap_function(type(cell).construct)
+
+
+def note_bprop(tr: Tracer, cell: Cell) -> None:
+    """Record a Cell that defines a custom ``bprop`` (see :attr:`Program.bprop_cells`)."""
+    bprop = getattr(type(cell), "bprop", None)
+    if bprop is None:
+        return
+    fn = unwrap_function(bprop)
+    try:
+        file = inspect.getsourcefile(fn) or fn.__code__.co_filename
+        line = inspect.getsourcelines(fn)[1]
+    except (OSError, TypeError, AttributeError):
+        file, line = getattr(getattr(fn, "__code__", None), "co_filename", "?"), 0
+    tr.note_bprop((type(cell).__name__, Loc(file, line)))
+
+
+def _is_cell_method(f: Any) -> bool:
+    return isinstance(f, types.MethodType) and isinstance(f.__self__, Cell)
+
+
+def _stage_cell_method(m: types.MethodType, tr: Tracer, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """``self.construct(x)``, ``self.helper(x)``: the method's source is inlined."""
+    if m.__name__ == "construct":
+        note_bprop(tr, m.__self__)
+    return tr.inline(unwrap_function(m.__func__), [m.__self__, *args], kwargs, owner=m.__self__)
+
+
+register_static(Cell)  # a Cell's attributes (sub-cells, Parameters, options) are compile-time values
+register_stager_where(_is_cell_method, _stage_cell_method)

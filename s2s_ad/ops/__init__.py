@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import staging  # noqa: F401  (registers Tensor and Parameter with the trace layer)
 from .functional import (
     COMPARE_FUNCTIONS,
     ELEMENTWISE_FUNCTIONS,

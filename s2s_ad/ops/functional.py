@@ -1,7 +1,7 @@
 """Functional forms (``ops.sin(x)``, ``ops.matmul(x, y)``, ``ops.stop_gradient(x)``, ...).
 
-Each is a plain function that runs eagerly on Tensors and carries ``_s2s_lower``, which the
-frontend uses inside compiled code.
+Each is a plain function that runs eagerly on Tensors; inside compiled code it is staged by
+the lowering registered for it with :func:`s2s_ad.trace.register_call`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..runtime import eager
-from .primitives import (
-    COMPARE_OPS,
+from ..trace.lowering import (
     lower_cast,
     lower_compare,
     lower_one_hot,
@@ -20,6 +19,8 @@ from .primitives import (
     lower_select,
     lower_transpose,
 )
+from ..trace.protocol import register_call
+from .primitives import COMPARE_OPS
 from .table import ELEMENTWISE
 
 
@@ -29,7 +30,7 @@ def _functional(name: str, lower: Callable[..., Any], doc: str, weak_scalars: bo
 
     f.__name__ = f.__qualname__ = name
     f.__doc__ = doc
-    f._s2s_lower = lower  # type: ignore[attr-defined]
+    register_call(f, lambda _f, tr, args, kwargs: lower(tr, args, kwargs))
     return f
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from s2s_ad.derivatives import grad_program
-from s2s_ad.frontend import trace
 from s2s_ad.ir import Aval, Program
 from s2s_ad.ops.table import ELEMENTWISE
+from s2s_ad.trace import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ops"))
 from _harness import inputs  # noqa: E402
@@ -40,7 +40,7 @@ def all_elementwise(dtype: str, which: int = 0) -> tuple[Program, list[np.ndarra
         labels.append(f"{op.name}{list(shapes)}")
 
     def body(fe, vals):
-        return tuple(fe.b.bind1(op.name, *vals[a:b]) for op, a, b in spans)
+        return tuple(fe.bind1(op.name, *vals[a:b]) for op, a, b in spans)
 
     prog = trace(body, avals, f"elementwise_{dtype}", [f"x{i}" for i in range(len(avals))])
     return prog, xs, labels

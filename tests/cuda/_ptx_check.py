@@ -85,8 +85,8 @@ def main() -> int:
     from _programs import all_elementwise, vjp_of
 
     import s2s_ad
-    from s2s_ad.frontend import trace
     from s2s_ad.ir import Aval
+    from s2s_ad.trace import trace
 
     for dtype in ("float32", "float64"):
         prog, _, _ = all_elementwise(dtype)

@@ -17,11 +17,11 @@ from s2s_ad.cli import main
 from s2s_ad.cuda import generate
 from s2s_ad.cuda.printer import GPU_LAUNCH, _shared, cuda_schedule
 from s2s_ad.errors import S2SError
-from s2s_ad.frontend import trace
 from s2s_ad.fusion import Loop
 from s2s_ad.ir import Aval
 from s2s_ad.ops.table import OPS, OpDef
 from s2s_ad.opt import optimize
+from s2s_ad.trace import trace
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 F32 = np.dtype(np.float32)
@@ -131,13 +131,13 @@ def test_launches_follow_the_launch_configuration(monkeypatch):
 def test_an_op_without_device_code_is_named(monkeypatch):
     same = OpDef("frobnicate", "Frobnicate", "structural", 1, lambda avals, p: [avals[0]])
     monkeypatch.setitem(OPS, "frobnicate", same)
-    prog = trace(lambda fe, args: fe.b.bind1("frobnicate", args[0]), [Aval((3,), F32)], "f", ["x"])
+    prog = trace(lambda fe, args: fe.bind1("frobnicate", args[0]), [Aval((3,), F32)], "f", ["x"])
     with pytest.raises(S2SError, match=r"Frobnicate \(frobnicate\) has no device implementation on the CUDA target"):
         generate(prog, "f")
 
 
 def test_an_unsupported_dtype_is_named():
-    prog = trace(lambda fe, args: fe.b.bind1("exp", args[0]), [Aval((3,), np.dtype(np.float16))], "f", ["x"])
+    prog = trace(lambda fe, args: fe.bind1("exp", args[0]), [Aval((3,), np.dtype(np.float16))], "f", ["x"])
     with pytest.raises(S2SError, match="does not support dtype float16"):
         generate(prog, "f")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from s2s_ad import S2SError, Tensor, UnsupportedSyntaxError, nn, ops
-from s2s_ad.ops.numpy_api import supported_names
+from s2s_ad.trace.numpy_map import supported_names
 
 
 # ----------------------------------------------------------------------------- user code

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2s_ad.frontend import trace
 from s2s_ad.ir import Aval
 from s2s_ad.ops.table import OPS
+from s2s_ad.trace import trace
 
 
 def avals(op: str, shapes, dtype) -> list[Aval]:
@@ -33,7 +33,7 @@ def float_inputs(op: str, shapes) -> list[int]:
 
 def trace_op(op: str, shapes, params, dtype):
     names = [f"x{i}" for i in range(len(shapes))]
-    return trace(lambda fe, vals: fe.b.bind1(op, *vals, **params), avals(op, shapes, dtype), f"op_{op}", names)
+    return trace(lambda fe, vals: fe.bind1(op, *vals, **params), avals(op, shapes, dtype), f"op_{op}", names)
 
 
 def inputs(op: str, shapes, dtype, rng):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2s_ad.frontend import trace
 from s2s_ad.ir import Aval, Program
 from s2s_ad.ops.table import ELEMENTWISE
+from s2s_ad.trace import trace
 
 
 def specials(dtype) -> np.ndarray:
@@ -94,7 +94,7 @@ def every_op(dtype, shape_of=None) -> tuple[Program, list[np.ndarray], list]:
         spans.append((op, start, len(avals)))
 
     def body(fe, vals):
-        return tuple(fe.b.bind1(op.name, *vals[a:b]) for op, a, b in spans)
+        return tuple(fe.bind1(op.name, *vals[a:b]) for op, a, b in spans)
 
     prog = trace(body, avals, f"specials_{np.dtype(dtype).name}", [f"x{i}" for i in range(len(avals))])
     return prog, xs, [(op, a, b) for op, a, b in spans]

@@ -11,19 +11,19 @@ import sympy as sp
 from s2s_ad import ArgumentError, Tensor, nn, ops
 from s2s_ad.ad.forward import jvp_program
 from s2s_ad.derivatives import grad_program
-from s2s_ad.frontend import trace
 from s2s_ad.ir import Aval, Builder, Lit, Var
 from s2s_ad.ops.table import OPS, AtLeast, Maximum, Minimum, Select, Step
 from s2s_ad.opt import optimize
 from s2s_ad.runtime import Compiled
 from s2s_ad.symbolic import to_ir
+from s2s_ad.trace import trace
 
 F32, F64, BOOL = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.bool_)
 
 
 def _prog(body, avals, names=None):
     names = names or [f"x{i}" for i in range(len(avals))]
-    return trace(lambda fe, vals: body(fe.b, *vals), avals, "f", names)
+    return trace(lambda fe, vals: body(fe.builder, *vals), avals, "f", names)
 
 
 def _grads(prog, args, w, backend="python"):

@@ -17,11 +17,11 @@ import pytest
 
 from s2s_ad.ad.forward import jvp_program
 from s2s_ad.derivatives import grad_program
-from s2s_ad.frontend import trace
 from s2s_ad.ir import Aval, Lit, Program, arg_leaf_ranges
 from s2s_ad.ops.table import ELEMENTWISE, OPS
 from s2s_ad.opt import optimize
 from s2s_ad.runtime import Compiled
+from s2s_ad.trace import trace
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -64,7 +64,7 @@ MIXES = ["rev-rev", "fwd-rev", "rev-fwd"]
 
 def _program(kind: str, op: str) -> Program:
     def body(fe, vals):
-        return KINDS[kind](fe.b, op, *vals)
+        return KINDS[kind](fe.builder, op, *vals)
 
     return trace(body, [Aval(SHAPE, F64), Aval(SHAPE, F64)], f"{kind}_{op}", ["x", "y"])
 

@@ -1,0 +1,296 @@
+"""The staging API: what a primitive, a transform or the interpreter uses to build a program.
+
+A :class:`Tracer` holds the program being built (its equations, parameters and constants) and
+turns values into atoms: IR variables and literals stay as they are, registered leaves
+(Tensors, Parameters, arrays) become inputs or constants of the program, Python numbers
+become literals typed after the tensors they meet. Calls of other callables are staged by
+the interpreter the tracer belongs to (:meth:`Tracer.call`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from .. import dtype as mstype
+from ..errors import ArgumentError, Loc, S2SError, UnsupportedSyntaxError
+from ..ir import Atom, Aval, Builder, Lit, Program, Var, copy_eqns
+from ..ops.table import cast_to, fill, get_op
+from .protocol import describe, is_tensor_value, leaf_of
+
+
+class CallStager(Protocol):
+    """What stages calls for a tracer (the :class:`~s2s_ad.trace.interpreter.Interpreter`)."""
+
+    def call(self, f: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any: ...
+
+    def inline(self, func: Any, args: list[Any], kwargs: dict[str, Any], owner: Any = None) -> Any: ...
+
+
+class Tracer:
+    """Builds one program. Tensor values are atoms (``Var``/``Lit``); ``call`` stages a call
+    through the interpreter this tracer belongs to."""
+
+    def __init__(self, stager: CallStager | None = None) -> None:
+        self._b = Builder(primal=True)
+        self._stager = stager
+        self.params: list[Any] = []
+        self.param_vars: dict[int, Var] = {}  # id(parameter object) -> its input variable
+        self.consts: list[Any] = []
+        self.const_vars: dict[int, Var] = {}  # id(constant object) -> its variable
+        self.promoted: dict[tuple[Atom, np.dtype], Atom] = {}
+        self.float_params: frozenset[int] = frozenset()
+        self.bprop_cells: list[tuple[str, Loc]] = []
+
+    # ------------------------------------------------------------------ position and errors
+    @property
+    def loc(self) -> Loc | None:
+        """The source position of what is being staged (recorded on every equation)."""
+        return self._b.loc
+
+    @loc.setter
+    def loc(self, loc: Loc | None) -> None:
+        self._b.loc = loc
+
+    def error(self, msg: str, cls: type[S2SError] = S2SError) -> S2SError:
+        """An error of class ``cls`` at the current source position (to be raised)."""
+        return cls(msg, self.loc)
+
+    # ------------------------------------------------------------------ building
+    @property
+    def builder(self) -> Builder:
+        """The builder of the program, for IR helpers that take one (the op table's ``fill``, ...)."""
+        return self._b
+
+    def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
+        """Emit ``op`` on atoms as they are (no conversion or promotion); its one output."""
+        return self._b.bind1(op, *ins, hint=hint, **params)
+
+    def cast(self, a: Atom, dtype: np.dtype) -> Atom:
+        """``a`` as ``dtype`` (``a`` itself when it already is)."""
+        return cast_to(self._b, a, dtype)
+
+    def fill(self, shape: tuple[int, ...], value: Any, dtype: np.dtype) -> Atom:
+        """A tensor of ``shape`` filled with ``value``."""
+        return fill(self._b, shape, value, dtype)
+
+    def lit(self, value: Any, dtype: Any) -> Lit:
+        """A literal of ``dtype``."""
+        return Lit(value, np.dtype(dtype))
+
+    # ------------------------------------------------------------------ values
+    def atom(self, v: Any, like: np.dtype | None = None) -> Atom:
+        """A tensor value as an atom. Python numbers become literals typed ``like`` (weak
+        typing, as MindSpore and numpy treat Python scalars)."""
+        if isinstance(v, (Var, Lit)):
+            return v
+        leaf = leaf_of(v)
+        if leaf is not None and leaf.parameter:
+            var = self.param_vars.get(id(v))
+            if var is None:
+                arr = leaf.array(v)
+                var = Var(Aval(tuple(arr.shape), arr.dtype), leaf.name(v) if leaf.name else None)
+                self.param_vars[id(v)] = var
+                self.params.append(v)
+            if id(v) in self.float_params:
+                key = (var, np.dtype(np.float32))
+                if key not in self.promoted:
+                    self.promoted[key] = cast_to(self._b, var, np.dtype(np.float32))
+                return self.promoted[key]
+            return var
+        if leaf is not None:
+            var = self.const_vars.get(id(v))
+            if var is None:
+                arr = np.asarray(leaf.array(v))
+                var = Var(Aval(arr.shape, arr.dtype), None)
+                self.const_vars[id(v)] = var
+                self.consts.append(v)
+            return var
+        if isinstance(v, (bool, int, float, np.number)):
+            if like is None:
+                like = np.dtype(np.float32) if isinstance(v, float) else np.dtype(np.int64)
+            if isinstance(v, float) and like.kind != "f":
+                like = np.dtype(np.float32)
+            return Lit(v, like)
+        raise self.error(f"expected a tensor, got {describe(v)}", ArgumentError)
+
+    def atoms(self, vals: list[Any]) -> list[Atom]:
+        """Convert values, typing Python scalars after the tensors among them."""
+        tensor_dts = [self.atom(v).dtype for v in vals if is_tensor_value(v)]
+        like = np.result_type(*tensor_dts) if tensor_dts else None
+        return [self.atom(v, like) for v in vals]
+
+    def bind(self, op: str, ins: list[Any], hint: str | None = None, **params: Any) -> Var:
+        """Emit ``op`` on values (converted by :meth:`atoms`); its one output."""
+        return self._b.bind1(op, *self.atoms(ins), hint=hint, **params)
+
+    def elementwise(self, op: str, args: list[Any]) -> Any:
+        """The elementwise table op ``op`` of values, with MindSpore's type promotion."""
+        opdef = get_op(op)
+        if len(args) != opdef.nin:
+            raise self.error(f"{opdef.display} takes {opdef.nin} tensor input(s), got {len(args)}", ArgumentError)
+        if not any(is_tensor_value(a) for a in args):
+            for a in args:
+                if not isinstance(a, (int, float, bool)):
+                    raise self.error(f"{opdef.display} expects tensors or numbers, got {describe(a)}", ArgumentError)
+        return self._b.bind1(op, *self.promote(self.atoms(args)))
+
+    def promote(self, atoms: list[Atom]) -> list[Atom]:
+        """MindSpore's promotion for mixed integer and float operands: the integer ones become
+        the float type (numpy would widen int32 * float32 to float64). Bool operands (e.g. a
+        select condition) are left alone."""
+        floats = [a.dtype for a in atoms if a.dtype.kind == "f"]
+        if not floats or all(a.dtype.kind not in "iu" for a in atoms):
+            return atoms
+        target = np.result_type(*floats)
+        out = []
+        for a in atoms:
+            if isinstance(a, Lit) and a.dtype.kind in "iu":
+                a = Lit(a.value, target)
+            elif a.dtype.kind in "iu":
+                # One cast per (variable, dtype): the gradient of an integer input is then
+                # accumulated in float and truncated once.
+                key = (a, target)
+                if key not in self.promoted:
+                    self.promoted[key] = cast_to(self._b, a, target)
+                a = self.promoted[key]
+            out.append(a)
+        return out
+
+    def tensor_of(self, data: Atom, dtype: Any = None) -> Atom:
+        """``Tensor(data, dtype)`` of a traced value ``data``."""
+        a = self.atom(data)
+        if dtype is None:
+            return a
+        try:
+            dt = mstype.to_np(dtype)
+        except TypeError:
+            raise self.error(f"Cast: {dtype!r} is not a dtype", ArgumentError) from None
+        return a if a.dtype == dt else self._b.bind1("cast", a, dtype=dt)
+
+    def subscript(self, base: Any, idx: Any) -> Any:
+        """``base[idx]``: a ``getitem`` of a tensor, or the element of a Python container."""
+        if is_tensor_value(base):
+            return self._b.bind1("getitem", self.atom(base), index=normalize_index(self, idx))
+        if isinstance(idx, (Var, Lit)):
+            raise self.error("indexing a Python container with a tensor is not supported", UnsupportedSyntaxError)
+        try:
+            return base[idx]
+        except (IndexError, KeyError, TypeError) as err:
+            raise self.error(f"cannot index {describe(base)} with {idx!r}: {err}") from None
+
+    # ------------------------------------------------------------------ calls
+    def call(self, f: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
+        """Stage ``f(*args, **kwargs)`` (see :func:`s2s_ad.trace.protocol.find_stager`)."""
+        if self._stager is None:
+            raise self.error(f"cannot stage a call of `{getattr(f, '__name__', f)}` without an interpreter")
+        return self._stager.call(f, args, kwargs)
+
+    def inline(self, func: Any, args: list[Any], kwargs: dict[str, Any], owner: Any = None) -> Any:
+        """Interpret the Python function ``func`` on ``args`` (``owner``: the object whose
+        method it is, for messages)."""
+        if self._stager is None:
+            raise self.error(f"cannot inline `{getattr(func, '__name__', func)}` without an interpreter")
+        return self._stager.inline(func, args, kwargs, owner)
+
+    def note_bprop(self, entry: tuple[str, Loc]) -> None:
+        """Record a Cell with a custom ``bprop`` (its name and the rule's position), see
+        :attr:`Program.bprop_cells`."""
+        if entry not in self.bprop_cells:
+            self.bprop_cells.append(entry)
+
+    # ------------------------------------------------------------------ result
+    def program(
+        self,
+        name: str,
+        invars: list[Var],
+        in_tree: Any,
+        outs: list[Atom],
+        out_tree: Any,
+        arg_names: list[str],
+    ) -> Program:
+        """The program built: ``invars`` (the arguments) then the parameters and constants used."""
+        return Program(
+            name=name,
+            invars=invars
+            + [self.param_vars[id(p)] for p in self.params]
+            + [self.const_vars[id(c)] for c in self.consts],
+            n_args=len(invars),
+            in_tree=in_tree,
+            parameters=list(self.params),
+            consts=list(self.consts),
+            eqns=self._b.eqns,
+            outs=outs,
+            out_tree=out_tree,
+            arg_names=list(arg_names),
+            bprop_cells=list(self.bprop_cells),
+        )
+
+
+def normalize_index(tr: Tracer, idx: Any) -> tuple:
+    """A tensor index (ints, slices, None, ``...``) as ``getitem``'s ``index`` parameter."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    out: list[Any] = []
+    for i in items:
+        if isinstance(i, slice):
+            for x in (i.start, i.stop, i.step):
+                if x is not None and not isinstance(x, (int, np.integer)):
+                    raise tr.error(f"slice bounds must be constant integers, got {describe(x)}", UnsupportedSyntaxError)
+            out.append(("slice", i.start, i.stop, i.step))
+        elif isinstance(i, (bool, np.bool_)):
+            raise tr.error("boolean indices are not supported", UnsupportedSyntaxError)
+        elif isinstance(i, (int, np.integer)):
+            out.append(int(i))
+        elif i is None or i is Ellipsis:
+            out.append(i)
+        else:
+            raise tr.error(
+                f"tensor indices must be constant ints, slices, None or ..., got {describe(i)}", UnsupportedSyntaxError
+            )
+    return tuple(out)
+
+
+def inline_program(tr: Tracer, prog: Program, args: list[Atom]) -> list[Atom]:
+    """Copy ``prog``'s equations into ``tr`` with its arguments bound to ``args``; its
+    parameters and constants become ``tr``'s own (the same Parameter maps to the same
+    variable, so nested derivatives see one weight)."""
+    env: dict[Var, Atom] = {}
+    for entry in prog.bprop_cells:
+        tr.note_bprop(entry)
+    for v, a in zip(prog.arg_vars, args):
+        env[v] = tr.cast(a, v.dtype)
+    for v, p in zip(prog.param_vars, prog.parameters):
+        env[v] = tr.cast(tr.atom(p), v.dtype)  # an integer Parameter tr uses as float
+    for v, c in zip(prog.const_vars, prog.consts):
+        env[v] = tr.atom(c)
+    copy_eqns(tr.builder, prog.eqns, env, prog.names)
+    return [o if isinstance(o, Lit) else env[o] for o in prog.outs]
+
+
+def abstractify(x: Any) -> Any:
+    """Tensor leaves → Aval; everything else is a static value."""
+    if isinstance(x, (tuple, list)):
+        return type(x)(abstractify(v) for v in x)
+    if isinstance(x, dict):
+        return {k: abstractify(v) for k, v in x.items()}
+    leaf = leaf_of(x)
+    if leaf is not None:
+        a = leaf.array(x)
+        return Aval(tuple(a.shape), input_dtype(a.dtype))
+    return x
+
+
+def input_dtype(dt: np.dtype) -> np.dtype:
+    """The dtype a compiled program sees for an input of dtype ``dt``: native byte order
+    (big-endian arrays are converted at the call); anything that is not a supported
+    tensor dtype (complex, strings, objects, ...) is rejected with the list of those that are."""
+    dt = mstype.native(np.dtype(dt))
+    if dt not in mstype.NP_DTYPES:
+        raise ArgumentError(
+            f"inputs must be tensors of a supported dtype, got dtype {dt}"
+            + (" (complex numbers are not supported)" if dt.kind == "c" else "")
+            + "; supported: "
+            + ", ".join(str(d) for d in mstype.NP_DTYPES)
+        )
+    return dt
