@@ -19,6 +19,7 @@ from dataclasses import replace
 import numpy as np
 import sympy as sp
 
+from . import context
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of
 from .ops.table import broadcast_to, cast_to, fill
@@ -255,8 +256,6 @@ def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Progra
     derivatives may still be taken (``stop_gradient``). The user's own equations are rewritten
     only in IEEE-exact ways (dce, cse, shape-only constant folds) unless the context's
     ``algebraic_simplification`` is on."""
-    from . import context
-
     keep_primal = not context.get_context("algebraic_simplification")
     passes: list[tuple[str, Callable[[Program], Program]]] = [
         ("dce", dce),
