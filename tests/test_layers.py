@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -167,6 +169,28 @@ def test_import_graph_has_no_cycle() -> None:
 def test_function_local_imports_say_why() -> None:
     silent = [imp for imp in IMPORTS if imp.local and not imp.reason]
     assert not silent, "function-local imports without a comment giving the reason:\n" + "\n".join(map(str, silent))
+
+
+# Import one module with the package's facade (its ``__init__``) left out, and list what loaded.
+_PROBE = """
+import importlib, sys, types
+package = types.ModuleType("s2s_ad")
+package.__path__ = [{path!r}]
+sys.modules["s2s_ad"] = package
+importlib.import_module({module!r})
+print(" ".join(sorted(m for m in sys.modules if m.startswith("s2s_ad."))))
+"""
+
+
+@pytest.mark.parametrize(
+    "module", ["s2s_ad.ir", "s2s_ad.primitives", "s2s_ad.ad.reverse", "s2s_ad.codegen", "s2s_ad.trace", "s2s_ad.runtime"]
+)
+def test_a_layer_loads_without_the_layers_above(module: str) -> None:
+    code = _PROBE.format(path=str(PACKAGE), module=module)
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert module in loaded
+    above = [m for m in loaded if layer_of(m) > layer_of(module)]
+    assert not above, f"importing {module} loads modules of higher layers: {above}"
 
 
 @pytest.mark.parametrize(
