@@ -313,13 +313,6 @@ def _toposort(units: dict[object, list[Eqn]], first: dict[object, int], env: dic
     return out
 
 
-_SHAPE_ONLY = {"broadcast_to", "reshape", "transpose", "getitem", "cast", "reduce_max", "reduce_min", "reduce_mean"}
-# Folds that are not IEEE-exact (a mean or sum of n copies of v is not v or n*v in floating
-# point; a matmul with zeros is nan where the other factor has an inf): made only in
-# derivative code, never in the user's own equations.
-_INEXACT = {"reduce_mean", "reduce_sum", "matmul"}
-
-
 def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     """Propagate constants through structural ops: a reshape, broadcast, transpose, slice,
     cast or max/min/mean of a constant fill is a fill; a sum of one is a scaled fill; a matmul
@@ -339,9 +332,9 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
         v = None
         if e.op == "fill":
             value[id(e.outs[0])] = float(e.params["value"])
-        elif keep_primal and e.primal and e.op in _INEXACT:
+        elif keep_primal and e.primal and get_op(e.op).inexact:
             pass  # the user's sum, mean or matmul keeps numpy's rounding, overflow and 0*inf
-        elif out is not None and e.op in _SHAPE_ONLY and const(ins[0]) is not None:
+        elif out is not None and get_op(e.op).shape_only and const(ins[0]) is not None:
             v = const(ins[0])
             if e.op == "cast":
                 v = float(np.asarray(v).astype(out.dtype))
