@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .codegen import LOOP_NS, register_source
+from .codegen import LOOP_NS, loop_namespace, register_source
 from .diskcache import NJIT_OPTIONS, compile_cached
 from .lru import ProgramCache, Users
 
@@ -39,9 +39,7 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
             filename = register_source(src, fname)
             ns: dict = {"np": np}
             if backend == "numba":
-                from . import cpumath
-
-                ns[LOOP_NS] = cpumath
+                ns[LOOP_NS] = loop_namespace()
             exec(compile(src, filename, "exec"), ns)
             fn = ns[fname]
             if backend == "numba":

@@ -12,11 +12,13 @@ adjoint sweep it reads ``# adjoint of file:line: ...``.
 from __future__ import annotations
 
 import ast
+import functools
 import keyword
 import linecache
 import os
 import re
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -24,9 +26,6 @@ import numpy as np
 from .fusion import Loop, schedule
 from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
 from .ops.table import ATOM, ELEMENTWISE, MUL, POW, UNARY, get_op
-
-# Ops whose numpy result is a fresh C-contiguous array.
-_FRESH = {"matmul", "reduce_sum", "reduce_mean", "fill", "scatter", "cast", "reshape"}
 
 
 class _Ctx:
@@ -132,8 +131,7 @@ def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = (), ns: str | None 
     return print_elementwise(op, args, lambda v: C.lit(v, dt), ns or C.np, shape)
 
 
-# The namespace of functions inside fused loops: :mod:`s2s_ad.cpumath`, whose exp and tanh
-# are vectorisable (numpy's scalar functions are calls of the C library, one at a time).
+# The name of the namespace of functions inside fused loops (see :func:`loop_namespace`).
 LOOP_NS = "vm"
 
 
@@ -144,6 +142,22 @@ def location_comment(e: Eqn) -> str:
     src = e.loc.source_line()
     what = "adjoint of " if e.adjoint else ""
     return f"# {what}{os.path.basename(e.loc.file)}:{e.loc.line}" + (f": {src}" if src else "")
+
+
+@functools.cache
+def loop_namespace() -> ModuleType:
+    """The namespace ``vm`` of the fused loops' functions, built from the op table: for the
+    function each elementwise op computes (its ``function``), :mod:`s2s_ad.cpumath`'s
+    vectorised kernel of that name where one exists, else numpy's function (numpy's scalar
+    functions are calls of the C library, one element at a time); and cpumath's ``sum_add``."""
+    from . import cpumath  # imports Numba, which only the Numba backend needs
+
+    ns = ModuleType(f"s2s_ad.{LOOP_NS}", "The functions of the fused loops (s2s_ad.codegen.loop_namespace).")
+    for op in ELEMENTWISE:
+        if op.function is not None:
+            setattr(ns, op.function, cpumath.KERNELS.get(op.function) or getattr(np, op.function))
+    ns.sum_add = cpumath.sum_add
+    return ns
 
 
 def function_names(ns: str) -> list[str]:
@@ -256,7 +270,7 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
         target = names.fresh(name_of(out))
         emit(f"{target} = {s}")
         expr[out] = (target, ATOM)
-        if op.kind == "elementwise" or e.op in _FRESH:
+        if op.contiguous:
             C.contig.add(target)
 
     rets = [atom(a)[0] for a in prog.outs]

@@ -1,4 +1,4 @@
-"""Scalar functions that the fused loops of the Numba backend call as ``vm.NAME(x)``.
+"""Vectorisable scalar kernels for the fused loops of the Numba backend.
 
 Numba compiles ``np.exp(x)`` of a scalar to a call of the C library's ``exp``, one element
 at a time, and a loop with a call in it is not vectorised: a float32 ``tanh`` over 16k
@@ -11,18 +11,17 @@ and the right one selected, so LLVM vectorises a loop that calls them.
   with float32 arithmetic for float32 (only the argument reduction of sin and cos is done in
   float64). Their error is within 2 units in the last place of the correctly rounded result
   (``tests/test_cpumath.py`` measures it against a higher precision), with IEEE results for
-  ``inf``, ``nan``, overflow, underflow and ``-0.0``.
+  ``inf``, ``nan``, overflow, underflow and ``-0.0``. Integer and bool arguments go to numpy's
+  functions.
 * ``sin`` and ``cos`` reduce the argument exactly only for ``|x| <= 2**20 pi/2``; beyond it
   (and for ``inf`` and ``nan``) they return ``nan``, and the fused loop that called them runs
   again with numpy's functions (``codegen._print_loop``). They are meant for those loops only.
-* Every other name the op table's printers use is numpy's function of the same name,
-  which Numba compiles as before (``tan``, ``sinh``, ``cosh`` and ``arctanh`` are calls of the
-  C library, and a loop using one stays scalar); integer and bool arguments go to numpy's
-  functions too.
 * ``sum_add`` is the addition of the loops' float sums, the one operation LLVM may reorder.
 
-The set of names is derived from the printers (:func:`s2s_ad.codegen.function_names`);
-a test checks that every one of them is defined here.
+The loops call their functions as ``vm.NAME(x)``; the namespace ``vm`` is built from the op
+table by :func:`s2s_ad.codegen.loop_namespace`: the kernel here where one of the function's
+name exists, else numpy's function (which Numba compiles as a call of the C library: ``tan``,
+``sinh``, ``expm1``, ... keep their loop scalar). A kernel is added here only for speed.
 """
 
 from __future__ import annotations
@@ -32,40 +31,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-# numpy's functions under the names the printers use
-from numpy import (  # noqa: F401
-    abs,
-    arctanh,
-    cosh,
-    maximum,
-    minimum,
-    sign,
-    sinh,
-    sqrt,
-    square,
-    tan,
-    where,
-)
-
-__all__ = [
-    "sum_add",
-    "abs",
-    "arctanh",
-    "cos",
-    "cosh",
-    "exp",
-    "log",
-    "maximum",
-    "minimum",
-    "sign",
-    "sin",
-    "sinh",
-    "sqrt",
-    "square",
-    "tan",
-    "tanh",
-    "where",
-]
+__all__ = ["KERNELS", "cos", "exp", "log", "sin", "sum_add", "tanh"]
 
 _JIT = {"error_model": "numpy", "nogil": True}
 
@@ -417,3 +383,7 @@ _by_precision(tanh, _tanh32, _tanh64)
 _by_precision(log, _log32, _log64)
 _by_precision(sin, _sin32, _sin64)
 _by_precision(cos, _cos32, _cos64)
+
+
+# the vectorised kernels, by the name of numpy's function they replace in fused loops
+KERNELS = {fn.__name__: fn for fn in (exp, tanh, log, sin, cos)}

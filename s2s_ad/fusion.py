@@ -28,11 +28,6 @@ from dataclasses import dataclass, field
 from .ir import Eqn, Program, Var
 from .ops.table import get_op
 
-# Structural ops that act elementwise (index for index) inside a loop.
-COMPARISONS = frozenset({"greater", "greater_equal", "less", "less_equal", "equal", "not_equal"})
-_PASS = frozenset({"cast", "broadcast_to", "fill", "stop_gradient"}) | COMPARISONS
-FUSED_REDUCTIONS = frozenset({"reduce_sum", "reduce_mean"})
-
 
 @dataclass
 class Loop:
@@ -68,9 +63,10 @@ Step = Eqn | Loop
 
 
 def _fusible(e: Eqn) -> bool:
+    # elementwise ops and the structural ops that act index for index (the table's ``pointwise``)
     if len(e.outs) != 1 or e.outs[0].shape == ():
         return False
-    return get_op(e.op).kind == "elementwise" or e.op in _PASS
+    return get_op(e.op).pointwise
 
 
 def use_counts(prog: Program) -> Counter[Var]:
@@ -124,7 +120,7 @@ def schedule(prog: Program) -> list[Step]:
             loop.eqns.append(e)
             member_of[e.outs[0]] = loop
             continue
-        if e.op in FUSED_REDUCTIONS and isinstance(e.ins[0], Var):
+        if get_op(e.op).fused_reduction and isinstance(e.ins[0], Var):
             loop = member_of.get(e.ins[0])
             if loop is not None and loop.shape == e.ins[0].shape:
                 loop.reductions.append(e)
@@ -137,4 +133,4 @@ def schedule(prog: Program) -> list[Step]:
     return steps
 
 
-__all__ = ["COMPARISONS", "FUSED_REDUCTIONS", "Loop", "Step", "schedule", "use_counts"]
+__all__ = ["Loop", "Step", "schedule", "use_counts"]

@@ -22,7 +22,7 @@ import sympy as sp
 from . import context
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of
-from .ops.table import broadcast_to, cast_to, fill
+from .ops.table import broadcast_to, cast_to, fill, get_op
 from .symbolic import to_ir
 
 # ``S2S_AD_CHECK_IR=1`` (set by the test suite) runs :func:`~s2s_ad.ir.check_program` before
@@ -199,13 +199,6 @@ def _simplify_cluster(
     return order_eqns(kept + b.eqns, env) if kept else b.eqns
 
 
-_SHAPE_ONLY = {"broadcast_to", "reshape", "transpose", "getitem", "cast", "reduce_max", "reduce_min", "reduce_mean"}
-# Folds that are not IEEE-exact (a mean or sum of n copies of v is not v or n*v in floating
-# point; a matmul with zeros is nan where the other factor has an inf): made only in
-# derivative code, never in the user's own equations.
-_INEXACT = {"reduce_mean", "reduce_sum", "matmul"}
-
-
 def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     """Propagate constants through structural ops: a reshape, broadcast, transpose, slice,
     cast or max/min/mean of a constant fill is a fill; a sum of one is a scaled fill; a matmul
@@ -226,9 +219,9 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
         v = None
         if e.op == "fill":
             value[e.outs[0]] = float(e.params["value"])
-        elif keep_primal and e.primal and e.op in _INEXACT:
+        elif keep_primal and e.primal and get_op(e.op).inexact:
             pass  # the user's sum, mean or matmul keeps numpy's rounding, overflow and 0*inf
-        elif out is not None and e.op in _SHAPE_ONLY and const(ins[0]) is not None:
+        elif out is not None and get_op(e.op).shape_only and const(ins[0]) is not None:
             v = const(ins[0])
             if e.op == "cast":
                 v = float(np.asarray(v).astype(out.dtype))

@@ -29,6 +29,7 @@ from .diskcache import FirstCall
 from .dtype import native, native_array
 from .ir import HALF, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
+from .ops.table import get_op
 from .opt import optimize
 from .tensor import Parameter, Tensor
 from .trace.interpreter import trace
@@ -194,17 +195,17 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
 
 
 _FRESH_ARRAY, _SCALAR, _MAYBE_VIEW = 0, 1, 2
-# Ops whose result may share memory with an input (numpy views, or the input itself).
-_VIEW_OPS = frozenset({"reshape", "transpose", "getitem", "broadcast_to", "stop_gradient"})
 
 
 def _output_kinds(prog: Program) -> list[int]:
+    # an output made by an op whose result may share memory with an input (the table's ``view``:
+    # numpy views, or the input itself), or an input itself, may be a view
     producer = {o: e.op for e in prog.eqns for o in e.outs}
     kinds = []
     for a in prog.outs:
         if a.shape == ():
             kinds.append(_SCALAR)
-        elif a not in producer or producer[a] in _VIEW_OPS:
+        elif a not in producer or get_op(producer[a]).view:
             kinds.append(_MAYBE_VIEW)
         else:
             kinds.append(_FRESH_ARRAY)

@@ -183,7 +183,8 @@ print(" ".join(sorted(m for m in sys.modules if m.startswith("s2s_ad."))))
 
 
 @pytest.mark.parametrize(
-    "module", ["s2s_ad.ir", "s2s_ad.primitives", "s2s_ad.ad.reverse", "s2s_ad.codegen", "s2s_ad.trace", "s2s_ad.runtime"]
+    "module",
+    ["s2s_ad.ir", "s2s_ad.primitives", "s2s_ad.ad.reverse", "s2s_ad.codegen", "s2s_ad.trace", "s2s_ad.runtime"],
 )
 def test_a_layer_loads_without_the_layers_above(module: str) -> None:
     code = _PROBE.format(path=str(PACKAGE), module=module)

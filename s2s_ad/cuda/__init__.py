@@ -20,7 +20,16 @@ from ..context import CUDA_INSTALL_HINT as INSTALL_HINT
 from ..context import cuda_status as status
 from ..errors import S2SError
 from ..ir import Program
-from .printer import GPU_LAUNCH, SIM_LAUNCH, Launch, device_function_names, generate, launch_config, simulated
+from .printer import (
+    GPU_LAUNCH,
+    SIM_LAUNCH,
+    Launch,
+    device_function_names,
+    device_namespace,
+    generate,
+    launch_config,
+    simulated,
+)
 
 __all__ = [
     "GPU_LAUNCH",
@@ -28,6 +37,7 @@ __all__ = [
     "Launch",
     "build",
     "device_function_names",
+    "device_namespace",
     "generate",
     "launch_config",
     "simulated",
@@ -47,11 +57,11 @@ def build(program: Program, fname: str, doc: str | None = None) -> tuple[str, Ca
     if importlib.util.find_spec("numba_cuda") is None:
         raise S2SError(f"the CUDA target needs the numba-cuda package ({INSTALL_HINT})")
     from ..codegen import register_source
-    from . import devicemath
 
-    missing = [n for n in device_function_names() if not hasattr(devicemath, n)]
-    if missing:  # an elementwise op was added to the table with a new function
-        raise S2SError(f"the CUDA target has no device function for {', '.join(missing)} (s2s_ad.cuda.devicemath)")
+    dm = device_namespace()
+    missing = [n for n in device_function_names() if not hasattr(dm, n)]
+    if missing:  # a printer calls a function that no elementwise op of the table computes
+        raise S2SError(f"the CUDA target has no device function for {', '.join(missing)} (no op table `function`)")
     with _LOCK:
         fn = _CACHE.get(src)
         if fn is None:

@@ -1,10 +1,12 @@
-"""Scalar device functions that the CUDA kernels call as ``dm.NAME(x)``.
+"""Scalar device functions for the CUDA kernels, which call them as ``dm.NAME(x)``.
 
-The op table's elementwise printers are reused for the CUDA target by printing them with this
-module as the namespace (``("call", "exp")`` prints ``dm.exp(x)``, the sigmoid template prints
-``... / (... + dm.exp(-x))``), so no op needs a second hand-written entry. The set of names is
-derived from the printers (:func:`s2s_ad.cuda.printer.device_function_names`) and every one of
-them is defined here.
+The op table's elementwise printers are reused for the CUDA target by printing them with the
+namespace ``dm`` (``("call", "exp")`` prints ``dm.exp(x)``, the sigmoid template prints
+``... / (... + dm.exp(-x))``), so no op needs a second hand-written entry. ``dm`` is built from
+the op table by :func:`s2s_ad.cuda.printer.device_namespace`: for the function an elementwise op
+computes, the helper of that name here where one exists (``square``, ``abs``, ``sign``,
+``maximum``, ``minimum``, ``where``), else :func:`math_function` of numpy's function and the
+op's CUDA lowering (the ``math`` function CUDA compiles: ``math.exp``, ``math.atanh``).
 
 Each function has two implementations:
 
@@ -19,80 +21,29 @@ Each function has two implementations:
 from __future__ import annotations
 
 import builtins
-import math
+from collections.abc import Callable
 
 import numpy as np
 
 _pyabs = builtins.abs
 
-__all__ = [
-    "abs",
-    "arctanh",
-    "cos",
-    "cosh",
-    "exp",
-    "log",
-    "maximum",
-    "minimum",
-    "sign",
-    "sin",
-    "sinh",
-    "sqrt",
-    "square",
-    "tan",
-    "tanh",
-    "where",
-]
+__all__ = ["HELPERS", "abs", "math_function", "maximum", "minimum", "sign", "square", "where"]
 
 
-def exp(x):
-    """e**x."""
-    return np.exp(x)
+def math_function(name: str, numpy_fn: Callable, cuda_fn: Callable) -> Callable:
+    """The device function ``name``: ``numpy_fn`` in the simulator, ``cuda_fn`` (a ``math``
+    function, typed by its argument) compiled on a GPU."""
 
+    def fn(x):
+        return numpy_fn(x)
 
-def log(x):
-    """Natural logarithm."""
-    return np.log(x)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"{name}(x): numpy's {numpy_fn.__name__} in the simulator, {cuda_fn.__name__} on a GPU."
+    if not _simulated():
+        from numba.cuda.extending import overload  # numba.cuda's compiler: only on a GPU
 
-
-def sqrt(x):
-    """Square root."""
-    return np.sqrt(x)
-
-
-def sin(x):
-    """Sine."""
-    return np.sin(x)
-
-
-def cos(x):
-    """Cosine."""
-    return np.cos(x)
-
-
-def tan(x):
-    """Tangent."""
-    return np.tan(x)
-
-
-def sinh(x):
-    """Hyperbolic sine."""
-    return np.sinh(x)
-
-
-def cosh(x):
-    """Hyperbolic cosine."""
-    return np.cosh(x)
-
-
-def tanh(x):
-    """Hyperbolic tangent."""
-    return np.tanh(x)
-
-
-def arctanh(x):
-    """Inverse hyperbolic tangent."""
-    return np.arctanh(x)
+        overload(fn, target="cuda")(lambda x: lambda x: cuda_fn(x))
+    return fn
 
 
 def square(x):
@@ -125,31 +76,9 @@ def where(c, a, b):
     return a if c else b
 
 
-# The math functions whose CUDA form is the ``math`` module's (typed by the argument: a
-# float32 argument calls the float32 libdevice function).
-_MATH = {
-    exp: math.exp,
-    log: math.log,
-    sqrt: math.sqrt,
-    sin: math.sin,
-    cos: math.cos,
-    tan: math.tan,
-    sinh: math.sinh,
-    cosh: math.cosh,
-    tanh: math.tanh,
-    arctanh: math.atanh,
-}
-
-
 def _register_cuda_overloads() -> None:
     from numba.cuda.extending import overload
     from numba.cuda.np.numpy_support import as_dtype
-
-    def unary(fn, impl):
-        overload(fn, target="cuda")(lambda x: lambda x: impl(x))
-
-    for fn, impl in _MATH.items():
-        unary(fn, impl)
 
     @overload(square, target="cuda")
     def _square(x):
@@ -197,3 +126,6 @@ def _simulated() -> bool:
 
 if not _simulated():
     _register_cuda_overloads()
+
+# the device functions that have a helper of their own, by name
+HELPERS = {fn.__name__: fn for fn in (square, abs, sign, maximum, minimum, where)}

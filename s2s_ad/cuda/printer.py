@@ -29,19 +29,21 @@ threads and at most 2 blocks; grid-stride loops cover any size.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
 from .. import codegen
 from ..codegen import _leaf_names, _Names
 from ..errors import S2SError
-from ..fusion import COMPARISONS, Loop, schedule, use_counts
+from ..fusion import Loop, schedule, use_counts
 from ..ir import Atom, Eqn, Lit, Program, Var
-from ..ops.table import ATOM, CMP, UNARY, OpDef, get_op, index_str
+from ..ops.table import ATOM, CMP, ELEMENTWISE, UNARY, OpDef, get_op, index_str
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,33 @@ def print_elementwise(op: OpDef, args: list[tuple[str, int]], dt: np.dtype, ns: 
 
 def device_function_names() -> list[str]:
     """The ``dm.NAME`` functions the elementwise printers of the op table use (every one must be
-    defined in :mod:`s2s_ad.cuda.devicemath`)."""
+    in :func:`device_namespace`)."""
     return codegen.function_names("dm")
+
+
+@functools.cache
+def device_namespace() -> ModuleType:
+    """The namespace ``dm`` of the kernels' scalar device functions, built from the op table: for
+    the function each elementwise op computes (its ``function``), :mod:`~s2s_ad.cuda.devicemath`'s
+    helper of that name where one exists, else a device function of numpy's function and the
+    op's CUDA lowering (its ``cuda``, by default the ``math`` function of the same name)."""
+    from . import devicemath  # imports Numba, which only the CUDA target needs
+
+    ns = ModuleType("s2s_ad.cuda.dm", "The scalar device functions (s2s_ad.cuda.printer.device_namespace).")
+    for op in ELEMENTWISE:
+        name = op.function
+        if name is None or hasattr(ns, name):
+            continue
+        fn = devicemath.HELPERS.get(name)
+        if fn is None:
+            if op.cuda is None:
+                raise S2SError(
+                    f"{op.display} ({op.name}): the CUDA target has no device function for {name}; give its "
+                    "op table entry a `cuda=` lowering (a function numba.cuda compiles, e.g. math.expm1)"
+                )
+            fn = devicemath.math_function(name, getattr(np, name), op.cuda)
+        setattr(ns, name, fn)
+    return ns
 
 
 # ----------------------------------------------------------------------------- index helpers
@@ -234,11 +261,9 @@ def _getitem_map(index: tuple, in_shape, out_shape) -> list[tuple[int, int, int 
 
 
 # ----------------------------------------------------------------------------- the schedule
-_POINTWISE = frozenset({"cast", "broadcast_to", "fill", "stop_gradient", "select"}) | COMPARISONS
-
-
 def _pointwise(e: Eqn) -> bool:
-    return len(e.outs) == 1 and (get_op(e.op).kind == "elementwise" or e.op in _POINTWISE)
+    # elementwise ops and the structural ops that act index for index (the table's ``pointwise``)
+    return len(e.outs) == 1 and get_op(e.op).pointwise
 
 
 def cuda_schedule(prog: Program) -> list[Eqn | Loop]:
@@ -453,29 +478,32 @@ class _Source:
             "from numba import cuda",
             "from numba import types as nt",
             "",
-            "from s2s_ad.cuda import devicemath as dm",
+            "from s2s_ad.cuda.printer import device_namespace",
+            "",
+            "dm = device_namespace()  # the scalar device functions, from the op table",
         ]
         return "\n\n\n".join(["\n".join(header), *self.kernels, host]) + "\n"
 
     def eqn(self, e: Eqn) -> None:
         out = e.outs[0]
-        if e.op in ("stop_gradient", "reshape"):
+        op = get_op(e.op)
+        kernel = op.cuda_kernel  # how the op table says the op runs on the device
+        if kernel == "alias":
             self.dev[out] = self.array(e.ins[0])
-        elif e.op == "fill":
+        elif kernel == "fill":
             name = self.alloc(out)
             self.fill(name, out.aval.size, e.params["value"], out.dtype)
-        elif e.op == "broadcast_to" or _pointwise(e):
+        elif kernel == "pointwise":
             self.loop(Loop(out.shape, [e], stored=[out]))
-        elif e.op == "matmul":
+        elif kernel == "matmul":
             self.matmul(e)
-        elif e.op in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min"):
+        elif kernel == "reduce":
             self.reduce(e)
-        elif e.op in ("transpose", "getitem"):
+        elif kernel == "gather":
             self.gather(e)
-        elif e.op == "scatter":
+        elif kernel == "scatter":
             self.scatter(e)
         else:
-            op = get_op(e.op)
             raise S2SError(
                 f"{op.display} ({e.op}) has no device implementation on the CUDA target; "
                 "run this program on the CPU (set_context(device_target='CPU') or target='cpu')",

@@ -15,6 +15,7 @@ tests all read :data:`OPS`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
 
 from ..errors import ArgumentError, ShapeError
 from ..ir import OPS as ir_ops
@@ -59,6 +61,39 @@ class OpDef:
     # the derivative jumps where input values tie (maximum, reduce_max, ...): the generated tests
     # draw input values that are pairwise well apart
     distinct_inputs: bool = False
+    # scalar math -------------------------------------------------------------------------
+    # ``function``: the scalar function an elementwise op computes, by numpy's name ("arctanh").
+    # It prints as ``np.NAME(x)`` in numpy code, ``vm.NAME(x)`` in fused loops and ``dm.NAME(x)``
+    # in CUDA kernels (the printer defaults to ``("call", function)``). The loop namespace ``vm``
+    # takes cpumath's vectorised kernel of that name where one exists, else numpy's function; the
+    # device namespace ``dm`` takes devicemath's helper of that name where one exists, else a
+    # device function compiled from ``cuda`` (default: the ``math`` function of the same name).
+    function: str | None = None
+    cuda: Callable | None = None
+    numpy: tuple[str, ...] = ()  # NumPy functions (``np.NAME`` on traced values) that trace to this op
+    # properties the passes read -----------------------------------------------------------
+    view: bool = False  # numpy's result may share memory with an input (runtime copies such outputs)
+    contiguous: bool = False  # numpy's result is C-contiguous (every elementwise result is)
+    shape_only: bool = False  # of a constant fill, a fill of the same value (opt.fold_fills)
+    # folding it is not IEEE-exact (a sum or mean of n copies of v, a matmul with zeros and an inf):
+    # opt.fold_fills folds it in derivative code only, never in the user's own equations
+    inexact: bool = False
+    pointwise: bool = False  # a structural op that acts index for index: it joins fused loops
+    fused_reduction: bool = False  # a reduction that accumulates inside a fused loop
+    # how the CUDA printer lowers a structural op outside fused loops: "alias" (the same device
+    # array), "fill", "pointwise" (a one-equation loop), "matmul", "reduce", "gather", "scatter";
+    # "" for none (the CUDA target reports the op unsupported)
+    cuda_kernel: str = ""
+
+    def __post_init__(self) -> None:
+        if self.function is not None:
+            if self.printer is None:
+                self.printer = ("call", self.function)
+            if self.cuda is None:
+                self.cuda = getattr(math, self.function, None)
+        if self.kind == "elementwise":
+            self.contiguous = self.pointwise = True
+            self.cuda_kernel = "pointwise"
 
     @cached_property
     def symbols(self) -> tuple[sp.Symbol, ...]:
@@ -336,8 +371,11 @@ def elementwise(
     name: str,
     display: str,
     formula: Callable[..., sp.Expr],
-    printer: tuple,
+    printer: tuple | None = None,
     *,
+    function: str | None = None,
+    cuda: Callable | None = None,
+    numpy: str = "",
     nin: int = 1,
     sympy_head: Any = None,
     sympy_aliases: tuple = (),
@@ -348,6 +386,10 @@ def elementwise(
     distinct_inputs: bool = False,
     derivative_only: bool = False,
 ) -> OpDef:
+    """Register an elementwise op: ``formula`` is its scalar SymPy formula, ``function`` the
+    scalar function it computes by numpy's name (printed ``ns.NAME(x)``, see :class:`OpDef`) or
+    ``printer`` how it prints otherwise, ``numpy`` the space-separated NumPy function names that
+    trace to it."""
     return _register(
         OpDef(
             name,
@@ -357,6 +399,9 @@ def elementwise(
             abstract or _elementwise_abstract(display, float_result),
             formula=formula,
             printer=printer,
+            function=function,
+            cuda=cuda,
+            numpy=tuple(numpy.split()),
             sympy_head=sympy_head,
             sympy_aliases=sympy_aliases,
             bool_inputs=bool_inputs,
@@ -432,25 +477,64 @@ def _step_print(a, lit, np_, shape):
     return f"{np_}.where({a} > {lit(0)}, {lit(1)}, {lit(0)})", ATOM
 
 
-elementwise("add", "Add", lambda x, y: x + y, ("infix", "+", ADD), nin=2)
-elementwise("sub", "Sub", lambda x, y: x - y, ("infix", "-", ADD), nin=2)
-elementwise("mul", "Mul", lambda x, y: x * y, ("infix", "*", MUL), nin=2)
-elementwise("div", "Div", lambda x, y: x / y, ("infix", "/", MUL), nin=2, float_result=True, domain=(0.5, 2.0))
-elementwise("pow", "Pow", Power, ("template", _pow_print), nin=2, sympy_head=Power, domain=(0.5, 2.0))
-elementwise("neg", "Neg", lambda x: -x, ("prefix", "-"))
-elementwise("square", "Square", lambda x: x**2, ("call", "square"))
-elementwise("sqrt", "Sqrt", sp.sqrt, ("call", "sqrt"), float_result=True, domain=(0.5, 2.0))
-elementwise("exp", "Exp", sp.exp, ("call", "exp"), sympy_head=sp.exp, float_result=True)
-elementwise("log", "Log", sp.log, ("call", "log"), sympy_head=sp.log, float_result=True, domain=(0.5, 2.0))
-elementwise("sin", "Sin", sp.sin, ("call", "sin"), sympy_head=sp.sin, float_result=True)
-elementwise("cos", "Cos", sp.cos, ("call", "cos"), sympy_head=sp.cos, float_result=True)
-elementwise("tan", "Tan", sp.tan, ("call", "tan"), sympy_head=sp.tan, float_result=True, domain=(-1.0, 1.0))
-elementwise("sinh", "Sinh", sp.sinh, ("call", "sinh"), sympy_head=sp.sinh, float_result=True)
-elementwise("cosh", "Cosh", sp.cosh, ("call", "cosh"), sympy_head=sp.cosh, float_result=True)
-elementwise("tanh", "Tanh", sp.tanh, ("call", "tanh"), sympy_head=sp.tanh, float_result=True)
-elementwise("atanh", "Atanh", sp.atanh, ("call", "arctanh"), sympy_head=sp.atanh, float_result=True, domain=(-0.8, 0.8))
-elementwise("abs", "Abs", Abs, ("call", "abs"), sympy_head=Abs, sympy_aliases=(sp.Abs,))
-elementwise("sign", "Sign", Sign, ("template", _sign_print), sympy_head=Sign, sympy_aliases=(sp.sign,))
+elementwise("add", "Add", lambda x, y: x + y, ("infix", "+", ADD), nin=2, numpy="add")
+elementwise("sub", "Sub", lambda x, y: x - y, ("infix", "-", ADD), nin=2, numpy="subtract")
+elementwise("mul", "Mul", lambda x, y: x * y, ("infix", "*", MUL), nin=2, numpy="multiply")
+elementwise(
+    "div",
+    "Div",
+    lambda x, y: x / y,
+    ("infix", "/", MUL),
+    nin=2,
+    numpy="divide true_divide",
+    float_result=True,
+    domain=(0.5, 2.0),
+)
+elementwise("pow", "Pow", Power, ("template", _pow_print), nin=2, numpy="power", sympy_head=Power, domain=(0.5, 2.0))
+elementwise("neg", "Neg", lambda x: -x, ("prefix", "-"), numpy="negative")
+elementwise("square", "Square", lambda x: x**2, function="square", numpy="square")
+elementwise("sqrt", "Sqrt", sp.sqrt, function="sqrt", numpy="sqrt", float_result=True, domain=(0.5, 2.0))
+elementwise("exp", "Exp", sp.exp, function="exp", numpy="exp", sympy_head=sp.exp, float_result=True)
+elementwise("expm1", "Expm1", expm1, function="expm1", numpy="expm1", sympy_head=expm1, float_result=True)
+elementwise("log", "Log", sp.log, function="log", numpy="log", sympy_head=sp.log, float_result=True, domain=(0.5, 2.0))
+elementwise(
+    "log1p",
+    "Log1p",
+    log1p,
+    function="log1p",
+    numpy="log1p",
+    sympy_head=log1p,
+    float_result=True,
+    domain=(-0.5, 2.0),
+)
+elementwise("sin", "Sin", sp.sin, function="sin", numpy="sin", sympy_head=sp.sin, float_result=True)
+elementwise("cos", "Cos", sp.cos, function="cos", numpy="cos", sympy_head=sp.cos, float_result=True)
+elementwise("tan", "Tan", sp.tan, function="tan", numpy="tan", sympy_head=sp.tan, float_result=True, domain=(-1.0, 1.0))
+elementwise("sinh", "Sinh", sp.sinh, function="sinh", numpy="sinh", sympy_head=sp.sinh, float_result=True)
+elementwise("cosh", "Cosh", sp.cosh, function="cosh", numpy="cosh", sympy_head=sp.cosh, float_result=True)
+elementwise("tanh", "Tanh", sp.tanh, function="tanh", numpy="tanh", sympy_head=sp.tanh, float_result=True)
+elementwise(
+    "atanh",
+    "Atanh",
+    sp.atanh,
+    function="arctanh",
+    cuda=math.atanh,
+    numpy="arctanh",
+    sympy_head=sp.atanh,
+    float_result=True,
+    domain=(-0.8, 0.8),
+)
+elementwise("abs", "Abs", Abs, function="abs", numpy="abs absolute", sympy_head=Abs, sympy_aliases=(sp.Abs,))
+elementwise(
+    "sign",
+    "Sign",
+    Sign,
+    ("template", _sign_print),
+    function="sign",
+    numpy="sign",
+    sympy_head=Sign,
+    sympy_aliases=(sp.sign,),
+)
 elementwise("sigmoid", "Sigmoid", Sigmoid, ("template", _sigmoid_print), sympy_head=Sigmoid, float_result=True)
 elementwise("relu", "ReLU", Relu, ("template", _relu_print), sympy_head=Relu)
 elementwise("step", "Step", Step, ("shaped_template", _step_print), sympy_head=Step, derivative_only=True)
@@ -479,6 +563,8 @@ elementwise(
     "Maximum",
     Maximum,
     ("shaped_template", _extremum_print(">", "maximum")),
+    function="maximum",
+    numpy="maximum",
     nin=2,
     sympy_head=Maximum,
     distinct_inputs=True,
@@ -488,6 +574,8 @@ elementwise(
     "Minimum",
     Minimum,
     ("shaped_template", _extremum_print("<", "minimum")),
+    function="minimum",
+    numpy="minimum",
     nin=2,
     sympy_head=Minimum,
     distinct_inputs=True,
@@ -514,6 +602,7 @@ elementwise(
     "Select",
     Select,
     ("shaped_template", _select_print),
+    function="where",
     nin=3,
     sympy_head=Select,
     abstract=_select_abstract,
@@ -630,6 +719,9 @@ _register(
         2,
         _matmul_abstract,
         emit=_matmul_emit,
+        contiguous=True,
+        inexact=True,
+        cuda_kernel="matmul",
         vjp=_matmul_vjp,
         jvp=_matmul_jvp,
         samples=[
@@ -676,6 +768,8 @@ for _name, _display, _sym in [
             2,
             _compare_abstract(_display),
             emit=_compare_emit(_sym),
+            pointwise=True,
+            cuda_kernel="pointwise",
             vjp=lambda b, eqn, cts, active: [None, None],
             jvp=no_jvp,
             samples=[(s, {}) for s in _broadcast_samples(2)],
@@ -761,6 +855,10 @@ _register(
         1,
         _reduce_abstract,
         emit=_reduce_emit(False),
+        contiguous=True,
+        inexact=True,
+        fused_reduction=True,
+        cuda_kernel="reduce",
         vjp=_reduce_sum_vjp,
         jvp=linear_jvp,
         samples=_reduce_samples,
@@ -774,6 +872,11 @@ _register(
         1,
         _reduce_abstract,
         emit=_reduce_emit(True),
+        contiguous=True,
+        shape_only=True,
+        inexact=True,
+        fused_reduction=True,
+        cuda_kernel="reduce",
         vjp=_reduce_mean_vjp,
         jvp=linear_jvp,
         samples=_reduce_samples,
@@ -872,6 +975,8 @@ for _name, _display, _ufunc, _full in [
             1,
             _reduce_abstract,
             emit=_reduce_extremum_emit(_ufunc, _full),
+            shape_only=True,
+            cuda_kernel="reduce",
             statement=True,
             vjp=_reduce_extremum_vjp,
             jvp=_reduce_extremum_jvp,
@@ -907,6 +1012,10 @@ _register(
         1,
         _reshape_abstract,
         emit=_reshape_emit,
+        view=True,
+        contiguous=True,  # (of a contiguous copy where the input is not contiguous)
+        shape_only=True,
+        cuda_kernel="alias",
         vjp=_reshape_vjp,
         jvp=linear_jvp,
         samples=[(((2, 3),), dict(shape=(3, 2))), (((6,),), dict(shape=(2, 1, 3))), (((1,),), dict(shape=()))],
@@ -939,6 +1048,10 @@ _register(
         1,
         _broadcast_abstract,
         emit=_broadcast_emit,
+        view=True,
+        shape_only=True,
+        pointwise=True,
+        cuda_kernel="pointwise",
         vjp=_broadcast_vjp,
         jvp=linear_jvp,
         samples=[(((3,),), dict(shape=(2, 3))), (((2, 1),), dict(shape=(2, 3))), (((),), dict(shape=(2,)))],
@@ -977,6 +1090,9 @@ _register(
         1,
         _transpose_abstract,
         emit=_transpose_emit,
+        view=True,
+        shape_only=True,
+        cuda_kernel="gather",
         vjp=_transpose_vjp,
         jvp=linear_jvp,
         samples=[(((2, 3),), dict(perm=(1, 0))), (((2, 3, 4),), dict(perm=(2, 0, 1)))],
@@ -1080,6 +1196,9 @@ _register(
         1,
         _getitem_abstract,
         emit=_getitem_emit,
+        view=True,
+        shape_only=True,
+        cuda_kernel="gather",
         vjp=_getitem_vjp,
         jvp=linear_jvp,
         samples=[
@@ -1097,6 +1216,8 @@ _register(
         1,
         _scatter_abstract,
         emit=_scatter_emit,
+        contiguous=True,
+        cuda_kernel="scatter",
         statement=True,
         vjp=_scatter_vjp,
         jvp=linear_jvp,
@@ -1143,6 +1264,10 @@ _register(
         1,
         _cast_abstract,
         emit=_cast_emit,
+        contiguous=True,
+        shape_only=True,
+        pointwise=True,
+        cuda_kernel="pointwise",
         vjp=_cast_vjp,
         jvp=_cast_jvp,
         samples=[(((2, 3),), dict(dtype=np.dtype(np.float64))), (((),), dict(dtype=np.dtype(np.float32)))],
@@ -1166,6 +1291,9 @@ _register(
         1,
         _identity_abstract,
         emit=_stop_gradient_emit,
+        view=True,
+        pointwise=True,
+        cuda_kernel="alias",
         vjp=lambda b, eqn, cts, active: [None],
         jvp=no_jvp,
     )
@@ -1189,7 +1317,17 @@ def _fill_emit(args, eqn, C):
 
 _register(
     OpDef(
-        "fill", "Fill", "structural", 0, _fill_abstract, emit=_fill_emit, vjp=lambda b, eqn, cts, active: [], jvp=no_jvp
+        "fill",
+        "Fill",
+        "structural",
+        0,
+        _fill_abstract,
+        emit=_fill_emit,
+        contiguous=True,
+        pointwise=True,
+        cuda_kernel="fill",
+        vjp=lambda b, eqn, cts, active: [],
+        jvp=no_jvp,
     )
 )
 

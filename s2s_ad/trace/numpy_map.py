@@ -20,7 +20,7 @@ import numpy as np
 from .. import dtype as mstype
 from ..errors import ArgumentError, ShapeError, UnsupportedSyntaxError
 from ..ir import Lit, Var
-from ..ops.table import fmt_shape
+from ..ops.table import ELEMENTWISE, fmt_shape
 from .lowering import lower_cast, lower_compare, lower_reduce, lower_reshape, lower_select, lower_transpose
 from .protocol import has_traced, is_tensor_value, register_stager_where
 from .tracer import Tracer
@@ -91,33 +91,10 @@ def _compare(op: str) -> Callable[..., Any]:
     return impl
 
 
-for _names, _op in [
-    ("sin", "sin"),
-    ("cos", "cos"),
-    ("tan", "tan"),
-    ("exp", "exp"),
-    ("log", "log"),
-    ("sqrt", "sqrt"),
-    ("tanh", "tanh"),
-    ("sinh", "sinh"),
-    ("cosh", "cosh"),
-    ("arctanh", "atanh"),
-    ("abs absolute", "abs"),
-    ("sign", "sign"),
-    ("square", "square"),
-    ("negative", "neg"),
-]:
-    _register(_names, _unary(_op))
-for _names, _op in [
-    ("add", "add"),
-    ("subtract", "sub"),
-    ("multiply", "mul"),
-    ("divide true_divide", "div"),
-    ("power", "pow"),
-    ("maximum", "maximum"),
-    ("minimum", "minimum"),
-]:
-    _register(_names, _binary(_op))
+# the elementwise ops: the NumPy names their table entries give (``numpy``)
+for _opdef in ELEMENTWISE:
+    if _opdef.numpy:
+        _register(" ".join(_opdef.numpy), (_unary if _opdef.nin == 1 else _binary)(_opdef.name))
 for _op in ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal"):
     _register(_op, _compare(_op))
 

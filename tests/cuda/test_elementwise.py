@@ -1,6 +1,6 @@
-"""Every elementwise op of the op table runs on the CUDA target, value and first derivative,
-in float32 and float64, and agrees with the Numba backend; its device functions come from the
-table's printers."""
+"""Every elementwise op of the op table runs on the CUDA target, value, first and second
+derivative, in float32 and float64, and agrees with the Numba backend (the second derivative
+with numpy); its device functions come from the op table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ pytest.importorskip("numba_cuda", reason="the CUDA target needs numba-cuda")
 
 from _programs import all_elementwise, vjp_of  # noqa: E402
 
-from s2s_ad.cuda import device_function_names, devicemath  # noqa: E402
+from s2s_ad.cuda import device_function_names, device_namespace, devicemath  # noqa: E402
 from s2s_ad.ops.table import ELEMENTWISE  # noqa: E402
 from s2s_ad.runtime import Compiled  # noqa: E402
 
@@ -23,8 +23,12 @@ def test_device_functions_come_from_the_op_table():
     # the call printers, and the functions the templates use (sigmoid: exp, relu: maximum, ...)
     assert {op.printer[1] for op in ELEMENTWISE if op.printer[0] == "call"} <= set(names)
     assert {"exp", "maximum", "sign", "where"} <= set(names)
-    missing = [n for n in names if not callable(getattr(devicemath, n, None))]
-    assert not missing, f"devicemath lacks {missing}"
+    dm = device_namespace()
+    missing = [n for n in names if not callable(getattr(dm, n, None))]
+    assert not missing, f"the device namespace lacks {missing}"
+    # devicemath's own helpers where it has one, else a device function of the op's lowering
+    assert dm.square is devicemath.square and dm.where is devicemath.where
+    assert dm.expm1(np.float32(1e-10)) == np.expm1(np.float32(1e-10))  # numpy's in the simulator
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -45,12 +49,19 @@ def _check(dtype: str, which: int, reference: str) -> None:
     assert len(labels) == len(ELEMENTWISE)
     rng = np.random.default_rng(1)
     ws = [np.asarray(rng.standard_normal(o.shape), o.dtype) for o in prog.outs]
-    for program, args in ((prog, xs), (vjp_of(prog), xs + ws)):
+    first = vjp_of(prog)
+    ws2 = [np.asarray(rng.standard_normal(o.shape), o.dtype) for o in first.outs]
+    # value, first and second derivatives (the second against numpy: one Numba compile less)
+    for program, args, ref in (
+        (prog, xs, reference),
+        (first, xs + ws, reference),
+        (vjp_of(first), xs + ws + ws2, "python"),
+    ):
         got = _leaves(Compiled(program, "cuda")(args))
-        want = _leaves(Compiled(program, reference)(args))
+        want = _leaves(Compiled(program, ref)(args))
         assert len(got) == len(want)
         for k, (g, w) in enumerate(zip(got, want)):
-            what = labels[k] if program is prog else f"gradient {k}"
+            what = labels[k] if program is prog else f"{'first' if program is first else 'second'} derivative {k}"
             assert g.dtype == w.dtype, what
             assert g.shape == w.shape, what
             if g.dtype.kind == "f":

@@ -20,7 +20,7 @@ def np_trig(x):
 
 
 def np_exp_log(x):
-    return np.exp(x) + np.log(x) * np.sqrt(x)
+    return np.exp(x) + np.log(x) * np.sqrt(x) + np.expm1(x) * np.log1p(x)
 
 
 def np_abs_sign(x):
