@@ -25,8 +25,8 @@ from .derivatives import grad_program, jvp_args_program
 from .errors import ArgumentError, ArgumentValueError, NotSupportedError, S2SError
 from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, treedef_leaves, unflatten
 from .lru import ProgramCache
-from .ops.table import fmt_shape
 from .opt import optimize
+from .primitives import fmt_shape
 from .runtime import Compiled, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import trace

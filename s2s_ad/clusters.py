@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .ir import Atom, Builder, Eqn, Lit, Var
-from .ops.table import drop_distributions, fill, get_op
+from .primitives import drop_distributions, fill, get_op
 from .symbolic import eqn_to_sympy, lit_to_sympy, to_ir
 
 # A cluster is simplified or differentiated as one SymPy expression only while its expression

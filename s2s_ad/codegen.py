@@ -19,13 +19,13 @@ import os
 import re
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
 from .fusion import Loop, schedule
 from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
-from .ops.table import ATOM, ELEMENTWISE, MUL, POW, UNARY, get_op
+from .primitives import ATOM, ELEMENTWISE, MUL, POW, UNARY, get_op, numpy_literal, print_elementwise
+from .primitives import wrap as _wrap
 
 
 class _Ctx:
@@ -49,16 +49,7 @@ class _Ctx:
     def dtype(dt: np.dtype) -> str:
         return f"np.{np.dtype(dt).name}"
 
-    @staticmethod
-    def lit(v, dt: np.dtype) -> str:
-        dt = np.dtype(dt)
-        if dt.kind == "b":
-            return repr(bool(v))
-        if dt.kind == "f":
-            x = float(v)
-            txt = repr(x) if np.isfinite(x) else "np.nan" if np.isnan(x) else "np.inf" if x > 0 else "-np.inf"
-            return txt if dt == np.float64 else f"np.{dt.name}({txt})"
-        return repr(int(v)) if dt == np.int64 else f"np.{dt.name}({int(v)!r})"
+    lit = staticmethod(numpy_literal)
 
     def reshape_from(
         self, expr: str, in_shape: tuple, out_shape: tuple, dtype: np.dtype, contiguous: bool = True
@@ -97,34 +88,6 @@ class _Names:
                 k += 1
         self.used.add(name)
         return name
-
-
-def _wrap(arg: tuple[str, int], need: int) -> str:
-    s, p = arg
-    return s if p >= need else f"({s})"
-
-
-def print_elementwise(
-    op, args: list[tuple[str, int]], lit: Callable[[Any], str], ns: str = "np", shape: tuple = ()
-) -> tuple[str, int]:
-    """One elementwise op from its table printer: (source, precedence). ``lit`` prints a
-    literal of the op's dtype, ``ns`` is the namespace of its functions (``np`` here, the
-    device-function module on the CUDA target) and ``shape`` its output shape."""
-    kind = op.printer[0]
-    if kind == "infix":
-        _, sym, prec = op.printer
-        if sym == "**":
-            return f"{_wrap(args[0], POW + 1)} ** {_wrap(args[1], POW)}", POW
-        return f"{_wrap(args[0], prec)} {sym} {_wrap(args[1], prec + 1)}", prec
-    if kind == "prefix":
-        return f"{op.printer[1]}{_wrap(args[0], UNARY + 1)}", UNARY
-    if kind == "call":
-        return f"{ns}.{op.printer[1]}({', '.join(a for a, _ in args)})", ATOM
-    if kind == "template":
-        return op.printer[1](*[_wrap(a, ATOM) for a in args], lit, ns)
-    if kind == "shaped_template":
-        return op.printer[1](*[_wrap(a, ATOM) for a in args], lit, ns, tuple(shape))
-    raise AssertionError(kind)
 
 
 def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = (), ns: str | None = None) -> tuple[str, int]:

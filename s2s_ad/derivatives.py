@@ -16,7 +16,7 @@ from .ad.common import derived_program
 from .ad.forward import jvp_program
 from .ad.reverse import backward
 from .ir import Atom, Aval, Builder, Program, Var, arg_leaf_ranges, copy_program, treedef_leaves
-from .ops.table import fill
+from .primitives import fill
 
 
 def grad_program(

@@ -135,7 +135,7 @@ def _versions() -> str:
         import numba
         import numpy
 
-        from . import cpumath
+        from . import cpumath  # its source is part of the key; importing it compiles with Numba
 
         # which function each name of the loops' namespace is (the op table chooses)
         loop_functions = sorted(

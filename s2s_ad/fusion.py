@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .ir import Eqn, Program, Var
-from .ops.table import get_op
+from .primitives import get_op
 
 
 @dataclass

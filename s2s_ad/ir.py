@@ -291,7 +291,7 @@ def _letters(i: int) -> str:
 
 
 # ----------------------------------------------------------------------------- op registry
-#: The primitives by name. The op table (:mod:`s2s_ad.ops.table`, the layer above the IR)
+#: The primitives by name. The op table (:mod:`s2s_ad.primitives`, the layer above the IR)
 #: registers every entry here; the IR reads only an entry's ``abstract(avals, params)`` rule
 #: (the shapes and dtypes of its outputs), when binding and when checking a program.
 OPS: dict[str, Any] = {}

@@ -38,8 +38,8 @@ from .api import (
 from .derivatives import grad_program, jvp_args_program
 from .errors import ArgumentError, ArgumentValueError, NotSupportedError
 from .ir import Atom, Lit, Program, Var, arg_leaf_ranges
-from .ops.table import fmt_shape, get_op
 from .opt import optimize
+from .primitives import fmt_shape, get_op
 from .runtime import Compiled, call_key, calls_cache
 from .tensor import Tensor
 from .trace.protocol import register_static

@@ -29,8 +29,8 @@ from .diskcache import FirstCall
 from .dtype import native, native_array
 from .ir import HALF, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
-from .ops.table import get_op
 from .opt import optimize
+from .primitives import get_op
 from .tensor import Parameter, Tensor
 from .trace.interpreter import trace
 from .trace.tracer import Tracer, abstractify

@@ -15,7 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .ir import Atom, Builder, Lit
-from .ops.table import SYMPY_HEADS, get_op
+from .primitives import ATOM, SYMPY_HEADS, get_op, numpy_literal, print_elementwise
 
 
 def lit_to_sympy(lit: Lit) -> sp.Expr:
@@ -144,12 +144,9 @@ def real_number(e: sp.Expr) -> float:
 def numpy_value(op: str, xs: list[Lit], dtype: np.dtype) -> float:
     """The value of the elementwise ``op`` on literals as the generated numpy code computes it
     (the op table's printer evaluated with numpy scalars of ``dtype``)."""
-    from .codegen import ATOM, print_elementwise
-    from .codegen import _Ctx as Ctx
-
     dt = np.dtype(dtype)
     names = [f"a{i}" for i in range(len(xs))]
-    src, _ = print_elementwise(get_op(op), [(n, ATOM) for n in names], lambda v: Ctx.lit(v, dt), "np")
+    src, _ = print_elementwise(get_op(op), [(n, ATOM) for n in names], lambda v: numpy_literal(v, dt), "np")
     scope = {n: np.dtype(x.dtype).type(x.value) for n, x in zip(names, xs)}
     with np.errstate(all="ignore"):
         return float(eval(src, {"np": np}, scope))  # noqa: S307 - the op table's own printer

@@ -14,7 +14,7 @@ from s2s_ad import opt
 from s2s_ad.clusters import elementwise_units
 from s2s_ad.fusion import Loop, schedule, use_counts
 from s2s_ad.ir import Aval, Builder, Eqn, Lit, Program, Var, check_program
-from s2s_ad.ops.table import as_py_index, get_op
+from s2s_ad.primitives import as_py_index, get_op
 
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)

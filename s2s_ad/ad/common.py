@@ -8,7 +8,7 @@ from typing import Any
 import sympy as sp
 
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var
-from ..ops.table import get_op
+from ..primitives import get_op
 from ..symbolic import lit_to_sympy
 
 

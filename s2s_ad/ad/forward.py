@@ -21,7 +21,7 @@ import sympy as sp
 from ..clusters import MAX_TREE, cluster_expressions, elementwise_units, expression_size
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, fresh_inputs, substitute
-from ..ops.table import broadcast_to, cast_to, drop_distributions, fill, get_op
+from ..primitives import broadcast_to, cast_to, drop_distributions, fill, get_op
 from ..symbolic import to_ir
 from .common import derived_program, partials_at
 

@@ -22,7 +22,7 @@ import sympy as sp
 from ..clusters import MAX_TREE, cluster_vjp, elementwise_units, expression_size
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, copy_program
-from ..ops.table import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
+from ..primitives import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
 from ..symbolic import to_ir
 from .common import derived_program, partials_at
 

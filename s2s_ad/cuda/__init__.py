@@ -16,6 +16,7 @@ import importlib.util
 import threading
 from collections.abc import Callable
 
+from ..codegen import register_source
 from ..context import CUDA_INSTALL_HINT as INSTALL_HINT
 from ..context import cuda_status as status
 from ..errors import S2SError
@@ -56,8 +57,6 @@ def build(program: Program, fname: str, doc: str | None = None) -> tuple[str, Ca
         return src, fn
     if importlib.util.find_spec("numba_cuda") is None:
         raise S2SError(f"the CUDA target needs the numba-cuda package ({INSTALL_HINT})")
-    from ..codegen import register_source
-
     dm = device_namespace()
     missing = [n for n in device_function_names() if not hasattr(dm, n)]
     if missing:  # a printer calls a function that no elementwise op of the table computes

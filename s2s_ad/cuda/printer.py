@@ -43,7 +43,7 @@ from ..codegen import _leaf_names, _Names
 from ..errors import S2SError
 from ..fusion import Loop, schedule, use_counts
 from ..ir import Atom, Eqn, Lit, Program, Var
-from ..ops.table import ATOM, CMP, ELEMENTWISE, UNARY, OpDef, get_op, index_str
+from ..primitives import ATOM, CMP, ELEMENTWISE, UNARY, OpDef, get_op, index_str
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..primitives import ELEMENTWISE
 from ..runtime import eager
 from ..trace.lowering import (
     lower_cast,
@@ -21,7 +22,6 @@ from ..trace.lowering import (
 )
 from ..trace.protocol import register_call
 from .primitives import COMPARE_OPS
-from .table import ELEMENTWISE
 
 
 def _functional(name: str, lower: Callable[..., Any], doc: str, weak_scalars: bool = False) -> Callable[..., Any]:

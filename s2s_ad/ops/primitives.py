@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..primitives import ELEMENTWISE, get_op
 from ..runtime import eager
 from ..trace.lowering import (
     lower_cast,
@@ -22,7 +23,6 @@ from ..trace.lowering import (
 )
 from ..trace.protocol import register_constructor, register_static
 from ..trace.tracer import Tracer
-from .table import ELEMENTWISE, get_op
 
 
 class Primitive:

@@ -29,7 +29,7 @@ import numpy as np
 from .. import dtype as mstype
 from ..errors import ArgumentError, Loc, S2SError, SourceUnavailableError, UnsupportedSyntaxError
 from ..ir import Atom, Aval, Lit, Program, Var, dict_keys, flatten
-from ..ops.table import fmt_shape
+from ..primitives import fmt_shape
 from .lowering import TENSOR_METHODS, TensorMethod
 from .protocol import describe, find_stager, has_traced, is_static, is_tensor_value, leaf_of, name_of
 from .tracer import Tracer

@@ -10,7 +10,7 @@ import numpy as np
 from .. import dtype as mstype
 from ..errors import ArgumentError
 from ..ir import Lit
-from ..ops.table import fmt_shape, normalize_axes
+from ..primitives import fmt_shape, normalize_axes
 from .tracer import Tracer
 
 

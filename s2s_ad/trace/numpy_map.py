@@ -20,7 +20,7 @@ import numpy as np
 from .. import dtype as mstype
 from ..errors import ArgumentError, ShapeError, UnsupportedSyntaxError
 from ..ir import Lit, Var
-from ..ops.table import ELEMENTWISE, fmt_shape
+from ..primitives import ELEMENTWISE, fmt_shape
 from .lowering import lower_cast, lower_compare, lower_reduce, lower_reshape, lower_select, lower_transpose
 from .protocol import has_traced, is_tensor_value, register_stager_where
 from .tracer import Tracer

@@ -16,7 +16,7 @@ import numpy as np
 from .. import dtype as mstype
 from ..errors import ArgumentError, Loc, S2SError, UnsupportedSyntaxError
 from ..ir import Atom, Aval, Builder, Lit, Program, Var, copy_eqns
-from ..ops.table import cast_to, fill, get_op
+from ..primitives import cast_to, fill, get_op
 from .protocol import describe, is_tensor_value, leaf_of
 
 

@@ -12,7 +12,7 @@ pytest.importorskip("numba_cuda", reason="the CUDA target needs numba-cuda")
 from _programs import all_elementwise, vjp_of  # noqa: E402
 
 from s2s_ad.cuda import device_function_names, device_namespace, devicemath  # noqa: E402
-from s2s_ad.ops.table import ELEMENTWISE  # noqa: E402
+from s2s_ad.primitives import ELEMENTWISE  # noqa: E402
 from s2s_ad.runtime import Compiled  # noqa: E402
 
 TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}

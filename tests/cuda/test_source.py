@@ -19,8 +19,8 @@ from s2s_ad.cuda.printer import GPU_LAUNCH, _shared, cuda_schedule
 from s2s_ad.errors import S2SError
 from s2s_ad.fusion import Loop
 from s2s_ad.ir import Aval
-from s2s_ad.ops.table import OPS, OpDef
 from s2s_ad.opt import optimize
+from s2s_ad.primitives import OPS, OpDef
 from s2s_ad.trace import trace
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -10,7 +10,7 @@ import pytest
 from _check import Mismatch, checks, run
 from _gen import Generator, Program, Ref, load, make
 
-from s2s_ad.ops import table
+from s2s_ad import primitives as table
 
 PYNATIVE_PROGRAMS = 150
 GRAPH_PROGRAMS = 8

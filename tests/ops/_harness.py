@@ -13,7 +13,7 @@ import numpy as np
 
 from s2s_ad.derivatives import grad_program
 from s2s_ad.ir import Aval, Program, arg_leaf_ranges
-from s2s_ad.ops.table import ELEMENTWISE, OPS
+from s2s_ad.primitives import ELEMENTWISE, OPS
 from s2s_ad.trace import trace
 
 

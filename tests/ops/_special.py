@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from s2s_ad.ir import Aval, Program
-from s2s_ad.ops.table import ELEMENTWISE
+from s2s_ad.primitives import ELEMENTWISE
 from s2s_ad.trace import trace
 
 

@@ -14,8 +14,8 @@ from _harness import all_elementwise, vjp_of
 from s2s_ad import cpumath
 from s2s_ad.codegen import LOOP_NS, function_names, generate, loop_namespace
 from s2s_ad.ir import Program
-from s2s_ad.ops.table import ELEMENTWISE
 from s2s_ad.opt import optimize
+from s2s_ad.primitives import ELEMENTWISE
 from s2s_ad.runtime import Compiled
 
 

@@ -36,8 +36,8 @@ from _harness import along, avals, differentiable, inputs, trace_op
 
 from s2s_ad.derivatives import grad_program, jvp_args_program
 from s2s_ad.ir import Program, arg_leaf_ranges, flatten
-from s2s_ad.ops.table import OPS
 from s2s_ad.opt import optimize
+from s2s_ad.primitives import OPS
 from s2s_ad.runtime import Compiled
 
 # every mix of reverse and forward mode at orders 2 and 3 (outermost transform first)

@@ -19,7 +19,7 @@ from _harness import along, differentiable, float_inputs, inputs, tangents, trac
 
 from s2s_ad.ad.forward import jvp_program
 from s2s_ad.derivatives import grad_program
-from s2s_ad.ops.table import OPS
+from s2s_ad.primitives import OPS
 from s2s_ad.runtime import Compiled
 
 CASES = []

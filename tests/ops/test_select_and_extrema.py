@@ -12,8 +12,8 @@ from s2s_ad import ArgumentError, Tensor, nn, ops
 from s2s_ad.ad.forward import jvp_program
 from s2s_ad.derivatives import grad_program
 from s2s_ad.ir import Aval, Builder, Lit, Var
-from s2s_ad.ops.table import OPS, AtLeast, Maximum, Minimum, Select, Step
 from s2s_ad.opt import optimize
+from s2s_ad.primitives import OPS, AtLeast, Maximum, Minimum, Select, Step
 from s2s_ad.runtime import Compiled
 from s2s_ad.symbolic import to_ir
 from s2s_ad.trace import trace

@@ -13,7 +13,7 @@ import pytest
 from _harness import trace_op
 from _special import REFERENCE, assert_ieee_equal, every_op, grid, reference, specials
 
-from s2s_ad.ops.table import ELEMENTWISE, OPS, as_py_index
+from s2s_ad.primitives import ELEMENTWISE, OPS, as_py_index
 from s2s_ad.runtime import Compiled
 
 DTYPES = ["float64", "float32"]

@@ -18,8 +18,8 @@ import pytest
 from s2s_ad.ad.forward import jvp_program
 from s2s_ad.derivatives import grad_program
 from s2s_ad.ir import Aval, Lit, Program, arg_leaf_ranges
-from s2s_ad.ops.table import ELEMENTWISE, OPS
 from s2s_ad.opt import optimize
+from s2s_ad.primitives import ELEMENTWISE, OPS
 from s2s_ad.runtime import Compiled
 from s2s_ad.trace import trace
 

@@ -25,9 +25,9 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from ..errors import ArgumentError, ShapeError
-from ..ir import OPS as ir_ops
-from ..ir import Atom, Aval, Builder, Eqn, Lit, Shape
+from .errors import ArgumentError, ShapeError
+from .ir import OPS as ir_ops
+from .ir import Atom, Aval, Builder, Eqn, Lit, Shape
 
 # Printing precedences (higher binds tighter).
 ATOM, POW, UNARY, MUL, ADD, CMP = 100, 80, 70, 60, 50, 40
@@ -130,6 +130,49 @@ def _register(op: OpDef) -> OpDef:
     assert op.name not in OPS, op.name
     OPS[op.name] = op
     return op
+
+
+# ----------------------------------------------------------------------------- printing
+def numpy_literal(v: Any, dt: np.dtype) -> str:
+    """A scalar of dtype ``dt`` as numpy source (``np.float32(0.5)``, ``np.inf``, ``True``)."""
+    dt = np.dtype(dt)
+    if dt.kind == "b":
+        return repr(bool(v))
+    if dt.kind == "f":
+        x = float(v)
+        txt = repr(x) if np.isfinite(x) else "np.nan" if np.isnan(x) else "np.inf" if x > 0 else "-np.inf"
+        return txt if dt == np.float64 else f"np.{dt.name}({txt})"
+    return repr(int(v)) if dt == np.int64 else f"np.{dt.name}({int(v)!r})"
+
+
+def wrap(arg: tuple[str, int], need: int) -> str:
+    """``arg`` (source, precedence) parenthesised where it binds looser than ``need``."""
+    s, p = arg
+    return s if p >= need else f"({s})"
+
+
+def print_elementwise(
+    op: OpDef, args: list[tuple[str, int]], lit: Callable[[Any], str], ns: str = "np", shape: tuple = ()
+) -> tuple[str, int]:
+    """One elementwise op from its table printer: (source, precedence). ``lit`` prints a
+    literal of the op's dtype, ``ns`` is the namespace of its functions (``np``, the fused
+    loops' ``vm``, or the device-function module on the CUDA target) and ``shape`` its output
+    shape."""
+    kind = op.printer[0]
+    if kind == "infix":
+        _, sym, prec = op.printer
+        if sym == "**":
+            return f"{wrap(args[0], POW + 1)} ** {wrap(args[1], POW)}", POW
+        return f"{wrap(args[0], prec)} {sym} {wrap(args[1], prec + 1)}", prec
+    if kind == "prefix":
+        return f"{op.printer[1]}{wrap(args[0], UNARY + 1)}", UNARY
+    if kind == "call":
+        return f"{ns}.{op.printer[1]}({', '.join(a for a, _ in args)})", ATOM
+    if kind == "template":
+        return op.printer[1](*[wrap(a, ATOM) for a in args], lit, ns)
+    if kind == "shaped_template":
+        return op.printer[1](*[wrap(a, ATOM) for a in args], lit, ns, tuple(shape))
+    raise AssertionError(kind)
 
 
 # ----------------------------------------------------------------------------- shape helpers
