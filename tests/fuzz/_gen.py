@@ -84,6 +84,13 @@ class Ref:
         self._margin(a)
         return np.log(a)
 
+    def expm1(self, a):
+        return np.expm1(a)
+
+    def log1p(self, a):
+        self._margin(np.add(a, 1.0))
+        return np.log1p(a)
+
     def sin(self, a):
         return np.sin(a)
 
@@ -255,7 +262,7 @@ class Generator:
     """Makes one program from a seed (``random.Random``), statement by statement."""
 
     UNARY = ["neg", "square", "sqrt", "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "abs", "sinh", "cosh"]
-    UNARY_RARE = ["tan", "atanh", "sign"]
+    UNARY_RARE = ["tan", "atanh", "sign", "expm1", "log1p"]
     BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"]
 
     def __init__(self, seed: int, max_stmts: int = 7) -> None:
@@ -334,11 +341,11 @@ class Generator:
         names = self.UNARY + (self.UNARY_RARE if self.rng.random() < 0.3 else [])
         op = self.rng.choice(names)
         lo, hi = a.lo, a.hi
-        if op in ("sqrt", "log"):
+        if op in ("sqrt", "log", "log1p"):
             a = self.positive(a)
-            f = math.sqrt if op == "sqrt" else math.log
+            f = {"sqrt": math.sqrt, "log": math.log, "log1p": math.log1p}[op]
             return self.emit(f"ops.{op}({a.name})", f"R.{op}({a.name})", a.shape, f(a.lo), f(a.hi), op)
-        if op == "exp" and a.hi > 4:
+        if op in ("exp", "expm1") and a.hi > 4:
             op = "tanh"
         if op in ("sinh", "cosh") and max(abs(lo), abs(hi)) > 4:
             op = "sin"
@@ -352,6 +359,7 @@ class Generator:
         bounds = {
             "square": lambda: (0.0 if lo <= 0 <= hi else min(lo * lo, hi * hi), m * m),
             "exp": lambda: (math.exp(lo), math.exp(hi)),
+            "expm1": lambda: (math.expm1(lo), math.expm1(hi)),
             "sin": lambda: (-1.0, 1.0),
             "cos": lambda: (-1.0, 1.0),
             "tanh": lambda: (math.tanh(lo), math.tanh(hi)),
