@@ -53,7 +53,16 @@ def grad_program(
         arg_names.append("sens")
         seeds: list[Atom | None] = list(sens_vars)
     else:
-        seeds = [fill(b, o.shape, 1, o.dtype) if o.dtype.kind == "f" else None for o in outs[:n_diff]]
+        # the seeds of ones start the adjoint sweep: adjoint equations at the line of the
+        # equation that made each output (codegen comments them ``# adjoint of file:line``)
+        producer = {o: e for e in b.eqns for o in e.outs}
+        adjoint, b.adjoint = b.adjoint, True
+        seeds = []
+        for o in outs[:n_diff]:
+            e = producer.get(o) if isinstance(o, Var) else None
+            b.loc = None if e is None else e.loc
+            seeds.append(fill(b, o.shape, 1, o.dtype) if o.dtype.kind == "f" else None)
+        b.loc, b.adjoint = None, adjoint
 
     ranges = arg_leaf_ranges(prog)
     wrt = [v for pos in wrt_args for v in args[ranges[pos][0] : ranges[pos][1]]]
