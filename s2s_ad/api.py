@@ -11,7 +11,9 @@ function (``__s2s_stage__``) it traces the wrapped function, builds the derivati
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -460,6 +462,64 @@ class Transformed:
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
 
+    # pickling --------------------------------------------------------------
+    # Attributes that hold compiled state (the programs compiled for this function), dropped
+    # from a pickle: the unpickled function compiles again, or loads from the disk cache.
+    _TRANSIENT = ("_s2s_calls",)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A pickle of the user function and the transform's options, never compiled code.
+
+        A decorated function (``@s2s_ad.grad def f`` in an importable module, or a method of
+        an importable class) is pickled by reference, as ``module.qualname``; any other is
+        rebuilt from its state, which holds the user function (pickled by reference where it
+        can be imported, by value by cloudpickle where it lives in ``__main__`` or a closure)
+        and the options."""
+        ref = _module_reference(self)
+        if ref is not None:
+            return (_from_module, ref)
+        return super().__reduce_ex__(protocol)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _user_function(fn: Any) -> Any:
+    """The function under transforms (``grad(jit(f))`` → ``f``)."""
+    while isinstance(fn, Transformed):
+        fn = fn.fn
+    return fn
+
+
+def _module_reference(obj: Any, module: str | None = None, qualname: str | None = None) -> tuple[str, str] | None:
+    """``(module, qualname)`` when importing ``module`` and following ``qualname`` gives ``obj``
+    itself (a decorated function or method in an importable module), else None. Objects of
+    ``__main__`` are not referenced: another process has a ``__main__`` of its own (cloudpickle
+    pickles their functions by value)."""
+    if module is None or qualname is None:
+        user = _user_function(obj)
+        module, qualname = getattr(user, "__module__", None), getattr(user, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__" or "<" in qualname:
+        return None
+    target = sys.modules.get(module)
+    try:
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        return None
+    return (module, qualname) if target is obj else None
+
+
+def _from_module(module: str, qualname: str) -> Any:
+    """Unpickle by reference: import ``module`` and follow ``qualname``."""
+    target = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
 
 class _StaticInt(int):
     """A Python int at a differentiated position that is kept a compile-time constant (its
@@ -809,10 +869,17 @@ class _Direct:
     """A function called as ``api(fn, inputs, v)`` (jvp, vjp) that also lowers inside
     compiled code."""
 
-    def __init__(self, make: Callable[[Any], Transformed], name: str, doc: str):
+    def __init__(self, make: Callable[[Any], Transformed], name: str, doc: str, module: str = __name__):
         self.make = make
         self.__name__ = self.__qualname__ = name
         self.__doc__ = doc
+        self.__module__ = module  # where it is defined: pickled by reference, as ``module.name``
+
+    def __reduce__(self) -> Any:
+        ref = _module_reference(self, self.__module__, self.__qualname__)
+        if ref is None:
+            raise TypeError(f"cannot pickle {self!r}: it is not {self.__module__}.{self.__qualname__}")
+        return (_from_module, ref)
 
     def __call__(self, fn: Any, inputs: Any = _MISSING, v: Any = _MISSING, *, has_aux: bool = False) -> Any:
         _check_callable(self.__name__, fn)
