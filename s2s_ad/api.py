@@ -11,9 +11,7 @@ function (``__s2s_stage__``) it traces the wrapped function, builds the derivati
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
-import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from .runtime import Compiled, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import trace
 from .trace.protocol import is_tensor_value, register_constructor, register_static
+from .trace.sources import carried_sources, from_module, module_reference, remember
 from .trace.tracer import Tracer, abstractify, inline_program
 
 # ---------------------------------------------------------------------------- naming helpers
@@ -475,15 +474,22 @@ class Transformed:
         rebuilt from its state, which holds the user function (pickled by reference where it
         can be imported, by value by cloudpickle where it lives in ``__main__`` or a closure)
         and the options."""
-        ref = _module_reference(self)
+        user = _user_function(self)
+        ref = module_reference(self, getattr(user, "__module__", None), getattr(user, "__qualname__", None))
         if ref is not None:
-            return (_from_module, ref)
+            return (from_module, ref)
         return super().__reduce_ex__(protocol)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        carried = carried_sources(self.fn)
+        if carried:  # functions pickled by value travel with their source
+            state["__s2s_sources__"] = carried
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        remember(state.pop("__s2s_sources__", []))
         self.__dict__.update(state)
 
 
@@ -492,33 +498,6 @@ def _user_function(fn: Any) -> Any:
     while isinstance(fn, Transformed):
         fn = fn.fn
     return fn
-
-
-def _module_reference(obj: Any, module: str | None = None, qualname: str | None = None) -> tuple[str, str] | None:
-    """``(module, qualname)`` when importing ``module`` and following ``qualname`` gives ``obj``
-    itself (a decorated function or method in an importable module), else None. Objects of
-    ``__main__`` are not referenced: another process has a ``__main__`` of its own (cloudpickle
-    pickles their functions by value)."""
-    if module is None or qualname is None:
-        user = _user_function(obj)
-        module, qualname = getattr(user, "__module__", None), getattr(user, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__" or "<" in qualname:
-        return None
-    target = sys.modules.get(module)
-    try:
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except AttributeError:
-        return None
-    return (module, qualname) if target is obj else None
-
-
-def _from_module(module: str, qualname: str) -> Any:
-    """Unpickle by reference: import ``module`` and follow ``qualname``."""
-    target = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
 
 
 class _StaticInt(int):
@@ -876,10 +855,10 @@ class _Direct:
         self.__module__ = module  # where it is defined: pickled by reference, as ``module.name``
 
     def __reduce__(self) -> Any:
-        ref = _module_reference(self, self.__module__, self.__qualname__)
+        ref = module_reference(self, self.__module__, self.__qualname__)
         if ref is None:
             raise TypeError(f"cannot pickle {self!r}: it is not {self.__module__}.{self.__qualname__}")
-        return (_from_module, ref)
+        return (from_module, ref)
 
     def __call__(self, fn: Any, inputs: Any = _MISSING, v: Any = _MISSING, *, has_aux: bool = False) -> Any:
         _check_callable(self.__name__, fn)
