@@ -73,6 +73,24 @@ class Model(nn.Cell):
         return ops.sin(x * self.w)
 
 
+def local_model() -> Any:
+    """A Cell of a class defined in a function: cloudpickle pickles the class by value."""
+
+    class Local(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Model()
+            self.k = Parameter(Tensor(np.float32(0.5)), name="k")
+
+        def construct(self, x):
+            return self.inner(x) * self.k + helper(x)
+
+    def helper(x):
+        return (ops.exp(x * 0.1)).sum()
+
+    return Local()
+
+
 def scaled_gradient(scale: float) -> Any:
     """A gradient of a closure: cloudpickle pickles it by value."""
 
@@ -91,6 +109,7 @@ def cases() -> list[tuple[str, Any, tuple, bool]]:
     ``by_reference`` live in a closure, which only cloudpickle can pickle."""
     model = Model()
     weights = ParameterTuple(model.trainable_params())
+    local = local_model()
     return [
         ("grad", s2s_ad.grad(energy), (X, Y), True),
         ("grad positions", s2s_ad.grad(energy, grad_position=(0, 1)), (X, Y), True),
@@ -119,6 +138,8 @@ def cases() -> list[tuple[str, Any, tuple, bool]]:
         ("nn.Jvp", nn.Jvp(model), (X, Y), True),
         ("nn.Vjp", nn.Vjp(model), (X, Tensor(np.float32(2.0))), True),
         ("closure", scaled_gradient(1.5), (X,), False),
+        ("local Cell", local_model(), (X,), False),
+        ("grad of a local Cell", s2s_ad.grad(local, 0, local.trainable_params()), (X,), False),
     ]
 
 
