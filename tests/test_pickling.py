@@ -311,3 +311,17 @@ def test_user_guide_example(tmp_path: Path) -> None:
     printed = re.search(r"^```python\n.*?^```\n+```text\n(.*?)^```", section.group(0), re.S | re.M)
     if printed:
         assert printed_equal(run.stdout, printed.group(1)), run.stdout
+
+
+def test_parameters_from_read_only_buffers_stay_writable(mode: str) -> None:
+    """Pickle protocol 5 with out-of-band buffers (Dask's) may hand arrays back read-only:
+    Parameters, which are updated in place, get their own copy; inputs are used as they are."""
+    model = Model()
+    buffers: list[pickle.PickleBuffer] = []
+    blob = pickle.dumps((model, X), protocol=5, buffer_callback=buffers.append)
+    assert buffers
+    model2, x2 = pickle.loads(blob, buffers=[memoryview(b.raw()).toreadonly() for b in buffers])
+    assert not x2.asnumpy().flags.writeable
+    model2.w[0, 0] = 3.0
+    model.w[0, 0] = 3.0
+    assert_close(model2(x2), model(X), "the Cell after an in-place update")
