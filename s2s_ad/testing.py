@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .api import (
+    GradOperation,
     JvpFunction,
     Transformed,
     arg_names_of,
@@ -33,7 +34,7 @@ from .api import (
 )
 from .errors import ArgumentError, S2SError
 from .ir import Program, Var, flatten, unflatten
-from .tensor import Tensor
+from .tensor import ParameterTuple, Tensor
 
 __all__ = ["GradCheckError", "GradCheckReport", "Explanation", "check_grads", "explain"]
 
@@ -225,7 +226,9 @@ def check_grads(
     up to 64 elements); with both, also ``<J u, w> == <u, Jᵀ w>``. ``order=2`` also checks the
     jvp and vjp functions of ``fn`` the same way (derivatives of derivatives), and so on.
     ``eps`` is the finite-difference step (1e-5 by default); a value passes when
-    ``|got - expected| <= atol + rtol * |expected|``. Parameters of a Cell are held fixed.
+    ``|got - expected| <= atol + rtol * |expected|``. A Cell's float Parameters are cast to
+    float64 during the check (restored after it); in reverse mode the gradients with respect to
+    its trainable Parameters are checked too (order 1).
 
     Raises :class:`GradCheckError` (an ``AssertionError``) naming the mode, order, input,
     output, the largest absolute and relative errors and where; returns a
@@ -362,6 +365,8 @@ def _check(
                         rtol,
                     )
             report.checks.append(f"order {level}, fwd/rev: dot-product test <J u, w> == <u, Jᵀ w> for {f.label}")
+    if "rev" in modes and level == 1:
+        _check_parameters(f, w, eps, atol, rtol, rng, report)
     if order > level:
         if "fwd" in modes:
             v = _vector_arg(f.in_tree, [rng.standard_normal(a.shape) for a in x], n_args)
@@ -369,6 +374,58 @@ def _check(
         if "rev" in modes:
             w_arg = w[0] if f.out_tree is None else unflatten(f.out_tree, w)
             _check(vjp_fn, (*f.args(x), w_arg), order, level + 1, modes, eps, atol, rtol, rng, report)
+
+
+def _check_parameters(
+    f: _Fn, w: list[np.ndarray], eps: float, atol: float, rtol: float, rng: np.random.Generator, report: GradCheckReport
+) -> None:
+    """Reverse mode with respect to the trainable Parameters of the Cell ``f.fn``
+    (``GradOperation(get_by_list=True, sens_param=True)``) against finite differences."""
+    cell = f.fn
+    if isinstance(cell, Transformed) or not hasattr(cell, "trainable_params"):
+        return
+    named = [(n, p) for n, p in cell.parameters_and_names() if p.requires_grad and _inexact(p.asnumpy())]
+    if not named:
+        return
+    w_arg = w[0] if f.out_tree is None else unflatten(f.out_tree, w)
+    grads = GradOperation(get_by_list=True, sens_param=True)(cell, ParameterTuple(p for _, p in named))
+    got = [_array(g) for g in grads(*f.args(f.x), w_arg)]
+
+    def phi() -> float:
+        return sum(float(np.sum(wj * o)) for wj, o in zip(w, f.outputs(f.x)))
+
+    def central(p: Any, step: np.ndarray) -> float:
+        old = p._data
+        try:
+            p._data = old + eps * step
+            plus = phi()
+            p._data = old - eps * step
+            minus = phi()
+        finally:
+            p._data = old
+        return (plus - minus) / (2 * eps)
+
+    out_desc = ", ".join(q for q, fl in zip(f.out_paths, f.out_float) if fl)
+    for (name, p), g in zip(named, got):
+        data = p.asnumpy()
+        if data.size <= _ELEMENTWISE_FD_MAX:
+            expected = np.zeros(data.shape)
+            for idx in np.ndindex(*data.shape):
+                e = np.zeros(data.shape)
+                e[idx] = 1.0
+                expected[idx] = central(p, e)
+            res = _compare(expected, g, atol, rtol)
+            what = (
+                "GradOperation(get_by_list=True) with a random sens vs the central-difference gradient of <sens, out>"
+            )
+        else:
+            u = rng.standard_normal(data.shape)
+            res = _compare(np.array(central(p, u)), np.array(float(np.sum(g * u))), atol, rtol)
+            res = (*res[:3], None, *res[4:])
+            what = "<gradient, u> vs the central difference of <sens, out> along u (random u, sens)"
+        if not res[0]:
+            _fail(f, "rev", 1, what, f"Parameter {name}", out_desc, res, atol, rtol)
+    report.checks.append(f"order 1, rev: gradients of {f.label} with respect to its Parameters vs finite differences")
 
 
 def _label(fn: Any) -> str:

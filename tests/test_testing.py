@@ -64,10 +64,34 @@ def test_cell_with_parameters(mode):
     net = TwoLayers()
     before = [p.asnumpy().copy() for p in net.trainable_params()]
     report = check_grads(net, (Tensor(X.astype(np.float32)),), order=2 if mode == "python" else 1)
-    assert "Parameters cast to float64" in str(report)
+    assert "Parameters cast to float64" in str(report) and "with respect to its Parameters" in str(report)
     after = net.trainable_params()
     assert all(p.dtype == s2s_ad.float32 for p in after)  # the Parameters are restored
     assert all(np.array_equal(b, a.asnumpy()) for b, a in zip(before, after))
+
+
+class Projection(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.weight = s2s_ad.Parameter(Tensor(np.linspace(-1.0, 1.0, 8).reshape(4, 2)), name="weight")
+
+    def construct(self, x):
+        return ops.matmul(x, self.weight)
+
+
+def test_a_wrong_parameter_gradient_is_reported(monkeypatch, pynative):
+    # matmul's reverse rule with the gradient of its second operand (Dense's weight) doubled
+    right = OPS["matmul"].vjp
+
+    def wrong(b, eqn, cts, active):
+        gx, gy = right(b, eqn, cts, active)
+        return [gx, None if gy is None else b.bind1("mul", gy, Lit(2.0, gy.dtype))]
+
+    monkeypatch.setattr(OPS["matmul"], "vjp", wrong)
+    net = Projection()  # a Cell of this test only: nothing compiled with the wrong rule is reused
+    with pytest.raises(GradCheckError, match="input:  Parameter weight") as info:
+        check_grads(net, (Tensor(X),), modes="rev")
+    assert info.value.got == pytest.approx(2 * info.value.expected, rel=1e-6)
 
 
 def wrong_rule(x):
@@ -160,4 +184,8 @@ def test_explain_cell(pynative):
     net = nn.Dense(4, 2)
     text = str(explain(net, Tensor(X.astype(np.float32))))
     assert "def construct(self, x):" in text and "def vjp_Dense(" in text
-    assert "3 checks passed" in text and "out depends on: x, weight, bias" in text
+    assert (
+        "4 checks passed" in text
+        and "with respect to its Parameters" in text
+        and "out depends on: x, weight, bias" in text
+    )
