@@ -81,15 +81,18 @@ class GradCheckReport:
 # ----------------------------------------------------------------------------- trees
 
 
-def _path(prefix: str, treedef: Any) -> list[str]:
-    """Tree paths (``x``, ``x[0]``, ``x['a']``) of the leaves of ``treedef`` under ``prefix``."""
+def _path(prefix: str, treedef: Any, static: bool = False) -> list[str]:
+    """Tree paths (``x``, ``x[0]``, ``x['a']``) of the leaves of ``treedef`` under ``prefix``
+    (with ``static``, of its static values instead: the Python numbers a trace holds constant)."""
     if treedef is None:
-        return [prefix]
+        return [] if static else [prefix]
     kind, children = treedef[0], treedef[1]
+    if kind == "static":
+        return [prefix] if static else []
     keys = treedef[2] if kind == "dict" else range(len(children))
     out: list[str] = []
     for k, c in zip(keys, children):
-        out += _path(f"{prefix}[{k!r}]", c)
+        out += _path(f"{prefix}[{k!r}]", c, static)
     return out
 
 
@@ -448,6 +451,7 @@ class Explanation:
     derivative: str
     check: str
     dependencies: list[tuple[str, list[str], list[str], list[str]]]  # output, depends, stopped, never
+    static: list[str] = field(default_factory=list)  # arguments traced as constants (Python numbers)
 
     def dependency_table(self) -> str:
         lines = []
@@ -459,6 +463,10 @@ class Explanation:
                 )
             if never:
                 lines.append(f"    never affected by: {', '.join(never)} (its derivative there is zero)")
+        if self.static:
+            lines.append(
+                f"  constants of the compiled program (Python numbers, not differentiated): {', '.join(self.static)}"
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -553,8 +561,9 @@ def explain(fn: Any, *args: Any) -> Explanation:
     except S2SError as err:
         check = f"(not checked: {type(err).__name__}: {err})"
     prog = trace_program(fn, *args, optimized=False)  # stop_gradient is still there
-    _, in_tree = flatten(tuple(args), _is_leaf)
     names = arg_names_of(fn, len(args))
-    in_names = [p for name, (_, t) in zip(names, _children(in_tree)) for p in _path(name, t)]
+    # the program's own argument tree: Python numbers and other static values are no leaves
+    in_names = [p for name, (_, t) in zip(names, _children(prog.in_tree)) for p in _path(name, t)]
+    static = [p for name, (_, t) in zip(names, _children(prog.in_tree)) for p in _path(name, t, static=True)]
     in_names += [getattr(p, "name", f"parameter{i}") for i, p in enumerate(prog.parameters)]
-    return Explanation(label, _user_source(fn), derivative, check, dependencies(prog, in_names))
+    return Explanation(label, _user_source(fn), derivative, check, dependencies(prog, in_names), static)

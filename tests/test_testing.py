@@ -189,3 +189,18 @@ def test_explain_cell(pynative):
         and "with respect to its Parameters" in text
         and "out depends on: x, weight, bias" in text
     )
+
+
+def with_tuple_and_integer_output(x, t):
+    return x * t[0] + t[1], ops.cast(x * 3, s2s_ad.int32)
+
+
+def test_tuple_inputs_and_integer_outputs(pynative):
+    args = (np.linspace(0.0, 1.0, 4), (np.ones(4), 3.0))
+    assert "9 checks passed" in str(check_grads(with_tuple_and_integer_output, args, order=2))
+    report = explain(with_tuple_and_integer_output, *args)
+    deps = {o: (d, s, n) for o, d, s, n in report.dependencies}
+    assert deps["out[0]"] == (["x", "t[0]"], [], [])
+    assert deps["out[1]"] == ([], ["x"], ["t[0]"])  # an integer output has no derivative
+    # a Python number is a constant of the traced program (check_grads differentiates it as a 0-d array)
+    assert "constants of the compiled program (Python numbers, not differentiated): t[1]" in str(report)
