@@ -25,6 +25,7 @@ from .errors import (
 from .jacobians import hessian, hvp, jacfwd, jacrev
 from .ops import GradOperation, stop_gradient
 from .tensor import Parameter, ParameterTuple, Tensor
+from .testing import explain
 from .version import __version__
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "jacrev",
     "hessian",
     "hvp",
+    "explain",
     "ArgumentError",
     "ArgumentValueError",
     "CacheError",

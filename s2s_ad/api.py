@@ -1102,10 +1102,12 @@ def _trace_for_show(fn: Any, args: tuple) -> Program:
     return trace(_staged_body(fn), _abstract_args(args), callable_name(fn), arg_names_of(fn, len(args)))
 
 
-def trace_program(fn: Any, *args: Any) -> Program:
-    """The optimised IR program s2s_ad compiles for ``fn(*args)``. Arguments may be Tensors,
-    arrays or :class:`~s2s_ad.ir.Aval` shape/dtype specs."""
-    return Compiled(_trace_for_show(fn, args), "python").program
+def trace_program(fn: Any, *args: Any, optimized: bool = True) -> Program:
+    """The optimised IR program s2s_ad compiles for ``fn(*args)`` (as traced, before the
+    optimiser, with ``optimized=False``). Arguments may be Tensors, arrays or
+    :class:`~s2s_ad.ir.Aval` shape/dtype specs."""
+    prog = _trace_for_show(fn, args)
+    return Compiled(prog, "python").program if optimized else prog
 
 
 def generated_source(fn: Any, *args: Any, target: str = "numpy") -> str:
