@@ -7,33 +7,41 @@ Expected output:
 [[2.21099997e+00, 5.09999990e-01, 1.49000001e+00],
  [5.58799982e+00, 2.68000007e+00, 4.07000017e+00]]))
 """
+
 import numpy as np
+
 import s2s_ad.context as context
 import s2s_ad.nn as nn
 import s2s_ad.ops as ops
-from s2s_ad import Tensor
-from s2s_ad import ParameterTuple, Parameter
+from s2s_ad import Parameter, Tensor
 from s2s_ad import dtype as mstype
+
 context.set_context(mode=context.GRAPH_MODE, device_target="GPU")
+
+
 class Net(nn.Cell):
     def __init__(self):
-        super(Net, self).__init__()
+        super().__init__()
         self.matmul = ops.MatMul()
-        self.z = Parameter(Tensor(np.array([1.0], np.float32)), name='z')
+        self.z = Parameter(Tensor(np.array([1.0], np.float32)), name="z")
+
     def construct(self, x, y):
         x = x * self.z
         out = self.matmul(x, y)
         return out
 
+
 class ForwardValueAndGradWrtX(nn.Cell):
     def __init__(self, net):
-        super(ForwardValueAndGradWrtX, self).__init__()
+        super().__init__()
         self.net = net
         self.grad = nn.ForwardValueAndGrad(self.net, sens_param=True)
         self.grad_wrt_output = Tensor([[0.1, 0.6, 0.2], [0.8, 1.3, 1.1]], dtype=mstype.float32)
+
     def construct(self, x, y):
         ret = self.grad(x, y, self.grad_wrt_output)
         return ret
+
 
 x = Tensor([[0.8, 0.6, 0.2], [1.8, 1.3, 1.1]], dtype=mstype.float32)
 y = Tensor([[0.11, 3.3, 1.1], [1.1, 0.2, 1.4], [1.1, 2.2, 0.3]], dtype=mstype.float32)

@@ -8,20 +8,24 @@ Expected output:
 [[5.00000000e-01, 5.00000000e-01],
  [5.00000000e-01, 5.00000000e-01]]),)))
 """
+
 import numpy as np
+
 import s2s_ad.nn as nn
 import s2s_ad.ops as P
-from s2s_ad import Tensor, Parameter, ParameterTuple
+from s2s_ad import Parameter, ParameterTuple, Tensor
+
 
 class Net(nn.Cell):
-   def __init__(self):
-       super(Net, self).__init__()
-       self.weight = Parameter(Tensor(np.ones([2, 2]).astype(np.float32)), name="weight")
-       self.matmul = P.MatMul()
+    def __init__(self):
+        super().__init__()
+        self.weight = Parameter(Tensor(np.ones([2, 2]).astype(np.float32)), name="weight")
+        self.matmul = P.MatMul()
 
-   def construct(self, x):
-       out = self.matmul(x, self.weight)
-       return out
+    def construct(self, x):
+        out = self.matmul(x, self.weight)
+        return out
+
 
 net = Net()
 criterion = nn.SoftmaxCrossEntropyWithLogits()

@@ -3,32 +3,40 @@
 Expected: a tuple (dx, dy) with dx = [[4.51, 2.7, 3.6], [4.51, 2.7, 3.6]] and
 dy = [[2.6, 2.6, 2.6], [1.9, 1.9, 1.9], [1.3, 1.3, 1.3]].
 """
+
 import numpy as np
+
 import s2s_ad.context as context
 import s2s_ad.nn as nn
 import s2s_ad.ops as ops
-from s2s_ad import Tensor
-from s2s_ad import ParameterTuple, Parameter
+from s2s_ad import Parameter, Tensor
 from s2s_ad import dtype as mstype
+
 context.set_context(mode=context.GRAPH_MODE, device_target="GPU")
+
+
 class Net(nn.Cell):
     def __init__(self):
-        super(Net, self).__init__()
+        super().__init__()
         self.matmul = ops.MatMul()
-        self.z = Parameter(Tensor(np.array([1.0], np.float32)), name='z')
+        self.z = Parameter(Tensor(np.array([1.0], np.float32)), name="z")
+
     def construct(self, x, y):
         x = x * self.z
         out = self.matmul(x, y)
         return out
 
+
 class GradNetWrtX(nn.Cell):
     def __init__(self, net):
-        super(GradNetWrtX, self).__init__()
+        super().__init__()
         self.net = net
         self.grad_op = ops.GradOperation(get_all=True)
+
     def construct(self, x, y):
         gradient_function = self.grad_op(self.net)
         return gradient_function(x, y)
+
 
 x = Tensor([[0.8, 0.6, 0.2], [1.8, 1.3, 1.1]], dtype=mstype.float32)
 y = Tensor([[0.11, 3.3, 1.1], [1.1, 0.2, 1.4], [1.1, 2.2, 0.3]], dtype=mstype.float32)

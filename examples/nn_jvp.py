@@ -4,16 +4,19 @@ Expected output:
 (Tensor(shape=[3], dtype=Float32, value= [ 1.48219836e+00, 1.48570347e+00, 1.15400589e+00]), Tensor(shape=[3], dtype=Float32, value= [ 5.24890423e-02,
 4.35917288e-01, 6.84546351e-01]))
 """
-import numpy as np
+
 import s2s_ad.context as context
 import s2s_ad.nn as nn
 import s2s_ad.ops as ops
 from s2s_ad import Tensor
 from s2s_ad import dtype as mstype
+
 context.set_context(mode=context.GRAPH_MODE, device_target="GPU")
+
+
 class Net(nn.Cell):
     def __init__(self):
-        super(Net, self).__init__()
+        super().__init__()
         self.sin = ops.Sin()
         self.cos = ops.Cos()
 
@@ -23,15 +26,17 @@ class Net(nn.Cell):
         out = a + b
         return out
 
+
 class GradNet(nn.Cell):
     def __init__(self, net):
-        super(GradNet, self).__init__()
+        super().__init__()
         self.net = net
         self.grad_op = nn.Jvp(net)
 
     def construct(self, x, y, v):
         output = self.grad_op(x, y, (v, v))
         return output
+
 
 x = Tensor([0.8, 0.6, 0.2], dtype=mstype.float32)
 y = Tensor([0.7, 0.4, 0.3], dtype=mstype.float32)

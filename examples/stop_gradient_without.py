@@ -4,17 +4,16 @@ Expected output:
     [[9.0, 5.4, 7.2],
      [9.0, 5.4, 7.2]]   (exactly 9.02, 5.4, 7.2)
 """
-import numpy as np
+
 import s2s_ad.nn as nn
 import s2s_ad.ops as ops
 from s2s_ad import Tensor
-from s2s_ad import ParameterTuple, Parameter
 from s2s_ad import dtype as mstype
-from s2s_ad.ops import stop_gradient
+
 
 class Net(nn.Cell):
     def __init__(self):
-        super(Net, self).__init__()
+        super().__init__()
         self.matmul = ops.MatMul()
 
     def construct(self, x, y):
@@ -23,15 +22,17 @@ class Net(nn.Cell):
         out = out1 + out2
         return out
 
+
 class GradNetWrtX(nn.Cell):
     def __init__(self, net):
-        super(GradNetWrtX, self).__init__()
+        super().__init__()
         self.net = net
         self.grad_op = ops.GradOperation()
 
     def construct(self, x, y):
         gradient_function = self.grad_op(self.net)
         return gradient_function(x, y)
+
 
 x = Tensor([[0.8, 0.6, 0.2], [1.8, 1.3, 1.1]], dtype=mstype.float32)
 y = Tensor([[0.11, 3.3, 1.1], [1.1, 0.2, 1.4], [1.1, 2.2, 0.3]], dtype=mstype.float32)

@@ -4,15 +4,18 @@ Expected output:
 [-0. 18.]
 [0. 6.]
 """
-import numpy as np
+
 import s2s_ad
-from s2s_ad import Tensor, ops, nn
+from s2s_ad import Tensor, nn
 from s2s_ad.ops import value_and_grad
+
 
 # Cell object to be differentiated
 class Net(nn.Cell):
     def construct(self, x, y, z):
         return x * y * z
+
+
 x = Tensor([1, 2], s2s_ad.float32)
 y = Tensor([-2, 3], s2s_ad.float32)
 z = Tensor([0, 3], s2s_ad.float32)

@@ -10,18 +10,23 @@ Expected output (the data are random; the seed checks shapes):
 (16, 10) (16, 10)
 2 2
 """
+
 import numpy as np
-import s2s_ad
-from s2s_ad import Tensor, ops, nn
+
+from s2s_ad import Tensor, nn
 from s2s_ad.ops import value_and_grad
 
 # For given network to be differentiated with both inputs and weights, there are 3 cases.
 net = nn.Dense(10, 1)
 loss_fn = nn.MSELoss()
+
+
 def forward(inputs, labels):
     logits = net(inputs)
     loss = loss_fn(logits, labels)
     return loss, logits
+
+
 inputs = Tensor(np.random.randn(16, 10).astype(np.float32))
 labels = Tensor(np.random.randn(16, 1).astype(np.float32))
 weights = net.trainable_params()

@@ -7,15 +7,19 @@ Expected output:
 (Tensor(shape=[2], dtype=Float32, value= [ 7.50000000e+01,  7.50000000e+01]),
  Tensor(shape=[2], dtype=Float32, value= [ 3.00000000e+01,  3.00000000e+01]))
 """
+
 import numpy as np
-import s2s_ad
-from s2s_ad import Tensor, ops, nn
+
+from s2s_ad import Tensor, ops
 from s2s_ad.ops import value_and_grad
+
 
 # Function object to be differentiated
 def fn(x, y, z):
     res = x * ops.exp(y) * ops.pow(z, 2)
     return res, z
+
+
 x = Tensor(np.array([3, 3]).astype(np.float32))
 y = Tensor(np.array([0, 0]).astype(np.float32))
 z = Tensor(np.array([5, 5]).astype(np.float32))

@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 import inspect
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -456,6 +456,7 @@ class Transformed:
 
     def _call_static_ints(self, calls: ProgramCache, backend: str, given: tuple, args: tuple) -> Any:
         static = _static_ints(given, args)
+        assert static is not None, "called only when the arguments hold Python ints"
         return self._staged(calls, backend, static).call(static)
 
     def __repr__(self) -> str:
@@ -741,7 +742,9 @@ class GradOperation:
         self.get_by_list = get_by_list
         self.sens_param = sens_param
 
-    def __call__(self, fn: Any, weights: Any = None) -> ReverseFunction:
+    def __call__(
+        self, fn: Callable[..., Any], weights: Parameter | ParameterTuple | Sequence[Parameter] | None = None
+    ) -> ReverseFunction:
         _check_callable("GradOperation", fn)
         return flags_function(fn, weights, self.get_all, self.get_by_list, self.sens_param, "GradOperation")
 
@@ -794,15 +797,39 @@ def _position_function(
     return rf
 
 
+Weights = Parameter | ParameterTuple | Sequence[Parameter] | None
+"""What ``weights=`` takes: one Parameter, a ParameterTuple or a sequence of Parameters."""
+
+
+@overload
 def grad(
-    fn: Any = None,
+    fn: Callable[..., Any],
     grad_position: int | tuple[int, ...] | None = 0,
-    weights: Any = None,
+    weights: Weights = None,
     has_aux: bool = False,
     sens_param: bool = False,
     *,
     target: str | None = None,
-) -> Any:
+) -> ReverseFunction: ...
+@overload
+def grad(
+    fn: None = None,
+    grad_position: int | tuple[int, ...] | None = 0,
+    weights: Weights = None,
+    has_aux: bool = False,
+    sens_param: bool = False,
+    *,
+    target: str | None = None,
+) -> Callable[[Callable[..., Any]], ReverseFunction]: ...
+def grad(
+    fn: Callable[..., Any] | None = None,
+    grad_position: int | tuple[int, ...] | None = 0,
+    weights: Weights = None,
+    has_aux: bool = False,
+    sens_param: bool = False,
+    *,
+    target: str | None = None,
+) -> ReverseFunction | Callable[[Callable[..., Any]], ReverseFunction]:
     """``grad(fn, grad_position=0, weights=None, has_aux=False, sens_param=False, *,
     target=None)``: the gradient function of ``fn``.
 
@@ -820,14 +847,32 @@ def grad(
     return _position_function(fn, grad_position, weights, has_aux, sens_param, False, "grad", target)
 
 
+@overload
 def value_and_grad(
-    fn: Any = None,
+    fn: Callable[..., Any],
     grad_position: int | tuple[int, ...] | None = 0,
-    weights: Any = None,
+    weights: Weights = None,
     has_aux: bool = False,
     *,
     target: str | None = None,
-) -> Any:
+) -> ReverseFunction: ...
+@overload
+def value_and_grad(
+    fn: None = None,
+    grad_position: int | tuple[int, ...] | None = 0,
+    weights: Weights = None,
+    has_aux: bool = False,
+    *,
+    target: str | None = None,
+) -> Callable[[Callable[..., Any]], ReverseFunction]: ...
+def value_and_grad(
+    fn: Callable[..., Any] | None = None,
+    grad_position: int | tuple[int, ...] | None = 0,
+    weights: Weights = None,
+    has_aux: bool = False,
+    *,
+    target: str | None = None,
+) -> ReverseFunction | Callable[[Callable[..., Any]], ReverseFunction]:
     """``value_and_grad(fn, grad_position=0, weights=None, has_aux=False, *, target=None)``: a
     function returning ``(fn's output, gradients)``, the gradients structured as :func:`grad`'s.
     With ``has_aux`` the whole output is returned and only its first element is differentiated.
@@ -860,7 +905,9 @@ class _Direct:
             raise TypeError(f"cannot pickle {self!r}: it is not {self.__module__}.{self.__qualname__}")
         return (from_module, ref)
 
-    def __call__(self, fn: Any, inputs: Any = _MISSING, v: Any = _MISSING, *, has_aux: bool = False) -> Any:
+    def __call__(
+        self, fn: Callable[..., Any], inputs: Any = _MISSING, v: Any = _MISSING, *, has_aux: bool = False
+    ) -> tuple[Any, Any]:
         _check_callable(self.__name__, fn)
         _check_bool(self.__name__, has_aux=has_aux)
         if has_aux:
@@ -1037,7 +1084,13 @@ def _bind_positional(fn: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return bound.args, bound.kwargs
 
 
-def jit(fn: Any = None, *, target: str | None = None) -> Any:
+@overload
+def jit(fn: Callable[..., Any], *, target: str | None = None) -> JitFunction: ...
+@overload
+def jit(fn: None = None, *, target: str | None = None) -> Callable[[Callable[..., Any]], JitFunction]: ...
+def jit(
+    fn: Callable[..., Any] | None = None, *, target: str | None = None
+) -> JitFunction | Callable[[Callable[..., Any]], JitFunction]:
     """Compile ``fn`` (a function or Cell) for fast repeated calls: ``@s2s_ad.jit``. The first
     call with a new argument signature (shapes, dtypes, static values) compiles; later calls
     run the compiled code directly. ``@s2s_ad.jit(target="cuda")`` (or ``"cpu"``) runs it there,

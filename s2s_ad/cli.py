@@ -6,6 +6,7 @@
   [--target numpy|numba|cuda]``: print the generated derivative source of a Cell class (or instance) or
   a function in FILE.
 * ``s2s-ad cache info|clear``: show or empty the disk cache of compiled programs.
+* ``s2s-ad --version``: print the version.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .errors import S2SError
 from .ir import Aval
 from .nn import Cell
 from .tensor import ParameterTuple
+from .version import __version__
 
 _SPEC = re.compile(r"^\s*([a-z_]+[0-9]*)\s*\[([^\]]*)\]\s*$")
 
@@ -204,6 +206,7 @@ def cache_command(action: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="s2s-ad", description="Source-to-source automatic differentiation for Python.")
+    p.add_argument("--version", action="version", version=f"s2s-ad {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("demo", help="differentiate the seeds' MatMul network and print the generated code")
     s = sub.add_parser("show", help="print the generated derivative source of a Cell or function")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 
 class Type:
@@ -10,7 +13,7 @@ class Type:
 
     __slots__ = ("name", "np_dtype")
 
-    def __init__(self, name: str, np_dtype: np.dtype):
+    def __init__(self, name: str, np_dtype: npt.DTypeLike):
         self.name = name
         self.np_dtype = np.dtype(np_dtype)
 
@@ -23,7 +26,7 @@ class Type:
         if isinstance(other, Type):
             return self.np_dtype == other.np_dtype
         try:
-            return self.np_dtype == np.dtype(other)  # type: ignore[arg-type]
+            return self.np_dtype == np.dtype(other)  # type: ignore[call-overload]
         except TypeError:
             return False
 
@@ -61,7 +64,7 @@ def native_array(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.isnative else a.astype(native(a.dtype))
 
 
-def to_np(dt: object) -> np.dtype:
+def to_np(dt: Any) -> np.dtype:
     """Normalise a MindSpore dtype, numpy dtype, or Python type to a numpy dtype."""
     if isinstance(dt, Type):
         return dt.np_dtype
@@ -71,7 +74,7 @@ def to_np(dt: object) -> np.dtype:
         return np.dtype(np.int64)
     if dt is bool:
         return np.dtype(np.bool_)
-    return np.dtype(dt)  # type: ignore[arg-type]
+    return np.dtype(dt)
 
 
 def from_np(dt: np.dtype) -> Type:

@@ -14,7 +14,8 @@ diagonal and one evaluation with a tangent of ones gives its diagonal. The Hessi
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, overload
 
 import numpy as np
 
@@ -148,7 +149,9 @@ class JacobianFunction(Transformed):
     def __init__(self, fn: Any, mode: str, argnums: Any):
         self.mode = mode
         self.prefix = mode
-        self.positions = _check_positions(mode, argnums, "argnums", allow_none=False)
+        positions = _check_positions(mode, argnums, "argnums", allow_none=False)
+        assert positions is not None, "allow_none=False: None is an error"
+        self.positions: tuple[int, ...] = positions
         self.bare = isinstance(argnums, int)
         super().__init__(fn)
 
@@ -277,9 +280,33 @@ class _LoopJacobian:
         return Tensor._wrap(out.reshape(shape))
 
 
-def _jacobian(mode: str, doc: str):
+class JacobianTransform(Protocol):
+    """The type of ``jacfwd``, ``jacrev`` and ``hessian``: given ``fn``, a
+    :class:`JacobianFunction`; without it, a decorator."""
+
+    @overload
+    def __call__(
+        self,
+        fn: Callable[..., Any],
+        argnums: int | tuple[int, ...] = 0,
+        *,
+        grad_position: int | tuple[int, ...] | None = None,
+        has_aux: bool = False,
+    ) -> JacobianFunction: ...
+    @overload
+    def __call__(
+        self,
+        fn: None = None,
+        argnums: int | tuple[int, ...] = 0,
+        *,
+        grad_position: int | tuple[int, ...] | None = None,
+        has_aux: bool = False,
+    ) -> Callable[[Callable[..., Any]], JacobianFunction]: ...
+
+
+def _jacobian(mode: str, doc: str) -> JacobianTransform:
     def make(
-        fn: Any = None,
+        fn: Callable[..., Any] | None = None,
         argnums: int | tuple[int, ...] = 0,
         *,
         grad_position: int | tuple[int, ...] | None = None,

@@ -9,8 +9,8 @@ the eager and compiled paths compute with the same expressions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,10 +51,8 @@ def _to_array(data: Any, dtype: Any) -> np.ndarray:
 def format_array(arr: np.ndarray) -> str:
     """MindSpore's Tensor value formatting: ``[ 1.00000000e+00, -2.00000000e+00]``."""
     if arr.dtype.kind == "f":
-        fmt = {"float_kind": lambda v: f"{v: .8e}"}
-    else:
-        fmt = None
-    return np.array2string(arr, separator=", ", formatter=fmt, threshold=1000)
+        return np.array2string(arr, separator=", ", formatter={"float_kind": lambda v: f"{v: .8e}"}, threshold=1000)
+    return np.array2string(arr, separator=", ", threshold=1000)
 
 
 class Tensor:
@@ -101,7 +99,7 @@ class Tensor:
     def __len__(self) -> int:
         return len(self._data)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tensor]:
         for i in range(len(self)):
             yield self[i]
 
@@ -130,29 +128,57 @@ class Tensor:
         self._data[idx] = np.asarray(value.asnumpy() if isinstance(value, Tensor) else value, self._data.dtype)
 
     # Comparisons are not differentiable: plain numpy, returning bool tensors.
-    def _cmp(self, fn, other):
+    def _cmp(self, fn: Any, other: Any) -> Tensor:
         o = other.asnumpy() if isinstance(other, Tensor) else other
         return Tensor._wrap(np.asarray(fn(self._data, o)))
 
-    def __eq__(self, o):  # type: ignore[override]
+    def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
         return self._cmp(np.equal, o)
 
-    def __ne__(self, o):  # type: ignore[override]
+    def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
         return self._cmp(np.not_equal, o)
 
-    def __lt__(self, o):
+    def __lt__(self, o: Any) -> Tensor:
         return self._cmp(np.less, o)
 
-    def __le__(self, o):
+    def __le__(self, o: Any) -> Tensor:
         return self._cmp(np.less_equal, o)
 
-    def __gt__(self, o):
+    def __gt__(self, o: Any) -> Tensor:
         return self._cmp(np.greater, o)
 
-    def __ge__(self, o):
+    def __ge__(self, o: Any) -> Tensor:
         return self._cmp(np.greater_equal, o)
 
     __hash__ = object.__hash__
+
+    if TYPE_CHECKING:
+        # Installed at import by s2s_ad.ops.tensor_methods (they run the op table's code);
+        # declared here for type checkers.
+        def __add__(self, other: Any) -> Tensor: ...
+        def __radd__(self, other: Any) -> Tensor: ...
+        def __sub__(self, other: Any) -> Tensor: ...
+        def __rsub__(self, other: Any) -> Tensor: ...
+        def __mul__(self, other: Any) -> Tensor: ...
+        def __rmul__(self, other: Any) -> Tensor: ...
+        def __truediv__(self, other: Any) -> Tensor: ...
+        def __rtruediv__(self, other: Any) -> Tensor: ...
+        def __pow__(self, other: Any) -> Tensor: ...
+        def __rpow__(self, other: Any) -> Tensor: ...
+        def __matmul__(self, other: Any) -> Tensor: ...
+        def __rmatmul__(self, other: Any) -> Tensor: ...
+        def __neg__(self) -> Tensor: ...
+        def __pos__(self) -> Tensor: ...
+        def __abs__(self) -> Tensor: ...
+        def __getitem__(self, idx: Any) -> Tensor: ...
+        @property
+        def T(self) -> Tensor: ...
+        def astype(self, dtype: Any) -> Tensor: ...
+        def reshape(self, *shape: Any) -> Tensor: ...
+        def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor: ...
+        def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor: ...
+        def max(self, axis: Any = None, keepdims: bool = False) -> Tensor: ...
+        def min(self, axis: Any = None, keepdims: bool = False) -> Tensor: ...
 
 
 class Parameter(Tensor):
@@ -189,7 +215,7 @@ class Parameter(Tensor):
         )
 
 
-class ParameterTuple(tuple):
+class ParameterTuple(tuple[Parameter, ...]):
     """An immutable tuple of Parameters (what ``get_by_list`` differentiates)."""
 
     def __new__(cls, iterable: Iterable[Parameter]):

@@ -6,7 +6,7 @@ import inspect
 import types
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from .. import context
 from ..api import arg_names_of
@@ -220,7 +220,7 @@ def _is_cell_method(f: Any) -> bool:
 def _stage_cell_method(m: types.MethodType, tr: Tracer, args: list[Any], kwargs: dict[str, Any]) -> Any:
     """``self.construct(x)``, ``self.helper(x)``: the method's source is inlined."""
     if m.__name__ == "construct":
-        note_bprop(tr, m.__self__)
+        note_bprop(tr, cast(Cell, m.__self__))  # _is_cell_method chose m
     return tr.inline(unwrap_function(m.__func__), [m.__self__, *args], kwargs, owner=m.__self__)
 
 

@@ -4,6 +4,7 @@ called directly or from another Cell's ``construct`` (where it is inlined)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..api import JvpFunction, _check_bool, _check_callable, flags_function, vjp_function
@@ -13,6 +14,8 @@ from .cell import Cell
 class _Wrapper(Cell):
     """Calls go straight to the transformed function, so compiled code is named after the
     wrapped network and its arguments."""
+
+    _fn: Callable[..., Any]
 
     def _set_fn(self, fn: Any) -> None:
         object.__setattr__(self, "_fn", fn)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import staging  # noqa: F401  (registers Tensor and Parameter with the trace layer)
 from .functional import (
     COMPARE_FUNCTIONS,
@@ -54,6 +56,17 @@ gt, ge, lt, le, eq, ne = (
 
 # GradOperation, grad, value_and_grad, jvp and vjp (MindSpore's ``ops.GradOperation``, ...)
 # are set here by s2s_ad.api, which builds on this package.
+
+if TYPE_CHECKING:
+    # What type checkers see of the names set at run time: the API's (set by s2s_ad.api) with
+    # their own types; the elementwise and comparison classes and functions built from the op
+    # table (``ops.sin``, ``ops.Exp``, ...) as Any.
+    from typing import Any
+
+    from ..api import GradOperation, grad, jvp, value_and_grad, vjp
+
+    def __getattr__(name: str) -> Any: ...
+
 
 __all__ = [
     "GradOperation",
