@@ -20,6 +20,7 @@ from typing import Any, overload
 import numpy as np
 
 from . import context, ops
+from .backend import standalone_source
 from .codegen import generate
 from .derivatives import grad_program, jvp_args_program
 from .errors import ArgumentError, ArgumentValueError, NotSupportedError, S2SError
@@ -1163,22 +1164,26 @@ def trace_program(fn: Any, *args: Any, optimized: bool = True) -> Program:
     return Compiled(prog, "python").program if optimized else prog
 
 
-def generated_source(fn: Any, *args: Any, target: str = "numpy") -> str:
+def generated_source(fn: Any, *args: Any, target: str = "numpy", standalone: bool = False) -> str:
     """The Python source s2s_ad generates for ``fn(*args)`` (a Cell, function or transformed
     function). Arguments may be Tensors, arrays or :class:`~s2s_ad.ir.Aval` specs. ``target``:
     ``"numpy"`` (the source PYNATIVE_MODE runs), ``"numba"`` (with fused loops: the source
-    GRAPH_MODE compiles) or ``"cuda"`` (the CUDA kernels and host code)."""
+    GRAPH_MODE compiles) or ``"cuda"`` (the CUDA kernels and host code, always a module).
+    With ``standalone``, the numpy and Numba sources come as a module that runs on its own:
+    its imports included, and the Numba one compiled with ``numba.njit`` on import."""
     if target not in ("numpy", "numba", "cuda"):
         raise ArgumentValueError(f"generated_source: target must be 'numpy', 'numba' or 'cuda', got {target!r}")
     fn = _shown(fn)
     doc = fn.describe() if isinstance(fn, Transformed) else f"{callable_name(fn)}, compiled."
     prog = optimize(_trace_for_show(fn, args))  # the source only: nothing is compiled
+    fname = identifier(prog.name)
     if target == "cuda":
         # imported for CUDA source only (importing the printer adds 5% to `import s2s_ad`)
         from .cuda import generate as cuda_source
 
-        return cuda_source(prog, identifier(prog.name), doc)
-    return generate(prog, identifier(prog.name), doc, fuse=target == "numba")
+        return cuda_source(prog, fname, doc)
+    src = generate(prog, fname, doc, fuse=target == "numba")
+    return standalone_source(src, fname, target) if standalone else src
 
 
 def output_avals(fn: Any, *args: Any) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .codegen import LOOP_NS, loop_namespace, register_source
+from .codegen import LOOP_NS, loop_namespace, module_header, register_source
 from .diskcache import NJIT_OPTIONS, compile_cached
 from .lru import ProgramCache, Users
 
@@ -56,3 +56,18 @@ def _njit(fn: Callable) -> Callable:
     import numba
 
     return numba.njit(fn, cache=False, **NJIT_OPTIONS)
+
+
+def standalone_source(src: str, fname: str, target: str) -> str:
+    """``src`` (the generated source of function ``fname``) as a module that runs on its own:
+    with the imports it needs (:func:`~s2s_ad.codegen.module_header`) and, for ``target``
+    ``"numba"``, compiled as GRAPH_MODE compiles it (``numba.njit`` with the same options).
+    The Numba source's fused loops call functions of ``s2s_ad``'s loop namespace, so that
+    module imports ``s2s_ad``; the numpy one needs only numpy."""
+    if target == "numpy":
+        return module_header(False, "the numpy source PYNATIVE_MODE runs") + src
+    if target != "numba":
+        raise ValueError(f"standalone_source: target must be 'numpy' or 'numba', got {target!r}")
+    options = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v!r}" for k, v in NJIT_OPTIONS.items())
+    header = module_header(True, "the Numba source GRAPH_MODE compiles", imports=("import numba",))
+    return f"{header}{src}\n\n{fname} = numba.njit({fname}, {options})\n"

@@ -2,9 +2,9 @@
 
 * ``s2s-ad demo``: differentiate the seeds' MatMul network; print its ``construct``, the
   generated gradient source and the gradient.
-* ``s2s-ad show FILE.py:NAME --args "float32[2,3], float32[3,3]" [--mode grad|jvp|vjp|forward] [--order N]
-  [--target numpy|numba|cuda]``: print the generated derivative source of a Cell class (or instance) or
-  a function in FILE.
+* ``s2s-ad show FILE.py:NAME --args "f32[2,3], float32[3,3]" [--mode grad|jvp|vjp|forward] [--order N]
+  [--target numpy|numba|cuda] [--standalone]``: print the generated derivative source of a Cell class (or
+  instance) or a function in FILE; with ``--standalone``, as a module that runs on its own.
 * ``s2s-ad cache info|clear``: show or empty the disk cache of compiled programs.
 * ``s2s-ad --version``: print the version.
 """
@@ -34,31 +34,40 @@ from .nn import Cell
 from .tensor import ParameterTuple
 from .version import __version__
 
-_SPEC = re.compile(r"^\s*([a-z_]+[0-9]*)\s*\[([^\]]*)\]\s*$")
+_ITEM = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[([^\]]*)\])?\s*(?:,|$)")
+_EXAMPLE = '"f32[2,3], float64[3], i64" (a bare dtype is a scalar)'
 
 
 def parse_args_spec(spec: str) -> list[Aval]:
-    """``"float32[2,3], float64[]"`` → Avals."""
+    """``"f32[2,3], float64[], i64"`` → Avals. A dtype is written as s2s_ad prints it in
+    generated docstrings (``f64``, ``i32``, ``bool``), by numpy's name (``float64``) or by a
+    MindSpore alias (``double``); a dtype without ``[...]`` is a scalar."""
 
     out = []
-    for part in re.findall(r"[a-z_]+[0-9]*\s*\[[^\]]*\]", spec):
-        m = _SPEC.match(part)
-        assert m is not None
+    pos = 0
+    text = spec.strip()
+    while pos < len(text):
+        m = _ITEM.match(text, pos)
+        if m is None or m.end() == pos:
+            piece = text[pos:].split(",")[0].strip() or text[pos:]
+            raise SystemExit(f"s2s-ad: cannot parse --args {spec!r} at {piece!r}: expected e.g. {_EXAMPLE}")
         name, dims = m.groups()
         try:
-            dt = mstype.to_np(getattr(mstype, name) if hasattr(mstype, name) else name)
-        except TypeError:
-            raise SystemExit(f"s2s-ad: unknown dtype {name!r} in --args") from None
+            dt = mstype.from_name(name)
+        except ValueError as err:
+            raise SystemExit(f"s2s-ad: {err} (in --args {spec!r})") from None
         try:
-            shape = tuple(int(d) for d in dims.split(",") if d.strip())
+            shape = tuple(int(d) for d in (dims or "").split(",") if d.strip())
         except ValueError:
             raise SystemExit(
                 f"s2s-ad: cannot parse the shape [{dims}] in --args: dimensions must be integers"
             ) from None
+        if any(d < 0 for d in shape):
+            raise SystemExit(f"s2s-ad: negative dimension in [{dims}] in --args")
         out.append(Aval(shape, dt))
-    rest = re.sub(r"[a-z_]+[0-9]*\s*\[[^\]]*\]", "", spec).replace(",", "").strip()
-    if rest:
-        raise SystemExit(f's2s-ad: cannot parse --args {spec!r}: expected e.g. "float32[2,3], float32[3]"')
+        pos = m.end()
+    if text.endswith(","):
+        raise SystemExit(f"s2s-ad: cannot parse --args {spec!r}: a trailing comma; expected e.g. {_EXAMPLE}")
     return out
 
 
@@ -105,12 +114,19 @@ def show(
     order: int = 1,
     backend: str = "numpy",
     ir: bool = False,
+    standalone: bool = False,
 ) -> str:
     """The generated source of NAME's derivative (``mode``), for ``backend`` ("numpy", "numba"
-    or "cuda"); with ``ir``, the optimised typed IR program that source is printed from."""
+    or "cuda"); with ``ir``, the optimised typed IR program that source is printed from; with
+    ``standalone``, the source as a module that runs on its own (imports included)."""
+
+    if ir and standalone:
+        raise SystemExit("s2s-ad: --standalone prints a runnable module, --ir a listing: give one of them")
 
     def source(fn: Any, *args: Any, target: str) -> str:
-        return trace_program(fn, *args).pretty() + "\n" if ir else generated_source(fn, *args, target=target)
+        if ir:
+            return trace_program(fn, *args).pretty() + "\n"
+        return generated_source(fn, *args, target=target, standalone=standalone)
 
     if mode == "forward":
         if order != 1:
@@ -211,7 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("demo", help="differentiate the seeds' MatMul network and print the generated code")
     s = sub.add_parser("show", help="print the generated derivative source of a Cell or function")
     s.add_argument("target", help="FILE.py:NAME (a Cell class or instance, or a function)")
-    s.add_argument("--args", required=True, help='input shapes and dtypes, e.g. "float32[2,3], float32[3,3]"')
+    s.add_argument(
+        "--args",
+        required=True,
+        help='input dtypes and shapes, as generated docstrings print them or by numpy\'s names, e.g. "f32[2,3], float64[3], i64" (a bare dtype is a scalar)',
+    )
     s.add_argument(
         "--mode",
         choices=["grad", "jvp", "vjp", "forward"],
@@ -246,6 +266,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="print the optimised typed IR program (the form the passes work on) instead of the source",
     )
+    s.add_argument(
+        "--standalone",
+        action="store_true",
+        help=(
+            "print a module that runs on its own: the imports the source needs and, for --target numba, "
+            "numba.njit with GRAPH_MODE's options (the CUDA source is always such a module)"
+        ),
+    )
     c = sub.add_parser("cache", help="show or empty the disk cache of compiled programs")
     c.add_argument(
         "action",
@@ -261,7 +289,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             target = load_target(ns.target)
             spec = parse_args_spec(ns.args)
-            print(show(target, spec, ns.mode, ns.get_all, ns.get_by_list, ns.sens, ns.order, ns.backend, ns.ir), end="")
+            print(
+                show(
+                    target,
+                    spec,
+                    ns.mode,
+                    ns.get_all,
+                    ns.get_by_list,
+                    ns.sens,
+                    ns.order,
+                    ns.backend,
+                    ns.ir,
+                    ns.standalone,
+                ),
+                end="",
+            )
     except S2SError as err:
         print(f"s2s-ad: error: {err}", file=sys.stderr)
         return 1

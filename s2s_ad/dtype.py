@@ -83,3 +83,34 @@ def from_np(dt: np.dtype) -> Type:
     if dt not in _BY_NP:
         raise TypeError(f"dtype {dt} is not supported by s2s_ad")
     return _BY_NP[dt]
+
+
+def short_name(dt: np.dtype) -> str:
+    """The short spelling s2s_ad prints for a dtype (generated docstrings, IR listings,
+    errors): ``f32``, ``f64``, ``i64``, ``u8``, ``bool``."""
+    dt = np.dtype(dt)
+    return {"f": "f", "i": "i", "u": "u", "b": "bool"}[dt.kind] + ("" if dt.kind == "b" else str(dt.itemsize * 8))
+
+
+def _spellings() -> dict[str, np.dtype]:
+    names: dict[str, np.dtype] = {}
+    for t in _ALL:
+        names[short_name(t.np_dtype)] = t.np_dtype  # f32: what s2s_ad prints
+        names[t.np_dtype.name] = t.np_dtype  # float32: numpy's name
+    names["bool_"] = np.dtype(np.bool_)
+    for alias in ("half", "single", "double"):  # MindSpore's aliases (mstype.double)
+        names[alias] = globals()[alias].np_dtype
+    return names
+
+
+SPELLINGS: dict[str, np.dtype] = _spellings()
+
+
+def from_name(name: str) -> np.dtype:
+    """The numpy dtype a written name stands for: the short spelling s2s_ad prints (``f64``),
+    numpy's name (``float64``) or a MindSpore alias (``double``). An unknown name raises
+    ``ValueError`` listing the accepted ones."""
+    try:
+        return SPELLINGS[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; accepted: {', '.join(SPELLINGS)}") from None

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .dtype import short_name as short_dtype
 from .errors import Loc, S2SError
 
 Shape = tuple[int, ...]
@@ -35,11 +36,6 @@ class Aval:
     @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
-
-
-def short_dtype(dt: np.dtype) -> str:
-    dt = np.dtype(dt)
-    return {"f": "f", "i": "i", "u": "u", "b": "bool"}[dt.kind] + ("" if dt.kind == "b" else str(dt.itemsize * 8))
 
 
 class Var:

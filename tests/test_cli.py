@@ -1,4 +1,4 @@
-"""The ``s2s-ad`` command line: ``demo`` and ``show``."""
+"""The ``s2s-ad`` command line: ``demo``, ``show`` (``--args`` spellings, ``--standalone``)."""
 
 import inspect
 import os
@@ -12,6 +12,8 @@ import pytest
 from printed import prints_number
 
 from s2s_ad import cli, context
+from s2s_ad.dtype import NP_DTYPES
+from s2s_ad.ir import Aval
 
 SEED_X = np.array([[0.8, 0.6, 0.2], [1.8, 1.3, 1.1]], np.float32)
 SEED_Y = np.array([[0.11, 3.3, 1.1], [1.1, 0.2, 1.4], [1.1, 2.2, 0.3]], np.float32)
@@ -452,3 +454,119 @@ def test_show_order_with_jvp_on_top(tmp_path, capsys):
 def test_show_order_bad_combinations(module, capsys, opts):
     code, _, err = run_cli(["show", f"{module}:f", "--args", "float32[3], float32[3]", *opts], capsys)
     assert code == 1 and "s2s-ad:" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- --args spellings
+@pytest.mark.parametrize("dt", NP_DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(), (4,), (2, 3)])
+def test_args_accept_the_spelling_avals_print(dt, shape):
+    aval = Aval(shape, dt)
+    assert cli.parse_args_spec(str(aval)) == [aval]  # f64[4], i32[2,3], bool[]
+    assert cli.parse_args_spec(f"{dt.name}[{', '.join(map(str, shape))}]") == [aval]  # numpy's name
+
+
+def test_args_spellings_mixed_and_bare_scalars():
+    f64, i64, b = np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.bool_)
+    assert cli.parse_args_spec("f64[4], float32[2, 3],i64, int32 , bool[3], double") == [
+        Aval((4,), f64),
+        Aval((2, 3), np.dtype(np.float32)),
+        Aval((), i64),
+        Aval((), np.dtype(np.int32)),
+        Aval((3,), b),
+        Aval((), f64),
+    ]
+
+
+def test_args_round_trip_through_the_generated_docstring(module, capsys):
+    out = show_ok(capsys, f"{module}:f", args="float64[2,3], float64[2,3]")
+    line = next(s.strip() for s in out.splitlines() if s.strip().startswith("x: "))
+    assert line == "x: f64[2,3], y: f64[2,3]"
+    printed = ", ".join(part.split(": ")[1] for part in line.split(", "))
+    assert show_ok(capsys, f"{module}:f", args=printed) == out
+
+
+@pytest.mark.parametrize(
+    "spec, bad", [("b[3]", "'b'"), ("f64[4], float_[2]", "'float_'"), ("complex128[2]", "'complex")]
+)
+def test_args_bad_dtype_lists_the_accepted_ones(module, capsys, spec, bad):
+    code, out, err = run_cli(["show", f"{module}:f", "--args", spec], capsys)
+    assert_clean_failure(code, err, "unknown dtype", bad, "accepted:", "f64", "float64", "i32", "int32", "bool")
+    assert out == ""
+
+
+@pytest.mark.parametrize("spec", ["f64[4],", "f64[4],,f32[4]", "f64[4] f32[4]", "f64[-1]"])
+def test_args_malformed_lists_are_clean_errors(module, capsys, spec):
+    code, out, err = run_cli(["show", f"{module}:f", "--args", spec], capsys)
+    assert_clean_failure(code, err, "--args")
+    assert out == ""
+
+
+# --------------------------------------------------------------------------- show --standalone
+STANDALONE = """\
+from s2s_ad import ops
+
+
+def h(x, w):
+    return (ops.tanh(x * w) + ops.exp(-x) * w).sum() + ops.sin(x).sum()
+"""
+
+
+def test_show_standalone_modules_run_on_their_own(tmp_path, capsys):
+    """``show --standalone > m.py`` for numpy and numba; ``import m`` in a fresh process gives
+    what s2s_ad computes in PYNATIVE and GRAPH mode (shapes with fused loops)."""
+    import s2s_ad
+
+    path = tmp_path / "user_h.py"
+    path.write_text(STANDALONE)
+    for target in ("numpy", "numba"):
+        out = show_ok(
+            capsys, f"{path}:h", "--get-all", "--target", target, "--standalone", args="f64[3,4], float64[3,4]"
+        )
+        (tmp_path / f"m_{target}.py").write_text(out)
+    assert "for i0 in range(" in (tmp_path / "m_numba.py").read_text()  # fused loops
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    script = (
+        "import numpy as np, numba, m_numpy, m_numba\n"
+        "x, w = np.load('x.npy'), np.load('w.npy')\n"
+        "assert isinstance(m_numba.grad_h, numba.core.registry.CPUDispatcher)\n"
+        "for m in (m_numpy, m_numba):\n"
+        "    dx, dw = m.grad_h(x, w)\n"
+        "    np.save(m.__name__ + '_dx.npy', dx)\n"
+        "    np.save(m.__name__ + '_dw.npy', dw)\n"
+    )
+    root = str(Path(s2s_ad.__file__).resolve().parents[1])  # the s2s_ad under test
+    env = script_env(PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    h = cli.load_target(f"{path}:h")
+    t = np.tanh(x * w)
+    expected_dx = (1 - t * t) * w - np.exp(-x) * w + np.cos(x)
+    for mode in (context.PYNATIVE_MODE, context.GRAPH_MODE):
+        context.set_context(mode=mode)
+        dx, dw = s2s_ad.GradOperation(get_all=True)(h)(x, w)
+        np.testing.assert_allclose(dx.asnumpy(), expected_dx, rtol=1e-12)
+        for target in ("numpy", "numba"):
+            got_dx, got_dw = np.load(tmp_path / f"m_{target}_dx.npy"), np.load(tmp_path / f"m_{target}_dw.npy")
+            np.testing.assert_allclose(got_dx, dx.asnumpy(), rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(got_dw, dw.asnumpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_show_standalone_is_the_source_plus_its_imports(module, capsys):
+    plain = show_ok(capsys, f"{module}:f", "--target", "numba", args="f32[3], f32[3]")
+    out = show_ok(capsys, f"{module}:f", "--target", "numba", "--standalone", args="f32[3], f32[3]")
+    assert plain in out and "import numpy as np" in out and "import numba" in out and "vm = loop_namespace()" in out
+    assert out.rstrip().endswith('grad_f = numba.njit(grad_f, nogil=True, error_model="numpy")')
+    plain = show_ok(capsys, f"{module}:f", args="f32[3], f32[3]")
+    out = show_ok(capsys, f"{module}:f", "--standalone", args="f32[3], f32[3]")
+    assert out.endswith(plain) and "import numpy as np" in out and "numba" not in out and "vm" not in out
+
+
+def test_show_standalone_and_ir_together_is_a_clean_error(module, capsys):
+    code, out, err = run_cli(["show", f"{module}:f", "--args", "f32[3], f32[3]", "--ir", "--standalone"], capsys)
+    assert_clean_failure(code, err, "--standalone", "--ir")
+    assert out == ""
