@@ -31,6 +31,7 @@ from .runtime import Compiled, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import trace
 from .trace.protocol import is_tensor_value, register_constructor, register_static
+from .trace.sources import carried_sources, from_module, module_reference, remember
 from .trace.tracer import Tracer, abstractify, inline_program
 
 # ---------------------------------------------------------------------------- naming helpers
@@ -460,6 +461,44 @@ class Transformed:
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
 
+    # pickling --------------------------------------------------------------
+    # Attributes that hold compiled state (the programs compiled for this function), dropped
+    # from a pickle: the unpickled function compiles again, or loads from the disk cache.
+    _TRANSIENT = ("_s2s_calls",)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A pickle of the user function and the transform's options, never compiled code.
+
+        A decorated function (``@s2s_ad.grad def f`` in an importable module, or a method of
+        an importable class) is pickled by reference, as ``module.qualname``; any other is
+        rebuilt from its state, which holds the user function (pickled by reference where it
+        can be imported, by value by cloudpickle where it lives in ``__main__`` or a closure)
+        and the options."""
+        user = _user_function(self)
+        ref = module_reference(self, getattr(user, "__module__", None), getattr(user, "__qualname__", None))
+        if ref is not None:
+            return (from_module, ref)
+        return super().__reduce_ex__(protocol)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        carried = carried_sources(self.fn)
+        if carried:  # functions pickled by value travel with their source
+            state["__s2s_sources__"] = carried
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        remember(state.pop("__s2s_sources__", []))
+        self.__dict__.update(state)
+
+
+def _user_function(fn: Any) -> Any:
+    """The function under transforms (``grad(jit(f))`` → ``f``)."""
+    while isinstance(fn, Transformed):
+        fn = fn.fn
+    return fn
+
 
 class _StaticInt(int):
     """A Python int at a differentiated position that is kept a compile-time constant (its
@@ -809,10 +848,17 @@ class _Direct:
     """A function called as ``api(fn, inputs, v)`` (jvp, vjp) that also lowers inside
     compiled code."""
 
-    def __init__(self, make: Callable[[Any], Transformed], name: str, doc: str):
+    def __init__(self, make: Callable[[Any], Transformed], name: str, doc: str, module: str = __name__):
         self.make = make
         self.__name__ = self.__qualname__ = name
         self.__doc__ = doc
+        self.__module__ = module  # where it is defined: pickled by reference, as ``module.name``
+
+    def __reduce__(self) -> Any:
+        ref = module_reference(self, self.__module__, self.__qualname__)
+        if ref is None:
+            raise TypeError(f"cannot pickle {self!r}: it is not {self.__module__}.{self.__qualname__}")
+        return (from_module, ref)
 
     def __call__(self, fn: Any, inputs: Any = _MISSING, v: Any = _MISSING, *, has_aux: bool = False) -> Any:
         _check_callable(self.__name__, fn)

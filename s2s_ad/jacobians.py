@@ -362,6 +362,7 @@ hvp = _Direct(
     ``primals`` (a Tensor or a tuple), for ``tangents`` structured like ``primals``; computed
     forward-over-reverse, the Hessian never formed. Returns a Tensor for one primal, else a
     tuple (``Σ_j H_ij v_j`` for each input ``i``).""",
+    __name__,
 )
 
 __all__ = ["jacfwd", "jacrev", "hessian", "hvp", "JacobianFunction", "HvpFunction", "diagonal_map"]

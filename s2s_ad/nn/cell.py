@@ -14,6 +14,7 @@ from ..errors import ArgumentError, Loc, S2SError
 from ..runtime import calls_cache, staged
 from ..tensor import Parameter
 from ..trace.protocol import register_stager_where, register_static, unwrap_function
+from ..trace.sources import carried_sources, remember
 from ..trace.tracer import Tracer
 
 
@@ -143,6 +144,22 @@ class Cell:
     def set_train(self, mode: bool = True) -> Cell:
         object.__setattr__(self, "training", mode)
         return self
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        """A Cell pickles as its attributes (Parameters with their values and names, sub-cells,
+        options), never its compiled programs; the methods of a class defined in ``__main__``
+        or a function (which cloudpickle pickles by value) travel with their source."""
+        state = dict(self.__dict__)
+        carried = carried_sources(type(self))
+        if carried:
+            state["__s2s_sources__"] = carried
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        remember(state.pop("__s2s_sources__", []))
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         subs = "".join(f"\n  ({n}): {c!r}".replace("\n", "\n  ") for n, c in self._named_children())

@@ -32,6 +32,7 @@ from ..ir import Atom, Aval, Lit, Program, Var, dict_keys, flatten
 from ..primitives import fmt_shape
 from .lowering import TENSOR_METHODS, TensorMethod
 from .protocol import describe, find_stager, has_traced, is_static, is_tensor_value, leaf_of, name_of
+from .sources import source_lines
 from .tracer import Tracer
 
 _UNSUPPORTED_STMTS = {
@@ -186,8 +187,7 @@ def parse_function(func: types.FunctionType) -> Parsed:
         return got
     name = func.__qualname__
     try:
-        lines, first = inspect.getsourcelines(func)
-        file = inspect.getsourcefile(func) or code.co_filename
+        lines, first, file = source_lines(func)
     except (OSError, TypeError):
         raise SourceUnavailableError(
             f"s2s_ad needs the Python source of `{name}` but cannot read it (functions typed at the "
