@@ -27,6 +27,7 @@ The sizes are chosen to finish in seconds; the work per task grows with ``--step
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 from distributed import Client, LocalCluster, wait
-from distributed.diagnostics.plugin import UploadFile, WorkerPlugin
+from distributed.diagnostics.plugin import WorkerPlugin
 
 import s2s_ad
 from s2s_ad import context, diskcache
@@ -104,7 +105,10 @@ def batch_gradient(value_and_grad_sse: Any, p: np.ndarray, t: np.ndarray, y: np.
 
 class S2SContext(WorkerPlugin):
     """Sets s2s_ad's context (``mode``, ``device_target``) in every worker process, also in
-    workers that join later: the context belongs to a process and is not shipped with tasks."""
+    workers that join later: the context belongs to a process and is not shipped with tasks.
+    Registering it again replaces the settings."""
+
+    name = "s2s_ad-context"
 
     def __init__(self, **settings: Any):
         self.settings = settings
@@ -129,8 +133,10 @@ def run_sweep(
     ``vg`` is the gradient function, shipped to the workers as it is."""
     if client is None:
         return [fit(vg, p0, t, y, steps, lr) for p0 in p0s]
-    t_, y_ = client.scatter([t, y], broadcast=True)  # the data go to each worker once
-    futures = [client.submit(fit, vg, p0, t_, y_, steps, lr, pure=False) for p0 in p0s]
+    # The gradient function and the data go to each worker once: every task on a worker then
+    # calls the same unpickled function, which compiles (or loads) its program once.
+    vg_, t_, y_ = client.scatter([vg, t, y], broadcast=True, hash=False)
+    futures = [client.submit(fit, vg_, p0, t_, y_, steps, lr, pure=False) for p0 in p0s]
     wait(futures, timeout=timeout)
     return client.gather(futures)
 
@@ -153,35 +159,48 @@ def run_batches(
     if client is None:
         parts = [batch_gradient(vg, p, tb, yb) for tb, yb in batches]
     else:
-        futures = [client.submit(batch_gradient, vg, p, tb, yb, pure=False) for tb, yb in batches]
+        (vg_,) = client.scatter([vg], broadcast=True, hash=False)
+        futures = [client.submit(batch_gradient, vg_, p, tb, yb, pure=False) for tb, yb in batches]
         wait(futures, timeout=timeout)
         parts = client.gather(futures)
     return sum(v for v, _ in parts) / len(t), sum(g for _, g in parts) / len(t)
 
 
 # ----------------------------------------------------------------------------------- the program
+def local_cluster(n_workers: int, cache_dir: Path | None) -> LocalCluster:
+    """A cluster of ``n_workers`` worker processes on this machine, one thread each, that
+    compile through the disk cache in ``cache_dir`` (s2s_ad's configured one when None)."""
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        env={"S2S_AD_CACHE_DIR": str(cache_dir)} if cache_dir is not None else {},
+    )
+
+
 def connect(args: argparse.Namespace) -> tuple[Client, LocalCluster | None]:
     """A client of the scheduler at ``--scheduler``, or of a new LocalCluster whose worker
     processes use the cache directory ``--cache-dir``."""
     if args.scheduler:
         return Client(args.scheduler, timeout=args.timeout), None
-    cluster = LocalCluster(
-        n_workers=args.workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        env={"S2S_AD_CACHE_DIR": str(args.cache_dir)},
-    )
+    cluster = local_cluster(args.workers, args.cache_dir)
     return Client(cluster, timeout=args.timeout), cluster
+
+
+def prepare_workers(client: Client, **settings: Any) -> dict[str, tuple[int, str | None]]:
+    """Set s2s_ad's context in the workers (see :class:`S2SContext`); returns each worker's
+    process id and disk cache directory, by address."""
+    client.register_plugin(S2SContext(**settings))
+    return client.run(lambda: (os.getpid(), diskcache.info()["entries_dir"]))
 
 
 def print_fits(fits: list[Fit]) -> None:
     print(f"{'omega0':>7} {'A':>7} {'gamma':>7} {'omega':>7} {'phi':>7} {'mse':>9} {'pid':>7} {'first call':>10}")
     for f in fits:
         a, g, w, phi = f.params
-        print(
-            f"{f.start[2]:7.2f} {a:7.3f} {g:7.3f} {w:7.3f} {phi:7.3f} {f.loss:9.2e} {f.pid:7d} {f.first_call:9.2f}s"
-        )
+        print(f"{f.start[2]:7.2f} {a:7.3f} {g:7.3f} {w:7.3f} {phi:7.3f} {f.loss:9.2e} {f.pid:7d} {f.first_call:9.2f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,13 +238,11 @@ def main(argv: list[str] | None = None) -> int:
 
     client, cluster = connect(args)
     try:
-        # The workers import this module (sse, fit, ...) by name: it goes to each worker, not to
-        # the scheduler (client.upload_file would reload it here when the scheduler runs in this process).
-        client.register_plugin(UploadFile(__file__))
-        client.register_plugin(S2SContext(**settings))
-        workers = client.run(lambda: (os.getpid(), diskcache.info()["entries_dir"]))
-        print(f"Dask cluster: {'scheduler ' + args.scheduler if args.scheduler else 'LocalCluster'}, "
-              f"{len(workers)} worker processes, mode {args.mode}, device {args.device}")
+        workers = prepare_workers(client, **settings)
+        print(
+            f"Dask cluster: {'scheduler ' + args.scheduler if args.scheduler else 'LocalCluster'}, "
+            f"{len(workers)} worker processes, mode {args.mode}, device {args.device}"
+        )
         for address, (pid, cache) in sorted(workers.items()):
             print(f"  worker {address} (pid {pid}): disk cache {cache}")
 
@@ -262,9 +279,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as a script this file is the module __main__, which the workers cannot import by that
-    # name; imported as ``dask_sweep`` (uploaded to the workers by ``main``), its functions
-    # travel to them by reference, like any library's.
-    import dask_sweep
-
-    raise SystemExit(dask_sweep.main())
+    raise SystemExit(main())
