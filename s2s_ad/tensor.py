@@ -175,6 +175,14 @@ class Parameter(Tensor):
         self._data = np.array(arr, dtype=self._data.dtype, order="C")
         return self
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling: a Parameter is updated in place, so data that arrives read-only (a
+        buffer passed out of band, as Dask does) is copied."""
+        self.__dict__.update(state)
+        data = self.__dict__.get("_data")
+        if isinstance(data, np.ndarray) and not data.flags.writeable:
+            self._data = np.array(data, order="C")
+
     def __repr__(self) -> str:
         return (
             f"Parameter (name={self.name}, shape={self.shape}, dtype={self.dtype}, requires_grad={self.requires_grad})"

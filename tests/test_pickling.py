@@ -73,6 +73,24 @@ class Model(nn.Cell):
         return ops.sin(x * self.w)
 
 
+def local_model() -> Any:
+    """A Cell of a class defined in a function: cloudpickle pickles the class by value."""
+
+    class Local(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Model()
+            self.k = Parameter(Tensor(np.float32(0.5)), name="k")
+
+        def construct(self, x):
+            return self.inner(x) * self.k + helper(x)
+
+    def helper(x):
+        return (ops.exp(x * 0.1)).sum()
+
+    return Local()
+
+
 def scaled_gradient(scale: float) -> Any:
     """A gradient of a closure: cloudpickle pickles it by value."""
 
@@ -91,6 +109,7 @@ def cases() -> list[tuple[str, Any, tuple, bool]]:
     ``by_reference`` live in a closure, which only cloudpickle can pickle."""
     model = Model()
     weights = ParameterTuple(model.trainable_params())
+    local = local_model()
     return [
         ("grad", s2s_ad.grad(energy), (X, Y), True),
         ("grad positions", s2s_ad.grad(energy, grad_position=(0, 1)), (X, Y), True),
@@ -119,6 +138,8 @@ def cases() -> list[tuple[str, Any, tuple, bool]]:
         ("nn.Jvp", nn.Jvp(model), (X, Y), True),
         ("nn.Vjp", nn.Vjp(model), (X, Tensor(np.float32(2.0))), True),
         ("closure", scaled_gradient(1.5), (X,), False),
+        ("local Cell", local_model(), (X,), False),
+        ("grad of a local Cell", s2s_ad.grad(local, 0, local.trainable_params()), (X,), False),
     ]
 
 
@@ -290,3 +311,17 @@ def test_user_guide_example(tmp_path: Path) -> None:
     printed = re.search(r"^```python\n.*?^```\n+```text\n(.*?)^```", section.group(0), re.S | re.M)
     if printed:
         assert printed_equal(run.stdout, printed.group(1)), run.stdout
+
+
+def test_parameters_from_read_only_buffers_stay_writable(mode: str) -> None:
+    """Pickle protocol 5 with out-of-band buffers (Dask's) may hand arrays back read-only:
+    Parameters, which are updated in place, get their own copy; inputs are used as they are."""
+    model = Model()
+    buffers: list[pickle.PickleBuffer] = []
+    blob = pickle.dumps((model, X), protocol=5, buffer_callback=buffers.append)
+    assert buffers
+    model2, x2 = pickle.loads(blob, buffers=[memoryview(b.raw()).toreadonly() for b in buffers])
+    assert not x2.asnumpy().flags.writeable
+    model2.w[0, 0] = 3.0
+    model.w[0, 0] = 3.0
+    assert_close(model2(x2), model(X), "the Cell after an in-place update")
