@@ -8,8 +8,9 @@ task each, and the best fit is kept. Then the gradient of the loss over a large 
 points is computed in equal batches, one task each, and summed.
 
 What travels to the workers is the gradient function itself, ``s2s_ad.value_and_grad(sse)``:
-it pickles by reference to ``sse`` and the transform's options, never as compiled code. Each
-worker process compiles it once per argument signature, through s2s_ad's disk cache: workers
+it pickles as ``sse`` (by value, with its source, when this file runs as a script; by name
+when it is imported) and the transform's options, never as compiled code. Each worker
+process compiles it once per argument signature, through s2s_ad's disk cache: workers
 that share a cache directory (``--cache-dir``, passed to the LocalCluster's workers as
 ``S2S_AD_CACHE_DIR``) load the machine code that another process compiled. The "first call"
 column shows it: seconds on a cold cache, a fraction of that when the program was compiled
@@ -19,6 +20,7 @@ before. At the end the same work runs in this process and the results are compar
     python examples/dask_sweep.py --workers 4 --starts 32 --points 2000
     python examples/dask_sweep.py --scheduler tcp://10.0.0.5:8786
     python examples/dask_sweep.py --mode pynative          # numpy, no compilation
+    python examples/dask_sweep.py --device GPU             # CUDA programs in every worker
 
 The sizes are chosen to finish in seconds; the work per task grows with ``--steps`` and
 ``--points``. See docs/guide/cluster.md.
@@ -215,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         "(default: S2S_AD_CACHE_DIR or s2s_ad's default directory)",
     )
     ap.add_argument("--mode", choices=("graph", "pynative"), default="graph", help="Numba (graph) or numpy (pynative)")
-    ap.add_argument("--device", choices=("CPU", "GPU"), default="CPU", help="device_target of the workers")
+    ap.add_argument(
+        "--device",
+        choices=("CPU", "GPU"),
+        default="CPU",
+        help="device_target of the workers (a LocalCluster's workers share the first GPU; one GPU per worker: "
+        "docs/guide/cluster.md)",
+    )
     ap.add_argument("--starts", type=int, default=8, help="starting frequencies of the sweep (default 8)")
     ap.add_argument("--steps", type=int, default=300, help="Adam steps per fit (default 300)")
     ap.add_argument("--lr", type=float, default=0.005, help="Adam's learning rate (default 0.005)")

@@ -43,6 +43,7 @@ def cache(tmp_path_factory):
     directory = tmp_path_factory.mktemp("shared_cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("S2S_AD_CACHE_DIR", str(directory))
+        mp.setenv("S2S_AD_DISK_CACHE", "1")  # the worker processes inherit both
         yield directory
 
 
