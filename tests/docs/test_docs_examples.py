@@ -12,7 +12,8 @@ is removed from every line and trailing blank lines are dropped; the block's dir
 output (file paths in error messages) is written as ``/path/to/``. Printed numbers are compared
 within a float tolerance (``tests/printed.py``: CPUs differ in the last bits of float results),
 the text around them exactly. ```bash blocks and other
-languages are not run.
+languages are not run, nor is a ```python block right after a ``<!-- norun -->`` line (code
+that needs what a test cannot have: a cluster, a GPU, a user's files).
 
 Every page starts in GRAPH_MODE, the default of a new process; the context mode and numpy's
 print options are restored after each page.
@@ -47,6 +48,7 @@ PAGES = sorted(p for p in GUIDE.glob("*.md") if p.name != "README.md")
 
 _FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
 _FILE_MARK = re.compile(r"^<!--\s*file:\s*([\w.-]+\.py)\s*-->$")
+_NORUN_MARK = re.compile(r"^<!--\s*norun\s*-->$")
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Block:
     file: str  # file name the block is written to
     expected: str | None = None  # the following ```text block, if any
     expected_span: tuple[int, int] | None = None  # 0-based line range of the text block's body
+    run: bool = True  # False after a <!-- norun --> line
 
 
 def parse(text: str) -> list[Block]:
@@ -82,6 +85,7 @@ def parse(text: str) -> list[Block]:
         while k >= 0 and not lines[k].strip():
             k -= 1
         mark = _FILE_MARK.match(lines[k].strip()) if k >= 0 else None
+        norun = k >= 0 and _NORUN_MARK.match(lines[k].strip()) is not None
         prev = blocks[-1] if blocks else None
         follows_python = (
             lang == "text"
@@ -94,7 +98,7 @@ def parse(text: str) -> list[Block]:
             prev.expected = body
             prev.expected_span = (start + 1, j)
         else:
-            blocks.append(Block(lang, body + "\n", start + 1, mark.group(1) if mark else "example.py"))
+            blocks.append(Block(lang, body + "\n", start + 1, mark.group(1) if mark else "example.py", run=not norun))
         prev_end = j
         i = j + 1
     return blocks
@@ -109,7 +113,7 @@ def run_page(page: Path, workdir: Path) -> list[tuple[Block, str]]:
     Raises ``AssertionError`` naming the block when one fails."""
     ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
     results = []
-    for n, block in enumerate(b for b in parse(page.read_text()) if b.lang == "python"):
+    for n, block in enumerate(b for b in parse(page.read_text()) if b.lang == "python" and b.run):
         d = workdir / f"block{n:02d}"
         d.mkdir(parents=True)
         path = d / block.file
@@ -183,14 +187,19 @@ def test_parse():
             "```text",
             "not an output of python",
             "```",
+            "<!-- norun -->",
+            "```python",
+            "client = Client('tcp://scheduler:8786')",
+            "```",
         ]
     )
     blocks = parse(page)
-    assert [(b.lang, b.file, b.expected) for b in blocks] == [
-        ("python", "example.py", "1"),
-        ("python", "lj.py", None),
-        ("bash", "example.py", None),
-        ("text", "example.py", None),
+    assert [(b.lang, b.file, b.expected, b.run) for b in blocks] == [
+        ("python", "example.py", "1", True),
+        ("python", "lj.py", None, True),
+        ("bash", "example.py", None, True),
+        ("text", "example.py", None, True),
+        ("python", "example.py", None, False),
     ]
 
 
