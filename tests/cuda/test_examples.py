@@ -28,7 +28,12 @@ def _run(script: Path) -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+# Scripts with command-line options that start processes of their own: dask_sweep.py starts a
+# Dask cluster (tests/test_dask.py runs it; its workers pick their device themselves).
+OWN_PROCESSES = {"dask_sweep.py"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in OWN_PROCESSES))
 def test_example_on_the_gpu_prints_the_cpu_numbers(name, gpu, monkeypatch):
     built = []
     build = s2s_ad.cuda.build
