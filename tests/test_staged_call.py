@@ -132,10 +132,21 @@ def test_the_differentiation_api_is_installed_in_ops():
 
 
 def _imported_modules(path: Path) -> set[str]:
-    """The s2s_ad modules a source file imports, anywhere in it (relative imports resolved)."""
+    """The s2s_ad modules a source file imports, anywhere in it (relative imports resolved);
+    imports under ``if TYPE_CHECKING:`` are for type checkers only and do not count."""
     package = ["s2s_ad", *path.relative_to(ROOT / "s2s_ad").parent.parts]
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
             mod = ".".join(base + ([node.module] if node.module else []))
