@@ -333,12 +333,12 @@ def _check(
         for k, path in enumerate(f.in_paths):
             out_desc = ", ".join(p for p, fl in zip(f.out_paths, f.out_float) if fl)
             if x[k].size <= _ELEMENTWISE_FD_MAX:
-                expected = np.zeros(x[k].shape)
+                expected_g = np.zeros(x[k].shape)
                 for idx in np.ndindex(*x[k].shape):
                     e = [np.zeros_like(a) for a in x]
                     e[k][idx] = 1.0
-                    expected[idx] = sum(float(np.sum(wj * dj)) for wj, dj in zip(w, fd(e)))
-                res = _compare(expected, g_leaves[k], atol, rtol)
+                    expected_g[idx] = sum(float(np.sum(wj * dj)) for wj, dj in zip(w, fd(e)))
+                res = _compare(expected_g, g_leaves[k], atol, rtol)
                 what = "vjp with a random w vs the central-difference gradient of <w, out>"
             else:
                 u = [u_all[i] if i == k else np.zeros_like(a) for i, a in enumerate(x)]
@@ -527,10 +527,10 @@ def dependencies(prog: Program, in_names: list[str]) -> list[tuple[str, list[str
             diff[o] = dd if np.issubdtype(o.dtype, np.inexact) else frozenset()
     out_paths = _path("out", prog.out_tree)
     table = []
-    for path, o in zip(out_paths, prog.outs):
-        vd = value.get(o, frozenset()) if isinstance(o, Var) else frozenset()
-        dd = diff.get(o, frozenset()) if isinstance(o, Var) else frozenset()
-        if isinstance(o, Var) and not np.issubdtype(o.dtype, np.inexact):
+    for path, out in zip(out_paths, prog.outs):
+        vd = value.get(out, frozenset()) if isinstance(out, Var) else frozenset()
+        dd = diff.get(out, frozenset()) if isinstance(out, Var) else frozenset()
+        if isinstance(out, Var) and not np.issubdtype(out.dtype, np.inexact):
             dd = frozenset()
         table.append(
             (
