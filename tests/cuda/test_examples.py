@@ -28,7 +28,11 @@ def _run(script: Path) -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+# Programs with command-line options that start worker processes: tests/test_dask.py runs them.
+CLUSTER_EXAMPLES = {"dask_sweep.py"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in CLUSTER_EXAMPLES))
 def test_example_on_the_gpu_prints_the_cpu_numbers(name, gpu, monkeypatch):
     built = []
     build = s2s_ad.cuda.build
