@@ -32,7 +32,7 @@ from .runtime import Compiled, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import trace
 from .trace.protocol import is_tensor_value, register_constructor, register_static
-from .trace.sources import carried_sources, from_module, module_reference, remember
+from .trace.sources import from_module, module_reference, state_with_sources, state_without_sources
 from .trace.tracer import Tracer, abstractify, inline_program
 
 # ---------------------------------------------------------------------------- naming helpers
@@ -483,16 +483,11 @@ class Transformed:
         return super().__reduce_ex__(protocol)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
-        carried = carried_sources(self.fn)
-        if carried:  # functions pickled by value travel with their source
-            state["__s2s_sources__"] = carried
-        return state
+        # functions pickled by value travel with their source
+        return state_with_sources({k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}, self.fn)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        remember(state.pop("__s2s_sources__", []))
-        self.__dict__.update(state)
+        self.__dict__.update(state_without_sources(state))
 
 
 def _user_function(fn: Any) -> Any:

@@ -14,7 +14,7 @@ from ..errors import ArgumentError, Loc, S2SError
 from ..runtime import calls_cache, staged
 from ..tensor import Parameter
 from ..trace.protocol import register_stager_where, register_static, unwrap_function
-from ..trace.sources import carried_sources, remember
+from ..trace.sources import state_with_sources, state_without_sources
 from ..trace.tracer import Tracer
 
 
@@ -150,16 +150,10 @@ class Cell:
         """A Cell pickles as its attributes (Parameters with their values and names, sub-cells,
         options), never its compiled programs; the methods of a class defined in ``__main__``
         or a function (which cloudpickle pickles by value) travel with their source."""
-        state = dict(self.__dict__)
-        carried = carried_sources(type(self))
-        if carried:
-            state["__s2s_sources__"] = carried
-        return state
+        return state_with_sources(dict(self.__dict__), type(self))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        remember(state.pop("__s2s_sources__", []))
-        self.__dict__.update(state)
+        self.__dict__.update(state_without_sources(state))
 
     def __repr__(self) -> str:
         subs = "".join(f"\n  ({n}): {c!r}".replace("\n", "\n  ") for n, c in self._named_children())

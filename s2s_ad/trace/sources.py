@@ -128,3 +128,20 @@ def remember(carried: list[tuple[types.FunctionType, list[str], int, str]]) -> N
 
 
 __all__ = ["carried_sources", "from_module", "module_reference", "remember", "source_lines"]
+
+
+_SOURCES_KEY = "__s2s_sources__"
+
+
+def state_with_sources(state: dict[str, Any], *roots: Any) -> dict[str, Any]:
+    """A pickled object's ``state`` plus the sources of the functions ``roots`` hold that are
+    pickled by value (:func:`carried_sources`), for :func:`state_without_sources` to restore."""
+    carried = carried_sources(*roots)
+    return {**state, _SOURCES_KEY: carried} if carried else state
+
+
+def state_without_sources(state: dict[str, Any]) -> dict[str, Any]:
+    """An unpickled ``state`` with its carried sources taken out and remembered."""
+    state = dict(state)
+    remember(state.pop(_SOURCES_KEY, []))
+    return state
