@@ -182,7 +182,9 @@ _PARSED: dict[Any, Parsed] = {}
 def parse_function(func: types.FunctionType) -> Parsed:
     """The parsed ``def`` of ``func`` (cached per code object)."""
     code = func.__code__
-    got = _PARSED.get(code)
+    # code objects compare by value, without their file: equal functions in two files are two
+    key = (code.co_filename, code)
+    got = _PARSED.get(key)
     if got is not None:
         return got
     name = func.__qualname__
@@ -205,9 +207,26 @@ def parse_function(func: types.FunctionType) -> Parsed:
     node = tree.body[0]
     if not isinstance(node, ast.FunctionDef):
         raise UnsupportedSyntaxError(f"`{name}` is not a `def` function", Loc(file, first))
+    _check_source_is_current(node, code, name, Loc(file, first))
     got = Parsed(node, file, first - 1, name)
-    _PARSED[code] = got
+    _PARSED[key] = got
     return got
+
+
+def _check_source_is_current(node: ast.FunctionDef, code: types.CodeType, name: str, loc: Loc) -> None:
+    """The ``def`` read from the file must be the one the running function was compiled from:
+    a file edited after it was imported holds other text at the function's line, and compiling
+    that would silently differentiate another function."""
+    args = node.args
+    params = [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+    expected = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+    if node.name != code.co_name or params != expected:
+        raise SourceUnavailableError(
+            f"the source of `{name}` changed after it was imported: its line now holds "
+            f"`def {node.name}({', '.join(params)})`, not `def {code.co_name}({', '.join(expected)})`. "
+            "Restart the process (or reload the module) to compile the current source",
+            loc,
+        )
 
 
 class _ContainerMethod:
