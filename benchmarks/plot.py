@@ -78,14 +78,28 @@ def plot_times(latest: dict[str, Any], path: Path) -> None:
                 color="black" if big else None,
                 alpha=1.0 if big else 0.8,
             )
+    _finish_case_plot(
+        plt,
+        fig,
+        ax,
+        cases,
+        "median time per call (s, log scale; left is faster)",
+        "Time per derivative call (benchmarks/run.py)",
+        path,
+    )
+
+
+def _finish_case_plot(plt: Any, fig: Any, ax: Any, cases: list, xlabel: str, title: str, path: Path) -> None:
+    """The shared layout of the per-case plots (a log x axis, one row per workload and
+    variant, the legend outside), then the file."""
     ax.set_xscale("log")
     ax.set_yticks(range(len(cases)), [f"{w} {v}" for w, v in cases])
     ax.invert_yaxis()
-    ax.set_xlabel("median time per call (s, log scale; left is faster)")
+    ax.set_xlabel(xlabel)
     ax.grid(axis="x", which="major", alpha=0.4)
     ax.grid(axis="y", alpha=0.15)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title("Time per derivative call (benchmarks/run.py)")
+    ax.set_title(title)
     _save(fig, path)
     plt.close(fig)
 
@@ -106,16 +120,15 @@ def plot_ratios(latest: dict[str, Any], path: Path) -> None:
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=label, marker=marker, s=24, alpha=0.85)
     ax.axvline(1.0, color="black", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_yticks(range(len(cases)), [f"{w} {v}" for w, v in cases])
-    ax.invert_yaxis()
-    ax.set_xlabel("s2s_ad time / peer time (log scale; left of 1: s2s_ad is faster)")
-    ax.grid(axis="x", which="major", alpha=0.4)
-    ax.grid(axis="y", alpha=0.15)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title("s2s_ad against each peer (per-round ratios, median)")
-    _save(fig, path)
-    plt.close(fig)
+    _finish_case_plot(
+        plt,
+        fig,
+        ax,
+        cases,
+        "s2s_ad time / peer time (log scale; left of 1: s2s_ad is faster)",
+        "s2s_ad against each peer (per-round ratios, median)",
+        path,
+    )
 
 
 def plot_first_call(first: dict[str, Any], path: Path) -> None:

@@ -44,6 +44,7 @@ from ..errors import S2SError
 from ..fusion import Loop, schedule, use_counts
 from ..ir import Atom, Eqn, Lit, Program, Var
 from ..primitives import ATOM, CMP, ELEMENTWISE, UNARY, OpDef, get_op, index_str
+from ..primitives import print_elementwise as print_op
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _wrap(arg: tuple[str, int], need: int) -> str:
 def print_elementwise(op: OpDef, args: list[tuple[str, int]], dt: np.dtype, ns: str = "dm") -> tuple[str, int]:
     """One elementwise op on scalars, from its table printer, with ``ns`` as the namespace of
     functions (``("call", "exp")`` → ``dm.exp(x)``) and literals typed ``dt``."""
-    return codegen.print_elementwise(op, args, lambda v: lit(v, dt), ns, ())
+    return print_op(op, args, lambda v: lit(v, dt), ns, ())
 
 
 def device_function_names() -> list[str]:
