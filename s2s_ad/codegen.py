@@ -26,6 +26,7 @@ from .fusion import Loop, schedule
 from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
 from .primitives import ATOM, ELEMENTWISE, MUL, POW, UNARY, get_op, numpy_literal, print_elementwise
 from .primitives import wrap as _wrap
+from .regions import loop_layout, while_layout
 
 
 class _Ctx:
@@ -179,78 +180,12 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     for k, v in enumerate(prog.const_vars):
         params.append(arg_name(v, f"const{k}"))
 
-    steps = schedule(prog) if fuse else list(prog.eqns)
-    uses: dict[Var, int] = {}
-    in_loops: set[Var] = set()  # values read inside fused loops are never inlined into them
-    for st in steps:
-        for e in st.eqns + st.reductions if isinstance(st, Loop) else [st]:
-            for a in e.ins:
-                if isinstance(a, Var):
-                    uses[a] = uses.get(a, 0) + 1
-                    if isinstance(st, Loop):
-                        in_loops.add(a)
-    out_vars = {a for a in prog.outs if isinstance(a, Var)}
+    lines = _Body(C, expr, fuse, name_of).emit(prog)
 
     def atom(a: Atom) -> tuple[str, int]:
         if isinstance(a, Lit):
-            s = C.lit(a.value, a.dtype)
-            return s, (UNARY if s.startswith("-") else ATOM)
+            return C.lit(a.value, a.dtype), ATOM
         return expr[a]
-
-    lines: list[str] = []
-    last_loc: tuple | None = None
-    pending: list[str] = []
-
-    def emit(*stmts: str) -> None:
-        lines.extend(pending)
-        pending.clear()
-        lines.extend(stmts)
-
-    def locate(e: Eqn) -> None:
-        nonlocal last_loc
-        if e.loc is not None and (e.loc, e.adjoint) != last_loc:
-            pending[:] = [location_comment(e)]
-            last_loc = (e.loc, e.adjoint)
-
-    for st in steps:
-        if isinstance(st, Loop):
-            for e in st.eqns:
-                locate(e)
-            emit(*_print_loop(st, C, expr, atom, uses, out_vars, name_of))
-            continue
-        e = st
-        op = get_op(e.op)
-        args = [atom(a) for a in e.ins]
-        out = e.outs[0]
-        if e.op == "stop_gradient":
-            expr[out] = args[0]
-            continue
-        locate(e)
-        if op.statement:
-            target = names.fresh(name_of(out))
-            emit(*op.emit(target, args, e, C))
-            expr[out] = (target, ATOM)
-            C.contig.add(target)
-            continue
-        if op.kind == "elementwise":
-            s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
-        else:
-            s, prec = op.emit(args, e, C)
-        inline = (
-            op.kind == "elementwise"
-            and name_of(out) is None
-            and uses.get(out, 0) == 1
-            and out not in out_vars
-            and out not in in_loops
-        )
-        if inline:
-            expr[out] = (s, prec)
-            continue
-        target = names.fresh(name_of(out))
-        emit(f"{target} = {s}")
-        expr[out] = (target, ATOM)
-        if op.contiguous:
-            C.contig.add(target)
 
     rets = [atom(a)[0] for a in prog.outs]
     lines.append(f"return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
@@ -259,6 +194,247 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     body = [f'"""{doc}' + (f"\n\n{sig_doc}" if sig_doc else "") + '\n"""'] if doc else []
     src = "\n".join(head + ["    " + ln if ln else ln for ln in "\n".join(body + lines).split("\n")])
     return src + "\n"
+
+
+class _Body:
+    """Prints the equations of a program (or of a region's sub-program) as statements. ``expr``
+    maps every variable printed so far to its source text and precedence; a region's
+    sub-programs are printed inline, their inputs bound to the region's values."""
+
+    def __init__(self, C: _Ctx, expr: dict, fuse: bool, name_of: Callable[[Var], str | None]) -> None:
+        self.C, self.expr, self.fuse, self.name_of = C, expr, fuse, name_of
+        self.last_loc: tuple | None = None
+
+    def atom(self, a: Atom) -> tuple[str, int]:
+        if isinstance(a, Lit):
+            s = self.C.lit(a.value, a.dtype)
+            return s, (UNARY if s.startswith("-") else ATOM)
+        return self.expr[a]
+
+    def emit(self, prog: Program) -> list[str]:
+        """The statements computing ``prog``'s equations (its inputs already in ``expr``)."""
+        C, expr, name_of, atom = self.C, self.expr, self.name_of, self.atom
+        names = C.names
+        steps = schedule(prog) if self.fuse else list(prog.eqns)
+        uses: dict[Var, int] = {}
+        in_loops: set[Var] = set()  # values read inside fused loops are never inlined into them
+        for st in steps:
+            for e in st.eqns + st.reductions if isinstance(st, Loop) else [st]:
+                for a in e.ins:
+                    if isinstance(a, Var):
+                        uses[a] = uses.get(a, 0) + 1
+                        if isinstance(st, Loop):
+                            in_loops.add(a)
+        out_vars = {a for a in prog.outs if isinstance(a, Var)}
+
+        lines: list[str] = []
+        pending: list[str] = []
+
+        def emit(*stmts: str) -> None:
+            lines.extend(pending)
+            pending.clear()
+            lines.extend(stmts)
+
+        def locate(e: Eqn) -> None:
+            if e.loc is not None and (e.loc, e.adjoint) != self.last_loc:
+                pending[:] = [location_comment(e)]
+                self.last_loc = (e.loc, e.adjoint)
+
+        for st in steps:
+            if isinstance(st, Loop):
+                for e in st.eqns:
+                    locate(e)
+                emit(*_print_loop(st, C, expr, atom, uses, out_vars, name_of))
+                continue
+            e = st
+            op = get_op(e.op)
+            args = [atom(a) for a in e.ins]
+            out = e.outs[0] if e.outs else None
+            if e.op == "stop_gradient":
+                expr[out] = args[0]
+                continue
+            locate(e)
+            if op.kind == "region":
+                emit(*self.region(e))
+                self.last_loc = None  # the statements after a region say again where they come from
+                continue
+            if op.statement:
+                target = names.fresh(name_of(out))
+                emit(*op.emit(target, args, e, C))
+                expr[out] = (target, ATOM)
+                C.contig.add(target)
+                continue
+            if op.kind == "elementwise":
+                s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
+            else:
+                s, prec = op.emit(args, e, C)
+            inline = (
+                op.kind == "elementwise"
+                and name_of(out) is None
+                and uses.get(out, 0) == 1
+                and out not in out_vars
+                and out not in in_loops
+            )
+            if inline:
+                expr[out] = (s, prec)
+                continue
+            target = names.fresh(name_of(out))
+            emit(f"{target} = {s}")
+            expr[out] = (target, ATOM)
+            if op.contiguous:
+                C.contig.add(target)
+        return lines
+
+    # ------------------------------------------------------------------ regions
+    def named(self, a: Atom, hint: str | None, pre: list[str]) -> str:
+        """``a`` as a name (an expression is assigned to a new variable first, so that a
+        region does not evaluate it again on each iteration)."""
+        s, _ = self.atom(a)
+        if s.isidentifier():
+            return s
+        name = self.C.fresh(hint or (self.name_of(a) if isinstance(a, Var) else None))
+        pre.append(f"{name} = {s}")
+        return name
+
+    def bind(self, v: Var, text: str) -> None:
+        self.expr[v] = (text, ATOM)
+
+    def carried(self, inits: list[Atom], body_vars: list[Var], outs: list[Var], pre: list[str]) -> list[str]:
+        """New variables for the carried values of a loop, set to their initial values."""
+        names = []
+        for a, v, o in zip(inits, body_vars, outs):
+            name = self.C.fresh(self.name_of(o) or self.name_of(v))
+            pre.append(f"{name} = {self.atom(a)[0]}")
+            self.bind(v, name)
+            names.append(name)
+        return names
+
+    def sub(self, prog: Program) -> tuple[list[str], list[str]]:
+        """The statements of a sub-program (its inputs bound) and its outputs' source text."""
+        lines = _Body(self.C, self.expr, self.fuse, prog.name_of).emit(prog)
+        return lines, [self.atom(o)[0] for o in prog.outs]
+
+    def region(self, e: Eqn) -> list[str]:
+        return {"cond": self.cond, "loop": self.loop, "while": self.while_}[e.op](e)
+
+    @staticmethod
+    def indent(lines: list[str]) -> list[str]:
+        return ["    " + ln if ln else ln for ln in lines] or ["    pass"]
+
+    def assign(self, targets: list[str], values: list[str]) -> list[str]:
+        pairs = [(t, v) for t, v in zip(targets, values) if t != v]
+        if not pairs:
+            return []
+        lhs, rhs = ", ".join(t for t, _ in pairs), ", ".join(v for _, v in pairs)
+        return [f"{lhs} = {rhs}"]
+
+    def results(self, outs: list[Var]) -> list[str]:
+        names = []
+        for o in outs:
+            n = self.C.fresh(self.name_of(o))
+            self.bind(o, n)
+            names.append(n)
+        return names
+
+    def cond(self, e: Eqn) -> list[str]:
+        pre: list[str] = []
+        pred = self.atom(e.ins[0])[0]
+        operands = [self.named(a, None, pre) for a in e.ins[1:]]
+        targets = [self.C.fresh(self.name_of(o)) for o in e.outs]
+        blocks = []
+        for br in reversed(e.params["branches"]):  # the true branch first
+            for v, text in zip(br.invars, operands):
+                self.bind(v, text)
+            lines, outs = self.sub(br)
+            blocks.append(lines + self.assign(targets, outs))
+        for o, t in zip(e.outs, targets):
+            self.bind(o, t)
+        if not any(blocks[1]):
+            return pre + [f"if {pred}:"] + self.indent(blocks[0])
+        return pre + [f"if {pred}:"] + self.indent(blocks[0]) + ["else:"] + self.indent(blocks[1])
+
+    def loop(self, e: Eqn) -> list[str]:
+        p = e.params
+        body: Program = p["body"]
+        lead, nc, nx, ncarry = loop_layout(p)
+        pre: list[str] = []
+        length = str(p["length"]) if not lead else self.named(e.ins[0], "n", pre)
+        consts = e.ins[lead : lead + nc]
+        xs = [self.named(a, None, pre) for a in e.ins[lead + nc : lead + nc + nx]]
+        inits = e.ins[lead + nc + nx :]
+        bvars = body.invars
+        for v, a in zip(bvars[1 : 1 + nc], consts):
+            self.bind(v, self.named(a, self.name_of(v), pre))
+        carry = self.carried(inits, bvars[1 + nc + nx :], e.outs[:ncarry], pre)
+        ys = []
+        for y, o in zip(body.outs[ncarry:], e.outs[ncarry:]):
+            name = self.C.fresh(self.name_of(o) or "ys")
+            shape = ", ".join([length, *map(str, y.shape)])
+            pre.append(f"{name} = np.empty(({shape}{',' if not y.shape else ''}), {self.C.dtype(y.dtype)})")
+            ys.append(name)
+        start, step = p["start"], p["step"]
+        ivar = bvars[0]
+        plain = start == 0 and step == 1
+        k = self.C.fresh(self.name_of(ivar) if plain else "k")
+        rng = f"range({length} - 1, -1, -1)" if p["reverse"] else f"range({length})"
+        head = [f"for {k} in {rng}:"]
+        inner: list[str] = []
+        if plain:
+            self.bind(ivar, k)
+        else:
+            i = self.C.fresh(self.name_of(ivar) or "i")
+            offset = f"{start} + " if start else ""
+            inner.append(f"{i} = {offset}{k}" + (f" * {step}" if step != 1 else ""))
+            self.bind(ivar, i)
+        for v, x in zip(bvars[1 + nc : 1 + nc + nx], xs):
+            name = self.C.fresh(f"{self.name_of(v) or 'x'}")
+            inner.append(f"{name} = {x}[{k}]")
+            self.bind(v, name)
+        lines, outs = self.sub(body)
+        inner += lines
+        inner += [f"{y}[{k}] = {val}" for y, val in zip(ys, outs[ncarry:])]
+        inner += self.assign(carry, outs[:ncarry])
+        for o, name in zip(e.outs, carry + ys):
+            self.bind(o, name)
+        return pre + head + self.indent(inner)
+
+    def while_(self, e: Eqn) -> list[str]:
+        p = e.params
+        cond: Program = p["cond"]
+        body: Program = p["body"]
+        nc, ncarry = while_layout(p)
+        pre: list[str] = []
+        consts = [self.named(a, None, pre) for a in e.ins[:nc]]
+        for prog in (cond, body):
+            for v, text in zip(prog.invars[:nc], consts):
+                self.bind(v, text)
+        carry = self.carried(e.ins[nc:], body.invars[nc:], e.outs[:ncarry], pre)
+        for v, name in zip(cond.invars[nc:], carry):
+            self.bind(v, name)
+        trips = self.C.fresh(self.name_of(e.outs[ncarry]) or "trips")
+        pre.append(f"{trips} = 0")
+        ys = []
+        for y, o in zip(body.outs[ncarry:], e.outs[ncarry + 1 :]):
+            name = self.C.fresh(self.name_of(o) or "tape")
+            shape = ", ".join(["16", *map(str, y.shape)])
+            pre.append(f"{name} = np.empty(({shape}{',' if not y.shape else ''}), {self.C.dtype(y.dtype)})")
+            ys.append(name)
+        test_lines, (test,) = self.sub(cond)
+        inner = test_lines + [f"if not {test}:", "    break"]
+        lines, outs = self.sub(body)
+        inner += lines
+        for y, val in zip(ys, outs[ncarry:]):
+            inner += [
+                f"if {trips} == {y}.shape[0]:  # the tape is full: twice the room",
+                f"    {y} = np.concatenate(({y}, np.empty_like({y})))",
+                f"{y}[{trips}] = {val}",
+            ]
+        inner += self.assign(carry, outs[:ncarry])
+        inner.append(f"{trips} += 1")
+        post = [f"{y} = {y}[:{trips}]" for y in ys]
+        for o, name in zip(e.outs, [*carry, trips, *ys]):
+            self.bind(o, name)
+        return pre + ["while True:"] + self.indent(inner) + post
 
 
 # printers of the functions that cpumath computes only on a range (nan beyond it; see its

@@ -120,7 +120,22 @@ def _hashable(v: Any) -> Any:
         return v.str
     if isinstance(v, slice):
         return ("slice", v.start, v.stop, v.step)
+    if isinstance(v, Program):  # a region's sub-program: equal when it is the same program
+        return ("program", id(v))
     return v
+
+
+def subprograms(e: Eqn) -> list[Program]:
+    """The sub-programs an equation holds in its parameters (the branches and bodies of a
+    control-flow region, :mod:`s2s_ad.regions`), in parameter-name order."""
+    found: list[Program] = []
+    for k in sorted(e.params):
+        v = e.params[k]
+        if isinstance(v, Program):
+            found.append(v)
+        elif isinstance(v, tuple) and v and all(isinstance(x, Program) for x in v):
+            found.extend(v)
+    return found
 
 
 # ----------------------------------------------------------------------------- pytrees
@@ -259,16 +274,30 @@ def pretty(prog: Program) -> str:
     def decl(v: Var) -> str:
         return f"{nm(v)}:{v.aval}"
 
-    args = " ".join(decl(v) for v in prog.arg_vars)
-    rest = " ".join(decl(v) for v in prog.invars[prog.n_args :])
-    lines = [f"{{ lambda {args} ; {rest} ."]
-    for e in prog.eqns:
-        ps = " ".join(f"{k}={_fmt_param(v)}" for k, v in sorted(e.params.items()))
-        ins = " ".join(nm(a) for a in e.ins)
-        outs = " ".join(decl(v) for v in e.outs)
-        lines.append(f"  {outs} = {e.op}{'[' + ps + ']' if ps else ''} {ins}".rstrip())
-    lines.append(f"  in ({', '.join(nm(a) for a in prog.outs)}) }}")
-    return "\n".join(lines)
+    def block(p: Program, indent: str) -> list[str]:
+        args = " ".join(decl(v) for v in p.arg_vars)
+        rest = " ".join(decl(v) for v in p.invars[p.n_args :])
+        lines = [f"{{ lambda {args} ; {rest} ."]
+        for e in p.eqns:
+            subs = {k: v for k, v in e.params.items() if _is_subprogram_param(v)}
+            ps = " ".join(f"{k}={_fmt_param(v)}" for k, v in sorted(e.params.items()) if k not in subs)
+            ins = " ".join(nm(a) for a in e.ins)
+            outs = " ".join(decl(v) for v in e.outs)
+            lines.append(f"  {outs} = {e.op}{'[' + ps + ']' if ps else ''} {ins}".rstrip())
+            for k in sorted(subs):
+                for j, sub in enumerate(subs[k] if isinstance(subs[k], tuple) else (subs[k],)):
+                    label = f"{k}[{j}]" if isinstance(subs[k], tuple) else k
+                    inner = block(sub, indent + "    ")
+                    lines.append(f"    {label}: {inner[0]}")
+                    lines.extend("    " + ln for ln in inner[1:])
+        lines.append(f"  in ({', '.join(nm(a) for a in p.outs)}) }}")
+        return lines
+
+    return "\n".join(block(prog, ""))
+
+
+def _is_subprogram_param(v: Any) -> bool:
+    return isinstance(v, Program) or (isinstance(v, tuple) and bool(v) and all(isinstance(x, Program) for x in v))
 
 
 def _fmt_param(v: Any) -> str:
@@ -391,12 +420,23 @@ def check_program(prog: Program, where: str = "") -> None:
             if o.aval != av:
                 fail(f"{what}: output {o!r} is {o.aval} where the op gives {av}")
             define(o, f"{what}: output")
+        for sub in subprograms(e):
+            check_program(sub, f"{where + ': ' if where else ''}{prog.name}: {what}")
     for a in prog.outs:
         use(a, "program output")
 
 
 # ----------------------------------------------------------------------------- float16
 HALF, SINGLE = np.dtype(np.float16), np.dtype(np.float32)
+
+
+def _has_half(prog: Program) -> bool:
+    return (
+        any(v.dtype == HALF for v in prog.invars)
+        or any(a.dtype == HALF for e in prog.eqns for a in [*e.ins, *e.outs])
+        or any(isinstance(p, np.dtype) and p == HALF for e in prog.eqns for p in e.params.values())
+        or any(_has_half(sub) for e in prog.eqns for sub in subprograms(e))
+    )
 
 
 def widen_half(prog: Program) -> Program:
@@ -409,11 +449,7 @@ def widen_half(prog: Program) -> Program:
     def has_half(a: Any) -> bool:
         return a.dtype == HALF
 
-    if not (
-        any(has_half(v) for v in prog.invars)
-        or any(has_half(a) for e in prog.eqns for a in [*e.ins, *e.outs])
-        or any(isinstance(p, np.dtype) and p == HALF for e in prog.eqns for p in e.params.values())
-    ):
+    if not _has_half(prog):
         return prog
     env: dict[Var, Var] = {}
 
@@ -428,6 +464,10 @@ def widen_half(prog: Program) -> Program:
         return var(a)
 
     def param(p: Any) -> Any:
+        if isinstance(p, Program):
+            return widen_half(p)
+        if _is_subprogram_param(p):
+            return tuple(widen_half(x) for x in p)
         return SINGLE if isinstance(p, np.dtype) and p == HALF else p
 
     eqns = [

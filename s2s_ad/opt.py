@@ -21,7 +21,7 @@ import sympy as sp
 
 from . import context
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
-from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of
+from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of, subprograms
 from .primitives import broadcast_to, cast_to, fill, get_op
 from .symbolic import to_ir
 
@@ -244,6 +244,23 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     return _rewrite(prog, kept, env).replace(names=names)
 
 
+def optimize_regions(prog: Program, final: bool = True, simplify: bool = True) -> Program:
+    """Each control-flow region's sub-programs (:mod:`s2s_ad.regions`) optimised on their own
+    (their inputs and outputs stay as they are)."""
+    if not any(subprograms(e) for e in prog.eqns):
+        return prog
+
+    def sub(v: object) -> object:
+        if isinstance(v, Program):
+            return optimize(v, final, simplify)
+        if isinstance(v, tuple) and v and all(isinstance(x, Program) for x in v):
+            return tuple(optimize(x, final, simplify) for x in v)
+        return v
+
+    eqns = [replace(e, params={k: sub(v) for k, v in e.params.items()}) if subprograms(e) else e for e in prog.eqns]
+    return prog.replace(eqns=eqns)
+
+
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
     derivatives may still be taken (``stop_gradient``). The user's own equations are rewritten
@@ -251,6 +268,7 @@ def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Progra
     ``algebraic_simplification`` is on."""
     keep_primal = not context.get_context("algebraic_simplification")
     passes: list[tuple[str, Callable[[Program], Program]]] = [
+        ("regions", lambda p: optimize_regions(p, final, simplify)),
         ("dce", dce),
         ("fold_fills", lambda p: fold_fills(p, keep_primal)),
         ("cse", cse),
