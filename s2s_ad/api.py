@@ -267,6 +267,14 @@ def differentiated_program(
             "to differentiate construct itself",
             loc,
         )
+    if inner.updates:
+        names = ", ".join(inner.parameters[i].name for i in inner.updates)
+        raise fe.error(
+            f"{who}: {callable_name(fn)} assigns Parameter(s) {names} (ops.assign); a function with side "
+            "effects cannot be differentiated. Differentiate the pure part and assign outside it "
+            "(as nn.TrainOneStepCell does)",
+            NotSupportedError,
+        )
     promote = []
     for pos in positions:
         kinds = {av.dtype.kind for av in _leaf_avals(inner, pos)}

@@ -3,6 +3,8 @@
 from .cell import Cell
 from .layers import Dense, ReLU, Sigmoid, Tanh, get_activation
 from .loss import MSELoss, SoftmaxCrossEntropyWithLogits
+from .optim import SGD, Adam, AdamWeightDecay, Momentum, Optimizer
+from .train import TrainOneStepCell, WithGradCell
 from .wrap import ForwardValueAndGrad, Jvp, Vjp, WithLossCell
 
 __all__ = [
@@ -18,4 +20,11 @@ __all__ = [
     "Jvp",
     "Vjp",
     "WithLossCell",
+    "Optimizer",
+    "SGD",
+    "Momentum",
+    "Adam",
+    "AdamWeightDecay",
+    "TrainOneStepCell",
+    "WithGradCell",
 ]

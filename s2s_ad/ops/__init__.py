@@ -36,6 +36,7 @@ from .primitives import (
     Reshape,
     Transpose,
 )
+from .state import Assign, AssignAdd, AssignSub, Depend, assign, assign_add, assign_sub, depend
 from .tensor_methods import install as _install_tensor_methods
 
 _install_tensor_methods()
@@ -107,6 +108,14 @@ __all__ = [
     "le",
     "eq",
     "ne",
+    "Assign",
+    "AssignAdd",
+    "AssignSub",
+    "Depend",
+    "assign",
+    "assign_add",
+    "assign_sub",
+    "depend",
     *ELEMENTWISE_CLASSES,
     *ELEMENTWISE_FUNCTIONS,
     *COMPARE_CLASSES,
