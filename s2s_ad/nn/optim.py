@@ -173,11 +173,16 @@ class Optimizer(Cell):
             out = out + (g,)
         return out
 
-    def _check_gradients(self, gradients: Any) -> None:
-        if len(gradients) != len(self._parameters):
-            raise ArgumentValueError(
-                f"{type(self).__name__}: got {len(gradients)} gradients for {len(self._parameters)} Parameters"
+    def __s2s_stage__(self, tr: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """``construct(gradients)`` inlined, after checking the number of gradients."""
+        if len(args) != 1 or not isinstance(args[0], (tuple, list)) or len(args[0]) != len(self._parameters):
+            got = f"{len(args[0])} gradients" if len(args) == 1 and isinstance(args[0], (tuple, list)) else "other"
+            raise tr.error(
+                f"{type(self).__name__}: expected one tuple of {len(self._parameters)} gradients (one per "
+                f"Parameter), got {got}",
+                ArgumentValueError,
             )
+        return super().__s2s_stage__(tr, args, kwargs)
 
 
 class SGD(Optimizer):
@@ -209,7 +214,6 @@ class SGD(Optimizer):
         self.stat = Parameter(Tensor(np.ones((), np.float32)), name="stat", requires_grad=False)
 
     def construct(self, gradients):
-        self._check_gradients(gradients)
         gradients = self.prepare(gradients)
         lrs = self.get_lr()
         first = self.stat
@@ -249,7 +253,6 @@ class Momentum(Optimizer):
         self.moments = self.clone_state("moments")
 
     def construct(self, gradients):
-        self._check_gradients(gradients)
         gradients = self.prepare(gradients)
         lrs = self.get_lr()
         for p, g, acc, lr in zip(self._parameters, gradients, self.moments, lrs):
@@ -293,7 +296,6 @@ class Adam(Optimizer):
         self.beta2_power = Parameter(Tensor(np.ones((), np.float32)), name="beta2_power", requires_grad=False)
 
     def construct(self, gradients):
-        self._check_gradients(gradients)
         gradients = self.prepare(gradients)
         lrs = self.get_lr()
         b1p = ops.assign(self.beta1_power, self.beta1_power * self.beta1)
@@ -332,7 +334,6 @@ class AdamWeightDecay(Optimizer):
         self.moments2 = self.clone_state("adam_v")
 
     def construct(self, gradients):
-        self._check_gradients(gradients)
         lrs = self.get_lr()
         for p, g, m, v, lr, wd in zip(
             self._parameters, gradients, self.moments1, self.moments2, lrs, self.weight_decay_values
