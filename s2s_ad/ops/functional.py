@@ -6,6 +6,7 @@ the lowering registered for it with :func:`s2s_ad.trace.register_call`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -127,3 +128,13 @@ one_hot = _functional(
     _one_hot_lower,
     "``one_hot(indices, depth, on_value=1.0, off_value=0.0, axis=-1)``: one-hot encoding of integer indices.",
 )
+
+
+# MindSpore programs import this module as ``from mindspore.ops import functional as F`` and
+# call ``F.grad``, ``F.sin``, ``F.depend``, ...: every name of s2s_ad.ops is found here too.
+def __getattr__(name: str) -> Any:
+    """A name of :mod:`s2s_ad.ops` (the package, loaded when this module is first used)."""
+    try:
+        return getattr(sys.modules["s2s_ad.ops"], name)
+    except (KeyError, AttributeError):
+        raise AttributeError(f"module 's2s_ad.ops.functional' has no attribute {name!r}") from None
