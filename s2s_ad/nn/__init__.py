@@ -1,6 +1,7 @@
 """``s2s_ad.nn``: ``Cell``, derivative wrappers and building blocks."""
 
 from .cell import Cell
+from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .layers import Dense, ReLU, Sigmoid, Tanh, get_activation
 from .loss import MSELoss, SoftmaxCrossEntropyWithLogits
 from .wrap import ForwardValueAndGrad, Jvp, Vjp, WithLossCell
@@ -18,4 +19,7 @@ __all__ = [
     "Jvp",
     "Vjp",
     "WithLossCell",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
 ]
