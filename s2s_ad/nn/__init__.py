@@ -1,6 +1,7 @@
 """``s2s_ad.nn``: ``Cell``, derivative wrappers and building blocks."""
 
 from .cell import Cell
+from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .layers import Dense, ReLU, Sigmoid, Tanh, get_activation
 from .loss import MSELoss, SoftmaxCrossEntropyWithLogits
 from .optim import SGD, Adam, AdamWeightDecay, Momentum, Optimizer
@@ -27,4 +28,7 @@ __all__ = [
     "AdamWeightDecay",
     "TrainOneStepCell",
     "WithGradCell",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
 ]
