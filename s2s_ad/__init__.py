@@ -28,6 +28,8 @@ from .tensor import Parameter, ParameterTuple, Tensor
 from .testing import explain
 from .version import __version__
 
+ms_function = jit  # MindSpore's older name of jit
+
 __all__ = [
     "context",
     "dtype",
@@ -71,4 +73,5 @@ __all__ = [
     "ParameterTuple",
     "Tensor",
     "__version__",
+    "ms_function",
 ]

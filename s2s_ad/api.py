@@ -15,7 +15,7 @@ import inspect
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, tre
 from .lru import ProgramCache
 from .opt import optimize
 from .primitives import fmt_shape
-from .runtime import Compiled, call_key, calls_cache, identifier, staged
+from .runtime import Compiled, cache_for, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import trace
 from .trace.protocol import is_tensor_value, register_constructor, register_static
@@ -266,6 +266,14 @@ def differentiated_program(
             f"derivative is derived from construct, so the rule would be ignored. Remove {name}.bprop "
             "to differentiate construct itself",
             loc,
+        )
+    if inner.updates:
+        names = ", ".join(inner.parameters[i].name for i in inner.updates)
+        raise fe.error(
+            f"{who}: {callable_name(fn)} assigns Parameter(s) {names} (ops.assign); a function with side "
+            "effects cannot be differentiated. Differentiate the pure part and assign outside it "
+            "(as nn.TrainOneStepCell does)",
+            NotSupportedError,
         )
     promote = []
     for pos in positions:
@@ -604,11 +612,8 @@ class ReverseFunction(Transformed):
         if s.layout == "vjp" or (s.layout == "flags" and s.get_all):
             return list(range(n))
         if s.layout == "flags":
-            if s.get_by_list:
-                return []
-            if n == 0:
-                raise fe.error(f"{s.api}: {callable_name(self.fn)} takes no inputs to differentiate", ArgumentError)
-            return [0]
+            # the first input's gradient; a function without inputs has none (an empty tuple, as in MindSpore)
+            return [] if s.get_by_list or n == 0 else [0]
         for p in s.positions or ():
             if p >= n:
                 raise fe.error(
@@ -703,7 +708,7 @@ class ReverseFunction(Transformed):
             elif s.get_all:
                 grads = tuple(arg_grads)
             else:
-                grads = arg_grads[0]
+                grads = arg_grads[0] if arg_grads else ()
         elif s.layout == "vjp":
             grads = arg_grads[0] if len(arg_grads) == 1 else tuple(arg_grads)
         else:
@@ -752,9 +757,12 @@ def flags_function(
     fn: Any, weights: Any, get_all: bool, get_by_list: bool, sens_param: bool, api: str, with_value: bool = False
 ) -> ReverseFunction:
     """The reverse-mode function of GradOperation's flags (also ForwardValueAndGrad's)."""
-    w = normalize_weights(weights, api)
-    if get_by_list and w is None:
+    # As in MindSpore, GradOperation(get_by_list=True) with no weights (None or an empty tuple)
+    # differentiates no weight: the weights' part of the result is an empty tuple.
+    empty = weights is None or (isinstance(weights, (ParameterTuple, list, tuple)) and not weights)
+    if get_by_list and empty and api != "GradOperation":
         raise ArgumentError(f"{api}(get_by_list=True) needs weights, e.g. ParameterTuple(net.trainable_params())")
+    w = () if empty else normalize_weights(weights, api)
     spec = ReverseSpec(
         api, "flags", get_all=get_all, get_by_list=get_by_list, sens_param=sens_param, with_value=with_value
     )
@@ -901,16 +909,22 @@ class _Direct:
             raise TypeError(f"cannot pickle {self!r}: it is not {self.__module__}.{self.__qualname__}")
         return (from_module, ref)
 
+    @overload
+    def __call__(
+        self, fn: Callable[..., Any], inputs: Any = ..., v: Any = ..., *, has_aux: Literal[False] = False
+    ) -> tuple[Any, Any]: ...
+    @overload
+    def __call__(
+        self, fn: Callable[..., Any], inputs: Any = ..., v: Any = ..., *, has_aux: Literal[True]
+    ) -> tuple[Any, Any, Any]: ...
     def __call__(
         self, fn: Callable[..., Any], inputs: Any = _MISSING, v: Any = _MISSING, *, has_aux: bool = False
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, ...]:
         _check_callable(self.__name__, fn)
         _check_bool(self.__name__, has_aux=has_aux)
-        if has_aux:
-            raise NotSupportedError(
-                f"{self.__name__}(has_aux=True) is not supported: return only the differentiated output "
-                f"(ops.grad and ops.value_and_grad take has_aux)"
-            )
+        if has_aux and self.__name__ == "vjp":
+            # MindSpore's form with auxiliary outputs: vjp(fn, *inputs, has_aux=True)
+            return _vjp_with_aux(fn, tuple(a for a in (inputs, v) if a is not _MISSING))
         if inputs is _MISSING or v is _MISSING:
             raise ArgumentError(
                 f"{self.__name__}(fn, inputs, v) takes the inputs and the vector v in one call "
@@ -918,6 +932,8 @@ class _Direct:
                 f"{self.__name__}({callable_name(fn)}{'' if inputs is _MISSING else ', inputs'}) is missing "
                 f"{'inputs and v' if inputs is _MISSING else 'v'}"
             )
+        if has_aux:
+            return AuxFunction(self.make(_FirstOutput(fn, self.__name__)), fn)(*_as_inputs(inputs), v)
         return self.make(fn)(*_as_inputs(inputs), v)
 
     def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
@@ -925,15 +941,107 @@ class _Direct:
             bound = inspect.signature(self.__call__).bind(*args, **kwargs)
         except TypeError as err:
             raise fe.error(f"{self.__name__}(fn, inputs, v): {err}", ArgumentError) from None
-        if bound.kwargs.get("has_aux"):
-            raise fe.error(f"{self.__name__}(has_aux=True) is not supported", NotSupportedError)
+        has_aux = bound.arguments.get("has_aux", False)
+        if has_aux and self.__name__ == "vjp":
+            raise fe.error(
+                "vjp(fn, *inputs, has_aux=True) returns a function, which compiled code cannot return; call it "
+                "outside compiled code, or use vjp(fn, inputs, v) or grad(fn, has_aux=True) inside",
+                NotSupportedError,
+            )
         if len(bound.args) < 3:
             raise fe.error(f"{self.__name__}(fn, inputs, v): the inputs and v are both required", ArgumentError)
         fn, inputs, v = bound.args
+        if has_aux:
+            return AuxFunction(self.make(_FirstOutput(fn, self.__name__)), fn).__s2s_stage__(
+                fe, [*_as_inputs(inputs), v], {}
+            )
         return self.make(fn).__s2s_stage__(fe, [*_as_inputs(inputs), v], {})
 
     def __repr__(self) -> str:
         return f"<s2s_ad.{self.__name__}>"
+
+
+class _FirstOutput:
+    """``fn``'s first output (the differentiated one, with ``has_aux``); ``fn`` must return a
+    tuple of at least two outputs."""
+
+    def __init__(self, fn: Any, api: str):
+        self.fn = fn
+        self.api = api
+        self.__name__ = callable_name(fn)
+
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
+        out = fe.call(self.fn, args, kwargs)
+        if not isinstance(out, tuple) or len(out) < 2:
+            raise fe.error(
+                f"{self.api}(has_aux=True): {callable_name(self.fn)} must return a tuple of at least two outputs "
+                "(the one to differentiate, then auxiliary outputs)",
+                ArgumentError,
+            )
+        return out[0]
+
+
+register_static(_FirstOutput)
+
+
+def _first_output(fn: Any, api: str) -> _FirstOutput:
+    """The :class:`_FirstOutput` of ``fn``, one per function (kept in its compile cache), so that
+    its programs are compiled once."""
+    return cache_for(fn).setdefault(("first_output", api), _FirstOutput(fn, api))
+
+
+def _aux_of(out: tuple) -> Any:
+    """The auxiliary outputs as MindSpore returns them: the second output, or a tuple of all after the first."""
+    return out[1] if len(out) == 2 else tuple(out[1:])
+
+
+class AuxFunction(Transformed):
+    """``jvp``/``vjp`` with ``has_aux``: ``inner`` (the transform of ``fn``'s first output) called
+    with ``(*inputs, v)`` gives ``(value, derivative)``; the result is ``(value, derivative,
+    aux)``, the auxiliary outputs computed in the same program."""
+
+    prefix = "aux"
+
+    def __init__(self, inner: Transformed, fn: Any):
+        self.inner = inner
+        super().__init__(fn)
+
+    def key(self) -> tuple:
+        return ("aux", type(self.inner).__name__, self.inner.key())
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()[:-1]}, with auxiliary outputs."
+
+    def extra_args(self, n: int) -> list[str]:
+        return self.inner.extra_args(n)
+
+    def number_positions(self, n: int) -> range | list[int] | tuple[int, ...]:
+        return self.inner.number_positions(n)
+
+    def implicit_numbers(self) -> bool:
+        return self.inner.implicit_numbers()
+
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
+        value, derivative = self.inner.__s2s_stage__(fe, args, kwargs)
+        out = fe.call(self.fn, list(args[:-1]))
+        return value, derivative, _aux_of(out)
+
+
+def _vjp_with_aux(fn: Any, inputs: tuple) -> tuple[Any, Any, Any]:
+    """``vjp(fn, *inputs, has_aux=True) -> (first output, vjp_fn, aux)`` as in MindSpore:
+    ``vjp_fn(v)`` gives the tuple of the inputs' gradients of the first output for the cotangent ``v``."""
+    out = jit(fn)(*inputs)
+    if not isinstance(out, tuple) or len(out) < 2:
+        raise ArgumentError(
+            f"vjp(has_aux=True): {callable_name(fn)} must return a tuple of at least two outputs "
+            "(the one to differentiate, then auxiliary outputs)"
+        )
+    grads = flags_function(_first_output(fn, "vjp"), None, True, False, True, "vjp")
+
+    def vjp_fn(*v: Any) -> Any:
+        return grads(*inputs, v[0] if len(v) == 1 else v)
+
+    return out[0], vjp_fn, _aux_of(out)
 
 
 def vjp_function(fn: Any, api: str = "vjp") -> ReverseFunction:

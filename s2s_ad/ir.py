@@ -229,6 +229,16 @@ class Program:
     # variable a pass replaced), over the variables' own hints: the side table codegen reads
     # (:meth:`name_of`). A pass makes a new table for its result; it never changes this one.
     names: dict[Var, str] = field(default_factory=dict)
+    # Parameters the program assigns (``ops.assign``): their positions in ``parameters``. Their
+    # new values are the last ``len(updates)`` entries of ``outs``, after the leaves of
+    # ``out_tree``; the runtime writes them into the Parameter objects after each call.
+    updates: list[int] = field(default_factory=list)
+
+    @property
+    def n_results(self) -> int:
+        """The number of outputs that are results (the leaves of ``out_tree``), before the
+        new values of assigned Parameters."""
+        return len(self.outs) - len(self.updates)
 
     @property
     def arg_vars(self) -> list[Var]:
@@ -290,7 +300,9 @@ def pretty(prog: Program) -> str:
                     inner = block(sub, indent + "    ")
                     lines.append(f"    {label}: {inner[0]}")
                     lines.extend("    " + ln for ln in inner[1:])
-        lines.append(f"  in ({', '.join(nm(a) for a in p.outs)}) }}")
+        res = ", ".join(nm(a) for a in p.outs[: p.n_results])
+        ups = "".join(f" {nm(p.param_vars[i])}:={nm(a)}" for i, a in zip(p.updates, p.outs[p.n_results :]))
+        lines.append(f"  in ({res}){' assign' + ups if ups else ''} }}")
         return lines
 
     return "\n".join(block(prog, ""))
@@ -381,8 +393,13 @@ def check_program(prog: Program, where: str = "") -> None:
         )
     if prog.in_tree is not None and treedef_leaves(prog.in_tree) != prog.n_args:
         fail(f"the input tree has {treedef_leaves(prog.in_tree)} leaves for {prog.n_args} arguments")
-    if treedef_leaves(prog.out_tree) != len(prog.outs):
-        fail(f"the output tree has {treedef_leaves(prog.out_tree)} leaves for {len(prog.outs)} outputs")
+    if treedef_leaves(prog.out_tree) != prog.n_results:
+        fail(f"the output tree has {treedef_leaves(prog.out_tree)} leaves for {prog.n_results} outputs")
+    for i, a in zip(prog.updates, prog.outs[prog.n_results :]):
+        if not 0 <= i < len(prog.parameters):
+            fail(f"assigns parameter {i} of {len(prog.parameters)}")
+        elif a.aval != prog.param_vars[i].aval:
+            fail(f"assigns {a.aval} to parameter {i} of {prog.param_vars[i].aval}")
     defined: set[Var] = set()
 
     def define(v: Any, what: str) -> None:

@@ -1381,6 +1381,613 @@ def fill(b: Builder, shape: Shape, value: float, dtype: np.dtype) -> Atom:
     return b.bind1("fill", shape=tuple(shape), value=value, dtype=np.dtype(dtype))
 
 
+# ---- convolution and pooling (issue 15)
+# NCHW tensors. Every op below relates an output position (p, q) of a window op to the input
+# position (p * stride - pad_before + i * dilation, ...) of the window offset (i, j); positions
+# in the padding take no part. Conv2D is bilinear in (x, w): its two adjoints (the gradients with
+# respect to x and w) are ops of their own, and the three ops' derivatives are each other, so
+# every order is IR. Max pooling is ``max_pool(x, v)``: the value of ``v`` where ``x`` attains
+# the maximum of each window (MaxPool of x is max_pool(x, x)), linear in ``v`` and piecewise
+# constant in ``x``; its adjoint in ``v`` scatters into those positions. Average pooling and its
+# adjoint are linear. Numba compiles the emitted explicit loops; plain numpy runs one vectorised
+# step per window offset.
+def window_out_size(display: str, size: int, k: int, stride: int, lo: int, hi: int, dilation: int = 1) -> int:
+    """The output length of a window op along one axis (floor division, as MindSpore)."""
+    span = dilation * (k - 1) + 1
+    n = (size + lo + hi - span) // stride + 1
+    if n < 1:
+        raise ShapeError(
+            f"{display}: the window (kernel {k}, dilation {dilation}, span {span}) is larger than the input "
+            f"length {size} with padding ({lo}, {hi})"
+        )
+    return n
+
+
+def same_padding(size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """MindSpore's ``pad_mode="same"`` padding (before, after) of one axis: the output has
+    ``ceil(size / stride)`` positions, the extra row goes after."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (k - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _check4(display: str, what: str, a: Aval) -> None:
+    if a.ndim != 4:
+        raise ShapeError(f"{display}: {what} must be a 4-D NCHW tensor, got shape {fmt_shape(a.shape)}")
+    if a.dtype.kind != "f":
+        raise ShapeError(f"{display}: {what} must be a float tensor, got dtype {a.dtype}")
+
+
+def _conv_out_hw(display: str, hw: Shape, khw: Shape, p: dict) -> Shape:
+    (sh, sw), (pt, pb, pl, pr), (dh, dw) = p["stride"], p["pad"], p["dilation"]
+    return (
+        window_out_size(display, hw[0], khw[0], sh, pt, pb, dh),
+        window_out_size(display, hw[1], khw[1], sw, pl, pr, dw),
+    )
+
+
+def _same_dtype(display: str, a: Aval, b: Aval) -> None:
+    if a.dtype != b.dtype:
+        raise ShapeError(f"{display}: operands have different dtypes {a.dtype} and {b.dtype}")
+
+
+def _conv2d_abstract(avals, p):
+    x, w = avals
+    _check4("Conv2D", "the input", x)
+    _check4("Conv2D", "the weight", w)
+    _same_dtype("Conv2D", x, w)
+    if x.shape[1] != w.shape[1]:
+        raise ShapeError(
+            f"Conv2D: the input has {x.shape[1]} channels, the weight {fmt_shape(w.shape)} expects {w.shape[1]} "
+            f"(input shape {fmt_shape(x.shape)})"
+        )
+    oh, ow = _conv_out_hw("Conv2D", x.shape[2:], w.shape[2:], p)
+    return [Aval((x.shape[0], w.shape[0], oh, ow), x.dtype)]
+
+
+def _conv2d_input_abstract(avals, p):
+    g, w = avals
+    _check4("Conv2DBackpropInput", "the gradient", g)
+    _check4("Conv2DBackpropInput", "the weight", w)
+    _same_dtype("Conv2DBackpropInput", g, w)
+    if g.shape[1] != w.shape[0] or tuple(g.shape[2:]) != _conv_out_hw(
+        "Conv2DBackpropInput", p["in_hw"], w.shape[2:], p
+    ):
+        raise ShapeError(
+            f"Conv2DBackpropInput: gradient {fmt_shape(g.shape)} does not fit weight {fmt_shape(w.shape)} "
+            f"and input size {tuple(p['in_hw'])}"
+        )
+    return [Aval((g.shape[0], w.shape[1], *p["in_hw"]), g.dtype)]
+
+
+def _conv2d_filter_abstract(avals, p):
+    x, g = avals
+    _check4("Conv2DBackpropFilter", "the input", x)
+    _check4("Conv2DBackpropFilter", "the gradient", g)
+    _same_dtype("Conv2DBackpropFilter", x, g)
+    if g.shape[0] != x.shape[0] or tuple(g.shape[2:]) != _conv_out_hw(
+        "Conv2DBackpropFilter", x.shape[2:], p["kernel"], p
+    ):
+        raise ShapeError(
+            f"Conv2DBackpropFilter: gradient {fmt_shape(g.shape)} does not fit input {fmt_shape(x.shape)} "
+            f"and kernel {tuple(p['kernel'])}"
+        )
+    return [Aval((g.shape[1], x.shape[1], *p["kernel"]), x.dtype)]
+
+
+def _named(args, C, lines: list[str], hint: str) -> list[str]:
+    """The arguments as names: an inlined expression is evaluated once into a variable."""
+    out = []
+    for s, _prec in args:
+        if not s.isidentifier():
+            n = C.fresh(hint)
+            lines.append(f"{n} = {s}")
+            s = n
+        out.append(s)
+    return out
+
+
+def _axis_range(size: int, out: int, stride: int, shift: int) -> tuple[int, int, int]:
+    """The output positions ``p`` in ``[lo, hi)`` whose input position ``p * stride + shift``
+    lies in ``[0, size)``, and the input position of ``lo``."""
+    lo = 0 if shift >= 0 else (-shift + stride - 1) // stride
+    hi = min(out, max(0, (size - shift + stride - 1) // stride))
+    return lo, hi, lo * stride + shift
+
+
+def _offsets(in_hw: Shape, out_hw: Shape, kernel: Shape, p: dict) -> list[tuple[int, int, str, str]]:
+    """numpy code of a window op, one step per window offset (i, j) that meets the input: the
+    output positions it reaches and the input positions they read, as slice sources
+    (``lo:hi`` of (p, q), and ``start:stop:step`` of (h, v)); positions in the padding take
+    no part."""
+    (sh, sw), (pt, _, pl, _) = p["stride"], p["pad"]
+    dh, dw = p.get("dilation", (1, 1))
+    out = []
+    for i in range(kernel[0]):
+        plo, phi, h0 = _axis_range(in_hw[0], out_hw[0], sh, i * dh - pt)
+        for j in range(kernel[1]):
+            qlo, qhi, v0 = _axis_range(in_hw[1], out_hw[1], sw, j * dw - pl)
+            if plo < phi and qlo < qhi:
+                o = f"{plo}:{phi}, {qlo}:{qhi}"
+                inp = f"{h0}:{h0 + sh * (phi - plo - 1) + 1}:{sh}, {v0}:{v0 + sw * (qhi - qlo - 1) + 1}:{sw}"
+                out.append((i, j, o, inp))
+    return out
+
+
+def _conv_emit(role: str):
+    """Emitter of the conv op whose output is ``role``: "y" (Conv2D), "x" (its adjoint in the
+    input) or "w" (its adjoint in the weight)."""
+
+    def emit(target, args, eqn: Eqn, C):
+        p = eqn.params
+        lines: list[str] = []
+        a, b = _named(args, C, lines, f"{target}_in")
+        if role == "y":
+            xs, ws, ys = eqn.ins[0].shape, eqn.ins[1].shape, eqn.outs[0].shape
+            X, W, Y = a, b, target
+        elif role == "x":
+            ys, ws, xs = eqn.ins[0].shape, eqn.ins[1].shape, eqn.outs[0].shape
+            Y, W, X = a, b, target
+        else:
+            xs, ys, ws = eqn.ins[0].shape, eqn.ins[1].shape, eqn.outs[0].shape
+            X, Y, W = a, b, target
+        dt = C.dtype(eqn.outs[0].dtype)
+        (n_, c_, h_, w_), (o_, _, kh, kw), (_, _, oh, ow) = xs, ws, ys
+        (sh, sw), (pt, _, pl, _), (dh, dw) = p["stride"], p["pad"], p["dilation"]
+        if C.numba:
+            n, o, c, i, j, q, r, h, v, s = (C.fresh(k) for k in ("n", "o", "c", "i", "j", "p", "q", "h", "v", "s"))
+            lines.append(f"{target} = {C.np}.zeros({eqn.outs[0].shape!r}, {dt})")
+            body = [
+                f"for {n} in range({n_}):",
+                f" for {o} in range({o_}):",
+                f"  for {c} in range({c_}):",
+                f"   for {i} in range({kh}):",
+                f"    for {j} in range({kw}):",
+            ]
+            ind = "     "
+            if role == "w":
+                body.append(f"{ind}{s} = {C.lit(0, eqn.outs[0].dtype)}")
+            body += [
+                f"{ind}for {q} in range({oh}):",
+                f"{ind} {h} = {q} * {sh} + ({i} * {dh} - {pt})",
+                f"{ind} if 0 <= {h} < {h_}:",
+                f"{ind}  for {r} in range({ow}):",
+                f"{ind}   {v} = {r} * {sw} + ({j} * {dw} - {pl})",
+                f"{ind}   if 0 <= {v} < {w_}:",
+            ]
+            xi, wi, yi = f"{X}[{n}, {c}, {h}, {v}]", f"{W}[{o}, {c}, {i}, {j}]", f"{Y}[{n}, {o}, {q}, {r}]"
+            inner = {"y": f"{yi} += {xi} * {wi}", "x": f"{xi} += {yi} * {wi}", "w": f"{s} += {xi} * {yi}"}[role]
+            body.append(f"{ind}    {inner}")
+            if role == "w":
+                body.append(f"{ind}{wi} += {s}")
+            return lines + body
+        steps = _offsets((h_, w_), (oh, ow), (kh, kw), p)
+        if role == "y":
+            acc = C.fresh("acc")
+            lines.append(f"{acc} = {C.np}.zeros(({n_}, {oh}, {ow}, {o_}), {dt})")
+            for i, j, o, inp in steps:
+                tdot = f"{C.np}.tensordot({X}[:, :, {inp}], {W}[:, :, {i}, {j}], axes=([1], [1]))"
+                lines.append(f"{acc}[:, {o}, :] += {tdot}")
+            return lines + [f"{target} = {C.np}.ascontiguousarray({acc}.transpose(0, 3, 1, 2))"]
+        if role == "x":
+            gt = C.fresh("gt")
+            lines += [f"{target} = {C.np}.zeros({eqn.outs[0].shape!r}, {dt})", f"{gt} = {Y}.transpose(0, 2, 3, 1)"]
+            for i, j, o, inp in steps:
+                tdot = f"{C.np}.tensordot({gt}[:, {o}, :], {W}[:, :, {i}, {j}], axes=([3], [0]))"
+                lines.append(f"{target}[:, :, {inp}] += {tdot}.transpose(0, 3, 1, 2)")
+            return lines
+        lines.append(f"{target} = {C.np}.zeros({eqn.outs[0].shape!r}, {dt})")
+        for i, j, o, inp in steps:
+            tdot = f"{C.np}.tensordot({Y}[:, :, {o}], {X}[:, :, {inp}], axes=([0, 2, 3], [0, 2, 3]))"
+            lines.append(f"{target}[:, :, {i}, {j}] = {tdot}")
+        return lines
+
+    return emit
+
+
+def _conv_params(p: dict) -> dict:
+    return {k: p[k] for k in ("stride", "pad", "dilation")}
+
+
+def _conv2d_vjp(b, eqn, cts, active):
+    (ct,) = cts
+    x, w = eqn.ins
+    p = _conv_params(eqn.params)
+    gx = b.bind1("conv2d_backprop_input", ct, w, in_hw=tuple(x.shape[2:]), **p) if active[0] else None
+    gw = b.bind1("conv2d_backprop_filter", x, ct, kernel=tuple(w.shape[2:]), **p) if active[1] else None
+    return [gx, gw]
+
+
+def _conv2d_input_vjp(b, eqn, cts, active):
+    # y = A_w^T g (A_w x = conv2d(x, w)): the adjoint in g is conv2d, in w the filter gradient of (ct, g)
+    (ct,) = cts
+    g, w = eqn.ins
+    p = _conv_params(eqn.params)
+    gg = b.bind1("conv2d", ct, w, **p) if active[0] else None
+    gw = b.bind1("conv2d_backprop_filter", ct, g, kernel=tuple(w.shape[2:]), **p) if active[1] else None
+    return [gg, gw]
+
+
+def _conv2d_filter_vjp(b, eqn, cts, active):
+    # <c, F(x, g)> = <g, conv2d(x, c)>: the adjoint in g is conv2d(x, ct), in x the input gradient of (g, ct)
+    (ct,) = cts
+    x, g = eqn.ins
+    p = _conv_params(eqn.params)
+    gx = b.bind1("conv2d_backprop_input", g, ct, in_hw=tuple(x.shape[2:]), **p) if active[0] else None
+    gg = b.bind1("conv2d", x, ct, **p) if active[1] else None
+    return [gx, gg]
+
+
+def bilinear_jvp(b: Builder, eqn: Eqn, tangents: list) -> list:
+    """Tangent rule of an op that is linear in each of its two inputs: f(ta, b) + f(a, tb)."""
+    ta, tb = tangents
+    a, c = eqn.ins
+    terms = []
+    if ta is not None:
+        terms.append(b.bind1(eqn.op, ta, c, **eqn.params))
+    if tb is not None:
+        terms.append(b.bind1(eqn.op, a, tb, **eqn.params))
+    if not terms:
+        return [None]
+    return [terms[0] if len(terms) == 1 else b.bind1("add", *terms)]
+
+
+_conv_p = dict(stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1))
+_conv_p2 = dict(stride=(2, 1), pad=(1, 0, 2, 1), dilation=(1, 2))
+for _name, _display, _abstract, _role, _vjp, _samples in [
+    (
+        "conv2d",
+        "Conv2D",
+        _conv2d_abstract,
+        "y",
+        _conv2d_vjp,
+        [(((2, 2, 4, 5), (3, 2, 2, 3)), _conv_p), (((1, 2, 5, 5), (2, 2, 3, 2)), _conv_p2)],
+    ),
+    (
+        "conv2d_backprop_input",
+        "Conv2DBackpropInput",
+        _conv2d_input_abstract,
+        "x",
+        _conv2d_input_vjp,
+        [
+            (((2, 3, 3, 3), (3, 2, 2, 3)), dict(_conv_p, in_hw=(4, 5))),
+            (((1, 2, 2, 6), (2, 2, 3, 2)), dict(_conv_p2, in_hw=(5, 5))),
+        ],
+    ),
+    (
+        "conv2d_backprop_filter",
+        "Conv2DBackpropFilter",
+        _conv2d_filter_abstract,
+        "w",
+        _conv2d_filter_vjp,
+        [
+            (((2, 2, 4, 5), (2, 3, 3, 3)), dict(_conv_p, kernel=(2, 3))),
+            (((1, 2, 5, 5), (1, 2, 2, 6)), dict(_conv_p2, kernel=(3, 2))),
+        ],
+    ),
+]:
+    _register(
+        OpDef(
+            _name,
+            _display,
+            "structural",
+            2,
+            _abstract,
+            emit=_conv_emit(_role),
+            statement=True,
+            contiguous=True,
+            inexact=True,
+            vjp=_vjp,
+            jvp=bilinear_jvp,
+            samples=_samples,
+        )
+    )
+
+
+def _pool_out_hw(display: str, hw: Shape, p: dict) -> Shape:
+    (kh, kw), (sh, sw), (pt, pb, pl, pr) = p["kernel"], p["stride"], p["pad"]
+    return window_out_size(display, hw[0], kh, sh, pt, pb), window_out_size(display, hw[1], kw, sw, pl, pr)
+
+
+def _pool_check_pad(display: str, p: dict) -> None:
+    (kh, kw), (pt, pb, pl, pr) = p["kernel"], p["pad"]
+    if max(pt, pb) >= kh or max(pl, pr) >= kw:
+        raise ShapeError(f"{display}: padding {tuple(p['pad'])} must be smaller than the kernel {(kh, kw)}")
+
+
+def _max_pool_abstract(avals, p):
+    x, v = avals
+    _check4("MaxPool", "the input", x)
+    _pool_check_pad("MaxPool", p)
+    if x.shape != v.shape:
+        raise ShapeError(f"MaxPool: the values {fmt_shape(v.shape)} must have the input's shape {fmt_shape(x.shape)}")
+    return [Aval((*x.shape[:2], *_pool_out_hw("MaxPool", x.shape[2:], p)), v.dtype)]
+
+
+def _max_pool_grad_abstract(avals, p):
+    x, g = avals
+    _check4("MaxPoolGrad", "the input", x)
+    if tuple(g.shape) != (*x.shape[:2], *_pool_out_hw("MaxPoolGrad", x.shape[2:], p)):
+        raise ShapeError(f"MaxPoolGrad: gradient {fmt_shape(g.shape)} does not fit input {fmt_shape(x.shape)}")
+    return [Aval(x.shape, g.dtype)]
+
+
+def _avg_pool_abstract(avals, p):
+    (x,) = avals
+    _check4("AvgPool", "the input", x)
+    _pool_check_pad("AvgPool", p)
+    return [Aval((*x.shape[:2], *_pool_out_hw("AvgPool", x.shape[2:], p)), x.dtype)]
+
+
+def _avg_pool_grad_abstract(avals, p):
+    (g,) = avals
+    _check4("AvgPoolGrad", "the gradient", g)
+    if tuple(g.shape[2:]) != _pool_out_hw("AvgPoolGrad", p["in_hw"], p):
+        raise ShapeError(f"AvgPoolGrad: gradient {fmt_shape(g.shape)} does not fit input size {tuple(p['in_hw'])}")
+    return [Aval((*g.shape[:2], *p["in_hw"]), g.dtype)]
+
+
+def _pool_loops(C, in_hw: Shape, out_shape: Shape, p: dict, body_pq: Callable, body_win: Callable) -> list[str]:
+    """Numba loops over n, c, the output positions (p, q) and the valid window positions (h, v):
+    ``body_pq(n, c, q, r)`` gives (lines before, lines after) the window loop, ``body_win(n, c, q, r, h, v)``
+    the lines inside it."""
+    (kh, kw), (sh, sw), (pt, _, pl, _) = p["kernel"], p["stride"], p["pad"]
+    n, c, q, r, i, j, h, v = (C.fresh(k) for k in ("n", "c", "p", "q", "i", "j", "h", "v"))
+    before, after = body_pq(n, c, q, r)
+    ind = "    "
+    lines = [
+        f"for {n} in range({out_shape[0]}):",
+        f" for {c} in range({out_shape[1]}):",
+        f"  for {q} in range({out_shape[2]}):",
+        f"   for {r} in range({out_shape[3]}):",
+        *(f"{ind}{ln}" for ln in before),
+        f"{ind}for {i} in range({kh}):",
+        f"{ind} {h} = {q} * {sh} + ({i} - {pt})",
+        f"{ind} if 0 <= {h} < {in_hw[0]}:",
+        f"{ind}  for {j} in range({kw}):",
+        f"{ind}   {v} = {r} * {sw} + ({j} - {pl})",
+        f"{ind}   if 0 <= {v} < {in_hw[1]}:",
+        *(f"{ind}    {ln}" for ln in body_win(n, c, q, r, h, v)),
+        *(f"{ind}{ln}" for ln in after),
+    ]
+    return lines
+
+
+def _argmax_numpy(C, lines: list[str], X: str, steps: list, out_shape: Shape) -> str:
+    """numpy: the window offset k = i * kw + j where each window of ``X`` first attains its
+    maximum (nan wins), by name."""
+    best, arg, found, s, m = (C.fresh(k) for k in ("best", "arg", "found", "s", "m"))
+    lines += [
+        f"{best} = {C.np}.zeros({out_shape!r}, {X}.dtype)",
+        f"{arg} = {C.np}.zeros({out_shape!r}, {C.np}.int64)",
+        f"{found} = {C.np}.zeros({out_shape!r}, {C.np}.bool_)",
+    ]
+    kw = max(j for _, j, _, _ in steps) + 1
+    for i, j, o, inp in steps:
+        b, f = f"{best}[:, :, {o}]", f"{found}[:, :, {o}]"
+        lines += [
+            f"{s} = {X}[:, :, {inp}]",
+            f"{m} = ~{f} | ({s} > {b}) | (({s} != {s}) & ({b} == {b}))",
+            f"{b} = {C.np}.where({m}, {s}, {b})",
+            f"{arg}[:, :, {o}] = {C.np}.where({m}, {i * kw + j}, {arg}[:, :, {o}])",
+            f"{f} = True",
+        ]
+    return arg
+
+
+def _max_pool_emit(scatter: bool):
+    def emit(target, args, eqn: Eqn, C):
+        p = eqn.params
+        lines: list[str] = []
+        X, V = _named(args, C, lines, f"{target}_in")
+        x = eqn.ins[0]
+        in_hw = x.shape[2:]
+        g_shape = eqn.ins[1].shape if scatter else eqn.outs[0].shape
+        dt = C.dtype(eqn.outs[0].dtype)
+        kh, kw = p["kernel"]
+        if C.numba:
+            best, bh, bv, found, xv = (C.fresh(k) for k in ("best", "bh", "bv", "found", "xv"))
+
+            def before(n, c, q, r):
+                return [f"{best} = {X}[{n}, {c}, 0, 0]", f"{bh} = 0", f"{bv} = 0", f"{found} = False"]
+
+            def win(n, c, q, r, h, v):
+                return [
+                    f"{xv} = {X}[{n}, {c}, {h}, {v}]",
+                    f"if not {found} or {xv} > {best} or ({xv} != {xv} and {best} == {best}):",
+                    f"    {best} = {xv}",
+                    f"    {bh} = {h}",
+                    f"    {bv} = {v}",
+                    f"    {found} = True",
+                ]
+
+            def after_gather(n, c, q, r):
+                return before(n, c, q, r), [f"{target}[{n}, {c}, {q}, {r}] = {V}[{n}, {c}, {bh}, {bv}]"]
+
+            def after_scatter(n, c, q, r):
+                return before(n, c, q, r), [f"{target}[{n}, {c}, {bh}, {bv}] += {V}[{n}, {c}, {q}, {r}]"]
+
+            init = "zeros" if scatter else "empty"
+            lines.append(f"{target} = {C.np}.{init}({eqn.outs[0].shape!r}, {dt})")
+            return lines + _pool_loops(C, in_hw, g_shape, p, after_scatter if scatter else after_gather, win)
+        steps = _offsets(in_hw, g_shape[2:], (kh, kw), p)
+        arg = _argmax_numpy(C, lines, X, steps, tuple(g_shape))
+        lines.append(f"{target} = {C.np}.zeros({eqn.outs[0].shape!r}, {dt})")
+        zero = C.lit(0, eqn.outs[0].dtype)
+        for i, j, o, inp in steps:
+            hit = f"{arg}[:, :, {o}] == {i * kw + j}"
+            if scatter:
+                lines.append(f"{target}[:, :, {inp}] += {C.np}.where({hit}, {V}[:, :, {o}], {zero})")
+            else:
+                lines.append(f"{target}[:, :, {o}] = {C.np}.where({hit}, {V}[:, :, {inp}], {target}[:, :, {o}])")
+        return lines
+
+    return emit
+
+
+def _max_pool_vjp(b, eqn, cts, active):
+    x = eqn.ins[0]
+    p = dict(eqn.params)
+    return [None, b.bind1("max_pool_grad", x, cts[0], **p) if active[1] else None]
+
+
+def _max_pool_grad_vjp(b, eqn, cts, active):
+    x = eqn.ins[0]
+    return [None, b.bind1("max_pool", x, cts[0], **eqn.params) if active[1] else None]
+
+
+def _second_linear_jvp(b, eqn, tangents):
+    """Tangent rule of an op linear in its second input and piecewise constant in its first."""
+    t = tangents[1]
+    return [None if t is None else b.bind1(eqn.op, eqn.ins[0], t, **eqn.params)]
+
+
+def _avg_pool_emit(adjoint: bool):
+    def emit(target, args, eqn: Eqn, C):
+        p = eqn.params
+        lines: list[str] = []
+        (X,) = _named(args, C, lines, f"{target}_in")
+        in_hw = p["in_hw"] if adjoint else eqn.ins[0].shape[2:]
+        g_shape = eqn.ins[0].shape if adjoint else eqn.outs[0].shape
+        out_dt = eqn.outs[0].dtype
+        dt = C.dtype(out_dt)
+        kh, kw = p["kernel"]
+        if C.numba:
+            acc, cnt = C.fresh("acc"), C.fresh("cnt")
+            full = C.lit(kh * kw, out_dt)
+
+            def around(n, c, q, r):
+                if adjoint:
+                    # the count of the window first, then the share of each position
+                    return [f"{cnt} = {full}"] if p["count_pad"] else [], []
+                return [f"{acc} = {C.lit(0, out_dt)}", f"{cnt} = {C.lit(0, out_dt)}"], [
+                    f"{target}[{n}, {c}, {q}, {r}] = {acc} / {full if p['count_pad'] else cnt}"
+                ]
+
+            def win(n, c, q, r, h, v):
+                if adjoint:
+                    return [f"{target}[{n}, {c}, {h}, {v}] += {X}[{n}, {c}, {q}, {r}] / {cnt}"]
+                return [f"{acc} += {X}[{n}, {c}, {h}, {v}]", f"{cnt} += {C.lit(1, out_dt)}"]
+
+            lines.append(f"{target} = {C.np}.zeros({eqn.outs[0].shape!r}, {dt})")
+            if adjoint and not p["count_pad"]:
+                # two passes over each window: count its input positions, then share
+                def count_win(n, c, q, r, h, v):
+                    return [f"{cnt} += {C.lit(1, out_dt)}"]
+
+                cnt_arr = C.fresh("cnts")
+                lines.append(f"{cnt_arr} = {C.np}.zeros({tuple(g_shape[2:])!r}, {dt})")
+                lines += _pool_loops(
+                    C,
+                    in_hw,
+                    (1, 1, *g_shape[2:]),
+                    p,
+                    lambda n, c, q, r: ([f"{cnt} = {C.lit(0, out_dt)}"], [f"{cnt_arr}[{q}, {r}] = {cnt}"]),
+                    count_win,
+                )
+                return lines + _pool_loops(
+                    C, in_hw, g_shape, p, lambda n, c, q, r: ([f"{cnt} = {cnt_arr}[{q}, {r}]"], []), win
+                )
+            return lines + _pool_loops(C, in_hw, g_shape, p, around, win)
+        steps = _offsets(in_hw, g_shape[2:], (kh, kw), p)
+        cnt = C.fresh("cnt")
+        if p["count_pad"]:
+            lines.append(f"{cnt} = {C.lit(kh * kw, out_dt)}")
+        else:
+            lines.append(f"{cnt} = {C.np}.zeros({tuple(g_shape[2:])!r}, {dt})")
+            lines += [f"{cnt}[{o}] += {C.lit(1, out_dt)}" for _, _, o, _ in steps]
+        lines.append(f"{target} = {C.np}.zeros({eqn.outs[0].shape!r}, {dt})")
+        if adjoint:
+            share = C.fresh("share")
+            lines.append(f"{share} = {X} / {cnt}")
+            return lines + [f"{target}[:, :, {inp}] += {share}[:, :, {o}]" for _, _, o, inp in steps]
+        return lines + [f"{target}[:, :, {o}] += {X}[:, :, {inp}]" for _, _, o, inp in steps] + [f"{target} /= {cnt}"]
+
+    return emit
+
+
+def _pool_params(p: dict) -> dict:
+    return {k: p[k] for k in ("kernel", "stride", "pad", "count_pad")}
+
+
+_pool_p = dict(kernel=(2, 2), stride=(2, 2), pad=(0, 0, 0, 0))
+_pool_p2 = dict(kernel=(3, 2), stride=(1, 2), pad=(1, 1, 0, 1))
+_register(
+    OpDef(
+        "max_pool",
+        "MaxPool",
+        "structural",
+        2,
+        _max_pool_abstract,
+        emit=_max_pool_emit(False),
+        statement=True,
+        contiguous=True,
+        vjp=_max_pool_vjp,
+        jvp=_second_linear_jvp,
+        samples=[(((2, 2, 4, 4), (2, 2, 4, 4)), _pool_p), (((1, 2, 5, 4), (1, 2, 5, 4)), _pool_p2)],
+        distinct_inputs=True,
+    )
+)
+_register(
+    OpDef(
+        "max_pool_grad",
+        "MaxPoolGrad",
+        "structural",
+        2,
+        _max_pool_grad_abstract,
+        emit=_max_pool_emit(True),
+        statement=True,
+        contiguous=True,
+        vjp=_max_pool_grad_vjp,
+        jvp=_second_linear_jvp,
+        samples=[(((2, 2, 4, 4), (2, 2, 2, 2)), _pool_p), (((1, 2, 5, 4), (1, 2, 5, 2)), _pool_p2)],
+        distinct_inputs=True,
+    )
+)
+_register(
+    OpDef(
+        "avg_pool",
+        "AvgPool",
+        "structural",
+        1,
+        _avg_pool_abstract,
+        emit=_avg_pool_emit(False),
+        statement=True,
+        contiguous=True,
+        inexact=True,
+        vjp=lambda b, eqn, cts, active: [
+            b.bind1("avg_pool_grad", cts[0], in_hw=tuple(eqn.ins[0].shape[2:]), **_pool_params(eqn.params))
+        ],
+        jvp=linear_jvp,
+        samples=[
+            (((2, 2, 4, 4),), dict(_pool_p, count_pad=False)),
+            (((1, 2, 5, 4),), dict(_pool_p2, count_pad=False)),
+            (((1, 2, 5, 4),), dict(_pool_p2, count_pad=True)),
+        ],
+    )
+)
+_register(
+    OpDef(
+        "avg_pool_grad",
+        "AvgPoolGrad",
+        "structural",
+        1,
+        _avg_pool_grad_abstract,
+        emit=_avg_pool_emit(True),
+        statement=True,
+        contiguous=True,
+        inexact=True,
+        vjp=lambda b, eqn, cts, active: [b.bind1("avg_pool", cts[0], **_pool_params(eqn.params))],
+        jvp=linear_jvp,
+        samples=[
+            (((2, 2, 2, 2),), dict(_pool_p, count_pad=False, in_hw=(4, 4))),
+            (((1, 2, 5, 2),), dict(_pool_p2, count_pad=False, in_hw=(5, 4))),
+            (((1, 2, 5, 2),), dict(_pool_p2, count_pad=True, in_hw=(5, 4))),
+        ],
+    )
+)
+
+
 ELEMENTWISE = [op for op in OPS.values() if op.kind == "elementwise"]
 SYMPY_HEADS = {op.sympy_head: op.name for op in ELEMENTWISE if op.sympy_head is not None}
 SYMPY_HEADS.update({alias: op.name for op in ELEMENTWISE for alias in op.sympy_aliases})

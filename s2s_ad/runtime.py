@@ -122,11 +122,14 @@ class Compiled:
             self.fn = self.fn.dispatcher
         kinds = _output_kinds(prog)
         outs = [
-            Tensor._wrap(np.asarray(r, dtype=av.dtype) if k == _SCALAR else _output(r, av.dtype, arrays))
+            np.asarray(r, dtype=av.dtype) if k == _SCALAR else _output(r, av.dtype, arrays)
             for r, k, av in zip(results, kinds, self.out_avals)
         ]
+        n = prog.n_results
+        for i, a in zip(prog.updates, outs[n:]):
+            prog.parameters[i]._data = a
         self.call = _dispatcher(self)
-        return unflatten(prog.out_tree, outs)
+        return unflatten(prog.out_tree, [Tensor._wrap(a) for a in outs[:n]])
 
 
 def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
@@ -156,17 +159,24 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
     lines.append(f"    r = fn({', '.join(passed)})")
     arrays = "(" + "".join(f"{n}, " for n, v in zip(names, prog.invars) if v.shape != ()) + ")"
     outs = []
+    n = prog.n_results
     for k, kind in enumerate(_output_kinds(prog)):
+        # a result is wrapped as a Tensor; the new value of an assigned Parameter is written into it
+        wrap = "wrap" if k < n else ""
         lines.append(f"    o{k} = r[{k}]")
         if kind == _SCALAR:
-            lines.append(f"    o{k} = wrap(asarray(o{k}, dtype=dt{k}))")
+            lines.append(f"    o{k} = {wrap}(asarray(o{k}, dtype=dt{k}))")
         elif kind == _FRESH_ARRAY:
             lines.append(
-                f"    o{k} = wrap(o{k} if type(o{k}) is ndarray and o{k}.dtype == dt{k} else output(o{k}, dt{k}, {arrays}))"
+                f"    o{k} = {wrap}(o{k} if type(o{k}) is ndarray and o{k}.dtype == dt{k} "
+                f"else output(o{k}, dt{k}, {arrays}))"
             )
         else:
-            lines.append(f"    o{k} = wrap(output(o{k}, dt{k}, {arrays}))")
-        outs.append(f"o{k}")
+            lines.append(f"    o{k} = {wrap}(output(o{k}, dt{k}, {arrays}))")
+        if k < n:
+            outs.append(f"o{k}")
+        else:
+            lines.append(f"    params[{prog.updates[k - n]}]._data = o{k}")
     tree = prog.out_tree
     if tree is None:
         lines.append("    return o0")

@@ -1,8 +1,11 @@
 """``s2s_ad.nn``: ``Cell``, derivative wrappers and building blocks."""
 
 from .cell import Cell
+from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .layers import Dense, ReLU, Sigmoid, Tanh, get_activation
 from .loss import MSELoss, SoftmaxCrossEntropyWithLogits
+from .optim import SGD, Adam, AdamWeightDecay, Momentum, Optimizer
+from .train import TrainOneStepCell, WithGradCell
 from .wrap import ForwardValueAndGrad, Jvp, Vjp, WithLossCell
 
 __all__ = [
@@ -18,4 +21,14 @@ __all__ = [
     "Jvp",
     "Vjp",
     "WithLossCell",
+    "Optimizer",
+    "SGD",
+    "Momentum",
+    "Adam",
+    "AdamWeightDecay",
+    "TrainOneStepCell",
+    "WithGradCell",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
 ]

@@ -8,9 +8,12 @@ from . import staging  # noqa: F401  (registers Tensor and Parameter with the tr
 from .functional import (
     COMPARE_FUNCTIONS,
     ELEMENTWISE_FUNCTIONS,
+    avg_pool2d,
     cast,
+    conv2d,
     getitem,
     matmul,
+    max_pool2d,
     one_hot,
     reduce_max,
     reduce_mean,
@@ -25,8 +28,11 @@ from .functional import (
 from .primitives import (
     COMPARE_CLASSES,
     ELEMENTWISE_CLASSES,
+    AvgPool,
     Cast,
+    Conv2D,
     MatMul,
+    MaxPool,
     OneHot,
     Primitive,
     ReduceMax,
@@ -36,6 +42,7 @@ from .primitives import (
     Reshape,
     Transpose,
 )
+from .state import Assign, AssignAdd, AssignSub, Depend, assign, assign_add, assign_sub, depend
 from .tensor_methods import install as _install_tensor_methods
 
 _install_tensor_methods()
@@ -107,6 +114,20 @@ __all__ = [
     "le",
     "eq",
     "ne",
+    "Assign",
+    "AssignAdd",
+    "AssignSub",
+    "Depend",
+    "assign",
+    "assign_add",
+    "assign_sub",
+    "depend",
+    "Conv2D",
+    "MaxPool",
+    "AvgPool",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
     *ELEMENTWISE_CLASSES,
     *ELEMENTWISE_FUNCTIONS,
     *COMPARE_CLASSES,

@@ -6,15 +6,19 @@ the lowering registered for it with :func:`s2s_ad.trace.register_call`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import NotSupportedError, ShapeError
 from ..primitives import ELEMENTWISE
 from ..runtime import eager
 from ..trace.lowering import (
     lower_cast,
     lower_compare,
+    lower_conv2d,
     lower_one_hot,
+    lower_pool,
     lower_reduce,
     lower_reshape,
     lower_select,
@@ -127,3 +131,82 @@ one_hot = _functional(
     _one_hot_lower,
     "``one_hot(indices, depth, on_value=1.0, off_value=0.0, axis=-1)``: one-hot encoding of integer indices.",
 )
+
+
+# ---- convolution and pooling (issue 15)
+def _conv2d_lower(fe, args, kwargs):
+    def bind(input, weight, bias=None, stride=1, pad_mode="valid", padding=0, dilation=1, groups=1):  # noqa: A002
+        y = lower_conv2d(fe, input, weight, stride, pad_mode, padding, dilation, groups, display="conv2d")
+        if bias is None:
+            return y
+        b = fe.atom(bias)
+        if b.shape != (y.shape[1],):
+            raise fe.error(f"conv2d: bias must have shape ({y.shape[1]},), got {b.aval}", ShapeError)
+        return fe.elementwise("add", [y, lower_reshape(fe, b, (1, y.shape[1], 1, 1))])
+
+    return bind(*args, **kwargs)
+
+
+conv2d = _functional(
+    "conv2d",
+    _conv2d_lower,
+    '``conv2d(input, weight, bias=None, stride=1, pad_mode="valid", padding=0, dilation=1, groups=1)``: '
+    "2-D convolution of an NCHW input (``padding``, an int or (top, bottom, left, right), with "
+    'pad_mode="pad"; groups=1 only).',
+)
+
+
+def _pool_padding(padding: Any) -> tuple[str, Any]:
+    """PyTorch-style symmetric ``padding`` (an int or (ph, pw)) as (pad_mode, pad)."""
+    if padding in (0, (0, 0)):
+        return "valid", 0
+    ph, pw = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    return "pad", (ph, ph, pw, pw)
+
+
+def _max_pool2d_lower(fe, args, kwargs):
+    def bind(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        if dilation not in (1, (1, 1)) or ceil_mode or return_indices:
+            raise fe.error(
+                "max_pool2d: dilation, ceil_mode and return_indices are not supported (only their defaults)",
+                NotSupportedError,
+            )
+        mode, pad = _pool_padding(padding)
+        st = kernel_size if stride is None else stride
+        return lower_pool(fe, "max", x, kernel_size, st, mode, pad, display="max_pool2d")
+
+    return bind(*args, **kwargs)
+
+
+def _avg_pool2d_lower(fe, args, kwargs):
+    def bind(x, kernel_size=1, stride=1, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+        if ceil_mode or divisor_override is not None:
+            raise fe.error("avg_pool2d: ceil_mode and divisor_override are not supported", NotSupportedError)
+        mode, pad = _pool_padding(padding)
+        return lower_pool(fe, "avg", x, kernel_size, stride, mode, pad, bool(count_include_pad), display="avg_pool2d")
+
+    return bind(*args, **kwargs)
+
+
+max_pool2d = _functional(
+    "max_pool2d",
+    _max_pool2d_lower,
+    "``max_pool2d(x, kernel_size, stride=None, padding=0)``: the maximum of each window of an NCHW input "
+    "(stride defaults to kernel_size; padding positions never win).",
+)
+avg_pool2d = _functional(
+    "avg_pool2d",
+    _avg_pool2d_lower,
+    "``avg_pool2d(x, kernel_size=1, stride=1, padding=0, count_include_pad=True)``: the mean of each window "
+    "of an NCHW input.",
+)
+
+
+# MindSpore programs import this module as ``from mindspore.ops import functional as F`` and
+# call ``F.grad``, ``F.sin``, ``F.depend``, ...: every name of s2s_ad.ops is found here too.
+def __getattr__(name: str) -> Any:
+    """A name of :mod:`s2s_ad.ops` (the package, loaded when this module is first used)."""
+    try:
+        return getattr(sys.modules["s2s_ad.ops"], name)
+    except (KeyError, AttributeError):
+        raise AttributeError(f"module 's2s_ad.ops.functional' has no attribute {name!r}") from None

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import NotSupportedError, ShapeError
 from ..primitives import ELEMENTWISE, get_op
 from ..runtime import eager
 from ..trace.lowering import (
     lower_cast,
     lower_compare,
+    lower_conv2d,
     lower_one_hot,
+    lower_pool,
     lower_reduce,
     lower_reshape,
     lower_select,
@@ -160,3 +163,76 @@ class OneHot(Primitive):
 # attributes are compile-time values.
 register_constructor(Primitive)
 register_static(Primitive)
+
+
+# ---- convolution and pooling (issue 15)
+class Conv2D(Primitive):
+    """``Conv2D(out_channel, kernel_size, mode=1, pad_mode="valid", pad=0, stride=1, dilation=1,
+    group=1, data_format="NCHW")(x, weight)``: 2-D convolution (cross-correlation) of an NCHW
+    input with an ``(out_channel, in_channel, kh, kw)`` weight. ``pad_mode``: "valid" (no
+    padding), "same" (output size ``ceil(H / stride)``) or "pad" (``pad``: an int or
+    ``(top, bottom, left, right)``)."""
+
+    def __init__(
+        self,
+        out_channel: int,
+        kernel_size: Any,
+        mode: int = 1,
+        pad_mode: str = "valid",
+        pad: Any = 0,
+        stride: Any = 1,
+        dilation: Any = 1,
+        group: int = 1,
+        data_format: str = "NCHW",
+    ):
+        if data_format != "NCHW":
+            raise NotSupportedError(f"Conv2D: data_format {data_format!r} is not supported; only 'NCHW'")
+        ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        super().__init__(
+            out_channel=int(out_channel),
+            kernel_size=ks,
+            pad_mode=str(pad_mode),
+            pad=pad if isinstance(pad, int) else tuple(pad),
+            stride=stride if isinstance(stride, int) else tuple(stride),
+            dilation=dilation if isinstance(dilation, int) else tuple(dilation),
+            group=int(group),
+        )
+
+    def lower(self, fe, x, weight):
+        a = self._attrs
+        w = fe.atom(weight)
+        if len(w.shape) == 4 and (w.shape[0] != a["out_channel"] or tuple(w.shape[2:]) != a["kernel_size"]):
+            raise fe.error(
+                f"Conv2D: the weight has shape {w.shape}, expected ({a['out_channel']}, in_channel, "
+                f"{a['kernel_size'][0]}, {a['kernel_size'][1]}) for out_channel={a['out_channel']} and "
+                f"kernel_size={a['kernel_size']}",
+                ShapeError,
+            )
+        return lower_conv2d(fe, x, w, a["stride"], a["pad_mode"], a["pad"], a["dilation"], a["group"])
+
+
+def _pool_class(kind: str, display: str) -> type:
+    def __init__(self, kernel_size: Any = 1, strides: Any = 1, pad_mode: str = "valid", data_format: str = "NCHW"):
+        if data_format != "NCHW":
+            raise NotSupportedError(f"{display}: data_format {data_format!r} is not supported; only 'NCHW'")
+        Primitive.__init__(
+            self,
+            kernel_size=kernel_size if isinstance(kernel_size, int) else tuple(kernel_size),
+            strides=strides if isinstance(strides, int) else tuple(strides),
+            pad_mode=str(pad_mode),
+        )
+
+    def lower(self, fe, x):
+        a = self._attrs
+        return lower_pool(fe, kind, x, a["kernel_size"], a["strides"], a["pad_mode"], display=display)
+
+    what = "maximum" if kind == "max" else "mean (over the input positions, padding excluded)"
+    doc = (
+        f'``{display}(kernel_size=1, strides=1, pad_mode="valid", data_format="NCHW")(x)``: the {what} '
+        'of each window of an NCHW input; pad_mode "valid" or "same".'
+    )
+    return type(display, (Primitive,), {"__init__": __init__, "lower": lower, "__doc__": doc})
+
+
+MaxPool = _pool_class("max", "MaxPool")
+AvgPool = _pool_class("avg", "AvgPool")

@@ -304,7 +304,10 @@ class Interpreter:
         ):
             return self.call_builtin(f, args, kwargs)
         if isinstance(f, type) and f in _BUILTIN_TYPES:
-            if has_traced(list(args)):
+            # containers of traced values may be zipped, enumerated, reversed and copied (the
+            # gradients beside the Parameters in an optimizer); a tensor itself is not iterated
+            containers = f in (tuple, list, zip, enumerate, reversed)
+            if any(is_tensor_value(a) for a in args) if containers else has_traced(list(args)):
                 raise self.error(f"`{f.__name__}()` of a tensor is not supported inside compiled code")
             return f(*args, **kwargs)
         if isinstance(f, type) and issubclass(f, mstype.Type):

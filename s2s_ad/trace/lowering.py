@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as mstype
-from ..errors import ArgumentError
+from ..errors import ArgumentError, NotSupportedError, ShapeError
 from ..ir import Lit
-from ..primitives import fmt_shape, normalize_axes
+from ..primitives import fmt_shape, normalize_axes, same_padding
 from .tracer import Tracer
 
 
@@ -146,3 +146,103 @@ def lower_one_hot(
     classes = np.arange(int(depth), dtype=a.dtype).reshape((int(depth),) + (1,) * (ndim - 1 - axis))
     mask = tr.bind("equal", [idx, classes])
     return lower_select(tr, mask, on_value, off_value)
+
+
+# ---- convolution and pooling (issue 15)
+def _ints(tr: Tracer, display: str, name: str, v: Any, n: int, allow: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """An int or a tuple of ``n`` ints (or of a length in ``allow``, whose last ``n`` count:
+    MindSpore's ``(1, 1, s, s)`` strides) as a tuple of ``n`` non-negative ints."""
+    vals = (v,) * n if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
+    if not isinstance(vals, (tuple, list)) or len(vals) not in (n, *allow):
+        raise tr.error(f"{display}: {name} must be an int or a tuple of {n} ints, got {v!r}", ArgumentError)
+    vals = tuple(vals)[-n:]
+    if not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 0 for a in vals):
+        raise tr.error(f"{display}: {name} must hold non-negative ints, got {v!r}", ArgumentError)
+    return tuple(int(a) for a in vals)
+
+
+def window_padding(
+    tr: Tracer,
+    display: str,
+    pad_mode: str,
+    pad: Any,
+    in_hw: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...] = (1, 1),
+) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) padding of a window op for MindSpore's ``pad_mode`` ("valid",
+    "same" or "pad", any case) and ``pad`` (an int, or (top, bottom, left, right))."""
+    mode = str(pad_mode).lower()
+    if mode not in ("valid", "same", "pad"):
+        raise tr.error(f"{display}: pad_mode must be 'valid', 'same' or 'pad', got {pad_mode!r}", ArgumentError)
+    pads = _ints(tr, display, "pad", pad, 4)
+    if mode != "pad":
+        if any(pads):
+            raise tr.error(f"{display}: pad {pad!r} needs pad_mode='pad', got pad_mode={pad_mode!r}", ArgumentError)
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        return same_padding(in_hw[0], kernel[0], stride[0], dilation[0]) + same_padding(
+            in_hw[1], kernel[1], stride[1], dilation[1]
+        )
+    return pads  # type: ignore[return-value]
+
+
+def _nchw(tr: Tracer, display: str, x: Any, what: str = "input") -> Any:
+    a = tr.atom(x)
+    if len(a.shape) != 4 or a.dtype.kind != "f":
+        raise tr.error(f"{display}: the {what} must be a 4-D float NCHW tensor, got {a.aval}", ShapeError)
+    return a
+
+
+def lower_conv2d(
+    tr: Tracer,
+    x: Any,
+    weight: Any,
+    stride: Any = 1,
+    pad_mode: str = "valid",
+    pad: Any = 0,
+    dilation: Any = 1,
+    group: int = 1,
+    display: str = "Conv2D",
+) -> Any:
+    """2-D convolution of an NCHW input with an (out, in, kh, kw) weight (cross-correlation, as
+    MindSpore)."""
+    if group != 1:
+        raise tr.error(
+            f"{display}: group={group} (grouped convolution) is not supported; only group=1", NotSupportedError
+        )
+    a, w = _nchw(tr, display, x), _nchw(tr, display, weight, "weight")
+    st = _ints(tr, display, "stride", stride, 2, (4,))
+    dl = _ints(tr, display, "dilation", dilation, 2, (4,))
+    if 0 in st or 0 in dl:
+        raise tr.error(
+            f"{display}: stride and dilation must be positive, got {stride!r} and {dilation!r}", ArgumentError
+        )
+    pads = window_padding(tr, display, pad_mode, pad, a.shape[2:], w.shape[2:], st, dl)
+    w = tr.cast(w, a.dtype)  # (a float64 input with a float32 weight computes in float64)
+    return tr.bind1("conv2d", a, w, stride=st, pad=pads, dilation=dl)
+
+
+def lower_pool(
+    tr: Tracer,
+    kind: str,
+    x: Any,
+    kernel_size: Any,
+    strides: Any,
+    pad_mode: str = "valid",
+    pad: Any = 0,
+    count_pad: bool = False,
+    display: str = "MaxPool",
+) -> Any:
+    """Max (``kind`` "max") or average ("avg") pooling of an NCHW input over windows of
+    ``kernel_size``; ``count_pad``: an average divides by the whole window, padding included."""
+    a = _nchw(tr, display, x)
+    k = _ints(tr, display, "kernel_size", kernel_size, 2, (4,))
+    st = _ints(tr, display, "strides", strides, 2, (4,))
+    if 0 in k or 0 in st:
+        raise tr.error(f"{display}: kernel_size and strides must be positive, got {kernel_size!r} and {strides!r}")
+    pads = window_padding(tr, display, pad_mode, pad, a.shape[2:], k, st)
+    if kind == "max":
+        return tr.bind1("max_pool", a, a, kernel=k, stride=st, pad=pads)
+    return tr.bind1("avg_pool", a, kernel=k, stride=st, pad=pads, count_pad=bool(count_pad))

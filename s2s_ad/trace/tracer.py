@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import dtype as mstype
-from ..errors import ArgumentError, Loc, S2SError, UnsupportedSyntaxError
+from ..errors import ArgumentError, Loc, S2SError, ShapeError, UnsupportedSyntaxError
 from ..ir import Atom, Aval, Builder, Lit, Program, Var, copy_eqns
 from ..primitives import cast_to, fill, get_op
 from .protocol import describe, is_tensor_value, leaf_of
@@ -42,6 +42,9 @@ class Tracer:
         self.promoted: dict[tuple[Atom, np.dtype], Atom] = {}
         self.float_params: frozenset[int] = frozenset()
         self.bprop_cells: list[tuple[str, Loc]] = []
+        # Parameters assigned while tracing (``ops.assign``): id -> (the Parameter, its new value).
+        # Later reads of the Parameter see the new value; the program returns it (Program.updates).
+        self.assigned: dict[int, tuple[Any, Atom]] = {}
 
     # ------------------------------------------------------------------ position and errors
     @property
@@ -87,6 +90,8 @@ class Tracer:
             return v
         leaf = leaf_of(v)
         if leaf is not None and leaf.parameter:
+            if id(v) in self.assigned:
+                return self.assigned[id(v)][1]
             var = self.param_vars.get(id(v))
             if var is None:
                 arr = leaf.array(v)
@@ -158,6 +163,36 @@ class Tracer:
             out.append(a)
         return out
 
+    def assign(self, param: Any, value: Any, who: str = "Assign") -> Atom:
+        """``param``'s value becomes ``value`` (cast to its dtype, broadcast to its shape): later
+        reads see it, and the compiled call writes it into the Parameter. Returns the new value."""
+        leaf = leaf_of(param)
+        if leaf is None or not leaf.parameter:
+            raise self.error(
+                f"{who}: the variable to assign must be a Parameter (a Cell attribute holding one), got "
+                f"{describe(param)}",
+                ArgumentError,
+            )
+        self.atom(param)  # the Parameter is an input of the program, also when it is only written
+        var = self.param_vars[id(param)]
+        new = self.atom(value, var.dtype)
+        if new.shape != var.shape:
+            try:
+                shape = np.broadcast_shapes(new.shape, var.shape)
+            except ValueError:
+                shape = None
+            if shape != var.shape:
+                raise self.error(
+                    f"{who}: cannot assign a value of shape {new.shape} to Parameter {getattr(param, 'name', '?')} "
+                    f"of shape {var.shape}",
+                    ShapeError,
+                )
+            new = self._b.bind1("broadcast_to", self.cast(new, var.dtype), shape=var.shape)
+        new = self.cast(new, var.dtype)
+        self.assigned.pop(id(param), None)  # keep the order of the last assignments
+        self.assigned[id(param)] = (param, new)
+        return new
+
     def tensor_of(self, data: Atom, dtype: Any = None) -> Atom:
         """``Tensor(data, dtype)`` of a traced value ``data``."""
         a = self.atom(data)
@@ -210,7 +245,10 @@ class Tracer:
         out_tree: Any,
         arg_names: list[str],
     ) -> Program:
-        """The program built: ``invars`` (the arguments) then the parameters and constants used."""
+        """The program built: ``invars`` (the arguments) then the parameters and constants used;
+        ``outs`` then the new values of the Parameters assigned (:attr:`Program.updates`)."""
+        position = {id(p): i for i, p in enumerate(self.params)}
+        updates = [(position[k], a) for k, (_, a) in self.assigned.items()]
         return Program(
             name=name,
             invars=invars
@@ -221,10 +259,11 @@ class Tracer:
             parameters=list(self.params),
             consts=list(self.consts),
             eqns=self._b.eqns,
-            outs=outs,
+            outs=list(outs) + [a for _, a in updates],
             out_tree=out_tree,
             arg_names=list(arg_names),
             bprop_cells=list(self.bprop_cells),
+            updates=[i for i, _ in updates],
         )
 
 
@@ -265,7 +304,10 @@ def inline_program(tr: Tracer, prog: Program, args: list[Atom]) -> list[Atom]:
     for v, c in zip(prog.const_vars, prog.consts):
         env[v] = tr.atom(c)
     copy_eqns(tr.builder, prog.eqns, env, prog.names)
-    return [o if isinstance(o, Lit) else env[o] for o in prog.outs]
+    outs = [o if isinstance(o, Lit) else env[o] for o in prog.outs]
+    for i, new in zip(prog.updates, outs[prog.n_results :]):
+        tr.assign(prog.parameters[i], new)
+    return outs[: prog.n_results]
 
 
 def abstractify(x: Any) -> Any:

@@ -350,8 +350,8 @@ class NoParams(nn.Cell):
 def test_empty_weights_rejected():
     with pytest.raises(ArgumentValueError, match="no trainable parameters"):
         s2s_ad.grad(NoParams(), grad_position=None, weights=NoParams().trainable_params())
-    with pytest.raises(ArgumentValueError, match="no trainable parameters"):
-        GradOperation(get_by_list=True)(NoParams(), ParameterTuple([]))
+    # GradOperation(get_by_list=True) differentiates no weight for an empty tuple, as MindSpore
+    # does (tests/api/test_ports.py)
 
 
 # ----------------------------------------------------------------------------- custom bprop

@@ -30,7 +30,8 @@ def _run(script: Path) -> str:
 
 # Scripts with command-line options that start processes of their own: dask_sweep.py starts a
 # Dask cluster (tests/test_dask.py runs it; its workers pick their device themselves).
-OWN_PROCESSES = {"dask_sweep.py"}
+# train_digits.py trains a network for 20 epochs (tests/api/test_training.py runs a short version).
+OWN_PROCESSES = {"dask_sweep.py", "train_digits.py"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in OWN_PROCESSES))

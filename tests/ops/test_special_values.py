@@ -82,6 +82,105 @@ def _scatter(x, index, shape):
     return out
 
 
+def _padded(x, pad, value=0.0):
+    pt, pb, pl, pr = pad
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=value)
+
+
+def _windows(in_hw, out_hw, kernel, stride, pad, dilation=(1, 1)):
+    """(p, q, i, j, h, v): every valid pairing of an output position with an input position."""
+    for p in range(out_hw[0]):
+        for q in range(out_hw[1]):
+            for i in range(kernel[0]):
+                for j in range(kernel[1]):
+                    h = p * stride[0] - pad[0] + i * dilation[0]
+                    v = q * stride[1] - pad[2] + j * dilation[1]
+                    if 0 <= h < in_hw[0] and 0 <= v < in_hw[1]:
+                        yield p, q, i, j, h, v
+
+
+def _conv2d(x, w, stride, pad, dilation):
+    oh = (x.shape[2] + pad[0] + pad[1] - dilation[0] * (w.shape[2] - 1) - 1) // stride[0] + 1
+    ow = (x.shape[3] + pad[2] + pad[3] - dilation[1] * (w.shape[3] - 1) - 1) // stride[1] + 1
+    y = np.zeros((x.shape[0], w.shape[0], oh, ow), x.dtype)
+    for p, q, i, j, h, v in _windows(x.shape[2:], (oh, ow), w.shape[2:], stride, pad, dilation):
+        y[:, :, p, q] += x[:, :, h, v] @ w[:, :, i, j].T
+    return y
+
+
+def _conv2d_input(g, w, stride, pad, dilation, in_hw):
+    x = np.zeros((g.shape[0], w.shape[1], *in_hw), g.dtype)
+    for p, q, i, j, h, v in _windows(in_hw, g.shape[2:], w.shape[2:], stride, pad, dilation):
+        x[:, :, h, v] += g[:, :, p, q] @ w[:, :, i, j]
+    return x
+
+
+def _conv2d_filter(x, g, stride, pad, dilation, kernel):
+    w = np.zeros((g.shape[1], x.shape[1], *kernel), x.dtype)
+    for p, q, i, j, h, v in _windows(x.shape[2:], g.shape[2:], kernel, stride, pad, dilation):
+        w[:, :, i, j] += g[:, :, p, q].T @ x[:, :, h, v]
+    return w
+
+
+def _pool_out(in_hw, kernel, stride, pad):
+    return tuple((in_hw[a] + pad[2 * a] + pad[2 * a + 1] - kernel[a]) // stride[a] + 1 for a in (0, 1))
+
+
+def _argmax_positions(x, kernel, stride, pad):
+    """For each (n, c, p, q): the input position where the window first attains its maximum
+    (the first nan where there is one)."""
+    out_hw = _pool_out(x.shape[2:], kernel, stride, pad)
+    best = {}
+    for p, q, _, _, h, v in _windows(x.shape[2:], out_hw, kernel, stride, pad):
+        for n in range(x.shape[0]):
+            for c in range(x.shape[1]):
+                key = (n, c, p, q)
+                xv = x[n, c, h, v]
+                old = best.get(key)
+                if old is None or xv > x[n, c, old[0], old[1]] or (np.isnan(xv) and not np.isnan(x[n, c, *old])):
+                    best[key] = (h, v)
+    return out_hw, best
+
+
+def _max_pool(x, v, kernel, stride, pad):
+    out_hw, best = _argmax_positions(x, kernel, stride, pad)
+    y = np.zeros(x.shape[:2] + out_hw, v.dtype)
+    for (n, c, p, q), (h, w) in best.items():
+        y[n, c, p, q] = v[n, c, h, w]
+    return y
+
+
+def _max_pool_grad(x, g, kernel, stride, pad):
+    _, best = _argmax_positions(x, kernel, stride, pad)
+    y = np.zeros(x.shape, g.dtype)
+    for (n, c, p, q), (h, w) in best.items():
+        y[n, c, h, w] += g[n, c, p, q]
+    return y
+
+
+def _pool_counts(in_hw, out_hw, kernel, stride, pad, count_pad):
+    cnt = np.zeros(out_hw)
+    for p, q, *_ in _windows(in_hw, out_hw, kernel, stride, pad):
+        cnt[p, q] += 1
+    return np.full(out_hw, kernel[0] * kernel[1]) if count_pad else cnt
+
+
+def _avg_pool(x, kernel, stride, pad, count_pad):
+    out_hw = _pool_out(x.shape[2:], kernel, stride, pad)
+    y = np.zeros(x.shape[:2] + out_hw, x.dtype)
+    for p, q, _, _, h, v in _windows(x.shape[2:], out_hw, kernel, stride, pad):
+        y[:, :, p, q] += x[:, :, h, v]
+    return y / _pool_counts(x.shape[2:], out_hw, kernel, stride, pad, count_pad).astype(x.dtype)
+
+
+def _avg_pool_grad(g, kernel, stride, pad, count_pad, in_hw):
+    share = g / _pool_counts(in_hw, g.shape[2:], kernel, stride, pad, count_pad).astype(g.dtype)
+    x = np.zeros(g.shape[:2] + tuple(in_hw), g.dtype)
+    for p, q, _, _, h, v in _windows(in_hw, g.shape[2:], kernel, stride, pad):
+        x[:, :, h, v] += share[:, :, p, q]
+    return x
+
+
 STRUCTURAL_REFERENCE = {
     "matmul": lambda a, b, transpose_a, transpose_b: np.dot(a.T if transpose_a else a, b.T if transpose_b else b),
     "reduce_sum": lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims),
@@ -100,6 +199,13 @@ STRUCTURAL_REFERENCE = {
     "less_equal": np.less_equal,
     "equal": np.equal,
     "not_equal": np.not_equal,
+    "conv2d": _conv2d,
+    "conv2d_backprop_input": _conv2d_input,
+    "conv2d_backprop_filter": _conv2d_filter,
+    "max_pool": _max_pool,
+    "max_pool_grad": _max_pool_grad,
+    "avg_pool": _avg_pool,
+    "avg_pool_grad": _avg_pool_grad,
 }
 
 STRUCTURAL = [op for op in OPS.values() if op.kind == "structural" and op.samples]

@@ -200,7 +200,7 @@ def test_functional_vjp(capsys):
 
 
 # Examples that are not seed programs, with the test module that runs them.
-TESTED_ELSEWHERE = {"dask_sweep.py": "test_dask.py"}
+TESTED_ELSEWHERE = {"dask_sweep.py": "test_dask.py", "train_digits.py": "api/test_training.py"}
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
