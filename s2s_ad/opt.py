@@ -17,13 +17,15 @@ from collections.abc import Callable, Hashable
 from dataclasses import replace
 
 import numpy as np
-import sympy as sp
 
 from . import context
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of
+from .lazy import lazy_module
 from .primitives import broadcast_to, cast_to, fill, get_op
 from .symbolic import to_ir
+
+sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
 
 # ``S2S_AD_CHECK_IR=1`` (set by the test suite) runs :func:`~s2s_ad.ir.check_program` before
 # and after every pass of :func:`optimize`.
