@@ -372,19 +372,18 @@ def write_record(name: str, data: bytes) -> bool:
 
 def read_record(name: str) -> bytes | None:
     """The warm-start record ``name``, or ``None`` when there is none (or no cache)."""
-    directory = entries_dir()
-    if directory is None:
-        return None
     try:
-        return (directory / f"{name}.warm").read_bytes()
-    except OSError:
+        directory = entries_dir()
+        return None if directory is None else (directory / f"{name}.warm").read_bytes()
+    except OSError:  # no cache yet, or a configured path that is no directory
         return None
 
 
-def load_entry(stem: str, fname: str) -> Callable | None:
-    """The compiled function ``fname`` of the existing entry ``stem`` (its machine code loaded
-    on the first call, as :func:`compile_cached` gives it), without generating its source;
-    ``None`` when the entry is gone (evicted) or the cache cannot be used."""
+def load_entry(stem: str, src: str, fname: str) -> Callable | None:
+    """The compiled function ``fname`` of the existing entry ``stem`` of source ``src`` (its
+    machine code loaded on the first call, as :func:`compile_cached` gives it), without
+    computing the entry's name; ``None`` when the entry is gone (evicted), is not that source
+    (corrupt: :func:`compile_cached` rebuilds it) or the cache cannot be used."""
     root = cache_dir()
     if root is None:
         return None
@@ -394,7 +393,10 @@ def load_entry(stem: str, fname: str) -> Callable | None:
             if directory is None:
                 return None
             path = directory / f"{stem}.py"
-            if not path.is_file():
+            try:
+                if path.read_text(encoding="utf-8") != _HEADER + src:
+                    return None
+            except (OSError, UnicodeDecodeError):
                 return None
             _touch(path)
             module = _load_module(stem, path)

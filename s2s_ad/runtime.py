@@ -414,7 +414,7 @@ def _load_warm(name: str, walk: warmstart.Walk, backend: str) -> Compiled | None
     if record["backend"] != backend:
         return None
     if backend == "numba":
-        fn = load_entry(record["stem"], record["fname"])
+        fn = load_entry(record["stem"], record["source"], record["fname"])
         if fn is None:  # the entry was evicted
             return None
     else:
