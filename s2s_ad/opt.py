@@ -23,6 +23,7 @@ from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_s
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of
 from .lazy import lazy_module
 from .primitives import broadcast_to, cast_to, fill, get_op
+from .progress import stage
 from .symbolic import to_ir
 
 sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
@@ -91,6 +92,7 @@ def strip_identities(prog: Program) -> Program:
     return _rewrite(prog, kept, env)
 
 
+@stage("SymPy")
 def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
     """Each cluster of elementwise equations (:mod:`s2s_ad.clusters`) simplified by SymPy.
     With ``keep_primal`` (the default) the user's own equations are kept as written (see
@@ -246,6 +248,7 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     return _rewrite(prog, kept, env).replace(names=names)
 
 
+@stage("optimize")
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
     derivatives may still be taken (``stop_gradient``). The user's own equations are rewritten

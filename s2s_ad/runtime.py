@@ -16,6 +16,7 @@ signature comes back.
 from __future__ import annotations
 
 import re
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import context, warmstart
+from . import context, progress, warmstart
 from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall, load_entry
@@ -130,11 +131,16 @@ class Compiled:
 
             self.source, self.fn = build(self.program, self.fname, doc)
         else:
-            self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
-            self.fn = compile_source(self.source, self.fname, backend)
+            with progress.timed("codegen"):
+                self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
+                self.fn = compile_source(self.source, self.fname, backend)
         self.out_avals = [o.aval for o in optimized.outs]
         self.iface = Interface.of(self.program)
         self.kinds = _output_kinds(self.program)
+        # Numba compiles at the first call: that call's time belongs to the running compile
+        self.session = progress.current() if backend != "python" else None
+        if self.session is not None:
+            self.session.attach()
 
         # The first call runs the generic path (which also checks machine code loaded from
         # the disk cache); later calls run ``call``, a dispatcher generated for this program.
@@ -157,7 +163,7 @@ class Compiled:
         )
         c.kinds, c.out_avals, c.half_inputs = record["kinds"], record["out_avals"], record["half_inputs"]
         c.fname, c.backend, c.source, c.fn, c.entry = record["fname"], record["backend"], record["source"], fn, None
-        c.call = c._first_call
+        c.call, c.session = c._first_call, None
         return c
 
     def warm_record(self) -> dict[str, Any] | None:
@@ -193,7 +199,7 @@ class Compiled:
         arrays += [_input(c) for c in prog.consts]
         for i in self.half_inputs:
             arrays[i] = np.float32(arrays[i]) if np.ndim(arrays[i]) == 0 else arrays[i].astype(np.float32)
-        results = self.fn(*arrays)
+        results = _run_first_call(self, arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
             # generated module) lives as long as this program
@@ -206,6 +212,20 @@ class Compiled:
         ]
         self.call = _dispatcher(self)
         return unflatten(prog.out_tree, outs)
+
+
+def _run_first_call(c: Compiled, arrays: list[Any]) -> Any:
+    """The first call of ``c``'s function: where Numba compiles (or loads machine code), timed
+    as the ``Numba`` stage of the compile that made ``c``."""
+    session, c.session = c.session, None
+    if session is None:
+        return c.fn(*arrays)
+    session.resume()
+    try:
+        with session.timing("Numba"):
+            return c.fn(*arrays)
+    finally:
+        session.done()
 
 
 def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
@@ -364,8 +384,10 @@ def stage(describe: Describe, body: Body, args: list[Any] | tuple, backend: str)
     """Trace ``body`` on abstract ``args``, optimise, generate source and compile it for
     ``backend``. ``describe()`` names the program and its arguments."""
     name, arg_names, doc = describe()
-    prog = trace(body, [abstractify(a) for a in args], name, arg_names)
-    return Compiled(prog, backend, doc=doc)
+    with progress.compiling(name, backend):
+        with progress.timed("trace"):
+            prog = trace(body, [abstractify(a) for a in args], name, arg_names)
+        return Compiled(prog, backend, doc=doc)
 
 
 def staged(
@@ -407,6 +429,7 @@ def stage_or_load(
 
 
 def _load_warm(name: str, walk: warmstart.Walk, backend: str) -> Compiled | None:
+    start = time.perf_counter()
     found = warmstart.load(name, walk)
     if found is None:
         return None
@@ -419,6 +442,7 @@ def _load_warm(name: str, walk: warmstart.Walk, backend: str) -> Compiled | None
             return None
     else:
         fn = compile_source(record["source"], record["fname"], backend)
+    progress.loaded(record["name"], time.perf_counter() - start)
     return Compiled.warm(record, parameters, fn)
 
 

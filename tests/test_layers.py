@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "s2s_ad.tensor",
         "s2s_ad.cpumath",
         "s2s_ad.lazy",
+        "s2s_ad.progress",
     ),
     ("s2s_ad.ir",),
     ("s2s_ad.primitives", "s2s_ad.symbolic_heads"),
