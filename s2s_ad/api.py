@@ -461,6 +461,7 @@ class Transformed:
             args,
             lambda: (callable_name(self), arg_names_of(self, len(args)), self.describe()),
             lambda fe, vals: self.__s2s_stage__(fe, vals, {}),
+            origin=self,
         )
 
     def _call_static_ints(self, calls: ProgramCache, backend: str, given: tuple, args: tuple) -> Any:
@@ -1162,6 +1163,7 @@ class JitFunction(Transformed):
             vals,
             lambda: (callable_name(self), arg_names_of(self.fn, n) + list(names), self.describe()),
             lambda fe, vals: fe.call(self.fn, vals[:n], dict(zip(names, vals[n:]))),
+            origin=(self, names),
         ).call(vals)
 
     def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:

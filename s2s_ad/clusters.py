@@ -17,11 +17,12 @@ import heapq
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
-import sympy as sp
-
 from .ir import Atom, Builder, Eqn, Lit, Var
+from .lazy import lazy_module
 from .primitives import drop_distributions, fill, get_op
 from .symbolic import eqn_to_sympy, lit_to_sympy, to_ir
+
+sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
 
 # A cluster is simplified or differentiated as one SymPy expression only while its expression
 # *tree* (shared subexpressions counted once per use) stays below this size: SymPy's

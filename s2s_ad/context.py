@@ -16,7 +16,13 @@ GRAPH_MODE = 0
 PYNATIVE_MODE = 1
 
 _TARGETS = ("CPU", "GPU", "Ascend")
-_state: dict[str, Any] = {"mode": GRAPH_MODE, "device_target": "CPU", "device_id": 0, "algebraic_simplification": False}
+_state: dict[str, Any] = {
+    "mode": GRAPH_MODE,
+    "device_target": "CPU",
+    "device_id": 0,
+    "algebraic_simplification": False,
+    "verbose": False,
+}
 _warned_gpu = False
 _cuda: tuple[bool, str] | None = None  # (usable, why not), checked on first need
 
@@ -27,9 +33,14 @@ def set_context(**kwargs: Any) -> None:
     ``algebraic_simplification=True`` (default False) lets SymPy rewrite the user's own
     equations too, with real-number algebra (``x*0`` and ``x - x`` become 0, ``x/x`` 1,
     ``log(exp(x))`` ``x``): programs may get shorter, but their results then differ from
-    numpy's at inf, nan and overflow. By default only derivative equations are rewritten."""
-    if "algebraic_simplification" in kwargs and not isinstance(kwargs["algebraic_simplification"], bool):
-        raise ValueError(f"algebraic_simplification must be True or False, got {kwargs['algebraic_simplification']!r}")
+    numpy's at inf, nan and overflow. By default only derivative equations are rewritten.
+
+    ``verbose=True`` (default False; or ``S2S_AD_VERBOSE=1`` in the environment) logs the
+    stages of every compile and their times through the ``"s2s_ad"`` logger, printed to stderr
+    when logging is not configured (:mod:`s2s_ad.progress`)."""
+    for flag in ("algebraic_simplification", "verbose"):
+        if flag in kwargs and not isinstance(kwargs[flag], bool):
+            raise ValueError(f"{flag} must be True or False, got {kwargs[flag]!r}")
     if "mode" in kwargs:
         mode = kwargs["mode"]
         if mode not in (GRAPH_MODE, PYNATIVE_MODE):

@@ -17,8 +17,10 @@ from .ad.forward import jvp_program
 from .ad.reverse import backward
 from .ir import Atom, Aval, Builder, Program, Var, arg_leaf_ranges, copy_program, treedef_leaves
 from .primitives import fill
+from .progress import stage
 
 
+@stage("AD")
 def grad_program(
     prog: Program,
     wrt_args: Sequence[int],
@@ -101,6 +103,7 @@ def grad_program(
     )
 
 
+@stage("AD")
 def jvp_args_program(prog: Program, wrt_args: Sequence[int], name: str | None = None) -> Program:
     """The forward-mode program of ``prog`` for the jvp API.
 

@@ -82,6 +82,8 @@ _STEM = r"\w+_[0-9a-f]{20}"
 _ENTRY = re.compile(rf"({_STEM})\.py")
 _TEMP = re.compile(rf"\.({_STEM})\..*\.tmp")
 _MACHINE = re.compile(rf"({_STEM})\..+")
+# A warm-start record (:mod:`s2s_ad.warmstart`): what a call needs to run an entry untraced.
+_RECORD = re.compile(rf"({_STEM})\.warm")
 
 _stores: dict[str, Path] = {}  # cache directory -> its marked entries directory, checked writable
 _writes = 0
@@ -199,7 +201,10 @@ def _only_entries(directory: Path) -> bool:
                     return False
             except OSError:
                 return False
-        elif not (it.is_file(follow_symlinks=False) and (_ENTRY.fullmatch(it.name) or _TEMP.fullmatch(it.name))):
+        elif not (
+            it.is_file(follow_symlinks=False)
+            and (_ENTRY.fullmatch(it.name) or _TEMP.fullmatch(it.name) or _RECORD.fullmatch(it.name))
+        ):
             return False
     return True
 
@@ -336,6 +341,76 @@ def compile_cached(src: str, fname: str) -> Callable | None:
     return fn
 
 
+def write_record(name: str, data: bytes) -> bool:
+    """Store the warm-start record ``name`` (``<name>_<20 hex digits>``); ``False`` when the
+    cache is off or cannot be written."""
+    root = cache_dir()
+    if root is None:
+        return False
+    try:
+        with _lock:
+            directory = _store(root)
+            if directory is None:
+                return False
+            path = directory / f"{name}.warm"
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            _wrote(directory)
+    except (OSError, CacheError):
+        return False
+    return True
+
+
+def read_record(name: str) -> bytes | None:
+    """The warm-start record ``name``, or ``None`` when there is none (or no cache)."""
+    try:
+        directory = entries_dir()
+        return None if directory is None else (directory / f"{name}.warm").read_bytes()
+    except OSError:  # no cache yet, or a configured path that is no directory
+        return None
+
+
+def load_entry(stem: str, src: str, fname: str) -> Callable | None:
+    """The compiled function ``fname`` of the existing entry ``stem`` of source ``src`` (its
+    machine code loaded on the first call, as :func:`compile_cached` gives it), without
+    computing the entry's name; ``None`` when the entry is gone (evicted), is not that source
+    (corrupt: :func:`compile_cached` rebuilds it) or the cache cannot be used."""
+    root = cache_dir()
+    if root is None:
+        return None
+    try:
+        with _lock:
+            directory = _store(root)
+            if directory is None:
+                return None
+            path = directory / f"{stem}.py"
+            try:
+                if path.read_text(encoding="utf-8") != _HEADER + src:
+                    return None
+            except (OSError, UnicodeDecodeError):
+                return None
+            _touch(path)
+            module = _load_module(stem, path)
+    except (OSError, CacheError):
+        return None
+    try:
+        fn = FirstCall(getattr(module, fname), stem, directory)
+    except BaseException:
+        _MODULES.release(module.__name__)
+        return None
+    weakref.finalize(fn, _MODULES.release, module.__name__)
+    return fn
+
+
 def _load_module(stem: str, path: Path) -> Any:
     """The module of entry ``stem``, registered in ``sys.modules`` (Numba's cached machine code
     refers to its module by name: it must be importable) with one more user; the caller
@@ -411,7 +486,7 @@ def _scan(directory: Path) -> dict[str, _Entry]:
     its module, the newest modification time)."""
     out: dict[str, _Entry] = {}
     listings = []
-    for d, patterns in ((directory, (_ENTRY, _TEMP)), (directory / "__pycache__", (_MACHINE,))):
+    for d, patterns in ((directory, (_ENTRY, _TEMP, _RECORD)), (directory / "__pycache__", (_MACHINE,))):
         try:
             listings.append((os.scandir(d), patterns))
         except OSError:
@@ -529,4 +604,16 @@ def clear() -> int:
     return n
 
 
-__all__ = ["cache_dir", "clear", "compile_cached", "entries_dir", "entry_name", "evict", "info", "max_bytes"]
+__all__ = [
+    "cache_dir",
+    "clear",
+    "compile_cached",
+    "entries_dir",
+    "entry_name",
+    "evict",
+    "info",
+    "load_entry",
+    "max_bytes",
+    "read_record",
+    "write_record",
+]

@@ -19,7 +19,7 @@ from typing import Any, Protocol, overload
 
 import numpy as np
 
-from . import context
+from . import context, progress
 from .api import (
     JvpFunction,
     Transformed,
@@ -230,8 +230,13 @@ class JacobianFunction(Transformed):
         return self._shape([[run(list(args)) for run in row] for row in plan])
 
     def _plan(self, args: list[Any], backend: str) -> Any:
+        with progress.compiling(self.__name__, backend):
+            return self._build_plan(args, backend)
+
+    def _build_plan(self, args: list[Any], backend: str) -> Any:
         fe = Tracer()
-        blocks, forward = self._blocks(fe, args)
+        with progress.timed("trace"):
+            blocks, forward = self._blocks(fe, args)
         plan, evaluations, diagonal = [], 0, True
         for row in blocks:
             runs = []

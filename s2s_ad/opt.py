@@ -17,13 +17,16 @@ from collections.abc import Callable, Hashable
 from dataclasses import replace
 
 import numpy as np
-import sympy as sp
 
 from . import context
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of, subprograms
+from .lazy import lazy_module
 from .primitives import broadcast_to, cast_to, fill, get_op
+from .progress import stage
 from .symbolic import to_ir
+
+sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
 
 # ``S2S_AD_CHECK_IR=1`` (set by the test suite) runs :func:`~s2s_ad.ir.check_program` before
 # and after every pass of :func:`optimize`.
@@ -89,6 +92,7 @@ def strip_identities(prog: Program) -> Program:
     return _rewrite(prog, kept, env)
 
 
+@stage("SymPy")
 def simplify_clusters(prog: Program, keep_primal: bool = True) -> Program:
     """Each cluster of elementwise equations (:mod:`s2s_ad.clusters`) simplified by SymPy.
     With ``keep_primal`` (the default) the user's own equations are kept as written (see
@@ -261,6 +265,7 @@ def optimize_regions(prog: Program, final: bool = True, simplify: bool = True) -
     return prog.replace(eqns=eqns)
 
 
+@stage("optimize")
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
     derivatives may still be taken (``stop_gradient``). The user's own equations are rewritten

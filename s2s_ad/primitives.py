@@ -22,12 +22,20 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
 
 from .errors import ArgumentError, ShapeError
 from .ir import OPS as ir_ops
 from .ir import Atom, Aval, Builder, Eqn, Lit, Shape
+from .lazy import DeferredNames, lazy_module, resolve
+
+# SymPy is imported when a formula is first differentiated or simplified, not with the table:
+# entries name SymPy's functions (``sym.exp``), its C functions (``cfn.expm1``) and the custom
+# heads of :mod:`s2s_ad.symbolic_heads` (``heads.Sigmoid``) as :class:`~s2s_ad.lazy.Deferred`
+# references; code that runs at differentiation time uses ``sp``, imported on first use.
+sp = lazy_module("sympy")
+sym = DeferredNames("sympy")
+cfn = DeferredNames("sympy.codegen.cfunctions")
+heads = DeferredNames("s2s_ad.symbolic_heads")
 
 # Printing precedences (higher binds tighter).
 ATOM, POW, UNARY, MUL, ADD, CMP = 100, 80, 70, 60, 50, 40
@@ -108,7 +116,7 @@ class OpDef:
     @cached_property
     def expr(self) -> sp.Expr:
         assert self.formula is not None
-        return self.formula(*self.symbols)
+        return resolve(self.formula)(*self.symbols)
 
     @cached_property
     def partials(self) -> tuple[sp.Expr, ...]:
@@ -205,214 +213,6 @@ def _elementwise_abstract(display: str, float_result: bool):
         return [Aval(shape, dt)]
 
     return abstract
-
-
-# ----------------------------------------------------------------------------- custom SymPy heads
-# Every value the compiled code computes is a real float (nan where a result is undefined), so
-# the heads below are extended real whatever their arguments: SymPy can then differentiate
-# ``abs`` and ``sign`` of them, and convert them to numbers. SymPy's own ``Abs`` and ``sign``
-# differentiate an argument they cannot prove real (``sqrt(x)``, ``x/y``, which may be complex
-# or infinite to SymPy) through ``re``, ``im`` and ``arg``, which are no ops: :class:`Abs` and
-# :class:`Sign` state the real derivative instead.
-class _Real(sp.Function):
-    """A head whose values are extended real numbers (or nan)."""
-
-    def _eval_is_extended_real(self) -> bool:
-        return True
-
-
-class Abs(sp.Abs):
-    """``|x|`` of a real value: d|x|/dx = sign(x), also where SymPy cannot prove ``x`` real."""
-
-    def _eval_derivative(self, x: sp.Symbol) -> sp.Expr:
-        a = self.args[0]
-        return Sign(a) * sp.diff(a, x)
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return Sign(self.args[0])
-
-
-class Sign(sp.sign):
-    """``sign(x)`` of a real value: real, with derivative 0 (almost everywhere, as in every AD
-    system), also where SymPy cannot prove ``x`` real."""
-
-    def _eval_is_extended_real(self) -> bool:
-        return True
-
-    def _eval_derivative(self, x: sp.Symbol) -> sp.Expr:
-        return sp.Integer(0)
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
-
-
-class Sigmoid(_Real):
-    """Logistic function. Its derivative is stated in terms of itself (``s*(1-s)``), which
-    SymPy's chain rule then uses: the expanded form ``exp(-x)/(1+exp(-x))**2`` overflows to
-    nan in floating point for large negative x."""
-
-    def _eval_is_extended_nonnegative(self) -> bool:
-        return True
-
-    def _eval_evalf(self, prec: int) -> sp.Expr | None:
-        x = self.args[0]
-        return (1 / (1 + sp.exp(-x)))._eval_evalf(prec) if x.is_number else None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        s = Sigmoid(self.args[0])
-        return s * (1 - s)
-
-
-class _Indicator(_Real):
-    """A 0/1 head made by differentiation (a comparison's outcome): nonnegative, with
-    derivative 0."""
-
-    def _eval_is_extended_nonnegative(self) -> bool:
-        return True
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
-
-
-class Step(_Indicator):
-    """Heaviside step with step(0) = 0 (the derivative of ReLU, as MindSpore defines it) and
-    step(nan) = 0 (JAX's derivative of ReLU there)."""
-
-    @classmethod
-    def eval(cls, x):
-        if x is sp.S.NaN:
-            return sp.Integer(0)
-        if x.is_number and x.is_extended_real:
-            return sp.Integer(1) if x > 0 else sp.Integer(0)
-        return None
-
-
-class AtLeast(_Indicator):
-    """``AtLeast(x, y)``: 1 where x >= y, else 0 (also where either is nan: a comparison with
-    nan is false). The derivative of max(x, y) in x: ties (also of infinities, where ``y - x``
-    is nan) go to x."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, x, y):
-        if x is sp.S.NaN or y is sp.S.NaN:
-            return sp.Integer(0)
-        if x == y and x.is_extended_real:
-            return sp.Integer(1)
-        if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
-            return sp.Integer(1) if x >= y else sp.Integer(0)
-        return None
-
-
-class _Extremum(_Real):
-    """Elementwise max or min of two values. On a tie the derivative goes to ``x``
-    (MindSpore's rule)."""
-
-    nargs = 2
-    is_max = True
-
-    @classmethod
-    def eval(cls, x, y):
-        if x == y:
-            return x
-        if x.is_number and y.is_number and x.is_extended_real and y.is_extended_real:
-            return x if (x >= y if cls.is_max else x <= y) else y
-        return None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        # 1 for x where x >= y (max) or x <= y (min), 1 for y where y > x (max) or y < x (min);
-        # 0 for both where either is nan (as JAX)
-        x, y = self.args
-        if argindex == 1:
-            return AtLeast(x, y) if self.is_max else AtLeast(y, x)
-        return Step(y - x) if self.is_max else Step(x - y)
-
-
-class Maximum(_Extremum):
-    """max(x, y): d/dx = 1 where x >= y, d/dy = 1 where x < y."""
-
-
-class Minimum(_Extremum):
-    """min(x, y): d/dx = 1 where x <= y, d/dy = 1 where x > y."""
-
-    is_max = False
-
-
-class Select(_Real):
-    """``Select(c, a, b)``: ``a`` where the (bool) condition ``c`` holds, else ``b``
-    (``np.where``). Not differentiable in ``c``; the derivative in ``a`` is ``Select(c, 1, 0)``."""
-
-    nargs = 3
-
-    @classmethod
-    def eval(cls, c, a, b):
-        if c.is_number:
-            return a if c != 0 else b
-        if a == b:
-            return a
-        return None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        c = self.args[0]
-        if argindex == 2:
-            return Select(c, 1, 0)
-        if argindex == 3:
-            return Select(c, 0, 1)
-        return sp.Integer(0)
-
-
-class LogOrZero(_Real):
-    """``log(x)``, and 0 where ``x`` is 0 (the log of ``x`` with its zeros replaced by ones):
-    the factor of d(x**y)/dy, which is then 0 at x = 0 (as in JAX), not 0 * -inf = nan."""
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_zero:
-            return sp.Integer(0)
-        if x.is_number:
-            return sp.log(x)
-        return None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return 1 / self.args[0]
-
-
-class Power(_Real):
-    """``x ** y`` with an exponent that is not a number (a number gives SymPy's own power,
-    which SymPy simplifies): its derivative in ``y`` is ``x**y * LogOrZero(x)``."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, x, y):
-        if y.is_number or (x.is_number and not x.is_zero):
-            return x**y
-        return None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        x, y = self.args
-        if argindex == 1:
-            return y * Power(x, y - 1)
-        return self * LogOrZero(x)
-
-
-class Relu(_Real):
-    """max(x, 0)."""
-
-    @classmethod
-    def eval(cls, x):
-        if x is sp.S.NaN:
-            return sp.S.NaN
-        if x.is_number and x.is_extended_real:
-            return x if x > 0 else sp.Integer(0)
-        return None
-
-    def _eval_is_extended_nonnegative(self) -> bool:
-        return True
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return Step(self.args[0])
 
 
 # ----------------------------------------------------------------------------- elementwise ops
@@ -539,60 +339,70 @@ elementwise(
     float_result=True,
     domain=(0.5, 2.0),
 )
-elementwise("pow", "Pow", Power, ("template", _pow_print), nin=2, numpy="power", sympy_head=Power, domain=(0.5, 2.0))
+elementwise(
+    "pow", "Pow", heads.Power, ("template", _pow_print), nin=2, numpy="power", sympy_head=heads.Power, domain=(0.5, 2.0)
+)
 elementwise("neg", "Neg", lambda x: -x, ("prefix", "-"), numpy="negative")
 elementwise("square", "Square", lambda x: x**2, function="square", numpy="square")
-elementwise("sqrt", "Sqrt", sp.sqrt, function="sqrt", numpy="sqrt", float_result=True, domain=(0.5, 2.0))
-elementwise("exp", "Exp", sp.exp, function="exp", numpy="exp", sympy_head=sp.exp, float_result=True)
-elementwise("expm1", "Expm1", expm1, function="expm1", numpy="expm1", sympy_head=expm1, float_result=True)
-elementwise("log", "Log", sp.log, function="log", numpy="log", sympy_head=sp.log, float_result=True, domain=(0.5, 2.0))
+elementwise("sqrt", "Sqrt", sym.sqrt, function="sqrt", numpy="sqrt", float_result=True, domain=(0.5, 2.0))
+elementwise("exp", "Exp", sym.exp, function="exp", numpy="exp", sympy_head=sym.exp, float_result=True)
+elementwise("expm1", "Expm1", cfn.expm1, function="expm1", numpy="expm1", sympy_head=cfn.expm1, float_result=True)
+elementwise(
+    "log", "Log", sym.log, function="log", numpy="log", sympy_head=sym.log, float_result=True, domain=(0.5, 2.0)
+)
 elementwise(
     "log1p",
     "Log1p",
-    log1p,
+    cfn.log1p,
     function="log1p",
     numpy="log1p",
-    sympy_head=log1p,
+    sympy_head=cfn.log1p,
     float_result=True,
     domain=(-0.5, 2.0),
 )
-elementwise("sin", "Sin", sp.sin, function="sin", numpy="sin", sympy_head=sp.sin, float_result=True)
-elementwise("cos", "Cos", sp.cos, function="cos", numpy="cos", sympy_head=sp.cos, float_result=True)
-elementwise("tan", "Tan", sp.tan, function="tan", numpy="tan", sympy_head=sp.tan, float_result=True, domain=(-1.0, 1.0))
-elementwise("sinh", "Sinh", sp.sinh, function="sinh", numpy="sinh", sympy_head=sp.sinh, float_result=True)
-elementwise("cosh", "Cosh", sp.cosh, function="cosh", numpy="cosh", sympy_head=sp.cosh, float_result=True)
-elementwise("tanh", "Tanh", sp.tanh, function="tanh", numpy="tanh", sympy_head=sp.tanh, float_result=True)
+elementwise("sin", "Sin", sym.sin, function="sin", numpy="sin", sympy_head=sym.sin, float_result=True)
+elementwise("cos", "Cos", sym.cos, function="cos", numpy="cos", sympy_head=sym.cos, float_result=True)
+elementwise(
+    "tan", "Tan", sym.tan, function="tan", numpy="tan", sympy_head=sym.tan, float_result=True, domain=(-1.0, 1.0)
+)
+elementwise("sinh", "Sinh", sym.sinh, function="sinh", numpy="sinh", sympy_head=sym.sinh, float_result=True)
+elementwise("cosh", "Cosh", sym.cosh, function="cosh", numpy="cosh", sympy_head=sym.cosh, float_result=True)
+elementwise("tanh", "Tanh", sym.tanh, function="tanh", numpy="tanh", sympy_head=sym.tanh, float_result=True)
 elementwise(
     "atanh",
     "Atanh",
-    sp.atanh,
+    sym.atanh,
     function="arctanh",
     cuda=math.atanh,
     numpy="arctanh",
-    sympy_head=sp.atanh,
+    sympy_head=sym.atanh,
     float_result=True,
     domain=(-0.8, 0.8),
 )
-elementwise("abs", "Abs", Abs, function="abs", numpy="abs absolute", sympy_head=Abs, sympy_aliases=(sp.Abs,))
+elementwise(
+    "abs", "Abs", heads.Abs, function="abs", numpy="abs absolute", sympy_head=heads.Abs, sympy_aliases=(sym.Abs,)
+)
 elementwise(
     "sign",
     "Sign",
-    Sign,
+    heads.Sign,
     ("template", _sign_print),
     function="sign",
     numpy="sign",
-    sympy_head=Sign,
-    sympy_aliases=(sp.sign,),
+    sympy_head=heads.Sign,
+    sympy_aliases=(sym.sign,),
 )
-elementwise("sigmoid", "Sigmoid", Sigmoid, ("template", _sigmoid_print), sympy_head=Sigmoid, float_result=True)
-elementwise("relu", "ReLU", Relu, ("template", _relu_print), sympy_head=Relu)
-elementwise("step", "Step", Step, ("shaped_template", _step_print), sympy_head=Step, derivative_only=True)
+elementwise(
+    "sigmoid", "Sigmoid", heads.Sigmoid, ("template", _sigmoid_print), sympy_head=heads.Sigmoid, float_result=True
+)
+elementwise("relu", "ReLU", heads.Relu, ("template", _relu_print), sympy_head=heads.Relu)
+elementwise("step", "Step", heads.Step, ("shaped_template", _step_print), sympy_head=heads.Step, derivative_only=True)
 elementwise(
     "log_or_zero",
     "LogOrZero",
-    LogOrZero,
+    heads.LogOrZero,
     ("shaped_template", _log_or_zero_print),
-    sympy_head=LogOrZero,
+    sympy_head=heads.LogOrZero,
     float_result=True,
     domain=(0.5, 2.0),
     derivative_only=True,
@@ -600,33 +410,33 @@ elementwise(
 elementwise(
     "at_least",
     "AtLeast",
-    AtLeast,
+    heads.AtLeast,
     ("shaped_template", _at_least_print),
     nin=2,
-    sympy_head=AtLeast,
+    sympy_head=heads.AtLeast,
     distinct_inputs=True,
     derivative_only=True,
 )
 elementwise(
     "maximum",
     "Maximum",
-    Maximum,
+    heads.Maximum,
     ("shaped_template", _extremum_print(">", "maximum")),
     function="maximum",
     numpy="maximum",
     nin=2,
-    sympy_head=Maximum,
+    sympy_head=heads.Maximum,
     distinct_inputs=True,
 )
 elementwise(
     "minimum",
     "Minimum",
-    Minimum,
+    heads.Minimum,
     ("shaped_template", _extremum_print("<", "minimum")),
     function="minimum",
     numpy="minimum",
     nin=2,
-    sympy_head=Minimum,
+    sympy_head=heads.Minimum,
     distinct_inputs=True,
 )
 
@@ -649,11 +459,11 @@ def _select_print(c, a, b, lit, np_, shape):
 elementwise(
     "select",
     "Select",
-    Select,
+    heads.Select,
     ("shaped_template", _select_print),
     function="where",
     nin=3,
-    sympy_head=Select,
+    sympy_head=heads.Select,
     abstract=_select_abstract,
     bool_inputs=(0,),
 )
@@ -1997,44 +1807,27 @@ _register(
 # ---- structural, indexing and linalg ops (issue 15)
 # Ops that compose from others (concat, stack, split, tile, pad, squeeze, expand_dims, norm,
 # gather_nd, scatter_nd, ...) are lowerings in s2s_ad.trace.lowering, not table entries.
-class FloorDiv(_Real):
-    """``floor(x / y)`` (Python's ``//``, numpy's ``floor_divide``): piecewise constant, so its
-    derivative is 0 (almost everywhere, as in every AD system)."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, x, y):
-        if x.is_Rational and y.is_Rational and y != 0:
-            return sp.floor(x / y)
-        return None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.Integer(0)
-
-
-class FloorMod(_Real):
-    """``x - y * floor(x / y)`` (Python's ``%``, numpy's ``mod``: the sign of ``y``):
-    d/dx = 1, d/dy = -floor(x / y)."""
-
-    nargs = 2
-
-    @classmethod
-    def eval(cls, x, y):
-        if x.is_Rational and y.is_Rational and y != 0:
-            return x - y * sp.floor(x / y)
-        return None
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        x, y = self.args
-        return sp.Integer(1) if argindex == 1 else -FloorDiv(x, y)
-
-
 # Python's ``//`` and ``%`` print as themselves: numpy's floor_divide and mod on arrays, and
 # Python's float floor division and modulo on the scalars of fused loops and 0-d code (which
 # Numba compiles as numpy computes them, special values included).
-elementwise("floor_div", "FloorDiv", FloorDiv, ("infix", "//", MUL), numpy="floor_divide", nin=2, sympy_head=FloorDiv)
-elementwise("floor_mod", "FloorMod", FloorMod, ("infix", "%", MUL), numpy="mod remainder", nin=2, sympy_head=FloorMod)
+elementwise(
+    "floor_div",
+    "FloorDiv",
+    heads.FloorDiv,
+    ("infix", "//", MUL),
+    numpy="floor_divide",
+    nin=2,
+    sympy_head=heads.FloorDiv,
+)
+elementwise(
+    "floor_mod",
+    "FloorMod",
+    heads.FloorMod,
+    ("infix", "%", MUL),
+    numpy="mod remainder",
+    nin=2,
+    sympy_head=heads.FloorMod,
+)
 
 
 def _axis_of(display: str, axis: int, ndim: int) -> int:
@@ -2563,5 +2356,25 @@ _register(
 
 
 ELEMENTWISE = [op for op in OPS.values() if op.kind == "elementwise"]
-SYMPY_HEADS = {op.sympy_head: op.name for op in ELEMENTWISE if op.sympy_head is not None}
-SYMPY_HEADS.update({alias: op.name for op in ELEMENTWISE for alias in op.sympy_aliases})
+_SYMPY_HEADS: dict[Any, str] = {}
+
+
+def sympy_heads() -> dict[Any, str]:
+    """The SymPy classes that map back to table ops (each op's ``sympy_head`` and
+    ``sympy_aliases``), by class; built (and SymPy imported) on the first call."""
+    if not _SYMPY_HEADS:
+        _SYMPY_HEADS.update({resolve(op.sympy_head): op.name for op in ELEMENTWISE if op.sympy_head is not None})
+        _SYMPY_HEADS.update({resolve(alias): op.name for op in ELEMENTWISE for alias in op.sympy_aliases})
+    return _SYMPY_HEADS
+
+
+def __getattr__(name: str) -> Any:
+    # the custom SymPy heads live in s2s_ad.symbolic_heads; ``primitives.Sigmoid`` still finds them
+    if not name.startswith("_") and name[:1].isupper() and name != "SYMPY_HEADS":
+        from . import symbolic_heads  # imported on first use: it imports SymPy
+
+        if name in symbolic_heads.__all__:
+            return getattr(symbolic_heads, name)
+    if name == "SYMPY_HEADS":
+        return sympy_heads()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

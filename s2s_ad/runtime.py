@@ -16,23 +16,26 @@ signature comes back.
 from __future__ import annotations
 
 import re
+import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import context
+from . import context, progress, warmstart
 from .backend import compile_source
 from .codegen import generate
-from .diskcache import FirstCall
+from .diskcache import FirstCall, load_entry
 from .dtype import native, native_array
-from .ir import HALF, Program, dict_keys, unflatten, widen_half
+from .ir import HALF, Aval, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
 from .opt import optimize
 from .primitives import get_op
 from .tensor import Parameter, Tensor
 from .trace.interpreter import trace
+from .trace.reads import recording
 from .trace.tracer import Tracer, abstractify
 
 
@@ -78,8 +81,40 @@ def identifier(name: str) -> str:
     return s if s and not s[0].isdigit() else "f_" + s
 
 
+@dataclass
+class Interface:
+    """What calling a compiled program needs of it: its inputs (``n_args`` arguments by
+    ``in_tree``, then ``parameters``, then ``consts``), with their avals in ``invars``, and its
+    outputs' tree. A program loaded for a warm start (:mod:`s2s_ad.warmstart`) has this only."""
+
+    name: str
+    invars: list[Aval]
+    n_args: int
+    in_tree: Any
+    parameters: list[Any]
+    consts: list[Any]
+    out_tree: Any
+
+    @property
+    def arg_vars(self) -> list[Aval]:
+        return self.invars[: self.n_args]
+
+    @staticmethod
+    def of(prog: Program) -> Interface:
+        return Interface(
+            prog.name,
+            [v.aval for v in prog.invars],
+            prog.n_args,
+            prog.in_tree,
+            prog.parameters,
+            prog.consts,
+            prog.out_tree,
+        )
+
+
 class Compiled:
-    """A compiled program and the generated source it came from."""
+    """A compiled program and the generated source it came from. ``program`` is ``None`` for
+    a program loaded by a warm start (:meth:`warm`): calls read :attr:`iface`."""
 
     def __init__(self, prog: Program, backend: str, final: bool = True, doc: str | None = None):
         optimized = optimize(prog, final=final)
@@ -96,31 +131,81 @@ class Compiled:
 
             self.source, self.fn = build(self.program, self.fname, doc)
         else:
-            self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
-            self.fn = compile_source(self.source, self.fname, backend)
+            with progress.timed("codegen"):
+                self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
+                self.fn = compile_source(self.source, self.fname, backend)
         self.out_avals = [o.aval for o in optimized.outs]
+        self.iface = Interface.of(self.program)
+        self.kinds = _output_kinds(self.program)
+        # Numba compiles at the first call: that call's time belongs to the running compile
+        self.session = progress.current() if backend != "python" else None
+        if self.session is not None:
+            self.session.attach()
 
         # The first call runs the generic path (which also checks machine code loaded from
         # the disk cache); later calls run ``call``, a dispatcher generated for this program.
         self.call: Callable[[Any], Any] = self._first_call
 
+    @classmethod
+    def warm(cls, record: dict[str, Any], parameters: list[Any], fn: Callable) -> Compiled:
+        """The compiled call of a warm-start ``record`` (:func:`warm_record` wrote it) running
+        ``fn``, reading ``parameters``."""
+        c = cls.__new__(cls)
+        c.program = None
+        c.iface = Interface(
+            record["name"],
+            record["invars"],
+            record["n_args"],
+            record["in_tree"],
+            parameters,
+            record["consts"],
+            record["out_tree"],
+        )
+        c.kinds, c.out_avals, c.half_inputs = record["kinds"], record["out_avals"], record["half_inputs"]
+        c.fname, c.backend, c.source, c.fn, c.entry = record["fname"], record["backend"], record["source"], fn, None
+        c.call, c.session = c._first_call, None
+        return c
+
+    def warm_record(self) -> dict[str, Any] | None:
+        """What :meth:`warm` needs to rebuild this call in another process (the parameters
+        apart), or ``None`` where the compiled code is not on disk."""
+        stem = self.fn.stem if type(self.fn) is FirstCall else None
+        if self.backend == "numba" and stem is None:
+            return None
+        i = self.iface
+        return {
+            "name": i.name,
+            "invars": i.invars,
+            "n_args": i.n_args,
+            "in_tree": i.in_tree,
+            "consts": i.consts,
+            "out_tree": i.out_tree,
+            "kinds": self.kinds,
+            "out_avals": self.out_avals,
+            "half_inputs": self.half_inputs,
+            "fname": self.fname,
+            "backend": self.backend,
+            "source": self.source,
+            "stem": stem,
+        }
+
     def __call__(self, args: list[Any] | tuple) -> Any:
         return self.call(args)
 
     def _first_call(self, args: list[Any] | tuple) -> Any:
-        prog = self.program
+        prog = self.iface
         arrays = [_input(x) for x in tensor_leaves(list(args), [])]
         arrays += [_input(p) for p in prog.parameters]
         arrays += [_input(c) for c in prog.consts]
         for i in self.half_inputs:
             arrays[i] = np.float32(arrays[i]) if np.ndim(arrays[i]) == 0 else arrays[i].astype(np.float32)
-        results = self.fn(*arrays)
+        results = _run_first_call(self, arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
             # generated module) lives as long as this program
             self.entry = self.fn
             self.fn = self.fn.dispatcher
-        kinds = _output_kinds(prog)
+        kinds = self.kinds
         outs = [
             np.asarray(r, dtype=av.dtype) if k == _SCALAR else _output(r, av.dtype, arrays)
             for r, k, av in zip(results, kinds, self.out_avals)
@@ -132,11 +217,25 @@ class Compiled:
         return unflatten(prog.out_tree, [Tensor._wrap(a) for a in outs[:n]])
 
 
+def _run_first_call(c: Compiled, arrays: list[Any]) -> Any:
+    """The first call of ``c``'s function: where Numba compiles (or loads machine code), timed
+    as the ``Numba`` stage of the compile that made ``c``."""
+    session, c.session = c.session, None
+    if session is None:
+        return c.fn(*arrays)
+    session.resume()
+    try:
+        with session.timing("Numba"):
+            return c.fn(*arrays)
+    finally:
+        session.done()
+
+
 def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
     """A call function generated for one program: argument conversion, the compiled call
     and output wrapping, spelled out for its arguments and outputs, with no loops and no
     analysis (shapes and dtypes were checked by the signature lookup)."""
-    prog = c.program
+    prog = c.iface
     flat = all(ch is None for ch in (prog.in_tree[1] if prog.in_tree else ()))
     lines = ["def call(args):"]
     if not flat:
@@ -160,7 +259,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
     arrays = "(" + "".join(f"{n}, " for n, v in zip(names, prog.invars) if v.shape != ()) + ")"
     outs = []
     n = prog.n_results
-    for k, kind in enumerate(_output_kinds(prog)):
+    for k, kind in enumerate(c.kinds):
         # a result is wrapped as a Tensor; the new value of an assigned Parameter is written into it
         wrap = "wrap" if k < n else ""
         lines.append(f"    o{k} = r[{k}]")
@@ -295,17 +394,66 @@ def stage(describe: Describe, body: Body, args: list[Any] | tuple, backend: str)
     """Trace ``body`` on abstract ``args``, optimise, generate source and compile it for
     ``backend``. ``describe()`` names the program and its arguments."""
     name, arg_names, doc = describe()
-    prog = trace(body, [abstractify(a) for a in args], name, arg_names)
-    return Compiled(prog, backend, doc=doc)
+    with progress.compiling(name, backend):
+        with progress.timed("trace"):
+            prog = trace(body, [abstractify(a) for a in args], name, arg_names)
+        return Compiled(prog, backend, doc=doc)
 
 
 def staged(
-    calls: ProgramCache, backend: str, args: list[Any] | tuple, describe: Describe, body: Body, prefix: tuple = ()
+    calls: ProgramCache,
+    backend: str,
+    args: list[Any] | tuple,
+    describe: Describe,
+    body: Body,
+    prefix: tuple = (),
+    origin: Any = None,
 ) -> Any:
     """The compiled program of ``calls`` for ``args`` (key :func:`call_key`), staged by
     :func:`stage` and stored on a miss; a hit does no analysis and becomes the most recently
-    used. Call it with ``args`` (``.call(args)``)."""
-    return calls.lookup(call_key(backend, args, prefix), stage, describe, body, args, backend)
+    used. Call it with ``args`` (``.call(args)``). ``origin``: the object called (a Cell, a
+    transformed function), whose description keys warm starts (:func:`stage_or_load`)."""
+    key = call_key(backend, args, prefix)
+    return calls.lookup(key, stage_or_load, key, origin, describe, body, args, backend)
+
+
+def stage_or_load(
+    key: tuple, origin: Any, describe: Describe, body: Body, args: list[Any] | tuple, backend: str
+) -> Any:
+    """:func:`stage` the call, or load it from the disk cache without tracing where a warm-start
+    record of ``origin`` and ``key`` (:mod:`s2s_ad.warmstart`) is there and still holds; a
+    staged call leaves such a record for the next process."""
+    front = warmstart.front_key(origin, key, backend) if origin is not None else None
+    if front is None:
+        return stage(describe, body, args, backend)
+    name, walk = front
+    c = _load_warm(name, walk, backend)
+    if c is not None:
+        return c
+    with recording() as reads:
+        c = stage(describe, body, args, backend)
+    record = c.warm_record()
+    if record is not None:
+        warmstart.store(name, walk, reads, record, c.iface.parameters)
+    return c
+
+
+def _load_warm(name: str, walk: warmstart.Walk, backend: str) -> Compiled | None:
+    start = time.perf_counter()
+    found = warmstart.load(name, walk)
+    if found is None:
+        return None
+    record, parameters = found
+    if record["backend"] != backend:
+        return None
+    if backend == "numba":
+        fn = load_entry(record["stem"], record["source"], record["fname"])
+        if fn is None:  # the entry was evicted
+            return None
+    else:
+        fn = compile_source(record["source"], record["fname"], backend)
+    progress.loaded(record["name"], time.perf_counter() - start)
+    return Compiled.warm(record, parameters, fn)
 
 
 # ---------------------------------------------------------------------- eager ops

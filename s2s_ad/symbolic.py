@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import sympy as sp
 
 from .ir import Atom, Builder, Lit
-from .primitives import ATOM, SYMPY_HEADS, get_op, numpy_literal, print_elementwise
+from .lazy import lazy_module, resolve
+from .primitives import ATOM, get_op, numpy_literal, print_elementwise, sympy_heads
+
+sp = lazy_module("sympy")  # imported when a formula is first built
 
 
 def lit_to_sympy(lit: Lit) -> sp.Expr:
@@ -31,7 +33,7 @@ def lit_to_sympy(lit: Lit) -> sp.Expr:
 
 def eqn_to_sympy(op: str, args: list[sp.Expr]) -> sp.Expr:
     """The elementwise ``op`` applied to SymPy ``args`` by its scalar formula."""
-    return get_op(op).formula(*args)
+    return resolve(get_op(op).formula)(*args)
 
 
 class _Emitter:
@@ -124,8 +126,9 @@ class _Emitter:
                 return self.bin("pow", self.go(base), self.lit(float(ex)))
             return self.bin("pow", self.go(base), self.go(ex))
         head = type(e)
-        if head in SYMPY_HEADS:
-            return self.call(SYMPY_HEADS[head], *(self.go(a) for a in e.args))
+        heads = sympy_heads()
+        if head in heads:
+            return self.call(heads[head], *(self.go(a) for a in e.args))
         raise NotImplementedError(f"s2s_ad cannot print the SymPy expression {e} ({head.__name__}) as an op")
 
 

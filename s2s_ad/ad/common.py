@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import sympy as sp
-
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var
+from ..lazy import lazy_module
 from ..primitives import get_op
 from ..symbolic import lit_to_sympy
+
+sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
 
 
 def partials_at(eqn: Eqn) -> tuple[sp.Expr, ...]:

@@ -16,14 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-import sympy as sp
-
 from ..clusters import MAX_TREE, cluster_expressions, elementwise_units, expression_size
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, fresh_inputs, substitute
+from ..lazy import lazy_module
 from ..primitives import broadcast_to, cast_to, drop_distributions, fill, get_op
 from ..symbolic import to_ir
 from .common import derived_program, partials_at
+
+sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
 
 
 def _tangent_symbols(n: int) -> tuple[sp.Symbol, ...]:

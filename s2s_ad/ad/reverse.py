@@ -17,16 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sympy as sp
-
 from ..clusters import MAX_TREE, cluster_vjp, elementwise_units, expression_size
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, copy_program
+from ..lazy import lazy_module
 from ..primitives import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
 from ..symbolic import to_ir
 from .common import derived_program, partials_at
 
-_CT = sp.Symbol("ct", real=True)
+sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
+
+
+def _ct_symbol() -> sp.Symbol:
+    """The symbol standing for an equation's cotangent in its SymPy adjoint."""
+    return sp.Symbol("ct", real=True)  # SymPy interns symbols: every call gives the same one
 
 
 def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[bool]) -> list[Atom | None]:
@@ -34,7 +38,7 @@ def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[b
     (ct,) = cts
     out = eqn.outs[0]
     env: dict[sp.Symbol, Atom] = dict(zip(op.symbols, eqn.ins))
-    env[_CT] = ct
+    env[_ct_symbol()] = ct
     partials = partials_at(eqn)
     res: list[Atom | None] = []
     for i, x in enumerate(eqn.ins):
@@ -42,7 +46,7 @@ def elementwise_vjp(b: Builder, eqn: Eqn, cts: list[Atom | None], active: list[b
         if not active[i] or p == 0 or x.dtype.kind == "b":
             res.append(None)
             continue
-        (g,) = to_ir(b, [_CT * p], env, out.dtype)
+        (g,) = to_ir(b, [_ct_symbol() * p], env, out.dtype)
         res.append(fill(b, x.shape, g.value, out.dtype) if isinstance(g, Lit) else g)
     return res
 

@@ -70,6 +70,7 @@ class Cell:
             args,
             lambda: (f"{name}_construct", arg_names_of(self, len(args)), f"{name}.construct, compiled."),
             lambda fe, vals: fe.call(self, vals),
+            origin=self,
         ).call(args)
 
     def _s2s_function(self) -> Any:

@@ -32,6 +32,7 @@ from ..ir import Atom, Aval, Lit, Program, Var, dict_keys, flatten
 from ..primitives import fmt_shape
 from .lowering import TENSOR_METHODS, TensorMethod
 from .protocol import describe, find_stager, has_traced, is_static, is_tensor_value, leaf_of, name_of
+from .reads import note_function, note_global, note_module_attribute
 from .sources import source_lines
 from .tracer import Tracer
 
@@ -343,6 +344,7 @@ class Interpreter:
         """Interpret ``func`` on ``args`` (``owner``: the object whose method it is, for messages)."""
         tr = self.tracer
         parsed = parse_function(func)
+        note_function(func, parsed.file)
         if self.depth >= self.MAX_INLINE_DEPTH:
             raise self.error(f"inlining `{parsed.qualname}` recursed more than {self.MAX_INLINE_DEPTH} levels")
         scope = Scope(func, parsed)
@@ -626,9 +628,12 @@ class Interpreter:
     def lookup(self, name: str, scope: Scope) -> Any:
         if name in scope.locals:
             return scope.locals[name]
-        for d in (scope.closure, scope.globals):
-            if name in d:
-                return self.named(d[name], name)
+        if name in scope.closure:
+            return self.named(scope.closure[name], name)
+        if name in scope.globals:
+            v = scope.globals[name]
+            note_global(scope.globals, name, v)
+            return self.named(v, name)
         if hasattr(builtins, name):
             return getattr(builtins, name)
         raise self.error(f"name `{name}` is not defined", UnsupportedSyntaxError)
@@ -667,7 +672,7 @@ class Interpreter:
                 f"attribute `{attr}` of {describe(base)} cannot be used in compiled code", UnsupportedSyntaxError
             )
         try:
-            return self.named(getattr(base, attr), attr)
+            v = getattr(base, attr)
         except AttributeError:
             owner = (
                 type(base).__name__
@@ -675,6 +680,9 @@ class Interpreter:
                 else getattr(base, "__name__", "?")
             )
             raise self.error(f"`{owner}` has no attribute `{attr}`", UnsupportedSyntaxError) from None
+        if isinstance(base, types.ModuleType):
+            note_module_attribute(base, attr, v)
+        return self.named(v, attr)
 
     def binop(self, op: ast.operator, lhs: Any, rhs: Any) -> Any:
         if not any(is_tensor_value(x) for x in (lhs, rhs)):

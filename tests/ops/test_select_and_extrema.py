@@ -13,9 +13,10 @@ from s2s_ad.ad.forward import jvp_program
 from s2s_ad.derivatives import grad_program
 from s2s_ad.ir import Aval, Builder, Lit, Var
 from s2s_ad.opt import optimize
-from s2s_ad.primitives import OPS, AtLeast, Maximum, Minimum, Select, Step
+from s2s_ad.primitives import OPS
 from s2s_ad.runtime import Compiled
 from s2s_ad.symbolic import to_ir
+from s2s_ad.symbolic_heads import AtLeast, Maximum, Minimum, Select, Step
 from s2s_ad.trace import trace
 
 F32, F64, BOOL = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.bool_)
