@@ -16,6 +16,7 @@ formula; structural ops use the ``vjp`` rule of their op-table entry.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import sympy as sp
 
@@ -71,6 +72,7 @@ def backward(
     A rule may return a cotangent of an input's broadcast shape (an elementwise op's operand
     is broadcast to its output's shape): it is summed back to the input's shape, and cast to
     its dtype, where cotangents accumulate, and nowhere else."""
+    eqns = expand_checkpoints(b, eqns)
     active = set(wrt)
     for e in eqns:
         if e.op != "stop_gradient" and any(isinstance(a, Var) and a in active for a in e.ins):
@@ -313,3 +315,75 @@ def _cond_vjp(b: Builder, e: Eqn, cts: list[Atom | None], active: list[bool]) ->
     for k, g in zip(wrt, outs):
         grads[1 + k] = g
     return grads
+
+
+# ----------------------------------------------------------------------------- checkpointing
+def segmented(e: Eqn) -> list[Eqn] | None:
+    """The equations of a loop with ``checkpoint=k`` (store every ``k``-th carry) written as a
+    loop over segments of ``k`` iterations (each an inner loop) plus a loop over the remaining
+    ``length % k`` iterations; ``e``'s outputs are theirs. Reverse mode then tapes the outer
+    loop (the carry at the start of each segment: ``length // k`` values) and, inside the
+    adjoint of a segment, the inner loop (``k`` values): each segment's forward is recomputed
+    in the adjoint sweep. ``None`` where the loop is not checkpointed (or is a reverse or
+    dynamic-length loop, which keep a full tape)."""
+    p = e.params
+    k = p.get("checkpoint")
+    n = p["length"]
+    if not k or n is None or p["reverse"] or k >= n:
+        return None
+    body: Program = p["body"]
+    _, nc, nx, ncarry = loop_layout(p)
+    n_ys, start, step = p["n_ys"], p["start"], p["step"]
+    q, r = divmod(n, k)
+    consts, xs, carry = _split(e.ins, (nc, nx, ncarry))
+    sb = Builder()
+    sb.loc, sb.primal = e.loc, e.primal
+
+    # the inner loop's body: the original body at i = base + j * step
+    j, base = Var(Aval((), INT), "j"), Var(Aval((), INT), "base")
+    ib = Builder()
+    inner_in = [Var(v.aval, body.name_of(v)) for v in body.invars[1:]]
+    env: dict[Var, Atom] = dict(zip(body.invars[1:], inner_in))
+    env[body.invars[0]] = ib.bind1("add", base, j)
+    copy_eqns(ib, body.eqns, env, body.names)
+    inner = subprogram(body.name, [j, base, *inner_in], ib.eqns, [substitute(env, o) for o in body.outs], ib.names)
+    # the outer loop's body: one segment, an inner loop of k iterations
+    ob = Builder()
+    s_i = Var(Aval((), INT), "i")
+    oc = [Var(a.aval, "c") for a in consts]
+    ox = [Var(Aval((k, *a.shape[1:]), a.dtype), "xs") for a in xs]
+    ocarry = [Var(a.aval, body.name_of(v)) for a, v in zip(carry, body.invars[1 + nc + nx :])]
+    seg = bind_loop(ob, inner, [s_i, *oc], ox, ocarry, k, n_ys=n_ys, start=0, step=step)
+    outer = subprogram(f"{body.name}_segment", [s_i, *oc, *ox, *ocarry], ob.eqns, seg)
+
+    def rows(a: Atom, lo: int, hi: int) -> Atom:
+        return sb.bind1("getitem", a, index=(("slice", lo, hi, None),))
+
+    xs_main = [sb.bind1("reshape", rows(a, 0, q * k), shape=(q, k, *a.shape[1:])) for a in xs]
+    main = bind_loop(sb, outer, consts, xs_main, carry, q, n_ys=n_ys, start=start, step=k * step)
+    carry_out, ys = main[:ncarry], [sb.bind1("reshape", y, shape=(q * k, *y.shape[2:])) for y in main[ncarry:]]
+    if r:
+        xs_tail = [rows(a, q * k, n) for a in xs]
+        tail = bind_loop(sb, body, consts, xs_tail, carry_out, r, n_ys=n_ys, start=start + q * k * step, step=step)
+        carry_out = tail[:ncarry]
+        ys = [
+            sb.bind1(
+                "add",
+                sb.bind1("scatter", y, index=(("slice", 0, q * k, None),), shape=(n, *y.shape[1:])),
+                sb.bind1("scatter", t, index=(("slice", q * k, n, None),), shape=(n, *y.shape[1:])),
+            )
+            for y, t in zip(ys, tail[ncarry:])
+        ]
+    # the equations that made the loop's results now make e's own output variables
+    final = dict(zip([*carry_out, *ys], e.outs))
+    return [replace(x, outs=[final.get(o, o) for o in x.outs]) for x in sb.eqns]
+
+
+def expand_checkpoints(b: Builder, eqns: list[Eqn]) -> list[Eqn]:
+    """``eqns`` (in ``b``) with each checkpointed loop replaced by its :func:`segmented` form
+    (in ``b`` too); the new list."""
+    groups = {id(e): g for e in eqns if e.op == "loop" for g in [segmented(e)] if g is not None}
+    if not groups:
+        return eqns
+    b.eqns[:] = [x for e in b.eqns for x in groups.get(id(e), [e])]
+    return [x for e in eqns for x in groups.get(id(e), [e])]

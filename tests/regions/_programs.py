@@ -89,11 +89,14 @@ def cond_program(op: str) -> Program:
     return program(f"cond_{op}", [p, x, w, u], b.eqns, [b.bind1("mul", out, p)])
 
 
-def loop_program(op: str, length: int = 4, scan: bool = False, dynamic: bool = False, matmul: bool = False) -> Program:
+def loop_program(
+    op: str, length: int = 4, scan: bool = False, dynamic: bool = False, matmul: bool = False, **extra
+) -> Program:
     """``for i in range(length): c = 0.5 * c + w * op(c * x_i + i/10)`` (``x_i = xs[i]`` with
     ``scan``, else the const ``x``), stacking ``y_i = c * c`` with ``scan``; with ``matmul`` the
     carry is mixed by a matrix ``m`` each iteration. ``dynamic`` (not with ``scan``): the
-    length is the last input, an int64 (``length`` is then the value the tests pass)."""
+    length is the last input, an int64 (``length`` is then the value the tests pass).
+    ``extra``: more loop parameters (``checkpoint``)."""
     shape = (2, N) if matmul else (N,)  # matmul takes 2-D operands: a (2, 2) matrix mixes the rows
     i, c, w = v((), I8, "i"), v(shape, hint="c"), v(shape, hint="w")
     x = v(shape, hint="x")
@@ -122,9 +125,9 @@ def loop_program(op: str, length: int = 4, scan: bool = False, dynamic: bool = F
     ln: Atom | int = n_arg[0] if dynamic else length
     mats = [M] if matmul else []
     if scan:
-        outs = regions.bind_loop(b, bodyp, [W, *mats], [X], [C0], ln, n_ys=1)
+        outs = regions.bind_loop(b, bodyp, [W, *mats], [X], [C0], ln, n_ys=1, **extra)
     else:
-        outs = regions.bind_loop(b, bodyp, [W, *mats, X], [], [C0], ln)
+        outs = regions.bind_loop(b, bodyp, [W, *mats, X], [], [C0], ln, **extra)
     return program(f"loop_{op}", [*args, *n_arg], b.eqns, outs)
 
 
