@@ -94,10 +94,18 @@ class Interface:
     parameters: list[Any]
     consts: list[Any]
     out_tree: Any
+    # the Parameters the program assigns: their new values are its last len(updates) outputs
+    updates: list[int]
+    n_outs: int
 
     @property
     def arg_vars(self) -> list[Aval]:
         return self.invars[: self.n_args]
+
+    @property
+    def n_results(self) -> int:
+        """The outputs that are results (the rest are new values of assigned Parameters)."""
+        return self.n_outs - len(self.updates)
 
     @staticmethod
     def of(prog: Program) -> Interface:
@@ -109,6 +117,8 @@ class Interface:
             prog.parameters,
             prog.consts,
             prog.out_tree,
+            list(prog.updates),
+            len(prog.outs),
         )
 
 
@@ -160,6 +170,8 @@ class Compiled:
             parameters,
             record["consts"],
             record["out_tree"],
+            record["updates"],
+            len(record["out_avals"]),
         )
         c.kinds, c.out_avals, c.half_inputs = record["kinds"], record["out_avals"], record["half_inputs"]
         c.fname, c.backend, c.source, c.fn, c.entry = record["fname"], record["backend"], record["source"], fn, None
@@ -180,6 +192,7 @@ class Compiled:
             "in_tree": i.in_tree,
             "consts": i.consts,
             "out_tree": i.out_tree,
+            "updates": i.updates,
             "kinds": self.kinds,
             "out_avals": self.out_avals,
             "half_inputs": self.half_inputs,
