@@ -20,6 +20,7 @@ import numpy as np
 import sympy as sp
 
 from . import context
+from .ad.custom import expand
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of
 from .primitives import broadcast_to, cast_to, fill, get_op
@@ -244,13 +245,23 @@ def fold_fills(prog: Program, keep_primal: bool = True) -> Program:
     return _rewrite(prog, kept, env).replace(names=names)
 
 
+def expand_customs(prog: Program) -> Program:
+    """Replace each custom-derivative equation by a copy of its primal program (done once no
+    more derivatives are taken: the generated code computes the function itself)."""
+    if not any(e.op == "custom" for e in prog.eqns):
+        return prog
+    eqns, sub = expand(prog.eqns)
+    return prog.replace(eqns=eqns, outs=[_sub(sub, a) for a in prog.outs])
+
+
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
     derivatives may still be taken (``stop_gradient``). The user's own equations are rewritten
     only in IEEE-exact ways (dce, cse, shape-only constant folds) unless the context's
     ``algebraic_simplification`` is on."""
     keep_primal = not context.get_context("algebraic_simplification")
-    passes: list[tuple[str, Callable[[Program], Program]]] = [
+    passes: list[tuple[str, Callable[[Program], Program]]] = [("expand_customs", expand_customs)] if final else []
+    passes += [
         ("dce", dce),
         ("fold_fills", lambda p: fold_fills(p, keep_primal)),
         ("cse", cse),
