@@ -25,6 +25,7 @@ from .errors import (
 )
 from .jacobians import hessian, hvp, jacfwd, jacrev
 from .ops import GradOperation, stop_gradient
+from .ops import primitive as _primitive  # noqa: F401  (installs ops.Custom, ops.PrimitiveWithInfer, ...)
 from .tensor import Parameter, ParameterTuple, Tensor
 from .testing import explain
 from .version import __version__
