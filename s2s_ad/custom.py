@@ -139,6 +139,7 @@ class _CustomFunction:
     is compiled (as ``jit`` compiles it); inside compiled code it is one custom equation."""
 
     kind = ""
+    _tracing_rule = False
 
     def __init__(self, fun: Callable[..., Any]):
         if not callable(fun):
@@ -157,13 +158,24 @@ class _CustomFunction:
         who = callable_name(self.fun)
         if kwargs:
             raise tr.error(f"{who}: keyword arguments are not supported; pass inputs positionally", ArgumentError)
+        if self._tracing_rule:
+            raise tr.error(
+                f"{who} calls itself inside its own derivative rule; compute the output in the rule directly",
+                NotSupportedError,
+            )
         if not self._rule_defined():
             raise tr.error(
                 f"{who}: no derivative rule was defined (call {who}.def{self.kind}(...) first)", ArgumentError
             )
-        return stage_custom(
-            tr, self.kind, who, self._loc(), lambda fe, vals: fe.call(self.fun, vals), self._stage_rule, list(args)
-        )
+
+        def rule(fe: Tracer, xs: list[Any], extra: Any, out_tree: Any) -> Any:
+            self._tracing_rule = True
+            try:
+                return self._stage_rule(fe, xs, extra, out_tree)
+            finally:
+                self._tracing_rule = False
+
+        return stage_custom(tr, self.kind, who, self._loc(), lambda fe, vals: fe.call(self.fun, vals), rule, list(args))
 
     def _loc(self) -> Loc | None:
         raise NotImplementedError
