@@ -11,6 +11,7 @@ from . import context, dtype, nn, ops
 from .api import grad, jit, jvp, value_and_grad, vjp
 from .common.initializer import set_seed
 from .context import GRAPH_MODE, PYNATIVE_MODE, get_context, set_context
+from .custom import custom_jvp, custom_vjp
 from .dtype import bool_, float16, float32, float64, int8, int16, int32, int64, uint8
 from .errors import (
     ArgumentError,
@@ -24,6 +25,7 @@ from .errors import (
 )
 from .jacobians import hessian, hvp, jacfwd, jacrev
 from .ops import GradOperation, stop_gradient
+from .ops import primitive as _primitive  # noqa: F401  (installs ops.Custom, ops.PrimitiveWithInfer, ...)
 from .tensor import Parameter, ParameterTuple, Tensor
 from .testing import explain
 from .version import __version__
@@ -74,4 +76,6 @@ __all__ = [
     "Tensor",
     "__version__",
     "ms_function",
+    "custom_vjp",
+    "custom_jvp",
 ]

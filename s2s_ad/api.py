@@ -257,16 +257,8 @@ def differentiated_program(
       An integer input that cannot be traced as float (it feeds an op that takes integers
       only, such as OneHot's indices) stays an integer. ``inner`` is returned when nothing
       is promoted.
-    * A Cell with a custom ``bprop`` in the program raises :class:`NotSupportedError`.
+    * A program that assigns Parameters (``ops.assign``) raises :class:`NotSupportedError`.
     """
-    if inner.bprop_cells:
-        name, loc = inner.bprop_cells[0]
-        raise NotSupportedError(
-            f"{who}: the Cell {name} defines a custom bprop, which s2s_ad does not support: every "
-            f"derivative is derived from construct, so the rule would be ignored. Remove {name}.bprop "
-            "to differentiate construct itself",
-            loc,
-        )
     if inner.updates:
         names = ", ".join(inner.parameters[i].name for i in inner.updates)
         raise fe.error(

@@ -222,9 +222,6 @@ class Program:
     outs: list[Atom]
     out_tree: TreeDef
     arg_names: list[str] = field(default_factory=list)
-    # Cells with a custom ``bprop`` that the program calls: (class name, where bprop is defined);
-    # differentiating such a program is an error, not a silent use of the derived rule.
-    bprop_cells: list[tuple[str, Loc]] = field(default_factory=list)
     # Names that passes gave to this program's variables (an adjoint ``x_bar``, the name of a
     # variable a pass replaced), over the variables' own hints: the side table codegen reads
     # (:meth:`name_of`). A pass makes a new table for its result; it never changes this one.

@@ -19,6 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import context
+from .ad.custom import expand
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of, subprograms
 from .lazy import lazy_module
@@ -265,6 +266,15 @@ def optimize_regions(prog: Program, final: bool = True, simplify: bool = True) -
     return prog.replace(eqns=eqns)
 
 
+def expand_customs(prog: Program) -> Program:
+    """Replace each custom-derivative equation by a copy of its primal program (done once no
+    more derivatives are taken: the generated code computes the function itself)."""
+    if not any(e.op == "custom" for e in prog.eqns):
+        return prog
+    eqns, sub = expand(prog.eqns)
+    return prog.replace(eqns=eqns, outs=[_sub(sub, a) for a in prog.outs])
+
+
 @stage("optimize")
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
@@ -272,7 +282,8 @@ def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Progra
     only in IEEE-exact ways (dce, cse, shape-only constant folds) unless the context's
     ``algebraic_simplification`` is on."""
     keep_primal = not context.get_context("algebraic_simplification")
-    passes: list[tuple[str, Callable[[Program], Program]]] = [
+    passes: list[tuple[str, Callable[[Program], Program]]] = [("expand_customs", expand_customs)] if final else []
+    passes += [
         ("regions", lambda p: optimize_regions(p, final, simplify)),
         ("dce", dce),
         ("fold_fills", lambda p: fold_fills(p, keep_primal)),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import types
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -10,7 +9,8 @@ from typing import Any, cast
 
 from .. import context
 from ..api import arg_names_of
-from ..errors import ArgumentError, Loc, S2SError
+from ..custom import stage_with_bprop
+from ..errors import ArgumentError, S2SError
 from ..runtime import calls_cache, staged
 from ..tensor import Parameter
 from ..trace.protocol import register_stager_where, register_static, unwrap_function
@@ -85,8 +85,7 @@ class Cell:
         """Inside compiled code a Cell's ``construct`` is inlined."""
         if type(self).construct is Cell.construct:
             raise tr.error(f"{type(self).__name__} does not define construct()", ArgumentError)
-        note_bprop(tr, self)
-        return tr.inline(construct_function(self), [self, *args], kwargs, owner=self)
+        return stage_construct(self, tr, list(args), kwargs)
 
     # ------------------------------------------------------------------ parameters
     def parameters_and_names(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
@@ -194,18 +193,18 @@ def construct_function(cell: Any) -> Any:
     return unwrap_function(type(cell).construct)
 
 
-def note_bprop(tr: Tracer, cell: Cell) -> None:
-    """Record a Cell that defines a custom ``bprop`` (see :attr:`Program.bprop_cells`)."""
-    bprop = getattr(type(cell), "bprop", None)
-    if bprop is None:
-        return
-    fn = unwrap_function(bprop)
-    try:
-        file = inspect.getsourcefile(fn) or fn.__code__.co_filename
-        line = inspect.getsourcelines(fn)[1]
-    except (OSError, TypeError, AttributeError):
-        file, line = getattr(getattr(fn, "__code__", None), "co_filename", "?"), 0
-    tr.note_bprop((type(cell).__name__, Loc(file, line)))
+def stage_construct(cell: Cell, tr: Tracer, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Inline ``cell.construct(*args)``; a Cell with a ``bprop(self, *inputs, out, dout)`` is
+    one custom-derivative call whose gradient is its ``bprop`` (MindSpore's rule)."""
+
+    def primal(fe: Tracer, vals: list[Any]) -> Any:
+        return fe.inline(construct_function(cell), [cell, *vals], {}, owner=cell)
+
+    if getattr(type(cell), "bprop", None) is None:
+        return tr.inline(construct_function(cell), [cell, *args], kwargs, owner=cell)
+    if kwargs:
+        raise tr.error(f"{type(cell).__name__}: keyword arguments are not supported with a bprop", ArgumentError)
+    return stage_with_bprop(tr, type(cell).__name__, cell.bprop, primal, args)
 
 
 def _is_cell_method(f: Any) -> bool:
@@ -215,7 +214,7 @@ def _is_cell_method(f: Any) -> bool:
 def _stage_cell_method(m: types.MethodType, tr: Tracer, args: list[Any], kwargs: dict[str, Any]) -> Any:
     """``self.construct(x)``, ``self.helper(x)``: the method's source is inlined."""
     if m.__name__ == "construct":
-        note_bprop(tr, cast(Cell, m.__self__))  # _is_cell_method chose m
+        return stage_construct(cast(Cell, m.__self__), tr, args, kwargs)  # _is_cell_method chose m
     return tr.inline(unwrap_function(m.__func__), [m.__self__, *args], kwargs, owner=m.__self__)
 
 

@@ -31,8 +31,12 @@ def _eager_update(who: str, variable: Any, value: Any, combine: Any) -> Paramete
     p = _check_parameter(who, variable)
     v = value.asnumpy() if isinstance(value, Tensor) else np.asarray(value)
     old = p.asnumpy()
-    new = combine(old, v)
-    if np.broadcast_shapes(np.shape(new), old.shape) != old.shape:
+    try:
+        new = combine(old, v)
+        fits = np.broadcast_shapes(np.shape(new), old.shape) == old.shape
+    except ValueError:  # numpy's broadcasting error
+        new, fits = v, False
+    if not fits:
         raise ShapeError(
             f"{who}: cannot assign a value of shape {np.shape(new)} to Parameter {p.name} of shape {old.shape}"
         )

@@ -43,7 +43,6 @@ class Tracer:
         self.const_vars: dict[int, Var] = {}  # id(constant object) -> its variable
         self.promoted: dict[tuple[Atom, np.dtype], Atom] = {}
         self.float_params: frozenset[int] = frozenset()
-        self.bprop_cells: list[tuple[str, Loc]] = []
         # Parameters assigned while tracing (``ops.assign``): id -> (the Parameter, its new value).
         # Later reads of the Parameter see the new value; the program returns it (Program.updates).
         self.assigned: dict[int, tuple[Any, Atom]] = {}
@@ -253,12 +252,6 @@ class Tracer:
             raise self.error(f"cannot inline `{getattr(func, '__name__', func)}` without an interpreter")
         return self._stager.inline(func, args, kwargs, owner)
 
-    def note_bprop(self, entry: tuple[str, Loc]) -> None:
-        """Record a Cell with a custom ``bprop`` (its name and the rule's position), see
-        :attr:`Program.bprop_cells`."""
-        if entry not in self.bprop_cells:
-            self.bprop_cells.append(entry)
-
     # ------------------------------------------------------------------ result
     def program(
         self,
@@ -286,7 +279,6 @@ class Tracer:
             outs=list(outs) + [a for _, a in updates],
             out_tree=out_tree,
             arg_names=list(arg_names),
-            bprop_cells=list(self.bprop_cells),
             updates=[i for i, _ in updates],
         )
 
@@ -319,8 +311,6 @@ def inline_program(tr: Tracer, prog: Program, args: list[Atom]) -> list[Atom]:
     parameters and constants become ``tr``'s own (the same Parameter maps to the same
     variable, so nested derivatives see one weight)."""
     env: dict[Var, Atom] = {}
-    for entry in prog.bprop_cells:
-        tr.note_bprop(entry)
     for v, a in zip(prog.arg_vars, args):
         env[v] = tr.cast(a, v.dtype)
     for v, p in zip(prog.param_vars, prog.parameters):

@@ -372,18 +372,18 @@ class Outer(nn.Cell):
         return ops.sin(self.inner(x))
 
 
-def test_bprop_is_an_error_when_differentiated(mode):
+def test_bprop_is_used_in_reverse_mode_and_rejected_in_forward_mode(mode):
     x = Tensor([1.0])
     close(WithBprop()(x), [2.0])  # calling it is fine
     close(Outer()(x), [np.sin(2.0)])
+    # the rule, not construct's derivative (2): tests/api/test_custom_derivatives.py
+    close(s2s_ad.grad(WithBprop())(x), [100.0])
+    close(GradOperation()(Outer())(x), [100.0])  # this bprop ignores dout
     for net in (WithBprop(), Outer()):
-        for call in (
-            lambda n: s2s_ad.grad(n)(x),
-            lambda n: GradOperation()(n)(x),
-            lambda n: s2s_ad.jvp(n, x, x),
-            lambda n: jacrev(n)(x),
-        ):
-            with pytest.raises(NotSupportedError, match=r"test_inputs.py:\d+: .*WithBprop defines a custom bprop"):
+        for call in (lambda n: s2s_ad.jvp(n, x, x), lambda n: jacfwd(n)(x)):
+            with pytest.raises(
+                NotSupportedError, match=r"WithBprop has a custom reverse-mode rule \(defined at .*test_inputs.py:\d+\)"
+            ):
                 call(net)
 
 

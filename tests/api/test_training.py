@@ -57,6 +57,9 @@ def test_assign_outside_compiled_code():
     close(p, [3.0, 3.0, 3.0])
     with pytest.raises(ArgumentError, match="must be a Parameter"):
         ops.assign(Tensor(np.zeros(3, np.float32)), 1.0)
+    for update in (ops.assign, ops.assign_add):
+        with pytest.raises(ShapeError, match=r"shape \(2,\) to Parameter p of shape \(3,\)"):
+            update(p, np.ones(2, np.float32))
 
 
 class AssignsTensor(nn.Cell):
