@@ -653,6 +653,106 @@ elementwise(
 )
 
 
+# ---- elementwise ops (issue 15)
+class LogAddExp(_Real):
+    """``log(exp(x) + exp(y))`` (``np.logaddexp``). Its derivatives are stated stably,
+    ``sigmoid(x - y)`` and ``sigmoid(y - x)`` (the expanded ``exp(x) / (exp(x) + exp(y))``
+    overflows to nan for large arguments); at a tie each is 1/2."""
+
+    nargs = 2
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        x, y = self.args
+        return sp.log(sp.exp(x) + sp.exp(y))._eval_evalf(prec) if x.is_number and y.is_number else None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x, y = self.args
+        return Sigmoid(x - y) if argindex == 1 else Sigmoid(y - x)
+
+
+def _softplus_src(a: str, lit, np_) -> str:
+    # log(1 + exp(x)) as log1p(exp(-|x|)) + max(x, 0): exact for large |x| (no overflow)
+    return f"{np_}.log1p({np_}.exp(-{np_}.abs({a}))) + {np_}.maximum({a}, {lit(0)})"
+
+
+def _softplus_formula(x):
+    return log1p(sp.exp(-Abs(x))) + Relu(x)
+
+
+def _softplus_print(a, lit, np_):
+    return _softplus_src(a, lit, np_), ADD
+
+
+def _silu_print(a, lit, np_):
+    return f"{a} / ({lit(1)} + {np_}.exp(-{a}))", MUL
+
+
+def _mish_print(a, lit, np_):
+    return f"{a} * {np_}.tanh({_softplus_src(a, lit, np_)})", MUL
+
+
+_FAST_GELU_A, _FAST_GELU_B = sp.Rational(1702, 1000), sp.Rational(851, 1000)
+
+
+def _fast_gelu_print(a, lit, np_):
+    # MindSpore's FastGeLU: x / (1 + exp(-1.702 |x|)) * exp(0.851 (x - |x|))
+    return (
+        f"{a} / ({lit(1)} + {np_}.exp({lit(-1.702)} * {np_}.abs({a}))) * {np_}.exp({lit(0.851)} * ({a} - {np_}.abs({a})))",
+        MUL,
+    )
+
+
+for _name, _display, _formula, _fn, _cuda, _domain in [
+    ("atan", "Atan", sp.atan, "arctan", math.atan, (-2.0, 2.0)),
+    ("asin", "Asin", sp.asin, "arcsin", math.asin, (-0.8, 0.8)),
+    ("acos", "ACos", sp.acos, "arccos", math.acos, (-0.8, 0.8)),
+    ("asinh", "Asinh", sp.asinh, "arcsinh", math.asinh, (-2.0, 2.0)),
+    ("acosh", "Acosh", sp.acosh, "arccosh", math.acosh, (1.2, 3.0)),
+]:
+    elementwise(
+        _name,
+        _display,
+        _formula,
+        function=_fn,
+        cuda=_cuda,
+        numpy=_fn,
+        sympy_head=_formula,
+        float_result=True,
+        domain=_domain,
+    )
+elementwise(
+    "atan2",
+    "Atan2",
+    sp.atan2,
+    function="arctan2",
+    cuda=math.atan2,
+    numpy="arctan2",
+    nin=2,
+    sympy_head=sp.atan2,
+    float_result=True,
+)
+elementwise(
+    "logaddexp",
+    "LogAddExp",
+    LogAddExp,
+    function="logaddexp",
+    numpy="logaddexp",
+    nin=2,
+    sympy_head=LogAddExp,
+    float_result=True,
+)
+elementwise("softplus", "Softplus", _softplus_formula, ("template", _softplus_print), float_result=True)
+elementwise("silu", "SiLU", lambda x: x * Sigmoid(x), ("template", _silu_print), float_result=True)
+elementwise("mish", "Mish", lambda x: x * sp.tanh(_softplus_formula(x)), ("template", _mish_print), float_result=True)
+elementwise(
+    "fast_gelu",
+    "FastGeLU",
+    lambda x: x / (1 + sp.exp(-_FAST_GELU_A * Abs(x))) * sp.exp(_FAST_GELU_B * (x - Abs(x))),
+    ("template", _fast_gelu_print),
+    float_result=True,
+)
+
+
 # ----------------------------------------------------------------------------- structural helpers
 def sum_to(b: Builder, x: Atom, shape: Shape) -> Atom:
     """Sum ``x`` down to ``shape`` (the adjoint of numpy broadcasting)."""
