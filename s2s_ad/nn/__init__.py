@@ -1,6 +1,7 @@
 """``s2s_ad.nn``: ``Cell``, derivative wrappers and building blocks."""
 
 from .cell import Cell
+from .container import CellList, SequentialCell
 from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .layers import Dense, ReLU, Sigmoid, Tanh, get_activation
 from .loss import MSELoss, SoftmaxCrossEntropyWithLogits
@@ -22,4 +23,6 @@ __all__ = [
     "Conv2d",
     "MaxPool2d",
     "AvgPool2d",
+    "SequentialCell",
+    "CellList",
 ]
