@@ -3,8 +3,31 @@
 from .cell import Cell
 from .container import CellList, SequentialCell
 from .conv import AvgPool2d, Conv2d, MaxPool2d
-from .layers import Dense, ReLU, Sigmoid, Tanh, get_activation
-from .loss import MSELoss, SoftmaxCrossEntropyWithLogits
+from .layers import (
+    GELU,
+    Dense,
+    FastGelu,
+    Flatten,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+    get_activation,
+)
+from .loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    L1Loss,
+    MSELoss,
+    SmoothL1Loss,
+    SoftmaxCrossEntropyWithLogits,
+)
+from .normalization import LayerNorm
 from .wrap import ForwardValueAndGrad, Jvp, Vjp, WithLossCell
 
 __all__ = [
@@ -25,4 +48,18 @@ __all__ = [
     "AvgPool2d",
     "SequentialCell",
     "CellList",
+    "GELU",
+    "FastGelu",
+    "SiLU",
+    "Softplus",
+    "Mish",
+    "Softmax",
+    "LogSoftmax",
+    "Flatten",
+    "LayerNorm",
+    "L1Loss",
+    "SmoothL1Loss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
 ]
