@@ -675,8 +675,24 @@ def _softplus_src(a: str, lit, np_) -> str:
     return f"{np_}.log1p({np_}.exp(-{np_}.abs({a}))) + {np_}.maximum({a}, {lit(0)})"
 
 
+class Softplus(_Real):
+    """``log(1 + exp(x))``, with derivative ``sigmoid(x)`` (stated: the derivative of the stable
+    form ``log1p(exp(-|x|)) + max(x, 0)``, which is how it prints, would be 0 at x = 0, where
+    the one-sided derivatives of its kinks meet)."""
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        x = self.args[0]
+        return sp.log(1 + sp.exp(x))._eval_evalf(prec) if x.is_number else None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return Sigmoid(self.args[0])
+
+
 def _softplus_formula(x):
-    return log1p(sp.exp(-Abs(x))) + Relu(x)
+    return Softplus(x)
 
 
 def _softplus_print(a, lit, np_):
@@ -741,7 +757,9 @@ elementwise(
     sympy_head=LogAddExp,
     float_result=True,
 )
-elementwise("softplus", "Softplus", _softplus_formula, ("template", _softplus_print), float_result=True)
+elementwise(
+    "softplus", "Softplus", _softplus_formula, ("template", _softplus_print), sympy_head=Softplus, float_result=True
+)
 elementwise("silu", "SiLU", lambda x: x * Sigmoid(x), ("template", _silu_print), float_result=True)
 elementwise("mish", "Mish", lambda x: x * sp.tanh(_softplus_formula(x)), ("template", _mish_print), float_result=True)
 elementwise(
