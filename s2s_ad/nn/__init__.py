@@ -6,6 +6,7 @@ from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .layers import (
     GELU,
     Dense,
+    Dropout,
     FastGelu,
     Flatten,
     LogSoftmax,
@@ -57,6 +58,7 @@ __all__ = [
     "LogSoftmax",
     "Flatten",
     "LayerNorm",
+    "Dropout",
     "L1Loss",
     "SmoothL1Loss",
     "BCELoss",

@@ -11,7 +11,7 @@ from typing import Any, cast
 from .. import context
 from ..api import arg_names_of
 from ..errors import ArgumentError, Loc, S2SError
-from ..runtime import calls_cache, staged
+from ..runtime import cache_for, calls_cache, staged
 from ..tensor import Parameter
 from ..trace.protocol import register_stager_where, register_static, unwrap_function
 from ..trace.sources import state_with_sources, state_without_sources
@@ -153,8 +153,24 @@ class Cell:
         return self
 
     def set_train(self, mode: bool = True) -> Cell:
-        object.__setattr__(self, "training", mode)
+        """Training (``True``) or evaluation mode for this cell and all its sub-cells, as in
+        MindSpore (``Dropout`` depends on it). A cell whose mode changes drops its compiled
+        programs, which were traced in the other mode."""
+        changed = False
+        for c in [self, *(c for _, c in self._all_cells())]:
+            if c.training != bool(mode):
+                object.__setattr__(c, "training", bool(mode))
+                cache_for(c).clear()
+                changed = True
+        if changed:
+            cache_for(self).clear()
         return self
+
+    def _all_cells(self) -> Iterator[tuple[str, Cell]]:
+        for n, c in self._named_children():
+            yield n, c
+            for m, d in c._all_cells():
+                yield f"{n}.{m}", d
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:

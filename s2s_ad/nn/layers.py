@@ -200,3 +200,32 @@ class Flatten(Cell):
 _ACTIVATIONS.update(
     gelu=GELU, fast_gelu=FastGelu, silu=SiLU, softplus=Softplus, mish=Mish, softmax=Softmax, logsoftmax=LogSoftmax
 )
+
+
+class Dropout(Cell):
+    """``Dropout(keep_prob=None, p=None)``: MindSpore's arguments (``p`` is the probability of
+    dropping, ``keep_prob = 1 - p``; 0.5 by default). In evaluation mode
+    (``set_train(False)``, the default of a new Cell) it is the identity; in training mode it
+    raises ``NotSupportedError`` (s2s_ad has no random ops yet), unless nothing is dropped."""
+
+    def __init__(self, keep_prob: float | None = None, p: float | None = None, dtype: Any = mstype.float32):
+        super().__init__()
+        if keep_prob is not None and p is not None:
+            raise ArgumentError("Dropout: give keep_prob or p, not both")
+        keep = 1.0 - float(p) if p is not None else 0.5 if keep_prob is None else float(keep_prob)
+        if not 0.0 < keep <= 1.0:
+            raise ArgumentValueError(f"Dropout: keep_prob must be in (0, 1] (p in [0, 1)), got {keep!r}")
+        self.keep_prob = keep
+        self.p = 1.0 - keep
+
+    def __s2s_stage__(self, tr: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if self.training and self.keep_prob < 1.0:
+            raise tr.error(
+                "Dropout in training mode needs random masks, which s2s_ad does not have yet; call "
+                "set_train(False) on the network (Dropout is then the identity)",
+                NotSupportedError,
+            )
+        return super().__s2s_stage__(tr, args, kwargs)
+
+    def construct(self, x):
+        return x

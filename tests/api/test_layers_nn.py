@@ -242,3 +242,29 @@ def test_loss_derivatives(mode):
         return ce(x, labels) + bce(x, p) + sl1(x, p) + l1(x, p) + bp(p, ops.sigmoid(x))
 
     check_grads(f, (Tensor(X), Tensor(P)), order=_order(mode), atol=1e-6, rtol=1e-5)
+
+
+class WithDropout(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.SequentialCell([nn.Dense(3, 2), nn.Dropout(p=0.25)])
+
+    def construct(self, x):
+        return self.body(x)
+
+
+def test_dropout_is_the_identity_in_eval_mode_and_rejected_in_training(pynative):
+    assert nn.Dropout(keep_prob=0.8).p == pytest.approx(0.2) and nn.Dropout().keep_prob == 0.5
+    net = WithDropout()
+    x = Tensor(np.ones((2, 3), np.float32))
+    d = net.body[0]
+    want = np.ones((2, 3)) @ d.weight.asnumpy().T + d.bias.asnumpy()
+    np.testing.assert_allclose(net(x).asnumpy(), want, rtol=1e-6)
+    # set_train reaches the sub-cells and drops the programs traced in the other mode
+    net.set_train(True)
+    assert net.body[1].training
+    with pytest.raises(NotSupportedError, match="Dropout in training mode"):
+        net(x)
+    net.set_train(False)
+    np.testing.assert_allclose(net(x).asnumpy(), want, rtol=1e-6)
+    assert nn.Dropout(p=0.0).set_train(True)(x).shape == (2, 3)  # nothing dropped
