@@ -22,6 +22,8 @@ class Cell:
     """Base class of networks. Subclasses define ``construct``; calling the cell compiles
     ``construct`` for the arguments' shapes and dtypes (once) and runs the compiled code."""
 
+    training: bool  # training mode (set_train), set in __init__
+
     def __init__(self, auto_prefix: bool = True, flags: Any = None):
         object.__setattr__(self, "_params", OrderedDict())
         object.__setattr__(self, "_cells", OrderedDict())

@@ -158,7 +158,7 @@ class CrossEntropyLoss(Cell):
             counted = None
         else:
             valid = ops.cast(labels != self.ignore_index, logits.dtype)
-            target = ops.one_hot(labels, n_classes, 1.0, 0.0)
+            target = ops.cast(ops.one_hot(labels, n_classes, 1.0, 0.0), logits.dtype)
             counted = valid if self.weight is None else (target * self.weight).sum(-1)
         if self.label_smoothing > 0.0:
             smooth = self.label_smoothing / n_classes
