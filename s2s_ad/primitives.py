@@ -473,6 +473,96 @@ elementwise(
 )
 
 
+# ---- elementwise ops (issue 15)
+def _softplus_src(a: str, lit, np_) -> str:
+    # log(1 + exp(x)) as log1p(exp(-|x|)) + max(x, 0): exact for large |x| (no overflow)
+    return f"{np_}.log1p({np_}.exp(-{np_}.abs({a}))) + {np_}.maximum({a}, {lit(0)})"
+
+
+def _softplus_formula(x):
+    return heads.Softplus(x)
+
+
+def _softplus_print(a, lit, np_):
+    return _softplus_src(a, lit, np_), ADD
+
+
+def _silu_print(a, lit, np_):
+    return f"{a} / ({lit(1)} + {np_}.exp(-{a}))", MUL
+
+
+def _mish_print(a, lit, np_):
+    return f"{a} * {np_}.tanh({_softplus_src(a, lit, np_)})", MUL
+
+
+def _fast_gelu_print(a, lit, np_):
+    # MindSpore's FastGeLU: x / (1 + exp(-1.702 |x|)) * exp(0.851 (x - |x|))
+    return (
+        f"{a} / ({lit(1)} + {np_}.exp({lit(-1.702)} * {np_}.abs({a}))) * {np_}.exp({lit(0.851)} * ({a} - {np_}.abs({a})))",
+        MUL,
+    )
+
+
+for _name, _display, _formula, _fn, _cuda, _domain in [
+    ("atan", "Atan", sym.atan, "arctan", math.atan, (-2.0, 2.0)),
+    ("asin", "Asin", sym.asin, "arcsin", math.asin, (-0.8, 0.8)),
+    ("acos", "ACos", sym.acos, "arccos", math.acos, (-0.8, 0.8)),
+    ("asinh", "Asinh", sym.asinh, "arcsinh", math.asinh, (-2.0, 2.0)),
+    ("acosh", "Acosh", sym.acosh, "arccosh", math.acosh, (1.2, 3.0)),
+]:
+    elementwise(
+        _name,
+        _display,
+        _formula,
+        function=_fn,
+        cuda=_cuda,
+        numpy=_fn,
+        sympy_head=_formula,
+        float_result=True,
+        domain=_domain,
+    )
+elementwise(
+    "atan2",
+    "Atan2",
+    sym.atan2,
+    function="arctan2",
+    cuda=math.atan2,
+    numpy="arctan2",
+    nin=2,
+    sympy_head=sym.atan2,
+    float_result=True,
+)
+elementwise(
+    "logaddexp",
+    "LogAddExp",
+    heads.LogAddExp,
+    function="logaddexp",
+    numpy="logaddexp",
+    nin=2,
+    sympy_head=heads.LogAddExp,
+    float_result=True,
+)
+elementwise(
+    "softplus",
+    "Softplus",
+    _softplus_formula,
+    ("template", _softplus_print),
+    sympy_head=heads.Softplus,
+    float_result=True,
+)
+elementwise("silu", "SiLU", lambda x: x * heads.Sigmoid(x), ("template", _silu_print), float_result=True)
+elementwise("mish", "Mish", lambda x: x * sp.tanh(_softplus_formula(x)), ("template", _mish_print), float_result=True)
+elementwise(
+    "fast_gelu",
+    "FastGeLU",
+    lambda x: (
+        x / (1 + sp.exp(-sp.Rational(1702, 1000) * heads.Abs(x))) * sp.exp(sp.Rational(851, 1000) * (x - heads.Abs(x)))
+    ),
+    ("template", _fast_gelu_print),
+    float_result=True,
+)
+
+
 # ----------------------------------------------------------------------------- structural helpers
 def sum_to(b: Builder, x: Atom, shape: Shape) -> Atom:
     """Sum ``x`` down to ``shape`` (the adjoint of numpy broadcasting)."""

@@ -218,7 +218,23 @@ class Relu(_Real):
         return Step(self.args[0])
 
 
-__all__ = ["Abs", "AtLeast", "LogOrZero", "Maximum", "Minimum", "Power", "Relu", "Select", "Sigmoid", "Sign", "Step"]
+__all__ = [
+    "Abs",
+    "AtLeast",
+    "FloorDiv",
+    "FloorMod",
+    "LogAddExp",
+    "LogOrZero",
+    "Maximum",
+    "Minimum",
+    "Power",
+    "Relu",
+    "Select",
+    "Sigmoid",
+    "Sign",
+    "Softplus",
+    "Step",
+]
 
 
 class FloorDiv(_Real):
@@ -252,3 +268,35 @@ class FloorMod(_Real):
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         x, y = self.args
         return sp.Integer(1) if argindex == 1 else -FloorDiv(x, y)
+
+
+class LogAddExp(_Real):
+    """``log(exp(x) + exp(y))`` (``np.logaddexp``). Its derivatives are stated stably,
+    ``sigmoid(x - y)`` and ``sigmoid(y - x)`` (the expanded ``exp(x) / (exp(x) + exp(y))``
+    overflows to nan for large arguments); at a tie each is 1/2."""
+
+    nargs = 2
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        x, y = self.args
+        return sp.log(sp.exp(x) + sp.exp(y))._eval_evalf(prec) if x.is_number and y.is_number else None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x, y = self.args
+        return Sigmoid(x - y) if argindex == 1 else Sigmoid(y - x)
+
+
+class Softplus(_Real):
+    """``log(1 + exp(x))``, with derivative ``sigmoid(x)`` (stated: the derivative of the stable
+    form ``log1p(exp(-|x|)) + max(x, 0)``, which is how it prints, would be 0 at x = 0, where
+    the one-sided derivatives of its kinks meet)."""
+
+    def _eval_is_extended_nonnegative(self) -> bool:
+        return True
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        x = self.args[0]
+        return sp.log(1 + sp.exp(x))._eval_evalf(prec) if x.is_number else None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return Sigmoid(self.args[0])

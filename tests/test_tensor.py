@@ -366,22 +366,23 @@ class Outer(nn.Cell):
 def test_trainable_params_order_own_first_then_subcells_no_duplicates():
     net = Outer()
     params = net.trainable_params()
-    assert [p.name for p in params] == ["a", "shared", "c", "b"]
+    # a sub-cell's Parameters are named by its attribute, as in MindSpore (the shared one too)
+    assert [p.name for p in params] == ["a", "inner.shared", "c", "inner.b"]
     assert params[1] is net.s is net.inner.shared
     assert len({id(p) for p in params}) == len(params)
-    assert [p.name for p in net.untrainable_params()] == ["frozen"]
-    assert [p.name for p in net.inner.trainable_params()] == ["b", "shared"]
+    assert [p.name for p in net.untrainable_params()] == ["inner.frozen"]
+    assert [p.name for p in net.inner.trainable_params()] == ["inner.b", "inner.shared"]
 
 
 def test_trainable_params_without_recursion():
     net = Outer()
-    assert [p.name for p in net.trainable_params(recurse=False)] == ["a", "shared", "c"]
+    assert [p.name for p in net.trainable_params(recurse=False)] == ["a", "inner.shared", "c"]
 
 
 def test_reassigning_attribute_replaces_parameter():
     net = Outer()
     net.a = Tensor([1.0])  # no longer a Parameter
-    assert [p.name for p in net.trainable_params()] == ["shared", "c", "b"]
+    assert [p.name for p in net.trainable_params()] == ["inner.shared", "c", "inner.b"]
 
 
 # --------------------------------------------------------------------------- eager primitives

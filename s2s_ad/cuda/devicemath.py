@@ -21,29 +21,46 @@ Each function has two implementations:
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 _pyabs = builtins.abs
 
-__all__ = ["HELPERS", "abs", "math_function", "maximum", "minimum", "sign", "square", "where"]
+__all__ = ["HELPERS", "abs", "logaddexp", "math_function", "maximum", "minimum", "sign", "square", "where"]
 
 
-def math_function(name: str, numpy_fn: Callable, cuda_fn: Callable) -> Callable:
-    """The device function ``name``: ``numpy_fn`` in the simulator, ``cuda_fn`` (a ``math``
-    function, typed by its argument) compiled on a GPU."""
+def math_function(name: str, numpy_fn: Callable, cuda_fn: Callable, nin: int = 1) -> Callable:
+    """The device function ``name`` of ``nin`` (1 or 2) arguments: ``numpy_fn`` in the
+    simulator, ``cuda_fn`` (a ``math`` function, typed by its arguments) compiled on a GPU."""
+    if nin == 2:
 
-    def fn(x):
-        return numpy_fn(x)
+        def fn2(x, y):
+            return numpy_fn(x, y)
 
+        fn = fn2
+    else:
+
+        def fn1(x):
+            return numpy_fn(x)
+
+        fn = fn1
     fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = f"{name}(x): numpy's {numpy_fn.__name__} in the simulator, {cuda_fn.__name__} on a GPU."
+    fn.__doc__ = f"{name}: numpy's {numpy_fn.__name__} in the simulator, {cuda_fn.__name__} on a GPU."
     if not _simulated():
         from numba.cuda.extending import overload  # numba.cuda's compiler: only on a GPU
 
-        overload(fn, target="cuda")(lambda x: lambda x: cuda_fn(x))
+        if nin == 2:
+            overload(fn, target="cuda")(lambda x, y: lambda x, y: cuda_fn(x, y))
+        else:
+            overload(fn, target="cuda")(lambda x: lambda x: cuda_fn(x))
     return fn
+
+
+def logaddexp(a, b):
+    """log(exp(a) + exp(b)) without overflow (``np.logaddexp``)."""
+    return np.logaddexp(a, b)
 
 
 def square(x):
@@ -117,6 +134,23 @@ def _register_cuda_overloads() -> None:
     def _where(c, a, b):
         return lambda c, a, b: a if c else b
 
+    @overload(logaddexp, target="cuda")
+    def _logaddexp(a, b):
+        # numpy's algorithm: a tie (also of infinities) is a + log(2); nan if either is nan
+        ln2 = as_dtype(a).type(np.log(2.0))
+
+        def impl(a, b):
+            if a == b:
+                return a + ln2
+            d = a - b
+            if d > 0:
+                return a + math.log1p(math.exp(-d))
+            if d <= 0:
+                return b + math.log1p(math.exp(d))
+            return d
+
+        return impl
+
 
 def _simulated() -> bool:
     from numba.core import config
@@ -128,4 +162,4 @@ if not _simulated():
     _register_cuda_overloads()
 
 # the device functions that have a helper of their own, by name
-HELPERS = {fn.__name__: fn for fn in (square, abs, sign, maximum, minimum, where)}
+HELPERS = {fn.__name__: fn for fn in (square, abs, sign, maximum, minimum, where, logaddexp)}

@@ -1,9 +1,34 @@
 """``s2s_ad.nn``: ``Cell``, derivative wrappers and building blocks."""
 
 from .cell import Cell
+from .container import CellList, SequentialCell
 from .conv import AvgPool2d, Conv2d, MaxPool2d
-from .layers import Dense, ReLU, Sigmoid, Tanh, get_activation
-from .loss import MSELoss, SoftmaxCrossEntropyWithLogits
+from .layers import (
+    GELU,
+    Dense,
+    Dropout,
+    FastGelu,
+    Flatten,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+    get_activation,
+)
+from .loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    L1Loss,
+    MSELoss,
+    SmoothL1Loss,
+    SoftmaxCrossEntropyWithLogits,
+)
+from .normalization import LayerNorm
 from .optim import SGD, Adam, AdamWeightDecay, Momentum, Optimizer
 from .train import TrainOneStepCell, WithGradCell
 from .wrap import ForwardValueAndGrad, Jvp, Vjp, WithLossCell
@@ -31,4 +56,21 @@ __all__ = [
     "Conv2d",
     "MaxPool2d",
     "AvgPool2d",
+    "SequentialCell",
+    "CellList",
+    "GELU",
+    "FastGelu",
+    "SiLU",
+    "Softplus",
+    "Mish",
+    "Softmax",
+    "LogSoftmax",
+    "Flatten",
+    "LayerNorm",
+    "Dropout",
+    "L1Loss",
+    "SmoothL1Loss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
 ]

@@ -11,7 +11,7 @@ from .. import context
 from ..api import arg_names_of
 from ..custom import stage_with_bprop
 from ..errors import ArgumentError, S2SError
-from ..runtime import calls_cache, staged
+from ..runtime import cache_for, calls_cache, staged
 from ..tensor import Parameter
 from ..trace.protocol import register_stager_where, register_static, unwrap_function
 from ..trace.sources import state_with_sources, state_without_sources
@@ -22,10 +22,13 @@ class Cell:
     """Base class of networks. Subclasses define ``construct``; calling the cell compiles
     ``construct`` for the arguments' shapes and dtypes (once) and runs the compiled code."""
 
+    training: bool  # training mode (set_train), set in __init__
+
     def __init__(self, auto_prefix: bool = True, flags: Any = None):
         object.__setattr__(self, "_params", OrderedDict())
         object.__setattr__(self, "_cells", OrderedDict())
         object.__setattr__(self, "training", False)
+        object.__setattr__(self, "_auto_prefix", bool(auto_prefix))
 
     def _dicts(self) -> tuple[OrderedDict, OrderedDict]:
         if "_params" not in self.__dict__:
@@ -43,11 +46,13 @@ class Cell:
             params[name] = value
         elif isinstance(value, Cell):
             cells[name] = value
+            if self.__dict__.get("_auto_prefix", True):
+                value.update_parameters_name(f"{name}.")
         elif _holds_modules(value):
             # A list, tuple or dict of Cells or Parameters (``self.layers = [nn.Dense(...), ...]``)
             # is registered like attributes, element by element, named ``layers.0``, ... as in
             # MindSpore. It is walked when parameters are listed, so later appends count too.
-            _name_container(value, name)
+            _name_container(value, name, self.__dict__.get("_auto_prefix", True))
             cells[name] = value
         object.__setattr__(self, name, value)
 
@@ -121,6 +126,14 @@ class Cell:
                     if isinstance(e, Cell):
                         yield en, e
 
+    def update_parameters_name(self, prefix: str = "", recurse: bool = True) -> None:
+        """Prefix the names of this cell's Parameters with ``prefix``: a cell assigned to an
+        attribute ``fc1`` of another (with ``auto_prefix``, the default) gets ``fc1.``, so that
+        its Parameters are named by their path (``fc1.weight``, ``net.layers.0.bias``), as in
+        MindSpore."""
+        for _, p in self.parameters_and_names(recurse=recurse):
+            p.name = prefix + p.name
+
     def get_parameters(self, expand: bool = True) -> Iterator[Parameter]:
         for _, p in self.parameters_and_names(recurse=expand):
             yield p
@@ -142,8 +155,24 @@ class Cell:
         return self
 
     def set_train(self, mode: bool = True) -> Cell:
-        object.__setattr__(self, "training", mode)
+        """Training (``True``) or evaluation mode for this cell and all its sub-cells, as in
+        MindSpore (``Dropout`` depends on it). A cell whose mode changes drops its compiled
+        programs, which were traced in the other mode."""
+        changed = False
+        for c in [self, *(c for _, c in self._all_cells())]:
+            if c.training != bool(mode):
+                object.__setattr__(c, "training", bool(mode))
+                cache_for(c).clear()
+                changed = True
+        if changed:
+            cache_for(self).clear()
         return self
+
+    def _all_cells(self) -> Iterator[tuple[str, Cell]]:
+        for n, c in self._named_children():
+            yield n, c
+            for m, d in c._all_cells():
+                yield f"{n}.{m}", d
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -181,11 +210,13 @@ def _container_items(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             yield name, v
 
 
-def _name_container(value: Any, prefix: str) -> None:
+def _name_container(value: Any, prefix: str, auto_prefix: bool = True) -> None:
     for n, v in _container_items(value, prefix):
         if isinstance(v, Parameter) and not v._named:
             v.name = n
             v._named = True
+        elif isinstance(v, Cell) and auto_prefix:
+            v.update_parameters_name(f"{n}.")
 
 
 def construct_function(cell: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from .. import dtype as mstype
 from .. import ops
 from ..common.initializer import initializer
-from ..errors import ArgumentError, ArgumentValueError
+from ..errors import ArgumentError, ArgumentValueError, NotSupportedError
 from ..tensor import Parameter
 from .cell import Cell
 
@@ -111,3 +111,121 @@ class Dense(Cell):
         return (
             f"Dense<input_channels={self.in_channels}, output_channels={self.out_channels}, has_bias={self.has_bias}>"
         )
+
+
+# ---- activations and shape layers (issue 15)
+class GELU(Cell):
+    """``GELU(approximate=True)``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``, MindSpore's
+    default (tanh) form. The erf form (``approximate=False``) is not supported yet."""
+
+    def __init__(self, approximate: bool = True):
+        super().__init__()
+        if not approximate:
+            raise NotSupportedError(
+                "GELU(approximate=False) needs erf, which s2s_ad does not have yet; use approximate=True"
+            )
+        self.approximate = True
+
+    def construct(self, x):
+        return 0.5 * x * (1.0 + ops.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+class FastGelu(Cell):
+    """``FastGelu()``: MindSpore's ``x / (1 + exp(-1.702 |x|)) * exp(0.851 (x - |x|))``."""
+
+    def construct(self, x):
+        return ops.fast_gelu(x)
+
+
+class SiLU(Cell):
+    """``SiLU()``: ``x * sigmoid(x)``."""
+
+    def construct(self, x):
+        return ops.silu(x)
+
+
+class Softplus(Cell):
+    """``Softplus()``: ``log(1 + exp(x))``, computed stably."""
+
+    def construct(self, x):
+        return ops.softplus(x)
+
+
+class Mish(Cell):
+    """``Mish()``: ``x * tanh(softplus(x))``."""
+
+    def construct(self, x):
+        return ops.mish(x)
+
+
+class Softmax(Cell):
+    """``Softmax(axis=-1)``: ``exp(x) / sum(exp(x))`` over ``axis``, computed stably."""
+
+    def __init__(self, axis: int = -1):
+        super().__init__()
+        self.axis = axis
+
+    def construct(self, x):
+        return ops.softmax(x, self.axis)
+
+
+class LogSoftmax(Cell):
+    """``LogSoftmax(axis=-1)``: ``x - logsumexp(x)`` over ``axis``, computed stably."""
+
+    def __init__(self, axis: int = -1):
+        super().__init__()
+        self.axis = axis
+
+    def construct(self, x):
+        return ops.log_softmax(x, self.axis)
+
+
+class Flatten(Cell):
+    """``Flatten(start_dim=1, end_dim=-1)``: the axes from ``start_dim`` to ``end_dim`` merged into one."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def construct(self, x):
+        shape = x.shape
+        nd = len(shape)
+        a, b = self.start_dim % max(nd, 1), self.end_dim % max(nd, 1)
+        n = 1
+        for d in shape[a : b + 1]:
+            n = n * d
+        return x.reshape(shape[:a] + (n,) + shape[b + 1 :])
+
+
+_ACTIVATIONS.update(
+    gelu=GELU, fast_gelu=FastGelu, silu=SiLU, softplus=Softplus, mish=Mish, softmax=Softmax, logsoftmax=LogSoftmax
+)
+
+
+class Dropout(Cell):
+    """``Dropout(keep_prob=None, p=None)``: MindSpore's arguments (``p`` is the probability of
+    dropping, ``keep_prob = 1 - p``; 0.5 by default). In evaluation mode
+    (``set_train(False)``, the default of a new Cell) it is the identity; in training mode it
+    raises ``NotSupportedError`` (s2s_ad has no random ops yet), unless nothing is dropped."""
+
+    def __init__(self, keep_prob: float | None = None, p: float | None = None, dtype: Any = mstype.float32):
+        super().__init__()
+        if keep_prob is not None and p is not None:
+            raise ArgumentError("Dropout: give keep_prob or p, not both")
+        keep = 1.0 - float(p) if p is not None else 0.5 if keep_prob is None else float(keep_prob)
+        if not 0.0 < keep <= 1.0:
+            raise ArgumentValueError(f"Dropout: keep_prob must be in (0, 1] (p in [0, 1)), got {keep!r}")
+        self.keep_prob = keep
+        self.p = 1.0 - keep
+
+    def __s2s_stage__(self, tr: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if self.training and self.keep_prob < 1.0:
+            raise tr.error(
+                "Dropout in training mode needs random masks, which s2s_ad does not have yet; call "
+                "set_train(False) on the network (Dropout is then the identity)",
+                NotSupportedError,
+            )
+        return super().__s2s_stage__(tr, args, kwargs)
+
+    def construct(self, x):
+        return x

@@ -41,7 +41,7 @@ class ForwardValueAndGrad(_Wrapper):
         get_by_list: bool = False,
         sens_param: bool = False,
     ):
-        super().__init__()
+        super().__init__(auto_prefix=False)
         _check_callable("ForwardValueAndGrad", network)
         _check_bool("ForwardValueAndGrad", get_all=get_all, get_by_list=get_by_list, sens_param=sens_param)
         self.network = network
@@ -56,7 +56,7 @@ class Jvp(_Wrapper):
     per input (a Tensor for a one-input network, else a tuple)."""
 
     def __init__(self, network: Any):
-        super().__init__()
+        super().__init__(auto_prefix=False)
         _check_callable("Jvp", network)
         self.network = network
         self._set_fn(JvpFunction(network, "nn.Jvp"))
@@ -67,7 +67,7 @@ class Vjp(_Wrapper):
     the output. The gradients are a bare Tensor for a one-input network, else a tuple."""
 
     def __init__(self, network: Any):
-        super().__init__()
+        super().__init__(auto_prefix=False)
         _check_callable("Vjp", network)
         self.network = network
         self._set_fn(vjp_function(network, "nn.Vjp"))
@@ -77,7 +77,7 @@ class WithLossCell(Cell):
     """``WithLossCell(backbone, loss_fn)(data, label) = loss_fn(backbone(data), label)``."""
 
     def __init__(self, backbone: Any, loss_fn: Any):
-        super().__init__()
+        super().__init__(auto_prefix=False)  # the backbone keeps its Parameters' names, as in MindSpore
         _check_callable("WithLossCell", backbone)
         _check_callable("WithLossCell", loss_fn)
         self._backbone = backbone

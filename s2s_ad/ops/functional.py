@@ -14,7 +14,9 @@ from ..errors import NotSupportedError, ShapeError
 from ..primitives import ELEMENTWISE
 from ..runtime import eager
 from ..trace.lowering import (
+    lower_argmax,
     lower_cast,
+    lower_clip,
     lower_compare,
     lower_conv2d,
     lower_one_hot,
@@ -22,7 +24,9 @@ from ..trace.lowering import (
     lower_reduce,
     lower_reshape,
     lower_select,
+    lower_softmax,
     lower_transpose,
+    more_tensor_methods,
 )
 from ..trace.protocol import register_call
 from .primitives import COMPARE_OPS
@@ -200,6 +204,78 @@ avg_pool2d = _functional(
     "``avg_pool2d(x, kernel_size=1, stride=1, padding=0, count_include_pad=True)``: the mean of each window "
     "of an NCHW input.",
 )
+
+
+# ---- activations, softmax and the tensor methods (issue 15)
+def _softmax_lower(log: bool):
+    def lower(fe, args, kwargs):
+        def bind(x, axis=-1, dtype=None):
+            y = lower_softmax(fe, x, axis, log)
+            return y if dtype is None else lower_cast(fe, y, dtype)
+
+        return bind(*args, **kwargs)
+
+    return lower
+
+
+softmax = _functional(
+    "softmax", _softmax_lower(False), "``softmax(x, axis=-1)``: exp(x) / sum(exp(x)) over ``axis``, computed stably."
+)
+log_softmax = _functional(
+    "log_softmax", _softmax_lower(True), "``log_softmax(x, axis=-1)``: x - logsumexp(x) over ``axis``, computed stably."
+)
+
+
+def _argmax_lower(smallest: bool):
+    def lower(fe, args, kwargs):
+        def bind(x, axis=None, keepdims=False):
+            return lower_argmax(fe, x, axis, keepdims, smallest)
+
+        return bind(*args, **kwargs)
+
+    return lower
+
+
+argmax = _functional(
+    "argmax", _argmax_lower(False), "``argmax(x, axis=None, keepdims=False)``: index of the largest value (int32)."
+)
+argmin = _functional(
+    "argmin", _argmax_lower(True), "``argmin(x, axis=None, keepdims=False)``: index of the smallest value (int32)."
+)
+
+
+def _clip_lower(fe, args, kwargs):
+    def bind(x, min=None, max=None):  # noqa: A002
+        return lower_clip(fe, x, min, max)
+
+    return bind(*args, **kwargs)
+
+
+clip_by_value = _functional("clip_by_value", _clip_lower, "``clip_by_value(x, min, max)``: x limited to [min, max].")
+clamp = clip = _functional("clamp", _clip_lower, "``clamp(x, min=None, max=None)``: x limited to [min, max].")
+
+
+def tensor_method(name: str) -> Callable[..., Any]:
+    """The eager form of the tensor method ``name`` (``Tensor.tanh``, ``Tensor.clip``, ...): the
+    same lowering as inside compiled code."""
+    return _functional(
+        f"Tensor.{name}",
+        lambda fe, a, k: more_tensor_methods(fe, name, a[0], list(a[1:]), k),
+        f"``Tensor.{name}`` (as inside compiled code).",
+    )
+
+
+# MindSpore's and NumPy's other names of the elementwise functions
+for _alias, _op in {
+    "arctan": "atan",
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arcsinh": "asinh",
+    "arccosh": "acosh",
+    "arctan2": "atan2",
+    "negative": "neg",
+}.items():
+    ELEMENTWISE_FUNCTIONS[_alias] = ELEMENTWISE_FUNCTIONS[_op]
 
 
 # MindSpore programs import this module as ``from mindspore.ops import functional as F`` and

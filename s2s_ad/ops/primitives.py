@@ -22,6 +22,7 @@ from ..trace.lowering import (
     lower_reduce,
     lower_reshape,
     lower_select,
+    lower_softmax,
     lower_transpose,
 )
 from ..trace.protocol import register_constructor, register_static
@@ -236,3 +237,20 @@ def _pool_class(kind: str, display: str) -> type:
 
 MaxPool = _pool_class("max", "MaxPool")
 AvgPool = _pool_class("avg", "AvgPool")
+
+
+# ---- softmax (issue 15)
+def _softmax_class(display: str, log: bool) -> type:
+    def __init__(self, axis: Any = -1):
+        Primitive.__init__(self, axis=axis if isinstance(axis, int) else tuple(axis))
+
+    def lower(self, fe, x):
+        return lower_softmax(fe, x, self._attrs["axis"], log)
+
+    what = "x - logsumexp(x)" if log else "exp(x) / sum(exp(x))"
+    doc = f"``{display}(axis=-1)(x)``: {what} over ``axis``, computed stably (shifted by the maximum)."
+    return type(display, (Primitive,), {"__init__": __init__, "lower": lower, "__doc__": doc})
+
+
+Softmax = _softmax_class("Softmax", False)
+LogSoftmax = _softmax_class("LogSoftmax", True)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..tensor import Tensor
+from ..trace.lowering import MORE_TENSOR_METHODS
 from . import functional as F
 from . import numpy_api
 
@@ -31,6 +32,12 @@ def _binary(op: str, reverse: bool = False):
 
 def _transpose_all(self: Tensor) -> Tensor:
     return F.transpose(self, tuple(reversed(range(self.ndim))))
+
+
+def _transpose(self: Tensor, *perm: Any) -> Tensor:
+    if len(perm) == 1 and isinstance(perm[0], (tuple, list)):
+        perm = tuple(perm[0])
+    return F.transpose(self, perm or tuple(reversed(range(self.ndim))))
 
 
 def _astype(self: Tensor, dtype: Any) -> Tensor:
@@ -83,3 +90,8 @@ def install() -> None:
     Tensor.min = _reduction(F.reduce_min)  # type: ignore[attr-defined]
     Tensor.__array_ufunc__ = _array_ufunc  # type: ignore[attr-defined]
     Tensor.__array_function__ = _array_function  # type: ignore[attr-defined]
+    # the methods of compiled code's tensors (tanh, clip, squeeze, argmax, all, ...), the same
+    # lowering run eagerly
+    for name in sorted(MORE_TENSOR_METHODS):
+        setattr(Tensor, name, F.tensor_method(name))
+    Tensor.transpose = _transpose  # type: ignore[attr-defined]

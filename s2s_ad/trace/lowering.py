@@ -3,6 +3,7 @@ and NumPy calls: casts, reshapes, transposes, reductions, selects, comparisons, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -121,7 +122,7 @@ def tensor_method(tr: Tracer, m: TensorMethod, args: list, kwargs: dict) -> Any:
             else (args or tuple(reversed(range(len(x.shape)))))
         )
         return lower_transpose(tr, x, perm)
-    raise AssertionError(m.name)
+    return more_tensor_methods(tr, m.name, x, args, kwargs)
 
 
 TENSOR_METHODS = {"reshape", "sum", "mean", "max", "min", "astype", "transpose"}
@@ -246,3 +247,184 @@ def lower_pool(
     if kind == "max":
         return tr.bind1("max_pool", a, a, kernel=k, stride=st, pad=pads)
     return tr.bind1("avg_pool", a, kernel=k, stride=st, pad=pads, count_pad=bool(count_pad))
+
+
+# ---- softmax, argmax and the tensor methods (issue 15)
+def _axis(tr: Tracer, display: str, axis: Any, ndim: int) -> int:
+    if isinstance(axis, (tuple, list)) and len(axis) == 1:
+        axis = axis[0]
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise tr.error(f"{display}: axis must be an int, got {axis!r}", ArgumentError)
+    return normalize_axes(display, int(axis), ndim)[0]
+
+
+def lower_softmax(tr: Tracer, x: Any, axis: Any = -1, log: bool = False) -> Any:
+    """Softmax (or log-softmax) over ``axis``, computed stably: the inputs are shifted by their
+    maximum along the axis, a shift the result does not depend on (so the shift's derivative
+    is zero and it is held constant)."""
+    display = "LogSoftmax" if log else "Softmax"
+    a = tr.atom(x)
+    if a.dtype.kind != "f":
+        raise tr.error(f"{display}: the input must be a float tensor, got {a.aval}", ArgumentError)
+    ax = _axis(tr, display, axis, len(a.shape))
+    m = tr.bind1("stop_gradient", tr.bind1("reduce_max", a, axes=(ax,), keepdims=True))
+    shifted = tr.elementwise("sub", [a, m])
+    e = tr.elementwise("exp", [shifted])
+    total = tr.bind1("reduce_sum", e, axes=(ax,), keepdims=True)
+    if log:
+        return tr.elementwise("sub", [shifted, tr.elementwise("log", [total])])
+    return tr.elementwise("div", [e, total])
+
+
+def lower_argmax(tr: Tracer, x: Any, axis: Any = None, keepdims: bool = False, smallest: bool = False) -> Any:
+    """The index of the (first) largest value along ``axis`` (all axes, flattened, for None),
+    as int32 as MindSpore; a nan counts as the largest (numpy's rule). Not differentiable."""
+    display = "Argmin" if smallest else "Argmax"
+    a = tr.atom(x)
+    if axis is None:
+        a = lower_reshape(tr, a, (-1,)) if len(a.shape) != 1 else a
+        ax = 0
+    else:
+        ax = _axis(tr, display, axis, len(a.shape))
+    a = tr.bind1("stop_gradient", a)
+    best = tr.bind1("reduce_min" if smallest else "reduce_max", a, axes=(ax,), keepdims=True)
+    hit = tr.bind1("equal", a, best)
+    if a.dtype.kind == "f":
+        hit = tr.elementwise("select", [tr.bind1("not_equal", a, a), Lit(True, np.dtype(np.bool_)), hit])
+    n = a.shape[ax]
+    idx = np.arange(n, dtype=np.int32).reshape((n,) + (1,) * (len(a.shape) - 1 - ax))
+    pos = tr.elementwise("select", [hit, tr.atom(idx), Lit(n, np.dtype(np.int32))])
+    out = tr.bind1("reduce_min", pos, axes=(ax,), keepdims=bool(keepdims) and axis is not None)
+    return out
+
+
+def lower_bool_reduce(tr: Tracer, x: Any, axis: Any, keepdims: bool, every: bool) -> Any:
+    """``all`` (``every``) or ``any`` of the truth values of ``x`` over ``axis``: a bool tensor."""
+    a = tr.atom(x)
+    truth = a if a.dtype.kind == "b" else tr.bind1("not_equal", a, Lit(0, a.dtype))
+    as_int = tr.bind1("cast", truth, dtype=np.dtype(np.int32))
+    red = lower_reduce(
+        tr, "reduce_min" if every else "reduce_max", "Tensor.all" if every else "Tensor.any", as_int, axis, keepdims
+    )
+    return tr.bind1("cast", red, dtype=np.dtype(np.bool_))
+
+
+def lower_squeeze(tr: Tracer, x: Any, axis: Any = None) -> Any:
+    a = tr.atom(x)
+    if axis is None:
+        axes: tuple[int, ...] = tuple(i for i, d in enumerate(a.shape) if d == 1)
+    else:
+        axes = normalize_axes("Squeeze", axis, len(a.shape))
+        bad = [i for i in axes if a.shape[i] != 1]
+        if bad:
+            raise tr.error(
+                f"Squeeze: axis {bad[0]} of a tensor of shape {fmt_shape(a.shape)} is not of length 1", ShapeError
+            )
+    return lower_reshape(tr, a, tuple(d for i, d in enumerate(a.shape) if i not in axes))
+
+
+def lower_expand_dims(tr: Tracer, x: Any, axis: Any) -> Any:
+    a = tr.atom(x)
+    nd = len(a.shape) + 1
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -nd <= axis < nd:
+        raise tr.error(f"ExpandDims: axis must be an int in [{-nd}, {nd}), got {axis!r}", ArgumentError)
+    ax = int(axis) % nd
+    return lower_reshape(tr, a, a.shape[:ax] + (1,) + a.shape[ax:])
+
+
+def lower_clip(tr: Tracer, x: Any, xmin: Any = None, xmax: Any = None) -> Any:
+    """``min(max(x, xmin), xmax)`` (either bound may be None, not both)."""
+    if xmin is None and xmax is None:
+        raise tr.error("clip: at least one of the bounds must be given", ArgumentError)
+    y = x
+    if xmin is not None:
+        y = tr.elementwise("maximum", [y, xmin])
+    if xmax is not None:
+        y = tr.elementwise("minimum", [y, xmax])
+    return y
+
+
+# Tensor methods that are an elementwise op of the table: method name -> op name
+ELEMENTWISE_METHODS = {
+    n: n
+    for n in (
+        "exp",
+        "log",
+        "sqrt",
+        "abs",
+        "square",
+        "sin",
+        "cos",
+        "tan",
+        "tanh",
+        "sinh",
+        "cosh",
+        "sigmoid",
+        "log1p",
+        "expm1",
+        "sign",
+        "neg",
+        "atan",
+        "asin",
+        "acos",
+        "atanh",
+        "asinh",
+        "acosh",
+        "relu",
+    )
+}
+ELEMENTWISE_METHODS.update(negative="neg", arctan="atan", arcsin="asin", arccos="acos", absolute="abs")
+
+
+def _bind_args(tr: Tracer, name: str, sig: Callable[..., Any], args: list, kwargs: dict) -> Any:
+    try:
+        return sig(*args, **kwargs)
+    except TypeError as err:
+        raise tr.error(f"Tensor.{name}: {err}", ArgumentError) from None
+
+
+def more_tensor_methods(tr: Tracer, name: str, x: Any, args: list, kwargs: dict) -> Any:
+    """The tensor methods of :data:`MORE_TENSOR_METHODS` (the elementwise ones, ``pow``,
+    ``clip``, ``squeeze``, ``expand_dims``, ``flatten``, ``argmax``/``argmin``, ``all``/``any``)."""
+    if name in ELEMENTWISE_METHODS:
+        _bind_args(tr, name, lambda: None, args, kwargs)
+        return tr.elementwise(ELEMENTWISE_METHODS[name], [x])
+    if name == "pow":
+        (y,) = _bind_args(tr, name, lambda y: (y,), args, kwargs)
+        return tr.elementwise("pow", [x, y])
+    if name in ("clip", "clamp"):
+        lo, hi = _bind_args(tr, name, lambda xmin=None, xmax=None: (xmin, xmax), args, kwargs)
+        return lower_clip(tr, x, lo, hi)
+    if name == "squeeze":
+        (axis,) = _bind_args(tr, name, lambda axis=None: (axis,), args, kwargs)
+        return lower_squeeze(tr, x, axis)
+    if name == "expand_dims":
+        (axis,) = _bind_args(tr, name, lambda axis: (axis,), args, kwargs)
+        return lower_expand_dims(tr, x, axis)
+    if name in ("flatten", "ravel"):
+        _bind_args(tr, name, lambda order="C": None, args, kwargs)
+        return lower_reshape(tr, x, (-1,))
+    if name in ("argmax", "argmin"):
+        axis, keep = _bind_args(tr, name, lambda axis=None, keepdims=False: (axis, keepdims), args, kwargs)
+        return lower_argmax(tr, x, axis, keep, smallest=name == "argmin")
+    if name in ("all", "any"):
+        axis, keep = _bind_args(tr, name, lambda axis=(), keep_dims=False: (axis, keep_dims), args, kwargs)
+        return lower_bool_reduce(tr, x, None if axis == () else axis, keep, every=name == "all")
+    raise AssertionError(name)
+
+
+MORE_TENSOR_METHODS = {
+    *ELEMENTWISE_METHODS,
+    "pow",
+    "clip",
+    "clamp",
+    "squeeze",
+    "expand_dims",
+    "flatten",
+    "ravel",
+    "argmax",
+    "argmin",
+    "all",
+    "any",
+}
+TENSOR_METHODS |= MORE_TENSOR_METHODS

@@ -63,6 +63,17 @@ REFERENCE = {
     "maximum": np.maximum,
     "minimum": np.minimum,
     "select": np.where,
+    "atan": np.arctan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "asinh": np.arcsinh,
+    "acosh": np.arccosh,
+    "atan2": np.arctan2,
+    "logaddexp": np.logaddexp,
+    "softplus": lambda x: np.logaddexp(0, x).astype(x.dtype),
+    "silu": lambda x: x * _sigmoid(x),
+    "mish": lambda x: x * np.tanh(np.logaddexp(0, x).astype(x.dtype)),
+    "fast_gelu": lambda x: x / (1 + np.exp(-1.702 * np.abs(x))) * np.exp(0.851 * (x - np.abs(x))),
 }
 
 
