@@ -25,7 +25,7 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .errors import ArgumentError, ShapeError
+from .errors import ArgumentError, ShapeError, TensorIndexError
 from .ir import OPS as ir_ops
 from .ir import Atom, Aval, Builder, Eqn, Lit, Shape
 
@@ -1174,7 +1174,7 @@ def _getitem_abstract(avals, p):
     try:
         shape = np.broadcast_to(np.zeros((), np.int8), a.shape)[as_py_index(p["index"])].shape
     except IndexError as err:
-        raise ShapeError(
+        raise TensorIndexError(
             f"indexing a tensor of shape {fmt_shape(a.shape)} with [{index_str(p['index'])}]: {err}"
         ) from None
     return [Aval(tuple(shape), a.dtype)]
