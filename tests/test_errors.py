@@ -364,9 +364,9 @@ class ListCompNet(nn.Cell):
         return [x * i for i in range(2)]  # <listcomp>
 
 
-class FloorDivNet(nn.Cell):
+class ShiftNet(nn.Cell):
     def construct(self, x):
-        return x // 2  # <floordiv>
+        return x << 2  # <shift>
 
 
 class BadSubCell(nn.Cell):
@@ -393,7 +393,7 @@ class OuterNet(nn.Cell):
         (MissingSelfAttrNet, "missing-self-attr", ["MissingSelfAttrNet", "no_such_op"]),
         (NestedDefNet, "nested-def", ["nested function"]),
         (ListCompNet, "listcomp", ["list comprehension"]),
-        (FloorDivNet, "floordiv", ["`//`"]),
+        (ShiftNet, "shift", ["`<<`"]),
         (OuterNet, "try-subcell", ["`try`", "BadSubCell.construct"]),
     ],
 )

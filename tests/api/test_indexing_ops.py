@@ -305,3 +305,28 @@ def test_inverse_determinant_solve(mode):
     # float32 stays float32
     r = ms.jit(inverse)(Tensor(A.astype(np.float32)))
     assert r.asnumpy().dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- nn.Embedding
+class EmbedSum(ms.nn.Cell):
+    def __init__(self, one_hot: bool):
+        super().__init__()
+        self.embed = ms.nn.Embedding(5, 3, use_one_hot=one_hot, padding_idx=0)
+
+    def construct(self, ids, x):
+        return (self.embed(ids) * x).sum()
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_embedding_values_and_table_gradient(mode, one_hot):
+    ms.set_seed(1)
+    net = EmbedSum(one_hot)
+    table = net.embed.embedding_table.asnumpy().copy()
+    assert not table[0].any()
+    ids = np.array([[1, 4], [1, 0]], np.int32)
+    x = RNG.uniform(-1, 1, (2, 2, 3)).astype(np.float32)
+    _close(net(Tensor(ids), Tensor(x)), (table[ids] * x).sum(), rtol=1e-5)
+    (g,) = ops.GradOperation(get_by_list=True)(net, net.trainable_params())(Tensor(ids), Tensor(x))
+    want = np.zeros_like(table)
+    np.add.at(want, ids, x)
+    _close(g, want, rtol=1e-6)
