@@ -709,7 +709,7 @@ class Interpreter:
         if not any(is_tensor_value(x) for x in (lhs, rhs)):
             return _PY_BINOPS[type(op)](lhs, rhs)
         if isinstance(op, ast.MatMult):
-            return lower_matmul(self.tracer, lhs, rhs, "`@`")
+            return lower_matmul(self.tracer, lhs, rhs, "MatMul (`@`)")
         if type(op) not in _BINOPS:
             raise self.error(f"the operator `{_op_symbol(op)}` is not supported on tensors", UnsupportedSyntaxError)
         return self.tracer.elementwise(_BINOPS[type(op)], [lhs, rhs])

@@ -506,7 +506,7 @@ def lower_gather_d(tr: Tracer, x: Any, dim: Any, index: Any) -> Any:
     return tr.bind1("gather", flat, tr.cast(lin, np.dtype(np.int64)), axis=0)
 
 
-def lower_matmul(tr: Tracer, x: Any, y: Any, display: str = "matmul") -> Any:
+def lower_matmul(tr: Tracer, x: Any, y: Any, display: str = "MatMul") -> Any:
     """NumPy's ``matmul``: 1-D operands are a row (left) or a column (right) vector, removed
     from the result; batch axes broadcast."""
     a, b = tr.atoms([x, y])
