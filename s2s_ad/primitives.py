@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArgumentError, ShapeError
+from .errors import ArgumentError, ShapeError, TensorIndexError
 from .ir import OPS as ir_ops
 from .ir import Atom, Aval, Builder, Eqn, Lit, Shape
 from .lazy import DeferredNames, lazy_module, resolve
@@ -1078,7 +1078,7 @@ def _getitem_abstract(avals, p):
     try:
         shape = np.broadcast_to(np.zeros((), np.int8), a.shape)[as_py_index(p["index"])].shape
     except IndexError as err:
-        raise ShapeError(
+        raise TensorIndexError(
             f"indexing a tensor of shape {fmt_shape(a.shape)} with [{index_str(p['index'])}]: {err}"
         ) from None
     return [Aval(tuple(shape), a.dtype)]

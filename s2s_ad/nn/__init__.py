@@ -3,6 +3,7 @@
 from .cell import Cell
 from .container import CellList, SequentialCell
 from .conv import AvgPool2d, Conv2d, MaxPool2d
+from .embedding import Embedding
 from .layers import (
     GELU,
     Dense,
@@ -35,6 +36,7 @@ from .wrap import ForwardValueAndGrad, Jvp, Vjp, WithLossCell
 
 __all__ = [
     "Cell",
+    "Embedding",
     "Dense",
     "ReLU",
     "Sigmoid",

@@ -88,8 +88,28 @@ def np_constants(x):
     return a + b * c + d + e * x + f
 
 
+def np_joins(x):
+    a = np.concatenate([x, 2.0 * x], axis=1) + np.concat((x, x), 1) * np.tile(x, (1, 2))
+    b = np.stack([x, x * x]) * np.expand_dims(x, 0) + np.squeeze(np.atleast_3d(x), 2)
+    c = np.swapaxes(np.atleast_2d(x), 0, 1).sum() + np.atleast_1d(x[0, 0]) + np.array([x[0, 1], x[1, 0] * x[0, 0]])
+    return (
+        a.sum() + (b * b).sum() + c.sum() + (np.cumsum(x, axis=1) ** 2).sum() + np.take(x, np.argmax(x, axis=1)).sum()
+    )
+
+
+def np_floor_mod(x, y):
+    return np.mod(x, y) + np.remainder(x, 0.3) * x + np.floor_divide(x, y) * x + x[np.argmin(x, axis=0)].sum()
+
+
+def np_linalg(a, b):
+    return np.linalg.inv(a).sum() + np.linalg.det(a) * np.linalg.norm(b) + np.linalg.solve(a, b).sum()
+
+
 NUMPY_CASES = [
     # (function, input shapes, domain)
+    (np_joins, [(2, 3)], (-2.0, 2.0)),
+    (np_floor_mod, [(2, 3), (3,)], (0.5, 2.0)),
+    (np_linalg, [(3, 3), (3,)], (0.5, 2.0)),
     (np_trig, [(2, 3)], (-0.8, 0.8)),
     (np_inverse_trig, [(2, 3), (3,)], (-0.8, 0.8)),
     (np_exp_log, [(2, 3)], (0.5, 2.0)),
@@ -358,9 +378,14 @@ def test_eager_numpy_on_tensors_is_plain_numpy():
 
 
 def stacks_tensors(x):
-    return np.array([x, x])
+    return np.array([x, 2.0 * x]).sum()
 
 
-def test_array_constructor_of_tensors_is_a_clear_error():
-    with pytest.raises(UnsupportedSyntaxError, match=r"`np.array` builds constant arrays.*compile-time constants"):
-        ops.GradOperation()(stacks_tensors)(Tensor(np.ones(2)))
+def ranges_of_tensors(x):
+    return np.arange(x)
+
+
+def test_array_of_computed_tensors_stacks_them_and_other_constructors_are_clear_errors():
+    np.testing.assert_allclose(ops.GradOperation()(stacks_tensors)(Tensor(np.ones(2))).asnumpy(), [3.0, 3.0])
+    with pytest.raises(UnsupportedSyntaxError, match=r"`np.arange` builds constant arrays.*compile-time constants"):
+        ops.GradOperation()(ranges_of_tensors)(Tensor(np.ones(2)))
