@@ -157,8 +157,18 @@ def test_gradient_with_respect_to_parameters_read_by_a_loop(backend):
     np.testing.assert_allclose(gw, fd, rtol=1e-6)
 
 
-@pytest.mark.parametrize("length,every", [(7, 3), (6, 2), (4, 4), (5, 1)])
-@pytest.mark.parametrize("mix", [("rev",), ("rev", "rev"), ("rev", "fwd")])
+@pytest.mark.parametrize(
+    "backend,length,every,mix",
+    [
+        ("python", 7, 3, ("rev",)),
+        ("python", 6, 2, ("rev",)),
+        ("python", 4, 4, ("rev",)),
+        ("python", 5, 1, ("rev",)),
+        ("python", 7, 3, ("rev", "rev")),
+        ("python", 7, 3, ("rev", "fwd")),
+        ("numba", 7, 3, ("rev",)),
+    ],
+)
 def test_checkpointed_loop_gives_the_same_derivatives(backend, length, every, mix):
     """``checkpoint=k``: the same gradients (and derivatives of them) as the fully taped loop,
     with ``length // k`` carries stored plus one segment's ``k``; ``length % k`` left over."""
