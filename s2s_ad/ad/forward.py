@@ -22,8 +22,8 @@ from ..clusters import MAX_TREE, cluster_expressions, elementwise_units, express
 from ..errors import S2SError
 from ..ir import Atom, Builder, Eqn, Lit, Program, Var, fresh_inputs, substitute
 from ..primitives import broadcast_to, cast_to, drop_distributions, fill, get_op
-from ..symbolic import to_ir
 from ..regions import bind_loop, is_region, loop_layout, while_layout
+from ..symbolic import to_ir
 from .common import active_carry, dependent_outputs, derived_program, is_float, partials_at, rearranged
 
 

@@ -11,7 +11,7 @@ from _programs import F8, I8, N, lit, program, sub, v
 
 from s2s_ad import regions
 from s2s_ad.derivatives import grad_program, jvp_args_program
-from s2s_ad.ir import Builder, Lit, Program, flatten
+from s2s_ad.ir import Builder, Program, flatten
 from s2s_ad.runtime import Compiled
 from s2s_ad.tensor import Parameter
 
