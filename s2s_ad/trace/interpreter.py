@@ -230,7 +230,13 @@ def _lambda_node(lines: list[str], code: types.CodeType, loc: Loc) -> ast.Functi
     those agree, by the column the code starts at."""
     text = textwrap.dedent("".join(lines))
     tree = None
-    for candidate in (text, f"(\n{text}\n)"):  # a lambda inside a bracket split over lines
+    # the statement that holds the lambda, or (a lambda inside a bracket split over lines, a
+    # dict entry) each `lambda ...` in it cut where it parses on its own
+    candidates = [text, f"(\n{text}\n)"]
+    for k in range(len(text)):
+        if text.startswith("lambda", k):
+            candidates += [text[k:end] for end in range(len(text), k, -1)]
+    for candidate in candidates:
         try:
             tree = ast.parse(candidate)
             break
