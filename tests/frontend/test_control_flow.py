@@ -408,7 +408,7 @@ def return_in_loop(x):
 
 
 def loop_variable_after_loop(x):
-    for i in range(10):
+    for i in range(10):  # noqa: B007
         x = x * 2.0
     return x * i
 
