@@ -27,9 +27,24 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as mstype
-from ..errors import ArgumentError, Loc, S2SError, SourceUnavailableError, UnsupportedSyntaxError
-from ..ir import Atom, Aval, Lit, Program, Var, dict_keys, flatten
+from ..errors import ArgumentError, Loc, S2SError, ShapeError, SourceUnavailableError, UnsupportedSyntaxError
+from ..ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
 from ..primitives import fmt_shape
+from ..regions import bind_cond, bind_loop, bind_while
+from .control import (
+    NUMBER_TYPES,
+    Mismatch,
+    Slot,
+    Undefined,
+    assigned_names,
+    close,
+    copy_containers,
+    describe_value,
+    free_vars,
+    has_return,
+    rebuild,
+    same_static,
+)
 from .lowering import TENSOR_METHODS, TensorMethod
 from .protocol import describe, find_stager, has_traced, is_static, is_tensor_value, leaf_of, name_of
 from .sources import source_lines
@@ -39,11 +54,9 @@ _UNSUPPORTED_STMTS = {
     ast.Try: "`try` statements",
     ast.With: "`with` statements",
     ast.AsyncWith: "`async with` statements",
-    ast.While: "`while` loops (use `for i in range(N)` with a constant N)",
     ast.Global: "`global` declarations",
     ast.Nonlocal: "`nonlocal` declarations",
     ast.Delete: "`del` statements",
-    ast.FunctionDef: "nested function definitions (define helpers at module level)",
     ast.AsyncFunctionDef: "nested function definitions",
     ast.ClassDef: "class definitions",
     ast.Import: "`import` statements",
@@ -55,14 +68,11 @@ if hasattr(ast, "TryStar"):
     _UNSUPPORTED_STMTS[ast.TryStar] = "`try` statements"
 
 _UNSUPPORTED_EXPRS = {
-    ast.Lambda: "lambda expressions",
     ast.Yield: "`yield`",
     ast.YieldFrom: "`yield from`",
     ast.Await: "`await`",
-    ast.ListComp: "list comprehensions",
     ast.SetComp: "set comprehensions",
     ast.DictComp: "dict comprehensions",
-    ast.GeneratorExp: "generator expressions",
     ast.NamedExpr: "assignment expressions (`:=`)",
     ast.JoinedStr: "f-strings",
     ast.Set: "set displays",
@@ -197,9 +207,10 @@ def parse_function(func: types.FunctionType) -> Parsed:
             "source into linecache under its code's filename."
         ) from None
     if func.__name__ == "<lambda>":
-        raise UnsupportedSyntaxError(
-            "lambda functions cannot be compiled or differentiated: define the function with `def`", Loc(file, first)
-        )
+        node = _lambda_node(lines, code, Loc(file, first))
+        got = Parsed(node, file, first - 1, name)
+        _PARSED[key] = got
+        return got
     try:
         tree = ast.parse(textwrap.dedent("".join(lines)))
     except SyntaxError:
@@ -211,6 +222,53 @@ def parse_function(func: types.FunctionType) -> Parsed:
     got = Parsed(node, file, first - 1, name)
     _PARSED[key] = got
     return got
+
+
+def _lambda_node(lines: list[str], code: types.CodeType, loc: Loc) -> ast.FunctionDef:
+    """The ``lambda`` of ``code`` in its source ``lines`` (the statement that holds it), as a
+    ``def`` returning its body. The lambdas there are told apart by their parameters and, where
+    those agree, by the column the code starts at."""
+    text = textwrap.dedent("".join(lines))
+    tree = None
+    # the statement that holds the lambda, or (a lambda inside a bracket split over lines, a
+    # dict entry) each `lambda ...` in it cut where it parses on its own
+    candidates = [text, f"(\n{text}\n)"]
+    for k in range(len(text)):
+        if text.startswith("lambda", k):
+            candidates += [text[k:end] for end in range(len(text), k, -1)]
+    for candidate in candidates:
+        try:
+            tree = ast.parse(candidate)
+            break
+        except SyntaxError:
+            continue
+    if tree is None:
+        raise UnsupportedSyntaxError("cannot parse the source of a lambda on its own", loc)
+    params = list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+    found = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Lambda)
+        and [a.arg for a in [*n.args.posonlyargs, *n.args.args, *n.args.kwonlyargs]] == params
+    ]
+    if len(found) > 1:
+        positions = [p for p in code.co_positions() if p[0] is not None and p[2] is not None]
+        if positions:
+            line, col = positions[-1][0] - code.co_firstlineno, positions[-1][2]
+            found = [n for n in found if (n.body.lineno - 1, n.body.col_offset) <= (line, col)]
+            found = found[-1:] if found else found
+    if len(found) != 1:
+        raise UnsupportedSyntaxError(
+            "cannot tell which lambda on this line is being compiled: write it with `def`"
+            if found
+            else "cannot find the source of this lambda: write it with `def`",
+            loc,
+        )
+    lam = found[0]
+    node = ast.FunctionDef(name="<lambda>", args=lam.args, body=[ast.Return(lam.body)], decorator_list=[], returns=None)
+    ast.copy_location(node, lam)
+    ast.copy_location(node.body[0], lam)
+    return node
 
 
 def _check_source_is_current(node: ast.FunctionDef, code: types.CodeType, name: str, loc: Loc) -> None:
@@ -242,20 +300,62 @@ class _ContainerMethod:
         return list(self.method(*args, **kwargs))
 
 
-class Scope:
-    """The names of one function being interpreted: its locals, closure and globals."""
+class _ListMethod:
+    """``ys.append(y)`` and the other methods of a Python list while compiling: called at once."""
 
-    def __init__(self, func: types.FunctionType, parsed: Parsed):
+    METHODS = frozenset({"append", "extend", "insert", "pop", "index", "count", "reverse", "copy"})
+
+    def __init__(self, method: Any):
+        self.method = method
+
+    def __s2s_stage__(self, tr: Tracer, args: list, kwargs: dict) -> Any:
+        return self.method(*args, **kwargs)
+
+
+class Scope:
+    """The names of one function being interpreted: its locals, closure and globals, and the
+    scope it is nested in (a nested ``def``, a lambda or a comprehension)."""
+
+    def __init__(self, func: types.FunctionType | None, parsed: Parsed, parent: Scope | None = None):
         self.locals: dict[str, Any] = {}
-        self.globals = func.__globals__
+        self.parent = parent
+        self.globals = func.__globals__ if func is not None else parent.globals  # type: ignore[union-attr]
         self.closure: dict[str, Any] = {}
-        if func.__closure__:
+        if func is not None and func.__closure__:
             for n, c in zip(func.__code__.co_freevars, func.__closure__):
                 try:
                     self.closure[n] = c.cell_contents
                 except ValueError:
                     pass
+        elif parent is not None:
+            self.closure = parent.closure
         self.parsed = parsed
+        # the statements after the one being executed, per enclosing block (for the tail
+        # duplication of a `return` under a tensor condition), and the loops being executed
+        self.tails: list[list[ast.stmt]] = []
+        self.in_loop = 0
+
+    def child(self) -> Scope:
+        """A scope nested in this one (a comprehension, a nested function's call)."""
+        return Scope(None, self.parsed, self)
+
+    def fork(self) -> Scope:
+        """A copy to trace a branch or a loop body in: the same names, containers copied."""
+        other = Scope.__new__(Scope)
+        other.parent, other.globals, other.closure, other.parsed = self.parent, self.globals, self.closure, self.parsed
+        other.tails, other.in_loop = [], self.in_loop
+        other.locals = {k: copy_containers(v) for k, v in self.locals.items()}
+        return other
+
+    def continuation(self) -> list[ast.stmt] | None:
+        """The statements that run after the current one up to the end of the function, or
+        None inside a loop (where what follows is the next iteration)."""
+        if self.in_loop:
+            return None
+        out: list[ast.stmt] = []
+        for rest in reversed(self.tails):
+            out.extend(rest)
+        return out
 
     def loc(self, node: ast.AST) -> Loc:
         return Loc(self.parsed.file, getattr(node, "lineno", 1) + self.parsed.offset)
@@ -272,11 +372,235 @@ def _dispatch_table(cls: type, prefix: str) -> dict[type, Callable[..., Any]]:
     return table
 
 
+_MISSING = object()
+
+
+class _Unroll(Exception):
+    """A ``for`` loop that cannot be kept as a loop: it is unrolled instead."""
+
+
+class _Promote(Exception):
+    """A Python number carried through a loop varies: it becomes a tensor of ``dtype``."""
+
+    def __init__(self, message: str, dtype: np.dtype):
+        super().__init__(message)
+        self.dtype = dtype
+
+
+class _Closure:
+    """A nested ``def`` or a ``lambda`` while compiling: called by interpreting its syntax tree
+    in a scope nested in the one that defined it."""
+
+    def __init__(
+        self, interp: Interpreter, node: Any, name: str, scope: Scope, defaults: list, kw_defaults: dict
+    ) -> None:
+        self.interp, self.node, self.name, self.scope = interp, node, name, scope
+        args = node.args
+        params = []
+        positional = [*args.posonlyargs, *args.args]
+        first_default = len(positional) - len(defaults)
+        for k, a in enumerate(positional):
+            kind = (
+                inspect.Parameter.POSITIONAL_ONLY
+                if k < len(args.posonlyargs)
+                else inspect.Parameter.POSITIONAL_OR_KEYWORD
+            )
+            default = defaults[k - first_default] if k >= first_default else inspect.Parameter.empty
+            params.append(inspect.Parameter(a.arg, kind, default=default))
+        if args.vararg:
+            params.append(inspect.Parameter(args.vararg.arg, inspect.Parameter.VAR_POSITIONAL))
+        for a in args.kwonlyargs:
+            params.append(
+                inspect.Parameter(
+                    a.arg, inspect.Parameter.KEYWORD_ONLY, default=kw_defaults.get(a.arg, inspect.Parameter.empty)
+                )
+            )
+        if args.kwarg:
+            params.append(inspect.Parameter(args.kwarg.arg, inspect.Parameter.VAR_KEYWORD))
+        self.signature = inspect.Signature(params)
+        self.__name__ = name
+
+    def __s2s_stage__(self, tr: Tracer, args: list, kwargs: dict) -> Any:
+        return self.interp.call_closure(self, list(args), dict(kwargs))
+
+
+class _Iter:
+    """What a ``for`` loop iterates over: ``range`` (value: the range), ``tensor`` (value: the
+    atom; its first axis), ``zip``/``enumerate`` (value: the start of enumerate; parts: the
+    iterables) or ``items`` (value: the list of compile-time items)."""
+
+    def __init__(self, kind: str, value: Any, parts: list[_Iter] | None = None):
+        self.kind, self.value, self.parts = kind, value, parts or []
+
+    def length(self) -> int:
+        if self.kind in ("range", "items"):
+            return len(self.value)
+        if self.kind == "tensor":
+            return int(self.value.shape[0])
+        lengths = [p.length() for p in self.parts]
+        return min(lengths) if lengths else 0
+
+    def loopable(self) -> bool:
+        return self.kind in ("range", "tensor") or (
+            self.kind in ("zip", "enumerate") and bool(self.parts) and all(p.loopable() for p in self.parts)
+        )
+
+    def tensors(self) -> list[Atom]:
+        if self.kind == "tensor":
+            return [self.value]
+        return [x for p in self.parts for x in p.tensors()]
+
+    def item(self, interp: Interpreter, k: int) -> Any:
+        """The ``k``-th item (the loop unrolled)."""
+        if self.kind in ("range", "items"):
+            return self.value[k]
+        if self.kind == "tensor":
+            return interp.tracer.bind1("getitem", self.value, index=(k,))
+        if self.kind == "zip":
+            return tuple(p.item(interp, k) for p in self.parts)
+        return (self.value + k, self.parts[0].item(interp, k))
+
+    def region_item(self, interp: Interpreter, i: Var, xs: Any, top: bool = False) -> Any:
+        """The item of the iteration whose loop variable is ``i`` (``xs``: the per-iteration
+        slices of the iterated tensors, in order). A top-level range's loop variable is ``i``
+        itself (the loop runs ``range``'s start and step); elsewhere ``i`` counts from 0."""
+        tr = interp.tracer
+        if self.kind == "range":
+            if top:
+                return i
+            r = self.value
+            v: Any = i if r.step == 1 else tr.elementwise("mul", [i, r.step])
+            return v if r.start == 0 else tr.elementwise("add", [v, r.start])
+        if self.kind == "tensor":
+            return next(xs)
+        if self.kind == "zip":
+            return tuple(p.region_item(interp, i, xs) for p in self.parts)
+        count = i if self.value == 0 else tr.elementwise("add", [i, self.value])
+        return (count, self.parts[0].region_item(interp, i, xs))
+
+
+class _Finish:
+    """Binds the names a loop carried to the region's outputs once it is emitted; the names
+    its body made anew have no value after a loop kept as a loop (compile-time values that do
+    not depend on the iteration keep theirs)."""
+
+    def __init__(self, scope: Scope, templates: dict, new_names: list[str], fork: Scope, loc: Loc):
+        self.scope, self.templates, self.new_names, self.fork, self.loc = scope, templates, new_names, fork, loc
+        self.body_eqns: list = []
+        self.body_outs: list[Atom] = []
+        self.body_names: dict = {}
+
+    def __call__(self, outs: list[Var]) -> None:
+        hints = _hints(self.templates, len(outs))
+        for v, h in zip(outs, hints):
+            if h is not None:
+                v.hint = h
+        for name, t in self.templates.items():
+            self.scope.locals[name] = rebuild(t, outs)
+        for name in self.new_names:
+            v = self.fork.locals[name]
+            if has_traced([v]) or isinstance(v, Undefined):
+                v = Undefined(
+                    f"`{name}` is assigned inside the loop at {self.loc}, which is kept as a loop: give it a value "
+                    "before the loop to use it after",
+                    self.loc,
+                )
+            self.scope.locals[name] = v
+
+
+def _target_names(t: ast.expr) -> list[str]:
+    return [n.id for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+
+def _split(tr: Tracer, v: Any, leaves: list[Atom]) -> Any:
+    """``v`` with its tensor leaves replaced by :class:`Slot` s (the atoms appended to ``leaves``)."""
+    if is_tensor_value(v):
+        leaves.append(tr.atom(v))
+        return Slot(len(leaves) - 1)
+    if type(v) in (list, tuple):
+        parts = [_split(tr, x, leaves) for x in v]
+        return parts if isinstance(v, list) else tuple(parts)
+    if type(v) is dict:
+        return {k: _split(tr, x, leaves) for k, x in v.items()}
+    return v
+
+
+def _hints(templates: dict[str, Any], n: int) -> list[str | None]:
+    """The name of each carried value (the variable it is, where it is one)."""
+    out: list[str | None] = [None] * n
+    for name, t in templates.items():
+        if isinstance(t, Slot):
+            out[t.k] = name
+    return out
+
+
+def _same_tree(a: Any, b: Any) -> bool:
+    """Whether a container was left as it was (same items, by identity)."""
+    if type(a) in (list, tuple) and type(b) is type(a):
+        return len(a) == len(b) and all(_same_tree(x, y) for x, y in zip(a, b))
+    if type(a) is dict and type(b) is dict:
+        return a.keys() == b.keys() and all(_same_tree(a[k], b[k]) for k in a)
+    return a is b or same_static(a, b)
+
+
+def _match(
+    tr: Tracer, name: str, t: Any, new: Any, carry: list[Var], outs: list[Atom], kind: str, promoted: bool = False
+) -> None:
+    """Check the value ``new`` a loop body leaves in a carried name against the template ``t``
+    it entered with, appending its tensor leaves to ``outs``."""
+    if isinstance(t, Slot):
+        want = carry[t.k].aval
+        if isinstance(new, NUMBER_TYPES) and not isinstance(new, bool):
+            outs.append(tr.fill(want.shape, new, want.dtype))
+            return
+        if not is_tensor_value(new):
+            raise Mismatch(f"`{name}` enters the loop as a tensor and an iteration leaves {describe_value(new)} in it")
+        a = tr.atom(new, want.dtype)
+        if a.aval != want:
+            if promoted and a.shape == want.shape:
+                raise _Promote(f"`{name}` changes dtype from {want.dtype} to {a.dtype} in the loop", a.dtype)
+            raise Mismatch(
+                f"`{name}` enters the loop with shape {fmt_shape(want.shape)} and dtype {want.dtype.name}, and an "
+                f"iteration leaves it with shape {fmt_shape(a.shape)} and dtype {a.dtype.name}: a value carried "
+                "through a loop keeps its shape and dtype"
+            )
+        outs.append(a)
+        return
+    if is_tensor_value(new) or (
+        isinstance(t, NUMBER_TYPES) and isinstance(new, NUMBER_TYPES) and not same_static(t, new)
+    ):
+        if isinstance(t, NUMBER_TYPES):
+            if is_tensor_value(new):
+                dt = tr.atom(new).dtype
+            else:
+                dt = np.dtype(np.float32) if isinstance(new, float) or isinstance(t, float) else np.dtype(np.int64)
+            raise _Promote(f"`{name}` varies in the loop", np.dtype(dt))
+        raise Mismatch(f"`{name}` enters the loop as {describe_value(t)} and an iteration leaves a tensor in it")
+    if type(t) in (list, tuple) and type(new) is type(t) and len(new) == len(t):
+        for j, (x, y) in enumerate(zip(t, new)):
+            _match(tr, f"{name}[{j}]", x, y, carry, outs, kind)
+        return
+    if type(t) is dict and type(new) is dict and t.keys() == new.keys():
+        for key in t:
+            _match(tr, f"{name}[{key!r}]", t[key], new[key], carry, outs, kind)
+        return
+    if not _same_tree(t, new):
+        raise Mismatch(
+            f"`{name}` enters the loop as {describe_value(t)} and an iteration leaves {describe_value(new)} in it: "
+            "a compile-time value may not change inside a loop kept as a loop"
+        )
+
+
 class Interpreter:
     """Evaluates Python functions on traced values, staging what they compute into its
     :class:`Tracer`. ``Interpreter().call(f, args)`` stages a call."""
 
     MAX_INLINE_DEPTH = 64
+    #: ``for`` loops of at most this many iterations are unrolled; longer ones are kept as loops
+    #: (unless their body cannot be: see :meth:`for_region`)
+    UNROLL_MAX = 4
+    #: iterations a ``while`` loop on a compile-time condition may run while compiling
+    WHILE_MAX = 100_000
 
     def __init__(self) -> None:
         self.tracer = Tracer(self)
@@ -332,6 +656,11 @@ class Interpreter:
             return tr.elementwise("abs", [args[0]])
         if name == "super":
             raise self.error("super() calls are not supported inside compiled code", UnsupportedSyntaxError)
+        if name == "sum" and not kwargs and has_traced(list(args)):
+            total = args[1] if len(args) > 1 else 0
+            for x in args[0]:
+                total = self.binop(ast.Add(), total, x)
+            return total
         if has_traced(list(args)):
             raise self.error(f"`{name}()` of a tensor is not supported inside compiled code", UnsupportedSyntaxError)
         return f(*args, **kwargs)
@@ -386,8 +715,13 @@ class Interpreter:
 
     # ------------------------------------------------------------------ statements
     def exec_block(self, stmts: list[ast.stmt], scope: Scope) -> None:
-        for s in stmts:
-            self.exec_stmt(s, scope)
+        tails = scope.tails
+        for k, s in enumerate(stmts):
+            tails.append(stmts[k + 1 :])
+            try:
+                self.exec_stmt(s, scope)
+            finally:
+                tails.pop()
 
     def exec_stmt(self, s: ast.stmt, scope: Scope) -> None:
         self.tracer.loc = scope.loc(s)
@@ -428,30 +762,104 @@ class Interpreter:
 
     def exec_If(self, s: ast.If, scope: Scope) -> None:
         test = self.eval(s.test, scope)
-        self.exec_block(s.body if self.const_truth(test, "if") else s.orelse, scope)
+        if not is_tensor_value(test):
+            self.exec_block(s.body if bool(test) else s.orelse, scope)
+            return
+        self.tensor_if(s, self.predicate(test, "if"), scope)
 
     def exec_For(self, s: ast.For, scope: Scope) -> None:
         tr = self.tracer
-        it = self.eval(s.iter, scope)
-        if is_tensor_value(it):
-            a = tr.atom(it)
-            if not a.shape:
-                raise self.error("iteration over a 0-d tensor")
-            items = [tr.bind1("getitem", a, index=(i,)) for i in range(a.shape[0])]
-        elif isinstance(it, (range, tuple, list, zip, enumerate, reversed)) or hasattr(it, "__iter__"):
-            items = list(it)
-        else:
-            raise self.error(f"cannot iterate over {describe(it)}")
-        for item in items:
-            tr.loc = scope.loc(s)
-            self.assign(s.target, item, scope)
-            try:
-                self.exec_block(s.body, scope)
-            except _Break:
-                return
-            except _Continue:
-                continue
+        it = self.iteration(s.iter, scope)
+        n = it.length()
+        if n > self.UNROLL_MAX and it.loopable() and not has_return(s.body) and self.for_region(s, it, scope):
+            return
+        scope.in_loop += 1
+        try:
+            for k in range(n):
+                tr.loc = scope.loc(s)
+                self.assign(s.target, it.item(self, k), scope)
+                try:
+                    self.exec_block(s.body, scope)
+                except _Break:
+                    return
+                except _Continue:
+                    continue
+        finally:
+            scope.in_loop -= 1
         self.exec_block(s.orelse, scope)
+
+    def exec_While(self, s: ast.While, scope: Scope) -> None:
+        tr = self.tracer
+        trips = 0
+        scope.in_loop += 1
+        try:
+            while True:
+                tr.loc = scope.loc(s)
+                with tr.sub_builder() as probe:  # a tensor test is traced again into the region
+                    test = self.eval(s.test, scope)
+                if is_tensor_value(test):
+                    self.while_region(s, scope)
+                    break
+                if probe.eqns:
+                    tr.builder.eqns.extend(probe.eqns)
+                if not test:
+                    break
+                trips += 1
+                if trips > self.WHILE_MAX:
+                    raise self.error(
+                        f"this `while` loop on a compile-time condition ran {self.WHILE_MAX} iterations while "
+                        "compiling: its condition does not change (or make it depend on a tensor to keep the loop "
+                        "in the compiled code)",
+                        UnsupportedSyntaxError,
+                    )
+                try:
+                    self.exec_block(s.body, scope)
+                except _Break:
+                    return
+                except _Continue:
+                    continue
+        finally:
+            scope.in_loop -= 1
+        self.exec_block(s.orelse, scope)
+
+    def exec_FunctionDef(self, s: ast.FunctionDef, scope: Scope) -> None:
+        if s.decorator_list:
+            raise self.error(
+                "decorators on nested functions are not supported in compiled code", UnsupportedSyntaxError
+            )
+        scope.locals[s.name] = self.closure_of(s, s.name, scope)
+
+    def closure_of(self, node: ast.FunctionDef | ast.Lambda, name: str, scope: Scope) -> _Closure:
+        """A nested ``def`` or a lambda: its parameters' defaults evaluated now."""
+        args = node.args
+        defaults = [self.eval(d, scope) for d in args.defaults]
+        kw_defaults = {a.arg: self.eval(d, scope) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None}
+        return _Closure(self, node, name, scope, defaults, kw_defaults)
+
+    def call_closure(self, f: _Closure, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Interpret a nested function: a scope of its own, nested in the one it was defined in."""
+        scope = f.scope.child()
+        try:
+            bound = f.signature.bind(*args, **kwargs)
+        except TypeError as err:
+            raise self.error(f"{f.name}(): {err}", ArgumentError) from None
+        bound.apply_defaults()
+        for k, v in bound.arguments.items():
+            scope.locals[k] = tuple(v) if f.signature.parameters[k].kind == inspect.Parameter.VAR_POSITIONAL else v
+        if self.depth >= self.MAX_INLINE_DEPTH:
+            raise self.error(f"calling `{f.name}` recursed more than {self.MAX_INLINE_DEPTH} levels")
+        saved = self.tracer.loc
+        self.depth += 1
+        try:
+            if isinstance(f.node, ast.Lambda):
+                return self.eval(f.node.body, scope)
+            self.exec_block(f.node.body, scope)
+            return None
+        except _Return as r:
+            return r.value
+        finally:
+            self.depth -= 1
+            self.tracer.loc = saved
 
     def exec_Expr(self, s: ast.Expr, scope: Scope) -> None:
         if not isinstance(s.value, ast.Constant):  # a docstring or a bare constant does nothing
@@ -468,14 +876,14 @@ class Interpreter:
 
     def exec_Assert(self, s: ast.Assert, scope: Scope) -> None:
         test = self.eval(s.test, scope)
-        if not self.const_truth(test, "assert"):
+        if not self.const_truth(test, "`assert`"):
             msg = self.eval(s.msg, scope) if s.msg is not None else "assertion failed"
             raise self.error(f"assertion failed while compiling: {msg}")
 
     def const_truth(self, v: Any, what: str) -> bool:
         if is_tensor_value(v):
             raise self.error(
-                f"`{what}` on a tensor value is not supported: conditions must be known while compiling "
+                f"{what} on a tensor value is not supported: conditions here must be known while compiling "
                 "(Python constants, shapes, attributes)",
                 UnsupportedSyntaxError,
             )
@@ -509,6 +917,383 @@ class Interpreter:
         else:
             raise self.error(f"unsupported assignment target `{ast.unparse(t)}`", UnsupportedSyntaxError)
 
+    # ------------------------------------------------------------------ control flow on tensors
+    def predicate(self, v: Any, what: str) -> Atom:
+        """The test ``v`` (a tensor of one element) as a 0-d bool: a non-bool test is ``v != 0``."""
+        tr = self.tracer
+        a = tr.atom(v)
+        if a.aval.size != 1:
+            raise self.error(
+                f"the test of `{what}` is a tensor of shape {fmt_shape(a.shape)}: a tensor test must have exactly "
+                "one element (reduce it first, e.g. with .all() or .any())",
+                ShapeError,
+            )
+        if a.shape:
+            a = tr.bind1("reshape", a, shape=())
+        if a.dtype.kind != "b":
+            a = tr.bind1("not_equal", a, Lit(0, a.dtype))
+        return a
+
+    def logical_not(self, p: Atom) -> Atom:
+        return self.tracer.bind1("equal", p, Lit(False, np.bool_))
+
+    def logical(self, p: Atom, q: Atom, is_and: bool) -> Atom:
+        """``p and q`` / ``p or q`` of 0-d bools, as comparisons of bools (False < True):
+        ``p and q`` is ``p > not q``, ``p or q`` is ``p >= not q``."""
+        return self.tracer.bind1("greater" if is_and else "greater_equal", p, self.logical_not(q))
+
+    def tensor_if(self, s: ast.If, pred: Atom, scope: Scope) -> None:
+        """An ``if`` on a tensor: a ``cond`` region. Each branch is traced into a sub-program;
+        the names they assign are its outputs. A branch that returns takes the rest of the
+        function with it (tail duplication), and the region's value is returned."""
+        tr = self.tracer
+        loc = scope.loc(s)
+        returns = has_return(s.body) or has_return(s.orelse)
+        tail: list[ast.stmt] = []
+        if returns:
+            got = scope.continuation()
+            if got is None:
+                raise self.error(
+                    "`return` under a tensor condition inside a loop is not supported: compute the value in the "
+                    "loop and return after it",
+                    UnsupportedSyntaxError,
+                )
+            tail = got
+        sides: list[tuple[Builder, Any]] = []
+        forks = []
+        for block in (s.body, s.orelse):
+            fork = scope.fork()
+            with tr.sub_builder() as b:
+                try:
+                    self.exec_block(list(block) + tail, fork)
+                    value = None
+                except _Return as r:
+                    if not returns:  # a `return` the syntax check did not see (cannot happen)
+                        raise
+                    value = r.value
+                except (_Break, _Continue) as jump:
+                    word = "break" if isinstance(jump, _Break) else "continue"
+                    raise S2SError(
+                        f"`{word}` under a tensor condition (the `if` at {loc}) is not supported: use a `while` loop "
+                        "whose test includes the condition",
+                        tr.loc,
+                    ) from None
+            sides.append((b, value))
+            forks.append(fork)
+        tr.loc = loc
+        if returns:
+            raise _Return(self.cond_value(pred, sides, "the returned value", loc))
+        # the names either branch assigned, merged
+        builders = [b for b, _ in sides]
+        outs: list[list[Atom]] = [[], []]
+        templates: dict[str, Any] = {}
+        for name in dict.fromkeys([*forks[0].locals, *forks[1].locals]):
+            vals = [f.locals.get(name, _MISSING) for f in forks]
+            if same_static(vals[0], vals[1]):
+                templates[name] = vals[0]
+                continue
+            if _MISSING in vals or any(isinstance(v, Undefined) for v in vals):
+                templates[name] = Undefined(
+                    f"`{name}` is assigned in only one branch of the `if` on a tensor at {loc}: give it a value in "
+                    "both (or before the `if`)",
+                    loc,
+                )
+                continue
+            mark = [len(o) for o in outs]
+            try:
+                templates[name] = self.join(builders, name, vals, outs)
+            except Mismatch as m:
+                for o, k in zip(outs, mark):
+                    del o[k:]
+                templates[name] = Undefined(f"after the `if` on a tensor at {loc}: {m}", loc, ShapeError)
+        results = self.emit_cond(pred, sides, outs, templates)
+        for name, t in templates.items():
+            scope.locals[name] = rebuild(t, results)
+
+    def cond_value(
+        self, pred: Atom, sides: list[tuple[Builder, Any]], what: str, loc: Loc, numbers: bool = False
+    ) -> Any:
+        """The value of a ``cond`` whose branches were traced into ``sides`` (their builders and
+        values); values that cannot be joined are an error. With ``numbers``, Python numbers
+        that differ become 0-d tensors."""
+        outs: list[list[Atom]] = [[], []]
+        try:
+            template = self.join([b for b, _ in sides], what, [v for _, v in sides], outs, numbers)
+        except Mismatch as m:
+            raise ShapeError(f"the `if` on a tensor: {m}", loc) from None
+        return rebuild(template, self.emit_cond(pred, sides, outs, {what: template}))
+
+    def join(
+        self, builders: list[Builder], what: str, vals: list[Any], outs: list[list[Atom]], numbers: bool = False
+    ) -> Any:
+        """The value that is ``vals[k]`` on side ``k`` of a ``cond``: compile-time values that
+        agree stay as they are, tensors (and Python numbers meeting a tensor, which take its
+        shape and dtype) become :class:`Slot` s of the region's outputs ``outs``."""
+        tr = self.tracer
+        first = vals[0]
+        if all(same_static(v, first) for v in vals[1:]):
+            return first
+        tensors = [is_tensor_value(v) for v in vals]
+        if numbers and all(isinstance(v, NUMBER_TYPES) for v in vals):
+            # the value of `a if c else b` with numbers a and b: a 0-d tensor
+            dt = np.dtype(np.float32) if any(isinstance(v, float) for v in vals) else np.dtype(np.int64)
+            k = len(outs[0])
+            for o, v in zip(outs, vals):
+                o.append(Lit(v, dt))
+            return Slot(k)
+        if any(tensors):
+            atoms: list[Atom | None] = []
+            for b, v, t in zip(builders, vals, tensors):
+                if t:
+                    with tr.use_builder(b):
+                        atoms.append(tr.atom(v))
+                elif isinstance(v, NUMBER_TYPES):
+                    atoms.append(None)
+                else:
+                    ref = next(a for a in atoms if a is not None) if any(atoms) else vals[tensors.index(True)]
+                    raise Mismatch(
+                        f"`{what}` is {describe_value(ref)} in one branch and {describe_value(v)} in the other"
+                    )
+            known = [a for a in atoms if a is not None]
+            ref = known[0]
+            for a in known[1:]:
+                if a.aval != ref.aval:
+                    raise Mismatch(
+                        f"`{what}` is {describe_value(ref)} in one branch and {describe_value(a)} in the other: both "
+                        "branches must give it the same shape and dtype"
+                    )
+            k = len(outs[0])
+            for side, (b, v, a) in enumerate(zip(builders, vals, atoms)):
+                if a is None:
+                    with tr.use_builder(b):
+                        a = tr.fill(ref.shape, v, ref.dtype)
+                outs[side].append(a)
+            return Slot(k)
+        if (
+            all(type(v) is type(first) for v in vals)
+            and isinstance(first, (list, tuple))
+            and type(first) in (list, tuple)
+        ):
+            if any(len(v) != len(first) for v in vals):
+                raise Mismatch(f"`{what}` holds {len(vals[0])} items in one branch and {len(vals[1])} in the other")
+            parts = [
+                self.join(builders, f"{what}[{j}]", [v[j] for v in vals], outs, numbers) for j in range(len(first))
+            ]
+            return parts if isinstance(first, list) else tuple(parts)
+        if all(type(v) is dict for v in vals) and all(v.keys() == first.keys() for v in vals):
+            return {
+                key: self.join(builders, f"{what}[{key!r}]", [v[key] for v in vals], outs, numbers) for key in first
+            }
+        raise Mismatch(
+            f"`{what}` has different compile-time values in the two branches ({describe_value(vals[0])} and "
+            f"{describe_value(vals[1])}); only tensors may differ between the branches of an `if` on a tensor"
+        )
+
+    def emit_cond(
+        self, pred: Atom, sides: list[tuple[Builder, Any]], outs: list[list[Atom]], templates: dict[str, Any]
+    ) -> list[Var]:
+        """Bind the ``cond`` region (branches: ``sides[0]`` if ``pred`` holds, ``sides[1]`` if
+        not) with outputs ``outs``; its outputs are named after the names they are joined into."""
+        if not outs[0]:
+            return []  # the branches compute nothing that is used after them
+        (b_true, _), (b_false, _) = sides
+        operands = list(dict.fromkeys([*free_vars(b_true.eqns, outs[0]), *free_vars(b_false.eqns, outs[1])]))
+        if_true = close("if_true", [], operands, [], b_true.eqns, outs[0], b_true.names)
+        if_false = close("if_false", [], operands, [], b_false.eqns, outs[1], b_false.names)
+        results = bind_cond(self.tracer.builder, pred, operands, if_true, if_false)
+        for name, t in templates.items():
+            if isinstance(t, Slot) and name.isidentifier():
+                results[t.k].hint = name
+        return results
+
+    # ---- loops
+    def iteration(self, node: ast.expr, scope: Scope) -> _Iter:
+        """What a ``for`` iterates over: ``range``, a tensor's first axis, ``zip``/``enumerate``
+        of those (kept as a loop), or the items of a compile-time iterable (unrolled)."""
+        if isinstance(node, ast.Call) and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args):
+            f = self.eval(node.func, scope)
+            if f is builtins.zip or f is builtins.enumerate:
+                parts = [self.iteration(a, scope) for a in node.args]
+                self.tracer.loc = scope.loc(node)
+                if f is builtins.zip:
+                    return _Iter("zip", None, parts)
+                if not 1 <= len(parts) <= 2 or (len(parts) == 2 and parts[1].kind != "items"):
+                    raise self.error("enumerate() takes an iterable and a constant start", ArgumentError)
+                start = self.eval(node.args[1], scope) if len(parts) == 2 else 0
+                return _Iter("enumerate", start, parts[:1])
+        return self.iter_of(self.eval(node, scope))
+
+    def iter_of(self, v: Any) -> _Iter:
+        if isinstance(v, range):
+            return _Iter("range", v)
+        if is_tensor_value(v):
+            a = self.tracer.atom(v)
+            if not a.shape:
+                raise self.error("iteration over a 0-d tensor")
+            return _Iter("tensor", a)
+        if isinstance(v, (tuple, list, zip, enumerate, reversed, dict)) or hasattr(v, "__iter__"):
+            return _Iter("items", list(v))
+        raise self.error(f"cannot iterate over {describe(v)}")
+
+    def for_region(self, s: ast.For, it: _Iter, scope: Scope) -> bool:
+        """Stage ``for`` as a ``loop`` region; False where the loop must be unrolled instead:
+        a body that cannot be traced once for every iteration (it indexes a Python container
+        with the loop variable, changes a value's type or shape, builds a Python list, breaks
+        on a compile-time condition, ...)."""
+        tr = self.tracer
+        loc = scope.loc(s)
+        n = it.length()
+        start, step = (it.value.start, it.value.step) if it.kind == "range" else (0, 1)
+        xs = [x if x.shape[0] == n else tr.bind1("getitem", x, index=(("slice", 0, n, None),)) for x in it.tensors()]
+        target = _target_names(s.target)
+        carried = [k for k in assigned_names(s.body) if k in scope.locals and k not in target]
+        carried = [k for k in carried if not isinstance(scope.locals[k], Undefined)]
+        saved_params = (list(tr.params), dict(tr.param_vars), list(tr.consts), dict(tr.const_vars))
+
+        def bind_target(fork: Scope, i: Var, x_vars: list[Var]) -> None:
+            item = it.region_item(self, i, iter(x_vars), top=True)
+            self.assign(s.target, item, fork)
+
+        try:
+            got = self.trace_loop(s, scope, carried, bind_target, loc, loop_xs=xs, counted=True)
+        except (S2SError, _Unroll, _Break):
+            # the body cannot be kept as a loop: unroll it (whatever error it has shows there)
+            tr.params[:], tr.consts[:] = saved_params[0], saved_params[2]
+            tr.param_vars.clear(), tr.param_vars.update(saved_params[1])
+            tr.const_vars.clear(), tr.const_vars.update(saved_params[3])
+            return False
+        init, body, lead, trail, consts, finish = got
+        tr.loc = loc
+        outs = bind_loop(tr.builder, body, consts, xs, init, n, start=start, step=step)
+        finish(outs)
+        for name in target:
+            scope.locals[name] = Undefined(
+                f"`{name}`, the variable of the loop at {loc}, has no value after it in compiled code (the loop is "
+                "kept as a loop)",
+                loc,
+            )
+        self.exec_block(s.orelse, scope)
+        return True
+
+    def while_region(self, s: ast.While, scope: Scope) -> None:
+        """Stage a ``while`` on a tensor test as a ``while`` region: the names its body assigns
+        that have values before it are carried."""
+        tr = self.tracer
+        loc = scope.loc(s)
+        if has_return(s.body):
+            raise self.error(
+                "`return` inside a `while` loop on a tensor condition is not supported", UnsupportedSyntaxError
+            )
+        carried = [k for k in assigned_names(s.body) if k in scope.locals]
+        carried = [k for k in carried if not isinstance(scope.locals[k], Undefined)]
+        init, body, lead, trail, consts, finish = self.trace_loop(
+            s, scope, carried, None, loc, loop_xs=[], counted=False
+        )
+        # the test, traced on the carried values as the region's condition
+        fork = scope.fork()
+        cond_vars = [Var(a.aval, a.hint if isinstance(a, Var) else None) for a in init]
+        for name, t in finish.templates.items():
+            fork.locals[name] = rebuild(t, cond_vars)
+        with tr.sub_builder() as cb:
+            test = self.eval(s.test, fork)
+            if not is_tensor_value(test):
+                raise S2SError(
+                    "the test of this `while` loop is a tensor before the loop but a compile-time value inside it",
+                    loc,
+                )
+            pred = self.predicate(test, "while")
+        all_consts = list(dict.fromkeys([*consts, *free_vars(cb.eqns, [pred], cond_vars)]))
+        cond = close("while_cond", [], all_consts, cond_vars, cb.eqns, [pred], cb.names)
+        body = close("while_body", [], all_consts, trail, finish.body_eqns, finish.body_outs, finish.body_names)
+        tr.loc = loc
+        outs = bind_while(tr.builder, cond, body, all_consts, init)
+        finish(outs[: len(init)])
+        self.exec_block(s.orelse, scope)
+
+    def trace_loop(
+        self,
+        s: ast.For | ast.While,
+        scope: Scope,
+        carried: list[str],
+        bind_target: Callable[[Scope, Var, list[Var]], None] | None,
+        loc: Loc,
+        loop_xs: list[Atom],
+        counted: bool,
+    ) -> tuple:
+        """Trace a loop body once on fresh variables for the carried names (retraced where a
+        Python number it carries turns out to vary: it becomes a tensor before the loop)."""
+        tr = self.tracer
+        kind = "`for`" if counted else "`while`"
+        promote: dict[str, np.dtype] = {}
+        for _attempt in range(len(carried) + 3):
+            # the values entering the loop: their tensor leaves are the carry
+            init: list[Atom] = []
+            templates: dict[str, Any] = {}
+            for name in carried:
+                v = scope.locals[name]
+                if name in promote:
+                    v = Lit(v, promote[name])
+                templates[name] = _split(tr, copy_containers(v), init)
+            fork = scope.fork()
+            carry_vars = [Var(a.aval, name_hint) for a, name_hint in zip(init, _hints(templates, len(init)))]
+            for name, t in templates.items():
+                fork.locals[name] = rebuild(t, carry_vars)
+            i_var = Var(Aval((), np.dtype(np.int64)), "i")
+            x_vars = [Var(Aval(x.shape[1:], x.dtype)) for x in loop_xs]  # named by the loop's target
+            fork.in_loop += 1
+            with tr.sub_builder() as b:
+                if bind_target is not None:
+                    bind_target(fork, i_var, x_vars)
+                try:
+                    self.exec_block(s.body, fork)
+                except _Continue:
+                    pass  # a `continue` on a compile-time condition: the rest of the body is never run
+                except _Break:
+                    if counted:
+                        raise
+                    raise S2SError(
+                        "`break` on a compile-time condition inside a `while` loop on a tensor: the loop would end "
+                        "after its first iteration; write that without the loop",
+                        tr.loc,
+                    ) from None
+                # the values leaving an iteration, checked against those entering it
+                body_outs: list[Atom] = []
+                retry = False
+                for name, t in templates.items():
+                    new = fork.locals.get(name)
+                    try:
+                        _match(tr, name, t, new, carry_vars, body_outs, kind, name in promote)
+                    except _Promote as p:
+                        if name in promote and promote[name] == p.dtype:
+                            raise S2SError(str(p), loc) from None
+                        promote[name] = p.dtype
+                        retry = True
+                    except Mismatch as m:
+                        if counted:
+                            raise _Unroll() from None
+                        raise ShapeError(f"{kind} loop: {m}", loc) from None
+                # lists built in the body (appended to, not assigned)
+                for name, v in scope.locals.items():
+                    if name not in templates and not _same_tree(fork.locals.get(name), v):
+                        if counted:
+                            raise _Unroll()
+                        raise S2SError(
+                            f"the Python container `{name}` is changed inside a `while` loop on a tensor condition: "
+                            "its size would depend on the number of iterations",
+                            loc,
+                        )
+            if retry:
+                continue
+            lead = [i_var] if counted else []
+            trail = [*x_vars, *carry_vars] if counted else list(carry_vars)
+            consts = free_vars(b.eqns, body_outs, [*lead, *trail])
+            body = close("loop_body", lead, consts, trail, b.eqns, body_outs, b.names) if counted else None
+            new_names = [k for k in fork.locals if k not in scope.locals]
+            finish = _Finish(scope, templates, new_names, fork, loc)
+            finish.body_eqns, finish.body_outs, finish.body_names = b.eqns, body_outs, b.names
+            return init, body, lead, trail, consts, finish
+        raise S2SError(f"the values carried through this {kind} loop do not settle on types", loc)
+
     # ------------------------------------------------------------------ expressions
     def eval(self, n: ast.expr, scope: Scope) -> Any:
         if hasattr(n, "lineno"):
@@ -539,7 +1324,9 @@ class Interpreter:
     def eval_UnaryOp(self, n: ast.UnaryOp, scope: Scope) -> Any:
         v = self.eval(n.operand, scope)
         if isinstance(n.op, ast.Not):
-            return not self.const_truth(v, "not")
+            if is_tensor_value(v):
+                return self.logical_not(self.predicate(v, "not"))
+            return not v
         if is_tensor_value(v):
             return v if isinstance(n.op, ast.UAdd) else self.tracer.elementwise("neg", [v])
         return _UNARY[type(n.op)](v)
@@ -568,16 +1355,72 @@ class Interpreter:
         return True
 
     def eval_BoolOp(self, n: ast.BoolOp, scope: Scope) -> Any:
+        """``and``/``or``: Python's short circuit while the operands are compile-time values; from
+        the first tensor operand on, the logical and/or of the tests (a 0-d bool tensor)."""
         is_and = isinstance(n.op, ast.And)
+        word = "and" if is_and else "or"
+        acc: Atom | None = None
         v = None
         for x in n.values:
             v = self.eval(x, scope)
-            if self.const_truth(v, "and" if is_and else "or") != is_and:
-                return v
-        return v
+            if acc is None:
+                if is_tensor_value(v):
+                    acc = self.predicate(v, word)
+                elif bool(v) != is_and:
+                    return v
+                continue
+            p = self.predicate(v, word) if is_tensor_value(v) else Lit(bool(v), np.bool_)
+            acc = self.logical(acc, p, is_and)
+        return acc if acc is not None else v
 
     def eval_IfExp(self, n: ast.IfExp, scope: Scope) -> Any:
-        return self.eval(n.body if self.const_truth(self.eval(n.test, scope), "if") else n.orelse, scope)
+        test = self.eval(n.test, scope)
+        if not is_tensor_value(test):
+            return self.eval(n.body if test else n.orelse, scope)
+        pred = self.predicate(test, "if")
+        loc = scope.loc(n)
+        tr = self.tracer
+        sides = []
+        for branch in (n.body, n.orelse):
+            with tr.sub_builder() as b:
+                sides.append((b, self.eval(branch, scope)))
+        tr.loc = loc
+        return self.cond_value(pred, sides, "the value of the conditional expression", loc, numbers=True)
+
+    def eval_Lambda(self, n: ast.Lambda, scope: Scope) -> Any:
+        return self.closure_of(n, "<lambda>", scope)
+
+    def comprehension(self, n: ast.ListComp | ast.GeneratorExp | ast.DictComp, scope: Scope) -> list:
+        """The values of a comprehension over compile-time iterables (or the first axis of a
+        tensor), each element evaluated in a scope of the comprehension's own."""
+        inner = scope.child()
+        out: list[Any] = []
+
+        def run(k: int) -> None:
+            if k == len(n.generators):
+                if isinstance(n, ast.DictComp):
+                    out.append((self.eval(n.key, inner), self.eval(n.value, inner)))
+                else:
+                    out.append(self.eval(n.elt, inner))
+                return
+            g = n.generators[k]
+            it = self.iteration(g.iter, inner if k else scope)
+            for j in range(it.length()):
+                self.assign(g.target, it.item(self, j), inner)
+                if all(self.const_truth(self.eval(c, inner), "the `if` of a comprehension") for c in g.ifs):
+                    run(k + 1)
+
+        run(0)
+        return out
+
+    def eval_ListComp(self, n: ast.ListComp, scope: Scope) -> Any:
+        return self.comprehension(n, scope)
+
+    def eval_GeneratorExp(self, n: ast.GeneratorExp, scope: Scope) -> Any:
+        return self.comprehension(n, scope)  # evaluated at once: a list
+
+    def eval_DictComp(self, n: ast.DictComp, scope: Scope) -> Any:
+        return dict(self.comprehension(n, scope))
 
     def eval_Call(self, n: ast.Call, scope: Scope) -> Any:
         f = self.eval(n.func, scope)
@@ -621,8 +1464,14 @@ class Interpreter:
 
     # ------------------------------------------------------------------ names and attributes
     def lookup(self, name: str, scope: Scope) -> Any:
-        if name in scope.locals:
-            return scope.locals[name]
+        s: Scope | None = scope
+        while s is not None:
+            if name in s.locals:
+                v = s.locals[name]
+                if isinstance(v, Undefined):
+                    raise self.error(v.message, v.cls)
+                return v
+            s = s.parent
         for d in (scope.closure, scope.globals):
             if name in d:
                 return self.named(d[name], name)
@@ -659,6 +1508,8 @@ class Interpreter:
             )
         if isinstance(base, dict) and attr in ("items", "keys", "values"):
             return _ContainerMethod(getattr(base, attr))  # a dict argument: p.items(), ...
+        if isinstance(base, list) and attr in _ListMethod.METHODS:
+            return _ListMethod(getattr(base, attr))  # ys.append(y): a list built while compiling
         if not (isinstance(base, (types.ModuleType, type)) or is_static(base)):
             raise self.error(
                 f"attribute `{attr}` of {describe(base)} cannot be used in compiled code", UnsupportedSyntaxError

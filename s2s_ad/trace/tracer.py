@@ -9,6 +9,8 @@ the interpreter the tracer belongs to (:meth:`Tracer.call`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -62,6 +64,27 @@ class Tracer:
     def builder(self) -> Builder:
         """The builder of the program, for IR helpers that take one (the op table's ``fill``, ...)."""
         return self._b
+
+    @contextmanager
+    def sub_builder(self) -> Iterator[Builder]:
+        """Stage into a new builder (a branch or loop body being traced into a sub-program).
+        Casts cached while it is in use (:attr:`promoted`) are forgotten afterwards: a value
+        defined inside a sub-program never leaks out of it."""
+        b = Builder(primal=True)
+        b.loc = self._b.loc
+        with self.use_builder(b):
+            yield b
+
+    @contextmanager
+    def use_builder(self, b: Builder) -> Iterator[Builder]:
+        """Stage into ``b`` (a sub-program's builder) for a while."""
+        outer, promoted, loc = self._b, self.promoted, self._b.loc
+        self._b, self.promoted = b, dict(promoted)
+        try:
+            yield b
+        finally:
+            self._b, self.promoted = outer, promoted
+            outer.loc = loc
 
     def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
         """Emit ``op`` on atoms as they are (no conversion or promotion); its one output."""

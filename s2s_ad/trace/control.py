@@ -1,0 +1,189 @@
+"""Helpers of the interpreter for control flow on tensor values: closing a traced branch or loop
+body into a sub-program, joining the values two branches (or a loop body and its entry) give a
+name, and what the syntax tree of a block assigns or contains.
+
+A branch or body is traced into a builder of its own (:meth:`Tracer.sub_builder`); the values
+it reads from outside are found afterwards (:func:`free_vars`) and become the region's inputs
+(:func:`close`): sub-programs are closed, they read nothing but their inputs.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..errors import Loc, S2SError, UnsupportedSyntaxError
+from ..ir import Atom, Eqn, Program, Var
+from ..primitives import fmt_shape
+from ..regions import subprogram
+
+#: A Python ``int``/``float`` carried through a loop whose body gives it a tensor value (or a
+#: value that depends on the iteration) becomes a tensor of this dtype before the loop.
+NUMBER_TYPES = (bool, int, float)
+
+
+class Undefined:
+    """The value of a name that has none after a region: assigned in one branch only, given
+    values that cannot be merged, or made inside a loop kept as a loop. Reading it is an error
+    with this message."""
+
+    def __init__(self, message: str, loc: Loc | None, cls: type[S2SError] = UnsupportedSyntaxError):
+        self.message = message
+        self.loc = loc
+        self.cls = cls
+
+    def __repr__(self) -> str:
+        return f"<undefined: {self.message}>"
+
+
+class Mismatch(Exception):
+    """Two values of a name that cannot be joined (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where the ``k``-th output of a region goes in a joined value."""
+
+    k: int
+
+
+# ----------------------------------------------------------------------------- the syntax tree
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+_LOOPS = (ast.For, ast.While, ast.AsyncFor)
+
+
+def _walk(nodes: Sequence[ast.AST], skip: tuple[type, ...]) -> list[ast.AST]:
+    """Every node under ``nodes``, not descending into nodes of the classes ``skip``."""
+    out: list[ast.AST] = []
+    todo = list(nodes)
+    while todo:
+        n = todo.pop()
+        out.append(n)
+        for child in ast.iter_child_nodes(n):
+            if not isinstance(child, skip):
+                todo.append(child)
+    return out
+
+
+def assigned_names(stmts: Sequence[ast.stmt]) -> list[str]:
+    """The names a block assigns (``x = ``, ``x += ``, ``for x in``), in order, not counting
+    those of nested functions and comprehensions (their own scopes)."""
+    seen: dict[str, None] = {}
+    for n in _walk(stmts, _SCOPES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            seen[n.id] = None
+        elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+            seen[n.name] = None
+    return sorted(seen)
+
+
+def has_return(stmts: Sequence[ast.stmt]) -> bool:
+    """Whether a block contains a ``return`` (outside nested functions)."""
+    return any(isinstance(n, ast.Return) for n in _walk(stmts, _SCOPES))
+
+
+def has_jump(stmts: Sequence[ast.stmt]) -> bool:
+    """Whether a block contains a ``break`` or ``continue`` of an enclosing loop (one not
+    inside a loop of its own)."""
+    return any(isinstance(n, (ast.Break, ast.Continue)) for n in _walk(stmts, _SCOPES + _LOOPS))
+
+
+# ----------------------------------------------------------------------------- sub-programs
+def free_vars(eqns: Sequence[Eqn], outs: Sequence[Atom], bound: Sequence[Var] = ()) -> list[Var]:
+    """The variables ``eqns`` and ``outs`` read that neither ``bound`` nor ``eqns`` define, in
+    the order of first use."""
+    defined = set(bound)
+    free: dict[Var, None] = {}
+    for e in eqns:
+        for a in e.ins:
+            if isinstance(a, Var) and a not in defined:
+                free[a] = None
+        defined.update(e.outs)
+    for a in outs:
+        if isinstance(a, Var) and a not in defined:
+            free[a] = None
+    return list(free)
+
+
+def close(
+    name: str,
+    lead: Sequence[Var],
+    free: Sequence[Var],
+    trail: Sequence[Var],
+    eqns: Sequence[Eqn],
+    outs: Sequence[Atom],
+    names: dict | None = None,
+) -> Program:
+    """The closed sub-program with inputs ``(*lead, *free', *trail)`` computing ``outs`` by
+    ``eqns``, where ``free'`` are new variables standing for the outside values ``free``."""
+    env: dict[Var, Var] = {v: Var(v.aval, v.hint) for v in free}
+
+    def sub(a: Atom) -> Atom:
+        return env.get(a, a) if isinstance(a, Var) else a
+
+    new_eqns = [replace(e, ins=[sub(a) for a in e.ins]) if any(a in env for a in e.ins) else e for e in eqns]
+    invars = [*lead, *(env[v] for v in free), *trail]
+    return subprogram(name, invars, new_eqns, [sub(a) for a in outs], names)
+
+
+# ----------------------------------------------------------------------------- values
+def copy_containers(v: Any) -> Any:
+    """``v`` with its lists and dicts copied (tuples rebuilt around them), so that a branch or
+    loop body traced on it cannot change the caller's containers."""
+    if isinstance(v, list):
+        return [copy_containers(x) for x in v]
+    if isinstance(v, dict) and type(v) is dict:
+        return {k: copy_containers(x) for k, x in v.items()}
+    if isinstance(v, tuple) and type(v) is tuple:
+        return tuple(copy_containers(x) for x in v)
+    return v
+
+
+def same_static(a: Any, b: Any) -> bool:
+    """Whether two compile-time values are the same (numbers, strings and None by value,
+    anything else by identity)."""
+    if a is b:
+        return True
+    if type(a) is type(b) and isinstance(a, (bool, int, float, str, type(None))):
+        return bool(a == b)
+    return False
+
+
+def describe_value(v: Any) -> str:
+    """A value in a message: a tensor by its shape and dtype, else its repr (shortened)."""
+    aval = getattr(v, "aval", None)
+    if aval is not None:
+        return f"a tensor of shape {fmt_shape(aval.shape)} and dtype {aval.dtype.name}"
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def rebuild(template: Any, outs: Sequence[Atom]) -> Any:
+    """A joined value: its :class:`Slot` leaves replaced by the region's outputs."""
+    if isinstance(template, Slot):
+        return outs[template.k]
+    if isinstance(template, list):
+        return [rebuild(x, outs) for x in template]
+    if isinstance(template, tuple) and type(template) is tuple:
+        return tuple(rebuild(x, outs) for x in template)
+    if isinstance(template, dict) and type(template) is dict:
+        return {k: rebuild(x, outs) for k, x in template.items()}
+    return template
+
+
+__all__ = [
+    "Mismatch",
+    "Slot",
+    "Undefined",
+    "assigned_names",
+    "close",
+    "copy_containers",
+    "describe_value",
+    "free_vars",
+    "has_jump",
+    "has_return",
+    "rebuild",
+    "same_static",
+]
