@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from ..errors import ArgumentError
-from ..ir import Atom, Builder, Var, flatten, unflatten
+from ..ir import Atom, Var, flatten, unflatten
 from ..regions import bind_loop, subprogram
 from .protocol import is_tensor_value
 from .tracer import Tracer
@@ -44,13 +44,8 @@ def stage_recomputed(tr: Tracer, fn: Any, args: list, kwargs: dict, name: str) -
     atoms = [tr.atom(x) if is_tensor_value(x) else None for x in leaves]
     fresh = [None if a is None else Var(a.aval, getattr(a, "hint", None)) for a in atoms]
     inner_args = unflatten(tree, [x if v is None else v for x, v in zip(leaves, fresh)])
-    outer, promoted = tr._b, tr.promoted
-    tr._b, tr.promoted = Builder(primal=True), {}
-    tr._b.loc = outer.loc
-    try:
+    with tr.sub_builder() as inner:
         result = tr.call(fn, inner_args, kwargs)
-    finally:
-        inner, tr._b, tr.promoted = tr._b, outer, promoted
     out_leaves, out_tree = flatten(result)
     if not all(is_tensor_value(x) for x in out_leaves):
         raise tr.error(
