@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import context, dtype, nn, ops
 from .api import grad, jit, jvp, value_and_grad, vjp
+from .checkpointing import checkpoint
 from .common.initializer import set_seed
 from .context import GRAPH_MODE, PYNATIVE_MODE, get_context, set_context
 from .custom import custom_jvp, custom_vjp
@@ -80,4 +81,5 @@ __all__ = [
     "ms_function",
     "custom_vjp",
     "custom_jvp",
+    "checkpoint",
 ]

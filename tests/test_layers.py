@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, ...]] = [
         "s2s_ad.jacobians",
         "s2s_ad.testing",
         "s2s_ad.custom",
+        "s2s_ad.checkpointing",
     ),
     ("s2s_ad.cli", "s2s_ad.demo", "s2s_ad.__main__", "s2s_ad"),
 ]

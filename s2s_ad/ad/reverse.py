@@ -23,7 +23,7 @@ from ..errors import S2SError
 from ..ir import Atom, Aval, Builder, Eqn, Lit, Program, Var, copy_eqns, copy_program, substitute
 from ..lazy import lazy_module
 from ..primitives import broadcast_shapes, broadcast_to, cast_to, fill, get_op, sum_to
-from ..regions import INT, bind_loop, loop_layout, subprogram, while_layout
+from ..regions import INT, bind_loop, bind_while, loop_layout, subprogram, while_layout
 from ..symbolic import to_ir
 from .common import active_carry, derived_program, is_float, partials_at, rearranged
 
@@ -383,10 +383,61 @@ def segmented(e: Eqn) -> list[Eqn] | None:
     return [replace(x, outs=[final.get(o, o) for o in x.outs]) for x in sb.eqns]
 
 
+def segmented_while(e: Eqn) -> list[Eqn] | None:
+    """A ``while`` with ``checkpoint=k`` as a while over segments of at most ``k`` iterations
+    (each an inner while that also stops after ``k``): reverse mode tapes the carry at the
+    start of each segment, and the adjoint of a segment recomputes (and tapes) its at most
+    ``k`` iterations. ``None`` where the loop is not checkpointed or stacks values of its own."""
+    p = e.params
+    k = p.get("checkpoint")
+    if not k or p["n_ys"]:
+        return None
+    cond: Program = p["cond"]
+    body: Program = p["body"]
+    nc, ncarry = while_layout(p)
+
+    def fresh(vs: Sequence[Var]) -> list[Var]:
+        return [Var(v.aval, v.hint) for v in vs]
+
+    # the inner loop: (j, carry) while j < k and cond(carry): carry = body(carry); j += 1
+    cb = Builder()
+    cc, cj, ccarry = fresh(cond.invars[:nc]), Var(Aval((), INT), "j"), fresh(cond.invars[nc:])
+    env: dict[Var, Atom] = dict(zip(cond.invars, [*cc, *ccarry]))
+    copy_eqns(cb, cond.eqns, env, cond.names)
+    go = [cb.bind1("cast", x, dtype=INT) for x in (substitute(env, cond.outs[0]), cb.bind1("less", cj, Lit(k, INT)))]
+    both = cb.bind1("greater", cb.bind1("mul", *go), Lit(0, INT))
+    inner_cond = subprogram(cond.name, [*cc, cj, *ccarry], cb.eqns, [both], cb.names)
+    bb = Builder()
+    bc, bj, bcarry = fresh(body.invars[:nc]), Var(Aval((), INT), "j"), fresh(body.invars[nc:])
+    env = dict(zip(body.invars, [*bc, *bcarry]))
+    copy_eqns(bb, body.eqns, env, body.names)
+    j1 = bb.bind1("add", bj, Lit(1, INT))
+    inner_body = subprogram(
+        body.name, [*bc, bj, *bcarry], bb.eqns, [j1, *(substitute(env, o) for o in body.outs)], bb.names
+    )
+    # the outer loop: one segment per iteration, counting the iterations in ``total``
+    ob = Builder()
+    oc, total, ocarry = fresh(body.invars[:nc]), Var(Aval((), INT), "total"), fresh(body.invars[nc:])
+    seg = bind_while(ob, inner_cond, inner_body, oc, [Lit(0, INT), *ocarry])
+    new_total = ob.bind1("add", total, seg[0])
+    outer_body = subprogram(f"{body.name}_segment", [*oc, total, *ocarry], ob.eqns, [new_total, *seg[1 : 1 + ncarry]])
+    ignored = Var(Aval((), INT), "total")
+    outer_cond = rearranged(cond, [*cond.invars[:nc], ignored, *cond.invars[nc:]], cond.outs)
+    sb = Builder()
+    sb.loc, sb.primal = e.loc, e.primal
+    outs = bind_while(sb, outer_cond, outer_body, e.ins[:nc], [Lit(0, INT), *e.ins[nc:]])
+    final = dict(zip([*outs[1 : 1 + ncarry], outs[0]], e.outs[: ncarry + 1]))
+    return [replace(x, outs=[final.get(o, o) for o in x.outs]) for x in sb.eqns]
+
+
 def expand_checkpoints(b: Builder, eqns: list[Eqn]) -> list[Eqn]:
     """``eqns`` (in ``b``) with each checkpointed loop replaced by its :func:`segmented` form
     (in ``b`` too); the new list."""
-    groups = {id(e): g for e in eqns if e.op == "loop" for g in [segmented(e)] if g is not None}
+    groups = {}
+    for e in eqns:
+        g = segmented(e) if e.op == "loop" else segmented_while(e) if e.op == "while" else None
+        if g is not None:
+            groups[id(e)] = g
     if not groups:
         return eqns
     b.eqns[:] = [x for e in b.eqns for x in groups.get(id(e), [e])]

@@ -40,11 +40,12 @@ import numpy as np
 
 from .. import codegen
 from ..codegen import _leaf_names, _Names
-from ..errors import S2SError
+from ..errors import NotSupportedError, S2SError
 from ..fusion import Loop, schedule, use_counts
 from ..ir import Atom, Eqn, Lit, Program, Var
 from ..primitives import ATOM, CMP, ELEMENTWISE, UNARY, OpDef, get_op, index_str
 from ..primitives import print_elementwise as print_op
+from ..regions import is_region
 
 
 @dataclass(frozen=True)
@@ -882,5 +883,14 @@ def _py_index(index: tuple) -> list:
 
 def generate(prog: Program, fname: str, doc: str | None = None) -> str:
     """CUDA Python source computing ``prog``: kernels, and a host function ``fname`` that takes
-    the program's inputs as numpy arrays/scalars and returns its outputs as a flat tuple."""
+    the program's inputs as numpy arrays/scalars and returns its outputs as a flat tuple.
+    Control-flow regions (``if``/``for``/``while`` on tensors) are not compiled for CUDA: a
+    program with one is a :class:`NotSupportedError` naming the construct and its line."""
+    for e in prog.eqns:
+        if is_region(e):
+            raise NotSupportedError(
+                f"the CUDA target does not compile control flow on tensors: {get_op(e.op).display} is kept as a "
+                "region; use the numpy or Numba target (PYNATIVE or GRAPH mode on the CPU) for this program",
+                e.loc,
+            )
     return _Source(prog, fname, doc).source()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import Loc
+from ..errors import Loc, S2SError, UnsupportedSyntaxError
 from ..ir import Atom, Eqn, Program, Var
 from ..primitives import fmt_shape
 from ..regions import subprogram
@@ -29,9 +29,10 @@ class Undefined:
     values that cannot be merged, or made inside a loop kept as a loop. Reading it is an error
     with this message."""
 
-    def __init__(self, message: str, loc: Loc | None):
+    def __init__(self, message: str, loc: Loc | None, cls: type[S2SError] = UnsupportedSyntaxError):
         self.message = message
         self.loc = loc
+        self.cls = cls
 
     def __repr__(self) -> str:
         return f"<undefined: {self.message}>"

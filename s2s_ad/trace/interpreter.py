@@ -31,6 +31,7 @@ from ..errors import ArgumentError, Loc, S2SError, ShapeError, SourceUnavailable
 from ..ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
 from ..primitives import fmt_shape
 from ..regions import bind_cond, bind_loop, bind_while
+from .checkpoint import loop_options
 from .control import (
     NUMBER_TYPES,
     Mismatch,
@@ -239,7 +240,13 @@ def _lambda_node(lines: list[str], code: types.CodeType, loc: Loc) -> ast.Functi
     those agree, by the column the code starts at."""
     text = textwrap.dedent("".join(lines))
     tree = None
-    for candidate in (text, f"(\n{text}\n)"):  # a lambda inside a bracket split over lines
+    # the statement that holds the lambda, or (a lambda inside a bracket split over lines, a
+    # dict entry) each `lambda ...` in it cut where it parses on its own
+    candidates = [text, f"(\n{text}\n)"]
+    for k in range(len(text)):
+        if text.startswith("lambda", k):
+            candidates += [text[k:end] for end in range(len(text), k, -1)]
+    for candidate in candidates:
         try:
             tree = ast.parse(candidate)
             break
@@ -1036,22 +1043,27 @@ class Interpreter:
             except Mismatch as m:
                 for o, k in zip(outs, mark):
                     del o[k:]
-                templates[name] = Undefined(f"after the `if` on a tensor at {loc}: {m}", loc)
+                templates[name] = Undefined(f"after the `if` on a tensor at {loc}: {m}", loc, ShapeError)
         results = self.emit_cond(pred, sides, outs, templates)
         for name, t in templates.items():
             scope.locals[name] = rebuild(t, results)
 
-    def cond_value(self, pred: Atom, sides: list[tuple[Builder, Any]], what: str, loc: Loc) -> Any:
+    def cond_value(
+        self, pred: Atom, sides: list[tuple[Builder, Any]], what: str, loc: Loc, numbers: bool = False
+    ) -> Any:
         """The value of a ``cond`` whose branches were traced into ``sides`` (their builders and
-        values); values that cannot be joined are an error."""
+        values); values that cannot be joined are an error. With ``numbers``, Python numbers
+        that differ become 0-d tensors."""
         outs: list[list[Atom]] = [[], []]
         try:
-            template = self.join([b for b, _ in sides], what, [v for _, v in sides], outs)
+            template = self.join([b for b, _ in sides], what, [v for _, v in sides], outs, numbers)
         except Mismatch as m:
             raise ShapeError(f"the `if` on a tensor: {m}", loc) from None
         return rebuild(template, self.emit_cond(pred, sides, outs, {what: template}))
 
-    def join(self, builders: list[Builder], what: str, vals: list[Any], outs: list[list[Atom]]) -> Any:
+    def join(
+        self, builders: list[Builder], what: str, vals: list[Any], outs: list[list[Atom]], numbers: bool = False
+    ) -> Any:
         """The value that is ``vals[k]`` on side ``k`` of a ``cond``: compile-time values that
         agree stay as they are, tensors (and Python numbers meeting a tensor, which take its
         shape and dtype) become :class:`Slot` s of the region's outputs ``outs``."""
@@ -1060,6 +1072,13 @@ class Interpreter:
         if all(same_static(v, first) for v in vals[1:]):
             return first
         tensors = [is_tensor_value(v) for v in vals]
+        if numbers and all(isinstance(v, NUMBER_TYPES) for v in vals):
+            # the value of `a if c else b` with numbers a and b: a 0-d tensor
+            dt = np.dtype(np.float32) if any(isinstance(v, float) for v in vals) else np.dtype(np.int64)
+            k = len(outs[0])
+            for o, v in zip(outs, vals):
+                o.append(Lit(v, dt))
+            return Slot(k)
         if any(tensors):
             atoms: list[Atom | None] = []
             for b, v, t in zip(builders, vals, tensors):
@@ -1095,10 +1114,14 @@ class Interpreter:
         ):
             if any(len(v) != len(first) for v in vals):
                 raise Mismatch(f"`{what}` holds {len(vals[0])} items in one branch and {len(vals[1])} in the other")
-            parts = [self.join(builders, f"{what}[{j}]", [v[j] for v in vals], outs) for j in range(len(first))]
+            parts = [
+                self.join(builders, f"{what}[{j}]", [v[j] for v in vals], outs, numbers) for j in range(len(first))
+            ]
             return parts if isinstance(first, list) else tuple(parts)
         if all(type(v) is dict for v in vals) and all(v.keys() == first.keys() for v in vals):
-            return {key: self.join(builders, f"{what}[{key!r}]", [v[key] for v in vals], outs) for key in first}
+            return {
+                key: self.join(builders, f"{what}[{key!r}]", [v[key] for v in vals], outs, numbers) for key in first
+            }
         raise Mismatch(
             f"`{what}` has different compile-time values in the two branches ({describe_value(vals[0])} and "
             f"{describe_value(vals[1])}); only tensors may differ between the branches of an `if` on a tensor"
@@ -1128,7 +1151,7 @@ class Interpreter:
         if isinstance(node, ast.Call) and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args):
             f = self.eval(node.func, scope)
             if f is builtins.zip or f is builtins.enumerate:
-                parts = [self.iter_of(self.eval(a, scope)) for a in node.args]
+                parts = [self.iteration(a, scope) for a in node.args]
                 self.tracer.loc = scope.loc(node)
                 if f is builtins.zip:
                     return _Iter("zip", None, parts)
@@ -1179,7 +1202,8 @@ class Interpreter:
             return False
         init, body, lead, trail, consts, finish = got
         tr.loc = loc
-        outs = bind_loop(tr.builder, body, consts, xs, init, n, start=start, step=step)
+        # the checkpointing policy in force (s2s_ad.checkpoint(fn, every=k)) is a loop parameter
+        outs = bind_loop(tr.builder, body, consts, xs, init, n, start=start, step=step, **loop_options())
         finish(outs)
         for name in target:
             scope.locals[name] = Undefined(
@@ -1221,7 +1245,7 @@ class Interpreter:
         cond = close("while_cond", [], all_consts, cond_vars, cb.eqns, [pred], cb.names)
         body = close("while_body", [], all_consts, trail, finish.body_eqns, finish.body_outs, finish.body_names)
         tr.loc = loc
-        outs = bind_while(tr.builder, cond, body, all_consts, init)
+        outs = bind_while(tr.builder, cond, body, all_consts, init, **loop_options())
         finish(outs[: len(init)])
         self.exec_block(s.orelse, scope)
 
@@ -1254,7 +1278,7 @@ class Interpreter:
             for name, t in templates.items():
                 fork.locals[name] = rebuild(t, carry_vars)
             i_var = Var(Aval((), np.dtype(np.int64)), "i")
-            x_vars = [Var(Aval(x.shape[1:], x.dtype), x.hint if isinstance(x, Var) else None) for x in loop_xs]
+            x_vars = [Var(Aval(x.shape[1:], x.dtype)) for x in loop_xs]  # named by the loop's target
             fork.in_loop += 1
             with tr.sub_builder() as b:
                 if bind_target is not None:
@@ -1400,7 +1424,7 @@ class Interpreter:
             with tr.sub_builder() as b:
                 sides.append((b, self.eval(branch, scope)))
         tr.loc = loc
-        return self.cond_value(pred, sides, "the value of the conditional expression", loc)
+        return self.cond_value(pred, sides, "the value of the conditional expression", loc, numbers=True)
 
     def eval_Lambda(self, n: ast.Lambda, scope: Scope) -> Any:
         return self.closure_of(n, "<lambda>", scope)
@@ -1484,7 +1508,7 @@ class Interpreter:
             if name in s.locals:
                 v = s.locals[name]
                 if isinstance(v, Undefined):
-                    raise self.error(v.message, UnsupportedSyntaxError)
+                    raise self.error(v.message, v.cls)
                 return v
             s = s.parent
         if name in scope.closure:

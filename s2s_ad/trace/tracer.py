@@ -85,9 +85,8 @@ class Tracer:
         try:
             yield b
         finally:
-            b_loc = b.loc
             self._b, self.promoted = outer, promoted
-            outer.loc = b_loc if b_loc is not None else loc
+            outer.loc = loc
 
     def bind1(self, op: str, *ins: Atom, hint: str | None = None, **params: Any) -> Var:
         """Emit ``op`` on atoms as they are (no conversion or promotion); its one output."""

@@ -157,8 +157,18 @@ def test_gradient_with_respect_to_parameters_read_by_a_loop(backend):
     np.testing.assert_allclose(gw, fd, rtol=1e-6)
 
 
-@pytest.mark.parametrize("length,every", [(7, 3), (6, 2), (4, 4), (5, 1)])
-@pytest.mark.parametrize("mix", [("rev",), ("rev", "rev"), ("rev", "fwd")])
+@pytest.mark.parametrize(
+    "backend,length,every,mix",
+    [
+        ("python", 7, 3, ("rev",)),
+        ("python", 6, 2, ("rev",)),
+        ("python", 4, 4, ("rev",)),
+        ("python", 5, 1, ("rev",)),
+        ("python", 7, 3, ("rev", "rev")),
+        ("python", 7, 3, ("rev", "fwd")),
+        ("numba", 7, 3, ("rev",)),
+    ],
+)
 def test_checkpointed_loop_gives_the_same_derivatives(backend, length, every, mix):
     """``checkpoint=k``: the same gradients (and derivatives of them) as the fully taped loop,
     with ``length // k`` carries stored plus one segment's ``k``; ``length % k`` left over."""
@@ -185,3 +195,29 @@ def test_checkpointed_loop_gives_the_same_derivatives(backend, length, every, mi
     if every < length:
         text = grad_program(progs[1], [0, 1, 2], [], sens_param=True).pretty()
         assert text.count("loop[") >= 3  # segments, their inner loop, the adjoint loops
+
+
+@pytest.mark.parametrize("backend,every", [("python", 1), ("python", 2), ("python", 3), ("python", 50), ("numba", 2)])
+def test_checkpointed_while_gives_the_same_derivatives(backend, every):
+    """A Newton solve with ``checkpoint=k``: segments of at most ``k`` iterations, the last one
+    partial; the same root, trip count and gradient (and second derivative) as the fully taped
+    loop."""
+    plain, ckpt = newton_program(), newton_program()
+    (loop,) = [x for x in ckpt.eqns if x.op == "while"]
+    loop.params["checkpoint"] = every
+    a = np.array([0.5, 2.0, -3.0])
+    s = np.array([1.0, -2.0, 0.5])
+    for transform in ("rev", "fwd-rev"):
+        results = []
+        for prog in (plain, ckpt):
+            g = grad_program(prog, [0], [], sens_param=True)
+            args = [a, s, np.int64(0)]
+            if transform == "fwd-rev":
+                g = jvp_args_program(g, [0])
+                args.append(np.ones(N))
+            results.append(_run(g, args, backend))
+        for got, want in zip(*results[::-1]):
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert _run(ckpt, [a], backend)[1] == _run(plain, [a], backend)[1]
+    text = grad_program(ckpt, [0], [], sens_param=True).pretty()
+    assert text.count("while[") >= 3  # the segments, their inner loop, and again in the adjoint

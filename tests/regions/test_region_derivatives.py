@@ -44,10 +44,13 @@ def _ops_for(k: int, n: int) -> list[str]:
     return [OPS[(k * n + j) % len(OPS)] for j in range(n)]
 
 
+# per region kind: one op to first and second order in every mix and to third order in two
+# mixes (the kinds share out the eight), two more ops to first order
 CASES = []
 for _k, _kind in enumerate(KINDS):
     for _j, _op in enumerate(_ops_for(_k, 3)):
-        for _mix in ORDER1 + ORDER2 + (ORDER3 if _j == 0 else ORDER3[::3]):
+        _mixes = ORDER1 + ORDER2 + [ORDER3[(2 * _k) % 8], ORDER3[(2 * _k + 1) % 8]] if _j == 0 else ORDER1
+        for _mix in _mixes:
             CASES.append(pytest.param(_kind, _op, _mix, id=f"{_kind}-{_op}-{_mix}"))
 
 
@@ -158,8 +161,7 @@ def test_dot_product_forward_against_reverse(kind):
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs)), (lhs, rhs)
 
 
-@pytest.mark.parametrize("kind", ["cond_true", "scan", "dynamic", "while"])
-@pytest.mark.parametrize("mix", ["rev", "fwd-rev"])
+@pytest.mark.parametrize("kind,mix", [("scan", "rev"), ("while", "fwd-rev")])
 def test_graph_agrees_with_pynative(kind, mix):
     """The Numba programs (fused loops inside the regions) give the numpy programs' numbers."""
     op = _ops_for(list(KINDS).index(kind), 1)[0]
