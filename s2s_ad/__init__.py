@@ -20,6 +20,7 @@ from .errors import (
     S2SError,
     ShapeError,
     SourceUnavailableError,
+    TensorIndexError,
     UnsupportedSyntaxError,
 )
 from .jacobians import hessian, hvp, jacfwd, jacrev
@@ -64,6 +65,7 @@ __all__ = [
     "S2SError",
     "ShapeError",
     "SourceUnavailableError",
+    "TensorIndexError",
     "UnsupportedSyntaxError",
     "GradOperation",
     "stop_gradient",
