@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import context, dtype, nn, ops
 from .api import grad, jit, jvp, value_and_grad, vjp
+from .checkpointing import checkpoint
 from .common.initializer import set_seed
 from .context import GRAPH_MODE, PYNATIVE_MODE, get_context, set_context
 from .dtype import bool_, float16, float32, float64, int8, int16, int32, int64, uint8
@@ -73,4 +74,5 @@ __all__ = [
     "ParameterTuple",
     "Tensor",
     "__version__",
+    "checkpoint",
 ]

@@ -64,8 +64,8 @@ Step = Eqn | Loop
 
 def _fusible(e: Eqn) -> bool:
     # elementwise ops and the structural ops that act index for index (the table's ``pointwise``)
-    if len(e.outs) != 1 or e.outs[0].shape == ():
-        return False
+    if len(e.outs) != 1 or e.outs[0].shape == () or -1 in e.outs[0].shape:
+        return False  # a 0-d value, or one whose size is known at run time only (regions.DYN)
     return get_op(e.op).pointwise
 
 

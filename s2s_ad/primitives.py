@@ -187,6 +187,10 @@ def fmt_shape(shape: Shape) -> str:
 
 
 def broadcast_shapes(display: str, shapes: Sequence[Shape]) -> Shape:
+    if any(-1 in s for s in shapes) and all(s == shapes[0] for s in shapes):
+        # a run-time dimension (regions.DYN: the stacked values of a while loop) only meets
+        # itself: the sum of two cotangents of one stacked value
+        return tuple(shapes[0])
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:

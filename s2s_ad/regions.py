@@ -218,11 +218,18 @@ def bind_loop(
 
 
 def bind_while(
-    b: Builder, cond: Program, body: Program, consts: Sequence[Atom], carry: Sequence[Atom], n_ys: int = 0
+    b: Builder,
+    cond: Program,
+    body: Program,
+    consts: Sequence[Atom],
+    carry: Sequence[Atom],
+    n_ys: int = 0,
+    **extra: Any,
 ) -> list[Var]:
     """A ``while`` loop (see the module docstring): its outputs are the final carry, the
-    number of iterations and the ``n_ys`` stacked per-iteration values."""
-    return b.bind("while", [*consts, *carry], cond=cond, body=body, n_consts=len(consts), n_ys=n_ys)
+    number of iterations and the ``n_ys`` stacked per-iteration values. ``extra``: more
+    parameters (the checkpointing option of reverse mode)."""
+    return b.bind("while", [*consts, *carry], cond=cond, body=body, n_consts=len(consts), n_ys=n_ys, **extra)
 
 
 def is_region(e: Eqn) -> bool:

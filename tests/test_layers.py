@@ -34,7 +34,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("s2s_ad.codegen", "s2s_ad.cuda", "s2s_ad.backend", "s2s_ad.diskcache"),
     ("s2s_ad.trace",),
     ("s2s_ad.runtime",),
-    ("s2s_ad.ops", "s2s_ad.nn", "s2s_ad.common", "s2s_ad.api", "s2s_ad.jacobians", "s2s_ad.testing"),
+    (
+        "s2s_ad.ops",
+        "s2s_ad.nn",
+        "s2s_ad.common",
+        "s2s_ad.api",
+        "s2s_ad.jacobians",
+        "s2s_ad.testing",
+        "s2s_ad.checkpointing",
+    ),
     ("s2s_ad.cli", "s2s_ad.demo", "s2s_ad.__main__", "s2s_ad"),
 ]
 

@@ -31,6 +31,7 @@ from ..errors import ArgumentError, Loc, S2SError, ShapeError, SourceUnavailable
 from ..ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
 from ..primitives import fmt_shape
 from ..regions import bind_cond, bind_loop, bind_while
+from .checkpoint import loop_options
 from .control import (
     NUMBER_TYPES,
     Mismatch,
@@ -1196,7 +1197,8 @@ class Interpreter:
             return False
         init, body, lead, trail, consts, finish = got
         tr.loc = loc
-        outs = bind_loop(tr.builder, body, consts, xs, init, n, start=start, step=step)
+        # the checkpointing policy in force (s2s_ad.checkpoint(fn, every=k)) is a loop parameter
+        outs = bind_loop(tr.builder, body, consts, xs, init, n, start=start, step=step, **loop_options())
         finish(outs)
         for name in target:
             scope.locals[name] = Undefined(
@@ -1238,7 +1240,7 @@ class Interpreter:
         cond = close("while_cond", [], all_consts, cond_vars, cb.eqns, [pred], cb.names)
         body = close("while_body", [], all_consts, trail, finish.body_eqns, finish.body_outs, finish.body_names)
         tr.loc = loc
-        outs = bind_while(tr.builder, cond, body, all_consts, init)
+        outs = bind_while(tr.builder, cond, body, all_consts, init, **loop_options())
         finish(outs[: len(init)])
         self.exec_block(s.orelse, scope)
 
