@@ -494,6 +494,14 @@ def stage_or_load(
     return c
 
 
+def load_warm(origin: Any, key: tuple, backend: str) -> Compiled | None:
+    """The program of a call of ``origin`` with cache key ``key``, loaded from the disk cache
+    by its warm-start record (see :func:`stage_or_load`) without tracing; ``None`` when there is
+    none or it no longer holds."""
+    front = warmstart.front_key(origin, key, backend)
+    return None if front is None else _load_warm(*front, backend)
+
+
 def _load_warm(name: str, walk: warmstart.Walk, backend: str) -> Compiled | None:
     start = time.perf_counter()
     found = warmstart.load(name, walk)
