@@ -440,7 +440,7 @@ def cached(calls: ProgramCache, target: str | None, args: tuple, owner: Any) -> 
         else:
             return None
     c = calls.get(key)
-    if c is None or not c.ready:
+    if not getattr(c, "ready", False):  # not compiled, not run yet, or an API's marker object
         return None
     calls.move_to_end(key)
     return c
