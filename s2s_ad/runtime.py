@@ -241,12 +241,14 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         lines.append("    args = tensor_leaves(list(args), [])")
     names = []
     scalars: dict[str, Any] = {}
+    scalar_args: set[str] = set()
     for i, v in enumerate(prog.arg_vars):
         lines.append(f"    a{i} = args[{i}]")
         if v.shape == ():
             # a 0-d input is passed as a scalar: a Python number becomes one of the program's
             # dtype directly, not a Tensor or an array first
             scalars[f"sc{i}"] = np.dtype(v.dtype).type
+            scalar_args.add(f"a{i}")
             lines.append(f"    a{i} = a{i}._data[()] if type(a{i}) in TENSORS else sc{i}(a{i})")
         else:
             lines.append(f"    a{i} = a{i}._data if type(a{i}) in TENSORS else array(a{i})")
@@ -260,7 +262,8 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         names.append(f"k{i}")
     for i in c.half_inputs:
         lines.append(f"    {names[i]} = {names[i]}.astype(float32)")
-    passed = [f"{n}[()]" if v.shape == () and n[0] != "a" else n for n, v in zip(names, prog.invars)]
+    # 0-d parameters and constants are 0-d arrays until here; 0-d arguments are scalars already
+    passed = [f"{n}[()]" if v.shape == () and n not in scalar_args else n for n, v in zip(names, prog.invars)]
     lines.append(f"    r = fn({', '.join(passed)})")
     arrays = "(" + "".join(f"{n}, " for n, v in zip(names, prog.invars) if v.shape != ()) + ")"
     outs = []

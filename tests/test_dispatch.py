@@ -88,3 +88,23 @@ def test_outputs_are_contiguous_and_never_share_the_inputs(mode):
         for a in (t, r, m):
             assert a.flags.c_contiguous and a.flags.writeable
             assert not np.may_share_memory(a, x)
+
+
+class _Scaled(s2s_ad.nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.k = Parameter(Tensor(np.array(1.5, np.float32)), name="k")  # a 0-d parameter
+
+    def construct(self, x):
+        return ops.sin(x) * self.k
+
+
+def test_zero_d_arguments_and_parameters_together(mode):
+    net = _Scaled()
+    g = ops.GradOperation(get_all=True)(net)
+    for v in (0.25, 0.25, -0.5):  # the first call, then the generated dispatcher
+        (gx,) = g(Tensor(np.float32(v)))
+        np.testing.assert_allclose(gx.asnumpy(), 1.5 * np.cos(np.float32(v)), rtol=1e-6)
+    net.k.set_data(Tensor(np.array(2.0, np.float32)))
+    (gx,) = g(Tensor(np.float32(0.5)))
+    np.testing.assert_allclose(gx.asnumpy(), 2.0 * np.cos(np.float32(0.5)), rtol=1e-6)
