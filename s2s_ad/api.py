@@ -28,7 +28,7 @@ from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, tre
 from .lru import ProgramCache
 from .opt import optimize
 from .primitives import fmt_shape
-from .runtime import Compiled, cache_for, call_key, calls_cache, identifier, staged
+from .runtime import Compiled, cache_for, cached, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import trace
 from .trace.protocol import is_tensor_value, register_constructor, register_static
@@ -419,11 +419,15 @@ class Transformed:
 
     # calling ---------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        calls = self.__dict__.get("_s2s_calls")
+        if calls is not None and not kwargs:
+            c = cached(calls, self.target, args, self)  # a program that ran before: one dict lookup
+            if c is not None:
+                return c.call(args)
         if kwargs:
             raise ArgumentError(
                 f"{self.__name__} takes positional arguments only, got keyword argument(s) {', '.join(kwargs)}"
             )
-        calls = self.__dict__.get("_s2s_calls")
         if calls is None:
             calls = self._s2s_calls = calls_cache(*self.cache_root())
         given = args

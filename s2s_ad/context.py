@@ -57,6 +57,7 @@ def set_context(**kwargs: Any) -> None:
         if t == "GPU":
             warn_without_cuda("device_target='GPU'")
     _state.update(kwargs)
+    _keys.clear()
 
 
 def get_context(key: str) -> Any:
@@ -69,6 +70,19 @@ def compile_options() -> tuple:
     """The context settings, besides the backend, that change the compiled program (part of
     every compile-cache key)."""
     return (_state["algebraic_simplification"],)
+
+
+_keys: dict[Any, tuple[Any, tuple]] = {}  # target -> (the CUDA status it was made with, backend_key)
+
+
+def backend_key(target: str | None = None) -> tuple:
+    """``(backend(target), *compile_options())`` kept until the context changes: the start of
+    every compile-cache key (:func:`s2s_ad.runtime.call_key`), made once, not at every call."""
+    got = _keys.get(target)
+    if got is None or got[0] is not _cuda:
+        key = (backend(target), compile_options())
+        got = _keys[target] = (_cuda, key)
+    return got[1]
 
 
 CUDA_INSTALL_HINT = 'pip install "s2s_ad[cuda]"'

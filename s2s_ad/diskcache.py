@@ -15,7 +15,8 @@ the same source loads the machine code instead of compiling.
   takes the configured directory when it is missing, empty, already marked, or holds nothing
   but entries; a directory holding anything else (a project folder) is left alone and the
   entries go in its subfolder ``s2s_ad_cache/``. Only files named like entries
-  (``<name>_<20 hex digits>.py``, their temporary files, and ``__pycache__/<name>_<hash>.*``)
+  (``<name>_<20 hex digits>.py``, their temporary files, ``__pycache__/<name>_<hash>.*``, and
+  the warm-start records ``<name>_<hash>.warm`` of :mod:`s2s_ad.warmstart`)
   are ever counted or deleted, and ``clear`` refuses (:class:`~s2s_ad.errors.CacheError`) a
   directory that is not an s2s_ad cache.
 * Size: at most ``S2S_AD_CACHE_MAX_BYTES`` bytes (default 1 GiB; suffixes K, M, G, T count

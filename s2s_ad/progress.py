@@ -62,6 +62,7 @@ class Session:
         self.spent = 0.0  # seconds in the build and the attached first calls
         self.stages: dict[str, float] = {}
         self.pending = 1
+        self.failed = False
         self.announced: set[str] = set()
         self.stack: list[list] = []  # [stage, start, time of the stages inside it]
 
@@ -98,7 +99,7 @@ class Session:
         self.spent += time.perf_counter() - self.start
         self.start = 0.0
         self.pending -= 1
-        if self.pending == 0 and (verbose() or self.spent >= SLOW):
+        if self.pending == 0 and not self.failed and (verbose() or self.spent >= SLOW):
             parts = ", ".join(f"{k} {v:.2f} s" for k, v in self.stages.items())
             _log(f"compiled {self.name} ({self.backend}) in {self.spent:.2f} s: {parts}")
 
@@ -117,6 +118,9 @@ def compiling(name: str, backend: str) -> Iterator[Session]:
     stack.append(s)
     try:
         yield s
+    except BaseException:
+        s.failed = True  # the error says what happened: no summary
+        raise
     finally:
         stack.pop()
         s.done()

@@ -155,6 +155,7 @@ class Compiled:
         # The first call runs the generic path (which also checks machine code loaded from
         # the disk cache); later calls run ``call``, a dispatcher generated for this program.
         self.call: Callable[[Any], Any] = self._first_call
+        self.ready = False  # whether ``call`` is the generated dispatcher (:func:`cached` calls only those)
 
     @classmethod
     def warm(cls, record: dict[str, Any], parameters: list[Any], fn: Callable) -> Compiled:
@@ -175,7 +176,7 @@ class Compiled:
         )
         c.kinds, c.out_avals, c.half_inputs = record["kinds"], record["out_avals"], record["half_inputs"]
         c.fname, c.backend, c.source, c.fn, c.entry = record["fname"], record["backend"], record["source"], fn, None
-        c.call, c.session = c._first_call, None
+        c.call, c.session, c.ready = c._first_call, None, False
         return c
 
     def warm_record(self) -> dict[str, Any] | None:
@@ -227,6 +228,7 @@ class Compiled:
         for i, a in zip(prog.updates, outs[n:]):
             prog.parameters[i]._data = a
         self.call = _dispatcher(self)
+        self.ready = True
         return unflatten(prog.out_tree, [Tensor._wrap(a) for a in outs[:n]])
 
 
@@ -254,9 +256,18 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
     if not flat:
         lines.append("    args = tensor_leaves(list(args), [])")
     names = []
-    for i in range(len(prog.arg_vars)):
+    scalars: dict[str, Any] = {}
+    scalar_args: set[str] = set()
+    for i, v in enumerate(prog.arg_vars):
         lines.append(f"    a{i} = args[{i}]")
-        lines.append(f"    a{i} = a{i}._data if type(a{i}) in TENSORS else array(a{i})")
+        if v.shape == ():
+            # a 0-d input is passed as a scalar: a Python number becomes one of the program's
+            # dtype directly, not a Tensor or an array first
+            scalars[f"sc{i}"] = np.dtype(v.dtype).type
+            scalar_args.add(f"a{i}")
+            lines.append(f"    a{i} = a{i}._data[()] if type(a{i}) in TENSORS else sc{i}(a{i})")
+        else:
+            lines.append(f"    a{i} = a{i}._data if type(a{i}) in TENSORS else array(a{i})")
         names.append(f"a{i}")
     for i in range(len(prog.parameters)):
         lines.append(f"    p{i} = params[{i}]._data")
@@ -267,7 +278,8 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         names.append(f"k{i}")
     for i in c.half_inputs:
         lines.append(f"    {names[i]} = {names[i]}.astype(float32)")
-    passed = [f"{n}[()]" if v.shape == () else n for n, v in zip(names, prog.invars)]
+    # 0-d parameters and constants are 0-d arrays until here; 0-d arguments are scalars already
+    passed = [f"{n}[()]" if v.shape == () and n not in scalar_args else n for n, v in zip(names, prog.invars)]
     lines.append(f"    r = fn({', '.join(passed)})")
     arrays = "(" + "".join(f"{n}, " for n, v in zip(names, prog.invars) if v.shape != ()) + ")"
     outs = []
@@ -278,6 +290,11 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         lines.append(f"    o{k} = r[{k}]")
         if kind == _SCALAR:
             lines.append(f"    o{k} = {wrap}(asarray(o{k}, dtype=dt{k}))")
+        elif kind == _FRESH_VIEW:
+            lines.append(
+                f"    o{k} = {wrap}(o{k} if type(o{k}) is ndarray and o{k}.dtype == dt{k} and o{k}.flags.c_contiguous "
+                f"and o{k}.flags.writeable else array_copy(o{k}, dt{k}))"
+            )
         elif kind == _FRESH_ARRAY:
             lines.append(
                 f"    o{k} = {wrap}(o{k} if type(o{k}) is ndarray and o{k}.dtype == dt{k} "
@@ -305,33 +322,51 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         "fn": c.fn,
         "wrap": Tensor._wrap,
         "asarray": np.asarray,
+        "array_copy": _array_copy,
         "float32": np.float32,
         "ndarray": np.ndarray,
         "output": _output,
         "unflatten": unflatten,
         "tree": tree,
         **{f"dt{k}": av.dtype for k, av in enumerate(c.out_avals)},
+        **scalars,
     }
     exec(compile("\n".join(lines) + "\n", f"<s2s_ad dispatch {c.fname}>", "exec"), ns)
     return ns["call"]
 
 
-_FRESH_ARRAY, _SCALAR, _MAYBE_VIEW = 0, 1, 2
+_FRESH_ARRAY, _SCALAR, _MAYBE_VIEW, _FRESH_VIEW = 0, 1, 2, 3
 
 
 def _output_kinds(prog: Program) -> list[int]:
-    # an output made by an op whose result may share memory with an input (the table's ``view``:
-    # numpy views, or the input itself), or an input itself, may be a view
-    producer = {o: e.op for e in prog.eqns for o in e.outs}
+    """How each output is handed out. A result of an op whose result may share memory with its
+    input (the table's ``view``: numpy views, or the input itself) is followed back through
+    such ops: where that reaches a program input, the output may share the caller's memory
+    (``_MAYBE_VIEW``, checked at every call); where it reaches memory the program made, it is
+    a view of fresh memory (``_FRESH_VIEW``: only its layout is checked)."""
+    producer = {o: e for e in prog.eqns for o in e.outs}
+
+    def reaches_input(a: Any) -> bool:
+        e = producer.get(a)
+        if e is None:
+            return True  # an input, or a literal
+        return get_op(e.op).view and any(reaches_input(x) for x in e.ins if hasattr(x, "aval"))
+
     kinds = []
     for a in prog.outs:
         if a.shape == ():
             kinds.append(_SCALAR)
-        elif a not in producer or get_op(producer[a]).view:
+        elif reaches_input(a):
             kinds.append(_MAYBE_VIEW)
+        elif get_op(producer[a].op).view:
+            kinds.append(_FRESH_VIEW)
         else:
             kinds.append(_FRESH_ARRAY)
     return kinds
+
+
+def _array_copy(r: Any, dtype: np.dtype) -> np.ndarray:
+    return np.array(r, dtype=dtype, order="C", copy=True)
 
 
 def _array(x: Any) -> np.ndarray:
@@ -354,7 +389,7 @@ def _output(r: Any, dtype: np.dtype, inputs: list) -> np.ndarray:
         or not a.flags.c_contiguous
         or any(np.may_share_memory(a, x) for x in inputs if isinstance(x, np.ndarray))
     ):
-        a = np.array(a, copy=True)
+        a = np.array(a, copy=True, order="C")  # a Tensor's data is C-contiguous (a transpose's copy is not by default)
     return a
 
 
@@ -403,6 +438,40 @@ def call_key(backend: str, args: list[Any] | tuple, prefix: tuple = ()) -> tuple
     return (*prefix, backend, context.compile_options(), *[signature(a) for a in args])
 
 
+_NUMBER_SIGNATURE = ((), np.dtype(np.float32))  # a Python float where a derivative is taken (api.number_input)
+
+
+def cached(calls: ProgramCache, target: str | None, args: tuple, owner: Any) -> Compiled | None:
+    """The compiled program of ``calls`` for ``args``, found with one dict lookup, when every
+    argument is a Tensor, an array or (at ``owner.number_positions``) a Python float and the
+    program has run before; else ``None`` (then :func:`staged` takes the call). Its key is
+    :func:`call_key`'s, made without the general :func:`signature`."""
+    key = context.backend_key(target)
+    numbers = None
+    i = -1
+    for a in args:
+        i += 1
+        t = type(a)
+        if t is Tensor or t is Parameter:
+            d = a._data
+            key += ((d.shape, d.dtype),)
+        elif t is float:
+            if numbers is None:
+                numbers = owner.number_positions(len(args))
+            if i not in numbers:
+                return None
+            key += (_NUMBER_SIGNATURE,)
+        elif t is np.ndarray:
+            key += ((a.shape, native(a.dtype)),)
+        else:
+            return None
+    c = calls.get(key)
+    if not getattr(c, "ready", False):  # not compiled, not run yet, or an API's marker object
+        return None
+    calls.move_to_end(key)
+    return c
+
+
 def stage(describe: Describe, body: Body, args: list[Any] | tuple, backend: str) -> Compiled:
     """Trace ``body`` on abstract ``args``, optimise, generate source and compile it for
     ``backend``. ``describe()`` names the program and its arguments."""
@@ -449,6 +518,14 @@ def stage_or_load(
     if record is not None:
         warmstart.store(name, walk, reads, record, c.iface.parameters)
     return c
+
+
+def load_warm(origin: Any, key: tuple, backend: str) -> Compiled | None:
+    """The program of a call of ``origin`` with cache key ``key``, loaded from the disk cache
+    by its warm-start record (see :func:`stage_or_load`) without tracing; ``None`` when there is
+    none or it no longer holds."""
+    front = warmstart.front_key(origin, key, backend)
+    return None if front is None else _load_warm(*front, backend)
 
 
 def _load_warm(name: str, walk: warmstart.Walk, backend: str) -> Compiled | None:

@@ -252,3 +252,23 @@ def test_a_fresh_process_runs_the_cached_machine_code_without_sympy(tmp_path):
 
     assert run() == "True"  # compiled: SymPy derived the derivative
     assert run() == "False"  # loaded: no SymPy, no trace
+
+
+def test_a_hessian_loads_without_planning_again(mode, cache, traces, user_module, monkeypatch):
+    from s2s_ad.jacobians import JacobianFunction
+
+    user_module.write(MODULE)
+    m = user_module.load()
+    x = Tensor(X[0])
+    first = s2s_ad.hessian(m.f)(x).asnumpy()
+    np.testing.assert_allclose(first, np.diag(-3 * np.sin(X[0])), rtol=1e-6, atol=1e-7)
+    assert traces[0] == 1
+    _forget(m.f)
+
+    def no_plan(*args, **kwargs):
+        raise AssertionError("the Hessian was planned (traced) again")
+
+    monkeypatch.setattr(JacobianFunction, "_build_plan", no_plan)
+    again = s2s_ad.hessian(m.f)(x).asnumpy()
+    assert traces[0] == 1
+    np.testing.assert_allclose(again, first)

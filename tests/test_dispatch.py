@@ -1,0 +1,110 @@
+"""Dispatch: a call of a program that ran before is one dict lookup of the argument signature
+and the call; Python numbers reach a program that takes scalars as scalars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import s2s_ad
+from s2s_ad import Parameter, Tensor, api, ops, runtime
+from s2s_ad.ir import Aval
+from s2s_ad.runtime import _FRESH_ARRAY, _FRESH_VIEW, _MAYBE_VIEW, _SCALAR, _output_kinds
+from s2s_ad.trace import trace
+
+
+def _poly(x):
+    return (x * x * x + ops.sin(x)).sum()
+
+
+def _mixed(x, w, y):
+    return (ops.matmul(x, w) * y).sum()
+
+
+def _no_more_staging(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a repeated call went through staged()")
+
+    monkeypatch.setattr(api, "staged", fail)
+    monkeypatch.setattr(runtime, "signature", fail)
+
+
+def test_a_repeated_call_is_a_lookup_and_the_call(mode, monkeypatch):
+    g = s2s_ad.grad(_mixed, grad_position=(0, 1))
+    x = Tensor(np.linspace(-1, 1, 6).reshape(2, 3))
+    w = Parameter(Tensor(np.linspace(0, 1, 6).reshape(3, 2)), name="w")
+    y = np.linspace(1, 2, 4).reshape(2, 2)
+    first = g(x, w, y)
+    _no_more_staging(monkeypatch)
+    again = g(x, w, y)
+    for a, b in zip(first, again):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy())
+    # another shape is not in the cache: it takes the full path
+    with pytest.raises(AssertionError, match="went through staged"):
+        g(Tensor(np.ones((3, 3))), w, y)
+
+
+def test_a_python_number_is_passed_as_a_scalar(mode, monkeypatch):
+    d2 = s2s_ad.grad(s2s_ad.grad(_poly))
+    first = d2(0.5)
+    assert first.asnumpy().dtype == np.float32  # a Python float is float32, as Tensor(0.5)
+
+    def boxed(v):
+        raise AssertionError("the number was boxed into a Tensor")
+
+    monkeypatch.setattr(api, "number_input", boxed)
+    _no_more_staging(monkeypatch)
+    for v in (0.5, -1.25):
+        got = d2(v).asnumpy()
+        np.testing.assert_allclose(got, 6 * v - np.sin(v), rtol=1e-6)
+        assert got.dtype == np.float32
+
+
+def _kinds(fn, *shapes):
+    f64 = np.dtype(np.float64)
+    prog = trace(
+        lambda fe, args: fe.call(fn, args), [Aval(s, f64) for s in shapes], "f", [f"a{i}" for i in range(len(shapes))]
+    )
+    return _output_kinds(prog)
+
+
+def _views(x):
+    return ops.transpose(x * 2.0, (1, 0)), ops.reshape(x, (6,)), x * 3.0, (x * x).sum()
+
+
+def test_output_kinds_follow_views_back_to_the_inputs():
+    # a view of memory the program made needs a layout check only; a view of an input may
+    # share the caller's memory
+    assert _kinds(_views, (2, 3)) == [_FRESH_VIEW, _MAYBE_VIEW, _FRESH_ARRAY, _SCALAR]
+
+
+def test_outputs_are_contiguous_and_never_share_the_inputs(mode):
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    jf = s2s_ad.jit(_views)
+    for _ in range(2):  # the first call, then the generated dispatcher
+        t, r, m, s = (o.asnumpy() for o in jf(Tensor(x)))
+        np.testing.assert_allclose(t, (x * 2).T)
+        np.testing.assert_allclose(r, x.reshape(6))
+        for a in (t, r, m):
+            assert a.flags.c_contiguous and a.flags.writeable
+            assert not np.may_share_memory(a, x)
+
+
+class _Scaled(s2s_ad.nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.k = Parameter(Tensor(np.array(1.5, np.float32)), name="k")  # a 0-d parameter
+
+    def construct(self, x):
+        return ops.sin(x) * self.k
+
+
+def test_zero_d_arguments_and_parameters_together(mode):
+    net = _Scaled()
+    g = ops.GradOperation(get_all=True)(net)
+    for v in (0.25, 0.25, -0.5):  # the first call, then the generated dispatcher
+        (gx,) = g(Tensor(np.float32(v)))
+        np.testing.assert_allclose(gx.asnumpy(), 1.5 * np.cos(np.float32(v)), rtol=1e-6)
+    net.k.set_data(Tensor(np.array(2.0, np.float32)))
+    (gx,) = g(Tensor(np.float32(0.5)))
+    np.testing.assert_allclose(gx.asnumpy(), 2.0 * np.cos(np.float32(0.5)), rtol=1e-6)
