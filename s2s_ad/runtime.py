@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import context
+from . import context, tiered
 from .backend import compile_source
 from .codegen import generate
 from .diskcache import FirstCall
@@ -90,6 +90,7 @@ class Compiled:
         self.fname = identifier(prog.name)
         self.backend = backend
         self.entry: FirstCall | None = None
+        self.tier: tiered.Tier | None = None
         if backend == "cuda":
             # imported on the first CUDA compile only (importing the printer adds 5% to `import s2s_ad`)
             from .cuda import build
@@ -97,7 +98,12 @@ class Compiled:
             self.source, self.fn = build(self.program, self.fname, doc)
         else:
             self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
-            self.fn = compile_source(self.source, self.fname, backend)
+            if backend == "numba" and tiered.background():
+                # numpy code now, Numba's machine code from the worker when ready (s2s_ad.tiered)
+                self.tier = tiered.Tier(self.source, self.fname)
+                self.fn = compile_source(generate(self.program, self.fname, doc), self.fname, "python")
+            else:
+                self.fn = compile_source(self.source, self.fname, backend)
         self.out_avals = [o.aval for o in optimized.outs]
 
         # The first call runs the generic path (which also checks machine code loaded from
@@ -114,6 +120,8 @@ class Compiled:
         arrays += [_input(c) for c in prog.consts]
         for i in self.half_inputs:
             arrays[i] = np.float32(arrays[i]) if np.ndim(arrays[i]) == 0 else arrays[i].astype(np.float32)
+        if self.tier is not None:
+            self.tier.start(self, arrays)
         results = self.fn(*arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
@@ -126,6 +134,8 @@ class Compiled:
             for r, k, av in zip(results, kinds, self.out_avals)
         ]
         self.call = _dispatcher(self)
+        if self.tier is not None:
+            self.tier.attach(self.call)
         return unflatten(prog.out_tree, outs)
 
 
