@@ -80,7 +80,9 @@ def test_numpy_compile_mode_never_compiles(compile_mode) -> None:
     out = s2s_ad.jit(h)(x, w)
     (prog,) = compiled_programs(h)
     assert prog.backend == "python" and prog.tier is None
-    np.testing.assert_allclose(out.asnumpy(), np.sum(np.tanh(x.asnumpy() @ w.asnumpy()) ** 2 * np.sin(x.asnumpy()[:, :1])))
+    np.testing.assert_allclose(
+        out.asnumpy(), np.sum(np.tanh(x.asnumpy() @ w.asnumpy()) ** 2 * np.sin(x.asnumpy()[:, :1]))
+    )
 
 
 def test_blocking_compile_mode_has_no_tier(compile_mode) -> None:
