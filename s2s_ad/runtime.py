@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import context, tiered
-from .backend import compile_source
+from .backend import compile_source, compile_split, split_program
 from .codegen import generate
 from .diskcache import FirstCall
 from .dtype import native, native_array
@@ -98,10 +98,16 @@ class Compiled:
             self.source, self.fn = build(self.program, self.fname, doc)
         else:
             self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
+            kernels = split_program(self.program, self.fname, doc, self.source) if backend == "numba" else None
+            if kernels is not None:
+                self.main_source, self.kernels = kernels
+                self.source = "\n\n".join([*self.kernels.values(), self.main_source])
             if backend == "numba" and tiered.background():
                 # numpy code now, Numba's machine code from the worker when ready (s2s_ad.tiered)
-                self.tier = tiered.Tier(self.source, self.fname)
+                self.tier = tiered.Tier(self.source, self.fname, kernels)
                 self.fn = compile_source(generate(self.program, self.fname, doc), self.fname, "python")
+            elif kernels is not None:
+                self.fn = compile_split(self.main_source, self.fname, self.kernels)
             else:
                 self.fn = compile_source(self.source, self.fname, backend)
         self.out_avals = [o.aval for o in optimized.outs]

@@ -19,9 +19,9 @@ every queued compile is done (benchmarks and tests use it).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import pickle
 import queue
 import subprocess
 import sys
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import context, diskcache
-from .backend import compile_source
+from .backend import compile_source, compile_split
 from .diskcache import FirstCall
 
 log = logging.getLogger("s2s_ad.tiered")
@@ -56,9 +56,10 @@ class Tier:
     compiled for the argument types of the program's first call, then swapped into its
     owner (a :class:`~s2s_ad.runtime.Compiled`: its ``fn``, ``entry`` and dispatchers)."""
 
-    def __init__(self, source: str, fname: str):
+    def __init__(self, source: str, fname: str, split: tuple[str, dict[str, str]] | None = None):
         self.source = source
         self.fname = fname
+        self.split = split  # (main source, kernels) of a program split into loop kernels
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.ready: Callable | None = None  # Numba's dispatcher, once compiled
@@ -93,19 +94,24 @@ class Tier:
         t0 = time.perf_counter()
         try:
             arrays, self._arrays = self._arrays or [], None
-            child = _start_child(self.source, self.fname, arrays) if worker() == "process" else None
+            child = _start_child(self.source, self.fname, self.split, arrays) if worker() == "process" else None
             import numba  # the worker imports Numba, not the caller's thread (meanwhile the child compiles)
 
             sig = tuple(numba.typeof(a) for a in arrays)
             if child is not None:
                 self.process_ok = _finish_child(child, self.fname)
-            fn = compile_source(self.source, self.fname, "numba")
             entry = None
-            if type(fn) is FirstCall:
-                fn.compile(sig)
-                entry, fn = fn, fn.dispatcher
+            if self.split is not None:
+                # the kernels compile (or load) on their first call, for the types they meet
+                fn = compile_split(self.split[0], self.fname, self.split[1])
+                fn(*arrays)
             else:
-                fn.compile(sig)
+                fn = compile_source(self.source, self.fname, "numba")
+                if type(fn) is FirstCall:
+                    fn.compile(sig)
+                    entry, fn = fn, fn.dispatcher
+                else:
+                    fn.compile(sig)
         except Exception as err:
             self.error = err
             warnings.warn(
@@ -151,8 +157,11 @@ def _types(arrays: list) -> list[tuple[str, int]]:
     return out
 
 
-def _start_child(source: str, fname: str, arrays: list) -> subprocess.Popen | None:
-    """A process compiling ``source`` for the types of ``arrays`` into the disk cache."""
+def _start_child(
+    source: str, fname: str, split: tuple[str, dict[str, str]] | None, arrays: list
+) -> subprocess.Popen | None:
+    """A process compiling ``source`` (or the kernels of ``split``) for the types of
+    ``arrays`` into the disk cache."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])  # this s2s_ad, whatever the child's sys.path
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -166,7 +175,10 @@ def _start_child(source: str, fname: str, arrays: list) -> subprocess.Popen | No
             env=env,
         )
         assert proc.stdin is not None
-        proc.stdin.write(json.dumps({"source": source, "fname": fname, "types": _types(arrays)}).encode())
+        job = {"source": source, "fname": fname, "types": _types(arrays), "split": split}
+        if split is not None:  # the kernels' types show when the program runs: the child runs it once
+            job["arrays"] = arrays
+        proc.stdin.write(pickle.dumps(job))
         proc.stdin.close()
     except OSError as err:
         log.info("cannot start a compiling process (%s); compiling %s on a thread", err, fname)
@@ -184,11 +196,16 @@ def _finish_child(proc: subprocess.Popen, fname: str) -> bool:
 
 
 def compile_child() -> None:
-    """The compiling process: reads ``{"source", "fname", "types"}`` (JSON) from stdin and
-    compiles the function through the disk cache for those ``(dtype, ndim)`` argument types."""
+    """The compiling process: reads a job (pickled by :func:`_start_child`) from stdin and
+    compiles the function through the disk cache for its ``(dtype, ndim)`` argument types
+    (a split program: runs it once on the arrays, which compiles its kernels)."""
     import numba
 
-    job = json.loads(sys.stdin.read())
+    job = pickle.loads(sys.stdin.buffer.read())
+    if job["split"] is not None:
+        main, kernels = job["split"]
+        compile_split(main, job["fname"], kernels)(*job["arrays"])
+        return
     fn = compile_source(job["source"], job["fname"], "numba")
     sig = tuple(
         numba.typeof(np.empty((1,) * ndim, np.dtype(dt)) if ndim else np.dtype(dt).type(0)) for dt, ndim in job["types"]
