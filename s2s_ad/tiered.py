@@ -25,6 +25,7 @@ import pickle
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -157,6 +158,9 @@ def _types(arrays: list) -> list[tuple[str, int]]:
     return out
 
 
+_ERRORS: dict[int, Any] = {}  # child pid -> the file its stderr goes to
+
+
 def _start_child(
     source: str, fname: str, split: tuple[str, dict[str, str]] | None, arrays: list
 ) -> subprocess.Popen | None:
@@ -167,13 +171,15 @@ def _start_child(
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["S2S_AD_COMPILE"] = "blocking"
     try:
+        err_file = tempfile.TemporaryFile()  # not a pipe: the child may outlive an exiting parent
         proc = subprocess.Popen(
             [sys.executable, "-c", "from s2s_ad.tiered import compile_child; compile_child()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=err_file,
             env=env,
         )
+        _ERRORS[proc.pid] = err_file
         assert proc.stdin is not None
         job = {"source": source, "fname": fname, "types": _types(arrays), "split": split}
         if split is not None:  # the kernels' types show when the program runs: the child runs it once
@@ -187,9 +193,12 @@ def _start_child(
 
 
 def _finish_child(proc: subprocess.Popen, fname: str) -> bool:
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    if proc.wait() != 0:
+    code = proc.wait()
+    err_file = _ERRORS.pop(proc.pid)
+    err_file.seek(0)
+    err = err_file.read()
+    err_file.close()
+    if code != 0:
         log.info("the process compiling %s failed; compiling on a thread:\n%s", fname, err.decode(errors="replace"))
         return False
     return True
