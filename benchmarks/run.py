@@ -157,6 +157,10 @@ def prepare(variants: list[Variant], systems: list[str], notes: list[dict], chec
                 continue
             try:
                 out, t_first = first_call(impl.forward)
+                if system == "s2s_ad":
+                    from s2s_ad import tiered
+
+                    tiered.wait()
                 ok, err = agree(as_arrays(out), ref_fwd, v.rtol())
             except Exception as exc:
                 notes.append(
