@@ -72,13 +72,15 @@ def split_program(prog: Program, fname: str, doc: str | None, whole: str) -> tup
     Numba compiles a long function in time that grows with its length (type inference and
     LLVM over every statement, the matrix products' wrappers included); split, it compiles
     only the fused loops, each a short function, while the matrix products and reductions
-    between them run as numpy calls from Python (a few microseconds per statement)."""
+    between them run as numpy calls from Python (a few microseconds per statement). A long
+    program without loops (matrix products, reductions, indexing) gets no kernels: Numba
+    would only wrap its numpy calls, so it is not compiled at all."""
     limit = split_lines()
     if limit <= 0 or whole.count("\n") <= limit:
         return None
     kernels: dict[str, str] = {}
     main = generate(prog, fname, doc, fuse=True, kernels=kernels)
-    return (main, kernels) if kernels else None
+    return main, kernels  # no kernels: numpy calls only, nothing for Numba to compile
 
 
 def compile_split(src: str, fname: str, kernels: dict[str, str]) -> Callable:

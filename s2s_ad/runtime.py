@@ -102,7 +102,7 @@ class Compiled:
             if kernels is not None:
                 self.main_source, self.kernels = kernels
                 self.source = "\n\n".join([*self.kernels.values(), self.main_source])
-            if backend == "numba" and tiered.background():
+            if backend == "numba" and tiered.background() and (kernels is None or kernels[1]):
                 # numpy code now, Numba's machine code from the worker when ready (s2s_ad.tiered)
                 self.tier = tiered.Tier(self.source, self.fname, kernels)
                 self.fn = compile_source(generate(self.program, self.fname, doc), self.fname, "python")

@@ -66,6 +66,28 @@ def test_a_split_program_agrees_with_the_whole_one_and_shares_kernels(graph_mode
     assert set(compiled(other_fn).kernels) == set(c.kernels)
 
 
+def test_a_long_program_of_numpy_calls_only_is_not_compiled(graph_mode, monkeypatch) -> None:
+    rng = np.random.default_rng(7)
+    ws = [Tensor(rng.standard_normal((6, 6))) for _ in range(4)]
+    x = Tensor(rng.standard_normal((3, 6)))
+
+    def chain(x):
+        for w in ws:
+            x = ops.matmul(x, w)
+        return x[:, 1:4]
+
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "3")
+    graph_mode("background")
+    out = s2s_ad.jit(chain)(x).asnumpy()
+    c = compiled(chain)
+    assert c.kernels == {} and c.tier is None and c.fn.__name__ == c.fname  # plain Python
+    assert not hasattr(c.fn, "py_func")  # not a Numba dispatcher
+    want = x.asnumpy()
+    for w in ws:
+        want = want @ w.asnumpy()
+    np.testing.assert_allclose(out, want[:, 1:4], rtol=1e-12)
+
+
 @pytest.mark.parametrize("worker", ["thread", "process"])
 def test_a_split_program_compiles_in_the_background(graph_mode, monkeypatch, worker) -> None:
     rng = np.random.default_rng(6)
