@@ -98,11 +98,13 @@ class Tier:
         try:
             arrays, self._arrays = self._arrays or [], None
             child = _start_child(self.source, self.fname, self.split, arrays) if worker() == "process" else None
-            import numba  # the worker imports Numba, not the caller's thread (meanwhile the child compiles)
+            if child is not None:
+                # waiting takes no GIL; importing Numba here only after the child is done keeps
+                # the caller's first (numpy) calls free of that import's GIL time
+                self.process_ok = _finish_child(child, self.fname)
+            import numba  # the worker imports Numba, not the caller's thread
 
             sig = tuple(numba.typeof(a) for a in arrays)
-            if child is not None:
-                self.process_ok = _finish_child(child, self.fname)
             entry = None
             if self.split is not None:
                 # the kernels compile (or load) on their first call, for the types they meet
