@@ -65,6 +65,97 @@ def run_once(cache_dir: str) -> dict[str, Any]:
     return result | {"process_s": wall}
 
 
+WORKLOAD_CHILD = f"""
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {str(HERE)!r})
+import numpy as np
+import workloads
+key, system = sys.argv[1], sys.argv[2]
+(variant,) = [v for v in workloads.variants([key.split()[0]]) if v.key == key]
+impl = variant.builders[system]()
+t1 = time.perf_counter()
+out = impl.grad()
+t2 = time.perf_counter()
+ready = t2
+if system == "s2s_ad":
+    from s2s_ad import tiered
+    tiered.wait()
+    ready = time.perf_counter()
+ref = workloads.as_arrays(variant.builders["numpy"]().grad())
+ok, err = workloads.agree(workloads.as_arrays(out), ref, variant.rtol())
+t3 = time.perf_counter()
+impl.grad()
+t4 = time.perf_counter()
+print(json.dumps({{"setup_s": t1 - t0, "first_result_s": t2 - t1, "compiled_ready_s": ready - t1,
+                  "second_call_s": t4 - t3, "ok": ok, "rel_error": err}}))
+"""
+
+
+def run_workload(key: str, system: str, cache_dir: str, compile_mode: str) -> dict[str, Any]:
+    """One fresh process timing the first call of ``system``'s version of variant ``key``."""
+    env = threads.single_threaded_env()
+    env["S2S_AD_CACHE_DIR"] = cache_dir
+    env["S2S_AD_COMPILE"] = compile_mode
+    env.pop("S2S_AD_DISK_CACHE", None)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKLOAD_CHILD, key, system], env=env, capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed (exit {proc.returncode}):\n{proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not result["ok"]:
+        raise RuntimeError(f"{key} {system}: the first result disagrees with the hand-written one")
+    return result | {"process_s": wall}
+
+
+def workloads_main(ns: argparse.Namespace) -> int:
+    """First calls of whole workloads (``--workloads W7,W8,W9``): s2s_ad (tiered, and with
+    ``--blocking`` also compile-first) and JAX, interleaved, each run in a fresh process with
+    an empty disk cache."""
+    sys.path.insert(0, str(HERE))
+    import workloads
+
+    keys = [v.key for v in workloads.variants(ns.workloads.split(","))]
+    configs = [("s2s_ad", "background"), ("jax", "background")]
+    if ns.blocking:
+        configs.insert(1, ("s2s_ad", "blocking"))
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in keys}
+    with tempfile.TemporaryDirectory(prefix="s2s_ad_first_call_") as root:
+        for i in range(ns.runs):
+            for key in keys:
+                for system, mode in configs:
+                    name = system if system == "jax" else f"s2s_ad {mode}"
+                    r = run_workload(key, system, str(Path(root) / f"{len(results[key])}_{i}_{name}"), mode)
+                    results[key].setdefault(name, []).append(r)
+                    print(
+                        f"  {key:30s} {name:18s} first result {fmt(r['first_result_s'])}, "
+                        f"compiled in use {fmt(r['compiled_ready_s'])}",
+                        flush=True,
+                    )
+    print(f"\nFirst call in a fresh process, cold disk cache, median of {ns.runs}:\n")
+    print("| workload | system | first result | compiled code in use | s2s_ad / JAX (first result) |")
+    print("| --- | --- | --- | --- | --- |")
+    medians: dict[str, dict[str, dict[str, float]]] = {}
+    for key, by in results.items():
+        medians[key] = {
+            name: {k: statistics.median(r[k] for r in rs) for k in ("first_result_s", "compiled_ready_s")}
+            for name, rs in by.items()
+        }
+        jax = medians[key].get("jax", {}).get("first_result_s")
+        for name, m in medians[key].items():
+            ratio = f"{m['first_result_s'] / jax:.2f}" if jax and name != "jax" else "—"
+            print(f"| {key} | {name} | {fmt(m['first_result_s'])} | {fmt(m['compiled_ready_s'])} | {ratio} |")
+    ns.json.parent.mkdir(parents=True, exist_ok=True)
+    ns.json.write_text(
+        json.dumps({"meta": {"runs": ns.runs, "python": sys.version}, "median": medians, "runs": results}, indent=1)
+    )
+    print(f"Saved {ns.json}")
+    return 0
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, float]:
     keys = ("process_s", "import_s", "transform_compile_call_s", "in_process_s")
     return {k: statistics.median(r[k] for r in runs) for k in keys}
@@ -78,7 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=7, help="processes per variant (default 7)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
+    p.add_argument("--workloads", help="first calls of these workloads (e.g. W7,W8,W9) instead of W1's")
+    p.add_argument("--blocking", action="store_true", help="with --workloads: also s2s_ad compiling before answering")
     ns = p.parse_args(argv)
+    if ns.workloads:
+        if ns.json == DEFAULT_JSON:
+            ns.json = HERE / "results" / "first_call_workloads.json"
+        return workloads_main(ns)
 
     results: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
     with tempfile.TemporaryDirectory(prefix="s2s_ad_first_call_") as root:

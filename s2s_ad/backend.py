@@ -12,13 +12,15 @@ in tracebacks (``linecache``) is kept as long as a function compiled from it liv
 from __future__ import annotations
 
 import linecache
+import os
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
-from .codegen import LOOP_NS, loop_namespace, module_header, register_source
+from .codegen import LOOP_NS, generate, loop_namespace, module_header, register_source
 from .diskcache import NJIT_OPTIONS, compile_cached
+from .ir import Program, subprograms
 from .lru import ProgramCache, Users
 
 _CACHE = ProgramCache()  # (source, backend) -> compiled function, recently used ones
@@ -48,6 +50,49 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
                 raise ValueError(f"unknown backend {backend!r}")
             _SOURCES.hold(filename, fn)  # in linecache while fn lives
         return _CACHE.put(key, fn)
+
+
+def split_lines() -> int:
+    """Generated Numba sources longer than this many lines (``S2S_AD_SPLIT_LINES``, default
+    ``SPLIT_LINES``; 0: never) are split into loop kernels (:func:`split_program`)."""
+    raw = os.environ.get("S2S_AD_SPLIT_LINES", "").strip()
+    try:
+        return int(raw) if raw else SPLIT_LINES
+    except ValueError:
+        return SPLIT_LINES
+
+
+SPLIT_LINES = 150
+
+
+def split_program(prog: Program, fname: str, doc: str | None, whole: str) -> tuple[str, dict[str, str]] | None:
+    """``(main source, {kernel name: kernel source})`` of ``prog`` split into loop kernels
+    when its whole Numba source ``whole`` is long (:func:`split_lines`), else ``None``.
+
+    Numba compiles a long function in time that grows with its length (type inference and
+    LLVM over every statement, the matrix products' wrappers included); split, it compiles
+    only the fused loops, each a short function, while the matrix products and reductions
+    between them run as numpy calls from Python (a few microseconds per statement). A long
+    program without loops (matrix products, reductions, indexing) gets no kernels: Numba
+    would only wrap its numpy calls, so it is not compiled at all."""
+    limit = split_lines()
+    if limit <= 0 or whole.count("\n") <= limit or any(subprograms(e) for e in prog.eqns):
+        # a program with control flow stays whole: its loops must run as machine code
+        return None
+    kernels: dict[str, str] = {}
+    main = generate(prog, fname, doc, fuse=True, kernels=kernels)
+    return main, kernels  # no kernels: numpy calls only, nothing for Numba to compile
+
+
+def compile_split(src: str, fname: str, kernels: dict[str, str]) -> Callable:
+    """A program split into loop kernels (:func:`~s2s_ad.codegen.generate` with ``kernels``):
+    ``fname`` runs as Python and calls the kernels, each compiled by Numba on its first call
+    (through both caches, by its own source: a kernel shared by several programs compiles
+    once)."""
+    fns = {k: compile_source(ks, k, "numba") for k, ks in kernels.items()}
+    main = compile_source(src, fname, "python")
+    main.__globals__.update(fns)  # type: ignore[attr-defined]
+    return main
 
 
 def _njit(fn: Callable) -> Callable:

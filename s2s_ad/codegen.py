@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import keyword
 import linecache
 import os
@@ -153,12 +154,19 @@ def function_names(ns: str) -> list[str]:
     return sorted(found)
 
 
-def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = False) -> str:
+def generate(
+    prog: Program, fname: str, doc: str | None = None, fuse: bool = False, kernels: dict[str, str] | None = None
+) -> str:
     """Python source of a function ``fname`` computing ``prog`` (returns a flat tuple).
 
     With ``fuse`` (the source for Numba), elementwise code is scheduled into fused loops (:mod:`s2s_ad.fusion`) and
     printed as explicit ``for`` loops over scalars, the form Numba compiles best: one pass
-    over the data per loop, no temporary arrays for values used only inside it."""
+    over the data per loop, no temporary arrays for values used only inside it.
+
+    With ``kernels`` (a dict, filled here), each fused loop becomes a function of its own,
+    named by its content (:func:`loop_kernel`), and ``fname`` calls it: only those kernels
+    need Numba, ``fname`` itself runs as Python (its matrix products and reductions are
+    numpy's), and identical loops of different programs are one kernel."""
     names = _Names()
     C = _Ctx(names, numba=fuse)
     expr: dict[Var, tuple[str, int]] = {}
@@ -180,7 +188,7 @@ def generate(prog: Program, fname: str, doc: str | None = None, fuse: bool = Fal
     for k, v in enumerate(prog.const_vars):
         params.append(arg_name(v, f"const{k}"))
 
-    lines = _Body(C, expr, fuse, name_of).emit(prog)
+    lines = _Body(C, expr, fuse, name_of, kernels).emit(prog)
 
     def atom(a: Atom) -> tuple[str, int]:
         if isinstance(a, Lit):
@@ -201,8 +209,16 @@ class _Body:
     maps every variable printed so far to its source text and precedence; a region's
     sub-programs are printed inline, their inputs bound to the region's values."""
 
-    def __init__(self, C: _Ctx, expr: dict, fuse: bool, name_of: Callable[[Var], str | None]) -> None:
+    def __init__(
+        self,
+        C: _Ctx,
+        expr: dict,
+        fuse: bool,
+        name_of: Callable[[Var], str | None],
+        kernels: dict[str, str] | None = None,
+    ) -> None:
         self.C, self.expr, self.fuse, self.name_of = C, expr, fuse, name_of
+        self.kernels = kernels  # fused loops become kernel functions (see generate)
         self.last_loc: tuple | None = None
 
     def atom(self, a: Atom) -> tuple[str, int]:
@@ -244,7 +260,11 @@ class _Body:
             if isinstance(st, Loop):
                 for e in st.eqns:
                     locate(e)
-                emit(*_print_loop(st, C, expr, atom, uses, out_vars, name_of))
+                loop_lines = _print_loop(st, C, expr, atom, uses, out_vars, name_of)
+                if self.kernels is not None:
+                    made = [expr[v][0] for v in (*st.stored, *(r.outs[0] for r in st.reductions)) if v in expr]
+                    loop_lines = loop_kernel(loop_lines, made, self.kernels)
+                emit(*loop_lines)
                 continue
             e = st
             op = get_op(e.op)
@@ -311,7 +331,7 @@ class _Body:
 
     def sub(self, prog: Program) -> tuple[list[str], list[str]]:
         """The statements of a sub-program (its inputs bound) and its outputs' source text."""
-        lines = _Body(self.C, self.expr, self.fuse, prog.name_of).emit(prog)
+        lines = _Body(self.C, self.expr, self.fuse, prog.name_of, self.kernels).emit(prog)
         return lines, [self.atom(o)[0] for o in prog.outs]
 
     def region(self, e: Eqn) -> list[str]:
@@ -435,6 +455,40 @@ class _Body:
         for o, name in zip(e.outs, [*carry, trips, *ys]):
             self.bind(o, name)
         return pre + ["while True:"] + self.indent(inner) + post
+
+
+_KERNEL_GLOBALS = frozenset({"np", "math", LOOP_NS, "range", "min", "max", "abs", "len", "float", "int", "bool"})
+
+
+def loop_kernel(lines: list[str], made: list[str], kernels: dict[str, str]) -> list[str]:
+    """The statements ``lines`` of one fused loop as a call of a kernel function, whose source
+    goes into ``kernels`` under its name: its arguments are the names the loop reads from
+    outside, its results those of ``made`` (the loop's stored arrays and reductions) that it
+    assigns. Variables are renamed canonically (``a0..`` arguments, ``v0..`` the rest), and the
+    kernel is named by a hash of its text, so the same loop in any program is the same kernel."""
+    tree = ast.parse("\n".join(lines))
+    names = sorted(
+        (n for n in ast.walk(tree) if isinstance(n, ast.Name)), key=lambda n: (n.lineno, n.col_offset, n.end_col_offset)
+    )
+    stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+    params: list[str] = []
+    for n in names:
+        if n.id not in stored and n.id not in _KERNEL_GLOBALS and n.id not in params:
+            params.append(n.id)
+    rets = [m for m in made if m in stored]
+    canon = {p: f"a{k}" for k, p in enumerate(params)}
+    for n in names:
+        if n.id in stored and n.id not in canon:
+            canon[n.id] = f"v{len(canon) - len(params)}"
+    for n in names:
+        n.id = canon.get(n.id, n.id)
+    body = ast.unparse(tree)
+    head = f"({', '.join(canon[p] for p in params)}):\n"
+    tail = f"    return ({', '.join(canon[r] for r in rets)},)\n"
+    text = head + "".join(f"    {ln}\n" for ln in body.split("\n")) + tail
+    kname = "loop_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    kernels[kname] = f"def {kname}{text}"
+    return [f"{', '.join(rets)}, = {kname}({', '.join(params)})"]
 
 
 # printers of the functions that cpumath computes only on a range (nan beyond it; see its

@@ -9,6 +9,7 @@ an NVIDIA GPU with the ``numba-cuda`` package, or Numba's simulator (``NUMBA_ENA
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 from typing import Any
 
@@ -16,12 +17,31 @@ GRAPH_MODE = 0
 PYNATIVE_MODE = 1
 
 _TARGETS = ("CPU", "GPU", "Ascend")
+COMPILE_MODES = ("background", "blocking", "numpy")
+"""``compile_mode`` values: see :func:`set_context` and :mod:`s2s_ad.tiered`."""
+
+
+def _compile_mode_from_env() -> str:
+    raw = os.environ.get("S2S_AD_COMPILE", "").strip().lower()
+    if not raw:
+        return "background"
+    if raw not in COMPILE_MODES:
+        warnings.warn(
+            f"S2S_AD_COMPILE={raw!r} is not one of {', '.join(COMPILE_MODES)}; using 'background'",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return "background"
+    return raw
+
+
 _state: dict[str, Any] = {
     "mode": GRAPH_MODE,
     "device_target": "CPU",
     "device_id": 0,
     "algebraic_simplification": False,
     "verbose": False,
+    "compile_mode": _compile_mode_from_env(),
 }
 _warned_gpu = False
 _cuda: tuple[bool, str] | None = None  # (usable, why not), checked on first need
@@ -37,7 +57,18 @@ def set_context(**kwargs: Any) -> None:
 
     ``verbose=True`` (default False; or ``S2S_AD_VERBOSE=1`` in the environment) logs the
     stages of every compile and their times through the ``"s2s_ad"`` logger, printed to stderr
-    when logging is not configured (:mod:`s2s_ad.progress`)."""
+    when logging is not configured (:mod:`s2s_ad.progress`).
+
+    ``compile_mode`` (GRAPH_MODE on the CPU; default ``"background"``, or the environment
+    variable ``S2S_AD_COMPILE``) says how a new program gets its machine code:
+    ``"background"`` answers its first calls with the generated numpy code while Numba
+    compiles it in the background, and switches to the compiled code when it is ready;
+    ``"blocking"`` compiles before the first call returns; ``"numpy"`` never compiles (the
+    numpy code, as in PYNATIVE_MODE). See :mod:`s2s_ad.tiered`."""
+    if "compile_mode" in kwargs and kwargs["compile_mode"] not in COMPILE_MODES:
+        raise ValueError(
+            f"compile_mode must be one of {', '.join(map(repr, COMPILE_MODES))}, got {kwargs['compile_mode']!r}"
+        )
     for flag in ("algebraic_simplification", "verbose"):
         if flag in kwargs and not isinstance(kwargs[flag], bool):
             raise ValueError(f"{flag} must be True or False, got {kwargs[flag]!r}")
@@ -128,11 +159,12 @@ def warn_without_cuda(what: str, stacklevel: int = 2) -> None:
 
 
 def backend(target: str | None = None) -> str:
-    """The backend that compiled calls use now: ``"python"`` (PYNATIVE_MODE), ``"numba"``
-    (GRAPH_MODE on the CPU) or ``"cuda"`` (GRAPH_MODE with ``device_target="GPU"`` where CUDA is
+    """The backend that compiled calls use now: ``"python"`` (PYNATIVE_MODE, or
+    ``compile_mode="numpy"``), ``"numba"`` (GRAPH_MODE on the CPU) or ``"cuda"`` (GRAPH_MODE with ``device_target="GPU"`` where CUDA is
     usable). ``target`` (``"cpu"`` or ``"cuda"``, from a decorator) overrides the context's
     device for one function; where CUDA is not usable, ``"cuda"`` runs on the CPU."""
-    cpu = "numba" if _state["mode"] == GRAPH_MODE else "python"
+    numba = _state["mode"] == GRAPH_MODE and _state["compile_mode"] != "numpy"
+    cpu = "numba" if numba else "python"
     if target is None:
         gpu = _state["mode"] == GRAPH_MODE and _state["device_target"] == "GPU"
         return "cuda" if gpu and cuda_status()[0] else cpu

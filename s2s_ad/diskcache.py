@@ -451,6 +451,22 @@ class FirstCall:
         except Exception as e:
             if not _raised_by_cache(e):
                 raise
+        self._rebuild()
+        return self.dispatcher(*args)
+
+    def compile(self, sig: tuple) -> None:
+        """Compile (or load from the cache) the machine code for argument types ``sig``
+        without calling it (:mod:`s2s_ad.tiered` compiles in the background this way)."""
+        try:
+            self.dispatcher.compile(sig)
+            return
+        except Exception as e:
+            if not _raised_by_cache(e):
+                raise
+        self._rebuild()
+        self.dispatcher.compile(sig)
+
+    def _rebuild(self) -> None:
         import numba
 
         _warn_once(
@@ -458,7 +474,6 @@ class FirstCall:
         )
         _purge_machine_code(self.stem, self.directory)
         self.dispatcher = numba.njit(self.py_func, cache=True, **NJIT_OPTIONS)
-        return self.dispatcher(*args)
 
 
 def _raised_by_cache(e: BaseException) -> bool:

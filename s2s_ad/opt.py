@@ -275,6 +275,37 @@ def expand_customs(prog: Program) -> Program:
     return prog.replace(eqns=eqns, outs=[_sub(sub, a) for a in prog.outs])
 
 
+def lean_products(prog: Program, keep_primal: bool = True) -> Program:
+    """Rewrite derivative equations by their op's ``rewrite`` rule in the op table (a matmul
+    with a fill or a one-row/one-column scatter becomes a reduction, a selection or an outer
+    product; a scatter that fills its output a reshape). The user's own equations are kept
+    (their results stay numpy's, bit for bit) unless ``keep_primal`` is False."""
+    made: dict[Var, Eqn] = {}
+    env: dict[Var, Atom] = {}
+    names = dict(prog.names)
+    kept: list[Eqn] = []
+    for e in prog.eqns:
+        ne = replace(e, ins=[_sub(env, a) for a in e.ins])
+        rule = get_op(e.op).rewrite
+        if rule is not None and len(e.outs) == 1 and not (keep_primal and e.primal):
+            b = Builder()
+            b.loc, b.adjoint = e.loc, e.adjoint
+            new = rule(b, ne, made)
+            if new is not None:
+                out = e.outs[0]
+                new = cast_to(b, new, out.dtype)
+                if isinstance(new, Var) and name_of(names, out) is not None:
+                    names[new] = name_of(names, out)
+                for be in b.eqns:
+                    made.update((o, be) for o in be.outs)
+                kept.extend(b.eqns)
+                env[out] = new
+                continue
+        made.update((o, ne) for o in ne.outs)
+        kept.append(ne)
+    return _rewrite(prog, kept, env).replace(names=names)
+
+
 @stage("optimize")
 def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
@@ -286,6 +317,8 @@ def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Progra
     passes += [
         ("regions", lambda p: optimize_regions(p, final, simplify)),
         ("dce", dce),
+        ("fold_fills", lambda p: fold_fills(p, keep_primal)),
+        ("lean_products", lambda p: lean_products(p, keep_primal)),
         ("fold_fills", lambda p: fold_fills(p, keep_primal)),
         ("cse", cse),
     ]

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import ArgumentError, ShapeError, TensorIndexError
 from .ir import OPS as ir_ops
-from .ir import Atom, Aval, Builder, Eqn, Lit, Shape
+from .ir import Atom, Aval, Builder, Eqn, Lit, Shape, Var
 from .lazy import DeferredNames, lazy_module, resolve
 
 # SymPy is imported when a formula is first differentiated or simplified, not with the table:
@@ -86,6 +86,9 @@ class OpDef:
     # folding it is not IEEE-exact (a sum or mean of n copies of v, a matmul with zeros and an inf):
     # opt.fold_fills folds it in derivative code only, never in the user's own equations
     inexact: bool = False
+    # (b, eqn, made) -> Atom | None: a cheaper equivalent of a derivative equation, bound in
+    # ``b``, given ``made`` (variable -> the equation that made it); applied by opt.lean_products
+    rewrite: Callable[..., Any] | None = None
     pointwise: bool = False  # a structural op that acts index for index: it joins fused loops
     fused_reduction: bool = False  # a reduction that accumulates inside a fused loop
     # how the CUDA printer lowers a structural op outside fused loops: "alias" (the same device
@@ -664,6 +667,94 @@ def _matmul_jvp(b: Builder, eqn: Eqn, tangents):
     return [terms[0] if len(terms) == 1 else b.bind1("add", *terms)]
 
 
+_FULL = ("slice", None, None, None)
+
+
+def _line(made: dict, a: Atom) -> tuple[str, int, Atom] | None:
+    """``("row", j, v)`` when 2-D ``a`` is zero but for its row ``j``, which is ``v`` (any
+    shape of that row's size), ``("col", j, v)`` for a column; else ``None``. Sees scatters
+    into one row or column, and reshapes of a vector zero but for one element."""
+    e = made.get(a) if isinstance(a, Var) else None
+    if e is None or len(a.shape) != 2:
+        return None
+    if e.op == "scatter":
+        index = e.params["index"]
+        if len(index) in (1, 2) and isinstance(index[0], int) and (len(index) == 1 or index[1] == _FULL):
+            return ("row", index[0] % a.shape[0], e.ins[0])
+        if len(index) == 2 and index[0] == _FULL and isinstance(index[1], int):
+            return ("col", index[1] % a.shape[1], e.ins[0])
+    elif e.op == "reshape" and 1 in a.shape:
+        inner = made.get(e.ins[0]) if isinstance(e.ins[0], Var) else None
+        if inner is not None and inner.op == "scatter" and len(e.ins[0].shape) == 1:
+            index = inner.params["index"]
+            if len(index) == 1 and isinstance(index[0], int):
+                j = index[0] % e.ins[0].shape[0]
+                return ("row" if a.shape[1] == 1 else "col", j, inner.ins[0])
+    return None
+
+
+def _vector(b: Builder, v: Atom, shape: Shape) -> Atom:
+    if isinstance(v, Lit):
+        return fill(b, shape, float(v.value), v.dtype) if shape != () else v
+    return v if v.shape == tuple(shape) else b.bind1("reshape", v, shape=tuple(shape))
+
+
+def _matmul_rewrite(b: Builder, eqn: Eqn, made: dict) -> Atom | None:
+    """A product with a constant fill or with a matrix that is zero but for one row or column
+    (the one-hot seeds and scatters of derivative code) as a reduction, a row or column
+    selection, an outer product or a vector product: ``ones((n, m)) @ B`` is the broadcast of
+    B's column sums, ``A @ e_j`` column j of A, a one-column ``v e_j^T @ B`` the outer product
+    ``v B[j]``, a one-row ``e_j v^T @ B`` the row ``v @ B`` put into row j."""
+    x, y = eqn.ins
+    ta, tb = eqn.params["transpose_a"], eqn.params["transpose_b"]
+    (n, p), dt = eqn.outs[0].shape, eqn.outs[0].dtype
+
+    def const(a: Atom) -> float | None:
+        e = made.get(a) if isinstance(a, Var) else None
+        return float(e.params["value"]) if e is not None and e.op == "fill" else None
+
+    def scaled(v: Atom, c: float) -> Atom:
+        return v if c == 1.0 else b.bind1("mul", v, Lit(c, dt))
+
+    def row_of_b(j: int) -> Atom:  # op(y)[j, :], shape (p,)
+        return b.bind1("getitem", y, index=(_FULL, j) if tb else (j,))
+
+    def col_of_a(j: int) -> Atom:  # op(x)[:, j], shape (n,)
+        return b.bind1("getitem", x, index=(j,) if ta else (_FULL, j))
+
+    def outer(u: Atom, v: Atom) -> Atom:
+        return b.bind1("mul", _vector(b, u, (n, 1)), _vector(b, v, (1, p)))
+
+    swap = {"row": "col", "col": "row"}
+    c = const(x)
+    if c is not None:
+        s = b.bind1("reduce_sum", y, axes=(1,) if tb else (0,), keepdims=False)
+        return broadcast_to(b, scaled(s, c), (n, p))
+    c = const(y)
+    if c is not None:
+        s = b.bind1("reduce_sum", x, axes=(0,) if ta else (1,), keepdims=True if not ta else False)
+        return broadcast_to(b, _vector(b, scaled(s, c), (n, 1)), (n, p))
+    line = _line(made, x)
+    if line is not None:
+        kind, j, v = line
+        kind = swap[kind] if ta else kind
+        m = x.shape[0] if ta else x.shape[1]
+        if kind == "col":  # op(x) = v e_j^T
+            return outer(v, row_of_b(j))
+        r = b.bind1("matmul", _vector(b, v, (1, m)), y, transpose_a=False, transpose_b=tb)  # op(x) = e_j v^T
+        return b.bind1("scatter", _vector(b, r, (p,)), index=(j,), shape=(n, p))
+    line = _line(made, y)
+    if line is not None:
+        kind, j, v = line
+        kind = swap[kind] if tb else kind
+        m = y.shape[1] if tb else y.shape[0]
+        if kind == "row":  # op(y) = e_j v^T
+            return outer(col_of_a(j), v)
+        r = b.bind1("matmul", x, _vector(b, v, (m, 1)), transpose_a=ta, transpose_b=False)  # op(y) = v e_j^T
+        return b.bind1("scatter", _vector(b, r, (n,)), index=(_FULL, j), shape=(n, p))
+    return None
+
+
 _register(
     OpDef(
         "matmul",
@@ -675,6 +766,7 @@ _register(
         contiguous=True,
         inexact=True,
         cuda_kernel="matmul",
+        rewrite=_matmul_rewrite,
         vjp=_matmul_vjp,
         jvp=_matmul_jvp,
         samples=[
@@ -1137,6 +1229,22 @@ def _scatter_emit(target, args, eqn, C):
     ]
 
 
+def _scatter_rewrite(b: Builder, eqn: Eqn, made: dict) -> Atom | None:
+    """A scatter that fills its whole output (full slices, and integers on axes of length 1)
+    is a reshape: no zeros to write first."""
+    (x,) = eqn.ins
+    out = eqn.outs[0]
+    if isinstance(x, Lit) or x.aval.size != out.aval.size or out.shape == ():
+        return None
+    index = spelled_out(eqn.params["index"], len(out.shape))
+    if len(index) != len(out.shape):
+        return None
+    for i, d in zip(index, out.shape):
+        if not (i == _FULL or (isinstance(i, int) and d == 1)):
+            return None
+    return b.bind1("reshape", x, shape=out.shape)
+
+
 def _scatter_vjp(b, eqn, cts, active):
     return [b.bind1("getitem", cts[0], index=eqn.params["index"])]
 
@@ -1172,6 +1280,7 @@ _register(
         contiguous=True,
         cuda_kernel="scatter",
         statement=True,
+        rewrite=_scatter_rewrite,
         vjp=_scatter_vjp,
         jvp=linear_jvp,
         samples=[(((3,),), dict(index=(0,), shape=(2, 3)))],

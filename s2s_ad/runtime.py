@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from . import context, progress, warmstart
-from .backend import compile_source
+from . import context, progress, tiered, warmstart
+from .backend import compile_source, compile_split, split_program
 from .codegen import generate
 from .diskcache import FirstCall, load_entry
 from .dtype import native, native_array
@@ -135,6 +135,7 @@ class Compiled:
         self.fname = identifier(prog.name)
         self.backend = backend
         self.entry: FirstCall | None = None
+        self.tier: tiered.Tier | None = None
         if backend == "cuda":
             # imported on the first CUDA compile only (importing the printer adds 5% to `import s2s_ad`)
             from .cuda import build
@@ -143,6 +144,17 @@ class Compiled:
         else:
             with progress.timed("codegen"):
                 self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
+            kernels = split_program(self.program, self.fname, doc, self.source) if backend == "numba" else None
+            if kernels is not None:
+                self.main_source, self.kernels = kernels
+                self.source = "\n\n".join([*self.kernels.values(), self.main_source])
+            if backend == "numba" and tiered.background() and (kernels is None or kernels[1]):
+                # numpy code now, Numba's machine code from the worker when ready (s2s_ad.tiered)
+                self.tier = tiered.Tier(self.source, self.fname, kernels)
+                self.fn = compile_source(generate(self.program, self.fname, doc), self.fname, "python")
+            elif kernels is not None:
+                self.fn = compile_split(self.main_source, self.fname, self.kernels)
+            else:
                 self.fn = compile_source(self.source, self.fname, backend)
         self.out_avals = [o.aval for o in optimized.outs]
         self.iface = Interface.of(self.program)
@@ -213,6 +225,8 @@ class Compiled:
         arrays += [_input(c) for c in prog.consts]
         for i in self.half_inputs:
             arrays[i] = np.float32(arrays[i]) if np.ndim(arrays[i]) == 0 else arrays[i].astype(np.float32)
+        if self.tier is not None:
+            self.tier.start(self, arrays)
         results = _run_first_call(self, arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
@@ -229,6 +243,8 @@ class Compiled:
             prog.parameters[i]._data = a
         self.call = _dispatcher(self)
         self.ready = True
+        if self.tier is not None:
+            self.tier.attach(self.call)
         return unflatten(prog.out_tree, [Tensor._wrap(a) for a in outs[:n]])
 
 

@@ -5,6 +5,9 @@ import tempfile
 
 # The tests compile into a disk cache of their own (one per session), never the user's.
 os.environ.setdefault("S2S_AD_CACHE_DIR", tempfile.mkdtemp(prefix="s2s_ad_test_cache_"))
+# GRAPH_MODE tests check the compiled code: the first call compiles (no numpy tier first);
+# tests/test_tiered.py selects the background tier itself.
+os.environ.setdefault("S2S_AD_COMPILE", "blocking")
 # Every program is checked (s2s_ad.ir.check_program) before and after each optimiser pass.
 os.environ.setdefault("S2S_AD_CHECK_IR", "1")
 

@@ -1,0 +1,264 @@
+"""Tiered execution: a new program answers from its numpy code while Numba compiles it.
+
+In GRAPH_MODE on the CPU, ``compile_mode`` (``set_context(compile_mode=...)`` or the
+environment variable ``S2S_AD_COMPILE``) chooses how a new program gets machine code:
+
+* ``"background"`` (default): the program's first calls run its generated numpy code (the
+  code PYNATIVE_MODE runs), while one worker thread gets the machine code: it starts a child
+  process that compiles the Numba source into the disk cache, then loads it from there (see
+  :func:`worker`). When that is done, the program's dispatcher calls the machine code from
+  its next call on; nothing is checked per call (the switch replaces the function the
+  dispatcher calls). A compile that fails leaves the program on numpy, with one warning.
+* ``"blocking"``: the first call compiles and then runs the machine code (the tests use it).
+* ``"numpy"``: nothing is compiled (:func:`s2s_ad.context.backend` gives ``"python"``).
+
+Numba compiles with the GIL held for most of its time: on a thread of the caller's process it
+slows the caller's numpy calls (each waits for the GIL after every operation that released
+it; a W7 gradient took 104 ms beside a compiling thread, 53 ms beside a compiling process),
+which is why the compile runs in a child process where the disk cache allows. :func:`wait`
+blocks until every queued compile is done (benchmarks and tests use it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import context, diskcache
+from .backend import compile_source, compile_split
+from .diskcache import FirstCall
+
+log = logging.getLogger("s2s_ad.tiered")
+
+_queue: queue.Queue[Tier] = queue.Queue()
+_worker: threading.Thread | None = None
+_worker_lock = threading.Lock()
+
+
+def background() -> bool:
+    """Whether new GRAPH_MODE programs compile in the background (``compile_mode``)."""
+    return context.get_context("compile_mode") == "background"
+
+
+class Tier:
+    """The background compile of one program: the Numba ``source`` of function ``fname``,
+    compiled for the argument types of the program's first call, then swapped into its
+    owner (a :class:`~s2s_ad.runtime.Compiled`: its ``fn``, ``entry`` and dispatchers)."""
+
+    def __init__(self, source: str, fname: str, split: tuple[str, dict[str, str]] | None = None):
+        self.source = source
+        self.fname = fname
+        self.split = split  # (main source, kernels) of a program split into loop kernels
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.ready: Callable | None = None  # Numba's dispatcher, once compiled
+        self.error: BaseException | None = None
+        self.seconds: float | None = None  # how long the compile took
+        self.started = False
+        self.process_ok: bool | None = None  # whether a compiling process filled the disk cache
+        self._owner: weakref.ref | None = None
+        self._arrays: list | None = None
+        self._dispatchers: list[Callable] = []
+
+    def start(self, owner: Any, arrays: list) -> None:
+        """Queue the compile for the types of ``arrays`` (the program's flat inputs)."""
+        if self.started:
+            return
+        self.started = True
+        self._owner = weakref.ref(owner)
+        self._arrays = list(arrays)
+        _queue.put(self)
+        _ensure_worker()
+
+    def attach(self, dispatch: Callable) -> None:
+        """Register a dispatcher generated for the owner (its globals' ``fn`` is what it
+        calls); it is pointed at the machine code now or when that is ready."""
+        with self.lock:
+            self._dispatchers.append(dispatch)
+            if self.ready is not None:
+                dispatch.__globals__["fn"] = self.ready
+
+    def run(self) -> None:
+        """Compile (on the worker thread) and switch the owner to the machine code."""
+        t0 = time.perf_counter()
+        try:
+            arrays, self._arrays = self._arrays or [], None
+            child = _start_child(self.source, self.fname, self.split, arrays) if worker() == "process" else None
+            if child is not None:
+                # waiting takes no GIL; importing Numba here only after the child is done keeps
+                # the caller's first (numpy) calls free of that import's GIL time
+                self.process_ok = _finish_child(child, self.fname)
+            import numba  # the worker imports Numba, not the caller's thread
+
+            sig = tuple(numba.typeof(a) for a in arrays)
+            entry = None
+            if self.split is not None:
+                # the kernels compile (or load) on their first call, for the types they meet
+                fn = compile_split(self.split[0], self.fname, self.split[1])
+                fn(*arrays)
+            else:
+                fn = compile_source(self.source, self.fname, "numba")
+                if type(fn) is FirstCall:
+                    fn.compile(sig)
+                    entry, fn = fn, fn.dispatcher
+                else:
+                    fn.compile(sig)
+        except Exception as err:
+            self.error = err
+            warnings.warn(
+                f"s2s_ad: Numba could not compile {self.fname} in the background "
+                f"({type(err).__name__}: {err}); its calls keep running the generated numpy code",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+            self.done.set()
+            return
+        self.seconds = time.perf_counter() - t0
+        owner = self._owner() if self._owner is not None else None
+        with self.lock:
+            self.ready = fn
+            if owner is not None:
+                if entry is not None:
+                    owner.entry = entry  # holds the generated module as long as the program lives
+                owner.fn = fn
+            for d in self._dispatchers:
+                d.__globals__["fn"] = fn
+        log.info(
+            "compiled %s in the background in %.2f s; its calls run the machine code now", self.fname, self.seconds
+        )
+        self.done.set()
+
+
+def worker() -> str:
+    """Where the background compile runs: ``"process"`` (a child process that compiles into
+    the disk cache, from which the worker thread then loads the machine code: Numba's compile
+    then takes no GIL from the caller's thread) when the disk cache is on, else ``"thread"``
+    (Numba compiles on the worker thread). ``S2S_AD_COMPILE_WORKER=thread`` forces the
+    thread."""
+    if os.environ.get("S2S_AD_COMPILE_WORKER", "").strip().lower() == "thread" or diskcache.cache_dir() is None:
+        return "thread"
+    return "process"
+
+
+def _types(arrays: list) -> list[tuple[str, int]]:
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        out.append((a.dtype.str, a.ndim))
+    return out
+
+
+_ERRORS: dict[int, Any] = {}  # child pid -> the file its stderr goes to
+
+
+def _start_child(
+    source: str, fname: str, split: tuple[str, dict[str, str]] | None, arrays: list
+) -> subprocess.Popen | None:
+    """A process compiling ``source`` (or the kernels of ``split``) for the types of
+    ``arrays`` into the disk cache."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])  # this s2s_ad, whatever the child's sys.path
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["S2S_AD_COMPILE"] = "blocking"
+    try:
+        err_file = tempfile.TemporaryFile()  # not a pipe: the child may outlive an exiting parent
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from s2s_ad.tiered import compile_child; compile_child()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+            env=env,
+        )
+        _ERRORS[proc.pid] = err_file
+        assert proc.stdin is not None
+        job = {"source": source, "fname": fname, "types": _types(arrays), "split": split}
+        if split is not None:  # the kernels' types show when the program runs: the child runs it once
+            job["arrays"] = arrays
+        proc.stdin.write(pickle.dumps(job))
+        proc.stdin.close()
+    except OSError as err:
+        log.info("cannot start a compiling process (%s); compiling %s on a thread", err, fname)
+        return None
+    return proc
+
+
+def _finish_child(proc: subprocess.Popen, fname: str) -> bool:
+    code = proc.wait()
+    err_file = _ERRORS.pop(proc.pid)
+    err_file.seek(0)
+    err = err_file.read()
+    err_file.close()
+    if code != 0:
+        log.info("the process compiling %s failed; compiling on a thread:\n%s", fname, err.decode(errors="replace"))
+        return False
+    return True
+
+
+def compile_child() -> None:
+    """The compiling process: reads a job (pickled by :func:`_start_child`) from stdin and
+    compiles the function through the disk cache for its ``(dtype, ndim)`` argument types
+    (a split program: runs it once on the arrays, which compiles its kernels)."""
+    import numba
+
+    job = pickle.loads(sys.stdin.buffer.read())
+    if job["split"] is not None:
+        main, kernels = job["split"]
+        compile_split(main, job["fname"], kernels)(*job["arrays"])
+        return
+    fn = compile_source(job["source"], job["fname"], "numba")
+    sig = tuple(
+        numba.typeof(np.empty((1,) * ndim, np.dtype(dt)) if ndim else np.dtype(dt).type(0)) for dt, ndim in job["types"]
+    )
+    if type(fn) is not FirstCall:
+        sys.exit("the disk cache is not usable")
+    fn.compile(sig)
+
+
+def _ensure_worker() -> None:
+    global _worker
+    with _worker_lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_work, name="s2s_ad-compile", daemon=True)
+            _worker.start()
+
+
+def _work() -> None:
+    while True:
+        tier = _queue.get()
+        try:
+            tier.run()
+        finally:
+            _queue.task_done()
+
+
+def wait(timeout: float | None = None) -> bool:
+    """Block until every queued background compile is done (at most ``timeout`` seconds);
+    whether they are."""
+    if timeout is None:
+        _queue.join()
+        return True
+    deadline = time.monotonic() + timeout
+    while _queue.unfinished_tasks:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def pending() -> int:
+    """The number of programs queued or compiling in the background."""
+    return _queue.unfinished_tasks

@@ -1,0 +1,120 @@
+"""Long GRAPH_MODE programs split into loop kernels (backend.split_program): the fused loops
+compile as small Numba functions named by their content, the rest runs as numpy from Python;
+results agree with the whole compiled program, and a loop shared by two programs is one kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import s2s_ad
+from s2s_ad import Tensor, context, ops, runtime, tiered
+
+
+def compiled(fn) -> runtime.Compiled:
+    (c,) = [calls[k] for calls in runtime.cache_for(fn).values() for k in list(calls)]
+    return c
+
+
+def network(w1: np.ndarray, w2: np.ndarray):
+    def total(x):
+        return ops.sum(ops.matmul(ops.tanh(ops.matmul(x, Tensor(w1))), Tensor(w2)))
+
+    def u_x(x):
+        return ops.sum(ops.grad(total)(x)[:, 0])
+
+    def laplacian_x(x):
+        return ops.grad(u_x)(x)[:, 0] + ops.grad(total)(x)[:, 1] * ops.sin(x[:, 0])
+
+    return laplacian_x
+
+
+@pytest.fixture
+def graph_mode():
+    old = context.get_context("mode"), context.get_context("compile_mode")
+
+    def select(compile_mode: str) -> None:
+        context.set_context(mode=context.GRAPH_MODE, compile_mode=compile_mode)
+
+    yield select
+    context.set_context(mode=old[0], compile_mode=old[1])
+
+
+def test_a_split_program_agrees_with_the_whole_one_and_shares_kernels(graph_mode, monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    w1, w2 = rng.standard_normal((2, 24)), rng.standard_normal((24, 1))
+    x = Tensor(rng.standard_normal((64, 2)))
+    graph_mode("blocking")
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "0")  # never split
+    whole_fn = network(w1, w2)
+    whole = s2s_ad.jit(whole_fn)(x).asnumpy()
+    assert not hasattr(compiled(whole_fn), "kernels")
+
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "5")
+    split_fn = network(w1, w2)
+    split = s2s_ad.jit(split_fn)(x).asnumpy()
+    c = compiled(split_fn)
+    assert c.kernels and all(name in c.source for name in c.kernels)
+    assert "for " not in c.main_source  # the loops are in the kernels
+    np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-14)
+    with context_mode(context.PYNATIVE_MODE):
+        np.testing.assert_allclose(s2s_ad.jit(network(w1, w2))(x).asnumpy(), split, rtol=1e-12, atol=1e-14)
+
+    # another program with the same loops (other weights, same shapes): the same kernels
+    other_fn = network(2 * w1, w2)
+    s2s_ad.jit(other_fn)(x)
+    assert set(compiled(other_fn).kernels) == set(c.kernels)
+
+
+def test_a_long_program_of_numpy_calls_only_is_not_compiled(graph_mode, monkeypatch) -> None:
+    rng = np.random.default_rng(7)
+    ws = [Tensor(rng.standard_normal((6, 6))) for _ in range(4)]
+    x = Tensor(rng.standard_normal((3, 6)))
+
+    def chain(x):
+        for w in ws:
+            x = ops.matmul(x, w)
+        return x[:, 1:4]
+
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "3")
+    graph_mode("background")
+    out = s2s_ad.jit(chain)(x).asnumpy()
+    c = compiled(chain)
+    assert c.kernels == {} and c.tier is None and c.fn.__name__ == c.fname  # plain Python
+    assert not hasattr(c.fn, "py_func")  # not a Numba dispatcher
+    want = x.asnumpy()
+    for w in ws:
+        want = want @ w.asnumpy()
+    np.testing.assert_allclose(out, want[:, 1:4], rtol=1e-12)
+
+
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_a_split_program_compiles_in_the_background(graph_mode, monkeypatch, worker) -> None:
+    rng = np.random.default_rng(6)
+    w1, w2 = rng.standard_normal((2, 20)), rng.standard_normal((20, 1))
+    x = Tensor(rng.standard_normal((30 + (worker == "process"), 2)))
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "5")
+    monkeypatch.setenv("S2S_AD_COMPILE_WORKER", worker)
+    graph_mode("background")
+    fn = network(w1, w2)
+    jitted = s2s_ad.jit(fn)
+    first = jitted(x).asnumpy()
+    c = compiled(fn)
+    assert c.tier is not None and c.tier.split is not None
+    assert tiered.wait(timeout=600) and c.tier.error is None
+    if worker == "process":
+        assert c.tier.process_ok  # the child compiled the kernels into the disk cache
+    assert c.call.__globals__["fn"] is c.tier.ready and c.tier.ready.__name__ == c.fname
+    np.testing.assert_allclose(jitted(x).asnumpy(), first, rtol=1e-12, atol=1e-14)
+
+
+class context_mode:
+    def __init__(self, mode: int) -> None:
+        self.mode = mode
+
+    def __enter__(self) -> None:
+        self.old = context.get_context("mode")
+        context.set_context(mode=self.mode)
+
+    def __exit__(self, *exc: object) -> None:
+        context.set_context(mode=self.old)
