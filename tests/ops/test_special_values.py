@@ -179,6 +179,8 @@ def _avg_pool_grad(g, kernel, stride, pad, count_pad, in_hw):
     for p, q, _, _, h, v in _windows(in_hw, g.shape[2:], kernel, stride, pad):
         x[:, :, h, v] += share[:, :, p, q]
     return x
+
+
 def _scatter_add(u, idx, axis, shape):
     out = np.zeros(shape, u.dtype)
     np.add.at(out, (slice(None),) * (axis % len(shape)) + (idx,), u)
