@@ -188,7 +188,7 @@ class Compiled:
         )
         c.kinds, c.out_avals, c.half_inputs = record["kinds"], record["out_avals"], record["half_inputs"]
         c.fname, c.backend, c.source, c.fn, c.entry = record["fname"], record["backend"], record["source"], fn, None
-        c.call, c.session, c.ready = c._first_call, None, False
+        c.call, c.session, c.ready, c.tier = c._first_call, None, False, None
         return c
 
     def warm_record(self) -> dict[str, Any] | None:
