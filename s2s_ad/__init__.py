@@ -21,6 +21,7 @@ from .errors import (
     S2SError,
     ShapeError,
     SourceUnavailableError,
+    TensorIndexError,
     UnsupportedSyntaxError,
 )
 from .jacobians import hessian, hvp, jacfwd, jacrev
@@ -65,6 +66,7 @@ __all__ = [
     "S2SError",
     "ShapeError",
     "SourceUnavailableError",
+    "TensorIndexError",
     "UnsupportedSyntaxError",
     "GradOperation",
     "stop_gradient",

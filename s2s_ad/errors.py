@@ -44,6 +44,10 @@ class ShapeError(S2SError, ValueError):
     """Operands whose shapes do not fit the operation."""
 
 
+class TensorIndexError(ShapeError, IndexError):
+    """An index out of range for the tensor it indexes (known while compiling)."""
+
+
 class ArgumentError(S2SError, TypeError):
     """Wrong number, type or structure of arguments (inputs, sens, weights)."""
 

@@ -25,7 +25,7 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-from .errors import ArgumentError, ShapeError
+from .errors import ArgumentError, ShapeError, TensorIndexError
 from .ir import OPS as ir_ops
 from .ir import Atom, Aval, Builder, Eqn, Lit, Shape
 
@@ -84,6 +84,12 @@ class OpDef:
     # array), "fill", "pointwise" (a one-equation loop), "matmul", "reduce", "gather", "scatter";
     # "" for none (the CUDA target reports the op unsupported)
     cuda_kernel: str = ""
+    # integer index inputs (never differentiated) -------------------------------------------
+    int_inputs: tuple[int, ...] = ()  # input positions that take integer index tensors
+    # (shapes, params) -> n: the generated tests draw those indices from [-n, n)
+    index_bound: Callable[[list, dict], int] | None = None
+    # the generated tests draw the first input (a square matrix) diagonally dominant: invertible
+    well_conditioned: bool = False
 
     def __post_init__(self) -> None:
         if self.function is not None:
@@ -1172,7 +1178,7 @@ def _getitem_abstract(avals, p):
     try:
         shape = np.broadcast_to(np.zeros((), np.int8), a.shape)[as_py_index(p["index"])].shape
     except IndexError as err:
-        raise ShapeError(
+        raise TensorIndexError(
             f"indexing a tensor of shape {fmt_shape(a.shape)} with [{index_str(p['index'])}]: {err}"
         ) from None
     return [Aval(tuple(shape), a.dtype)]
@@ -1383,6 +1389,574 @@ def fill(b: Builder, shape: Shape, value: float, dtype: np.dtype) -> Atom:
     if shape == ():
         return Lit(value, dtype)
     return b.bind1("fill", shape=tuple(shape), value=value, dtype=np.dtype(dtype))
+
+
+# ---- structural, indexing and linalg ops (issue 15)
+# Ops that compose from others (concat, stack, split, tile, pad, squeeze, expand_dims, norm,
+# gather_nd, scatter_nd, ...) are lowerings in s2s_ad.trace.lowering, not table entries.
+class FloorDiv(_Real):
+    """``floor(x / y)`` (Python's ``//``, numpy's ``floor_divide``): piecewise constant, so its
+    derivative is 0 (almost everywhere, as in every AD system)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_Rational and y.is_Rational and y != 0:
+            return sp.floor(x / y)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.Integer(0)
+
+
+class FloorMod(_Real):
+    """``x - y * floor(x / y)`` (Python's ``%``, numpy's ``mod``: the sign of ``y``):
+    d/dx = 1, d/dy = -floor(x / y)."""
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_Rational and y.is_Rational and y != 0:
+            return x - y * sp.floor(x / y)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x, y = self.args
+        return sp.Integer(1) if argindex == 1 else -FloorDiv(x, y)
+
+
+# Python's ``//`` and ``%`` print as themselves: numpy's floor_divide and mod on arrays, and
+# Python's float floor division and modulo on the scalars of fused loops and 0-d code (which
+# Numba compiles as numpy computes them, special values included).
+elementwise("floor_div", "FloorDiv", FloorDiv, ("infix", "//", MUL), numpy="floor_divide", nin=2, sympy_head=FloorDiv)
+elementwise("floor_mod", "FloorMod", FloorMod, ("infix", "%", MUL), numpy="mod remainder", nin=2, sympy_head=FloorMod)
+
+
+def _axis_of(display: str, axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"{display}: axis {axis} is out of range for a tensor of rank {ndim}")
+    return axis % ndim
+
+
+def _int_tensor(display: str, what: str, a: Aval) -> None:
+    if a.dtype.kind not in "iu":
+        raise ArgumentError(f"{display}: {what} must be an integer tensor, got dtype {a.dtype}")
+
+
+def _gather_abstract(avals, p):
+    x, idx = avals
+    _int_tensor("Gather", "the indices", idx)
+    if x.ndim == 0:
+        raise ShapeError("Gather: the input must have at least one axis, got a 0-d tensor")
+    ax = _axis_of("Gather", p["axis"], x.ndim)
+    return [Aval(x.shape[:ax] + idx.shape + x.shape[ax + 1 :], x.dtype)]
+
+
+def _index_check(idx: str, n: int, scalar: bool, what: str) -> str:
+    """A statement raising IndexError where an index in ``idx`` lies outside ``[-n, n)``
+    (Numba does not check indices)."""
+    cond = f"{idx} < {-n} or {idx} >= {n}" if scalar else f"np.any(({idx} < {-n}) | ({idx} >= {n}))"
+    return f'if {cond}: raise IndexError("{what}: an index is out of range for an axis of size {n}")'
+
+
+def _slot(ax: int, i: str) -> str:
+    return ", ".join([":"] * ax + [i])
+
+
+def _gather_emit(target, args, eqn: Eqn, C):
+    (x, _), (idx, _) = args
+    a, ia, out = eqn.ins[0], eqn.ins[1], eqn.outs[0]
+    ax = eqn.params["axis"] % len(a.shape)
+    lines = []
+    if not idx.isidentifier():
+        lines.append(f"{target}_i = {idx}")
+        idx = f"{target}_i"
+    lines.append(_index_check(idx, a.shape[ax], ia.shape == (), "Gather"))
+    if ia.shape == ():
+        return lines + [f"{target} = {_atomic((x, ATOM))}[{_slot(ax, idx)}]"]
+    flat = f"{C.reshape_from(idx, ia.shape, (ia.aval.size,), ia.dtype, contiguous=False)}"
+    lines.append(f"{target} = {C.np}.ascontiguousarray({_atomic((x, ATOM))}[{_slot(ax, flat)}])")
+    lines.append(f"{target} = {target}.reshape({out.shape!r})")
+    return lines
+
+
+def _gather_vjp(b: Builder, eqn: Eqn, cts, active):
+    (ct,) = cts
+    x, idx = eqn.ins
+    return [b.bind1("scatter_add", ct, idx, axis=eqn.params["axis"] % len(x.shape), shape=x.shape), None]
+
+
+def _first_input_linear_jvp(b: Builder, eqn: Eqn, tangents):
+    t = tangents[0]
+    return [None if t is None else b.bind1(eqn.op, t, *eqn.ins[1:], **eqn.params)]
+
+
+def _scatter_add_abstract(avals, p):
+    u, idx = avals
+    _int_tensor("ScatterAdd", "the indices", idx)
+    shape = tuple(p["shape"])
+    if not shape:
+        raise ShapeError("ScatterAdd: the result must have at least one axis")
+    ax = _axis_of("ScatterAdd", p["axis"], len(shape))
+    want = shape[:ax] + idx.shape + shape[ax + 1 :]
+    if u.shape != want:
+        raise ShapeError(
+            f"ScatterAdd: updates of shape {fmt_shape(u.shape)} do not fit indices of shape {fmt_shape(idx.shape)} "
+            f"into a result of shape {fmt_shape(shape)} along axis {ax} (expected updates of shape {fmt_shape(want)})"
+        )
+    return [Aval(shape, u.dtype)]
+
+
+def _scatter_add_emit(target, args, eqn: Eqn, C):
+    (u, _), (idx, _) = args
+    ua, ia, out = eqn.ins[0], eqn.ins[1], eqn.outs[0]
+    ax = eqn.params["axis"] % len(out.shape)
+    n = out.shape[ax]
+    lines = []
+    if not idx.isidentifier():
+        lines.append(f"{target}_i = {idx}")
+        idx = f"{target}_i"
+    lines += [
+        _index_check(idx, n, ia.shape == (), "ScatterAdd"),
+        f"{target} = {C.np}.zeros({out.shape!r}, {C.dtype(out.dtype)})",
+    ]
+    if ia.shape == ():
+        i = idx if C.numba else f"int({idx})"
+        return lines + [f"{target}[{_slot(ax, i)}] += {u}"]
+    m = ia.aval.size
+    flat_u = C.reshape_from(u, ua.shape, out.shape[:ax] + (m,) + out.shape[ax + 1 :], ua.dtype, contiguous=False)
+    flat_i = C.reshape_from(idx, ia.shape, (m,), ia.dtype, contiguous=False)
+    fu, fi, k = C.fresh(f"{target}_u"), C.fresh(f"{target}_j"), C.fresh("k")
+    return lines + [
+        f"{fu} = {flat_u}",
+        f"{fi} = {flat_i}",
+        f"for {k} in range({m}):",
+        f"    {target}[{_slot(ax, f'{fi}[{k}]')}] += {fu}[{_slot(ax, k)}]",
+    ]
+
+
+def _scatter_add_vjp(b: Builder, eqn: Eqn, cts, active):
+    (ct,) = cts
+    return [b.bind1("gather", ct, eqn.ins[1], axis=eqn.params["axis"]), None]
+
+
+def _index_bound(which: str):
+    def bound(shapes, params) -> int:
+        shape = shapes[0] if which == "input" else params["shape"]
+        return shape[params["axis"] % len(shape)]
+
+    return bound
+
+
+_register(
+    OpDef(
+        "gather",
+        "Gather",
+        "structural",
+        2,
+        _gather_abstract,
+        emit=_gather_emit,
+        statement=True,
+        contiguous=True,
+        vjp=_gather_vjp,
+        jvp=_first_input_linear_jvp,
+        int_inputs=(1,),
+        index_bound=_index_bound("input"),
+        samples=[
+            (((4, 3), (5,)), dict(axis=0)),
+            (((2, 4, 3), (2, 2)), dict(axis=1)),
+            (((4, 3), ()), dict(axis=0)),
+            (((4,), ()), dict(axis=0)),
+            (((3, 4), (3,)), dict(axis=-1)),
+        ],
+    )
+)
+_register(
+    OpDef(
+        "scatter_add",
+        "ScatterAdd",
+        "structural",
+        2,
+        _scatter_add_abstract,
+        emit=_scatter_add_emit,
+        statement=True,
+        contiguous=True,
+        vjp=_scatter_add_vjp,
+        jvp=_first_input_linear_jvp,
+        int_inputs=(1,),
+        index_bound=_index_bound("result"),
+        samples=[
+            (((5, 3), (5,)), dict(axis=0, shape=(4, 3))),
+            (((2, 2, 2, 3), (2, 2)), dict(axis=1, shape=(2, 4, 3))),
+            (((3,), ()), dict(axis=0, shape=(4, 3))),
+            (((), ()), dict(axis=0, shape=(4,))),
+        ],
+    )
+)
+
+
+def _cumsum_abstract(avals, p):
+    (x,) = avals
+    if x.ndim == 0:
+        raise ShapeError("CumSum: the input must have at least one axis, got a 0-d tensor")
+    _axis_of("CumSum", p["axis"], x.ndim)
+    return [x]
+
+
+def _cumsum_emit(target, args, eqn: Eqn, C):
+    ((x, prec),) = args
+    a = eqn.ins[0]
+    ax = eqn.params["axis"] % len(a.shape)
+    n = a.shape[ax]
+    k = C.fresh("k")
+    if eqn.params["reverse"]:
+        loop, prev = f"for {k} in range({n - 2}, -1, -1):", f"{k} + 1"
+    else:
+        loop, prev = f"for {k} in range(1, {n}):", f"{k} - 1"
+    copy = f"{x}.copy()" if prec >= ATOM else f"({x}).copy()"
+    return [f"{target} = {copy}", loop, f"    {target}[{_slot(ax, k)}] += {target}[{_slot(ax, prev)}]"]
+
+
+def _cumsum_vjp(b: Builder, eqn: Eqn, cts, active):
+    p = eqn.params
+    return [b.bind1("cumsum", cts[0], axis=p["axis"], reverse=not p["reverse"])]
+
+
+_register(
+    OpDef(
+        "cumsum",
+        "CumSum",
+        "structural",
+        1,
+        _cumsum_abstract,
+        emit=_cumsum_emit,
+        statement=True,
+        contiguous=True,
+        inexact=True,
+        vjp=_cumsum_vjp,
+        jvp=linear_jvp,
+        samples=[
+            (((2, 3),), dict(axis=1, reverse=False)),
+            (((4,),), dict(axis=0, reverse=True)),
+            (((3, 2, 2),), dict(axis=0, reverse=False)),
+            (((2, 3),), dict(axis=-1, reverse=True)),
+        ],
+    )
+)
+
+
+def _arg_extremum_abstract(display: str):
+    def abstract(avals, p):
+        (x,) = avals
+        if x.ndim == 0:
+            raise ShapeError(f"{display}: the input must have at least one axis, got a 0-d tensor")
+        ax = _axis_of(display, p["axis"], x.ndim)
+        return [Aval(x.shape[:ax] + x.shape[ax + 1 :], np.dtype(np.int64))]
+
+    return abstract
+
+
+def _arg_extremum_emit(fn: str):
+    def emit(args, eqn: Eqn, C):
+        x = _atomic(args[0])
+        a = eqn.ins[0]
+        ax = eqn.params["axis"] % len(a.shape)
+        if len(a.shape) == 1:
+            return f"{C.np}.int64({C.np}.{fn}({x}))", ATOM
+        return f"{C.np}.{fn}({x}, axis={ax}).astype({C.np}.int64)", ATOM
+
+    return emit
+
+
+for _name, _display, _fn in [("argmax", "Argmax", "argmax"), ("argmin", "Argmin", "argmin")]:
+    _register(
+        OpDef(
+            _name,
+            _display,
+            "structural",
+            1,
+            _arg_extremum_abstract(_display),
+            emit=_arg_extremum_emit(_fn),
+            contiguous=True,
+            vjp=lambda b, eqn, cts, active: [None],
+            jvp=no_jvp,
+            distinct_inputs=True,
+            samples=[(((2, 3),), dict(axis=1)), (((4,),), dict(axis=0)), (((2, 3, 2),), dict(axis=0))],
+        )
+    )
+
+
+# ------------------------------------------------------------- batched matmul
+def _batch_matmul_abstract(avals: list[Aval], p: dict) -> list[Aval]:
+    a, b = avals
+    if a.ndim < 2 or b.ndim < 2:
+        raise ShapeError(
+            f"BatchMatMul: both operands must have at least 2 axes, got shapes {fmt_shape(a.shape)} and "
+            f"{fmt_shape(b.shape)}"
+        )
+    m, k1 = a.shape[-2:][::-1] if p["transpose_a"] else a.shape[-2:]
+    k2, n = b.shape[-2:][::-1] if p["transpose_b"] else b.shape[-2:]
+    if k1 != k2:
+        raise ShapeError(
+            f"BatchMatMul: inner dimensions differ ({k1} != {k2}) for operands of shapes {fmt_shape(a.shape)} and "
+            f"{fmt_shape(b.shape)} (transpose_a={p['transpose_a']}, transpose_b={p['transpose_b']})"
+        )
+    if a.dtype != b.dtype:
+        raise ShapeError(f"BatchMatMul: operands have different dtypes {a.dtype} and {b.dtype}")
+    batch = broadcast_shapes("BatchMatMul", [a.shape[:-2], b.shape[:-2]])
+    return [Aval(batch + (m, n), a.dtype)]
+
+
+def _batch_matmul_emit(target, args, eqn: Eqn, C):
+    a, b = eqn.ins
+    out = eqn.outs[0]
+    batch = out.shape[:-2]
+    nb = int(np.prod(batch, dtype=np.int64))
+    lines, ops = [], []
+    for (src, prec), v, t in zip(args, (a, b), (eqn.params["transpose_a"], eqn.params["transpose_b"])):
+        name = C.fresh(f"{target}_in")
+        full = batch + v.shape[-2:]
+        expr = src if prec >= ATOM else f"({src})"
+        if v.shape != full:
+            expr = f"{C.np}.broadcast_to({expr}, {full!r})"
+        lines.append(f"{name} = {C.np}.ascontiguousarray({expr}).reshape({(nb,) + v.shape[-2:]!r})")
+        ops.append((name, t))
+    k = C.fresh("k")
+
+    def one(name, t):
+        return f"{C.np}.ascontiguousarray({name}[{k}].T)" if t else f"{name}[{k}]"
+
+    lines += [
+        f"{target} = {C.np}.empty({(nb,) + out.shape[-2:]!r}, {C.dtype(out.dtype)})",
+        f"for {k} in range({nb}):",
+        f"    {target}[{k}] = {C.np}.dot({one(*ops[0])}, {one(*ops[1])})",
+        f"{target} = {target}.reshape({out.shape!r})",
+    ]
+    return lines
+
+
+def _batch_matmul_vjp(b: Builder, eqn: Eqn, cts, active):
+    (ct,) = cts
+    x, y = eqn.ins
+    ta, tb = eqn.params["transpose_a"], eqn.params["transpose_b"]
+    gx = gy = None
+    if active[0]:
+        gx = (
+            b.bind1("batch_matmul", y, ct, transpose_a=tb, transpose_b=True)
+            if ta
+            else b.bind1("batch_matmul", ct, y, transpose_a=False, transpose_b=not tb)
+        )
+        gx = sum_to(b, gx, x.shape)
+    if active[1]:
+        gy = (
+            b.bind1("batch_matmul", ct, x, transpose_a=True, transpose_b=ta)
+            if tb
+            else b.bind1("batch_matmul", x, ct, transpose_a=not ta, transpose_b=False)
+        )
+        gy = sum_to(b, gy, y.shape)
+    return [gx, gy]
+
+
+def _batch_matmul_jvp(b: Builder, eqn: Eqn, tangents):
+    x, y = eqn.ins
+    tx, ty = tangents
+    terms = []
+    if tx is not None:
+        terms.append(b.bind1("batch_matmul", tx, y, **eqn.params))
+    if ty is not None:
+        terms.append(b.bind1("batch_matmul", x, ty, **eqn.params))
+    return [terms[0] if len(terms) == 1 else b.bind1("add", *terms)]
+
+
+_register(
+    OpDef(
+        "batch_matmul",
+        "BatchMatMul",
+        "structural",
+        2,
+        _batch_matmul_abstract,
+        emit=_batch_matmul_emit,
+        statement=True,
+        contiguous=True,
+        inexact=True,
+        vjp=_batch_matmul_vjp,
+        jvp=_batch_matmul_jvp,
+        samples=[
+            (((2, 2, 3), (2, 3, 4)), dict(transpose_a=False, transpose_b=False)),
+            (((2, 3), (3, 3, 2)), dict(transpose_a=False, transpose_b=False)),
+            (((2, 1, 3, 2), (3, 4, 3)), dict(transpose_a=True, transpose_b=True)),
+            (((2, 2, 3), (4, 3)), dict(transpose_a=False, transpose_b=True)),
+        ],
+    )
+)
+
+
+# ------------------------------------------------------------- linear algebra
+def _square(display: str, a: Aval) -> int:
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ShapeError(f"{display}: the matrix must be square and 2-D, got shape {fmt_shape(a.shape)}")
+    if a.dtype.kind != "f":
+        raise ArgumentError(f"{display}: the matrix must be a float tensor, got dtype {a.dtype}")
+    return a.shape[0]
+
+
+def _inv_abstract(avals, p):
+    (a,) = avals
+    _square("MatrixInverse", a)
+    return [a]
+
+
+def _inv_emit(args, eqn: Eqn, C):
+    return f"{C.np}.linalg.inv({args[0][0]})", ATOM
+
+
+def _mm(b: Builder, x: Atom, y: Atom, ta: bool = False, tb: bool = False) -> Atom:
+    return b.bind1("matmul", x, y, transpose_a=ta, transpose_b=tb)
+
+
+def _inv_vjp(b: Builder, eqn: Eqn, cts, active):
+    # d(A^-1) = -A^-1 dA A^-1, so the cotangent of A is -A^-T ct A^-T
+    (ct,) = cts
+    w = eqn.outs[0]
+    return [b.bind1("neg", _mm(b, _mm(b, w, ct, ta=True), w, tb=True))]
+
+
+def _inv_jvp(b: Builder, eqn: Eqn, tangents):
+    (t,) = tangents
+    if t is None:
+        return [None]
+    w = eqn.outs[0]
+    return [b.bind1("neg", _mm(b, _mm(b, w, t), w))]
+
+
+def _det_abstract(avals, p):
+    (a,) = avals
+    _square("MatrixDeterminant", a)
+    return [Aval((), a.dtype)]
+
+
+def _det_emit(args, eqn: Eqn, C):
+    return f"{C.dtype(eqn.outs[0].dtype)}({C.np}.linalg.det({args[0][0]}))", ATOM
+
+
+def _det_vjp(b: Builder, eqn: Eqn, cts, active):
+    # d det(A) = det(A) tr(A^-1 dA): the cotangent of A is ct det(A) A^-T
+    (ct,) = cts
+    a, d = eqn.ins[0], eqn.outs[0]
+    inv_t = b.bind1("transpose", b.bind1("matrix_inverse", a), perm=(1, 0))
+    return [b.bind1("mul", inv_t, b.bind1("mul", ct, d))]
+
+
+def _det_jvp(b: Builder, eqn: Eqn, tangents):
+    (t,) = tangents
+    if t is None:
+        return [None]
+    a, d = eqn.ins[0], eqn.outs[0]
+    inv_t = b.bind1("transpose", b.bind1("matrix_inverse", a), perm=(1, 0))
+    tr = b.bind1("reduce_sum", b.bind1("mul", inv_t, t), axes=(0, 1), keepdims=False)
+    return [b.bind1("mul", d, tr)]
+
+
+def _solve_abstract(avals, p):
+    a, rhs = avals
+    n = _square("Solve", a)
+    if rhs.ndim not in (1, 2) or rhs.shape[0] != n:
+        raise ShapeError(
+            f"Solve: the right-hand side must have shape ({n},) or ({n}, k) for a matrix of shape "
+            f"{fmt_shape(a.shape)}, got {fmt_shape(rhs.shape)}"
+        )
+    if rhs.dtype != a.dtype:
+        raise ShapeError(f"Solve: operands have different dtypes {a.dtype} and {rhs.dtype}")
+    return [rhs]
+
+
+def _solve_emit(args, eqn: Eqn, C):
+    return f"{C.np}.linalg.solve({args[0][0]}, {args[1][0]})", ATOM
+
+
+def _as_matrix(b: Builder, v: Atom) -> Atom:
+    return v if len(v.shape) == 2 else b.bind1("reshape", v, shape=(v.shape[0], 1))
+
+
+def _solve_vjp(b: Builder, eqn: Eqn, cts, active):
+    # x = A^-1 r: the cotangent of r is A^-T ct, that of A is -(A^-T ct) x^T
+    (ct,) = cts
+    a, _ = eqn.ins
+    x = eqn.outs[0]
+    gr = b.bind1("solve", b.bind1("transpose", a, perm=(1, 0)), ct)
+    ga = None
+    if active[0]:
+        ga = b.bind1("neg", _mm(b, _as_matrix(b, gr), _as_matrix(b, x), tb=True))
+    return [ga, gr if active[1] else None]
+
+
+def _solve_jvp(b: Builder, eqn: Eqn, tangents):
+    # dx = A^-1 (dr - dA x)
+    ta, tr = tangents
+    a, _ = eqn.ins
+    x = eqn.outs[0]
+    rhs = tr
+    if ta is not None:
+        ax = _mm(b, ta, _as_matrix(b, x))
+        if len(x.shape) == 1:
+            ax = b.bind1("reshape", ax, shape=x.shape)
+        rhs = b.bind1("neg", ax) if rhs is None else b.bind1("sub", rhs, ax)
+    return [None if rhs is None else b.bind1("solve", a, rhs)]
+
+
+_linalg_samples = [(((3, 3),), {}), (((2, 2),), {}), (((1, 1),), {})]
+_register(
+    OpDef(
+        "matrix_inverse",
+        "MatrixInverse",
+        "structural",
+        1,
+        _inv_abstract,
+        emit=_inv_emit,
+        contiguous=True,
+        vjp=_inv_vjp,
+        jvp=_inv_jvp,
+        numpy=("linalg.inv",),
+        domain=(0.5, 2.0),
+        well_conditioned=True,
+        samples=_linalg_samples,
+    )
+)
+_register(
+    OpDef(
+        "matrix_determinant",
+        "MatrixDeterminant",
+        "structural",
+        1,
+        _det_abstract,
+        emit=_det_emit,
+        vjp=_det_vjp,
+        jvp=_det_jvp,
+        numpy=("linalg.det",),
+        domain=(0.5, 2.0),
+        well_conditioned=True,
+        samples=_linalg_samples,
+    )
+)
+_register(
+    OpDef(
+        "solve",
+        "Solve",
+        "structural",
+        2,
+        _solve_abstract,
+        emit=_solve_emit,
+        contiguous=True,
+        vjp=_solve_vjp,
+        jvp=_solve_jvp,
+        numpy=("linalg.solve",),
+        domain=(0.5, 2.0),
+        well_conditioned=True,
+        samples=[(((3, 3), (3,)), {}), (((2, 2), (2, 3)), {}), (((1, 1), (1,)), {})],
+    )
+)
 
 
 ELEMENTWISE = [op for op in OPS.values() if op.kind == "elementwise"]

@@ -146,18 +146,6 @@ class DelNet(nn.Cell):
         return x
 
 
-class SetItemNet(nn.Cell):
-    def construct(self, x):
-        x[0] = 1.0  # <setitem-cell>
-        return x
-
-
-class AugItemNet(nn.Cell):
-    def construct(self, x):
-        x[0] += 1.0  # <augitem-cell>
-        return x
-
-
 class CallObjectNet(nn.Cell):
     def construct(self, x):
         return OPAQUE(x)  # <callobj-cell>
@@ -243,16 +231,6 @@ def h_del(x):
     return x
 
 
-def h_setitem(x):
-    x[0] = 1.0  # <setitem-helper>
-    return x
-
-
-def h_augitem(x):
-    x[0] += 1.0  # <augitem-helper>
-    return x
-
-
 def h_callobj(x):
     return OPAQUE(x)  # <callobj-helper>
 
@@ -302,8 +280,6 @@ UNSUPPORTED = {
     "global": (GlobalNet, h_global, ["`global`"], True),
     "nonlocal": (NonlocalNet, h_nonlocal, ["`nonlocal`"], True),
     "del": (DelNet, h_del, ["`del`"], True),
-    "setitem": (SetItemNet, h_setitem, ["in-place", "element"], False),
-    "augitem": (AugItemNet, h_augitem, ["in-place"], False),
     "callobj": (CallObjectNet, h_callobj, ["Opaque", "not supported"], False),
     "callos": (CallOsNet, h_callos, ["getcwd", "not supported"], False),
     "attr": (AttrNet, h_attr, ["`value`", "Opaque"], False),
@@ -344,7 +320,7 @@ def test_unsupported_syntax_under_grad_operation(case):
     assert_points_at(ei.value, f"{case}-helper", *words)
 
 
-@pytest.mark.parametrize("case", ["try", "setitem"])
+@pytest.mark.parametrize("case", ["try"])
 def test_unsupported_syntax_in_graph_mode(case):
     # Errors come from the frontend, before anything is compiled by Numba.
     context.set_context(mode=context.GRAPH_MODE)

@@ -1,4 +1,4 @@
-"""Benchmark workloads W1-W6, each implemented in every system of :data:`SYSTEMS`.
+"""Benchmark workloads W1-W7, each implemented in every system of :data:`SYSTEMS`.
 
 ``variants(["W1", "W2"], quick=False)`` lists :class:`Variant` objects; a variant's
 ``builders[system]()`` sets the case up (imports, compiles nothing yet) and returns an
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import w1_matmul, w2_elementwise, w3_mlp, w4_hessian, w5_fourth, w6_laplacian
+from . import w1_matmul, w2_elementwise, w3_mlp, w4_hessian, w5_fourth, w6_laplacian, w7_rk4
 from .common import REFERENCE, SYSTEMS, Impl, Skip, Variant, agree, as_arrays
 
 WORKLOADS: dict[str, tuple[str, Callable[[bool], list[Variant]]]] = {
@@ -20,6 +20,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[bool], list[Variant]]]] = {
     "W4": ("sum(sin(x)*x**3): Hessian and Hessian-vector product, float64", w4_hessian.variants),
     "W5": ("4th derivative of sin(x)*exp(-x*x)/(1+x*x), float64", w5_fourth.variants),
     "W6": ("PINN Laplacian of a 2-32-32-1 tanh MLP, float64", w6_laplacian.variants),
+    "W7": ("RK4 Lorenz integrator kept as a loop, grad wrt initial state and parameters, float64", w7_rk4.variants),
 }
 
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from .. import dtype as mstype
+from ..errors import ArgumentError, UnsupportedSyntaxError
 from ..primitives import ELEMENTWISE
 from ..runtime import eager
+from ..trace import lowering as L
 from ..trace.lowering import (
     lower_cast,
     lower_compare,
@@ -75,10 +80,12 @@ abs = ELEMENTWISE_FUNCTIONS["abs"]  # noqa: A001
 
 def _matmul_lower(fe, args, kwargs):
     x, y = args
-    return fe.bind("matmul", [x, y], transpose_a=False, transpose_b=False)
+    return L.lower_matmul(fe, x, y)
 
 
-matmul = _functional("matmul", _matmul_lower, "``matmul(x, y)``: 2-D matrix product.")
+matmul = _functional(
+    "matmul", _matmul_lower, "``matmul(x, y)``: matrix product with NumPy's rules for 1-D and batched operands."
+)
 
 
 def _stop_gradient_lower(fe, args, kwargs):
@@ -127,3 +134,131 @@ one_hot = _functional(
     _one_hot_lower,
     "``one_hot(indices, depth, on_value=1.0, off_value=0.0, axis=-1)``: one-hot encoding of integer indices.",
 )
+
+
+# ---- structural, indexing and linalg ops (issue 15)
+def _fn(name: str, lower: Callable[..., Any], doc: str) -> Callable[..., Any]:
+    """A functional form whose lowering takes the call's arguments as they are."""
+    return _functional(name, lambda fe, a, k: lower(fe, *a, **k), doc)
+
+
+def _concat_lower(fe, tensors, axis=0):
+    return L.lower_concat(fe, tensors, axis, "concat")
+
+
+def _stack_lower(fe, tensors, axis=0):
+    return L.lower_stack(fe, tensors, axis, "stack")
+
+
+def _split_lower(fe, tensor, split_size_or_sections, axis=0):
+    # MindSpore's ops.split: an int is the size of each chunk (the last one may be smaller)
+    n = fe.atom(tensor).shape[axis] if isinstance(split_size_or_sections, int) else None
+    if n is not None:
+        s = int(split_size_or_sections)
+        if s <= 0:
+            raise fe.error(f"split: split_size_or_sections must be positive, got {s}", ArgumentError)
+        split_size_or_sections = [s] * (n // s) + ([n % s] if n % s else [])
+    return L.lower_split(fe, tensor, axis, list(split_size_or_sections), "split")
+
+
+def _squeeze_lower(fe, input, axis=None):
+    return L.lower_squeeze(fe, input, axis)
+
+
+def _expand_dims_lower(fe, input_x, axis):
+    return L.lower_expand_dims(fe, input_x, axis)
+
+
+def _unsqueeze_lower(fe, input, dim):
+    return L.lower_expand_dims(fe, input, dim)
+
+
+def _filled(value: float, like: bool):
+    def lower_like(fe, input, dtype=None):
+        a = fe.atom(input)
+        return fe.fill(a.shape, value, a.dtype if dtype is None else mstype.to_np(dtype))
+
+    def lower(fe, shape, dtype=None):
+        shape = L.static_shape(fe, shape)
+        return fe.fill(shape, value, np.dtype(np.float32) if dtype is None else mstype.to_np(dtype))
+
+    return lower_like if like else lower
+
+
+def _norm_lower(fe, A, ord=None, dim=None, keepdim=False, *, dtype=None):
+    r = L.lower_norm(fe, A, ord, dim, keepdim)
+    return r if dtype is None else L.lower_cast(fe, r, dtype)
+
+
+def _arg_lower(op: str):
+    def lower(fe, input, dim=None, keepdim=False):
+        return L.lower_arg_extremum(fe, op, input, dim, keepdim, np.int64)
+
+    return lower
+
+
+def _cumsum_lower(fe, x, axis, dtype=None):
+    r = L.lower_cumsum(fe, x, axis)
+    return r if dtype is None else L.lower_cast(fe, r, dtype)
+
+
+def _gather_lower(fe, input_params, input_indices, axis, batch_dims=0):
+    if batch_dims:
+        raise fe.error("gather: batch_dims other than 0 is not supported", UnsupportedSyntaxError)
+    return L.lower_gather(fe, input_params, input_indices, axis)
+
+
+def _pad_lower(fe, input_x, padding, mode="constant", value=None):
+    # MindSpore's ops.pad: (left, right) of the last axis first, then of the one before, ...
+    if mode != "constant":
+        raise fe.error(f"pad: mode={mode!r} is not supported (only 'constant')", UnsupportedSyntaxError)
+    a = fe.atom(input_x)
+    pad = L._ints(fe, "pad: padding", padding)
+    if len(pad) % 2 or len(pad) // 2 > len(a.shape):
+        raise fe.error(
+            f"pad: padding {pad} must give (before, after) pairs for at most {len(a.shape)} axes", ArgumentError
+        )
+    pairs = [(0, 0)] * len(a.shape)
+    for k in range(len(pad) // 2):
+        pairs[len(a.shape) - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    return L.lower_pad(fe, a, pairs, 0 if value is None else value)
+
+
+concat = _fn("concat", _concat_lower, "``concat(tensors, axis=0)``: tensors joined along ``axis``.")
+cat = concat
+stack = _fn("stack", _stack_lower, "``stack(tensors, axis=0)``: tensors joined along a new axis.")
+split = _fn("split", _split_lower, "``split(tensor, split_size_or_sections, axis=0)``: a tuple of parts.")
+tile = _fn("tile", L.lower_tile, "``tile(input, multiples)``: ``input`` repeated along each axis.")
+broadcast_to = _fn("broadcast_to", L.lower_broadcast_to, "``broadcast_to(input, shape)`` (-1 keeps an axis).")
+squeeze = _fn("squeeze", _squeeze_lower, "``squeeze(input, axis=None)``: axes of length 1 removed.")
+expand_dims = _fn("expand_dims", _expand_dims_lower, "``expand_dims(input_x, axis)``: a new axis of length 1.")
+unsqueeze = _fn("unsqueeze", _unsqueeze_lower, "``unsqueeze(input, dim)``: a new axis of length 1.")
+ones_like = _fn("ones_like", _filled(1.0, True), "``ones_like(input, dtype=None)``.")
+zeros_like = _fn("zeros_like", _filled(0.0, True), "``zeros_like(input, dtype=None)``.")
+ones = _fn("ones", _filled(1.0, False), "``ones(shape, dtype=float32)``.")
+zeros = _fn("zeros", _filled(0.0, False), "``zeros(shape, dtype=float32)``.")
+pad = _fn("pad", _pad_lower, "``pad(input_x, padding, mode='constant', value=None)``: constant padding.")
+addn = _fn("addn", L.lower_addn, "``addn(x)``: the sum of a tuple or list of tensors.")
+norm = _fn("norm", _norm_lower, "``norm(A, ord=None, dim=None, keepdim=False)``: 2-norm, 1-norm or inf-norm.")
+argmax = _fn("argmax", _arg_lower("argmax"), "``argmax(input, dim=None, keepdim=False)``: int64 indices.")
+argmin = _fn("argmin", _arg_lower("argmin"), "``argmin(input, dim=None, keepdim=False)``: int64 indices.")
+cumsum = _fn("cumsum", _cumsum_lower, "``cumsum(x, axis, dtype=None)``: cumulative sum along ``axis``.")
+gather = _fn("gather", _gather_lower, "``gather(input_params, input_indices, axis)``: slices at integer indices.")
+gather_d = _fn("gather_d", L.lower_gather_d, "``gather_d(x, dim, index)``: elements at ``index`` along ``dim``.")
+gather_nd = _fn("gather_nd", L.lower_gather_nd, "``gather_nd(input_x, indices)``: elements or slices at indices.")
+scatter_nd = _fn("scatter_nd", L.lower_scatter_nd, "``scatter_nd(indices, updates, shape)``: updates added into zeros.")
+tensor_scatter_add = _fn(
+    "tensor_scatter_add",
+    lambda fe, input_x, indices, updates: L.lower_tensor_scatter(fe, input_x, indices, updates, True),
+    "``tensor_scatter_add(input_x, indices, updates)``: a new tensor with updates added at indices.",
+)
+tensor_scatter_update = _fn(
+    "tensor_scatter_update",
+    lambda fe, input_x, indices, updates: L.lower_tensor_scatter(fe, input_x, indices, updates, False),
+    "``tensor_scatter_update(input_x, indices, updates)``: a new tensor with updates written at indices.",
+)
+bmm = _fn("bmm", lambda fe, input_x, mat2: L.lower_batch_matmul(fe, input_x, mat2), "``bmm(input_x, mat2)``.")
+inverse = _fn("inverse", lambda fe, input: L.lower_linalg(fe, "matrix_inverse", [input]), "``inverse(input)``.")
+matrix_inverse = inverse
+det = _fn("det", lambda fe, input: L.lower_linalg(fe, "matrix_determinant", [input]), "``det(input)``.")
+matrix_determinant = det

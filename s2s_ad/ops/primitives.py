@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from .. import dtype as mstype
 from ..primitives import ELEMENTWISE, get_op
 from ..runtime import eager
+from ..trace import lowering as L
 from ..trace.lowering import (
     lower_cast,
     lower_compare,
@@ -160,3 +164,197 @@ class OneHot(Primitive):
 # attributes are compile-time values.
 register_constructor(Primitive)
 register_static(Primitive)
+
+
+# ---- structural, indexing and linalg ops (issue 15)
+class Concat(Primitive):
+    """``Concat(axis=0)(tensors)``."""
+
+    def __init__(self, axis: int = 0):
+        super().__init__(axis=int(axis))
+
+    def lower(self, fe, tensors):
+        return L.lower_concat(fe, tensors, self._attrs["axis"], "Concat")
+
+
+class Stack(Primitive):
+    """``Stack(axis=0)(tensors)``."""
+
+    def __init__(self, axis: int = 0):
+        super().__init__(axis=int(axis))
+
+    def lower(self, fe, tensors):
+        return L.lower_stack(fe, tensors, self._attrs["axis"], "Stack")
+
+
+class Split(Primitive):
+    """``Split(axis=0, output_num=1)(x)``: a tuple of ``output_num`` equal parts."""
+
+    def __init__(self, axis: int = 0, output_num: int = 1):
+        super().__init__(axis=int(axis), output_num=int(output_num))
+
+    def lower(self, fe, x):
+        return L.lower_split(fe, x, self._attrs["axis"], self._attrs["output_num"], "Split")
+
+
+class Tile(Primitive):
+    """``Tile()(x, multiples)``."""
+
+    def lower(self, fe, x, multiples):
+        return L.lower_tile(fe, x, multiples)
+
+
+class BroadcastTo(Primitive):
+    """``BroadcastTo(shape)(x)`` (-1 keeps an axis)."""
+
+    def __init__(self, shape: tuple):
+        super().__init__(shape=tuple(shape))
+
+    def lower(self, fe, x):
+        return L.lower_broadcast_to(fe, x, self._attrs["shape"])
+
+
+class Squeeze(Primitive):
+    """``Squeeze(axis=())(x)``: axes of length 1 removed (all of them by default)."""
+
+    def __init__(self, axis: int | tuple = ()):
+        super().__init__(axis=axis if isinstance(axis, int) else tuple(axis))
+
+    def lower(self, fe, x):
+        return L.lower_squeeze(fe, x, self._attrs["axis"])
+
+
+class ExpandDims(Primitive):
+    """``ExpandDims()(x, axis)``."""
+
+    def lower(self, fe, x, axis):
+        return L.lower_expand_dims(fe, x, axis)
+
+
+def _like_class(display: str, value: float) -> type:
+    def lower(self, fe, x):
+        a = fe.atom(x)
+        return fe.fill(a.shape, value, a.dtype)
+
+    return type(display, (Primitive,), {"lower": lower, "__doc__": f"``{display}()(x)``."})
+
+
+OnesLike = _like_class("OnesLike", 1.0)
+ZerosLike = _like_class("ZerosLike", 0.0)
+
+
+class Pad(Primitive):
+    """``Pad(paddings)(x)``: ``paddings[i] = (before, after)`` zeros around axis ``i``."""
+
+    def __init__(self, paddings: tuple):
+        super().__init__(paddings=tuple(tuple(int(v) for v in p) for p in paddings))
+
+    def lower(self, fe, x):
+        return L.lower_pad(fe, x, self._attrs["paddings"])
+
+
+class AddN(Primitive):
+    """``AddN()(inputs)``: the sum of a tuple or list of tensors."""
+
+    def lower(self, fe, inputs):
+        return L.lower_addn(fe, inputs)
+
+
+class CumSum(Primitive):
+    """``CumSum(exclusive=False, reverse=False)(x, axis)``."""
+
+    def __init__(self, exclusive: bool = False, reverse: bool = False):
+        super().__init__(exclusive=bool(exclusive), reverse=bool(reverse))
+
+    def lower(self, fe, x, axis):
+        return L.lower_cumsum(fe, x, axis, self._attrs["exclusive"], self._attrs["reverse"])
+
+
+def _arg_class(op: str, display: str) -> type:
+    def __init__(self, axis: int = -1, output_type: Any = np.int32):
+        Primitive.__init__(self, axis=int(axis), output_type=np.dtype(mstype.to_np(output_type)))
+
+    def lower(self, fe, x):
+        return L.lower_arg_extremum(fe, op, x, self._attrs["axis"], False, self._attrs["output_type"])
+
+    doc = f"``{display}(axis=-1, output_type=int32)(x)``: indices (not differentiable)."
+    return type(display, (Primitive,), {"__init__": __init__, "lower": lower, "__doc__": doc})
+
+
+Argmax = _arg_class("argmax", "Argmax")
+Argmin = _arg_class("argmin", "Argmin")
+
+
+class Gather(Primitive):
+    """``Gather()(input_params, input_indices, axis)``: slices along ``axis`` at integer indices."""
+
+    def lower(self, fe, input_params, input_indices, axis):
+        return L.lower_gather(fe, input_params, input_indices, axis)
+
+
+class GatherD(Primitive):
+    """``GatherD()(x, dim, index)``."""
+
+    def lower(self, fe, x, dim, index):
+        return L.lower_gather_d(fe, x, dim, index)
+
+
+class GatherNd(Primitive):
+    """``GatherNd()(input_x, indices)``."""
+
+    def lower(self, fe, input_x, indices):
+        return L.lower_gather_nd(fe, input_x, indices)
+
+
+class ScatterNd(Primitive):
+    """``ScatterNd()(indices, updates, shape)``: updates added into zeros of ``shape``."""
+
+    def lower(self, fe, indices, updates, shape):
+        return L.lower_scatter_nd(fe, indices, updates, shape)
+
+
+class TensorScatterAdd(Primitive):
+    """``TensorScatterAdd()(input_x, indices, updates)``: a new tensor."""
+
+    def lower(self, fe, input_x, indices, updates):
+        return L.lower_tensor_scatter(fe, input_x, indices, updates, True)
+
+
+class TensorScatterUpdate(Primitive):
+    """``TensorScatterUpdate()(input_x, indices, updates)``: a new tensor."""
+
+    def lower(self, fe, input_x, indices, updates):
+        return L.lower_tensor_scatter(fe, input_x, indices, updates, False)
+
+
+class BatchMatMul(Primitive):
+    """``BatchMatMul(transpose_a=False, transpose_b=False)(x, y)``: batch axes broadcast."""
+
+    def __init__(self, transpose_a: bool = False, transpose_b: bool = False):
+        super().__init__(transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+
+    def lower(self, fe, x, y):
+        return L.lower_batch_matmul(fe, x, y, **self._attrs)
+
+
+class MatrixInverse(Primitive):
+    """``MatrixInverse(adjoint=False)(x)`` of a square 2-D float tensor."""
+
+    def __init__(self, adjoint: bool = False):
+        super().__init__(adjoint=bool(adjoint))
+
+    def lower(self, fe, x):
+        a = fe.atom(x)
+        if self._attrs["adjoint"]:
+            a = lower_transpose(fe, a, (1, 0))
+        return L.lower_linalg(fe, "matrix_inverse", [a])
+
+
+class MatrixDeterminant(Primitive):
+    """``MatrixDeterminant()(x)`` of a square 2-D float tensor."""
+
+    def lower(self, fe, x):
+        return L.lower_linalg(fe, "matrix_determinant", [x])
+
+
+TensorAdd = ELEMENTWISE_CLASSES["Add"]

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime import eager
 from ..tensor import Tensor
+from ..trace.lowering import STRUCTURAL_METHODS
 from . import functional as F
 from . import numpy_api
 
@@ -60,7 +62,36 @@ def _array_function(self: Tensor, func, types, args, kwargs):
     return numpy_api.numpy_on_tensors(func, "__call__", args, kwargs)
 
 
-_PYTHON_OPERATORS = {"add": "add", "sub": "sub", "mul": "mul", "truediv": "div", "pow": "pow"}
+_PYTHON_OPERATORS = {
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "truediv": "div",
+    "pow": "pow",
+    "floordiv": "floor_div",
+    "mod": "floor_mod",
+}
+
+
+def _structural_method(name: str):
+    # the same lowering as the method inside compiled code (trace.lowering.STRUCTURAL_METHODS)
+    fn = STRUCTURAL_METHODS[name]
+
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
+        return eager(("method", name), lambda fe, vals, kw: fn(fe, *vals, **kw), (self, *args), kwargs)
+
+    method.__name__ = name
+    return method
+
+
+def _setitem(self: Tensor, idx: Any, value: Any) -> None:
+    # eager (PYNATIVE) code updates the Tensor in place, as MindSpore's PyNative mode does
+    def plain(i: Any) -> Any:
+        return i.asnumpy() if isinstance(i, Tensor) else i
+
+    idx = tuple(plain(i) for i in idx) if isinstance(idx, tuple) else plain(idx)
+    data = self.asnumpy()
+    data[idx] = np.asarray(plain(value), data.dtype)
 
 
 def install() -> None:
@@ -83,3 +114,6 @@ def install() -> None:
     Tensor.min = _reduction(F.reduce_min)  # type: ignore[attr-defined]
     Tensor.__array_ufunc__ = _array_ufunc  # type: ignore[attr-defined]
     Tensor.__array_function__ = _array_function  # type: ignore[attr-defined]
+    for name in STRUCTURAL_METHODS:
+        setattr(Tensor, name, _structural_method(name))
+    Tensor.__setitem__ = _setitem  # type: ignore[method-assign]

@@ -46,7 +46,7 @@ from .control import (
     rebuild,
     same_static,
 )
-from .lowering import TENSOR_METHODS, TensorMethod
+from .lowering import TENSOR_METHODS, TensorMethod, lower_matmul
 from .protocol import describe, find_stager, has_traced, is_static, is_tensor_value, leaf_of, name_of
 from .sources import source_lines
 from .tracer import Tracer
@@ -79,7 +79,15 @@ _UNSUPPORTED_EXPRS = {
     ast.Set: "set displays",
 }
 
-_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
+_BINOPS = {
+    ast.Add: "add",
+    ast.Sub: "sub",
+    ast.Mult: "mul",
+    ast.Div: "div",
+    ast.Pow: "pow",
+    ast.FloorDiv: "floor_div",
+    ast.Mod: "floor_mod",
+}
 _PY_BINOPS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -749,14 +757,39 @@ class Interpreter:
             self.assign(s.target, self.eval(s.value, scope), scope)
 
     def exec_AugAssign(self, s: ast.AugAssign, scope: Scope) -> None:
+        if isinstance(s.target, ast.Subscript):
+            # x[i] += v: x[i] = x[i] + v, a functional update of x (the index is evaluated once)
+            base = self.eval(s.target.value, scope)
+            idx = self.eval(s.target.slice, scope)
+            self.tracer.loc = scope.loc(s)
+            cur = self.tracer.subscript(base, idx)
+            new = self.binop(s.op, cur, self.eval(s.value, scope))
+            self.tracer.loc = scope.loc(s)
+            self.store_item(s.target, base, idx, new, scope)
+            return
         if not isinstance(s.target, ast.Name):
             raise self.error(
-                "in-place update of a tensor element or attribute is not supported "
-                "(tensors are immutable in compiled code; build a new value instead)",
+                "in-place update of an attribute is not supported in compiled code (build a new value instead)",
                 UnsupportedSyntaxError,
             )
         cur = self.eval(s.target, scope)
         self.assign(s.target, self.binop(s.op, cur, self.eval(s.value, scope)), scope)
+
+    def store_item(self, t: ast.Subscript, base: Any, idx: Any, v: Any, scope: Scope) -> None:
+        """``base[idx] = v`` for the target ``t``: a tensor ``base`` is not changed; the name (or
+        element) it came from is rebound to the updated tensor, as in MindSpore's graph mode.
+        A Python list or dict is updated in place."""
+        if is_tensor_value(base):
+            self.assign(t.value, self.tracer.setitem(base, idx, v), scope)
+        elif isinstance(base, (list, dict)):
+            if isinstance(idx, (Var, Lit)):
+                raise self.error("indexing a Python container with a tensor is not supported", UnsupportedSyntaxError)
+            try:
+                base[idx] = v
+            except (IndexError, KeyError, TypeError) as err:
+                raise self.error(f"cannot assign to {describe(base)}[{idx!r}]: {err}") from None
+        else:
+            raise self.error(f"cannot assign to an element of {describe(base)}", UnsupportedSyntaxError)
 
     def exec_Return(self, s: ast.Return, scope: Scope) -> None:
         raise _Return(None if s.value is None else self.eval(s.value, scope))
@@ -908,11 +941,10 @@ class Interpreter:
             for sub, x in zip(t.elts, vals):
                 self.assign(sub, x, scope)
         elif isinstance(t, ast.Subscript):
-            raise self.error(
-                "in-place assignment to a tensor element is not supported (tensors are immutable "
-                "in compiled code; build a new value instead)",
-                UnsupportedSyntaxError,
-            )
+            base = self.eval(t.value, scope)
+            idx = self.eval(t.slice, scope)
+            self.tracer.loc = scope.loc(t)
+            self.store_item(t, base, idx, v, scope)
         elif isinstance(t, ast.Attribute):
             raise self.error("assigning attributes inside compiled code is not supported", UnsupportedSyntaxError)
         else:
@@ -1530,7 +1562,7 @@ class Interpreter:
         if not any(is_tensor_value(x) for x in (lhs, rhs)):
             return _PY_BINOPS[type(op)](lhs, rhs)
         if isinstance(op, ast.MatMult):
-            return self.tracer.bind("matmul", [lhs, rhs], transpose_a=False, transpose_b=False)
+            return lower_matmul(self.tracer, lhs, rhs, "`@`")
         if type(op) not in _BINOPS:
             raise self.error(f"the operator `{_op_symbol(op)}` is not supported on tensors", UnsupportedSyntaxError)
         return self.tracer.elementwise(_BINOPS[type(op)], [lhs, rhs])

@@ -3,14 +3,16 @@ and NumPy calls: casts, reshapes, transposes, reductions, selects, comparisons, 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 
 from .. import dtype as mstype
-from ..errors import ArgumentError
-from ..ir import Lit
+from ..errors import ArgumentError, ShapeError, UnsupportedSyntaxError
+from ..ir import Atom, Lit, Var
 from ..primitives import fmt_shape, normalize_axes
+from .protocol import describe, is_tensor_value
 from .tracer import Tracer
 
 
@@ -100,6 +102,13 @@ class TensorMethod:
 def tensor_method(tr: Tracer, m: TensorMethod, args: list, kwargs: dict) -> Any:
     """Stage the call of the tensor method ``m`` (one of :data:`TENSOR_METHODS`)."""
     x = m.value
+    if m.name in STRUCTURAL_METHODS:
+        fn = STRUCTURAL_METHODS[m.name]
+        try:
+            inspect.signature(fn).bind(tr, x, *args, **kwargs)
+        except TypeError as err:
+            raise tr.error(f"Tensor.{m.name}: {err}", ArgumentError) from None
+        return fn(tr, x, *args, **kwargs)
     if m.name == "reshape":
         shape = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
         return lower_reshape(tr, x, shape)
@@ -146,3 +155,440 @@ def lower_one_hot(
     classes = np.arange(int(depth), dtype=a.dtype).reshape((int(depth),) + (1,) * (ndim - 1 - axis))
     mask = tr.bind("equal", [idx, classes])
     return lower_select(tr, mask, on_value, off_value)
+
+
+# ---- structural, indexing and linalg ops (issue 15)
+def _ints(tr: Tracer, what: str, v: Any) -> tuple[int, ...]:
+    """A compile-time int or sequence of ints as a tuple (a clear error for anything else)."""
+    items = v if isinstance(v, (tuple, list)) else (v,)
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
+        raise tr.error(
+            f"{what} must be ints known at compile time, got {v!r} (a Python int passed at a differentiated "
+            "position is a tensor input, not a constant)",
+            ArgumentError,
+        )
+    return tuple(int(i) for i in items)
+
+
+def _axis(tr: Tracer, display: str, axis: Any, ndim: int) -> int:
+    (ax,) = _ints(tr, f"{display}: the axis", axis)
+    if not -ndim <= ax < max(ndim, 1):
+        raise tr.error(f"{display}: axis {ax} is out of range for a tensor of rank {ndim}", ShapeError)
+    return ax % max(ndim, 1)
+
+
+def _tensors(tr: Tracer, display: str, xs: Any) -> list[Atom]:
+    """A list or tuple of tensors as atoms of one dtype (numpy's result type)."""
+    if not isinstance(xs, (tuple, list)) or not xs:
+        raise tr.error(f"{display}: expected a non-empty tuple or list of tensors, got {describe(xs)}", ArgumentError)
+    atoms = tr.atoms(list(xs))
+    dt = np.result_type(*[a.dtype for a in atoms])
+    return [tr.cast(a, dt) for a in atoms]
+
+
+def lower_concat(tr: Tracer, xs: Any, axis: Any = 0, display: str = "Concat") -> Any:
+    """``concat((x, y, ...), axis)``: each part scattered into its slice of the result, summed
+    (the adjoint takes each part's slice back)."""
+    atoms = _tensors(tr, display, xs)
+    ndim = len(atoms[0].shape)
+    if ndim == 0:
+        raise tr.error(f"{display}: zero-dimensional tensors cannot be concatenated", ShapeError)
+    ax = _axis(tr, display, axis, ndim)
+    for a in atoms[1:]:
+        if len(a.shape) != ndim or a.shape[:ax] + a.shape[ax + 1 :] != atoms[0].shape[:ax] + atoms[0].shape[ax + 1 :]:
+            shapes = " and ".join(fmt_shape(b.shape) for b in atoms)
+            raise tr.error(f"{display}: shapes {shapes} differ outside axis {ax}", ShapeError)
+    if len(atoms) == 1:
+        return atoms[0]
+    total = sum(a.shape[ax] for a in atoms)
+    shape = atoms[0].shape[:ax] + (total,) + atoms[0].shape[ax + 1 :]
+    out, start = None, 0
+    for a in atoms:
+        n = a.shape[ax]
+        index = (("slice", None, None, None),) * ax + (("slice", start, start + n, None),)
+        part = tr.bind1("scatter", a, index=index, shape=shape)
+        out = part if out is None else tr.bind1("add", out, part)
+        start += n
+    return out
+
+
+def lower_stack(tr: Tracer, xs: Any, axis: Any = 0, display: str = "Stack") -> Any:
+    """``stack((x, y, ...), axis)``: each tensor with a new axis of length 1, concatenated."""
+    atoms = _tensors(tr, display, xs)
+    shape = atoms[0].shape
+    for a in atoms[1:]:
+        if a.shape != shape:
+            raise tr.error(
+                f"{display}: all tensors must have the same shape, got "
+                + " and ".join(fmt_shape(b.shape) for b in atoms),
+                ShapeError,
+            )
+    ax = _axis(tr, display, axis, len(shape) + 1)
+    parts = [lower_reshape(tr, a, shape[:ax] + (1,) + shape[ax:]) for a in atoms]
+    return lower_concat(tr, parts, ax, display)
+
+
+def lower_split(tr: Tracer, x: Any, axis: Any = 0, sections: Any = 1, display: str = "Split") -> tuple:
+    """``x`` split along ``axis`` into ``sections`` equal parts (an int) or parts of the given sizes."""
+    a = tr.atom(x)
+    ax = _axis(tr, display, axis, len(a.shape))
+    n = a.shape[ax]
+    if isinstance(sections, (int, np.integer)) and not isinstance(sections, bool):
+        if sections <= 0 or n % sections:
+            raise tr.error(f"{display}: an axis of length {n} does not split into {sections} equal parts", ShapeError)
+        sizes = (n // sections,) * int(sections)
+    else:
+        sizes = _ints(tr, f"{display}: the section sizes", sections)
+        if sum(sizes) != n or min(sizes) < 0:
+            raise tr.error(f"{display}: section sizes {sizes} do not add up to the axis length {n}", ShapeError)
+    parts, start = [], 0
+    for s in sizes:
+        parts.append(
+            tr.bind1("getitem", a, index=(("slice", None, None, None),) * ax + (("slice", start, start + s, None),))
+        )
+        start += s
+    return tuple(parts)
+
+
+def lower_squeeze(tr: Tracer, x: Any, axis: Any = None) -> Any:
+    a = tr.atom(x)
+    if axis is None or axis == ():
+        axes = {i for i, d in enumerate(a.shape) if d == 1}
+    else:
+        axes = {_axis(tr, "Squeeze", i, len(a.shape)) for i in _ints(tr, "Squeeze: the axis", axis)}
+        for i in axes:
+            if a.shape[i] != 1:
+                raise tr.error(
+                    f"Squeeze: axis {i} of a tensor of shape {fmt_shape(a.shape)} has length {a.shape[i]}, not 1",
+                    ShapeError,
+                )
+    return lower_reshape(tr, a, tuple(d for i, d in enumerate(a.shape) if i not in axes))
+
+
+def lower_expand_dims(tr: Tracer, x: Any, axis: Any) -> Any:
+    a = tr.atom(x)
+    shape = list(a.shape)
+    axes = _ints(tr, "ExpandDims: the axis", axis)
+    ndim = len(shape) + len(axes)
+    for ax in sorted(_axis(tr, "ExpandDims", i, ndim) for i in axes):
+        shape.insert(ax, 1)
+    return lower_reshape(tr, a, tuple(shape))
+
+
+def lower_atleast(tr: Tracer, x: Any, n: int) -> Any:
+    """``np.atleast_1d/2d/3d`` of one tensor (numpy's placement of the new axes)."""
+    a = tr.atom(x)
+    s = a.shape
+    if len(s) >= n:
+        return a
+    if n == 1:
+        shape: tuple = (1,)
+    elif n == 2:
+        shape = (1,) * (2 - len(s)) + s
+    else:
+        shape = {0: (1, 1, 1), 1: (1, s[0], 1), 2: (*s, 1)}[len(s)]
+    return lower_reshape(tr, a, shape)
+
+
+def lower_tile(tr: Tracer, x: Any, multiples: Any) -> Any:
+    """``tile(x, multiples)``: a broadcast of ``x`` with an axis of length ``r`` before each of
+    its axes, reshaped (the adjoint sums the copies)."""
+    a = tr.atom(x)
+    reps = _ints(tr, "Tile: multiples", multiples)
+    shape = (1,) * (len(reps) - len(a.shape)) + a.shape
+    reps = (1,) * (len(shape) - len(reps)) + reps
+    if min(reps, default=1) < 0:
+        raise tr.error(f"Tile: multiples must be non-negative, got {reps}", ArgumentError)
+    a = lower_reshape(tr, a, shape)
+    if all(r == 1 for r in reps):
+        return a
+    inter = lower_reshape(tr, a, tuple(v for d in shape for v in (1, d)))
+    big = tuple(v for r, d in zip(reps, shape) for v in (r, d))
+    b = tr.bind1("broadcast_to", inter, shape=big)
+    return lower_reshape(tr, b, tuple(r * d for r, d in zip(reps, shape)))
+
+
+def lower_broadcast_to(tr: Tracer, x: Any, shape: Any) -> Any:
+    a = tr.atom(x)
+    shape = _ints(tr, "BroadcastTo: the shape", shape)
+    shape = tuple(a.shape[i - len(shape) + len(a.shape)] if s == -1 else s for i, s in enumerate(shape))
+    if shape == a.shape:
+        return a
+    return tr.bind1("broadcast_to", a, shape=shape)
+
+
+def lower_pad(tr: Tracer, x: Any, paddings: Any, value: Any = 0) -> Any:
+    """``x`` with ``paddings[i] = (before, after)`` elements of ``value`` around axis ``i``."""
+    a = tr.atom(x)
+    try:
+        pads = [tuple(int(v) for v in p) for p in paddings]
+    except TypeError:
+        raise tr.error(
+            f"Pad: paddings must be ((before, after), ...) of ints, got {paddings!r}", ArgumentError
+        ) from None
+    if len(pads) != len(a.shape) or any(len(p) != 2 or min(p) < 0 for p in pads):
+        raise tr.error(
+            f"Pad: paddings must give a non-negative (before, after) pair for each of the {len(a.shape)} axes, "
+            f"got {paddings!r}",
+            ArgumentError,
+        )
+    if all(p == (0, 0) for p in pads):
+        return a
+    shape = tuple(d + lo + hi for d, (lo, hi) in zip(a.shape, pads))
+    index = tuple(("slice", lo, lo + d, None) for d, (lo, _) in zip(a.shape, pads))
+    out = tr.bind1("scatter", a, index=index, shape=shape)
+    if isinstance(value, (int, float)) and value == 0:
+        return out
+    mask = np.zeros(shape, np.bool_)
+    mask[tuple(slice(lo, lo + d) for d, (lo, _) in zip(a.shape, pads))] = True
+    return lower_select(tr, mask, out, value)
+
+
+def lower_addn(tr: Tracer, xs: Any) -> Any:
+    atoms = _tensors(tr, "AddN", xs)
+    out = atoms[0]
+    for a in atoms[1:]:
+        out = tr.elementwise("add", [out, a])
+    return out
+
+
+def lower_norm(tr: Tracer, x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    """The 2-norm (Frobenius over several axes), ``ord=1`` (sum of magnitudes) or ``ord=inf``
+    (largest magnitude) of ``x`` over ``axis`` (all axes by default)."""
+    a = tr.atom(x)
+    if a.dtype.kind != "f":
+        a = tr.cast(a, np.dtype(np.float32))
+    if ord in (None, 2, "fro"):
+        return tr.elementwise(
+            "sqrt", [lower_reduce(tr, "reduce_sum", "norm", tr.elementwise("square", [a]), axis, keepdims)]
+        )
+    if ord == 1:
+        return lower_reduce(tr, "reduce_sum", "norm", tr.elementwise("abs", [a]), axis, keepdims)
+    if ord in (np.inf, float("inf"), "inf"):
+        return lower_reduce(tr, "reduce_max", "norm", tr.elementwise("abs", [a]), axis, keepdims)
+    raise tr.error(f"norm: ord={ord!r} is not supported (supported: None, 2, 'fro', 1, inf)", UnsupportedSyntaxError)
+
+
+def lower_arg_extremum(
+    tr: Tracer, op: str, x: Any, axis: Any = None, keepdims: bool = False, dtype: Any = np.int64
+) -> Any:
+    """The index of the largest (``argmax``) or smallest (``argmin``) element along ``axis``
+    (of the flattened tensor when ``axis`` is None)."""
+    a = tr.atom(x)
+    display = "Argmax" if op == "argmax" else "Argmin"
+    if axis is None:
+        flat = lower_reshape(tr, a, (a.aval.size,))
+        r = tr.bind1(op, flat, axis=0)
+        if keepdims:
+            r = lower_reshape(tr, r, (1,) * len(a.shape))
+    else:
+        ax = _axis(tr, display, axis, len(a.shape))
+        r = tr.bind1(op, a, axis=ax)
+        if keepdims:
+            r = lower_reshape(tr, r, a.shape[:ax] + (1,) + a.shape[ax + 1 :])
+    return lower_cast(tr, r, dtype)
+
+
+def lower_cumsum(tr: Tracer, x: Any, axis: Any = 0, exclusive: bool = False, reverse: bool = False) -> Any:
+    a = tr.atom(x)
+    ax = _axis(tr, "CumSum", axis, len(a.shape))
+    r = tr.bind1("cumsum", a, axis=ax, reverse=bool(reverse))
+    return tr.elementwise("sub", [r, a]) if exclusive else r
+
+
+def _index_tensor(tr: Tracer, display: str, idx: Any) -> Atom:
+    if isinstance(idx, (list, tuple, int, np.integer, np.ndarray)) and not isinstance(idx, bool):
+        idx = np.asarray(idx)
+        if idx.dtype.kind not in "iu" and idx.size:
+            raise tr.error(f"{display}: indices must be integers, got {idx.dtype}", ArgumentError)
+        idx = idx.astype(np.int64)
+    a = tr.atom(idx)
+    if a.dtype.kind not in "iu":
+        raise tr.error(f"{display}: indices must be an integer tensor, got {a.aval}", ArgumentError)
+    return a
+
+
+def lower_gather(tr: Tracer, x: Any, indices: Any, axis: Any = 0) -> Any:
+    """``x``'s slices along ``axis`` at ``indices`` (an integer tensor of any shape)."""
+    a = tr.atom(x)
+    idx = _index_tensor(tr, "Gather", indices)
+    ax = _axis(tr, "Gather", axis, len(a.shape))
+    return tr.bind1("gather", a, idx, axis=ax)
+
+
+def _checked(tr: Tracer, idx: Atom, n: int) -> Atom:
+    """``idx`` with negative indices counted from the end, checked to lie in ``[-n, n)`` when
+    the program runs (a gather from ``arange(n)``)."""
+    return tr.bind1("gather", tr.atom(np.arange(n, dtype=idx.dtype)), idx, axis=0)
+
+
+def _linear_index(tr: Tracer, display: str, indices: Any, shape: tuple) -> tuple[Atom, int]:
+    """The flat positions in the leading axes of ``shape`` that ``indices[..., :k]`` name."""
+    idx = _index_tensor(tr, display, indices)
+    if not idx.shape:
+        raise tr.error(f"{display}: indices must have at least one axis, got a 0-d tensor", ShapeError)
+    k = idx.shape[-1]
+    if k > len(shape):
+        raise tr.error(
+            f"{display}: indices of shape {fmt_shape(idx.shape)} index {k} axes of a tensor of rank {len(shape)}",
+            ShapeError,
+        )
+    lin: Atom | None = None
+    stride = 1
+    for j in reversed(range(k)):
+        comp = _checked(tr, tr.bind1("getitem", idx, index=(Ellipsis, j)), shape[j])
+        term = comp if stride == 1 else tr.elementwise("mul", [comp, stride])
+        lin = term if lin is None else tr.elementwise("add", [lin, term])
+        stride *= shape[j]
+    assert lin is not None
+    return lin, k
+
+
+def lower_gather_nd(tr: Tracer, x: Any, indices: Any) -> Any:
+    """``GatherNd``: ``out[i...] = x[indices[i..., 0], ..., indices[i..., k-1]]``."""
+    a = tr.atom(x)
+    lin, k = _linear_index(tr, "GatherNd", indices, a.shape)
+    lead = int(np.prod(a.shape[:k], dtype=np.int64))
+    flat = lower_reshape(tr, a, (lead,) + a.shape[k:])
+    return tr.bind1("gather", flat, lin, axis=0)
+
+
+def lower_scatter_nd(tr: Tracer, indices: Any, updates: Any, shape: Any, display: str = "ScatterNd") -> Any:
+    """``ScatterNd``: zeros of ``shape`` with ``updates`` added at ``indices`` (repeated indices add up)."""
+    shape = _ints(tr, f"{display}: the shape", shape)
+    lin, k = _linear_index(tr, display, indices, shape)
+    u = tr.atom(updates)
+    want = lin.shape + shape[k:]
+    if u.shape != want:
+        raise tr.error(
+            f"{display}: updates of shape {fmt_shape(u.shape)} do not fit; expected {fmt_shape(want)}", ShapeError
+        )
+    lead = int(np.prod(shape[:k], dtype=np.int64))
+    out = tr.bind1("scatter_add", u, lin, axis=0, shape=(lead,) + shape[k:])
+    return lower_reshape(tr, out, shape)
+
+
+def lower_tensor_scatter(tr: Tracer, x: Any, indices: Any, updates: Any, add: bool) -> Any:
+    """``TensorScatterAdd`` (``add``) or ``TensorScatterUpdate``: a new tensor, ``x`` with
+    ``updates`` added at or written to ``indices``."""
+    display = "TensorScatterAdd" if add else "TensorScatterUpdate"
+    a = tr.atom(x)
+    u = tr.cast(tr.atom(updates), a.dtype)
+    scattered = lower_scatter_nd(tr, indices, u, a.shape, display)
+    if add:
+        return tr.elementwise("add", [a, scattered])
+    ones = tr.fill(u.shape, 1, np.dtype(np.int32))
+    hit = lower_scatter_nd(tr, indices, ones, a.shape, display)
+    return lower_select(tr, tr.bind1("greater", hit, tr.lit(0, np.int32)), scattered, a)
+
+
+def lower_gather_d(tr: Tracer, x: Any, dim: Any, index: Any) -> Any:
+    """``GatherD``: ``out[i, j, ...] = x[.., index[i, j, ...], ..]`` with the index along ``dim``."""
+    a = tr.atom(x)
+    idx = _index_tensor(tr, "GatherD", index)
+    ndim = len(a.shape)
+    ax = _axis(tr, "GatherD", dim, ndim)
+    if len(idx.shape) != ndim or any(i != ax and d > a.shape[i] for i, d in enumerate(idx.shape)):
+        raise tr.error(
+            f"GatherD: index of shape {fmt_shape(idx.shape)} does not fit x of shape {fmt_shape(a.shape)} (dim {ax})",
+            ShapeError,
+        )
+    strides = [int(np.prod(a.shape[i + 1 :], dtype=np.int64)) for i in range(ndim)]
+    offsets = sum(
+        np.arange(d, dtype=np.int64).reshape((1,) * i + (d,) + (1,) * (ndim - 1 - i)) * strides[i]
+        for i, d in enumerate(idx.shape)
+        if i != ax
+    )
+    lin = tr.elementwise("mul", [_checked(tr, idx, a.shape[ax]), strides[ax]])
+    if ndim > 1:
+        lin = tr.elementwise("add", [lin, np.broadcast_to(offsets, idx.shape).copy()])
+    flat = lower_reshape(tr, a, (a.aval.size,))
+    return tr.bind1("gather", flat, tr.cast(lin, np.dtype(np.int64)), axis=0)
+
+
+def lower_matmul(tr: Tracer, x: Any, y: Any, display: str = "matmul") -> Any:
+    """NumPy's ``matmul``: 1-D operands are a row (left) or a column (right) vector, removed
+    from the result; batch axes broadcast."""
+    a, b = tr.atoms([x, y])
+    if not a.shape or not b.shape:
+        raise tr.error(f"{display}: scalar operands are not allowed, use `*`", ArgumentError)
+    a, b = tr.promote([a, b])
+    if a.dtype != b.dtype:
+        dt = np.result_type(a.dtype, b.dtype)
+        a, b = tr.cast(a, dt), tr.cast(b, dt)
+    a2 = lower_reshape(tr, a, (1, a.shape[0])) if len(a.shape) == 1 else a
+    b2 = lower_reshape(tr, b, (b.shape[0], 1)) if len(b.shape) == 1 else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise tr.error(
+            f"{display}: shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} are not aligned "
+            f"({a2.shape[-1]} != {b2.shape[-2]})",
+            ShapeError,
+        )
+    op = "matmul" if len(a2.shape) == 2 and len(b2.shape) == 2 else "batch_matmul"
+    r = tr.bind1(op, a2, b2, transpose_a=False, transpose_b=False)
+    shape = r.shape
+    if len(a.shape) == 1:
+        shape = shape[:-2] + shape[-1:]
+    if len(b.shape) == 1:
+        shape = shape[:-1]
+    return lower_reshape(tr, r, shape)
+
+
+def lower_batch_matmul(tr: Tracer, x: Any, y: Any, transpose_a: bool = False, transpose_b: bool = False) -> Any:
+    a, b = tr.atoms([x, y])
+    if len(a.shape) == 2 and len(b.shape) == 2:
+        return tr.bind1("matmul", a, b, transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+    return tr.bind1("batch_matmul", a, b, transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
+
+
+def lower_linalg(tr: Tracer, op: str, args: list) -> Any:
+    """``matrix_inverse``, ``matrix_determinant`` or ``solve`` of float tensors (ints become float32)."""
+    atoms = tr.atoms(args)
+    dt = np.result_type(*[a.dtype for a in atoms])
+    if dt.kind != "f":
+        dt = np.dtype(np.float32)
+    return tr.bind1(op, *[tr.cast(a, dt) for a in atoms])
+
+
+def static_shape(tr: Tracer, shape: Any) -> tuple[int, ...]:
+    """A shape known while compiling (an int or a tuple of ints)."""
+    if isinstance(shape, (Var, Lit)) or is_tensor_value(shape):
+        raise tr.error("the shape must be known while compiling (a tuple of ints)", ArgumentError)
+    return _ints(tr, "the shape", shape)
+
+
+def _method_arg_extremum(op: str):
+    def lower(tr: Tracer, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+        return lower_arg_extremum(tr, op, x, axis, keepdims, np.int64)
+
+    return lower
+
+
+def _method_swapaxes(tr: Tracer, x: Any, axis0: Any, axis1: Any) -> Any:
+    a = tr.atom(x)
+    n = len(a.shape)
+    i, j = _axis(tr, "swapaxes", axis0, n), _axis(tr, "swapaxes", axis1, n)
+    perm = list(range(n))
+    perm[i], perm[j] = j, i
+    return lower_transpose(tr, a, tuple(perm))
+
+
+# Tensor methods of the ops above (``x.squeeze()``, ``x.argmax(axis)``, ...), staged by
+# :func:`tensor_method`: name -> lowering(tracer, tensor, *args, **kwargs)
+STRUCTURAL_METHODS: dict[str, Any] = {
+    "squeeze": lambda tr, x, axis=None: lower_squeeze(tr, x, axis),
+    "expand_dims": lower_expand_dims,
+    "unsqueeze": lower_expand_dims,
+    "argmax": _method_arg_extremum("argmax"),
+    "argmin": _method_arg_extremum("argmin"),
+    "cumsum": lambda tr, x, axis=None, dtype=None: lower_cumsum(
+        tr, lower_reshape(tr, x, (-1,)) if axis is None else x, 0 if axis is None else axis
+    ),
+    "tile": lower_tile,
+    "broadcast_to": lower_broadcast_to,
+    "swapaxes": _method_swapaxes,
+    "norm": lambda tr, x, ord=None, dim=None, keepdim=False: lower_norm(tr, x, ord, dim, keepdim),
+    "flatten": lambda tr, x: lower_reshape(tr, x, (-1,)),
+    "ravel": lambda tr, x: lower_reshape(tr, x, (-1,)),
+}
+TENSOR_METHODS |= set(STRUCTURAL_METHODS)

@@ -20,7 +20,8 @@ import numpy as np
 from .. import dtype as mstype
 from ..errors import ArgumentError, ShapeError, UnsupportedSyntaxError
 from ..ir import Lit, Var
-from ..primitives import ELEMENTWISE, fmt_shape
+from ..primitives import ELEMENTWISE, OPS, fmt_shape
+from . import lowering as L
 from .lowering import lower_cast, lower_compare, lower_reduce, lower_reshape, lower_select, lower_transpose
 from .protocol import has_traced, is_tensor_value, register_stager_where
 from .tracer import Tracer
@@ -141,8 +142,12 @@ def _dot_like(name: str, scalars_ok: bool) -> Callable[..., Any]:
     return impl
 
 
+def _matmul(fe, x1, x2, /):
+    return L.lower_matmul(fe, x1, x2, "np.matmul")
+
+
 _register("dot", _dot_like("dot", True))
-_register("matmul", _dot_like("matmul", False))
+_register("matmul", _matmul)
 
 
 # ----------------------------------------------------------------------------- reductions
@@ -254,6 +259,121 @@ for _names, _t in [
     _register(_names, _scalar_type(_t))
 
 
+# ---- structural, indexing and linalg ops (issue 15)
+def _concatenate(fe, arrays, /, axis=0):
+    return L.lower_concat(fe, arrays, axis, "np.concatenate")
+
+
+def _stack(fe, arrays, /, axis=0):
+    return L.lower_stack(fe, arrays, axis, "np.stack")
+
+
+def _atleast(n: int) -> Callable[..., Any]:
+    def impl(fe, *arys):
+        res = [L.lower_atleast(fe, a, n) for a in arys]
+        return res[0] if len(res) == 1 else tuple(res)
+
+    return impl
+
+
+def _expand_dims(fe, a, /, axis):
+    return L.lower_expand_dims(fe, a, axis)
+
+
+def _squeeze(fe, a, /, axis=None):
+    return L.lower_squeeze(fe, a, axis)
+
+
+def _swapaxes(fe, a, /, axis1, axis2):
+    return L._method_swapaxes(fe, a, axis1, axis2)
+
+
+def _tile(fe, A, /, reps):
+    return L.lower_tile(fe, A, reps)
+
+
+def _cumsum(fe, a, /, axis=None):
+    x = fe.atom(a)
+    return L.lower_cumsum(fe, L.lower_reshape(fe, x, (-1,)) if axis is None else x, 0 if axis is None else axis)
+
+
+def _arg(op: str) -> Callable[..., Any]:
+    def impl(fe, a, /, axis=None, *, keepdims=False):
+        return L.lower_arg_extremum(fe, op, a, axis, keepdims, np.int64)
+
+    return impl
+
+
+def _take(fe, a, /, indices, axis=None):
+    x = fe.atom(a)
+    if axis is None:
+        x, axis = L.lower_reshape(fe, x, (-1,)), 0
+    return L.lower_gather(fe, x, indices, axis)
+
+
+def _norm(fe, x, /, ord=None, axis=None, keepdims=False):
+    return L.lower_norm(fe, x, ord, axis, keepdims)
+
+
+def _linalg(op: str, nargs: int) -> Callable[..., Any]:
+    if nargs == 1:
+        return lambda fe, a, /: L.lower_linalg(fe, op, [a])
+    return lambda fe, a, b, /: L.lower_linalg(fe, op, [a, b])
+
+
+def _register_in(module: Any, prefix: str, names: str, impl: Callable[..., Any]) -> None:
+    """Map each attribute in ``names`` of a numpy submodule (``np.linalg``)."""
+    for name in names.split():
+        obj = getattr(module, name)
+        NUMPY_LOWERINGS[id(obj)] = (obj, _lowering(f"{prefix}.{name}", impl))
+        _SUPPORTED_NAMES.add(f"np.{prefix}.{name}")
+
+
+_register("concatenate concat", _concatenate)
+_register("stack", _stack)
+_register("atleast_1d", _atleast(1))
+_register("atleast_2d", _atleast(2))
+_register("atleast_3d", _atleast(3))
+_register("expand_dims", _expand_dims)
+_register("squeeze", _squeeze)
+_register("swapaxes", _swapaxes)
+_register("tile", _tile)
+_register("cumsum", _cumsum)
+_register("argmax", _arg("argmax"))
+_register("argmin", _arg("argmin"))
+_register("take", _take)
+_register_in(np.linalg, "linalg", "norm", _norm)
+# the structural ops of the table that give NumPy names (``numpy``), called with their inputs
+for _opdef in OPS.values():
+    if _opdef.kind == "structural":
+        for _full in _opdef.numpy:
+            _mod, _, _fname = _full.rpartition(".")
+            _register_in(getattr(np, _mod), _mod, _fname, _linalg(_opdef.name, _opdef.nin))
+
+
+def _array_of(fe: Tracer, obj: Any) -> Any:
+    """``np.array`` of nested lists or tuples holding tensors computed in the function: the
+    elements stacked (Python numbers become constants)."""
+    if isinstance(obj, (list, tuple)):
+        parts = [_array_of(fe, o) for o in obj]
+        atoms = [fe.atom(p) if isinstance(p, (Var, Lit)) or is_tensor_value(p) else None for p in parts]
+        dts = [a.dtype for a in atoms if a is not None]
+        like = np.result_type(*dts) if dts else None
+        vals = [a if a is not None else np.asarray(p, like) for a, p in zip(atoms, parts)]
+        vals = [np.asarray(v.value, v.dtype) if isinstance(v, Lit) else v for v in vals]
+        return L.lower_stack(fe, vals, 0, "np.array")
+    return obj
+
+
+def _array_traced(fe: Tracer, f: Any, args: list, kwargs: dict) -> Any:
+    """``np.array(x)`` / ``np.asarray(x)`` where ``x`` holds computed tensors."""
+    if len(args) != 1 or set(kwargs) - {"dtype"}:
+        raise fe.error(f"{numpy_name(f)} of computed tensors takes one argument and `dtype`", UnsupportedSyntaxError)
+    r = _array_of(fe, args[0])
+    dtype = kwargs.get("dtype")
+    return lower_cast(fe, r, dtype) if dtype is not None else fe.atom(r)
+
+
 # ----------------------------------------------------------------------------- dispatch
 def is_numpy_callable(f: Any) -> bool:
     if isinstance(f, np.ufunc):
@@ -285,6 +405,8 @@ def lower_numpy_call(fe: Tracer, f: Any, args: list, kwargs: dict) -> Any:
     if entry is not None and entry[0] is f:
         return entry[1](fe, list(args), dict(kwargs))
     if CONSTANT_BUILDERS.get(id(f)) is f:
+        if f in (np.array, np.asarray) and has_traced([list(args)]) and not has_traced([list(kwargs.values())]):
+            return _array_traced(fe, f, list(args), kwargs)
         if has_traced([list(args), list(kwargs.values())]):
             raise fe.error(
                 f"`{numpy_name(f)}` builds constant arrays inside compiled code; its arguments must be "

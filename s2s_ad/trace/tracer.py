@@ -16,9 +16,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import dtype as mstype
-from ..errors import ArgumentError, Loc, S2SError, UnsupportedSyntaxError
+from ..errors import ArgumentError, Loc, S2SError, ShapeError, TensorIndexError, UnsupportedSyntaxError
 from ..ir import Atom, Aval, Builder, Lit, Program, Var, copy_eqns
-from ..primitives import cast_to, fill, get_op
+from ..primitives import as_py_index, broadcast_shapes, cast_to, fill, fmt_shape, get_op
 from .protocol import describe, is_tensor_value, leaf_of
 
 
@@ -193,15 +193,65 @@ class Tracer:
         return a if a.dtype == dt else self._b.bind1("cast", a, dtype=dt)
 
     def subscript(self, base: Any, idx: Any) -> Any:
-        """``base[idx]``: a ``getitem`` of a tensor, or the element of a Python container."""
+        """``base[idx]``: a ``getitem`` of a tensor (a ``gather`` along each axis that an integer
+        tensor indexes), or the element of a Python container."""
         if is_tensor_value(base):
-            return self._b.bind1("getitem", self.atom(base), index=normalize_index(self, idx))
+            a = self.atom(base)
+            static, dynamic = split_index(self, idx, len(a.shape))
+            r = self._b.bind1("getitem", a, index=static) if static != () else a
+            if len(dynamic) > 1 and any(i.shape for _, i in dynamic):
+                raise self.error(
+                    "indexing with several integer tensors is supported only where they are 0-d (one element "
+                    "each); index one axis at a time",
+                    UnsupportedSyntaxError,
+                )
+            for ax, i in sorted(dynamic, key=lambda d: -d[0]):
+                r = self._b.bind1("gather", r, i, axis=ax)
+            return r
         if isinstance(idx, (Var, Lit)):
             raise self.error("indexing a Python container with a tensor is not supported", UnsupportedSyntaxError)
         try:
             return base[idx]
         except (IndexError, KeyError, TypeError) as err:
             raise self.error(f"cannot index {describe(base)} with {idx!r}: {err}") from None
+
+    def setitem(self, base: Any, idx: Any, value: Any) -> Any:
+        """``base[idx] = value`` as a functional update: a new tensor, ``base`` with the
+        elements ``base[idx]`` names replaced by ``value`` (broadcast to them, cast to
+        ``base``'s dtype); ``base`` itself is unchanged (MindSpore's graph mode)."""
+        a = self.atom(base)
+        sel = self.subscript(a, idx)
+        v = self.atom(value, a.dtype)
+        if v.shape != sel.shape:
+            v = self._b.bind1("broadcast_to", v, shape=broadcast_shapes("setitem", [v.shape, sel.shape]))
+            if v.shape != sel.shape:
+                raise self.error(
+                    f"cannot assign a value of shape {fmt_shape(self.atom(value).shape)} to "
+                    f"elements of shape {fmt_shape(sel.shape)}",
+                    ShapeError,
+                )
+        v = self.cast(v, a.dtype)
+        static, dynamic = split_index(self, idx, len(a.shape))
+        if not dynamic:
+            # the positions are known while compiling: a constant mask
+            mask = np.zeros(a.shape, np.bool_)
+            mask[as_py_index(static)] = True
+            new = self._b.bind1("scatter", v, index=static, shape=a.shape)
+        else:
+            # the flat positions of the elements, from the same indexing of arange(size)
+            size = int(np.prod(a.shape, dtype=np.int64))
+            pos = self.subscript(np.arange(size, dtype=np.int64).reshape(a.shape), idx)
+            m = int(np.prod(pos.shape, dtype=np.int64))
+            flat_pos = self._b.bind1("reshape", pos, shape=(m,)) if pos.shape != (m,) else pos
+            flat_v = self._b.bind1("reshape", v, shape=(m,)) if v.shape != (m,) else v
+            new = self._b.bind1("scatter_add", flat_v, flat_pos, axis=0, shape=(size,))
+            ones = self.fill((m,), 1, np.dtype(np.int32))
+            hits = self._b.bind1("scatter_add", ones, flat_pos, axis=0, shape=(size,))
+            mask = self._b.bind1("greater", hits, Lit(0, np.dtype(np.int32)))
+            if a.shape != (size,):
+                new = self._b.bind1("reshape", new, shape=a.shape)
+                mask = self._b.bind1("reshape", mask, shape=a.shape)
+        return self._b.bind1("select", self.atom(mask), new, a)
 
     # ------------------------------------------------------------------ calls
     def call(self, f: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:
@@ -272,6 +322,49 @@ def normalize_index(tr: Tracer, idx: Any) -> tuple:
                 f"tensor indices must be constant ints, slices, None or ..., got {describe(i)}", UnsupportedSyntaxError
             )
     return tuple(out)
+
+
+def split_index(tr: Tracer, idx: Any, ndim: int) -> tuple[tuple, list[tuple[int, Atom]]]:
+    """A tensor index as its static part (``getitem``'s ``index``, with a full slice where an
+    integer tensor indexes an axis) and the integer tensors, each with the axis of the static
+    part's result it indexes."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    static_items: list[Any] = []
+    tensors: dict[int, Atom] = {}
+    for k, i in enumerate(items):
+        if isinstance(i, list) and i and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in i):
+            i = np.asarray(i, dtype=np.int64)  # a list of ints: a constant integer index tensor
+        if isinstance(i, Lit) and i.dtype.kind in "iu" and not isinstance(i.value, np.ndarray):
+            i = int(i.value)
+        if isinstance(i, (Var, Lit, np.ndarray)) or is_tensor_value(i):
+            t = tr.atom(i)
+            if t.dtype.kind not in "iu":
+                kind = "boolean" if t.dtype.kind == "b" else f"{t.dtype}"
+                raise tr.error(
+                    f"tensor indices must be integer tensors, got a {kind} tensor of shape {fmt_shape(t.shape)}",
+                    UnsupportedSyntaxError,
+                )
+            tensors[k] = t
+            static_items.append(slice(None))
+        else:
+            static_items.append(i)
+    static = normalize_index(tr, tuple(static_items))
+    if not tensors:
+        return static, []
+    # the axis of the static result each tensor indexes: count the result axes before it
+    used = sum(1 for i in static if i is not None and i is not Ellipsis)
+    dynamic, out_axis = [], 0
+    for k, i in enumerate(static):
+        if k in tensors:
+            dynamic.append((out_axis, tensors[k]))
+            out_axis += 1
+        elif i is Ellipsis:
+            out_axis += ndim - used
+        elif i is None or (isinstance(i, tuple) and i[0] == "slice"):
+            out_axis += 1
+    if used > ndim:
+        raise tr.error(f"too many indices for a tensor of rank {ndim}", TensorIndexError)
+    return static, dynamic
 
 
 def inline_program(tr: Tracer, prog: Program, args: list[Atom]) -> list[Atom]:

@@ -3,7 +3,9 @@ the program of one op applied to sample shapes, and inputs drawn per the op's ta
 
 What the harness needs to know about an op comes from its table entry: ``domain`` (where inputs
 are drawn), ``bool_inputs`` (inputs drawn as random bool tensors and never differentiated),
-``distinct_inputs`` (the derivative jumps where values tie, so values are drawn well apart) and
+``distinct_inputs`` (the derivative jumps where values tie, so values are drawn well apart),
+``int_inputs`` and ``index_bound`` (integer index inputs, drawn in range, negative ones included,
+never differentiated), ``well_conditioned`` (a square matrix drawn diagonally dominant) and
 the op's shape/dtype rule (an op whose output is not a float tensor, a comparison, has no
 derivative)."""
 
@@ -17,9 +19,17 @@ from s2s_ad.primitives import ELEMENTWISE, OPS
 from s2s_ad.trace import trace
 
 
+def input_dtype(op: str, i: int, dtype) -> np.dtype:
+    """The dtype of the op's input ``i`` in a test of float dtype ``dtype``."""
+    if i in OPS[op].bool_inputs:
+        return np.dtype(np.bool_)
+    if i in OPS[op].int_inputs:
+        return np.dtype(np.int64)
+    return np.dtype(dtype)
+
+
 def avals(op: str, shapes, dtype) -> list[Aval]:
-    bools = OPS[op].bool_inputs
-    return [Aval(tuple(s), np.dtype(np.bool_ if i in bools else dtype)) for i, s in enumerate(shapes)]
+    return [Aval(tuple(s), input_dtype(op, i, dtype)) for i, s in enumerate(shapes)]
 
 
 def differentiable(op: str, shapes, params) -> bool:
@@ -29,7 +39,7 @@ def differentiable(op: str, shapes, params) -> bool:
 
 
 def float_inputs(op: str, shapes) -> list[int]:
-    return [i for i in range(len(shapes)) if i not in OPS[op].bool_inputs]
+    return [i for i in range(len(shapes)) if i not in OPS[op].bool_inputs and i not in OPS[op].int_inputs]
 
 
 def trace_op(op: str, shapes, params, dtype):
@@ -37,7 +47,7 @@ def trace_op(op: str, shapes, params, dtype):
     return trace(lambda fe, vals: fe.bind1(op, *vals, **params), avals(op, shapes, dtype), f"op_{op}", names)
 
 
-def inputs(op: str, shapes, dtype, rng):
+def inputs(op: str, shapes, dtype, rng, params: dict):
     opdef = OPS[op]
     lo, hi = opdef.domain
     floats = float_inputs(op, shapes)
@@ -58,6 +68,12 @@ def inputs(op: str, shapes, dtype, rng):
             xs[i] = np.asarray(x, dtype=dtype)
     for i in opdef.bool_inputs:
         xs[i] = np.asarray(rng.random(shapes[i]) < 0.5)
+    if opdef.int_inputs:
+        n = opdef.index_bound(shapes, params)
+        for i in opdef.int_inputs:
+            xs[i] = np.asarray(rng.integers(-n, n, size=shapes[i]), dtype=np.int64)
+    if opdef.well_conditioned:
+        xs[0] = xs[0] + np.asarray(2 * len(xs[0]) * np.eye(len(xs[0])), dtype=dtype)
     return xs
 
 
@@ -89,7 +105,7 @@ def all_elementwise(dtype: str, which: int = 0) -> tuple[Program, list[np.ndarra
         start = len(avals)
         for i, s in enumerate(shapes):
             avals.append(Aval(tuple(s), np.dtype(np.bool_ if i in op.bool_inputs else dtype)))
-        xs += inputs(op.name, shapes, dtype, rng)
+        xs += inputs(op.name, shapes, dtype, rng, {})
         spans.append((op, start, len(avals)))
         labels.append(f"{op.name}{list(shapes)}")
 

@@ -33,6 +33,8 @@ def _step(x):
 # numpy's evaluation of every elementwise op (``step``, ``at_least`` and ``log_or_zero`` are only made by AD)
 REFERENCE = {
     "add": np.add,
+    "floor_div": np.floor_divide,
+    "floor_mod": np.mod,
     "sub": np.subtract,
     "mul": np.multiply,
     "div": np.divide,

@@ -120,8 +120,8 @@ def _extra_args(prog: Program, transform: str, rng) -> list[np.ndarray]:
 def test_against_finite_differences_of_lower_order(op, k, mix):
     chain = tuple(reversed(mix.split("-")))  # innermost first
     rng = np.random.default_rng(len(chain))
-    shapes, _ = OPS[op].samples[k]
-    args = inputs(op, shapes, "float64", rng)
+    shapes, params = OPS[op].samples[k]
+    args = inputs(op, shapes, "float64", rng, params)
     for i, t in enumerate(chain[:-1]):
         args += _extra_args(_program(op, k, chain[:i]), t, rng)
     lower = _program(op, k, chain[:-1])
