@@ -1,4 +1,4 @@
-"""Benchmark workloads W1-W9, each implemented in every system of :data:`SYSTEMS`.
+"""Benchmark workloads W1-W10, each implemented in every system of :data:`SYSTEMS`.
 
 ``variants(["W1", "W2"], quick=False)`` lists :class:`Variant` objects; a variant's
 ``builders[system]()`` sets the case up (imports, compiles nothing yet) and returns an
@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import w1_matmul, w2_elementwise, w3_mlp, w4_hessian, w5_fourth, w6_laplacian, w7_pinn, w8_potential, w9_newton
+from . import (
+    w1_matmul,
+    w2_elementwise,
+    w3_mlp,
+    w4_hessian,
+    w5_fourth,
+    w6_laplacian,
+    w7_pinn,
+    w8_potential,
+    w9_newton,
+    w10_rk4,
+)
 from .common import REFERENCE, SYSTEMS, Impl, Skip, Variant, agree, as_arrays
 
 WORKLOADS: dict[str, tuple[str, Callable[[bool], list[Variant]]]] = {
@@ -26,6 +37,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[bool], list[Variant]]]] = {
         w8_potential.variants,
     ),
     "W9": ("Newton step of logistic regression n=500 d=30, full Hessian, float64", w9_newton.variants),
+    "W10": ("RK4 Lorenz integrator kept as a loop, grad wrt initial state and parameters, float64", w10_rk4.variants),
 }
 
 

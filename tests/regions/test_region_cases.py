@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _programs import F8, I8, N, lit, program, sub, v
+from _region_programs import F8, I8, N, lit, program, sub, v
 
 from s2s_ad import regions
 from s2s_ad.derivatives import grad_program, jvp_args_program
@@ -172,7 +172,7 @@ def test_gradient_with_respect_to_parameters_read_by_a_loop(backend):
 def test_checkpointed_loop_gives_the_same_derivatives(backend, length, every, mix):
     """``checkpoint=k``: the same gradients (and derivatives of them) as the fully taped loop,
     with ``length // k`` carries stored plus one segment's ``k``; ``length % k`` left over."""
-    from _programs import loop_program
+    from _region_programs import loop_program
 
     progs = [loop_program("sin", length=length, scan=True)]
     progs.append(loop_program("sin", length=length, scan=True, checkpoint=every))

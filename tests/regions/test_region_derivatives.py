@@ -1,6 +1,6 @@
 """Per-region derivative tests generated from the op table: a ``cond``, counted loops (a plain
 carry, stacked inputs/outputs, a dynamic length, a ``matmul`` in the body) and a ``while`` loop,
-each with a body drawn from the table's smooth unary elementwise ops (``_programs.py``), are
+each with a body drawn from the table's smooth unary elementwise ops (``_region_programs.py``), are
 differentiated to first, second and third order in every mix of reverse and forward mode
 (written outermost first, as in ``tests/ops/test_higher_order_ops.py``), each order checked
 against central finite differences of the order below (float64, numpy backend). Plus the
@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 import pytest
-from _programs import cond_program, loop_program, smooth_unary_ops, while_program
+from _region_programs import cond_program, loop_program, smooth_unary_ops, while_program
 
 from s2s_ad.derivatives import grad_program, jvp_args_program
 from s2s_ad.ir import Program, arg_leaf_ranges, flatten
