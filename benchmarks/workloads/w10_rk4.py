@@ -1,4 +1,4 @@
-"""W7: a fixed-step RK4 integrator of the Lorenz system, gradient of ``sum(s_n**2)`` with respect
+"""W10: a fixed-step RK4 integrator of the Lorenz system, gradient of ``sum(s_n**2)`` with respect
 to the initial state ``s_0`` and the parameters ``(sigma, rho, beta)``, float64.
 
 ``for _ in range(n): s = rk4_step(s, p)`` at n = 100 and 10,000 steps (``quick``: 100). s2s_ad
