@@ -232,7 +232,8 @@ class Tracer:
         if is_tensor_value(base):
             a = self.atom(base)
             static, dynamic = split_index(self, idx, len(a.shape))
-            r = self._b.bind1("getitem", a, index=static) if static != () else a
+            full = ("slice", None, None, None)
+            r = a if dynamic and all(i == full for i in static) else self._b.bind1("getitem", a, index=static)
             if len(dynamic) > 1 and any(i.shape for _, i in dynamic):
                 raise self.error(
                     "indexing with several integer tensors is supported only where they are 0-d (one element "
