@@ -658,11 +658,14 @@ class WithWeight(nn.Cell):
 
 
 def test_get_by_list_without_weights():
-    with pytest.raises(ArgumentError) as ei:
-        ops.GradOperation(get_by_list=True)(WithWeight())
+    # as in MindSpore, no weights differentiates no weight: an empty tuple for the weights' part
+    x = Tensor(np.array([3.0], np.float32))
+    assert ops.GradOperation(get_by_list=True)(WithWeight())(x) == ()
+    (gx,), gw = ops.GradOperation(get_all=True, get_by_list=True)(WithWeight(), None)(x)
+    assert gw == () and float(gx.asnumpy()[0]) == 2.0
+    with pytest.raises(ArgumentError) as ei:  # ForwardValueAndGrad still needs them
+        nn.ForwardValueAndGrad(WithWeight(), get_by_list=True)
     assert "get_by_list" in str(ei.value) and "weights" in str(ei.value)
-    with pytest.raises(ArgumentError):
-        ops.GradOperation(get_all=True, get_by_list=True)(WithWeight(), None)
 
 
 def test_weights_that_are_not_parameters():
