@@ -235,7 +235,7 @@ def stage_construct(cell: Cell, tr: Tracer, args: list[Any], kwargs: dict[str, A
         return tr.inline(construct_function(cell), [cell, *args], kwargs, owner=cell)
     if kwargs:
         raise tr.error(f"{type(cell).__name__}: keyword arguments are not supported with a bprop", ArgumentError)
-    return stage_with_bprop(tr, type(cell).__name__, cell.bprop, primal, args)
+    return stage_with_bprop(tr, type(cell).__name__, getattr(cell, "bprop"), primal, args)  # noqa: B009
 
 
 def _is_cell_method(f: Any) -> bool:
