@@ -279,6 +279,10 @@ class Tracer:
             m = int(np.prod(pos.shape, dtype=np.int64))
             flat_pos = self._b.bind1("reshape", pos, shape=(m,)) if pos.shape != (m,) else pos
             flat_v = self._b.bind1("reshape", v, shape=(m,)) if v.shape != (m,) else v
+            if any(t.shape != () for _, t in dynamic) and m > 1:
+                # an index array may name a position twice: numpy's rule is that the last
+                # assignment wins, so an element counts only where no later one has its position
+                flat_v = self._last_assignment_wins(flat_pos, flat_v, m)
             new = self._b.bind1("scatter_add", flat_v, flat_pos, axis=0, shape=(size,))
             ones = self.fill((m,), 1, np.dtype(np.int32))
             hits = self._b.bind1("scatter_add", ones, flat_pos, axis=0, shape=(size,))
@@ -287,6 +291,18 @@ class Tracer:
                 new = self._b.bind1("reshape", new, shape=a.shape)
                 mask = self._b.bind1("reshape", mask, shape=a.shape)
         return self._b.bind1("select", self.atom(mask), new, a)
+
+    def _last_assignment_wins(self, pos: Atom, v: Atom, m: int) -> Atom:
+        """``v`` with zeros where a later element of the flat positions ``pos`` (m of them)
+        names the same position (m x m comparisons: index arrays of assignments are short)."""
+        b, i32 = self._b, np.dtype(np.int32)
+        same = b.bind1("equal", b.bind1("reshape", pos, shape=(m, 1)), b.bind1("reshape", pos, shape=(1, m)))
+        later = self.atom(np.triu(np.ones((m, m), np.int32), 1))  # k > j
+        overwritten = b.bind1(
+            "reduce_sum", b.bind1("mul", b.bind1("cast", same, dtype=i32), later), axes=(1,), keepdims=False
+        )
+        keep = b.bind1("equal", overwritten, Lit(0, i32))
+        return b.bind1("select", keep, v, Lit(0, v.dtype))
 
     # ------------------------------------------------------------------ calls
     def call(self, f: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> Any:

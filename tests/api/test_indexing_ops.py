@@ -330,3 +330,22 @@ def test_embedding_values_and_table_gradient(mode, one_hot):
     want = np.zeros_like(table)
     np.add.at(want, ids, x)
     _close(g, want, rtol=1e-6)
+
+
+def repeated_update(x, idx, v):
+    x[idx] = v
+    x[idx] += v
+    return x
+
+
+def test_repeated_indices_in_an_assignment_keep_the_last_as_numpy(mode):
+    idx = np.array([0, 2, 0, -2])  # rows 0 and 2 are each named twice
+    v = RNG.uniform(-1.0, 1.0, (4, 3))
+    ref = X.copy()
+    ref[idx] = v
+    ref[idx] += v
+    got = ms.jit(repeated_update)(Tensor(X), Tensor(idx), Tensor(v))
+    np.testing.assert_allclose(got.asnumpy(), ref, rtol=1e-12)
+    # only the last assignment to a row reaches the result: the rows it overwrote get no gradient
+    g = ops.grad(lambda x, i, v: repeated_update(x, i, v).sum(), grad_position=2)(Tensor(X), Tensor(idx), Tensor(v))
+    np.testing.assert_allclose(g.asnumpy(), np.array([[0.0] * 3, [0.0] * 3, [2.0] * 3, [2.0] * 3]))
