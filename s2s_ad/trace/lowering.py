@@ -344,7 +344,9 @@ def lower_pool(
     k = _window_ints(tr, display, "kernel_size", kernel_size, 2, (4,))
     st = _window_ints(tr, display, "strides", strides, 2, (4,))
     if 0 in k or 0 in st:
-        raise tr.error(f"{display}: kernel_size and strides must be positive, got {kernel_size!r} and {strides!r}")
+        raise tr.error(
+            f"{display}: kernel_size and strides must be positive, got {kernel_size!r} and {strides!r}", ArgumentError
+        )
     pads = window_padding(tr, display, pad_mode, pad, a.shape[2:], k, st)
     if kind == "max":
         return tr.bind1("max_pool", a, a, kernel=k, stride=st, pad=pads)

@@ -299,7 +299,8 @@ def test_nn_jvp_generates_a_tangent_sweep():
     assert "Forward-mode derivative of DenseMLP" in src
     # Each tangent is computed right after its primal: the first matmul's tangent comes
     # before the second layer's primal matmul.
-    assert src.index("x_dot = np.dot(v, weight.T)") < src.index("weight_1.T)")
+    # (the parameters are named by their sub-cell path: l1.weight, l2.weight)
+    assert src.index("x_dot = np.dot(v, l1_weight.T)") < src.index("l2_weight.T)")
 
 
 def test_jvp_function_generates_a_tangent_sweep():
