@@ -50,7 +50,7 @@ class Optimizer(Cell):
     advances ``global_step``) and ``ops.assign``."""
 
     def __init__(self, learning_rate: Any, parameters: Any, weight_decay: float = 0.0, loss_scale: float = 1.0):
-        super().__init__()
+        super().__init__(auto_prefix=False)
         who = type(self).__name__
         items = list(parameters) if parameters is not None else []
         if not items:

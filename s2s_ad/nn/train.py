@@ -23,7 +23,7 @@ class TrainOneStepCell(Cell):
     (with ``return_grad``: ``(loss, gradients)``). The Parameters are updated in place."""
 
     def __init__(self, network: Any, optimizer: Any, sens: float | None = None, return_grad: bool = False):
-        super().__init__()
+        super().__init__(auto_prefix=False)  # the network keeps its Parameters' names, as in MindSpore
         if not isinstance(network, Cell):
             raise ArgumentError(f"TrainOneStepCell: network must be a Cell, got {type(network).__name__}")
         if not isinstance(optimizer, Optimizer):
@@ -56,7 +56,7 @@ class WithGradCell(Cell):
     network's trainable Parameters (a tuple). Without ``loss_fn`` the network returns the loss."""
 
     def __init__(self, network: Any, loss_fn: Any = None, sens: Any = None):
-        super().__init__()
+        super().__init__(auto_prefix=False)
         self.network = network
         self.loss_fn = loss_fn
         self.network_with_loss = network if loss_fn is None else WithLossCell(network, loss_fn)

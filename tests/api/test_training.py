@@ -343,3 +343,26 @@ def test_train_digits_example_short_run(mode):
         assert result["test_accuracy"] > 0.3  # well above chance (0.1) after 40 steps
     line = module.progress(2, 20, 11, 44, 0.5)
     assert line.startswith("epoch 2/20 [#######") and line.endswith("11/44 loss 0.5000")
+
+
+def test_wrapping_cells_keep_the_networks_parameter_names():
+    # TrainOneStepCell, WithGradCell and optimizers do not prefix the network's Parameters (MindSpore's auto_prefix=False)
+    from s2s_ad import nn as _nn
+
+    class Two(_nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = _nn.Dense(3, 4)
+            self.fc2 = _nn.Dense(4, 2)
+
+        def construct(self, x):
+            return self.fc2(self.fc1(x))
+
+    net = Two()
+    names = [p.name for p in net.trainable_params()]
+    assert names == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    loss = _nn.WithLossCell(net, _nn.MSELoss())
+    step = _nn.TrainOneStepCell(loss, _nn.Momentum(net.trainable_params(), 0.1, 0.9))
+    _nn.WithGradCell(net, _nn.MSELoss())
+    assert [p.name for p in net.trainable_params()] == names
+    assert [p.name for p in step.trainable_params()] == names
