@@ -68,12 +68,18 @@ def _walk(nodes: Sequence[ast.AST], skip: tuple[type, ...]) -> list[ast.AST]:
 
 
 def assigned_names(stmts: Sequence[ast.stmt]) -> list[str]:
-    """The names a block assigns (``x = ``, ``x += ``, ``for x in``), in order, not counting
+    """The names a block assigns (``x = ``, ``x += ``, ``x[i] = ``, ``for x in``), not counting
     those of nested functions and comprehensions (their own scopes)."""
     seen: dict[str, None] = {}
     for n in _walk(stmts, _SCOPES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
             seen[n.id] = None
+        elif isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store):
+            base = n.value  # `x[i] = v` (a functional update) assigns a new value to `x`
+            while isinstance(base, ast.Subscript):
+                base = base.value
+            if isinstance(base, ast.Name):
+                seen[base.id] = None
         elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
             seen[n.name] = None
     return sorted(seen)

@@ -489,3 +489,23 @@ def test_compile_time_while_has_a_cap(monkeypatch):
 def test_cuda_target_rejects_regions_clearly():
     with pytest.raises(NotSupportedError, match="does not compile control flow on tensors: a `for` loop"):
         generated_source(for_range, Tensor(X), target="cuda")
+
+
+# ----------------------------------------------------------------------------- indexing with the loop variable
+def running_sum(x):
+    out = x * 0.0
+    acc = x[0] * 0.0
+    for i in range(x.shape[0]):
+        acc = acc + x[i]
+        out[i] = acc  # a functional update: `out` is carried through the loop
+    return out
+
+
+def test_loop_indexing_with_its_variable_is_kept_as_a_loop(mode):
+    x = np.arange(1.0, 7.0)
+    np.testing.assert_allclose(s2s_ad.jit(running_sum)(Tensor(x)).asnumpy(), np.cumsum(x))
+    assert regions_of(trace_program(running_sum, Tensor(x), optimized=False)) == ["loop"]
+    # the adjoint gathers from a computed value (printed in parentheses before its index)
+    g = s2s_ad.grad(lambda t: (running_sum(t) ** 2).sum())(Tensor(x))
+    c = np.cumsum(x)
+    np.testing.assert_allclose(g.asnumpy(), np.cumsum((2 * c)[::-1])[::-1], rtol=1e-12)
