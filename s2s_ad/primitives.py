@@ -2065,7 +2065,7 @@ def _slot(ax: int, i: str) -> str:
 
 
 def _gather_emit(target, args, eqn: Eqn, C):
-    (x, _), (idx, _) = args
+    (x, x_prec), (idx, _) = args
     a, ia, out = eqn.ins[0], eqn.ins[1], eqn.outs[0]
     ax = eqn.params["axis"] % len(a.shape)
     lines = []
@@ -2074,9 +2074,9 @@ def _gather_emit(target, args, eqn: Eqn, C):
         idx = f"{target}_i"
     lines.append(_index_check(idx, a.shape[ax], ia.shape == (), "Gather"))
     if ia.shape == ():
-        return lines + [f"{target} = {_atomic((x, ATOM))}[{_slot(ax, idx)}]"]
+        return lines + [f"{target} = {_atomic((x, x_prec))}[{_slot(ax, idx)}]"]
     flat = f"{C.reshape_from(idx, ia.shape, (ia.aval.size,), ia.dtype, contiguous=False)}"
-    lines.append(f"{target} = {C.np}.ascontiguousarray({_atomic((x, ATOM))}[{_slot(ax, flat)}])")
+    lines.append(f"{target} = {C.np}.ascontiguousarray({_atomic((x, x_prec))}[{_slot(ax, flat)}])")
     lines.append(f"{target} = {target}.reshape({out.shape!r})")
     return lines
 

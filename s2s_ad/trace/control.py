@@ -68,12 +68,18 @@ def _walk(nodes: Sequence[ast.AST], skip: tuple[type, ...]) -> list[ast.AST]:
 
 
 def assigned_names(stmts: Sequence[ast.stmt]) -> list[str]:
-    """The names a block assigns (``x = ``, ``x += ``, ``for x in``), in order, not counting
+    """The names a block assigns (``x = ``, ``x += ``, ``x[i] = ``, ``for x in``), not counting
     those of nested functions and comprehensions (their own scopes)."""
     seen: dict[str, None] = {}
     for n in _walk(stmts, _SCOPES + (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
             seen[n.id] = None
+        elif isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Store):
+            base = n.value  # `x[i] = v` (a functional update) assigns a new value to `x`
+            while isinstance(base, ast.Subscript):
+                base = base.value
+            if isinstance(base, ast.Name):
+                seen[base.id] = None
         elif isinstance(n, (ast.FunctionDef, ast.ClassDef)):
             seen[n.name] = None
     return sorted(seen)
@@ -174,6 +180,7 @@ def rebuild(template: Any, outs: Sequence[Atom]) -> Any:
 
 
 __all__ = [
+    "FLAG_PREFIX",
     "Mismatch",
     "Slot",
     "Undefined",
@@ -184,6 +191,76 @@ __all__ = [
     "free_vars",
     "has_jump",
     "has_return",
+    "lower_jumps",
     "rebuild",
     "same_static",
 ]
+
+
+# ----------------------------------------------------------------------------- break and continue
+#: The names of the flags that stand for ``break`` and ``continue`` in a lowered loop start so.
+FLAG_PREFIX = "_s2s_"
+
+
+def _name(name: str, store: bool = False) -> ast.Name:
+    return ast.Name(id=name, ctx=ast.Store() if store else ast.Load())
+
+
+def _set(name: str, value: bool, at: ast.AST) -> ast.stmt:
+    return ast.copy_location(ast.Assign(targets=[_name(name, True)], value=ast.Constant(value)), at)
+
+
+def _unless(flags: list[str], body: list[ast.stmt], at: ast.AST) -> ast.stmt:
+    """``if not (flag or ...): body``."""
+    test: ast.expr = _name(flags[0]) if len(flags) == 1 else ast.BoolOp(op=ast.Or(), values=[_name(f) for f in flags])
+    node = ast.If(test=ast.UnaryOp(op=ast.Not(), operand=test), body=body, orelse=[])
+    ast.fix_missing_locations(ast.copy_location(node, at))
+    return node
+
+
+def _lower(stmts: Sequence[ast.stmt], brk: str, cont: str, flags: list[str]) -> list[ast.stmt]:
+    """``stmts`` with ``break`` as ``brk = True``, ``continue`` as ``cont = True``, and what
+    follows an ``if`` that may jump guarded by the flags."""
+    out: list[ast.stmt] = []
+    for k, s in enumerate(stmts):
+        if isinstance(s, ast.Break):
+            out.append(_set(brk, True, s))
+            return out
+        if isinstance(s, ast.Continue):
+            out.append(_set(cont, True, s))
+            return out
+        if isinstance(s, ast.If) and has_jump([s]):
+            lowered = ast.If(
+                test=s.test,
+                body=_lower(s.body, brk, cont, flags) or [ast.copy_location(ast.Pass(), s)],
+                orelse=_lower(s.orelse, brk, cont, flags),
+            )
+            out.append(ast.copy_location(lowered, s))
+            rest = _lower(stmts[k + 1 :], brk, cont, flags)
+            if rest:
+                out.append(_unless(flags, rest, stmts[k + 1]))
+            return out
+        out.append(s)
+    return out
+
+
+def lower_jumps(loop: ast.For | ast.While) -> tuple[ast.For | ast.While, str]:
+    """The loop with its ``break``/``continue`` turned into flags (``_s2s_break<line>_<col>``,
+    ``_s2s_continue...``): a ``break`` under a tensor condition then carries a bool through the
+    loop, and the rest of the iteration and the loop run only while it is False. Returns the
+    new loop and the name of its ``break`` flag (False before the loop)."""
+    tag = f"{loop.lineno}_{loop.col_offset}"
+    brk, cont = f"{FLAG_PREFIX}break{tag}", f"{FLAG_PREFIX}continue{tag}"
+    walked = _walk(loop.body, _SCOPES + _LOOPS)
+    uses_cont = any(isinstance(n, ast.Continue) for n in walked)
+    flags = [brk, cont] if uses_cont else [brk]
+    body = _lower(loop.body, brk, cont, flags)
+    first = [_set(cont, False, loop)] if uses_cont else []
+    orelse = [_unless([brk], list(loop.orelse), loop)] if loop.orelse else []
+    if isinstance(loop, ast.While):
+        test = ast.BoolOp(op=ast.And(), values=[ast.UnaryOp(op=ast.Not(), operand=_name(brk)), loop.test])
+        new: ast.For | ast.While = ast.While(test=test, body=first + body, orelse=orelse)
+    else:
+        new = ast.For(target=loop.target, iter=loop.iter, body=first + [_unless([brk], body, loop)], orelse=orelse)
+    ast.fix_missing_locations(ast.copy_location(new, loop))
+    return new, brk

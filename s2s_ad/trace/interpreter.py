@@ -33,6 +33,7 @@ from ..primitives import fmt_shape
 from ..regions import bind_cond, bind_loop, bind_while
 from .checkpoint import loop_options
 from .control import (
+    FLAG_PREFIX,
     NUMBER_TYPES,
     Mismatch,
     Slot,
@@ -42,7 +43,9 @@ from .control import (
     copy_containers,
     describe_value,
     free_vars,
+    has_jump,
     has_return,
+    lower_jumps,
     rebuild,
     same_static,
 )
@@ -806,8 +809,26 @@ class Interpreter:
             return
         self.tensor_if(s, self.predicate(test, "if"), scope)
 
+    def lowered(self, s: ast.For | ast.While, scope: Scope) -> ast.For | ast.While | None:
+        """A loop whose body has ``break``/``continue`` as the same loop with flags instead
+        (:func:`~s2s_ad.trace.control.lower_jumps`; its ``break`` flag set False here), or None."""
+        if getattr(s, "_s2s_break", None) is not None or not has_jump(s.body):
+            return None
+        got = getattr(s, "_s2s_lowered", None)
+        if got is None:
+            new, brk = lower_jumps(s)
+            new._s2s_break = brk  # type: ignore[union-attr]
+            s._s2s_lowered = got = new  # type: ignore[union-attr]
+        scope.locals[got._s2s_break] = False
+        return got
+
     def exec_For(self, s: ast.For, scope: Scope) -> None:
         tr = self.tracer
+        lowered = self.lowered(s, scope)
+        if lowered is not None:
+            self.exec_For(lowered, scope)  # type: ignore[arg-type]
+            return
+        brk = getattr(s, "_s2s_break", None)
         it = self.iteration(s.iter, scope)
         n = it.length()
         if n > self.UNROLL_MAX and it.loopable() and not has_return(s.body) and self.for_region(s, it, scope):
@@ -823,12 +844,18 @@ class Interpreter:
                     return
                 except _Continue:
                     continue
+                if brk is not None and scope.locals.get(brk) is True:
+                    break  # a `break` on a compile-time condition (the `else` is guarded by the flag)
         finally:
             scope.in_loop -= 1
         self.exec_block(s.orelse, scope)
 
     def exec_While(self, s: ast.While, scope: Scope) -> None:
         tr = self.tracer
+        lowered = self.lowered(s, scope)
+        if lowered is not None:
+            self.exec_While(lowered, scope)  # type: ignore[arg-type]
+            return
         trips = 0
         scope.in_loop += 1
         try:
@@ -1039,7 +1066,8 @@ class Interpreter:
                 continue
             mark = [len(o) for o in outs]
             try:
-                templates[name] = self.join(builders, name, vals, outs)
+                # the flags of a lowered `break`/`continue` become bool tensors
+                templates[name] = self.join(builders, name, vals, outs, numbers=name.startswith(FLAG_PREFIX))
             except Mismatch as m:
                 for o, k in zip(outs, mark):
                     del o[k:]
@@ -1074,7 +1102,12 @@ class Interpreter:
         tensors = [is_tensor_value(v) for v in vals]
         if numbers and all(isinstance(v, NUMBER_TYPES) for v in vals):
             # the value of `a if c else b` with numbers a and b: a 0-d tensor
-            dt = np.dtype(np.float32) if any(isinstance(v, float) for v in vals) else np.dtype(np.int64)
+            if all(isinstance(v, bool) for v in vals):
+                dt = np.dtype(np.bool_)
+            elif any(isinstance(v, float) for v in vals):
+                dt = np.dtype(np.float32)
+            else:
+                dt = np.dtype(np.int64)
             k = len(outs[0])
             for o, v in zip(outs, vals):
                 o.append(Lit(v, dt))

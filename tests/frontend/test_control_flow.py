@@ -182,6 +182,42 @@ def while_newton_sqrt(a):
     return y
 
 
+def break_in_while(x):
+    while x.sum() < 100.0:
+        x = x * 2.0
+        if x[0] > 3.0:
+            break
+        x = x + 0.5
+    return x
+
+
+def break_and_else_in_for(x):
+    for _ in range(10):
+        if x.sum() > 20.0:
+            break
+        x = x * 1.5
+    else:
+        x = x * 0.0
+    return x
+
+
+def continue_in_for(x):
+    acc = x * 0.0
+    for row in x:
+        if row > 0:
+            continue
+        acc = acc + row
+    return acc
+
+
+def compile_time_break(x):
+    for i in range(10):
+        if i == 6:
+            break
+        x = x + i
+    return x
+
+
 def while_in_if(x):
     if x.sum() > 0:
         while x.max() < 50.0:
@@ -231,6 +267,7 @@ class LoopCell(nn.Cell):
 
 
 X = np.array([1.0, -2.0, 3.0, 0.5])
+V = np.array([1.0, -2.0, 3.0, -0.5, -1.0, 2.0])
 M = np.arange(12.0).reshape(6, 2) / 7.0 - 0.6
 CASES = {
     # name: (function, inputs, regions in the traced program)
@@ -253,6 +290,12 @@ CASES = {
     "loop_building_a_list": (loop_building_a_list, [[X]], []),
     "while_tensor": (while_tensor, [[X]], ["while"]),
     "while_newton_sqrt": (while_newton_sqrt, [[np.array([2.0, 9.0, 0.25, 5.0])]], ["while"]),
+    "break_in_while": (break_in_while, [[X], [X * 0.1]], ["while", "cond", "cond"]),
+    # the `for` guards its body and its `else` by the `break` flag
+    "break_and_else_in_for": (break_and_else_in_for, [[X * 4.0], [-X]], ["loop", "cond", "cond", "cond", "cond"]),
+    "continue_in_for": (continue_in_for, [[V], [-V]], ["loop", "cond", "cond"]),
+    # inside the loop `i` is a tensor: `i == 6` is a tensor test
+    "compile_time_break": (compile_time_break, [[X]], ["loop", "cond", "cond", "cond"]),
     "while_in_if": (while_in_if, [[X], [-X]], ["cond", "while"]),
     "while_python": (while_python, [[X]], []),
     "comprehensions": (comprehensions, [[X]], []),
@@ -383,14 +426,6 @@ def compile_time_while_forever(x):
     return x
 
 
-def break_under_tensor_test(x):
-    while x.sum() < 10.0:
-        x = x * 2.0
-        if x[0] > 3.0:
-            break
-    return x
-
-
 def list_grows_in_while(x):
     ys = []
     while x.sum() < 10.0:
@@ -427,7 +462,6 @@ ERRORS = {
     "returns_differ": (returns_differ, ShapeError, ["returned value"]),
     "carry_changes_shape": (carry_changes_shape, ShapeError, ["`x`", "(4,)", "(3,)", "keeps its shape"]),
     "tensor_test_of_many_elements": (tensor_test_of_many_elements, ShapeError, ["(4,)", "exactly one element"]),
-    "break_under_tensor_test": (break_under_tensor_test, S2SError, ["`break`", "tensor condition"]),
     "list_grows_in_while": (list_grows_in_while, S2SError, ["`ys`", "`while` loop"]),
     "return_in_loop": (return_in_loop, UnsupportedSyntaxError, ["`return`", "inside a loop"]),
     "loop_variable_after_loop": (loop_variable_after_loop, UnsupportedSyntaxError, ["`i`", "kept as a loop"]),
@@ -455,3 +489,23 @@ def test_compile_time_while_has_a_cap(monkeypatch):
 def test_cuda_target_rejects_regions_clearly():
     with pytest.raises(NotSupportedError, match="does not compile control flow on tensors: a `for` loop"):
         generated_source(for_range, Tensor(X), target="cuda")
+
+
+# ----------------------------------------------------------------------------- indexing with the loop variable
+def running_sum(x):
+    out = x * 0.0
+    acc = x[0] * 0.0
+    for i in range(x.shape[0]):
+        acc = acc + x[i]
+        out[i] = acc  # a functional update: `out` is carried through the loop
+    return out
+
+
+def test_loop_indexing_with_its_variable_is_kept_as_a_loop(mode):
+    x = np.arange(1.0, 7.0)
+    np.testing.assert_allclose(s2s_ad.jit(running_sum)(Tensor(x)).asnumpy(), np.cumsum(x))
+    assert regions_of(trace_program(running_sum, Tensor(x), optimized=False)) == ["loop"]
+    # the adjoint gathers from a computed value (printed in parentheses before its index)
+    g = s2s_ad.grad(lambda t: (running_sum(t) ** 2).sum())(Tensor(x))
+    c = np.cumsum(x)
+    np.testing.assert_allclose(g.asnumpy(), np.cumsum((2 * c)[::-1])[::-1], rtol=1e-12)
