@@ -43,6 +43,11 @@ import numpy as np
 # ----------------------------------------------------------------------------- the reference namespace
 MARGIN = 1e-3  # the closest a kink (or a domain edge) may be to a value at the drawn inputs
 MAGNITUDE = 1e4  # the largest value a program may compute at the drawn inputs
+#: ``for`` bodies also compute with the loop index (``0.1 * i``): off by default, since a ``for``
+#: kept as a loop region (n above the unroll limit) computes ``0.1 * i`` in float32 (the index is
+#: an int64 tensor there), unrolled in float64; ``run.py --loop-index`` turns it on
+LOOP_INDEX = False
+CONTROL_MARGIN = 0.05  # the closest the test of an if/while may be to switching at the drawn inputs
 
 
 class Reject(Exception):
@@ -156,6 +161,16 @@ class Ref:
     def where(self, c, a, b):
         return np.where(c, a, b)
 
+    # the tests of control flow (if/while on a 0-d tensor): the branch taken, with a margin
+    # wide enough that finite differences (and second differences) take the same branches
+    def gt(self, a, b):
+        self._margin(np.abs(np.subtract(a, b)) * (MARGIN / CONTROL_MARGIN))
+        return bool(np.greater(a, b))
+
+    def lt(self, a, b):
+        self._margin(np.abs(np.subtract(a, b)) * (MARGIN / CONTROL_MARGIN))
+        return bool(np.less(a, b))
+
     # structural
     def sum(self, a, axis, keepdims):
         return np.sum(a, axis=axis, keepdims=keepdims)
@@ -224,6 +239,7 @@ class Program:
     input_range: list[tuple[float, float]]
     module: Any = None
     path: str | None = None
+    control: bool = False  # drawn with control flow (if/for/while in ``f``)
 
     def describe(self) -> str:
         shapes = ", ".join(f"x{k}: float64{list(s)}" for k, s in enumerate(self.shapes))
@@ -265,10 +281,15 @@ class Generator:
     UNARY_RARE = ["tan", "atanh", "sign", "expm1", "log1p"]
     BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum"]
 
-    def __init__(self, seed: int, max_stmts: int = 7) -> None:
+    def __init__(self, seed: int, max_stmts: int = 7, control: bool = False) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.max_stmts = max_stmts
+        self.control = control
+        # where control flow is drawn: a stream of its own (without ``control`` it is never
+        # read, so the straight-line programs of every seed are those of earlier versions)
+        self.crng = random.Random(seed * 7919 + 104729)
+        self.ind = ""  # the indentation of the statements being drawn (inside regions)
         self.values: list[Value] = []
         self.inputs: list[Value] = []
         self.s_lines: list[str] = []  # the s2s_ad program
@@ -319,8 +340,8 @@ class Generator:
         name = f"t{self.temps}"
         self.temps += 1
         self.used.update(re.findall(r"\b[xt]\d+\b", s_expr))
-        self.s_lines.append(f"{name} = {s_expr}")
-        self.r_lines.append(f"{name} = R.v({r_expr})")
+        self.s_lines.append(f"{self.ind}{name} = {s_expr}")
+        self.r_lines.append(f"{self.ind}{name} = R.v({r_expr})")
         lo, hi = max(lo, -1e300), min(hi, 1e300)
         v = Value(name, shape, lo, hi, op)
         self.values.append(v)
@@ -576,7 +597,224 @@ class Generator:
     def stop(self, a: Value) -> Value:
         return self.emit(f"ops.stop_gradient({a.name})", f"R.stop_gradient({a.name})", a.shape, a.lo, a.hi, "stop")
 
-    def statement(self) -> None:
+    # -- control flow (``control``): regions as users write them
+    def fresh(self) -> str:
+        name = f"t{self.temps}"
+        self.temps += 1
+        return name
+
+    def line(self, s_text: str, r_text: str) -> None:
+        """One line of both programs at the current indentation."""
+        self.used.update(re.findall(r"\b[xt]\d+\b", s_text))
+        self.s_lines.append(f"{self.ind}{s_text}")
+        self.r_lines.append(f"{self.ind}{r_text}")
+
+    def assign(self, name: str, s_expr: str, r_expr: str) -> None:
+        self.line(f"{name} = {s_expr}", f"{name} = R.v({r_expr})")
+
+    def test(self, a: Value) -> tuple[str, str]:
+        """A 0-d tensor test on ``a`` (s2s_ad text, reference text), its threshold inside the
+        value's interval so that both outcomes occur over the draws."""
+        n = max(1, int(np.prod(a.shape)))
+        lo, hi = max(a.lo, -3.0), min(a.hi, 3.0)
+        if hi <= lo:
+            lo, hi = -1.0, 1.0
+        form = self.rng.choice(["sum", "method", "mean", "mean"] if a.shape else ["scalar"])
+        if form in ("sum", "method"):
+            lo, hi = lo * n, hi * n
+        thr = round(self.rng.uniform(lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo)), 2)
+        gt = self.rng.random() < 0.5
+        sym, rfn = (">", "R.gt") if gt else ("<", "R.lt")
+        s_val, r_val = {
+            "sum": (f"ops.reduce_sum({a.name})", f"R.sum({a.name}, None, False)"),
+            "method": (f"{a.name}.sum()", f"R.sum({a.name}, None, False)"),
+            "mean": (f"ops.reduce_mean({a.name})", f"R.mean({a.name}, None, False)"),
+            "scalar": (a.name, a.name),
+        }[form]
+        self.used.add(a.name)
+        return f"{s_val} {sym} {thr!r}", f"{rfn}({r_val}, {thr!r})"
+
+    def region_body(self, depth: int, k: int) -> list[Value]:
+        """``k`` statements one level deeper; the values made there are dropped from the
+        scope afterwards (a name bound in one branch only is not read after the region)."""
+        mark = list(self.values)
+        self.ind += "    "
+        for _ in range(k):
+            self.statement(depth + 1)
+        self.ind = self.ind[:-4]
+        inner = [v for v in self.values if v not in mark]
+        self.values = mark + [v for v in inner if v.op == "input"]
+        return inner
+
+    def fit(self, last: Value | None, a: Value) -> tuple[str, str, float, float]:
+        """An expression of ``a``'s shape made from ``last`` (a branch's result)."""
+        if last is None or last is a:
+            c = round(self.rng.uniform(0.5, 1.5) * self.rng.choice([1, -1]), 2)
+            lo, hi = sorted((a.lo * c, a.hi * c))
+            return f"{a.name} * {c!r}", f"{a.name} * {c!r}", lo, hi
+        if last.shape == a.shape:
+            return last.name, last.name, last.lo, last.hi
+        if _broadcasts_to(last.shape, a.shape):
+            return f"{a.name} + {last.name}", f"{a.name} + {last.name}", a.lo + last.lo, a.hi + last.hi
+        return (
+            f"{a.name} * 0.5 + ops.reduce_mean({last.name})",
+            f"{a.name} * 0.5 + R.mean({last.name}, None, False)",
+            0.5 * a.lo + last.lo,
+            0.5 * a.hi + last.hi,
+        )
+
+    def if_stmt(self, a: Value, depth: int, target: str | None = None) -> Value:
+        """``if <test>: ... else: ...`` binding one name (``target``, else a new one) in both."""
+        s_test, r_test = self.test(a)
+        name = target or self.fresh()
+        los, his = [], []
+        for k in range(2):
+            self.s_lines.append(f"{self.ind}if {s_test}:" if k == 0 else f"{self.ind}else:")
+            self.r_lines.append(f"{self.ind}if {r_test}:" if k == 0 else f"{self.ind}else:")
+            inner = self.region_body(depth, self.rng.choice([0, 1, 1, 2]))
+            made = [v for v in inner if v.op != "input"]
+            s_expr, r_expr, lo, hi = self.fit(made[-1] if made else None, a)
+            self.ind += "    "
+            self.assign(name, s_expr, r_expr)
+            self.ind = self.ind[:-4]
+            los.append(lo)
+            his.append(hi)
+        self.ops.append("cond")
+        return self._bind(name, a.shape, min(los), max(his), "cond")
+
+    def _bind(self, name: str, shape: tuple, lo: float, hi: float, op: str) -> Value:
+        v = Value(name, shape, max(lo, -1e300), min(hi, 1e300), op)
+        self.values.append(v)
+        return v
+
+    SQUASH = [("ops.tanh", "R.tanh"), ("ops.sin", "R.sin"), ("ops.sigmoid", "R.sigmoid"), ("ops.cos", "R.cos")]
+
+    def ternary(self, a: Value) -> Value:
+        s_test, r_test = self.test(a)
+        (f1, r1), (f2, r2) = self.rng.sample(self.SQUASH, 2)
+        c = round(self.rng.uniform(0.5, 2.0), 2)
+        name = self.fresh()
+        self.assign(
+            name,
+            f"{f1}({a.name}) if {s_test} else {a.name} * {c!r}",
+            f"{r1}({a.name}) if {r_test} else {a.name} * {c!r}",
+        )
+        if self.rng.random() < 0.3:  # both arms through ops
+            self.s_lines[-1] = self.s_lines[-1].replace(f"{a.name} * {c!r}", f"{f2}({a.name})")
+            self.r_lines[-1] = self.r_lines[-1].replace(f"{a.name} * {c!r}", f"{r2}({a.name})")
+        self.ops.append("cond")
+        return self._bind(name, a.shape, min(-1.0, a.lo * c), max(1.0, a.hi * c), "cond")
+
+    def step(self, c: str, shape: tuple, counter: str | None) -> tuple[str, str]:
+        """A damped update of the carried ``c`` (bounded over any trip count)."""
+        f, r = self.rng.choice(self.SQUASH)
+        b = self.pick(lambda v: _broadcasts_to(v.shape, shape) and v.name != c and abs(v.hi) < 10 and abs(v.lo) < 10)
+        other = b.name if b is not None and self.rng.random() < 0.6 else repr(round(self.rng.uniform(0.3, 1.5), 2))
+        inner = self.rng.choice([f"{c} * {other}", f"{c} + {other}", f"{c} - {other}"])
+        if counter is not None and self.rng.random() < 0.4 and (LOOP_INDEX or not counter.startswith("i")):
+            inner += f" + 0.1 * {counter}"
+        k = round(self.rng.uniform(0.3, 0.8), 2)
+        return f"{c} * {k!r} + {f}({inner})", f"{c} * {k!r} + {r}({inner})"
+
+    def carry(self, a: Value) -> str:
+        """A new name bound to ``a`` (the carried value of a loop)."""
+        name = self.fresh()
+        self.assign(name, f"{a.name} * 1.0", f"{a.name} * 1.0")
+        return name
+
+    def for_stmt(self, a: Value, depth: int) -> Value:
+        """``for i in range(...)`` carrying one or two tensors: short loops (unrolled) and
+        longer ones (kept as a loop region), a nested ``if`` in some bodies."""
+        n = self.rng.choice([2, 3, 5, 6, 8])
+        i = f"i{depth}"
+        form = self.rng.choice([f"range({n})", f"range({n})", f"range(1, {n + 1})", f"range(0, {2 * n}, 2)"])
+        c = self.carry(a)
+        acc = None
+        if self.rng.random() < 0.4:
+            acc = self.fresh()
+            self.assign(acc, f"{a.name} * 0.0", f"{a.name} * 0.0")
+        self.line(f"for {i} in {form}:", f"for {i} in {form}:")
+        self.ind += "    "
+        cv = self._bind(c, a.shape, min(a.lo, -1.0), max(a.hi, 1.0), "loop")
+        s_up, r_up = self.step(c, a.shape, i)
+        self.assign(c, s_up, r_up)
+        if depth < 1 and self.rng.random() < 0.35:  # a nested region
+            self.if_stmt(cv, depth + 1, target=c)
+            s_up, r_up = self.step(c, a.shape, None)
+            self.assign(c, s_up, r_up)
+        if acc is not None:
+            f, r = self.rng.choice(self.SQUASH)
+            self.assign(acc, f"{acc} + {f}({c})", f"{acc} + {r}({c})")
+        self.ind = self.ind[:-4]
+        self.values = [v for v in self.values if v.name not in (c, acc)]
+        self.ops.append("loop")
+        lo, hi = min(a.lo, -1.0) - 3.0, max(a.hi, 1.0) + 3.0
+        if acc is not None:
+            self._bind(c, a.shape, lo, hi, "loop")
+            self.used.add(c)
+            f = "ops.reduce_mean" if self.rng.random() < 0.5 else None
+            name = self.fresh()
+            extra = f"ops.reduce_mean({c})" if f else c
+            extra_r = f"R.mean({c}, None, False)" if f else c
+            self.assign(name, f"{acc} + {extra}", f"{acc} + {extra_r}")
+            return self._bind(name, a.shape, -n - hi, n + hi, "add")
+        return self._bind(c, a.shape, lo, hi, "loop")
+
+    def while_stmt(self, a: Value, depth: int) -> Value:
+        """``while`` with a tensor test and a bounded trip count (a counter carried)."""
+        n = self.rng.choice([1, 2, 3, 5, 7])
+        s = self.fresh()
+        self.assign(s, f"ops.reduce_sum({a.name}) * 0.0", f"R.sum({a.name}, None, False) * 0.0")
+        c = self.carry(a)
+        cv = Value(c, a.shape, min(a.lo, -1.0), max(a.hi, 1.0), "while")
+        lim = f"{n}.5"
+        kind = self.rng.choice(["both", "both", "counter", "both_rev"])
+        if kind == "counter":
+            s_t, r_t = f"{s} < {lim}", f"R.lt({s}, {lim})"
+        else:
+            ts, tr = self.test(cv)
+            if kind == "both":
+                s_t, r_t = f"({s} < {lim}) and ({ts})", f"R.lt({s}, {lim}) and {tr}"
+            else:
+                s_t, r_t = f"{ts} and {s} < {lim}", f"{tr} and R.lt({s}, {lim})"
+        self.line(f"while {s_t}:", f"while {r_t}:")
+        self.ind += "    "
+        s_up, r_up = self.step(c, a.shape, s if self.rng.random() < 0.3 else None)
+        self.assign(c, s_up, r_up)
+        self.assign(s, f"{s} + 1.0", f"{s} + 1.0")
+        self.ind = self.ind[:-4]
+        self.ops.append("while")
+        self.used.add(s)
+        lo, hi = min(a.lo, -1.0) - 3.0, max(a.hi, 1.0) + 3.0
+        return self._bind(c, a.shape, lo, hi, "while")
+
+    def control_stmt(self, depth: int) -> None:
+        a = self.pick(lambda v: abs(v.lo) < 1e3 and abs(v.hi) < 1e3) or self.pick()
+        kind = self.crng.choice(["if", "if", "ternary", "for", "for", "while", "while"])
+        if kind == "if":
+            self.if_stmt(a, depth)
+        elif kind == "ternary":
+            self.ternary(a)
+        elif kind == "for":
+            self.for_stmt(a, depth)
+        else:
+            self.while_stmt(a, depth)
+
+    def early_return(self, out: Value) -> Value:
+        """``if <test>: return ...`` before the end of ``f`` (both results of ``out``'s shape)."""
+        s_test, r_test = self.test(out)
+        (f1, r1), (f2, r2) = self.rng.sample(self.SQUASH, 2)
+        self.line(f"if {s_test}:", f"if {r_test}:")
+        self.line(f"    return {f1}({out.name}) * 2.0", f"    return {r1}({out.name}) * 2.0")
+        self.ops.append("return")
+        name = self.fresh()
+        self.assign(name, f"{out.name} * 0.5 + {f2}({out.name})", f"{out.name} * 0.5 + {r2}({out.name})")
+        return self._bind(name, out.shape, -1e300, 1e300, "add")
+
+    def statement(self, depth: int = 0) -> None:
+        if self.control and depth < 2 and self.crng.random() < (0.35 if depth == 0 else 0.15):
+            self.control_stmt(depth)
+            return
         a = self.pick()
         kinds = ["unary"] * 5 + ["binary"] * 5 + ["reduction"] * 2 + ["matmul", "reshape", "transpose", "index"]
         kinds += ["index", "where", "stop"] if self.rng.random() < 0.5 else ["where"]
@@ -592,6 +830,8 @@ class Generator:
         n = self.rng.randint(2, self.max_stmts)
         while len(self.s_lines) < n:
             self.statement()
+        if self.control and not {"cond", "loop", "while"} & set(self.ops):  # at least one region
+            self.control_stmt(0)
         out = self.values[-1]
         if out.op == "input":
             out = self.unary(out)
@@ -608,6 +848,8 @@ class Generator:
             out = self.emit(
                 f"{out.name} + {c!r} * {v.name}", f"{out.name} + {c!r} * {v.name}", out.shape, -1e300, 1e300, "add"
             )
+        if self.control and self.crng.random() < 0.25:
+            out = self.early_return(out)
         args = ", ".join(v.name for v in self.inputs)
         head = "from s2s_ad import grad, nn, ops\n\n\n"
         body = "\n".join(f"    {ln}" for ln in self.s_lines)
@@ -627,7 +869,8 @@ class Generator:
             + f"class Net(nn.Cell):\n    def construct(self, {args}):\n        return f({args})\n\n\n"
             + f"def f_ref(R, {args}):\n{ref}\n    return {out.name}\n"
         )
-        return Program(self.seed, src, [v.shape for v in self.inputs], out.shape, self.ops, self.ranges)
+        shapes = [v.shape for v in self.inputs]
+        return Program(self.seed, src, shapes, out.shape, self.ops, self.ranges, control=self.control)
 
 
 # ----------------------------------------------------------------------------- loading and inputs
@@ -639,7 +882,7 @@ def load(prog: Program) -> Program:
     global _DIR
     if _DIR is None:
         _DIR = tempfile.mkdtemp(prefix="s2s_ad_fuzz_")
-    name = f"fuzz_prog_{prog.seed}"
+    name = f"fuzz_prog_{'c' if prog.control else ''}{prog.seed}"
     path = os.path.join(_DIR, name + ".py")
     with open(path, "w") as fh:
         fh.write(prog.source)
@@ -664,12 +907,14 @@ def draw_inputs(prog: Program, rng: np.random.Generator) -> list[np.ndarray]:
     return xs
 
 
-def make(seed: int, tries: int = 6) -> tuple[Program, list[np.ndarray]]:
+def make(seed: int, tries: int = 6, control: bool = False) -> tuple[Program, list[np.ndarray]]:
     """The program of ``seed`` with inputs away from its kinks: inputs are drawn ``tries``
-    times, then the program is generated again from a derived seed."""
+    times, then the program is generated again from a derived seed. With ``control`` the
+    program also has control flow (``if``/``for``/``while`` on tensors, an early ``return``):
+    other programs than the straight-line ones of the same seed."""
     for attempt in range(50):
         sub = seed if attempt == 0 else seed * 1000003 + attempt
-        prog = Generator(sub).generate()
+        prog = Generator(sub, control=control).generate()
         prog.seed = seed
         ns: dict = {}
         exec(

@@ -3,8 +3,21 @@
     python -m tests.fuzz.run --programs 2000 --seed 0                  # PYNATIVE, every check
     python -m tests.fuzz.run --programs 300 --seed 0 --mode graph      # GRAPH (Numba), against PYNATIVE
 
+    python -m tests.fuzz.run --programs 200 --seed 0 --control --mode both   # with control flow
+
+``--control`` draws programs with control flow as users write it (``_gen.py``): ``if`` on a 0-d
+tensor test and the ternary ``a if test else b``, ``for i in range(n)`` carrying tensors (``n``
+up to the unroll limit: unrolled; longer: a loop region), ``while`` with a tensor test and a
+carried counter bounding its trip count, regions nested in loop bodies and branches, and an
+early ``return`` in a branch. Tests are drawn with a margin (``CONTROL_MARGIN``) so finite
+differences take the same branches and trip counts. Control flow is drawn from an RNG stream of
+its own and only with ``--control``: without it every seed gives the same straight-line program
+as before, so earlier reproductions hold; ``--control`` programs are other programs.
+``--loop-index`` lets ``for`` bodies compute with the loop index (``0.1 * i``; see
+``LOOP_INDEX`` in ``_gen.py``).
+
 Program ``k`` of a run is the program of seed ``seed + k`` (``tests/fuzz/_gen.py``), so a failure
-is reproduced by ``--seed SEED --programs 1``. Every failing program's source is printed with the
+is reproduced by ``--seed SEED --programs 1`` (plus ``--control`` where it was drawn with it). Every failing program's source is printed with the
 failure. The exit status is 1 when a program failed.
 """
 
@@ -18,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _gen  # noqa: E402
 from _check import run  # noqa: E402
 from _gen import load, make  # noqa: E402
 
@@ -32,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="the seed of the first program (default 0)")
     ap.add_argument("--mode", choices=["pynative", "graph", "both"], default="pynative")
     ap.add_argument("--light", action="store_true", help="only vjp and jvp (no jit, value_and_grad, Cell, 2nd order)")
+    ap.add_argument("--control", action="store_true", help="programs with control flow (if/for/while/return)")
+    ap.add_argument("--loop-index", action="store_true", help="with --control: for bodies also use the loop index")
     ap.add_argument("--show", type=int, default=20, help="print at most this many failing programs (default 20)")
     args = ap.parse_args(argv)
+    _gen.LOOP_INDEX = args.loop_index
 
     counts: collections.Counter = collections.Counter()
     shown = 0
@@ -42,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     done = 0
     try:
         for seed in range(args.seed, args.seed + args.programs):
-            prog, xs = make(seed)
+            prog, xs = make(seed, control=args.control)
             load(prog)
             base = None
             for mode in modes:

@@ -8,21 +8,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _check import Mismatch, checks, run
-from _gen import Generator, Program, Ref, load, make
+from _gen import CONTROL_MARGIN, Generator, Program, Ref, Reject, load, make
 
 from s2s_ad import primitives as table
 
 PYNATIVE_PROGRAMS = 150
 GRAPH_PROGRAMS = 8
+CONTROL_PYNATIVE_PROGRAMS = 8  # with control flow (if/for/while/early return)
+CONTROL_GRAPH_PROGRAMS = 2
 
 
-def _check(seed: int, mode: str) -> None:
-    prog, xs = make(seed)
+def _check(seed: int, mode: str, control: bool = False, full: bool | None = None) -> None:
+    prog, xs = make(seed, control=control)
     load(prog)
-    base = run(prog, xs, "pynative") if mode == "graph" else None
+    base = run(prog, xs, "pynative", full=bool(full)) if mode == "graph" else None
     if base is not None and base.failure is not None:
         pytest.fail(f"[pynative] {base.failure}\n\n{prog.describe()}")
-    out = run(prog, xs, mode, base, full=mode == "pynative")
+    out = run(prog, xs, mode, base, full=mode == "pynative" if full is None else full)
     if out.failure is not None:
         pytest.fail(f"[{mode}] {out.failure}\n\n{prog.describe()}")
 
@@ -35,6 +37,16 @@ def test_fuzz_pynative(seed):
 @pytest.mark.parametrize("seed", range(10_000, 10_000 + GRAPH_PROGRAMS))
 def test_fuzz_graph(seed):
     _check(seed, "graph")
+
+
+@pytest.mark.parametrize("seed", range(20_000, 20_000 + CONTROL_PYNATIVE_PROGRAMS))
+def test_fuzz_control_pynative(seed):
+    _check(seed, "pynative", control=True)
+
+
+@pytest.mark.parametrize("seed", range(30_000, 30_000 + CONTROL_GRAPH_PROGRAMS))
+def test_fuzz_control_graph(seed):
+    _check(seed, "graph", control=True, full=False)
 
 
 # ----------------------------------------------------------------------------- the fuzzer itself
@@ -62,6 +74,30 @@ def test_programs_cover_the_op_table():
     assert want <= seen, f"never generated: {sorted(want - seen)}"
     for form in ("keepdims=True", "None", "...", "ops.select(", " > ", "ops.less(", "** -"):
         assert form in text, form
+
+
+def test_control_flow_is_drawn_only_with_the_flag():
+    """Without ``control`` the programs are straight-line (and those of earlier versions); with
+    it, a batch draws every region kind: if, ternary, short and long for, while, early return."""
+    text = ""
+    for seed in range(60):
+        assert "if " not in make(seed)[0].source.split("def loss")[0]
+        text += make(seed, control=True)[0].source.split("def loss")[0]
+    for form in ("    if ", " if ", "    else:", "while (", " and ", "for i", "    return ", ".sum() "):
+        assert form in text, form
+    assert any(f"range({n})" in text for n in (2, 3)) and any(f"range({n})" in text for n in (5, 6, 8))
+
+
+def test_control_inputs_keep_the_branches():
+    """At the drawn inputs every test of an if/while is CONTROL_MARGIN away from switching."""
+    for seed in range(30):
+        prog, xs = make(seed, control=True)
+        ns: dict = {}
+        exec(prog.source[prog.source.index("def f_ref") :], ns)
+        ns["f_ref"](Ref(check=True), *xs)  # raises Reject when too close
+    with pytest.raises(Reject):
+        Ref(check=True).gt(np.float64(1.0), 1.0 + CONTROL_MARGIN / 2)
+    assert Ref(check=True).lt(np.float64(1.0), 1.0 + 2 * CONTROL_MARGIN)
 
 
 def test_inputs_are_away_from_kinks():
