@@ -48,3 +48,13 @@ def mode(request):
     context.set_context(mode=context.PYNATIVE_MODE if request.param == "python" else context.GRAPH_MODE)
     yield request.param
     context.set_context(mode=old)
+
+
+@pytest.fixture(autouse=True)
+def _restore_context():
+    """Every test leaves the context (mode, device target, compile mode, ...) as it found it, so
+    that no test depends on what an earlier one set."""
+    saved = dict(context._state)
+    yield
+    context._state.clear()
+    context._state.update(saved)
