@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import diskcache
+from .backend import split_lines
 from .tensor import Parameter, Tensor
 from .trace.reads import Reads
 from .version import __version__
@@ -245,7 +246,8 @@ def front_key(origin: Any, key: tuple, backend: str) -> tuple[str, Walk] | None:
     walk = Walk()
     try:
         described = walk.describe(origin)
-        text = repr((versions(backend), key, described))
+        # the code a program compiles to also depends on whether long programs are split
+        text = repr((versions(backend), split_lines() if backend == "numba" else 0, key, described))
     except (Unkeyable, RecursionError, OSError):
         return None
     return "front_" + hashlib.sha256(text.encode()).hexdigest()[:20], walk
