@@ -1,15 +1,16 @@
-"""Jacobians and Hessians with JAX's semantics: ``jacfwd``, ``jacrev``, ``hessian``, ``hvp``.
+"""Jacobians and Hessians: ``jacfwd``, ``jacrev`` and ``hessian`` (JAX's conventions, ``argnums``),
+``ops.jacfwd`` and ``ops.jacrev`` (MindSpore's, ``grad_position``) and ``hvp``.
 
-A Jacobian is assembled from derivative programs: ``jacfwd`` evaluates the forward-mode
-program once per input element (a one-hot tangent gives a column), ``jacrev`` the reverse-mode
-program once per output element (a one-hot cotangent gives a row), and ``hessian`` is
-``jacfwd`` of the reverse-mode gradient (forward-over-reverse). Identical primal work in the
-copies is shared by common-subexpression elimination.
+A Jacobian block is one derivative program evaluated over a basis: ``jacfwd`` evaluates the
+forward-mode program of one differentiated input on every one-hot tangent (one column of the
+Jacobian each), ``jacrev`` the reverse-mode program of one output on every one-hot cotangent
+(one row each), and ``hessian`` is ``jacfwd`` of the reverse-mode gradient (forward over
+reverse). :func:`basis_sweep` does the evaluations.
 
 Diagonal structure is found where it exists: when the tangent (or cotangent) flows from the
 input to the output only through elementwise operations of one shape, the Jacobian is
 diagonal and one evaluation with a tangent of ones gives its diagonal. The Hessian of
-``sum(f(x))`` for an elementwise ``f`` is computed that way: one Hessian-vector product, not n.
+``sum(f(x))`` for an elementwise ``f`` is computed that way: one Hessian-vector product.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Any, Protocol, overload
 
 import numpy as np
 
-from . import context, progress
+from . import ops
+from .ad.forward import jvp_program
 from .api import (
     JvpFunction,
     Transformed,
+    _aux_of,
     _check_bool,
     _check_callable,
     _check_positions,
@@ -33,21 +36,18 @@ from .api import (
     callable_name,
     differentiated_program,
     flags_function,
-    number_input,
     trace_abstract,
 )
-from .derivatives import grad_program, jvp_args_program
-from .errors import ArgumentError, ArgumentValueError, NotSupportedError
-from .ir import Atom, Lit, Program, Var, arg_leaf_ranges
+from .derivatives import grad_program
+from .errors import ArgumentError, ArgumentValueError
+from .ir import Atom, Lit, Program, TreeDef, Var, arg_leaf_ranges, tree_str, treedef_leaves, unflatten
 from .opt import optimize
 from .primitives import fmt_shape, get_op
-from .runtime import Compiled, call_key, calls_cache, load_warm
-from .tensor import Tensor
 from .trace.protocol import register_static
 from .trace.tracer import Tracer, inline_program
 
-# Inside compiled code a Jacobian is unrolled into the program, up to this many evaluations
-# (called from Python, a large one loops over one compiled evaluation instead).
+# Inside compiled code the evaluations over a basis are unrolled into the program, up to
+# this many.
 MAX_UNROLL = 256
 
 
@@ -69,227 +69,239 @@ def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
     return not isinstance(dst, Var) or dst not in touched or dst.shape == src.shape
 
 
+def basis_sweep(fe: Tracer, p: Program, flat: list[Atom], dsts: list[int], who: str) -> list[Atom]:
+    """Evaluate ``p`` (arguments ``flat``, then one seed) on every element of the seed's
+    standard basis: for each output index in ``dsts``, the results stacked along a new
+    leading axis, one per basis element (shape ``(seed size,) + output shape``)."""
+    seed = p.arg_vars[len(flat)]
+    n = seed.aval.size
+    if n > MAX_UNROLL:
+        raise fe.error(
+            f"{who}: this Jacobian needs {n} evaluations (more than {MAX_UNROLL}) over a seed of shape "
+            f"{fmt_shape(seed.shape)}: too many to unroll. Use jvp/vjp/hvp products.",
+            ArgumentValueError,
+        )
+    stacked: list[Atom | None] = [None] * len(dsts)
+    for i in range(n):
+        outs = inline_program(fe, p, [*flat, _one_hot(fe, tuple(seed.shape), i, seed.dtype)])
+        for t, d in enumerate(dsts):
+            piece = outs[d]
+            at = (i,) + (("slice", None, None, None),) * len(piece.shape)
+            placed = fe.bind1("scatter", piece, index=at, shape=(n, *piece.shape))
+            prev = stacked[t]
+            stacked[t] = placed if prev is None else fe.bind1("add", prev, placed)
+    return [s for s in stacked if s is not None]
+
+
 def _one_hot(fe: Tracer, shape: tuple[int, ...], i: int, dtype: np.dtype) -> Atom:
     index = tuple(int(k) for k in np.unravel_index(i, shape)) if shape else ()
     return fe.bind1("scatter", Lit(1, dtype), index=index, shape=shape)
 
 
-def _place(fe: Tracer, block: Atom, lead: tuple[int, ...], shape: tuple[int, ...], i: int, rows: bool) -> Atom:
-    """Zeros of ``lead + shape`` (rows) or ``shape + lead`` (columns) with ``block`` at the
-    ``i``-th element of ``shape``."""
-    at = tuple(int(k) for k in np.unravel_index(i, shape)) if shape else ()
-    full = (("slice", None, None, None),) * len(lead)
-    index = at + full if rows else full + at
-    return fe.bind1("scatter", block, index=index, shape=(shape + lead) if rows else (lead + shape))
+def _diagonal(fe: Tracer, d: Atom, shape: tuple[int, ...]) -> Atom:
+    """The Jacobian ``shape + shape`` whose diagonal is ``d`` (of ``shape``)."""
+    eye = fe.atom(np.eye(max(int(np.prod(shape, dtype=np.int64)), 1), dtype=d.dtype).reshape(shape + shape))
+    d = fe.bind1("reshape", d, shape=shape + (1,) * len(shape)) if shape else d
+    return fe.bind1("mul", d, eye)
 
 
-def derivative_program(m: Program, k: int, j: int, forward: bool) -> tuple[Program, int, int, tuple[int, ...]]:
-    """The program one Jacobian evaluation runs: ``m``'s arguments plus a seed (a tangent of
-    argument leaf ``j`` forward, a cotangent of output ``k`` in reverse); returns it with the
-    index of the derivative among its outputs, the number of evaluations and the shape of
-    one evaluation's result. Each differentiated position is one tensor (checked by the
-    callers), so the seed is the program's only extra input."""
-    x, out = m.arg_vars[j], m.outs[k]
-    if forward:
-        p = optimize(jvp_args_program(m, [_position_of_leaf(m, j)]), final=False)
-        return p, len(m.outs) + k, x.aval.size, tuple(out.shape)
-    single = m.replace(outs=[out], out_tree=None)
-    p = optimize(grad_program(single, [_position_of_leaf(m, j)], [], sens_param=True), final=False)
-    return p, 0, out.aval.size, tuple(x.shape)
+def forward_blocks(fe: Tracer, m: Program, flat: list[Atom], wrt: list[int], who: str) -> list[list[Atom]]:
+    """The Jacobian blocks ``J[k][t]`` (shape ``out_k.shape + in.shape``) of every output
+    ``k`` of ``m`` w.r.t. every argument leaf ``wrt[t]``, forward: one sweep per leaf."""
+    n_out = len(m.outs)
+    cols: list[list[Atom]] = []
+    for j in wrt:
+        x = m.arg_vars[j]
+        p = optimize(jvp_program(m, [j]), final=False)
+        src = p.arg_vars[m.n_args]
+        dsts = [n_out + k for k in range(n_out)]
+        col: list[Atom] = []
+        if all(diagonal_map(p, src, p.outs[d]) for d in dsts):
+            outs = inline_program(fe, p, [*flat, fe.fill(x.shape, 1, x.dtype)])
+            for k, o in enumerate(m.outs):
+                if o.shape != x.shape:
+                    col.append(fe.fill(o.shape + x.shape, 0, o.dtype))
+                else:
+                    col.append(_diagonal(fe, fe.cast(outs[n_out + k], o.dtype), tuple(x.shape)))
+        elif x.aval.size == 0:
+            col = [fe.fill(o.shape + x.shape, 0, o.dtype) for o in m.outs]
+        else:
+            for o, s in zip(m.outs, basis_sweep(fe, p, flat, dsts, who)):
+                s = fe.cast(s, o.dtype)
+                if o.shape:  # (n, *out) -> (*out, n)
+                    s = fe.bind1("transpose", s, perm=(*range(1, len(o.shape) + 1), 0))
+                col.append(fe.bind1("reshape", s, shape=o.shape + x.shape))
+        cols.append(col)
+    return [[cols[t][k] for t in range(len(wrt))] for k in range(n_out)]
 
 
-def jacobian_of(fe: Tracer, m: Program, flat: list[Atom], k: int, j: int, forward: bool, who: str) -> Atom:
-    """The Jacobian of output leaf ``k`` of program ``m`` w.r.t. argument leaf ``j``, shaped
-    ``out.shape + in.shape``; ``flat`` are the atoms of ``m``'s arguments."""
-    x = m.arg_vars[j]
-    out = m.outs[k]
-    if x.dtype.kind != "f" or out.dtype.kind != "f":
-        raise fe.error(f"{who}: Jacobians need float inputs and outputs, got {x.aval} and {out.aval}", ArgumentError)
-    in_shape, out_shape = tuple(x.shape), tuple(out.shape)
-    dtype = out.dtype
-    p, dst_index, n, lead = derivative_program(m, k, j, forward)
-    src, dst = p.arg_vars[m.n_args], p.outs[dst_index]
-
-    def run(seed: Atom) -> Atom:
-        return inline_program(fe, p, [*flat, seed])[dst_index]
-
-    if diagonal_map(p, src, dst):
-        if in_shape != out_shape:
-            return fe.fill(out_shape + in_shape, 0, dtype)
-        d = run(fe.fill(src.shape, 1, src.dtype))
-        eye = fe.atom(np.eye(max(x.aval.size, 1), dtype=dtype).reshape(in_shape + in_shape))
-        d = fe.bind1("reshape", d, shape=in_shape + (1,) * len(in_shape)) if in_shape else d
-        return fe.bind1("mul", d, eye)
-    if n > MAX_UNROLL:
-        raise fe.error(
-            f"{who}: this Jacobian needs {n} {'forward' if forward else 'reverse'}-mode evaluations "
-            f"(more than {MAX_UNROLL}); its input {fmt_shape(in_shape)} and output {fmt_shape(out_shape)} are too large "
-            "to unroll inside compiled code. Call the Jacobian from Python (it then loops over one "
-            "compiled evaluation), or use jvp/vjp/hvp products.",
-            ArgumentValueError,
-        )
-    total: Atom | None = None
-    seed_shape = in_shape if forward else out_shape
-    for i in range(n):
-        piece = run(_one_hot(fe, seed_shape, i, src.dtype))
-        piece = fe.cast(piece, dtype)
-        placed = _place(fe, piece, lead, seed_shape, i, rows=not forward)
-        total = placed if total is None else fe.bind1("add", total, placed)
-    assert total is not None
-    return total
-
-
-def _position_of_leaf(m: Program, j: int) -> int:
-    return next(p for p, (lo, hi, _) in enumerate(arg_leaf_ranges(m)) if lo <= j < hi)
+def reverse_blocks(
+    fe: Tracer, m: Program, flat: list[Atom], positions: list[int], wrt: list[int], who: str
+) -> list[list[Atom]]:
+    """As :func:`forward_blocks`, by reverse mode: one sweep per output of ``m``
+    (``wrt`` are the leaves of the argument ``positions``)."""
+    rows: list[list[Atom]] = []
+    for o in m.outs:
+        single = m.replace(outs=[o], out_tree=None)
+        p = optimize(grad_program(single, positions, [], sens_param=True), final=False)
+        src = p.arg_vars[m.n_args]
+        xs = [m.arg_vars[j] for j in wrt]
+        if all(diagonal_map(p, src, p.outs[t]) for t in range(len(wrt))):
+            outs = inline_program(fe, p, [*flat, fe.fill(o.shape, 1, o.dtype)])
+            row = [
+                _diagonal(fe, fe.cast(g, o.dtype), tuple(x.shape))
+                if x.shape == o.shape
+                else fe.fill(o.shape + x.shape, 0, o.dtype)
+                for x, g in zip(xs, outs)
+            ]
+        elif o.aval.size == 0:
+            row = [fe.fill(o.shape + x.shape, 0, o.dtype) for x in xs]
+        else:
+            stacked = basis_sweep(fe, p, flat, list(range(len(wrt))), who)
+            row = [fe.bind1("reshape", fe.cast(s, o.dtype), shape=o.shape + x.shape) for x, s in zip(xs, stacked)]
+        rows.append(row)
+    return rows
 
 
 class JacobianFunction(Transformed):
-    """``jacfwd``/``jacrev``/``hessian`` of a function with one tensor output."""
+    """``jacfwd``/``jacrev``/``hessian`` of a function: JAX's conventions (``api="jax"``,
+    ``argnums``) or MindSpore's (``api="mindspore"``, ``grad_position``; ``ops.jacfwd``)."""
 
-    def __init__(self, fn: Any, mode: str, argnums: Any):
+    def __init__(self, fn: Any, mode: str, argnums: Any, has_aux: bool = False, api: str = "jax"):
         self.mode = mode
         self.prefix = mode
-        positions = _check_positions(mode, argnums, "argnums", allow_none=False)
+        self.api = api
+        self.who = mode if api == "jax" else f"ops.{mode}"
+        positions = _check_positions(self.who, argnums, self._positions_name(), allow_none=False)
         assert positions is not None, "allow_none=False: None is an error"
         self.positions: tuple[int, ...] = positions
         self.bare = isinstance(argnums, int)
+        self.has_aux = has_aux
         super().__init__(fn)
 
+    def _positions_name(self) -> str:
+        return "argnums" if self.api == "jax" else "grad_position"
+
     def key(self) -> tuple:
-        return (self.mode, self.positions, self.bare)
+        return (self.mode, self.positions, self.bare, self.has_aux, self.api)
 
     def describe(self) -> str:
-        argnums = self.positions[0] if self.bare else self.positions
-        return f"{self.mode} of {callable_name(self.fn)} (argnums={argnums})."
+        given = self.positions[0] if self.bare else self.positions
+        aux = ", has_aux=True" if self.has_aux else ""
+        return f"{self.who} of {callable_name(self.fn)} ({self._positions_name()}={given}{aux})."
 
-    def _blocks(self, fe: Tracer, args: list[Any]) -> tuple[list[list[tuple[Program, int, int]]], bool]:
-        """Check the call and return the Jacobian blocks ``(program, output k, argument leaf
-        j)``, one row per output (one row for jacfwd/jacrev, one per position for hessian),
-        and whether the blocks are evaluated forward."""
-        who = self.mode
+    def number_positions(self, n: int) -> tuple[int, ...]:
+        return self.positions
+
+    def _split_aux(self, fe: Tracer, m: Program) -> tuple[Program, Callable[[list[Any]], Any] | None]:
+        """``m`` restricted to the differentiated outputs, and (with ``has_aux``) how to
+        pick the auxiliary outputs out of ``m``'s output tree."""
+        if not self.has_aux:
+            return m, None
+        tree = m.out_tree
+        name = callable_name(self.fn)
+        if self.api == "jax":
+            if not (isinstance(tree, tuple) and tree[0] in ("tuple", "list") and len(tree[1]) == 2):
+                raise fe.error(
+                    f"{self.who}(has_aux=True): {name} must return a pair (output, aux), got {tree_str(tree)}",
+                    ArgumentError,
+                )
+        elif not (isinstance(tree, tuple) and tree[0] in ("tuple", "list") and len(tree[1]) >= 2):
+            raise fe.error(
+                f"{self.who}(has_aux=True): {name} must return a tuple of at least two outputs (the one "
+                f"to differentiate, then auxiliary outputs), got {tree_str(tree)}",
+                ArgumentError,
+            )
+        first = tree[1][0]
+        n0 = treedef_leaves(first)
+        jax_api = self.api == "jax"
+
+        def aux(values: list[Any]) -> Any:
+            out = unflatten(tree, values)
+            return out[1] if jax_api else _aux_of(tuple(out))
+
+        return m.replace(outs=m.outs[:n0], out_tree=first), aux
+
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
+        _no_kwargs(fe, self.__name__, kwargs)
+        who, name = self.who, callable_name(self.fn)
         for p in self.positions:
             if p >= len(args):
                 raise fe.error(
-                    f"{who}: argnums {p} is out of range: {callable_name(self.fn)} was called with {len(args)} input(s)",
+                    f"{who}: {self._positions_name()} {p} is out of range: {name} was called with {len(args)} input(s)",
                     ArgumentValueError,
                 )
         args = [_number_atom(a) if i in self.positions else a for i, a in enumerate(args)]
         inner = trace_abstract(self.fn, list(args))
         # Integer inputs are differentiated as float32 (the Jacobian then has the float dtype
         # of the output); bool inputs are an error.
-        inner = differentiated_program(fe, who, self.fn, list(args), inner, list(self.positions), [], True)
-        if inner.out_tree is not None or len(inner.outs) != 1:
-            raise fe.error(
-                f"{who}: {callable_name(self.fn)} must return one tensor, got {len(inner.outs)} outputs", ArgumentError
-            )
-        ranges = arg_leaf_ranges(inner)
-        leaves = []
-        for p in self.positions:
-            lo, hi, _ = ranges[p]
-            if hi - lo != 1:
-                raise fe.error(f"{who}: argument {p} must be one tensor (not a tuple)", ArgumentError)
-            leaves.append(lo)
-        if self.mode != "hessian":
-            return [[(inner, 0, j) for j in leaves]], self.mode == "jacfwd"
-        if inner.outs[0].shape != ():
-            raise fe.error(
-                f"hessian: {callable_name(self.fn)} must return a scalar, got shape {fmt_shape(inner.outs[0].shape)}",
-                ArgumentError,
-            )
-        g = optimize(grad_program(inner, list(self.positions), [], False), final=False)
-        return [[(g, k, j) for j in leaves] for k in range(len(self.positions))], True
-
-    def _shape(self, rows: list[list[Any]]) -> Any:
-        if self.mode == "hessian":
-            return rows[0][0] if self.bare else tuple(tuple(r) for r in rows)
-        return rows[0][0] if self.bare else tuple(rows[0])
-
-    def number_positions(self, n: int) -> tuple[int, ...]:
-        return self.positions
-
-    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
-        _no_kwargs(fe, self.__name__, kwargs)
-        blocks, forward = self._blocks(fe, list(args))
+        m = differentiated_program(fe, who, self.fn, list(args), inner, list(self.positions), [], True)
+        m, aux = self._split_aux(fe, m)
         flat: list[Atom] = []
-        for i, a in enumerate(args):
-            flat.extend(_leaf_atoms(fe, _number_atom(a) if i in self.positions else a))
-        return self._shape([[jacobian_of(fe, m, flat, k, j, forward, self.mode) for m, k, j in row] for row in blocks])
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Called from Python, a Jacobian that is not diagonal runs its one-evaluation program
-        in a loop (compiled once) instead of compiling one unrolled program: the unrolled form
-        is what nesting inside other transforms needs, but it compiles slowly."""
-        if kwargs:
-            return super().__call__(*args, **kwargs)
-        args = tuple(number_input(a) if i in self.positions else a for i, a in enumerate(args))
-        backend = context.backend()
-        plans = calls_cache(self.fn, (self.key(), "plan"))
-        plan = plans.lookup(call_key(backend, args), self._plan, list(args), backend)
-        if plan is _STAGED:
-            return super().__call__(*args)
-        return self._shape([[run(list(args)) for run in row] for row in plan])
-
-    def _plan(self, args: list[Any], backend: str) -> Any:
-        # A warm-start record of the unrolled program means an earlier process chose it: load
-        # it (into the cache the unrolled call looks in) instead of tracing to plan again.
-        key = call_key(backend, args)
-        warm = load_warm(self, key, backend)
-        if warm is not None:
-            calls_cache(*self.cache_root()).put(key, warm)
-            return _STAGED
-        with progress.compiling(self.__name__, backend):
-            return self._build_plan(args, backend)
-
-    def _build_plan(self, args: list[Any], backend: str) -> Any:
-        fe = Tracer()
-        with progress.timed("trace"):
-            blocks, forward = self._blocks(fe, args)
-        plan, evaluations, diagonal = [], 0, True
-        for row in blocks:
-            runs = []
-            for m, k, j in row:
-                p, dst_index, n, lead = derivative_program(m, k, j, forward)
-                diagonal = diagonal and diagonal_map(p, p.arg_vars[m.n_args], p.outs[dst_index])
-                evaluations += n
-                one = p.replace(outs=[p.outs[dst_index]], out_tree=None, name=f"{self.mode}_{p.name}")
-                seed = tuple(m.arg_vars[j].shape) if forward else tuple(m.outs[k].shape)
-                runs.append(_LoopJacobian(Compiled(one, backend), seed, lead, forward, m.outs[k].dtype))
-            plan.append(runs)
-        return _STAGED if diagonal or evaluations <= _LOOP_FROM else plan
-
-
-# At or below this many evaluations the unrolled program is used at the top level too.
-_LOOP_FROM = 4
-_STAGED = object()
-
-
-class _LoopJacobian:
-    """One Jacobian block: the one-evaluation program called once per one-hot seed."""
-
-    def __init__(self, compiled: Any, seed_shape: tuple[int, ...], lead: tuple[int, ...], forward: bool, dtype: Any):
-        self.compiled, self.seed_shape, self.lead, self.forward, self.dtype = (
-            compiled,
-            seed_shape,
-            lead,
-            forward,
-            np.dtype(dtype),
-        )
-
-    def __call__(self, args: list[Any]) -> Any:
-        n = int(np.prod(self.seed_shape, dtype=np.int64))
-        m = int(np.prod(self.lead, dtype=np.int64))
-        out = np.zeros((m, n) if self.forward else (n, m), self.dtype)
-        seed = np.zeros(n, self.dtype)
-        for i in range(n):
-            seed[i] = 1
-            r = self.compiled([*args, seed.reshape(self.seed_shape)]).asnumpy().reshape(-1)
-            seed[i] = 0
-            if self.forward:
-                out[:, i] = r
+        for a in args:
+            flat.extend(_leaf_atoms(fe, a))
+        ranges = arg_leaf_ranges(m)
+        wrt = [j for p in self.positions for j in range(ranges[p][0], ranges[p][1])]
+        for j in wrt:
+            x = m.arg_vars[j]
+            if x.dtype.kind != "f":
+                raise fe.error(
+                    f"{who}: Jacobians need float inputs; an input leaf at {self._positions_name()} "
+                    f"{self.positions} of {name} is {x.aval}",
+                    ArgumentError,
+                )
+        if self.mode == "hessian":
+            if len(m.outs) != 1 or m.outs[0].shape != ():
+                got = fmt_shape(m.outs[0].shape) if len(m.outs) == 1 else f"{len(m.outs)} outputs"
+                raise fe.error(f"{who}: {name} must return a scalar, got {got}", ArgumentError)
+            self._check_float_outputs(fe, m)
+            g = optimize(grad_program(m, list(self.positions), [], False), final=False)
+            blocks = forward_blocks(fe, g, flat, wrt, who)
+            trees = tuple(ranges[p][2] for p in self.positions)
+            jac = self._structure(blocks, trees[0] if self.bare else ("tuple", trees), ranges)
+        else:
+            self._check_float_outputs(fe, m)
+            if self.mode == "jacfwd":
+                blocks = forward_blocks(fe, m, flat, wrt, who)
             else:
-                out[i, :] = r
-        shape = self.lead + self.seed_shape if self.forward else self.seed_shape + self.lead
-        return Tensor._wrap(out.reshape(shape))
+                blocks = reverse_blocks(fe, m, flat, list(self.positions), wrt, who)
+            jac = self._structure(blocks, m.out_tree, ranges)
+        if aux is None:
+            return jac
+        return jac, aux(inline_program(fe, inner, flat))
+
+    def _check_float_outputs(self, fe: Tracer, m: Program) -> None:
+        for k, o in enumerate(m.outs):
+            if o.dtype.kind != "f":
+                which = f"output {k}" if len(m.outs) > 1 else "the output"
+                raise fe.error(
+                    f"{self.who}: Jacobians need float outputs; {which} of {callable_name(self.fn)} is {o.aval} "
+                    "(an integer or bool output has no derivative: return it as an auxiliary output "
+                    "with has_aux=True, or leave it out)",
+                    ArgumentError,
+                )
+
+    def _structure(self, blocks: list[list[Atom]], out_tree: TreeDef, ranges: list) -> Any:
+        """``blocks[k][t]`` (output leaf k, input leaf t) arranged by the API's conventions."""
+        per_out = []
+        for row in blocks:
+            per_pos, t = [], 0
+            for p in self.positions:
+                lo, hi, tree = ranges[p]
+                per_pos.append(unflatten(tree, row[t : t + hi - lo]))
+                t += hi - lo
+            per_out.append(per_pos)
+        if self.api == "jax":
+            return unflatten(out_tree, [pp[0] if self.bare else tuple(pp) for pp in per_out])
+        # MindSpore: one block is bare; one output or one position gives a flat tuple; else
+        # a tuple per output of a tuple per position.
+        if len(per_out) == 1 and len(self.positions) == 1:
+            return per_out[0][0]
+        if len(self.positions) == 1:
+            return tuple(pp[0] for pp in per_out)
+        if len(per_out) == 1:
+            return tuple(per_out[0])
+        return tuple(tuple(pp) for pp in per_out)
 
 
 class JacobianTransform(Protocol):
@@ -301,18 +313,18 @@ class JacobianTransform(Protocol):
         self,
         fn: Callable[..., Any],
         argnums: int | tuple[int, ...] = 0,
+        has_aux: bool = False,
         *,
         grad_position: int | tuple[int, ...] | None = None,
-        has_aux: bool = False,
     ) -> JacobianFunction: ...
     @overload
     def __call__(
         self,
         fn: None = None,
         argnums: int | tuple[int, ...] = 0,
+        has_aux: bool = False,
         *,
         grad_position: int | tuple[int, ...] | None = None,
-        has_aux: bool = False,
     ) -> Callable[[Callable[..., Any]], JacobianFunction]: ...
 
 
@@ -320,24 +332,19 @@ def _jacobian(mode: str, doc: str) -> JacobianTransform:
     def make(
         fn: Callable[..., Any] | None = None,
         argnums: int | tuple[int, ...] = 0,
+        has_aux: bool = False,
         *,
         grad_position: int | tuple[int, ...] | None = None,
-        has_aux: bool = False,
     ) -> Any:
-        if grad_position is not None:  # MindSpore's name for argnums
+        _check_bool(mode, has_aux=has_aux)
+        api = "jax"
+        if grad_position is not None:  # MindSpore's spelling: MindSpore's conventions
             if argnums != 0:
                 raise ArgumentError(f"{mode}: give argnums or grad_position, not both")
-            argnums = grad_position
-        if has_aux is not False:
-            _check_bool(mode, has_aux=has_aux)
-            raise NotSupportedError(
-                f"{mode}(has_aux=True) is not supported: return only the differentiated output, and "
-                "compute the auxiliary values in a separate call"
-            )
+            argnums, api = grad_position, "mindspore"
         if fn is None:
-            return lambda f: make(f, argnums)
-        _check_callable(mode, fn)
-        return JacobianFunction(fn, mode, argnums)
+            return lambda f: _make_jacobian(mode, f, argnums, has_aux, api)
+        return _make_jacobian(mode, fn, argnums, has_aux, api)
 
     make.__name__ = make.__qualname__ = mode
     make.__doc__ = doc
@@ -345,25 +352,79 @@ def _jacobian(mode: str, doc: str) -> JacobianTransform:
     return make
 
 
+def _make_jacobian(mode: str, fn: Any, positions: Any, has_aux: bool, api: str) -> JacobianFunction:
+    who = mode if api == "jax" else f"ops.{mode}"
+    _check_callable(who, fn)
+    return JacobianFunction(fn, mode, positions, has_aux, api)
+
+
 jacfwd = _jacobian(
     "jacfwd",
-    """``jacfwd(fn, argnums=0)`` (or MindSpore's ``grad_position=``): a function returning the Jacobian of ``fn``'s (one tensor)
-    output w.r.t. the input(s) at ``argnums``, shaped ``out.shape + in.shape``, by forward mode
-    (one column per input element; one evaluation when the Jacobian is diagonal). A tuple of
-    ``argnums`` gives a tuple of Jacobians.""",
+    """``jacfwd(fn, argnums=0, has_aux=False)``: a function returning the Jacobian of ``fn``
+    w.r.t. the input(s) at ``argnums`` by forward mode (JAX's conventions), one block
+    ``out.shape + in.shape`` per output leaf and input: an int ``argnums`` gives the block
+    (a tuple of ``argnums`` a tuple of blocks) for each output, structured like ``fn``'s
+    output (a tuple of outputs gives a tuple). With ``has_aux`` ``fn`` returns ``(output, aux)``
+    and the result is ``(jacobian, aux)``. A diagonal Jacobian costs one evaluation.
+    ``grad_position=`` (MindSpore's spelling) gives MindSpore's conventions, as
+    :func:`s2s_ad.ops.jacfwd`.""",
 )
 jacrev = _jacobian(
     "jacrev",
-    """``jacrev(fn, argnums=0)``: as :func:`jacfwd`, by reverse mode (one row per output
-    element; one evaluation when the Jacobian is diagonal).""",
+    """``jacrev(fn, argnums=0, has_aux=False)``: as :func:`jacfwd`, by reverse mode (one
+    sweep per output; one evaluation when the Jacobian is diagonal).""",
 )
 hessian = _jacobian(
     "hessian",
-    """``hessian(fn, argnums=0)``: the Hessian of a scalar ``fn``, shaped ``in.shape +
-    in.shape``, computed forward-over-reverse (``jacfwd(jacrev(fn))``). With a tuple of
-    ``argnums`` the result is a tuple of tuples ``H[i][j]``. A diagonal Hessian (``sum(f(x))``
-    for an elementwise ``f``) costs one Hessian-vector product.""",
+    """``hessian(fn, argnums=0, has_aux=False)``: the Hessian of a scalar ``fn``, shaped
+    ``in.shape + in.shape``, computed forward-over-reverse (``jacfwd(jacrev(fn))``). With a
+    tuple of ``argnums`` the result is a tuple of tuples ``H[i][j]``. With ``has_aux`` ``fn``
+    returns ``(scalar, aux)`` and the result is ``(hessian, aux)``. A diagonal Hessian
+    (``sum(f(x))`` for an elementwise ``f``) costs one Hessian-vector product.""",
 )
+
+
+class MindSporeJacobian(Protocol):
+    """The type of ``ops.jacfwd`` and ``ops.jacrev``."""
+
+    def __call__(
+        self, fn: Callable[..., Any], grad_position: int | tuple[int, ...] = 0, has_aux: bool = False
+    ) -> JacobianFunction: ...
+
+
+def _mindspore_jacobian(mode: str, doc: str) -> MindSporeJacobian:
+    def make(fn: Callable[..., Any], grad_position: int | tuple[int, ...] = 0, has_aux: bool = False) -> Any:
+        _check_bool(f"ops.{mode}", has_aux=has_aux)
+        return _make_jacobian(mode, fn, grad_position, has_aux, "mindspore")
+
+    make.__name__ = make.__qualname__ = mode
+    make.__module__ = "s2s_ad.ops"
+    make.__doc__ = doc
+    register_static(make)
+    return make
+
+
+ops_jacfwd = _mindspore_jacobian(
+    "jacfwd",
+    """``ops.jacfwd(fn, grad_position=0, has_aux=False)``: MindSpore's forward-mode Jacobian.
+
+    ``fn`` returns a Tensor or a tuple of Tensors. The result is the block ``out.shape +
+    in.shape`` when there is one output and one position (an int or a one-element tuple);
+    a tuple of blocks, one per output, for one position; one per position for one output;
+    else a tuple per output of a tuple per position. With ``has_aux`` only ``fn``'s first
+    output is differentiated and the result is ``(jacobian, aux)``, ``aux`` the second
+    output (a tuple of the outputs after the first when there are more).""",
+)
+ops_jacrev = _mindspore_jacobian(
+    "jacrev",
+    """``ops.jacrev(fn, grad_position=0, has_aux=False)``: MindSpore's reverse-mode Jacobian,
+    structured as :func:`s2s_ad.ops.jacfwd`'s.""",
+)
+
+# MindSpore spells these ``ops.jacfwd`` and ``ops.jacrev``: installed in the ops package,
+# which this module builds on (so ops cannot import it).
+ops.jacfwd = ops_jacfwd
+ops.jacrev = ops_jacrev
 
 
 class HvpFunction(Transformed):

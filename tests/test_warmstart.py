@@ -254,7 +254,7 @@ def test_a_fresh_process_runs_the_cached_machine_code_without_sympy(tmp_path):
     assert run() == "False"  # loaded: no SymPy, no trace
 
 
-def test_a_hessian_loads_without_planning_again(mode, cache, traces, user_module, monkeypatch):
+def test_a_hessian_loads_without_tracing_again(mode, cache, traces, user_module, monkeypatch):
     from s2s_ad.jacobians import JacobianFunction
 
     user_module.write(MODULE)
@@ -265,10 +265,10 @@ def test_a_hessian_loads_without_planning_again(mode, cache, traces, user_module
     assert traces[0] == 1
     _forget(m.f)
 
-    def no_plan(*args, **kwargs):
-        raise AssertionError("the Hessian was planned (traced) again")
+    def no_trace(*args, **kwargs):
+        raise AssertionError("the Hessian was traced again")
 
-    monkeypatch.setattr(JacobianFunction, "_build_plan", no_plan)
+    monkeypatch.setattr(JacobianFunction, "__s2s_stage__", no_trace)
     again = s2s_ad.hessian(m.f)(x).asnumpy()
     assert traces[0] == 1
     np.testing.assert_allclose(again, first)
