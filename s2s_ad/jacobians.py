@@ -40,15 +40,11 @@ from .api import (
 )
 from .derivatives import grad_program
 from .errors import ArgumentError, ArgumentValueError
-from .ir import Atom, Lit, Program, TreeDef, Var, arg_leaf_ranges, tree_str, treedef_leaves, unflatten
+from .ir import Atom, Program, TreeDef, Var, arg_leaf_ranges, tree_str, treedef_leaves, unflatten
 from .opt import optimize
-from .primitives import fmt_shape, get_op
+from .primitives import fmt_shape, get_op, to_batch_dim
 from .trace.protocol import register_static
 from .trace.tracer import Tracer, inline_program
-
-# Inside compiled code the evaluations over a basis are unrolled into the program, up to
-# this many.
-MAX_UNROLL = 256
 
 
 def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
@@ -69,33 +65,29 @@ def diagonal_map(prog: Program, src: Var, dst: Atom) -> bool:
     return not isinstance(dst, Var) or dst not in touched or dst.shape == src.shape
 
 
-def basis_sweep(fe: Tracer, p: Program, flat: list[Atom], dsts: list[int], who: str) -> list[Atom]:
+def basis_sweep(fe: Tracer, p: Program, flat: list[Atom], dsts: list[int], last: bool = False) -> list[Atom]:
     """Evaluate ``p`` (arguments ``flat``, then one seed) on every element of the seed's
-    standard basis: for each output index in ``dsts``, the results stacked along a new
-    leading axis, one per basis element (shape ``(seed size,) + output shape``)."""
+    standard basis at once: the seed is an identity matrix batched along its first axis
+    (``flat`` is not batched), and ``p`` is inlined once, batched (:mod:`s2s_ad.batching`).
+    Returns, for each output index in ``dsts``, the results with the basis axis first
+    (``(seed size,) + output shape``), or last with ``last``."""
+    # imported here: batching is a peer of the AD modes, loaded on first use (as vmap does)
+    from .batching import batch_eqns
+
     seed = p.arg_vars[len(flat)]
     n = seed.aval.size
-    if n > MAX_UNROLL:
-        raise fe.error(
-            f"{who}: this Jacobian needs {n} evaluations (more than {MAX_UNROLL}) over a seed of shape "
-            f"{fmt_shape(seed.shape)}: too many to unroll. Use jvp/vjp/hvp products.",
-            ArgumentValueError,
-        )
-    stacked: list[Atom | None] = [None] * len(dsts)
-    for i in range(n):
-        outs = inline_program(fe, p, [*flat, _one_hot(fe, tuple(seed.shape), i, seed.dtype)])
-        for t, d in enumerate(dsts):
-            piece = outs[d]
-            at = (i,) + (("slice", None, None, None),) * len(piece.shape)
-            placed = fe.bind1("scatter", piece, index=at, shape=(n, *piece.shape))
-            prev = stacked[t]
-            stacked[t] = placed if prev is None else fe.bind1("add", prev, placed)
-    return [s for s in stacked if s is not None]
-
-
-def _one_hot(fe: Tracer, shape: tuple[int, ...], i: int, dtype: np.dtype) -> Atom:
-    index = tuple(int(k) for k in np.unravel_index(i, shape)) if shape else ()
-    return fe.bind1("scatter", Lit(1, dtype), index=index, shape=shape)
+    basis = fe.atom(np.eye(n, dtype=seed.dtype).reshape((n, *seed.shape)))
+    ins = [fe.cast(a, v.dtype) for v, a in zip(p.arg_vars, [*flat, basis])]
+    ins += [fe.cast(fe.atom(q), v.dtype) for v, q in zip(p.param_vars, p.parameters)]
+    ins += [fe.atom(c) for c in p.consts]
+    dims: list[int | None] = [None] * len(p.invars)
+    dims[len(flat)] = 0
+    outs, out_dims = batch_eqns(fe.builder, p, ins, dims, n)
+    res = []
+    for d in dsts:
+        want = len(p.outs[d].shape) if last else 0
+        res.append(to_batch_dim(fe.builder, outs[d], out_dims[d], want, n))
+    return res
 
 
 def _diagonal(fe: Tracer, d: Atom, shape: tuple[int, ...]) -> Atom:
@@ -105,7 +97,7 @@ def _diagonal(fe: Tracer, d: Atom, shape: tuple[int, ...]) -> Atom:
     return fe.bind1("mul", d, eye)
 
 
-def forward_blocks(fe: Tracer, m: Program, flat: list[Atom], wrt: list[int], who: str) -> list[list[Atom]]:
+def forward_blocks(fe: Tracer, m: Program, flat: list[Atom], wrt: list[int]) -> list[list[Atom]]:
     """The Jacobian blocks ``J[k][t]`` (shape ``out_k.shape + in.shape``) of every output
     ``k`` of ``m`` w.r.t. every argument leaf ``wrt[t]``, forward: one sweep per leaf."""
     n_out = len(m.outs)
@@ -126,18 +118,13 @@ def forward_blocks(fe: Tracer, m: Program, flat: list[Atom], wrt: list[int], who
         elif x.aval.size == 0:
             col = [fe.fill(o.shape + x.shape, 0, o.dtype) for o in m.outs]
         else:
-            for o, s in zip(m.outs, basis_sweep(fe, p, flat, dsts, who)):
-                s = fe.cast(s, o.dtype)
-                if o.shape:  # (n, *out) -> (*out, n)
-                    s = fe.bind1("transpose", s, perm=(*range(1, len(o.shape) + 1), 0))
-                col.append(fe.bind1("reshape", s, shape=o.shape + x.shape))
+            for o, s in zip(m.outs, basis_sweep(fe, p, flat, dsts, last=True)):  # (*out, n)
+                col.append(fe.bind1("reshape", fe.cast(s, o.dtype), shape=o.shape + x.shape))
         cols.append(col)
     return [[cols[t][k] for t in range(len(wrt))] for k in range(n_out)]
 
 
-def reverse_blocks(
-    fe: Tracer, m: Program, flat: list[Atom], positions: list[int], wrt: list[int], who: str
-) -> list[list[Atom]]:
+def reverse_blocks(fe: Tracer, m: Program, flat: list[Atom], positions: list[int], wrt: list[int]) -> list[list[Atom]]:
     """As :func:`forward_blocks`, by reverse mode: one sweep per output of ``m``
     (``wrt`` are the leaves of the argument ``positions``)."""
     rows: list[list[Atom]] = []
@@ -157,7 +144,7 @@ def reverse_blocks(
         elif o.aval.size == 0:
             row = [fe.fill(o.shape + x.shape, 0, o.dtype) for x in xs]
         else:
-            stacked = basis_sweep(fe, p, flat, list(range(len(wrt))), who)
+            stacked = basis_sweep(fe, p, flat, list(range(len(wrt))))  # (n, *in)
             row = [fe.bind1("reshape", fe.cast(s, o.dtype), shape=o.shape + x.shape) for x, s in zip(xs, stacked)]
         rows.append(row)
     return rows
@@ -256,15 +243,15 @@ class JacobianFunction(Transformed):
                 raise fe.error(f"{who}: {name} must return a scalar, got {got}", ArgumentError)
             self._check_float_outputs(fe, m)
             g = optimize(grad_program(m, list(self.positions), [], False), final=False)
-            blocks = forward_blocks(fe, g, flat, wrt, who)
+            blocks = forward_blocks(fe, g, flat, wrt)
             trees = tuple(ranges[p][2] for p in self.positions)
             jac = self._structure(blocks, trees[0] if self.bare else ("tuple", trees), ranges)
         else:
             self._check_float_outputs(fe, m)
             if self.mode == "jacfwd":
-                blocks = forward_blocks(fe, m, flat, wrt, who)
+                blocks = forward_blocks(fe, m, flat, wrt)
             else:
-                blocks = reverse_blocks(fe, m, flat, list(self.positions), wrt, who)
+                blocks = reverse_blocks(fe, m, flat, list(self.positions), wrt)
             jac = self._structure(blocks, m.out_tree, ranges)
         if aux is None:
             return jac

@@ -768,7 +768,25 @@ _FULL = ("slice", None, None, None)
 
 
 def _matmul_batch(b: Builder, eqn: Eqn, args, dims):
-    # a batch of products is one batch_matmul (an unbatched operand broadcasts over the batch)
+    # A batch of products with one operand shared is one product: a batched left operand's
+    # rows are stacked (the batch folded into its rows), a batched right operand's columns put
+    # side by side; with both batched, one batch_matmul.
+    (x, y), (dx, dy) = args, dims
+    ta, tb = eqn.params["transpose_a"], eqn.params["transpose_b"]
+    if dy is None:
+        x = move_batch_axis(b, x, dx, 0)
+        if ta:
+            x = b.bind1("transpose", x, perm=(0, 2, 1))
+        n, m, k = x.shape
+        out = b.bind1("matmul", b.bind1("reshape", x, shape=(n * m, k)), y, transpose_a=False, transpose_b=tb)
+        return [b.bind1("reshape", out, shape=(n, m, out.shape[1]))], [0]
+    if dx is None:
+        y = move_batch_axis(b, y, dy, 0 if tb else 1)  # (n, cols, k) or (k, n, cols)
+        n = y.shape[0 if tb else 1]
+        cols = y.shape[1] if tb else y.shape[2]
+        flat = b.bind1("reshape", y, shape=(n * cols, y.shape[2]) if tb else (y.shape[0], n * cols))
+        out = b.bind1("matmul", x, flat, transpose_a=ta, transpose_b=tb)
+        return [b.bind1("reshape", out, shape=(out.shape[0], n, cols))], [1]
     x, y = (batch_front(b, a, d) for a, d in zip(args, dims))
     return [b.bind1("batch_matmul", x, y, **eqn.params)], [0]
 
