@@ -169,15 +169,15 @@ def hessian_trace(x):
     return ops.sum(s2s_ad.hessian(chain)(x) * np.eye(x.shape[0]))
 
 
-def test_large_jacobians_loop_one_compiled_evaluation_and_match_the_unrolled_program(mode):
-    # Called from Python, a non-diagonal Jacobian with more than a few evaluations calls its
-    # one-evaluation program in a loop; inside compiled code it is unrolled. Both agree.
+def test_large_jacobians_are_one_batched_program_inside_and_outside_jit(mode):
+    # The Hessian is one batched forward-over-reverse program, called from Python or inlined
+    # into compiled code: both agree with the analytic one.
     x = np.linspace(0.0, 1.0, 8)
     h = s2s_ad.hessian(chain)(t(x))
     np.testing.assert_allclose(h.asnumpy(), chain_hessian_reference(x), rtol=1e-12, atol=1e-15)
     assert h.dtype == s2s_ad.float64
-    unrolled = s2s_ad.jit(s2s_ad.hessian(chain))(t(x))
-    np.testing.assert_allclose(unrolled.asnumpy(), h.asnumpy(), rtol=1e-12, atol=1e-15)
+    inside = s2s_ad.jit(s2s_ad.hessian(chain))(t(x))
+    np.testing.assert_allclose(inside.asnumpy(), h.asnumpy(), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(
         float(s2s_ad.jit(hessian_trace)(t(x)).asnumpy()), np.trace(chain_hessian_reference(x)), rtol=1e-12
     )
@@ -190,6 +190,18 @@ def test_large_jacobians_loop_one_compiled_evaluation_and_match_the_unrolled_pro
     jf = s2s_ad.jacfwd(wide)(t(x[:2]))
     np.testing.assert_allclose(jr.asnumpy(), jf.asnumpy(), rtol=1e-12)
     np.testing.assert_allclose(jr.asnumpy(), fd_jacobian(wide, [x[:2]], 0), rtol=1e-7, atol=1e-9)
+
+
+def test_a_jacobian_over_the_former_unroll_limit_is_one_sweep():
+    # 300 inputs (over the 256 evaluations once unrolled): one batched sweep, and the program
+    # does not grow with the number of inputs.
+    x = np.linspace(-1.0, 1.0, 300)
+    h = s2s_ad.jit(s2s_ad.hessian(chain))(t(x)).asnumpy()
+    np.testing.assert_allclose(h, chain_hessian_reference(x), rtol=1e-12, atol=1e-14)
+    small = trace_program(s2s_ad.hessian(chain), t(x[:5]))
+    large = trace_program(s2s_ad.hessian(chain), t(x))
+    assert len(large.eqns) == len(small.eqns)
+    assert not any(e.op == "loop" for e in large.eqns)  # batched by rules, not mapped by a loop
 
 
 def _tanh_sin_grad(x):
