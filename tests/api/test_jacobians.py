@@ -229,3 +229,59 @@ def test_scalar_output_in_both_modes(make, m):
         else _tanh_sin_grad(x)
     )
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- control flow
+
+
+def damped_steps(x):
+    """Ten explicit steps of a coupled map: kept as a ``loop`` region."""
+    for _ in range(10):
+        x = x + 0.1 * ops.sin(ops.sum(x) - x) * x
+    return x
+
+
+def branch(x):
+    """A tensor condition: a ``cond`` region."""
+    if ops.sum(x) > 0:
+        y = ops.sin(x) * ops.sum(x * x)
+    else:
+        y = ops.exp(x) * x[0]
+    return y
+
+
+def iterate_to_small(x):
+    """A ``while`` region: halves until the norm is small."""
+    while ops.sum(x * x) > 0.01:
+        x = x * 0.5 + 0.01 * ops.sin(x)
+    return ops.sum(x * ops.cos(x))
+
+
+def regions_of(f, x):
+    return {e.op for e in trace_program(f, x).eqns}
+
+
+@pytest.mark.parametrize("jac", [s2s_ad.jacfwd, s2s_ad.jacrev])
+def test_jacobians_through_a_loop_region(mode, jac):
+    x = np.array([0.3, -0.2, 0.9, 0.1])
+    assert "loop" in regions_of(damped_steps, t(x))
+    got = jac(damped_steps)(t(x)).asnumpy()
+    np.testing.assert_allclose(got, fd_jacobian(damped_steps, [x], 0), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(s2s_ad.jit(jac(damped_steps))(t(x)).asnumpy(), got, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("jac", [s2s_ad.jacfwd, s2s_ad.jacrev])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_jacobians_through_a_cond_region(mode, jac, sign):
+    x = sign * np.array([0.3, 0.2, 0.9])
+    assert "cond" in regions_of(branch, t(x))
+    got = jac(branch)(t(x)).asnumpy()
+    np.testing.assert_allclose(got, fd_jacobian(branch, [x], 0), rtol=1e-6, atol=1e-8)
+
+
+def test_hessian_through_a_while_region(mode):
+    x = np.array([0.4, -0.3, 0.8])
+    assert "while" in regions_of(iterate_to_small, t(x))
+    h = s2s_ad.hessian(iterate_to_small)(t(x)).asnumpy()
+    np.testing.assert_allclose(h, h.T, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(h, fd_jacobian(s2s_ad.grad(iterate_to_small), [x], 0), rtol=1e-5, atol=1e-7)
