@@ -27,6 +27,7 @@ Entry points:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import ArgumentValueError
 from .ir import Atom, Aval, Builder, Eqn, Lit, Program, Var, name_of
@@ -50,6 +51,28 @@ class BatchBuilder(Builder):
         self.loc = base.loc
         self.adjoint = base.adjoint
         self.source_names = names or {}
+        self._made: dict[Var, Eqn] = {}  # the reshapes and transposes bound here, by output
+
+    def bind(self, op: str, ins: Sequence[Atom], hint: str | None = None, **params: Any) -> list[Var]:
+        """:meth:`Builder.bind`, folding the axis bookkeeping of the rules as it goes: a reshape
+        of a reshape is one reshape, a transpose of a transpose one transpose, and a reshape
+        or transpose that changes nothing is its input."""
+        if op in ("reshape", "transpose") and len(ins) == 1 and isinstance(ins[0], Var):
+            x = ins[0]
+            inner = self._made.get(x)
+            if inner is not None and inner.op == op:
+                x = inner.ins[0]
+                if op == "transpose":
+                    params = {"perm": tuple(inner.params["perm"][i] for i in params["perm"])}
+            if op == "reshape" and tuple(params["shape"]) == tuple(x.shape):
+                return [x]
+            if op == "transpose" and tuple(params["perm"]) == tuple(range(len(x.shape))):
+                return [x]
+            ins = [x]
+        outs = super().bind(op, ins, hint, **params)
+        if op in ("reshape", "transpose"):
+            self._made[outs[0]] = self.eqns[-1]
+        return outs
 
     def batch_subprogram(
         self, prog: Program, in_dims: Sequence[Dim], size: int, out_dims: Sequence[Dim] | None = None

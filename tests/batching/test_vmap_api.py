@@ -174,3 +174,27 @@ def test_second_order(pynative):
     # vmap of a second-order forward-over-reverse product
     _, tan = sa.vmap(lambda x, v: sa.jvp(sa.grad(_s), x, v))(T(xs), T(np.ones_like(xs)))
     np.testing.assert_allclose(tan.asnumpy(), exact, rtol=1e-12)
+
+
+class _Loss(sa.nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, x, y):
+        return ops.reduce_sum((self.net(x.reshape((1, 3))) - y) ** 2)
+
+
+def test_cells_and_per_example_weight_gradients(pynative):
+    """A Cell's Parameters are shared by the batch; their gradients per example are batched."""
+    net = sa.nn.Dense(3, 2)
+    xs = RNG.standard_normal((5, 3)).astype(np.float32)
+    ys = RNG.standard_normal((5, 2)).astype(np.float32)
+    out = sa.vmap(net)(Tensor(xs)).asnumpy()
+    np.testing.assert_allclose(out, np.stack([net(Tensor(x[None]))[0].asnumpy() for x in xs]), rtol=1e-5)
+    gf = sa.grad(_Loss(net), grad_position=None, weights=net.trainable_params())
+    per = sa.vmap(gf)(Tensor(xs), Tensor(ys))
+    refs = [gf(Tensor(x), Tensor(y)) for x, y in zip(xs, ys)]
+    assert [p.shape for p in per] == [(5, 2, 3), (5, 2)]
+    for k, p in enumerate(per):
+        np.testing.assert_allclose(p.asnumpy(), np.stack([r[k].asnumpy() for r in refs]), rtol=1e-5, atol=1e-6)
