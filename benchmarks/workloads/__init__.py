@@ -21,6 +21,8 @@ from . import (
     w8_potential,
     w9_newton,
     w10_rk4,
+    w11_mlp_hessian,
+    w12_per_sample,
 )
 from .common import REFERENCE, SYSTEMS, Impl, Skip, Variant, agree, as_arrays
 
@@ -38,6 +40,8 @@ WORKLOADS: dict[str, tuple[str, Callable[[bool], list[Variant]]]] = {
     ),
     "W9": ("Newton step of logistic regression n=500 d=30, full Hessian, float64", w9_newton.variants),
     "W10": ("RK4 Lorenz integrator kept as a loop, grad wrt initial state and parameters, float64", w10_rk4.variants),
+    "W11": ("Hessian of a 6-layer tanh MLP wrt its input (n=16, 64), float64", w11_mlp_hessian.variants),
+    "W12": ("per-sample gradients of a 32-64-64-1 tanh MLP, batch 256, float32", w12_per_sample.variants),
 }
 
 
