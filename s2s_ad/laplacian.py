@@ -28,6 +28,7 @@ from .api import (
 from .errors import ArgumentError, ArgumentValueError
 from .ir import Atom, arg_leaf_ranges, unflatten
 from .opt import optimize
+from .trace.protocol import register_static
 from .trace.tracer import Tracer, inline_program
 
 # The identity directions of each (shape, dtype), kept alive: a traced constant is known by
@@ -129,5 +130,9 @@ def value_grad_and_laplacian(fn: Any, argnums: int = 0) -> LaplacianFunction:
     ``out.shape + x.shape`` (the Jacobian; the gradient for a scalar output)."""
     return LaplacianFunction(fn, argnums, True)
 
+
+# inside compiled code these build the transformed function from compile-time values
+register_static(laplacian)
+register_static(value_grad_and_laplacian)
 
 __all__ = ["laplacian", "value_grad_and_laplacian", "LaplacianFunction"]
