@@ -8,7 +8,7 @@ it into new Python source, simplifies it with SymPy and compiles it with Numba.
 from __future__ import annotations
 
 from . import context, dtype, nn, ops
-from .api import grad, jit, jvp, value_and_grad, vjp
+from .api import grad, jit, jvp, value_and_grad, vjp, vmap
 from .checkpointing import checkpoint
 from .common.initializer import set_seed
 from .context import GRAPH_MODE, PYNATIVE_MODE, get_context, set_context
@@ -57,6 +57,7 @@ __all__ = [
     "value_and_grad",
     "jvp",
     "vjp",
+    "vmap",
     "jit",
     "set_seed",
     "jacfwd",

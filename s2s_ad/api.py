@@ -27,7 +27,7 @@ from .errors import ArgumentError, ArgumentValueError, NotSupportedError, S2SErr
 from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, treedef_leaves, unflatten
 from .lru import ProgramCache
 from .opt import optimize
-from .primitives import fmt_shape
+from .primitives import fmt_shape, to_batch_dim
 from .runtime import Compiled, cache_for, cached, call_key, calls_cache, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import trace
@@ -1304,3 +1304,215 @@ register_static(GradOperation)
 # installed in the ops package, which this module builds on (so ops cannot import it).
 for _name in ("GradOperation", "grad", "value_and_grad", "jvp", "vjp"):
     setattr(ops, _name, globals()[_name])
+
+
+# ---------------------------------------------------------------------------- vmap
+
+
+class VmapFunction(Transformed):
+    """``vmap(fn, in_axes, out_axes)``: ``fn`` mapped over a batch axis of its inputs.
+
+    ``fn`` is traced on one example (the inputs with their batch axes removed) and the traced
+    program is batched by :mod:`s2s_ad.batching`; inside compiled code (under ``jit``,
+    ``grad``, another ``vmap``) the batched program is inlined like any other transform."""
+
+    prefix = "vmap"
+
+    def __init__(self, fn: Any, in_axes: Any = 0, out_axes: Any = 0, api: str = "vmap"):
+        self.in_axes = in_axes
+        self.out_axes = out_axes
+        self.api = api
+        super().__init__(fn)
+
+    def key(self) -> tuple:
+        return ("vmap", _axes_key(self.in_axes), _axes_key(self.out_axes))
+
+    def describe(self) -> str:
+        return (
+            f"{callable_name(self.fn)} mapped over a batch ({self.api}(in_axes={self.in_axes!r}, "
+            f"out_axes={self.out_axes!r}))."
+        )
+
+    def __s2s_stage__(self, fe: Tracer, args: list[Any], kwargs: dict) -> Any:
+        # imported here: the batching transform is used only by vmap (it is a peer of the AD
+        # modes in the layer below, imported on first use to keep `import s2s_ad` lean)
+        from .batching import batch_eqns
+
+        _no_kwargs(fe, self.__name__, kwargs)
+        api, name = self.api, callable_name(self.fn)
+        in_axes = self.in_axes
+        if isinstance(in_axes, list) and not isinstance(in_axes, tuple):
+            in_axes = tuple(in_axes) if len(in_axes) == len(args) and len(args) != 1 else in_axes
+        if isinstance(in_axes, tuple):
+            if len(in_axes) != len(args):
+                raise fe.error(
+                    f"{api}: in_axes {self.in_axes!r} has {len(in_axes)} entries but {name} was called with "
+                    f"{len(args)} positional argument(s)",
+                    ArgumentValueError,
+                )
+            per_arg = list(in_axes)
+        else:
+            per_arg = [in_axes] * len(args)
+        leaf_axes: list[int | None] = []
+        per_example: list[Any] = []
+        sizes: list[tuple[str, int]] = []
+        arg_names = arg_names_of(self.fn, len(args))
+        for k, (a, ax) in enumerate(zip(args, per_arg)):
+            leaves, tree = flatten(a)
+            axes = _axes_for(fe, api, ax, tree, f"argument {arg_names[k]}")
+            ex_leaves = []
+            for j, (leaf, d) in enumerate(zip(leaves, axes)):
+                what = arg_names[k] + (f" (leaf {j})" if tree is not None else "")
+                tensor = isinstance(leaf, (Var, Lit)) or is_tensor_value(leaf)
+                if not tensor:
+                    if d is not None:
+                        raise fe.error(
+                            f"{api}: {what} is a {type(leaf).__name__}, not a tensor, so it cannot be mapped over; "
+                            "give it in_axes None",
+                            ArgumentValueError,
+                        )
+                    ex_leaves.append(leaf)
+                    continue
+                av = fe.atom(leaf).aval if not isinstance(leaf, (Var, Lit)) else leaf.aval
+                if d is None:
+                    leaf_axes.append(None)
+                    ex_leaves.append(av)
+                    continue
+                if not -len(av.shape) <= d < len(av.shape):
+                    raise fe.error(
+                        f"{api}: in_axes {d} is out of range for {what} of shape {fmt_shape(av.shape)} "
+                        f"(rank {len(av.shape)})",
+                        ArgumentValueError,
+                    )
+                d %= len(av.shape)
+                leaf_axes.append(d)
+                sizes.append((what, av.shape[d]))
+                ex_leaves.append(Aval(av.shape[:d] + av.shape[d + 1 :], av.dtype))
+            per_example.append(unflatten(tree, ex_leaves))
+        if not sizes:
+            raise fe.error(
+                f"{api}: no input of {name} is mapped over (every in_axes is None, or the inputs hold no tensor): "
+                "there is no batch size",
+                ArgumentValueError,
+            )
+        if len({n for _, n in sizes}) > 1:
+            listing = ", ".join(f"{w} has size {n}" for w, n in sizes)
+            raise fe.error(f"{api}: the mapped axes of {name}'s inputs differ in size: {listing}", ArgumentValueError)
+        size = sizes[0][1]
+        prog = trace_abstract(self.fn, per_example)
+        flat = []
+        for a in args:
+            flat.extend(_leaf_atoms(fe, a))
+        assert len(flat) == prog.n_args == len(leaf_axes), (len(flat), prog.n_args, len(leaf_axes))
+        atoms = [fe.cast(a, v.dtype) for a, v in zip(flat, prog.arg_vars)]
+        atoms += [fe.cast(fe.atom(p), v.dtype) for v, p in zip(prog.param_vars, prog.parameters)]
+        atoms += [fe.atom(c) for c in prog.consts]
+        if prog.updates:
+            raise fe.error(f"{api}: {name} assigns Parameters (ops.assign), which cannot be mapped", NotSupportedError)
+        dims = [*leaf_axes, *([None] * (len(prog.invars) - prog.n_args))]
+        outs, out_dims = batch_eqns(fe.builder, prog, atoms, dims, size)
+        out_axes = _axes_for(fe, api, self.out_axes, prog.out_tree, f"the output of {name}", out=True)
+        res = []
+        for j, (o, d, want) in enumerate(zip(outs, out_dims, out_axes)):
+            if want is None:
+                if d is not None:
+                    raise fe.error(
+                        f"{api}: out_axes is None for output {j} of {name}, but that output varies over the batch",
+                        ArgumentValueError,
+                    )
+                res.append(o)
+                continue
+            rank = len(o.shape) + (1 if d is None else 0)
+            if not -rank <= want < rank:
+                raise fe.error(
+                    f"{api}: out_axes {want} is out of range for output {j} of {name}, of batched rank {rank}",
+                    ArgumentValueError,
+                )
+            res.append(to_batch_dim(fe.builder, o, d, want % rank, size))
+        return unflatten(prog.out_tree, res)
+
+
+def _axes_key(axes: Any) -> Any:
+    if isinstance(axes, dict):
+        return ("dict", tuple((k, _axes_key(axes[k])) for k in sorted(axes, key=repr)))
+    if isinstance(axes, (tuple, list)):
+        return (type(axes).__name__, tuple(_axes_key(a) for a in axes))
+    return axes
+
+
+def _axes_for(fe: Tracer, api: str, axes: Any, tree: Any, what: str, out: bool = False) -> list[int | None]:
+    """The batch axis of each leaf of ``tree`` from ``axes``, a prefix of it (an int or None
+    applies to a whole subtree; tuples, lists and dicts must match the structure)."""
+    which = "out_axes" if out else "in_axes"
+    if axes is None or (isinstance(axes, int) and not isinstance(axes, bool)):
+        return [axes] * treedef_leaves(tree)
+    if isinstance(axes, (tuple, list, dict)):
+        if tree is None or tree == _CONSTANT:
+            raise fe.error(
+                f"{api}: {which} {axes!r} is a {type(axes).__name__} but {what} is a single tensor", ArgumentValueError
+            )
+        kind, children = tree[0], tree[1]
+        if isinstance(axes, dict):
+            if kind != "dict" or set(axes) != set(tree[2]):
+                raise fe.error(
+                    f"{api}: {which} {axes!r} does not match the structure of {what}: {tree_str(tree)}",
+                    ArgumentValueError,
+                )
+            parts = [axes[k] for k in tree[2]]
+        else:
+            if kind == "dict" or len(axes) != len(children):
+                raise fe.error(
+                    f"{api}: {which} {axes!r} does not match the structure of {what}: {tree_str(tree)}",
+                    ArgumentValueError,
+                )
+            parts = list(axes)
+        res: list[int | None] = []
+        for sub, child in zip(parts, children):
+            res.extend(_axes_for(fe, api, sub, child, what, out))
+        return res
+    raise fe.error(
+        f"{api}: {which} must be an int, None, or a tuple/list/dict of them, got {axes!r}", ArgumentValueError
+    )
+
+
+def _check_axes(api: str, axes: Any, which: str) -> None:
+    if axes is None or (isinstance(axes, int) and not isinstance(axes, bool)):
+        return
+    if isinstance(axes, (tuple, list)):
+        for a in axes:
+            _check_axes(api, a, which)
+        return
+    if isinstance(axes, dict):
+        for a in axes.values():
+            _check_axes(api, a, which)
+        return
+    raise ArgumentValueError(f"{api}: {which} must be an int, None, or a tuple/list/dict of them, got {axes!r}")
+
+
+def vmap(fn: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0) -> VmapFunction:
+    """``vmap(fn, in_axes=0, out_axes=0)``: ``fn`` mapped over an axis of its inputs (JAX's
+    semantics). ``in_axes`` is an int (every input's batch axis), None (shared by the batch),
+    or a tuple with one entry per positional argument, each an int, None, or a tuple/list/dict
+    matching that argument's structure. ``out_axes`` places the batch axis of the outputs in
+    the same way (None: an output that must not vary over the batch). Negative axes count from
+    the end. Compose it freely with ``grad``, ``jvp``, ``jit`` and ``vmap`` itself."""
+    _check_callable("vmap", fn)
+    _check_axes("vmap", in_axes, "in_axes")
+    _check_axes("vmap", out_axes, "out_axes")
+    return VmapFunction(fn, in_axes, out_axes)
+
+
+def ops_vmap(fn: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0) -> VmapFunction:
+    """``ops.vmap(fn, in_axes=0, out_axes=0)``: MindSpore's vectorising map. ``in_axes`` is
+    an int or None for every input, or a tuple/list with one entry per positional input (nested
+    like the input); ``out_axes`` likewise for the outputs. Same batching as :func:`vmap`."""
+    _check_callable("ops.vmap", fn)
+    _check_axes("ops.vmap", in_axes, "in_axes")
+    _check_axes("ops.vmap", out_axes, "out_axes")
+    return VmapFunction(fn, in_axes, out_axes, "ops.vmap")
+
+
+register_static(vmap)
+register_static(ops_vmap)
+ops.vmap = ops_vmap
+__all__ += ["vmap", "VmapFunction"]

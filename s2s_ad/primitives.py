@@ -101,6 +101,11 @@ class OpDef:
     index_bound: Callable[[list, dict], int] | None = None
     # the generated tests draw the first input (a square matrix) diagonally dominant: invertible
     well_conditioned: bool = False
+    # batching (vmap, :mod:`s2s_ad.batching`) ----------------------------------------------
+    # (b, eqn, args, dims) -> (outs, out_dims) | None: ``eqn`` with its inputs ``args`` batched
+    # along ``dims`` (an axis, or None for a value shared by the batch); ``None`` (or no rule)
+    # maps the equation over the batch with a loop instead
+    batch: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if self.function is not None:
@@ -222,6 +227,97 @@ def _elementwise_abstract(display: str, float_result: bool):
     return abstract
 
 
+# ----------------------------------------------------------------------------- batching helpers
+# The batching rules (``OpDef.batch``) of the ops below. A rule gets the builder, the original
+# equation, the batched inputs and their batch dimensions, and returns the outputs and theirs.
+def move_batch_axis(b: Builder, x: Atom, src: int, dst: int) -> Atom:
+    """``x`` with its axis ``src`` moved to position ``dst`` (a transpose; nothing when equal)."""
+    if src == dst:
+        return x
+    perm = [i for i in range(len(x.shape)) if i != src]
+    perm.insert(dst, src)
+    return b.bind1("transpose", x, perm=tuple(perm))
+
+
+def broadcast_batched(b: Builder, x: Atom, size: int) -> Atom:
+    """An unbatched ``x`` repeated ``size`` times along a new leading batch axis."""
+    if isinstance(x, Lit):
+        return fill(b, (size,), x.value, x.dtype)
+    return b.bind1("broadcast_to", x, shape=(size, *x.shape))
+
+
+def to_batch_dim(b: Builder, x: Atom, d: int | None, want: int, size: int) -> Atom:
+    """``x`` (batch dimension ``d``, ``None`` for unbatched) with its batch axis at ``want``:
+    moved there, or, unbatched, broadcast over a new axis of length ``size`` there."""
+    if d is None:
+        x, d = broadcast_batched(b, x, size), 0
+    return move_batch_axis(b, x, d, want)
+
+
+def batch_front(b: Builder, x: Atom, d: int | None, rank: int | None = None) -> Atom:
+    """A batched ``x`` with its batch axis first, and, given ``rank`` (a per-example rank),
+    axes of length 1 after it so that its per-example part has that rank (numpy broadcasting
+    then lines up with unbatched operands of rank up to ``rank``). An unbatched ``x`` as is."""
+    if d is None:
+        return x
+    x = move_batch_axis(b, x, d, 0)
+    if rank is not None and len(x.shape) - 1 < rank:
+        x = b.bind1("reshape", x, shape=(x.shape[0], *([1] * (rank - len(x.shape) + 1)), *x.shape[1:]))
+    return x
+
+
+def batch_broadcasting(b: Builder, eqn: Eqn, args: list, dims: list) -> tuple[list, list]:
+    """Batching rule of an op that broadcasts its inputs like numpy (elementwise ops,
+    comparisons): the batched inputs get their batch axis first and are padded to the
+    output's rank; unbatched inputs broadcast against them unchanged."""
+    rank = len(eqn.outs[0].shape)
+    ins = [batch_front(b, a, d, rank) for a, d in zip(args, dims)]
+    return b.bind(eqn.op, ins, **eqn.params), [0] * len(eqn.outs)
+
+
+def batch_same_dim(b: Builder, eqn: Eqn, args: list, dims: list) -> tuple[list, list]:
+    """Batching rule of a one-input op that acts on each element alone (cast, stop_gradient):
+    the op on the batched input, batch dimension unchanged."""
+    return b.bind(eqn.op, args, **eqn.params), list(dims)
+
+
+def batch_axis_param(key: str):
+    """Batching rule of a one-input op with an axis parameter ``key`` (cumsum, argmax): the
+    batch axis first, the op's axis one further on."""
+
+    def rule(b: Builder, eqn: Eqn, args: list, dims: list) -> tuple[list, list]:
+        (x,), (d,) = args, dims
+        nd = len(eqn.ins[0].shape)
+        p = dict(eqn.params)
+        p[key] = p[key] % nd + 1
+        return b.bind(eqn.op, [batch_front(b, x, d)], **p), [0]
+
+    return rule
+
+
+def batch_leading_n(positions: tuple[int, ...]):
+    """Batching rule of an NCHW op whose inputs at ``positions`` carry the examples axis N
+    (pooling, a convolution batched in its input): the batch axis is merged into N, and split
+    off the output's N again. ``None`` (the loop) where another input is batched."""
+
+    def rule(b: Builder, eqn: Eqn, args: list, dims: list):
+        if any(d is not None for k, d in enumerate(dims) if k not in positions):
+            return None
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        ins = []
+        for k, (a, d) in enumerate(zip(args, dims)):
+            if k in positions:
+                a = broadcast_batched(b, a, size) if d is None else batch_front(b, a, d)
+                a = b.bind1("reshape", a, shape=(size * a.shape[1], *a.shape[2:]))
+            ins.append(a)
+        p = dict(eqn.params)
+        out = b.bind1(eqn.op, *ins, **p)
+        o = eqn.outs[0].shape
+        return [b.bind1("reshape", out, shape=(size, *o))], [0]
+
+    return rule
+
+
 # ----------------------------------------------------------------------------- elementwise ops
 def elementwise(
     name: str,
@@ -265,6 +361,7 @@ def elementwise(
             samples=[(s, {}) for s in _broadcast_samples(nin)],
             domain=domain,
             distinct_inputs=distinct_inputs,
+            batch=batch_broadcasting,
         )
     )
 
@@ -670,6 +767,12 @@ def _matmul_jvp(b: Builder, eqn: Eqn, tangents):
 _FULL = ("slice", None, None, None)
 
 
+def _matmul_batch(b: Builder, eqn: Eqn, args, dims):
+    # a batch of products is one batch_matmul (an unbatched operand broadcasts over the batch)
+    x, y = (batch_front(b, a, d) for a, d in zip(args, dims))
+    return [b.bind1("batch_matmul", x, y, **eqn.params)], [0]
+
+
 def _line(made: dict, a: Atom) -> tuple[str, int, Atom] | None:
     """``("row", j, v)`` when 2-D ``a`` is zero but for its row ``j``, which is ``v`` (any
     shape of that row's size), ``("col", j, v)`` for a column; else ``None``. Sees scatters
@@ -769,6 +872,7 @@ _register(
         rewrite=_matmul_rewrite,
         vjp=_matmul_vjp,
         jvp=_matmul_jvp,
+        batch=_matmul_batch,
         samples=[
             (((2, 3), (3, 4)), dict(transpose_a=False, transpose_b=False)),
             (((3, 2), (3, 4)), dict(transpose_a=True, transpose_b=False)),
@@ -817,6 +921,7 @@ for _name, _display, _sym in [
             cuda_kernel="pointwise",
             vjp=lambda b, eqn, cts, active: [None, None],
             jvp=no_jvp,
+            batch=batch_broadcasting,
             samples=[(s, {}) for s in _broadcast_samples(2)],
         )
     )
@@ -886,6 +991,11 @@ def _reduce_mean_vjp(b, eqn, cts, active):
     return [b.bind1("div", g, Lit(n, x.dtype))]
 
 
+def _reduce_batch(b: Builder, eqn: Eqn, args, dims):
+    p = dict(eqn.params, axes=tuple(a + 1 for a in eqn.params["axes"]))
+    return [b.bind1(eqn.op, batch_front(b, args[0], dims[0]), **p)], [0]
+
+
 _reduce_samples = [
     (((2, 3),), dict(axes=(0, 1), keepdims=False)),
     (((2, 3),), dict(axes=(1,), keepdims=False)),
@@ -906,6 +1016,7 @@ _register(
         cuda_kernel="reduce",
         vjp=_reduce_sum_vjp,
         jvp=linear_jvp,
+        batch=_reduce_batch,
         samples=_reduce_samples,
     )
 )
@@ -924,6 +1035,7 @@ _register(
         cuda_kernel="reduce",
         vjp=_reduce_mean_vjp,
         jvp=linear_jvp,
+        batch=_reduce_batch,
         samples=_reduce_samples,
     )
 )
@@ -1025,6 +1137,7 @@ for _name, _display, _ufunc, _full in [
             statement=True,
             vjp=_reduce_extremum_vjp,
             jvp=_reduce_extremum_jvp,
+            batch=_reduce_batch,
             samples=_reduce_samples,
             distinct_inputs=True,
         )
@@ -1049,6 +1162,11 @@ def _reshape_vjp(b, eqn, cts, active):
     return [b.bind1("reshape", cts[0], shape=eqn.ins[0].shape)]
 
 
+def _reshape_batch(b: Builder, eqn: Eqn, args, dims):
+    x = batch_front(b, args[0], dims[0])
+    return [b.bind1("reshape", x, shape=(x.shape[0], *eqn.params["shape"]))], [0]
+
+
 _register(
     OpDef(
         "reshape",
@@ -1063,6 +1181,7 @@ _register(
         cuda_kernel="alias",
         vjp=_reshape_vjp,
         jvp=linear_jvp,
+        batch=_reshape_batch,
         samples=[(((2, 3),), dict(shape=(3, 2))), (((6,),), dict(shape=(2, 1, 3))), (((1,),), dict(shape=()))],
     )
 )
@@ -1085,6 +1204,12 @@ def _broadcast_vjp(b, eqn, cts, active):
     return [sum_to(b, cts[0], eqn.ins[0].shape)]
 
 
+def _broadcast_batch(b: Builder, eqn: Eqn, args, dims):
+    shape = tuple(eqn.params["shape"])
+    x = batch_front(b, args[0], dims[0], len(shape))
+    return [b.bind1("broadcast_to", x, shape=(x.shape[0], *shape))], [0]
+
+
 _register(
     OpDef(
         "broadcast_to",
@@ -1099,6 +1224,7 @@ _register(
         cuda_kernel="pointwise",
         vjp=_broadcast_vjp,
         jvp=linear_jvp,
+        batch=_broadcast_batch,
         samples=[(((3,),), dict(shape=(2, 3))), (((2, 1),), dict(shape=(2, 3))), (((),), dict(shape=(2,)))],
     )
 )
@@ -1127,6 +1253,11 @@ def _transpose_vjp(b, eqn, cts, active):
     return [b.bind1("transpose", cts[0], perm=inv)]
 
 
+def _transpose_batch(b: Builder, eqn: Eqn, args, dims):
+    perm = (0, *(int(i) + 1 for i in eqn.params["perm"]))
+    return [b.bind1("transpose", batch_front(b, args[0], dims[0]), perm=perm)], [0]
+
+
 _register(
     OpDef(
         "transpose",
@@ -1140,6 +1271,7 @@ _register(
         cuda_kernel="gather",
         vjp=_transpose_vjp,
         jvp=linear_jvp,
+        batch=_transpose_batch,
         samples=[(((2, 3),), dict(perm=(1, 0))), (((2, 3, 4),), dict(perm=(2, 0, 1)))],
     )
 )
@@ -1249,6 +1381,17 @@ def _scatter_vjp(b, eqn, cts, active):
     return [b.bind1("getitem", cts[0], index=eqn.params["index"])]
 
 
+def _getitem_batch(b: Builder, eqn: Eqn, args, dims):
+    index = (_FULL, *eqn.params["index"])
+    return [b.bind1("getitem", batch_front(b, args[0], dims[0]), index=index)], [0]
+
+
+def _scatter_batch(b: Builder, eqn: Eqn, args, dims):
+    x = batch_front(b, args[0], dims[0])
+    p = eqn.params
+    return [b.bind1("scatter", x, index=(_FULL, *p["index"]), shape=(x.shape[0], *p["shape"]))], [0]
+
+
 _register(
     OpDef(
         "getitem",
@@ -1262,6 +1405,7 @@ _register(
         cuda_kernel="gather",
         vjp=_getitem_vjp,
         jvp=linear_jvp,
+        batch=_getitem_batch,
         samples=[
             (((2, 3),), dict(index=(0,))),
             (((2, 3),), dict(index=(1, 2))),
@@ -1283,6 +1427,7 @@ _register(
         rewrite=_scatter_rewrite,
         vjp=_scatter_vjp,
         jvp=linear_jvp,
+        batch=_scatter_batch,
         samples=[(((3,),), dict(index=(0,), shape=(2, 3)))],
     )
 )
@@ -1332,6 +1477,7 @@ _register(
         cuda_kernel="pointwise",
         vjp=_cast_vjp,
         jvp=_cast_jvp,
+        batch=batch_same_dim,
         samples=[(((2, 3),), dict(dtype=np.dtype(np.float64))), (((),), dict(dtype=np.dtype(np.float32)))],
     )
 )
@@ -1358,6 +1504,7 @@ _register(
         cuda_kernel="alias",
         vjp=lambda b, eqn, cts, active: [None],
         jvp=no_jvp,
+        batch=batch_same_dim,
     )
 )
 
@@ -1698,6 +1845,9 @@ for _name, _display, _abstract, _role, _vjp, _samples in [
             inexact=True,
             vjp=_vjp,
             jvp=bilinear_jvp,
+            # the input's examples axis takes the batch (a batched weight, or the filter
+            # gradient, which sums over the examples, is mapped by a loop)
+            batch=None if _name == "conv2d_backprop_filter" else batch_leading_n((0,)),
             samples=_samples,
         )
     )
@@ -1943,6 +2093,7 @@ _register(
         contiguous=True,
         vjp=_max_pool_vjp,
         jvp=_second_linear_jvp,
+        batch=batch_leading_n((0, 1)),
         samples=[(((2, 2, 4, 4), (2, 2, 4, 4)), _pool_p), (((1, 2, 5, 4), (1, 2, 5, 4)), _pool_p2)],
         distinct_inputs=True,
     )
@@ -1959,6 +2110,7 @@ _register(
         contiguous=True,
         vjp=_max_pool_grad_vjp,
         jvp=_second_linear_jvp,
+        batch=batch_leading_n((0, 1)),
         samples=[(((2, 2, 4, 4), (2, 2, 2, 2)), _pool_p), (((1, 2, 5, 4), (1, 2, 5, 2)), _pool_p2)],
         distinct_inputs=True,
     )
@@ -1978,6 +2130,7 @@ _register(
             b.bind1("avg_pool_grad", cts[0], in_hw=tuple(eqn.ins[0].shape[2:]), **_pool_params(eqn.params))
         ],
         jvp=linear_jvp,
+        batch=batch_leading_n((0,)),
         samples=[
             (((2, 2, 4, 4),), dict(_pool_p, count_pad=False)),
             (((1, 2, 5, 4),), dict(_pool_p2, count_pad=False)),
@@ -1998,6 +2151,7 @@ _register(
         inexact=True,
         vjp=lambda b, eqn, cts, active: [b.bind1("avg_pool", cts[0], **_pool_params(eqn.params))],
         jvp=linear_jvp,
+        batch=batch_leading_n((0,)),
         samples=[
             (((2, 2, 2, 2),), dict(_pool_p, count_pad=False, in_hw=(4, 4))),
             (((1, 2, 5, 2),), dict(_pool_p2, count_pad=False, in_hw=(5, 4))),
@@ -2141,6 +2295,26 @@ def _scatter_add_vjp(b: Builder, eqn: Eqn, cts, active):
     return [b.bind1("gather", ct, eqn.ins[1], axis=eqn.params["axis"]), None]
 
 
+def _gather_batch(b: Builder, eqn: Eqn, args, dims):
+    (x, idx), (dx, di) = args, dims
+    ax = eqn.params["axis"] % len(eqn.ins[0].shape)
+    if di is None:  # the same indices into every example
+        return [b.bind1("gather", batch_front(b, x, dx), idx, axis=ax + 1)], [0]
+    if dx is None:  # a batch of indices into one tensor: the batch axis lands among the indices' axes
+        return [b.bind1("gather", x, idx, axis=ax)], [ax + di]
+    return None  # both batched: a loop
+
+
+def _scatter_add_batch(b: Builder, eqn: Eqn, args, dims):
+    (u, idx), (du, di) = args, dims
+    if di is not None:
+        return None  # batched indices: a loop
+    p = eqn.params
+    u = batch_front(b, u, du)
+    ax = p["axis"] % len(p["shape"])
+    return [b.bind1("scatter_add", u, idx, axis=ax + 1, shape=(u.shape[0], *p["shape"]))], [0]
+
+
 def _index_bound(which: str):
     def bound(shapes, params) -> int:
         shape = shapes[0] if which == "input" else params["shape"]
@@ -2161,6 +2335,7 @@ _register(
         contiguous=True,
         vjp=_gather_vjp,
         jvp=_first_input_linear_jvp,
+        batch=_gather_batch,
         int_inputs=(1,),
         index_bound=_index_bound("input"),
         samples=[
@@ -2184,6 +2359,7 @@ _register(
         contiguous=True,
         vjp=_scatter_add_vjp,
         jvp=_first_input_linear_jvp,
+        batch=_scatter_add_batch,
         int_inputs=(1,),
         index_bound=_index_bound("result"),
         samples=[
@@ -2236,6 +2412,7 @@ _register(
         inexact=True,
         vjp=_cumsum_vjp,
         jvp=linear_jvp,
+        batch=batch_axis_param("axis"),
         samples=[
             (((2, 3),), dict(axis=1, reverse=False)),
             (((4,),), dict(axis=0, reverse=True)),
@@ -2281,6 +2458,7 @@ for _name, _display, _fn in [("argmax", "Argmax", "argmax"), ("argmin", "Argmin"
             contiguous=True,
             vjp=lambda b, eqn, cts, active: [None],
             jvp=no_jvp,
+            batch=batch_axis_param("axis"),
             distinct_inputs=True,
             samples=[(((2, 3),), dict(axis=1)), (((4,),), dict(axis=0)), (((2, 3, 2),), dict(axis=0))],
         )
@@ -2369,6 +2547,14 @@ def _batch_matmul_jvp(b: Builder, eqn: Eqn, tangents):
     return [terms[0] if len(terms) == 1 else b.bind1("add", *terms)]
 
 
+def _batch_matmul_batch(b: Builder, eqn: Eqn, args, dims):
+    # the vmapped batch becomes one more leading batch axis (the operands' own batch axes are
+    # padded to the output's, so that broadcasting lines them up)
+    rank = len(eqn.outs[0].shape)
+    x, y = (batch_front(b, a, d, rank) for a, d in zip(args, dims))
+    return [b.bind1("batch_matmul", x, y, **eqn.params)], [0]
+
+
 _register(
     OpDef(
         "batch_matmul",
@@ -2382,6 +2568,7 @@ _register(
         inexact=True,
         vjp=_batch_matmul_vjp,
         jvp=_batch_matmul_jvp,
+        batch=_batch_matmul_batch,
         samples=[
             (((2, 2, 3), (2, 3, 4)), dict(transpose_a=False, transpose_b=False)),
             (((2, 3), (3, 3, 2)), dict(transpose_a=False, transpose_b=False)),

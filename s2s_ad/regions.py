@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeError
-from .ir import Atom, Aval, Builder, Eqn, Program, Var
-from .primitives import OpDef, _register, fmt_shape
+from .ir import Atom, Aval, Builder, Eqn, Lit, Program, Var
+from .primitives import OpDef, _register, batch_front, fmt_shape, to_batch_dim
 
 #: The size of a dimension known only at run time: the leading dimension of the stacked
 #: per-iteration values of a ``while`` loop (and of a loop whose length is an input).
@@ -239,6 +239,191 @@ def is_region(e: Eqn) -> bool:
 def trip_count(start: int, stop: int, step: int) -> int:
     """``len(range(start, stop, step))``."""
     return len(range(start, stop, step))
+
+
+# ----------------------------------------------------------------------------- batching
+# The batching rules of the regions (see :mod:`s2s_ad.batching`). ``b`` is the batching
+# builder, which batches sub-programs (``b.batch_subprogram``) and inlines batched copies of
+# them (``b.batch_inline``). A loop-carried value that the body makes batched from a batched
+# input is batched from the start (broadcast): the carried dimensions are found by iterating
+# to a fixed point.
+def _size(args: Sequence[Atom], dims: Sequence[int | None]) -> int:
+    return next(int(a.shape[d]) for a, d in zip(args, dims) if d is not None)
+
+
+def _lane_mask(b: Builder, mask: Atom, rank: int) -> Atom:
+    """A per-lane bool ``mask`` (B,) shaped to select between values of per-example rank ``rank``."""
+    return mask if rank == 0 else b.bind1("reshape", mask, shape=(mask.shape[0], *([1] * rank)))
+
+
+def _select_lanes(b: Builder, mask: Atom, new: Atom, old: Atom) -> Atom:
+    """Per lane: ``new`` where ``mask`` holds, else ``old`` (both batched at axis 0)."""
+    return b.bind1("select", _lane_mask(b, mask, len(new.shape) - 1), new, old)
+
+
+def _cond_batch(b, eqn: Eqn, args, dims):
+    size = _size(args, dims)
+    pred, ops = args[0], list(args[1:])
+    odims = list(dims[1:])
+    if_false, if_true = eqn.params["branches"]
+    if dims[0] is None:  # one branch for the whole batch: the branches batched
+        natural = [b.batch_subprogram(br, odims, size)[1] for br in (if_false, if_true)]
+        want = [None if f is None and t is None else 0 for f, t in zip(*natural)]
+        bf = b.batch_subprogram(if_false, odims, size, want)[0]
+        bt = b.batch_subprogram(if_true, odims, size, want)[0]
+        return bind_cond(b, pred, ops, bt, bf), want
+    # a predicate per lane: both branches computed for the whole batch, selected per lane
+    mask = batch_front(b, pred, dims[0])
+    t_outs, t_dims = b.batch_inline(if_true, ops, odims, size)
+    f_outs, f_dims = b.batch_inline(if_false, ops, odims, size)
+    outs = []
+    for t, td, f, fd in zip(t_outs, t_dims, f_outs, f_dims):
+        t, f = to_batch_dim(b, t, td, 0, size), to_batch_dim(b, f, fd, 0, size)
+        outs.append(_select_lanes(b, mask, t, f))
+    return outs, [0] * len(outs)
+
+
+def _carried_dims(b, body: Program, fixed: list, carry: list[bool], n_carry: int, size: int, first: int) -> list[bool]:
+    """Which carried values are batched: those batched on entry, and those the body makes
+    batched (iterated to a fixed point). ``fixed``: the batch dimensions of the body's inputs
+    before the carry (at ``first``)."""
+    while True:
+        in_dims = [*fixed, *(0 if c else None for c in carry)]
+        _, od = b.batch_subprogram(body, in_dims, size)
+        new = [c or od[k] is not None for k, c in enumerate(carry)]
+        if new == carry:
+            return carry
+        carry = new
+
+
+def _loop_batch(b, eqn: Eqn, args, dims):
+    p = eqn.params
+    body: Program = p["body"]
+    size = _size(args, dims)
+    lead, nc, nx, ncarry = loop_layout(p)
+    consts, xs, carry = args[lead : lead + nc], args[lead + nc : lead + nc + nx], args[lead + nc + nx :]
+    cdims, xdims, kdims = dims[lead : lead + nc], dims[lead + nc : lead + nc + nx], dims[lead + nc + nx :]
+    # a batched xs is scanned over its axis 0: its batch axis goes after that one
+    xs = [x if d is None else to_batch_dim(b, x, d, max(d, 1), size) for x, d in zip(xs, xdims)]
+    xk_dims = [None if d is None else max(d, 1) - 1 for d in xdims]
+    per_lane = bool(lead) and dims[0] is not None
+    carried = [d is not None or per_lane for d in kdims]
+    fixed = [None, *cdims, *xk_dims]
+    carried = _carried_dims(b, body, fixed, carried, ncarry, size, 1 + nc + nx)
+    carry = [to_batch_dim(b, a, d, 0, size) if c else a for a, d, c in zip(carry, kdims, carried)]
+    in_dims = [*fixed, *(0 if c else None for c in carried)]
+    ys_natural = b.batch_subprogram(body, in_dims, size)[1][ncarry:]
+    want = [*(0 if c else None for c in carried), *(None if d is None else 0 for d in ys_natural)]
+    out_dims = [*want[:ncarry], *(None if d is None else 1 for d in want[ncarry:])]
+    if not per_lane:
+        new_body = b.batch_subprogram(body, in_dims, size, want)[0]
+        outs = b.bind("loop", [*args[:lead], *consts, *xs, *carry], **dict(p, body=new_body))
+        return outs, out_dims
+    # a trip count per lane: run the longest, each lane's carry frozen after its own count
+    lengths = batch_front(b, args[0], dims[0])
+    longest = b.bind1("reduce_max", lengths, axes=(0,), keepdims=False)
+    sb = b.child()
+    i = Var(Aval((), INT), "i")
+    n_var = Var(lengths.aval, "trips")
+    c_vars = [Var(a.aval, body.name_of(v)) for a, v in zip(consts, body.invars[1 : 1 + nc])]
+    x_vars = [Var(Aval(x.shape[1:], x.dtype), body.name_of(v)) for x, v in zip(xs, body.invars[1 + nc : 1 + nc + nx])]
+    k_vars = [Var(a.aval, body.name_of(v)) for a, v in zip(carry, body.invars[1 + nc + nx :])]
+    outs, odims = sb.batch_inline(body, [i, *c_vars, *x_vars, *k_vars], in_dims, size)
+    k = i
+    if p["start"] != 0:
+        k = sb.bind1("sub", k, Lit(p["start"], INT))
+    if p["step"] != 1:
+        k = sb.bind1("floor_div", k, Lit(p["step"], INT))
+    active = sb.bind1("less", k, n_var)
+    new = []
+    for j, (o, d) in enumerate(zip(outs, odims)):
+        o = to_batch_dim(sb, o, d, 0, size) if want[j] == 0 else o
+        if j < ncarry:
+            o = _select_lanes(sb, active, o, k_vars[j]) if carried[j] else o
+        elif want[j] == 0:
+            o = _select_lanes(sb, active, o, sb.bind1("fill", shape=o.shape, value=0, dtype=o.dtype))
+        new.append(o)
+    new_body = subprogram(body.name, [i, n_var, *c_vars, *x_vars, *k_vars], sb.eqns, new, sb.names)
+    extra = {
+        k2: v
+        for k2, v in p.items()
+        if k2 not in ("body", "n_consts", "n_xs", "n_ys", "length", "start", "step", "reverse")
+    }
+    outs = bind_loop(
+        b, new_body, [lengths, *consts], xs, carry, longest, p["n_ys"], p["start"], p["step"], p["reverse"], **extra
+    )
+    return outs, out_dims
+
+
+def _any_lane(b: Builder, mask: Atom) -> Atom:
+    n = b.bind1("reduce_sum", b.bind1("cast", mask, dtype=INT), axes=(0,), keepdims=False)
+    return b.bind1("greater", n, Lit(0, INT))
+
+
+def _while_batch(b, eqn: Eqn, args, dims):
+    p = eqn.params
+    cond: Program = p["cond"]
+    body: Program = p["body"]
+    size = _size(args, dims)
+    nc, ncarry = while_layout(p)
+    consts, carry = list(args[:nc]), list(args[nc:])
+    cdims, kdims = list(dims[:nc]), list(dims[nc:])
+    carried = [d is not None for d in kdims]
+    while True:
+        in_dims = [*cdims, *(0 if c else None for c in carried)]
+        (pd,) = b.batch_subprogram(cond, in_dims, size)[1]
+        od = b.batch_subprogram(body, in_dims, size)[1]
+        new = [c or od[k] is not None for k, c in enumerate(carried)]
+        if pd is not None:  # lanes stop at different times: whatever the body changes is batched
+            new = [c or body.outs[k] is not body.invars[nc + k] for k, c in enumerate(new)]
+        if new == carried:
+            break
+        carried = new
+    carry = [to_batch_dim(b, a, d, 0, size) if c else a for a, d, c in zip(carry, kdims, carried)]
+    ys_natural = od[ncarry:]
+    want = [*(0 if c else None for c in carried), *(None if d is None else 0 for d in ys_natural)]
+    ys_dims = [None if d is None else 1 for d in want[ncarry:]]
+    extra = {k: v for k, v in p.items() if k not in ("cond", "body", "n_consts", "n_ys")}
+    if pd is None:
+        new_cond = b.batch_subprogram(cond, in_dims, size, [None])[0]
+        new_body = b.batch_subprogram(body, in_dims, size, want)[0]
+        outs = bind_while(b, new_cond, new_body, consts, carry, p["n_ys"], **extra)
+        return outs, [*want[:ncarry], None, *ys_dims]
+    # a predicate per lane: iterate while any lane runs; a lane's carry is frozen once its
+    # predicate fails, and its trip count is counted apart (reverse mode's adjoint loop runs
+    # each lane's own count)
+    c_vars = [Var(a.aval, cond.name_of(v)) for a, v in zip(consts, cond.invars[:nc])]
+    k_vars = [Var(a.aval, cond.name_of(v)) for a, v in zip(carry, cond.invars[nc:])]
+    n_var = Var(Aval((size,), INT), "trips")
+    cb = b.child()
+    (pr,), (prd,) = cb.batch_inline(cond, [*c_vars, *k_vars], in_dims, size)
+    new_cond = subprogram(
+        cond.name, [*c_vars, *k_vars, n_var], cb.eqns, [_any_lane(cb, batch_front(cb, pr, prd))], cb.names
+    )
+    c2 = [Var(v.aval, v.hint) for v in c_vars]
+    k2 = [Var(v.aval, v.hint) for v in k_vars]
+    n2 = Var(n_var.aval, "trips")
+    bb = b.child()
+    (pr,), (prd,) = bb.batch_inline(cond, [*c2, *k2], in_dims, size)
+    active = batch_front(bb, pr, prd)
+    outs, odims = bb.batch_inline(body, [*c2, *k2], in_dims, size)
+    new = []
+    for j, (o, d) in enumerate(zip(outs, odims)):
+        o = o if want[j] is None else to_batch_dim(bb, o, d, 0, size)
+        if j < ncarry and carried[j]:
+            o = _select_lanes(bb, active, o, k2[j])
+        new.append(o)
+    count = bb.bind1("add", n2, bb.bind1("cast", active, dtype=INT))
+    new_body = subprogram(body.name, [*c2, *k2, n2], bb.eqns, [*new[:ncarry], count, *new[ncarry:]], bb.names)
+    zeros = b.bind1("fill", shape=(size,), value=0, dtype=INT)
+    outs = bind_while(b, new_cond, new_body, consts, [*carry, zeros], p["n_ys"], **extra)
+    # (the while's own count, the longest lane's, is not an output of the batched loop)
+    return [*outs[:ncarry], outs[ncarry], *outs[ncarry + 2 :]], [*want[:ncarry], 0, *ys_dims]
+
+
+COND.batch = _cond_batch
+LOOP.batch = _loop_batch
+WHILE.batch = _while_batch
 
 
 __all__ = [
