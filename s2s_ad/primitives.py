@@ -768,7 +768,21 @@ _FULL = ("slice", None, None, None)
 
 
 def _matmul_batch(b: Builder, eqn: Eqn, args, dims):
-    # a batch of products is one batch_matmul (an unbatched operand broadcasts over the batch)
+    ta, tb = eqn.params["transpose_a"], eqn.params["transpose_b"]
+    (n, m), size = eqn.outs[0].shape, args[0].shape[dims[0]] if dims[0] is not None else args[1].shape[dims[1]]
+    if dims[1] is None:
+        # one product: the batch folded into the rows of op(x) (batch axis next to the rows)
+        x = move_batch_axis(b, args[0], dims[0], 1 if ta else 0)
+        x = b.bind1("reshape", x, shape=(x.shape[0], size * n) if ta else (size * n, x.shape[2]))
+        r = b.bind1("matmul", x, args[1], transpose_a=ta, transpose_b=tb)
+        return [b.bind1("reshape", r, shape=(size, n, m))], [0]
+    if dims[0] is None:
+        # one product: the batch folded into the columns of op(y)
+        y = move_batch_axis(b, args[1], dims[1], 0 if tb else 1)
+        y = b.bind1("reshape", y, shape=(size * m, y.shape[2]) if tb else (y.shape[0], size * m))
+        r = b.bind1("matmul", args[0], y, transpose_a=ta, transpose_b=tb)
+        return [b.bind1("reshape", r, shape=(n, size, m))], [1]
+    # a batch of products is one batch_matmul
     x, y = (batch_front(b, a, d) for a, d in zip(args, dims))
     return [b.bind1("batch_matmul", x, y, **eqn.params)], [0]
 
