@@ -16,14 +16,15 @@ and ``J`` its Jacobian. The rules:
   forward and reverse mode): ``J_o = Σ_a ∂E/∂s_a J_a`` and
   ``L_o = Σ_a ∂E/∂s_a L_a + Σ_{a,b} ∂²E/∂s_a∂s_b G_ab`` with the Gram terms
   ``G_ab = Σ_i J_a,i J_b,i``; SymPy forms and shares the per-element expressions;
-* a linear structural op ``A`` (reshape, transpose, broadcast, sums, indexing, casts):
-  ``J_o = A(J)`` applied to each direction (the op with its axes shifted past the direction
-  axis) and ``L_o = A(L)``;
+* an op ``A`` linear in its one input (reshape, transpose, broadcast, sums, indexing...):
+  ``J_o = A(J)`` applied to each direction (the op's batching rule, :mod:`s2s_ad.batching`,
+  over the direction axis) and ``L_o = A(L)``;
 * a bilinear op ``o = a·b`` (``matmul``, ``batch_matmul``) whose two operands depend on ``x``:
   ``L_o = L_a·b + a·L_b + 2 Σ_i J_a,i·J_b,i``;
 * any other op (conv, reductions to an extremum, linear algebra, control-flow regions...):
   that one equation's first and second directional derivatives by forward mode and forward
-  over forward mode (:mod:`s2s_ad.ad.forward`), one direction at a time, summed.
+  over forward mode (:mod:`s2s_ad.ad.forward`), that derivative program batched over the
+  directions, the second derivatives summed.
 
 Absent ``J`` and ``L`` are symbolic zeros, never materialised.
 """
@@ -33,19 +34,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-import numpy as np
-
+from ..batching import BatchBuilder, batch_eqn, batch_eqns
 from ..clusters import MAX_TREE, cluster_expressions, elementwise_units, expression_size
 from ..ir import Atom, Aval, Builder, Eqn, Lit, Program, Var, fresh_inputs, substitute
 from ..lazy import lazy_module
-from ..primitives import broadcast_to, cast_to, drop_distributions, fill, get_op
+from ..primitives import broadcast_to, cast_to, drop_distributions, fill, get_op, linear_jvp, move_batch_axis
 from ..symbolic import to_ir
 from .common import derived_program, is_float
 from .forward import jvp_program
 
 sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
-
-_FULL = ("slice", None, None, None)
 
 
 class _State:
@@ -78,28 +76,6 @@ def _add(b: Builder, terms: list[Atom]) -> Atom | None:
     for t in terms:
         out = t if out is None else b.bind1("add", out, t)
     return out
-
-
-def _stack(b: Builder, rows: list[Atom], shape: tuple[int, ...], dtype: np.dtype) -> Atom:
-    """The rows (each of ``shape``) stacked on a new leading axis."""
-    k = len(rows)
-    if k == 1:
-        return b.bind1("reshape", broadcast_to(b, cast_to(b, rows[0], dtype), shape), shape=(1, *shape))
-    parts = [
-        b.bind1("scatter", broadcast_to(b, cast_to(b, r, dtype), shape), index=(i,), shape=(k, *shape))
-        for i, r in enumerate(rows)
-    ]
-    out = _add(b, parts)
-    assert out is not None, "at least one row"
-    return out
-
-
-def _row(b: Builder, jv: Atom, i: int) -> Atom:
-    return b.bind1("getitem", jv, index=(i,))
-
-
-def _axes(axes: tuple, ndim: int) -> tuple[int, ...]:
-    return tuple(int(a) % ndim for a in axes) if ndim else tuple(axes)
 
 
 # ----------------------------------------------------------------------------- elementwise
@@ -178,39 +154,16 @@ def _cluster(b: Builder, members: list[Eqn], needed: list[Var], st: _State) -> N
 
 
 # ----------------------------------------------------------------------------- structural
-def _linear(b: Builder, e: Eqn, st: _State) -> bool:
-    """Ops linear in their one float input: ``J`` through the op batched over the directions,
-    ``L`` through the op itself. Returns False for an op without such a rule here."""
-    (a,) = e.ins[:1]
+def _linear(b: Builder, e: Eqn, st: _State) -> None:
+    """An op linear in its one input (``OpDef.jvp`` is :func:`linear_jvp`): ``J`` through the
+    op's batching rule over the direction axis, ``L`` through the op itself."""
+    (a,) = e.ins
     (o,) = e.outs
-    ja, la = st.j(a), st.lap(a)
-    p = e.params
-    k = st.k
-    if e.op == "stop_gradient" or (e.op == "cast" and not is_float(o)):
-        return True
-    if e.op == "reshape":
-        jo = b.bind1("reshape", ja, shape=(k, *o.shape))
-    elif e.op == "broadcast_to":
-        jo = b.bind1("broadcast_to", _lead(b, ja, len(o.shape)), shape=(k, *o.shape))
-    elif e.op == "transpose":
-        jo = b.bind1("transpose", ja, perm=(0, *(int(q) % len(a.shape) + 1 for q in p["perm"])))
-    elif e.op in ("reduce_sum", "reduce_mean"):
-        axes = tuple(q + 1 for q in _axes(p["axes"], len(a.shape)))
-        jo = b.bind1(e.op, ja, axes=axes, keepdims=p["keepdims"]) if axes else ja
-    elif e.op == "cast":
-        jo = cast_to(b, ja, o.dtype)
-    elif e.op == "getitem" and Ellipsis not in p["index"]:
-        jo = b.bind1("getitem", ja, index=(_FULL, *p["index"]))
-    elif e.op == "scatter" and Ellipsis not in p["index"]:
-        jo = b.bind1("scatter", ja, index=(_FULL, *p["index"]), shape=(k, *p["shape"]))
-    else:
-        return False
-    if jo.shape != (k, *o.shape):  # a 0-d result of a full reduction, reshaped
-        jo = b.bind1("reshape", jo, shape=(k, *o.shape))
-    st.J[o] = jo
+    (jo,), (dim,) = batch_eqn(BatchBuilder(b), e, [st.J[a]], [0], st.k)
+    st.J[o] = move_batch_axis(b, jo, dim, 0)
+    la = st.lap(a)
     if la is not None:
-        st.L[o] = b.bind1(e.op, la, **p)
-    return True
+        st.L[o] = b.bind1(e.op, la, **e.params)
 
 
 def _mm_left(b: Builder, ja: Atom, y: Atom, tb: bool) -> Atom:
@@ -321,42 +274,42 @@ def _inline(b: Builder, prog: Program, args: list[Atom]) -> list[Atom]:
 
 
 def _generic(b: Builder, e: Eqn, st: _State) -> None:
-    """Any op: its directional derivatives by forward mode (``J_o,i = Dop[J_i]``,
-    ``Dop[L]``) and its second ones by forward over forward mode (``D²op[J_i, J_i]``), one
-    direction at a time."""
+    """Any op: its directional derivatives by forward mode (``J_o = Dop[J]``, ``Dop[L]``) and
+    its second ones by forward over forward mode (``D²op[J_i, J_i]``), the derivative program
+    batched over the directions (:mod:`s2s_ad.batching`) and the second derivatives summed."""
     p = _one_eqn_program(e)
-    ins = [a for a in dict.fromkeys(a for a in e.ins if isinstance(a, Var))]
+    ins = list(dict.fromkeys(a for a in e.ins if isinstance(a, Var)))
     active = [n for n, a in enumerate(ins) if a in st.J and is_float(a)]
-    if not active:
-        return
-    outs = [o for o in e.outs]
+    outs = list(e.outs)
     float_outs = [n for n, o in enumerate(outs) if is_float(o)]
-    if not float_outs:
+    if not active or not float_outs:
         return
-    p1 = jvp_program(p, active, name=f"{e.op}_jvp")
-    p2 = jvp_program(p1, active, name=f"{e.op}_jvp_jvp")
     nout = len(outs)
-    jrows: list[list[Atom]] = [[] for _ in outs]
-    second: list[list[Atom]] = [[] for _ in outs]
-    for i in range(st.k):
-        v = [_row(b, st.J[ins[n]], i) for n in active]
-        res = _inline(b, p2, [*ins, *v, *v])
-        for n in float_outs:
-            jrows[n].append(res[nout + n])
-            second[n].append(res[3 * nout + n])
-    lap_active = [n for n in active if ins[n] in st.L]
+    p2 = jvp_program(jvp_program(p, active, name=f"{e.op}_jvp"), active, name=f"{e.op}_jvp_jvp")
+    dirs = [st.J[ins[n]] for n in active]
+    # the directions are both the first- and the second-level tangents: D²op[J_i, J_i]
+    res, dims = batch_eqns(
+        BatchBuilder(b), p2, [*ins, *dirs, *dirs], [*(None,) * len(ins), *(0,) * (2 * len(active))], st.k
+    )
     first_l: list[Atom | None] = [None] * nout
-    if lap_active:
-        t = [st.L[ins[n]] if n in lap_active else fill(b, ins[n].shape, 0, ins[n].dtype) for n in active]
-        res = _inline(b, p1, [*ins, *t])
-        first_l = list(res[nout:])
+    if any(ins[n] in st.L for n in active):
+        t = [st.L.get(ins[n]) or fill(b, ins[n].shape, 0, ins[n].dtype) for n in active]
+        first_l = list(_inline(b, jvp_program(p, active, name=f"{e.op}_jvp"), [*ins, *t])[nout:])
     for n in float_outs:
         o = outs[n]
-        st.J[o] = _stack(b, jrows[n], o.shape, o.dtype)
-        terms = [broadcast_to(b, cast_to(b, s, o.dtype), o.shape) for s in second[n]]
+        jo, dj = res[nout + n], dims[nout + n]
+        so, ds = res[3 * nout + n], dims[3 * nout + n]
+        if dj is None:  # the same for every direction: a derivative that does not depend on it
+            continue
+        st.J[o] = cast_to(b, move_batch_axis(b, jo, dj, 0), o.dtype)
+        terms = []
+        if ds is not None:
+            terms.append(cast_to(b, b.bind1("reduce_sum", so, axes=(ds,), keepdims=False), o.dtype))
         if first_l[n] is not None:
             terms.append(broadcast_to(b, cast_to(b, first_l[n], o.dtype), o.shape))
-        st.L[o] = _add(b, terms)
+        lo = _add(b, terms)
+        if lo is not None:
+            st.L[o] = lo
 
 
 _STRUCTURAL = {"matmul": _matmul, "batch_matmul": _batch_matmul}
@@ -392,7 +345,9 @@ def propagate(b: Builder, eqns: list[Eqn], env: dict[Var, Atom], st: _State, nam
             rule = _STRUCTURAL.get(c.op)
             if rule is not None:
                 rule(b, c, st)
-            elif not (len(c.outs) == 1 and get_op(c.op).nin == 1 and _linear(b, c, st)):
+            elif get_op(c.op).jvp is linear_jvp and len(c.ins) == 1:
+                _linear(b, c, st)
+            else:
                 _generic(b, c, st)
         for c in copies:
             for o in c.outs:
