@@ -26,6 +26,7 @@ from .errors import (
     UnsupportedSyntaxError,
 )
 from .jacobians import hessian, hvp, jacfwd, jacrev
+from .laplacian import laplacian, value_grad_and_laplacian
 from .ops import GradOperation, stop_gradient
 from .ops import primitive as _primitive  # noqa: F401  (installs ops.Custom, ops.PrimitiveWithInfer, ...)
 from .tensor import Parameter, ParameterTuple, Tensor
@@ -63,6 +64,8 @@ __all__ = [
     "jacrev",
     "hessian",
     "hvp",
+    "laplacian",
+    "value_grad_and_laplacian",
     "explain",
     "ArgumentError",
     "ArgumentValueError",

@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, ...]] = [
         "s2s_ad.common",
         "s2s_ad.api",
         "s2s_ad.jacobians",
+        "s2s_ad.laplacian",
         "s2s_ad.testing",
         "s2s_ad.custom",
         "s2s_ad.checkpointing",

@@ -280,3 +280,152 @@ def variants(quick: bool = False) -> list[Variant]:
             {s: partial(b, n) for s, b in BUILDERS.items()},
         )
     ]
+
+
+# ---------------------------------------------------------------------------- forward Laplacian
+# ``benchmarks/laplacian.py`` times these: the Laplacian of a per-point network in one forward
+# sweep (s2s_ad.laplacian, folx.forward_laplacian) against nested AD (s2s_ad's nested grads,
+# the trace of JAX's jax.hessian), in float64 and float32, and the gradient of a PINN-style
+# loss built on it with respect to every weight.
+
+
+def _typed(n: int, dtype: np.dtype) -> dict[str, np.ndarray]:
+    return {k: v.astype(dtype) for k, v in inputs(n).items()}
+
+
+def _rhs(points: np.ndarray) -> np.ndarray:
+    """The loss's target: ``sin(x) sin(y)`` at each point."""
+    return np.sin(points[:, 0]) * np.sin(points[:, 1])
+
+
+def s2s_ad_forward_laplacian(n: int, dtype: np.dtype, loss: bool = False) -> Impl:
+    """``vmap(laplacian(u))`` of the per-point network (or the gradient of the loss)."""
+    import s2s_ad.nn as nn
+    import s2s_ad.ops as ops
+    from s2s_ad import Parameter, Tensor
+
+    s2s_ad = load_s2s_ad()
+    d = _typed(n, dtype)
+
+    class U(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            for k in NAMES:
+                setattr(self, k, Parameter(Tensor(d[k]), name=k))
+
+        def construct(self, p):
+            h = ops.tanh(ops.matmul(p.reshape(1, 2), self.w1) + self.b1)
+            h = ops.tanh(ops.matmul(h, self.w2) + self.b2)
+            return (ops.matmul(h, self.w3) + self.b3)[0, 0]
+
+    u = U()
+    lap = s2s_ad.vmap(s2s_ad.laplacian(u))
+    points, rhs = Tensor(d["points"]), Tensor(_rhs(d["points"]))
+    if not loss:
+        run = s2s_ad.jit(lap)
+        return Impl(grad=lambda: run(points))
+
+    def residual_loss(p, f):
+        r = lap(p) - f
+        return ops.mean(r * r)
+
+    g = s2s_ad.grad(residual_loss, None, u.trainable_params())
+    return Impl(grad=lambda: g(points, rhs))
+
+
+def _jax_point(jnp):
+    def u_point(params, p):
+        w1, b1, w2, b2, w3, b3 = params
+        h = jnp.tanh(p @ w1 + b1)
+        h = jnp.tanh(h @ w2 + b2)
+        return (h @ w3 + b3)[0]
+
+    return u_point
+
+
+def _jax_case(n: int, dtype: np.dtype, loss: bool, lap_point_of) -> Impl:
+    jax, jnp = load_jax()
+    d = {k: jnp.asarray(v) for k, v in _typed(n, dtype).items()}
+    params = tuple(d[k] for k in NAMES)
+    lap_point = lap_point_of(jax, jnp, _jax_point(jnp))
+    laps = jax.vmap(lap_point, in_axes=(None, 0))
+    points, rhs = d["points"], jnp.asarray(_rhs(np.asarray(d["points"])))
+    if not loss:
+        f = jax.jit(laps)
+        return Impl(grad=lambda: jax_ready(f(params, points)))
+
+    def residual_loss(params, p, rhs):
+        r = laps(params, p) - rhs
+        return jnp.mean(r * r)
+
+    g = jax.jit(jax.grad(residual_loss))
+    return Impl(grad=lambda: jax_ready(g(params, points, rhs)))
+
+
+def jax_hessian_trace(n: int, dtype: np.dtype, loss: bool = False) -> Impl:
+    """The trace of ``jax.hessian`` (forward over reverse) at each point, vmapped."""
+
+    def lap_point_of(jax, jnp, u_point):
+        return lambda params, p: jnp.trace(jax.hessian(u_point, argnums=1)(params, p))
+
+    return _jax_case(n, dtype, loss, lap_point_of)
+
+
+def folx_forward_laplacian(n: int, dtype: np.dtype, loss: bool = False) -> Impl:
+    """folx's ``forward_laplacian`` at each point, vmapped."""
+    load_jax()
+    try:
+        from folx import forward_laplacian
+    except ImportError as err:
+        raise Skip(f"folx not installed ({err})") from None
+
+    def lap_point_of(jax, jnp, u_point):
+        return lambda params, p: forward_laplacian(lambda q: u_point(params, q))(p).laplacian
+
+    return _jax_case(n, dtype, loss, lap_point_of)
+
+
+def s2s_ad_nested(n: int, dtype: np.dtype, loss: bool = False) -> Impl:
+    """W6's s2s_ad implementation (nested grads under jit), float64 only."""
+    if loss or dtype != np.float64:
+        raise Skip("the nested-grad W6 implementation is float64 and has no loss variant")
+    return s2s_ad_impl(n)
+
+
+def numpy_reference(n: int, dtype: np.dtype, loss: bool = False) -> Impl:
+    """The hand-written Laplacian; for the loss gradient (which has no hand-written form),
+    JAX's nested ``jax.hessian`` in float64."""
+    d = inputs(n)
+    if not loss:
+        return Impl(grad=partial(numpy_laplacian, d["points"], *(d[k] for k in NAMES)))
+    ref = jax_hessian_trace(n, np.dtype(np.float64), loss=True)
+    return Impl(grad=lambda: [np.asarray(g) for g in ref.grad()])
+
+
+FORWARD_LAPLACIAN = {
+    "s2s_ad": s2s_ad_forward_laplacian,
+    "jax": jax_hessian_trace,
+    "folx": folx_forward_laplacian,
+    "s2s_ad_nested": s2s_ad_nested,
+    "numpy": numpy_reference,
+}
+
+
+def forward_laplacian_variants(quick: bool = False) -> list[Variant]:
+    """The Laplacian and the loss gradient, float64 and float32."""
+    n = QUICK_POINTS if quick else POINTS
+    out = []
+    for loss in (False, True):
+        for dt in (np.float64, np.float32):
+            dtype = np.dtype(dt)
+            what = "grad of mean((lap u - f)^2) wrt weights" if loss else "laplacian"
+            out.append(
+                Variant(
+                    "W6",
+                    f"{what} 2-{WIDTH}-{WIDTH}-1 at {n} points, {dtype.name}",
+                    dtype,
+                    {s: partial(b, n, dtype, loss) for s, b in FORWARD_LAPLACIAN.items()},
+                    notes={"jax": "trace of jax.hessian", "s2s_ad": "vmap(laplacian)", "folx": "forward_laplacian"},
+                )
+            )
+    return out
