@@ -191,7 +191,9 @@ __all__ = [
     "free_vars",
     "has_jump",
     "has_return",
+    "PENDING",
     "lower_jumps",
+    "lower_returns",
     "rebuild",
     "same_static",
 ]
@@ -264,3 +266,73 @@ def lower_jumps(loop: ast.For | ast.While) -> tuple[ast.For | ast.While, str]:
         new = ast.For(target=loop.target, iter=loop.iter, body=first + [_unless([brk], body, loop)], orelse=orelse)
     ast.fix_missing_locations(ast.copy_location(new, loop))
     return new, brk
+
+
+# ----------------------------------------------------------------------------- return inside a loop
+class _Pending:
+    """The value of a loop's returned value before a ``return`` inside the loop sets it: it
+    takes the shape and dtype of that value where the two meet (zeros; never used, since the
+    loop's ``return`` flag is False wherever it is still pending)."""
+
+    def __repr__(self) -> str:
+        return "no value yet"
+
+
+PENDING = _Pending()
+
+
+def _assign(name: str, value: ast.expr, at: ast.AST) -> ast.stmt:
+    return ast.copy_location(ast.Assign(targets=[_name(name, True)], value=value), at)
+
+
+def _returns_as_breaks(stmts: Sequence[ast.stmt], ret: str, val: str) -> list[ast.stmt]:
+    """``stmts`` (inside a loop) with ``return v`` as ``val = v; ret = True; break``, and after
+    a nested loop that returns, ``if ret: break``."""
+    out: list[ast.stmt] = []
+    for s in stmts:
+        if isinstance(s, ast.Return):
+            value = s.value if s.value is not None else ast.copy_location(ast.Constant(None), s)
+            out += [_assign(val, value, s), _set(ret, True, s), ast.copy_location(ast.Break(), s)]
+            return out  # what follows a `return` never runs
+        if not has_return([s]):
+            out.append(s)
+            continue
+        if isinstance(s, ast.If):
+            node: ast.stmt = ast.If(
+                test=s.test,
+                body=_returns_as_breaks(s.body, ret, val) or [ast.copy_location(ast.Pass(), s)],
+                orelse=_returns_as_breaks(s.orelse, ret, val),
+            )
+            out.append(ast.copy_location(node, s))
+        elif isinstance(s, (ast.For, ast.While)):
+            # the `else` clause of a nested loop is in the enclosing loop: its `break` leaves that one
+            node = ast.copy_location(type(s)(**{f: getattr(s, f) for f in s._fields}), s)
+            node.body = _returns_as_breaks(s.body, ret, val)
+            node.orelse = _returns_as_breaks(s.orelse, ret, val)
+            out.append(node)
+            if has_return(s.body):
+                out.append(ast.copy_location(ast.If(test=_name(ret), body=[ast.Break()], orelse=[]), s))
+        elif isinstance(s, ast.With):
+            node = ast.copy_location(ast.With(items=s.items, body=_returns_as_breaks(s.body, ret, val)), s)
+            out.append(node)
+        else:
+            out.append(s)  # a statement kind that is not supported anyway says so when it runs
+    return out
+
+
+def lower_returns(loop: ast.For | ast.While) -> tuple[list[ast.stmt], str, str]:
+    """A loop whose body returns as the same loop with each ``return v`` turned into
+    ``_s2s_value<tag> = v; _s2s_return<tag> = True; break``, followed by
+    ``if _s2s_return<tag>: return _s2s_value<tag>``: a ``return`` under a tensor condition then
+    carries a flag and the value through the loop (the value takes the returned value's shape
+    and dtype; before the loop it is :data:`PENDING`). Returns the statements and the names of
+    the flag (False before the loop) and of the value."""
+    tag = f"{loop.lineno}_{loop.col_offset}"
+    ret, val = f"{FLAG_PREFIX}return{tag}", f"{FLAG_PREFIX}value{tag}"
+    new = ast.copy_location(type(loop)(**{f: getattr(loop, f) for f in loop._fields}), loop)
+    new.body = _returns_as_breaks(loop.body, ret, val)
+    after = ast.If(test=_name(ret), body=[ast.copy_location(ast.Return(value=_name(val)), loop)], orelse=[])
+    out = [new, ast.copy_location(after, loop)]
+    for node in out:
+        ast.fix_missing_locations(node)
+    return out, ret, val

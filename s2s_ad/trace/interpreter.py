@@ -35,6 +35,7 @@ from .checkpoint import loop_options
 from .control import (
     FLAG_PREFIX,
     NUMBER_TYPES,
+    PENDING,
     Mismatch,
     Slot,
     Undefined,
@@ -46,6 +47,7 @@ from .control import (
     has_jump,
     has_return,
     lower_jumps,
+    lower_returns,
     rebuild,
     same_static,
 )
@@ -393,11 +395,81 @@ class _Unroll(Exception):
 
 
 class _Promote(Exception):
-    """A Python number carried through a loop varies: it becomes a tensor of ``dtype``."""
+    """A Python number carried through a loop varies: it becomes a tensor of ``dtype`` (weakly
+    typed, as the number it stands for, with ``weak``). With ``zeros`` (a :func:`_zeros_spec`),
+    a :data:`PENDING` value an iteration sets: it enters the loop as zeros of that form."""
 
-    def __init__(self, message: str, dtype: np.dtype):
+    def __init__(self, message: str, dtype: np.dtype | None, weak: bool = False, zeros: Any = None):
         super().__init__(message)
         self.dtype = dtype
+        self.weak = weak
+        self.zeros = zeros
+
+
+class _ZeroLeaf:
+    """A tensor leaf of a :func:`_zeros_spec`."""
+
+    def __init__(self, aval: Aval, weak: bool):
+        self.aval, self.weak = aval, weak
+
+
+def _zeros_spec(tr: Tracer, v: Any) -> Any:
+    """The form of ``v`` (its tensors' avals; its other leaves as they are) for :func:`_zeros_of`."""
+    if is_tensor_value(v):
+        a = tr.atom(v)
+        return _ZeroLeaf(a.aval, tr.is_weak(a))
+    if type(v) in (list, tuple):
+        parts = [_zeros_spec(tr, x) for x in v]
+        return parts if isinstance(v, list) else tuple(parts)
+    if type(v) is dict:
+        return {k: _zeros_spec(tr, x) for k, x in v.items()}
+    return v
+
+
+def _weaken(tr: Tracer, v: Any) -> Any:
+    """``v`` with the Python numbers in it as weakly typed 0-d tensors (int64 or float64)."""
+    if isinstance(v, NUMBER_TYPES) and not isinstance(v, bool):
+        return tr.mark_weak(Lit(v, np.dtype(np.float64 if isinstance(v, float) else np.int64)))
+    if type(v) in (list, tuple):
+        parts = [_weaken(tr, x) for x in v]
+        return parts if isinstance(v, list) else tuple(parts)
+    if type(v) is dict:
+        return {k: _weaken(tr, x) for k, x in v.items()}
+    return v
+
+
+def _only_appended(body: list[ast.stmt], name: str) -> bool:
+    """Whether the only use of ``name`` in ``body`` is ``name.append(value)`` statements."""
+    appends: set[int] = set()
+    nodes = [n for s in body for n in ast.walk(s)]
+    for n in nodes:
+        if (
+            isinstance(n, ast.Expr)
+            and isinstance(n.value, ast.Call)
+            and isinstance(n.value.func, ast.Attribute)
+            and n.value.func.attr == "append"
+            and isinstance(n.value.func.value, ast.Name)
+            and n.value.func.value.id == name
+            and len(n.value.args) == 1
+            and not n.value.keywords
+        ):
+            appends.add(id(n.value.func.value))
+    uses = [n for n in nodes if isinstance(n, ast.Name) and n.id == name]
+    return len(appends) == 1 and all(id(n) in appends for n in uses)
+
+
+def _zeros_of(tr: Tracer, spec: Any) -> Any:
+    """A value of the form ``spec`` with zero tensors (what a :data:`PENDING` value is where it
+    meets the value that replaces it)."""
+    if isinstance(spec, _ZeroLeaf):
+        z = tr.fill(spec.aval.shape, 0, spec.aval.dtype)
+        return tr.mark_weak(z) if spec.weak else z
+    if type(spec) in (list, tuple):
+        parts = [_zeros_of(tr, x) for x in spec]
+        return parts if isinstance(spec, list) else tuple(parts)
+    if type(spec) is dict:
+        return {k: _zeros_of(tr, x) for k, x in spec.items()}
+    return spec
 
 
 class _Closure:
@@ -502,12 +574,21 @@ class _Finish:
         self.body_eqns: list = []
         self.body_outs: list[Atom] = []
         self.body_names: dict = {}
+        self.weak_outs: list[bool] = []
+        self.weak_carry: list[bool] = []
+        self.appended: list[str] = []  # the lists a `for` region appends one tensor to per iteration
+        self.n_carry = 0
+        self.tracer: Tracer | None = None
 
     def __call__(self, outs: list[Var]) -> None:
         hints = _hints(self.templates, len(outs))
         for v, h in zip(outs, hints):
             if h is not None:
                 v.hint = h
+        if self.tracer is not None:
+            for v, w in zip(outs, self.weak_outs):
+                if w:
+                    self.tracer.mark_weak(v)
         for name, t in self.templates.items():
             self.scope.locals[name] = rebuild(t, outs)
         for name in self.new_names:
@@ -569,9 +650,12 @@ def _match(
         if not is_tensor_value(new):
             raise Mismatch(f"`{name}` enters the loop as a tensor and an iteration leaves {describe_value(new)} in it")
         a = tr.atom(new, want.dtype)
-        if a.aval != want:
-            if promoted and a.shape == want.shape:
-                raise _Promote(f"`{name}` changes dtype from {want.dtype} to {a.dtype} in the loop", a.dtype)
+        weak_in = tr.is_weak(carry[t.k])
+        if a.aval != want or (weak_in and not tr.is_weak(a)):
+            if (promoted or weak_in) and a.shape == want.shape:
+                raise _Promote(
+                    f"`{name}` changes dtype from {want.dtype} to {a.dtype} in the loop", a.dtype, tr.is_weak(a)
+                )
             raise Mismatch(
                 f"`{name}` enters the loop with shape {fmt_shape(want.shape)} and dtype {want.dtype.name}, and an "
                 f"iteration leaves it with shape {fmt_shape(a.shape)} and dtype {a.dtype.name}: a value carried "
@@ -579,15 +663,21 @@ def _match(
             )
         outs.append(a)
         return
+    if t is PENDING and new is not PENDING:
+        raise _Promote(f"`{name}` is set in the loop", None, zeros=_zeros_spec(tr, new))
     if is_tensor_value(new) or (
         isinstance(t, NUMBER_TYPES) and isinstance(new, NUMBER_TYPES) and not same_static(t, new)
     ):
         if isinstance(t, NUMBER_TYPES):
             if is_tensor_value(new):
-                dt = tr.atom(new).dtype
+                dt, weak = tr.atom(new).dtype, tr.is_weak(new)
+            elif isinstance(t, bool) and isinstance(new, bool):
+                dt, weak = np.dtype(np.bool_), False
             else:
-                dt = np.dtype(np.float32) if isinstance(new, float) or isinstance(t, float) else np.dtype(np.int64)
-            raise _Promote(f"`{name}` varies in the loop", np.dtype(dt))
+                # a number that varies: typed as the Python number it is (weakly typed)
+                floats = isinstance(new, float) or isinstance(t, float)
+                dt, weak = np.dtype(np.float64 if floats else np.int64), True
+            raise _Promote(f"`{name}` varies in the loop", np.dtype(dt), weak)
         raise Mismatch(f"`{name}` enters the loop as {describe_value(t)} and an iteration leaves a tensor in it")
     if type(t) in (list, tuple) and type(new) is type(t) and len(new) == len(t):
         for j, (x, y) in enumerate(zip(t, new)):
@@ -822,7 +912,22 @@ class Interpreter:
         scope.locals[got._s2s_break] = False
         return got
 
+    def exec_returning_loop(self, s: ast.For | ast.While, scope: Scope) -> None:
+        """A loop whose body returns, as the loop with its returns turned into a flag, the
+        value and a ``break``, and ``if flag: return value`` after it
+        (:func:`~s2s_ad.trace.control.lower_returns`)."""
+        got = getattr(s, "_s2s_returns", None)
+        if got is None:
+            got = s._s2s_returns = lower_returns(s)  # type: ignore[union-attr]
+        stmts, ret, val = got
+        scope.locals[ret] = False
+        scope.locals[val] = PENDING
+        self.exec_block(stmts, scope)
+
     def exec_For(self, s: ast.For, scope: Scope) -> None:
+        if has_return(s.body):
+            self.exec_returning_loop(s, scope)
+            return
         tr = self.tracer
         lowered = self.lowered(s, scope)
         if lowered is not None:
@@ -851,6 +956,9 @@ class Interpreter:
         self.exec_block(s.orelse, scope)
 
     def exec_While(self, s: ast.While, scope: Scope) -> None:
+        if has_return(s.body):
+            self.exec_returning_loop(s, scope)
+            return
         tr = self.tracer
         lowered = self.lowered(s, scope)
         if lowered is not None:
@@ -1096,21 +1204,30 @@ class Interpreter:
         agree stay as they are, tensors (and Python numbers meeting a tensor, which take its
         shape and dtype) become :class:`Slot` s of the region's outputs ``outs``."""
         tr = self.tracer
+        if any(v is PENDING for v in vals) and not all(v is PENDING for v in vals):
+            # a loop's returned value that one branch sets: zeros of its form in the other
+            spec = _zeros_spec(tr, next(v for v in vals if v is not PENDING))
+            vals = list(vals)
+            for j, (b, v) in enumerate(zip(builders, vals)):
+                if v is PENDING:
+                    with tr.use_builder(b):
+                        vals[j] = _zeros_of(tr, spec)
         first = vals[0]
         if all(same_static(v, first) for v in vals[1:]):
             return first
         tensors = [is_tensor_value(v) for v in vals]
-        if numbers and all(isinstance(v, NUMBER_TYPES) for v in vals):
-            # the value of `a if c else b` with numbers a and b: a 0-d tensor
+        if all(isinstance(v, NUMBER_TYPES) for v in vals) and (numbers or all(not isinstance(v, bool) for v in vals)):
+            # numbers that differ between the branches (`b = 3.0` / `b = 4.0`, the value of
+            # `a if c else b`): a 0-d tensor, weakly typed as the Python numbers it stands for
             if all(isinstance(v, bool) for v in vals):
                 dt = np.dtype(np.bool_)
             elif any(isinstance(v, float) for v in vals):
-                dt = np.dtype(np.float32)
+                dt = np.dtype(np.float64)
             else:
                 dt = np.dtype(np.int64)
             k = len(outs[0])
             for o, v in zip(outs, vals):
-                o.append(Lit(v, dt))
+                o.append(tr.mark_weak(Lit(v, dt)))
             return Slot(k)
         if any(tensors):
             atoms: list[Atom | None] = []
@@ -1126,6 +1243,14 @@ class Interpreter:
                         f"`{what}` is {describe_value(ref)} in one branch and {describe_value(v)} in the other"
                     )
             known = [a for a in atoms if a is not None]
+            strong = [a for a in known if not tr.is_weak(a)]
+            if strong and len(strong) < len(known):
+                # a weakly typed value meeting a tensor in the other branch takes its dtype
+                for j, (b, a) in enumerate(zip(builders, atoms)):
+                    if a is not None and tr.is_weak(a) and a.shape == strong[0].shape:
+                        with tr.use_builder(b):
+                            atoms[j] = tr.cast(a, strong[0].dtype)
+                known = [a for a in atoms if a is not None]
             ref = known[0]
             for a in known[1:]:
                 if a.aval != ref.aval:
@@ -1134,10 +1259,13 @@ class Interpreter:
                         "branches must give it the same shape and dtype"
                     )
             k = len(outs[0])
+            weak = all(tr.is_weak(a) for a in known)
             for side, (b, v, a) in enumerate(zip(builders, vals, atoms)):
                 if a is None:
                     with tr.use_builder(b):
                         a = tr.fill(ref.shape, v, ref.dtype)
+                    if weak and not ref.shape:
+                        tr.mark_weak(a)
                 outs[side].append(a)
             return Slot(k)
         if (
@@ -1172,6 +1300,9 @@ class Interpreter:
         if_true = close("if_true", [], operands, [], b_true.eqns, outs[0], b_true.names)
         if_false = close("if_false", [], operands, [], b_false.eqns, outs[1], b_false.names)
         results = bind_cond(self.tracer.builder, pred, operands, if_true, if_false)
+        for k, r in enumerate(results):
+            if all(self.tracer.is_weak(o[k]) for o in outs):
+                self.tracer.mark_weak(r)
         for name, t in templates.items():
             if isinstance(t, Slot) and name.isidentifier():
                 results[t.k].hint = name
@@ -1236,8 +1367,17 @@ class Interpreter:
         init, body, lead, trail, consts, finish = got
         tr.loc = loc
         # the checkpointing policy in force (s2s_ad.checkpoint(fn, every=k)) is a loop parameter
-        outs = bind_loop(tr.builder, body, consts, xs, init, n, start=start, step=step, **loop_options())
-        finish(outs)
+        n_ys = len(finish.appended)
+        outs = bind_loop(tr.builder, body, consts, xs, init, n, n_ys=n_ys, start=start, step=step, **loop_options())
+        finish(outs[: len(outs) - n_ys])
+        for name, ys in zip(finish.appended, outs[len(outs) - n_ys :]):
+            # the list gets the loop's stacked values, one item per iteration (the Python list
+            # object itself, as appending to it in Python would)
+            lst = scope.locals[name]
+            fresh = not lst
+            lst.extend(tr.bind1("getitem", ys, index=(k,)) for k in range(n))
+            if fresh:
+                tr.stacked[id(lst)] = (ys, tuple(lst), lst)
         for name in target:
             scope.locals[name] = Undefined(
                 f"`{name}`, the variable of the loop at {loc}, has no value after it in compiled code (the loop is "
@@ -1264,6 +1404,9 @@ class Interpreter:
         # the test, traced on the carried values as the region's condition
         fork = scope.fork()
         cond_vars = [Var(a.aval, a.hint if isinstance(a, Var) else None) for a in init]
+        for v, w in zip(cond_vars, finish.weak_carry):
+            if w:
+                tr.mark_weak(v)
         for name, t in finish.templates.items():
             fork.locals[name] = rebuild(t, cond_vars)
         with tr.sub_builder() as cb:
@@ -1296,21 +1439,35 @@ class Interpreter:
         Python number it carries turns out to vary: it becomes a tensor before the loop)."""
         tr = self.tracer
         kind = "`for`" if counted else "`while`"
-        promote: dict[str, np.dtype] = {}
+        promote: dict[str, tuple] = {}
         for _attempt in range(len(carried) + 3):
             # the values entering the loop: their tensor leaves are the carry
             init: list[Atom] = []
             templates: dict[str, Any] = {}
             for name in carried:
                 v = scope.locals[name]
-                if name in promote:
-                    v = Lit(v, promote[name])
+                if name in promote and promote[name] == ("zeros", "weaken"):
+                    v = _weaken(tr, v)
+                elif name in promote and promote[name][0] == "zeros":
+                    v = _zeros_of(tr, promote[name][1])
+                elif name in promote:
+                    dt, weak = promote[name]
+                    v = Lit(v, dt) if isinstance(v, NUMBER_TYPES) else tr.cast(tr.atom(v), dt)
                 templates[name] = _split(tr, copy_containers(v), init)
+            weak_init = [tr.is_weak(a) for a in init]
+            for name, (dt, weak) in promote.items():
+                if isinstance(templates.get(name), Slot) and not isinstance(dt, str):
+                    weak_init[templates[name].k] = weak
             fork = scope.fork()
             carry_vars = [Var(a.aval, name_hint) for a, name_hint in zip(init, _hints(templates, len(init)))]
+            for w, cv in zip(weak_init, carry_vars):
+                if w:
+                    tr.mark_weak(cv)
             for name, t in templates.items():
                 fork.locals[name] = rebuild(t, carry_vars)
-            i_var = Var(Aval((), np.dtype(np.int64)), "i")
+            # the loop index is weakly typed: `0.1 * i` is computed as Python would, then takes the
+            # dtype of the tensors it meets (as the unrolled loop's Python int would)
+            i_var = tr.mark_weak(Var(Aval((), np.dtype(np.int64)), "i"))
             x_vars = [Var(Aval(x.shape[1:], x.dtype)) for x in loop_xs]  # named by the loop's target
             fork.in_loop += 1
             with tr.sub_builder() as b:
@@ -1336,17 +1493,40 @@ class Interpreter:
                     try:
                         _match(tr, name, t, new, carry_vars, body_outs, kind, name in promote)
                     except _Promote as p:
-                        if name in promote and promote[name] == p.dtype:
+                        before = scope.locals[name]
+                        if before is PENDING:
+                            # a loop's returned value: zeros of the form an iteration leaves
+                            p.zeros = _zeros_spec(tr, new)
+                        elif p.zeros is None and not isinstance(before, NUMBER_TYPES) and not is_tensor_value(before):
+                            # a number inside a container varies: its numbers become tensors
+                            p.zeros = "weaken"
+                        entry = ("zeros", p.zeros) if p.zeros is not None else (p.dtype, p.weak)
+                        if name in promote and promote[name] == entry and p.zeros is None:
                             raise S2SError(str(p), loc) from None
-                        promote[name] = p.dtype
+                        promote[name] = entry
                         retry = True
                     except Mismatch as m:
                         if counted:
                             raise _Unroll() from None
                         raise ShapeError(f"{kind} loop: {m}", loc) from None
-                # lists built in the body (appended to, not assigned)
+                # lists built in the body (appended to, not assigned): in a `for` loop, a list
+                # that one tensor is appended to per iteration (and that the body does not
+                # otherwise use) is the loop's stacked per-iteration values (its ys)
+                appended: list[tuple[str, Atom]] = []
                 for name, v in scope.locals.items():
                     if name not in templates and not _same_tree(fork.locals.get(name), v):
+                        new = fork.locals.get(name)
+                        if (
+                            counted
+                            and type(v) is list
+                            and type(new) is list
+                            and len(new) == len(v) + 1
+                            and _same_tree(new[:-1], v)
+                            and is_tensor_value(new[-1])
+                            and _only_appended(s.body, name)
+                        ):
+                            appended.append((name, tr.atom(new[-1])))
+                            continue
                         if counted:
                             raise _Unroll()
                         raise S2SError(
@@ -1358,11 +1538,18 @@ class Interpreter:
                 continue
             lead = [i_var] if counted else []
             trail = [*x_vars, *carry_vars] if counted else list(carry_vars)
+            n_carry = len(body_outs)
+            body_outs += [a for _, a in appended]
             consts = free_vars(b.eqns, body_outs, [*lead, *trail])
             body = close("loop_body", lead, consts, trail, b.eqns, body_outs, b.names) if counted else None
             new_names = [k for k in fork.locals if k not in scope.locals]
             finish = _Finish(scope, templates, new_names, fork, loc)
             finish.body_eqns, finish.body_outs, finish.body_names = b.eqns, body_outs, b.names
+            finish.tracer = tr
+            finish.appended = [name for name, _ in appended]
+            finish.n_carry = n_carry
+            finish.weak_carry = [tr.is_weak(c) for c in carry_vars]
+            finish.weak_outs = [tr.is_weak(c) and tr.is_weak(o) for c, o in zip(carry_vars, body_outs)]
             return init, body, lead, trail, consts, finish
         raise S2SError(f"the values carried through this {kind} loop do not settle on types", loc)
 

@@ -214,7 +214,13 @@ def lower_concat(tr: Tracer, xs: Any, axis: Any = 0, display: str = "Concat") ->
 
 
 def lower_stack(tr: Tracer, xs: Any, axis: Any = 0, display: str = "Stack") -> Any:
-    """``stack((x, y, ...), axis)``: each tensor with a new axis of length 1, concatenated."""
+    """``stack((x, y, ...), axis)``: each tensor with a new axis of length 1, concatenated (a
+    list a loop built by appending is its stacked values already)."""
+    ys = tr.stacked_list(xs)
+    if ys is not None:
+        ax = _axis(tr, display, axis, len(ys.shape))
+        perm = (*range(1, ax + 1), 0, *range(ax + 1, len(ys.shape)))
+        return lower_transpose(tr, ys, perm)
     atoms = _tensors(tr, display, xs)
     shape = atoms[0].shape
     for a in atoms[1:]:

@@ -394,6 +394,9 @@ def supported_names() -> list[str]:
     return sorted(_SUPPORTED_NAMES | {numpy_name(f) for f in CONSTANT_BUILDERS.values()})
 
 
+# NumPy functions whose list or tuple arguments are sequences of arrays (or shapes), not arrays
+_SEQUENCE_TAKERS = (np.stack, np.concatenate, np.zeros, np.ones, np.reshape, np.broadcast_to, np.tile, np.transpose)
+
 # Array constructors run at compile time on constant arguments; their result is a constant
 # tensor of the compiled program.
 CONSTANT_BUILDERS = {id(f): f for f in (np.array, np.asarray, np.arange, np.eye, np.identity, np.linspace, np.full)}
@@ -403,6 +406,9 @@ def lower_numpy_call(fe: Tracer, f: Any, args: list, kwargs: dict) -> Any:
     """Lower a call of the numpy callable ``f``, or reject it with the supported list."""
     entry = NUMPY_LOWERINGS.get(id(f))
     if entry is not None and entry[0] is f:
+        if f not in _SEQUENCE_TAKERS:
+            # a list or tuple holding computed tensors is an array (`np.sum([a, b * b])`), as in NumPy
+            args = [_array_of(fe, a) if isinstance(a, (list, tuple)) and has_traced([a]) else a for a in args]
         return entry[1](fe, list(args), dict(kwargs))
     if CONSTANT_BUILDERS.get(id(f)) is f:
         if f in (np.array, np.asarray) and has_traced([list(args)]) and not has_traced([list(kwargs.values())]):

@@ -46,6 +46,15 @@ class Tracer:
         # Parameters assigned while tracing (``ops.assign``): id -> (the Parameter, its new value).
         # Later reads of the Parameter see the new value; the program returns it (Program.updates).
         self.assigned: dict[int, tuple[Any, Atom]] = {}
+        # Values typed like Python numbers ("weakly typed"): the index of a loop kept as a loop, a
+        # number carried through a loop or joined after an `if` on a tensor, and what is computed
+        # from those and Python numbers alone. They are int64 or float64 on their own and take the
+        # dtype of the tensors they meet, as the Python numbers they stand for would.
+        self.weak: set[Atom] = set()
+        # Python lists a `for` loop kept as a loop appended one tensor to per iteration: id ->
+        # (the loop's stacked values, the list's items then, the list); stacking the list again
+        # gives the stacked values as they are.
+        self.stacked: dict[int, tuple[Atom, tuple, list]] = {}
 
     # ------------------------------------------------------------------ position and errors
     @property
@@ -142,11 +151,48 @@ class Tracer:
             return Lit(v, like)
         raise self.error(f"expected a tensor, got {describe(v)}", ArgumentError)
 
+    def is_weak(self, v: Any) -> bool:
+        """Whether ``v`` is a weakly typed value (:attr:`weak`)."""
+        return isinstance(v, (Var, Lit)) and v in self.weak
+
+    def mark_weak(self, a: Atom) -> Atom:
+        """Record ``a`` (an int or float value standing for a Python number) as weakly typed."""
+        if a.dtype.kind in "iuf":
+            self.weak.add(a)
+        return a
+
+    def _adopt(self, a: Atom, like: np.dtype) -> Atom:
+        """The weakly typed ``a`` as the tensors of dtype ``like`` it meets take it (as a Python
+        number of its kind would be): their dtype, float32 for a float meeting integers."""
+        if like.kind not in "iuf":
+            return a
+        target = np.dtype(np.float32) if a.dtype.kind == "f" and like.kind != "f" else like
+        key = (a, target)
+        if key not in self.promoted:
+            self.promoted[key] = cast_to(self._b, a, target)
+        return self.promoted[key]
+
+    def stacked_list(self, xs: Any) -> Atom | None:
+        """The stacked values of a list a loop built (:attr:`stacked`), while it holds what the
+        loop appended and nothing else; else None."""
+        got = self.stacked.get(id(xs))
+        if got is None or got[2] is not xs or len(xs) != len(got[1]):
+            return None
+        return got[0] if all(a is b for a, b in zip(xs, got[1])) else None
+
     def atoms(self, vals: list[Any]) -> list[Atom]:
-        """Convert values, typing Python scalars after the tensors among them."""
-        tensor_dts = [self.atom(v).dtype for v in vals if is_tensor_value(v)]
-        like = np.result_type(*tensor_dts) if tensor_dts else None
-        return [self.atom(v, like) for v in vals]
+        """Convert values, typing Python scalars (and weakly typed values) after the tensors
+        among them; among Python numbers and weakly typed values alone, int64 or float64."""
+        strong = [self.atom(v).dtype for v in vals if is_tensor_value(v) and not self.is_weak(v)]
+        if strong:
+            like = np.result_type(*strong)
+            return [self._adopt(v, like) if self.is_weak(v) else self.atom(v, like) for v in vals]
+        weak = [v for v in vals if self.is_weak(v)]
+        if not weak:
+            return [self.atom(v) for v in vals]
+        floats = any(w.dtype.kind == "f" for w in weak) or any(isinstance(v, float) for v in vals)
+        like = np.dtype(np.float64 if floats else np.int64)
+        return [self._adopt(v, like) if self.is_weak(v) else self.atom(v, like) for v in vals]
 
     def bind(self, op: str, ins: list[Any], hint: str | None = None, **params: Any) -> Var:
         """Emit ``op`` on values (converted by :meth:`atoms`); its one output."""
@@ -161,7 +207,10 @@ class Tracer:
             for a in args:
                 if not isinstance(a, (int, float, bool)):
                     raise self.error(f"{opdef.display} expects tensors or numbers, got {describe(a)}", ArgumentError)
-        return self._b.bind1(op, *self.promote(self.atoms(args)))
+        out = self._b.bind1(op, *self.promote(self.atoms(args)))
+        if any(self.is_weak(a) for a in args) and all(self.is_weak(a) or not is_tensor_value(a) for a in args):
+            self.mark_weak(out)
+        return out
 
     def promote(self, atoms: list[Atom]) -> list[Atom]:
         """MindSpore's promotion for mixed integer and float operands: the integer ones become

@@ -43,10 +43,10 @@ import numpy as np
 # ----------------------------------------------------------------------------- the reference namespace
 MARGIN = 1e-3  # the closest a kink (or a domain edge) may be to a value at the drawn inputs
 MAGNITUDE = 1e4  # the largest value a program may compute at the drawn inputs
-#: ``for`` bodies also compute with the loop index (``0.1 * i``): off by default, since a ``for``
-#: kept as a loop region (n above the unroll limit) computes ``0.1 * i`` in float32 (the index is
-#: an int64 tensor there), unrolled in float64; ``run.py --loop-index`` turns it on
-LOOP_INDEX = False
+#: ``for`` bodies also compute with the loop index (``0.1 * i``), unrolled or kept as a loop
+#: region (where the index is weakly typed, as the Python int it stands for);
+#: ``run.py --no-loop-index`` turns it off
+LOOP_INDEX = True
 CONTROL_MARGIN = 0.05  # the closest the test of an if/while may be to switching at the drawn inputs
 
 

@@ -13,8 +13,8 @@ early ``return`` in a branch. Tests are drawn with a margin (``CONTROL_MARGIN``)
 differences take the same branches and trip counts. Control flow is drawn from an RNG stream of
 its own and only with ``--control``: without it every seed gives the same straight-line program
 as before, so earlier reproductions hold; ``--control`` programs are other programs.
-``--loop-index`` lets ``for`` bodies compute with the loop index (``0.1 * i``; see
-``LOOP_INDEX`` in ``_gen.py``).
+``for`` bodies compute with the loop index (``0.1 * i``; see ``LOOP_INDEX`` in ``_gen.py``)
+unless ``--no-loop-index`` is given.
 
 Program ``k`` of a run is the program of seed ``seed + k`` (``tests/fuzz/_gen.py``), so a failure
 is reproduced by ``--seed SEED --programs 1`` (plus ``--control`` where it was drawn with it). Every failing program's source is printed with the
@@ -47,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=["pynative", "graph", "both"], default="pynative")
     ap.add_argument("--light", action="store_true", help="only vjp and jvp (no jit, value_and_grad, Cell, 2nd order)")
     ap.add_argument("--control", action="store_true", help="programs with control flow (if/for/while/return)")
-    ap.add_argument("--loop-index", action="store_true", help="with --control: for bodies also use the loop index")
+    ap.add_argument(
+        "--loop-index",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --control: for bodies also use the loop index (default: on)",
+    )
     ap.add_argument("--show", type=int, default=20, help="print at most this many failing programs (default 20)")
     args = ap.parse_args(argv)
     _gen.LOOP_INDEX = args.loop_index
