@@ -25,6 +25,7 @@ call is traced in every process, as before.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import platform
@@ -42,7 +43,7 @@ from .tensor import Parameter, Tensor
 from .trace.reads import Reads
 from .version import __version__
 
-FORMAT = 1  # of the records: a record of another format is not read
+FORMAT = 2  # of the records: a record of another format is not read
 
 
 class Unkeyable(Exception):
@@ -212,10 +213,24 @@ def _qualname(t: type) -> str:
 _VERSIONS: dict[str, str] = {}
 
 
+def _numba_version() -> str:
+    """Numba's version without importing it (a warm start in background mode runs numpy code
+    first: importing Numba would double its time): the digest of its version file (or, where
+    there is none, the place and time of its package)."""
+    spec = importlib.util.find_spec("numba")
+    if spec is None or not spec.origin:
+        return "no numba"
+    package = Path(spec.origin).parent
+    try:
+        return file_digest(str(package / "_version.py"))
+    except OSError:
+        st = os.stat(spec.origin)
+        return f"{spec.origin}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def versions(backend: str) -> str:
     """The versions a program depends on: s2s_ad's (with the size and time of its source
-    files), NumPy's, Python's and, for the Numba backend, Numba's (imported here: that backend
-    needs it anyway)."""
+    files), NumPy's, Python's and, for the Numba backend, Numba's (read without importing it)."""
     v = _VERSIONS.get(backend)
     if v is None:
         stats = []
@@ -231,9 +246,7 @@ def versions(backend: str) -> str:
             platform.machine(),
         ]
         if backend == "numba":
-            import numba  # the Numba backend loads it for the machine code in any case
-
-            parts += [f"numba {numba.__version__}", f"NUMBA_OPT {os.environ.get('NUMBA_OPT', '')}"]
+            parts += [f"numba {_numba_version()}", f"NUMBA_OPT {os.environ.get('NUMBA_OPT', '')}"]
         v = _VERSIONS[backend] = "|".join(parts)
     return v
 
