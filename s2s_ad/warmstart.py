@@ -91,6 +91,17 @@ class Walk:
         self._seen: dict[int, int] = {}
         self._alive: list[Any] = []
 
+    def state(self) -> tuple:
+        """Where the walk is: :meth:`restore` goes back there (a record that does not hold
+        must leave the walk as the key left it, for the record written in its place)."""
+        return (dict(self._seen), len(self._alive), len(self.parameters), len(self.arrays), set(self.functions))
+
+    def restore(self, state: tuple) -> None:
+        seen, alive, parameters, arrays, functions = state
+        self._seen = dict(seen)
+        del self._alive[alive:], self.parameters[parameters:], self.arrays[arrays:]
+        self.functions = set(functions)
+
     def describe(self, v: Any) -> Any:
         """A nested tuple of plain values that is equal across processes exactly when ``v``
         would trace the same; raises :class:`Unkeyable`."""
@@ -177,8 +188,27 @@ class Walk:
             c.__qualname__,
             file_digest(file),
             data,
+            self._closures(c),
             tuple(self._class(b) for b in c.__bases__),
         )
+
+    def _closures(self, c: type) -> tuple:
+        """The closures of the methods of class ``c`` (a class defined in a function: its
+        ``construct`` may call the enclosing function's local functions, which a trace
+        inlines). A closure that cannot be described is marked so; a trace that inlines that
+        method stores no record (:func:`_dependencies`)."""
+        out = []
+        for k, x in vars(c).items():
+            if isinstance(x, (staticmethod, classmethod)):
+                x = x.__func__
+            if not isinstance(x, types.FunctionType) or not x.__closure__:
+                continue
+            try:
+                out.append((k, self.describe(x)))
+            except Unkeyable:
+                self.functions.discard(id(x))
+                out.append((k, "unkeyable"))
+        return tuple(out)
 
     def _object(self, v: Any) -> Any:
         # only instances of classes written in Python, whose state is all in their __dict__
@@ -323,6 +353,14 @@ def load(name: str, walk: Walk) -> tuple[dict[str, Any], list[Parameter]] | None
     raw = diskcache.read_record(name)
     if raw is None:
         return None
+    state = walk.state()
+    found = _check(raw, walk)
+    if found is None:
+        walk.restore(state)
+    return found
+
+
+def _check(raw: bytes, walk: Walk) -> tuple[dict[str, Any], list[Parameter]] | None:
     try:
         data = pickle.loads(raw)  # noqa: S301 - written by s2s_ad into its own cache directory
         if data.get("format") != FORMAT:
