@@ -163,6 +163,19 @@ def entry_name(src: str, fname: str) -> str:
     return f"{fname}_{digest}"
 
 
+def has_entry(src: str, fname: str) -> bool:
+    """Whether the disk cache holds ``src``'s module and Numba's index of its machine code
+    (loading it then compiles nothing, unless the index lacks the argument types asked for)."""
+    directory = entries_dir()
+    if directory is None:
+        return False
+    stem = entry_name(src, fname)
+    try:
+        return (directory / f"{stem}.py").is_file() and any((directory / "__pycache__").glob(f"{stem}.*.nbi"))
+    except OSError:
+        return False
+
+
 def _warn_once(kind: str, message: str) -> None:
     if kind not in _warned:
         _warned.add(kind)
@@ -626,6 +639,7 @@ __all__ = [
     "compile_cached",
     "entries_dir",
     "entry_name",
+    "has_entry",
     "evict",
     "info",
     "load_entry",

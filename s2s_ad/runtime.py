@@ -27,7 +27,7 @@ import numpy as np
 from . import context, progress, tiered, warmstart
 from .backend import compile_source, compile_split, split_program
 from .codegen import generate
-from .diskcache import FirstCall, load_entry
+from .diskcache import FirstCall
 from .dtype import native, native_array
 from .ir import HALF, Aval, Program, dict_keys, unflatten, widen_half
 from .lru import ProgramCache
@@ -136,6 +136,9 @@ class Compiled:
         self.backend = backend
         self.entry: FirstCall | None = None
         self.tier: tiered.Tier | None = None
+        self.doc = doc
+        self.py_source: str | None = None  # the numpy code of a Numba program, where generated
+        self.split: tuple[str, dict[str, str]] | None = None
         if backend == "cuda":
             # imported on the first CUDA compile only (importing the printer adds 5% to `import s2s_ad`)
             from .cuda import build
@@ -146,12 +149,14 @@ class Compiled:
                 self.source = generate(self.program, self.fname, doc, fuse=backend == "numba")
             kernels = split_program(self.program, self.fname, doc, self.source) if backend == "numba" else None
             if kernels is not None:
+                self.split = kernels
                 self.main_source, self.kernels = kernels
                 self.source = "\n\n".join([*self.kernels.values(), self.main_source])
             if backend == "numba" and tiered.background() and (kernels is None or kernels[1]):
                 # numpy code now, Numba's machine code from the worker when ready (s2s_ad.tiered)
                 self.tier = tiered.Tier(self.source, self.fname, kernels)
-                self.fn = compile_source(generate(self.program, self.fname, doc), self.fname, "python")
+                self.py_source = generate(self.program, self.fname, doc)
+                self.fn = compile_source(self.py_source, self.fname, "python")
             elif kernels is not None:
                 self.fn = compile_split(self.main_source, self.fname, self.kernels)
             else:
@@ -170,9 +175,12 @@ class Compiled:
         self.ready = False  # whether ``call`` is the generated dispatcher (:func:`cached` calls only those)
 
     @classmethod
-    def warm(cls, record: dict[str, Any], parameters: list[Any], fn: Callable) -> Compiled:
+    def warm(
+        cls, record: dict[str, Any], parameters: list[Any], fn: Callable, tier: tiered.Tier | None = None
+    ) -> Compiled:
         """The compiled call of a warm-start ``record`` (:func:`warm_record` wrote it) running
-        ``fn``, reading ``parameters``."""
+        ``fn`` (with ``tier``: the numpy code, until ``tier`` has loaded the machine code),
+        reading ``parameters``."""
         c = cls.__new__(cls)
         c.program = None
         c.iface = Interface(
@@ -188,15 +196,19 @@ class Compiled:
         )
         c.kinds, c.out_avals, c.half_inputs = record["kinds"], record["out_avals"], record["half_inputs"]
         c.fname, c.backend, c.source, c.fn, c.entry = record["fname"], record["backend"], record["source"], fn, None
-        c.call, c.session, c.ready, c.tier = c._first_call, None, False, None
+        c.py_source, c.split, c.doc = record["py_source"], record["split"], None
+        c.call, c.session, c.ready, c.tier = c._first_call, None, False, tier
         return c
 
     def warm_record(self) -> dict[str, Any] | None:
         """What :meth:`warm` needs to rebuild this call in another process (the parameters
-        apart), or ``None`` where the compiled code is not on disk."""
-        stem = self.fn.stem if type(self.fn) is FirstCall else None
-        if self.backend == "numba" and stem is None:
+        apart): the generated source (for the Numba backend also its numpy code, which a warm
+        start in background mode runs while the machine code loads), or ``None`` for a backend
+        without warm starts."""
+        if self.backend not in ("numba", "python"):
             return None
+        if self.backend == "numba" and self.py_source is None and self.program is not None:
+            self.py_source = generate(self.program, self.fname, self.doc)
         i = self.iface
         return {
             "name": i.name,
@@ -212,7 +224,8 @@ class Compiled:
             "fname": self.fname,
             "backend": self.backend,
             "source": self.source,
-            "stem": stem,
+            "py_source": self.py_source,
+            "split": self.split,
         }
 
     def __call__(self, args: list[Any] | tuple) -> Any:
@@ -225,9 +238,13 @@ class Compiled:
         arrays += [_input(c) for c in prog.consts]
         for i in self.half_inputs:
             arrays[i] = np.float32(arrays[i]) if np.ndim(arrays[i]) == 0 else arrays[i].astype(np.float32)
-        if self.tier is not None:
-            self.tier.start(self, arrays)
+        tier = self.tier
+        if tier is not None and not tier.warm:
+            tier.start(self, arrays)  # the compiling process starts before the numpy call
         results = _run_first_call(self, arrays)
+        if tier is not None and tier.warm:
+            # loading machine code takes the GIL (Numba's import): after the first result
+            tier.start(self, arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
             # generated module) lives as long as this program
@@ -552,14 +569,22 @@ def _load_warm(name: str, walk: warmstart.Walk, backend: str) -> Compiled | None
     record, parameters = found
     if record["backend"] != backend:
         return None
-    if backend == "numba":
-        fn = load_entry(record["stem"], record["source"], record["fname"])
-        if fn is None:  # the entry was evicted
-            return None
+    fname, split, tier = record["fname"], record["split"], None
+    if backend != "numba":
+        fn = compile_source(record["source"], fname, backend)
+    elif split is not None and not split[1]:
+        fn = compile_split(split[0], fname, {})  # numpy calls only: nothing for Numba
+    elif tiered.background():
+        # the numpy code answers at once; a worker loads the machine code (importing Numba
+        # takes a second, loading its cached code another) and switches the calls to it
+        fn = compile_source(record["py_source"], fname, "python")
+        tier = tiered.Tier(record["source"], fname, split, warm=True)
+    elif split is not None:
+        fn = compile_split(split[0], fname, split[1])
     else:
-        fn = compile_source(record["source"], record["fname"], backend)
+        fn = compile_source(record["source"], fname, "numba")
     progress.loaded(record["name"], time.perf_counter() - start)
-    return Compiled.warm(record, parameters, fn)
+    return Compiled.warm(record, parameters, fn, tier)
 
 
 # ---------------------------------------------------------------------- eager ops

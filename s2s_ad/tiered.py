@@ -57,12 +57,15 @@ def background() -> bool:
 class Tier:
     """The background compile of one program: the Numba ``source`` of function ``fname``,
     compiled for the argument types of the program's first call, then swapped into its
-    owner (a :class:`~s2s_ad.runtime.Compiled`: its ``fn``, ``entry`` and dispatchers)."""
+    owner (a :class:`~s2s_ad.runtime.Compiled`: its ``fn``, ``entry`` and dispatchers).
+    ``warm``: the program was loaded by a warm start, so its machine code is most likely in the
+    disk cache already: the worker loads it without starting a compiling process when it is."""
 
-    def __init__(self, source: str, fname: str, split: tuple[str, dict[str, str]] | None = None):
+    def __init__(self, source: str, fname: str, split: tuple[str, dict[str, str]] | None = None, warm: bool = False):
         self.source = source
         self.fname = fname
         self.split = split  # (main source, kernels) of a program split into loop kernels
+        self.warm = warm
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.ready: Callable | None = None  # Numba's dispatcher, once compiled
@@ -97,7 +100,9 @@ class Tier:
         t0 = time.perf_counter()
         try:
             arrays, self._arrays = self._arrays or [], None
-            child = _start_child(self.source, self.fname, self.split, arrays) if worker() == "process" else None
+            child = None
+            if worker() == "process" and not (self.warm and self._on_disk()):
+                child = _start_child(self.source, self.fname, self.split, arrays)
             if child is not None:
                 # waiting takes no GIL; importing Numba here only after the child is done keeps
                 # the caller's first (numpy) calls free of that import's GIL time
@@ -141,6 +146,12 @@ class Tier:
             "compiled %s in the background in %.2f s; its calls run the machine code now", self.fname, self.seconds
         )
         self.done.set()
+
+    def _on_disk(self) -> bool:
+        """Whether the disk cache holds machine code for every function Numba would compile."""
+        if self.split is None:
+            return diskcache.has_entry(self.source, self.fname)
+        return all(diskcache.has_entry(src, name) for name, src in self.split[1].items())
 
 
 def worker() -> str:

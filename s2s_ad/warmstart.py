@@ -25,6 +25,7 @@ call is traced in every process, as before.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
 import platform
@@ -42,7 +43,7 @@ from .tensor import Parameter, Tensor
 from .trace.reads import Reads
 from .version import __version__
 
-FORMAT = 1  # of the records: a record of another format is not read
+FORMAT = 2  # of the records: a record of another format is not read
 
 
 class Unkeyable(Exception):
@@ -89,6 +90,17 @@ class Walk:
         self.functions: set[int] = set()  # ids of the functions whose closures were described
         self._seen: dict[int, int] = {}
         self._alive: list[Any] = []
+
+    def state(self) -> tuple:
+        """Where the walk is: :meth:`restore` goes back there (a record that does not hold
+        must leave the walk as the key left it, for the record written in its place)."""
+        return (dict(self._seen), len(self._alive), len(self.parameters), len(self.arrays), set(self.functions))
+
+    def restore(self, state: tuple) -> None:
+        seen, alive, parameters, arrays, functions = state
+        self._seen = dict(seen)
+        del self._alive[alive:], self.parameters[parameters:], self.arrays[arrays:]
+        self.functions = set(functions)
 
     def describe(self, v: Any) -> Any:
         """A nested tuple of plain values that is equal across processes exactly when ``v``
@@ -176,8 +188,27 @@ class Walk:
             c.__qualname__,
             file_digest(file),
             data,
+            self._closures(c),
             tuple(self._class(b) for b in c.__bases__),
         )
+
+    def _closures(self, c: type) -> tuple:
+        """The closures of the methods of class ``c`` (a class defined in a function: its
+        ``construct`` may call the enclosing function's local functions, which a trace
+        inlines). A closure that cannot be described is marked so; a trace that inlines that
+        method stores no record (:func:`_dependencies`)."""
+        out = []
+        for k, x in vars(c).items():
+            if isinstance(x, (staticmethod, classmethod)):
+                x = x.__func__
+            if not isinstance(x, types.FunctionType) or not x.__closure__:
+                continue
+            try:
+                out.append((k, self.describe(x)))
+            except Unkeyable:
+                self.functions.discard(id(x))
+                out.append((k, "unkeyable"))
+        return tuple(out)
 
     def _object(self, v: Any) -> Any:
         # only instances of classes written in Python, whose state is all in their __dict__
@@ -212,10 +243,24 @@ def _qualname(t: type) -> str:
 _VERSIONS: dict[str, str] = {}
 
 
+def _numba_version() -> str:
+    """Numba's version without importing it (a warm start in background mode runs numpy code
+    first: importing Numba would double its time): the digest of its version file (or, where
+    there is none, the place and time of its package)."""
+    spec = importlib.util.find_spec("numba")
+    if spec is None or not spec.origin:
+        return "no numba"
+    package = Path(spec.origin).parent
+    try:
+        return file_digest(str(package / "_version.py"))
+    except OSError:
+        st = os.stat(spec.origin)
+        return f"{spec.origin}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def versions(backend: str) -> str:
     """The versions a program depends on: s2s_ad's (with the size and time of its source
-    files), NumPy's, Python's and, for the Numba backend, Numba's (imported here: that backend
-    needs it anyway)."""
+    files), NumPy's, Python's and, for the Numba backend, Numba's (read without importing it)."""
     v = _VERSIONS.get(backend)
     if v is None:
         stats = []
@@ -231,9 +276,7 @@ def versions(backend: str) -> str:
             platform.machine(),
         ]
         if backend == "numba":
-            import numba  # the Numba backend loads it for the machine code in any case
-
-            parts += [f"numba {numba.__version__}", f"NUMBA_OPT {os.environ.get('NUMBA_OPT', '')}"]
+            parts += [f"numba {_numba_version()}", f"NUMBA_OPT {os.environ.get('NUMBA_OPT', '')}"]
         v = _VERSIONS[backend] = "|".join(parts)
     return v
 
@@ -310,6 +353,14 @@ def load(name: str, walk: Walk) -> tuple[dict[str, Any], list[Parameter]] | None
     raw = diskcache.read_record(name)
     if raw is None:
         return None
+    state = walk.state()
+    found = _check(raw, walk)
+    if found is None:
+        walk.restore(state)
+    return found
+
+
+def _check(raw: bytes, walk: Walk) -> tuple[dict[str, Any], list[Parameter]] | None:
     try:
         data = pickle.loads(raw)  # noqa: S301 - written by s2s_ad into its own cache directory
         if data.get("format") != FORMAT:

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import s2s_ad
-from s2s_ad import Parameter, Tensor, nn, ops, runtime, warmstart
+from s2s_ad import Parameter, Tensor, backend, context, nn, ops, runtime, tiered, warmstart
+from s2s_ad.lru import ProgramCache
 from s2s_ad.runtime import cache_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +126,11 @@ def test_a_global_it_reads_is_part_of_the_key(mode, cache, traces, user_module):
     m = user_module.load()
     s2s_ad.grad(m.f)(Tensor(X))
     m.SCALE = 5.0  # the file is unchanged: the value read is compared
+    _forget(m.f)
+    g = s2s_ad.grad(m.f)(Tensor(X)).asnumpy()
+    assert traces[0] == 2
+    np.testing.assert_allclose(g, 5 * np.cos(X), rtol=1e-6)
+    # the record written in place of the one that no longer held loads in the next process
     _forget(m.f)
     g = s2s_ad.grad(m.f)(Tensor(X)).asnumpy()
     assert traces[0] == 2
@@ -272,3 +278,124 @@ def test_a_hessian_loads_without_tracing_again(mode, cache, traces, user_module,
     again = s2s_ad.hessian(m.f)(x).asnumpy()
     assert traces[0] == 1
     np.testing.assert_allclose(again, first)
+
+
+def test_a_split_program_loads_without_tracing(cache, traces, user_module, monkeypatch):
+    """A program split into loop kernels (``S2S_AD_SPLIT_LINES``) has a record too: its main
+    (Python) source and its kernels load from the disk cache."""
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "3")
+    context.set_context(mode=context.GRAPH_MODE)
+    user_module.write(MODULE)
+    m = user_module.load()
+    fn = s2s_ad.grad(m.f)
+    g1 = fn(Tensor(X)).asnumpy()
+    (prog,) = [calls[k] for calls in cache_for(m.f).values() for k in calls]
+    assert prog.split is not None and prog.split[1]  # kernels
+    _forget(m.f)
+    g2 = s2s_ad.grad(m.f)(Tensor(X)).asnumpy()
+    assert traces[0] == 1
+    np.testing.assert_allclose(g2, g1, rtol=1e-6)
+    np.testing.assert_allclose(g2, 3 * np.cos(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("split", ["0", "3"])
+def test_a_warm_start_in_background_mode_answers_from_numpy_then_loads(cache, traces, user_module, monkeypatch, split):
+    """In background mode a warm start runs the record's numpy code first and a worker loads
+    the machine code (no compiling process: it is on disk); the results agree."""
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", split)
+    # functions compiled by earlier tests (kept in memory by source) would not be on this disk
+    monkeypatch.setattr(backend, "_CACHE", ProgramCache())
+    context.set_context(mode=context.GRAPH_MODE, compile_mode="blocking")
+    # (a program of its own: an entry module loaded by an earlier test stays where it was)
+    user_module.write(MODULE.replace("ops.sin(x) * SCALE", "ops.sin(x) * SCALE + ops.cos(x)"))
+    m = user_module.load()
+    g1 = s2s_ad.grad(m.f)(Tensor(X)).asnumpy()
+    np.testing.assert_allclose(g1, 3 * np.cos(X) - np.sin(X), rtol=1e-5)
+    _forget(m.f)
+    context.set_context(compile_mode="background")
+    fn = s2s_ad.grad(m.f)
+    g2 = fn(Tensor(X)).asnumpy()
+    assert traces[0] == 1
+    (prog,) = [calls[k] for calls in cache_for(m.f).values() for k in calls]
+    assert prog.program is None and prog.tier is not None and prog.tier.warm
+    assert tiered.wait(timeout=600)
+    assert prog.tier.error is None and prog.tier.process_ok is None  # loaded, not compiled by a process
+    assert prog.call.__globals__["fn"] is prog.tier.ready
+    g3 = fn(Tensor(X)).asnumpy()
+    for g in (g2, g3):
+        np.testing.assert_allclose(g, g1, rtol=1e-6)
+
+
+WARM_BACKGROUND = """
+import sys
+import numpy as np
+import s2s_ad
+from s2s_ad import Parameter, ParameterTuple, Tensor, nn, ops, tiered
+
+
+class Net(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.z = Parameter(Tensor(np.array([1.5], np.float32)), name="z")
+
+    def construct(self, x, y):
+        return ops.matmul(ops.sin(x) * self.z, y)
+
+
+net = Net()
+x = Tensor(np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3))
+y = Tensor(np.linspace(0, 2, 9, dtype=np.float32).reshape(3, 3))
+grad = ops.GradOperation(get_by_list=True)(net, ParameterTuple(net.trainable_params()))
+expected = (np.sin(x.asnumpy()) @ y.asnumpy()).sum()
+(g,) = grad(x, y)
+assert np.allclose(g.asnumpy(), [expected], rtol=1e-5), (g, expected)
+first = sorted(m for m in ("numba", "sympy") if m in sys.modules)
+assert tiered.wait(timeout=600)
+(g,) = grad(x, y)
+assert np.allclose(g.asnumpy(), [expected], rtol=1e-5), (g, expected)
+print(",".join(first) or "-")
+"""
+
+
+def test_a_fresh_process_in_background_mode_answers_without_numba(tmp_path):
+    """The default (background) mode writes a record at the first compile; the next process
+    answers its first call with neither SymPy nor Numba imported."""
+    (tmp_path / "main.py").write_text(textwrap.dedent(WARM_BACKGROUND))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "S2S_AD_CACHE_DIR": str(tmp_path / "cache"),
+        "S2S_AD_COMPILE": "background",
+    }
+
+    def run() -> str:
+        r = subprocess.run([sys.executable, str(tmp_path / "main.py")], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    assert run() == "sympy"  # traced; answered from numpy while a process compiled
+    assert run() == "-"  # loaded: numpy code first, the machine code loaded afterwards
+
+
+def _local_net(c: float) -> nn.Cell:
+    def helper(x):
+        return ops.sin(x) * c
+
+    class Local(nn.Cell):
+        def construct(self, x):
+            return helper(x).sum()
+
+    return Local()
+
+
+def test_a_cell_class_defined_in_a_function_keys_its_methods_closures(mode, cache, traces):
+    """``construct`` calls a local function of the function that defined the class: its
+    closure (here the constant ``c``) is part of the key."""
+    g = s2s_ad.grad(_local_net(2.0))(Tensor(X)).asnumpy()
+    np.testing.assert_allclose(g, 2 * np.cos(X), rtol=1e-6)
+    g = s2s_ad.grad(_local_net(2.0))(Tensor(X)).asnumpy()
+    assert traces[0] == 1  # another Cell, described alike: loaded
+    np.testing.assert_allclose(g, 2 * np.cos(X), rtol=1e-6)
+    g = s2s_ad.grad(_local_net(3.0))(Tensor(X)).asnumpy()
+    assert traces[0] == 2
+    np.testing.assert_allclose(g, 3 * np.cos(X), rtol=1e-6)
