@@ -18,10 +18,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .codegen import LOOP_NS, generate, loop_namespace, module_header, register_source
+from .codegen import LOOP_NS, generate, loop_namespace, module_header, register_source, uses_special
 from .diskcache import NJIT_OPTIONS, compile_cached
 from .ir import Program, subprograms
 from .lru import ProgramCache, Users
+from .primitives import SPECIAL_NS
 
 _CACHE = ProgramCache()  # (source, backend) -> compiled function, recently used ones
 _LOCK = threading.Lock()
@@ -40,6 +41,10 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
         if fn is None:
             filename = register_source(src, fname)
             ns: dict = {"np": np}
+            if uses_special(src):
+                import scipy.special  # only programs that call a special function (erf) need it
+
+                ns[SPECIAL_NS] = scipy.special
             if backend == "numba":
                 ns[LOOP_NS] = loop_namespace()
             exec(compile(src, filename, "exec"), ns)
@@ -110,7 +115,8 @@ def standalone_source(src: str, fname: str, target: str) -> str:
     The Numba source's fused loops call functions of ``s2s_ad``'s loop namespace, so that
     module imports ``s2s_ad``; the numpy one needs only numpy."""
     if target == "numpy":
-        return module_header(False, "the numpy source PYNATIVE_MODE runs") + src
+        special = (f"import scipy.special as {SPECIAL_NS}",) if uses_special(src) else ()
+        return module_header(False, "the numpy source PYNATIVE_MODE runs", imports=special) + src
     if target != "numba":
         raise ValueError(f"standalone_source: target must be 'numpy' or 'numba', got {target!r}")
     options = ", ".join(f'{k}="{v}"' if isinstance(v, str) else f"{k}={v!r}" for k, v in NJIT_OPTIONS.items())

@@ -25,7 +25,7 @@ import numpy as np
 
 from .fusion import Loop, schedule
 from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
-from .primitives import ATOM, ELEMENTWISE, MUL, POW, UNARY, get_op, numpy_literal, print_elementwise
+from .primitives import ATOM, ELEMENTWISE, MUL, POW, SPECIAL_NS, UNARY, get_op, numpy_literal, print_elementwise
 from .primitives import wrap as _wrap
 from .regions import loop_layout, while_layout
 
@@ -71,7 +71,7 @@ class _Ctx:
 
 class _Names:
     def __init__(self) -> None:
-        self.used = {"np", "math"}
+        self.used = {"np", "math", SPECIAL_NS}
         self.temps = 0
 
     def fresh(self, hint: str | None) -> str:
@@ -93,6 +93,8 @@ class _Names:
 
 
 def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = (), ns: str | None = None) -> tuple[str, int]:
+    if ns is None and op.special and C.numba:
+        ns = LOOP_NS  # Numba cannot compile scipy.special: the loop namespace's kernel
     return print_elementwise(op, args, lambda v: C.lit(v, dt), ns or C.np, shape)
 
 
@@ -120,9 +122,15 @@ def loop_namespace() -> ModuleType:
     ns = ModuleType(f"s2s_ad.{LOOP_NS}", "The functions of the fused loops (s2s_ad.codegen.loop_namespace).")
     for op in ELEMENTWISE:
         if op.function is not None:
-            setattr(ns, op.function, cpumath.KERNELS.get(op.function) or getattr(np, op.function))
+            setattr(ns, op.function, cpumath.KERNELS.get(op.function) or op.host_function())
     ns.sum_add = cpumath.sum_add
     return ns
+
+
+def uses_special(src: str) -> bool:
+    """Whether generated numpy source calls scipy.special's functions (``sc.erf(x)``): its module
+    imports scipy.special as ``sc``."""
+    return re.search(rf"\b{SPECIAL_NS}\.\w+\(", src) is not None
 
 
 def module_header(fused: bool, what: str, imports: tuple[str, ...] = ()) -> str:

@@ -16,6 +16,9 @@ and the right one selected, so LLVM vectorises a loop that calls them.
 * ``sin`` and ``cos`` reduce the argument exactly only for ``|x| <= 2**20 pi/2``; beyond it
   (and for ``inf`` and ``nan``) they return ``nan``, and the fused loop that called them runs
   again with numpy's functions (``codegen._print_loop``). They are meant for those loops only.
+* ``erf`` and ``erfc`` have no numpy function to fall back on (numpy code calls scipy.special's):
+  here they are the C library's ``erf``/``erfc`` (Numba's ``math.erf``), element by element, for
+  a scalar of any dtype and for an array (code outside fused loops calls them too).
 * ``sum_add`` is the addition of the loops' float sums, the one operation LLVM may reorder.
 
 The loops call their functions as ``vm.NAME(x)``; the namespace ``vm`` is built from the op
@@ -26,12 +29,14 @@ name exists, else numpy's function (which Numba compiles as a call of the C libr
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["KERNELS", "cos", "exp", "log", "sin", "sum_add", "tanh"]
+__all__ = ["KERNELS", "cos", "erf", "erfc", "exp", "log", "sin", "sum_add", "tanh"]
 
 _JIT = {"error_model": "numpy", "nogil": True}
 
@@ -385,5 +390,48 @@ _by_precision(sin, _sin32, _sin64)
 _by_precision(cos, _cos32, _cos64)
 
 
+# ----------------------------------------------------------------------------- special functions
+def erf(x):
+    """The error function; the C library's ``erf`` in compiled code (scipy.special's in Python)."""
+    import scipy.special  # only when run without Numba (NUMBA_DISABLE_JIT)
+
+    return scipy.special.erf(x)
+
+
+def erfc(x):
+    """1 - erf(x), accurate where erf(x) is close to 1; the C library's ``erfc`` in compiled code."""
+    import scipy.special  # only when run without Numba (NUMBA_DISABLE_JIT)
+
+    return scipy.special.erfc(x)
+
+
+def _math_kernel(fn, scalar):
+    @overload(fn, jit_options=_JIT)
+    def impl(x):
+        if isinstance(x, types.Float):
+            return lambda x: scalar(x)
+        if isinstance(x, (types.Integer, types.Boolean)):
+            return lambda x: scalar(np.float64(x))
+        if isinstance(x, types.Array) and isinstance(x.dtype, types.Float):
+
+            def array_impl(x):
+                out = np.empty(x.shape, x.dtype)
+                flat, src = out.reshape(-1), np.ascontiguousarray(x).reshape(-1)
+                for i in range(src.size):
+                    flat[i] = scalar(src[i])
+                return out
+
+            return array_impl
+        return None
+
+    return impl
+
+
+_math_kernel(erf, math.erf)
+_math_kernel(erfc, math.erfc)
+
+
 # the vectorised kernels, by the name of numpy's function they replace in fused loops
 KERNELS = {fn.__name__: fn for fn in (exp, tanh, log, sin, cos)}
+# the functions numpy lacks, by scipy.special's name (a scalar loop of the C library's)
+KERNELS.update(erf=erf, erfc=erfc)

@@ -37,6 +37,9 @@ sym = DeferredNames("sympy")
 cfn = DeferredNames("sympy.codegen.cfunctions")
 heads = DeferredNames("s2s_ad.symbolic_heads")
 
+# The namespace of scipy.special's functions in generated numpy code (``sc.erf(x)``).
+SPECIAL_NS = "sc"
+
 # Printing precedences (higher binds tighter).
 ATOM, POW, UNARY, MUL, ADD, CMP = 100, 80, 70, 60, 50, 40
 
@@ -78,6 +81,9 @@ class OpDef:
     # device function compiled from ``cuda`` (default: the ``math`` function of the same name).
     function: str | None = None
     cuda: Callable | None = None
+    # ``function`` is scipy.special's (numpy has none: ``erf``): numpy code calls it as
+    # ``sc.NAME`` (:data:`SPECIAL_NS`, scipy.special), Numba code as ``vm.NAME`` (cpumath's kernel)
+    special: bool = False
     numpy: tuple[str, ...] = ()  # NumPy functions (``np.NAME`` on traced values) that trace to this op
     # properties the passes read -----------------------------------------------------------
     view: bool = False  # numpy's result may share memory with an input (runtime copies such outputs)
@@ -116,6 +122,16 @@ class OpDef:
         if self.kind == "elementwise":
             self.contiguous = self.pointwise = True
             self.cuda_kernel = "pointwise"
+
+    def host_function(self) -> Callable:
+        """The function ``function`` names, as numpy code calls it: numpy's, or scipy.special's
+        for a ``special`` op."""
+        assert self.function is not None
+        if self.special:
+            import scipy.special  # only programs that use a special function need scipy
+
+            return getattr(scipy.special, self.function)
+        return getattr(np, self.function)
 
     @cached_property
     def symbols(self) -> tuple[sp.Symbol, ...]:
@@ -189,6 +205,8 @@ def print_elementwise(
     if kind == "prefix":
         return f"{op.printer[1]}{wrap(args[0], UNARY + 1)}", UNARY
     if kind == "call":
+        if op.special and ns == "np":
+            ns = SPECIAL_NS  # numpy has no such function: scipy.special's
         return f"{ns}.{op.printer[1]}({', '.join(a for a, _ in args)})", ATOM
     if kind == "template":
         return op.printer[1](*[wrap(a, ATOM) for a in args], lit, ns)
@@ -327,6 +345,7 @@ def elementwise(
     *,
     function: str | None = None,
     cuda: Callable | None = None,
+    special: bool = False,
     numpy: str = "",
     nin: int = 1,
     sympy_head: Any = None,
@@ -353,6 +372,7 @@ def elementwise(
             printer=printer,
             function=function,
             cuda=cuda,
+            special=special,
             numpy=tuple(numpy.split()),
             sympy_head=sympy_head,
             sympy_aliases=sympy_aliases,
@@ -621,6 +641,9 @@ for _name, _display, _formula, _fn, _cuda, _domain in [
         float_result=True,
         domain=_domain,
     )
+for _name, _display, _head in [("erf", "Erf", sym.erf), ("erfc", "Erfc", sym.erfc)]:
+    # numpy has no erf: numpy code calls scipy.special's, Numba and CUDA code math.erf/erfc
+    elementwise(_name, _display, _head, function=_name, special=True, sympy_head=_head, float_result=True)
 elementwise(
     "atan2",
     "Atan2",

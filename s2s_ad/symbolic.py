@@ -15,7 +15,7 @@ import numpy as np
 
 from .ir import Atom, Builder, Lit
 from .lazy import lazy_module, resolve
-from .primitives import ATOM, get_op, numpy_literal, print_elementwise, sympy_heads
+from .primitives import ATOM, SPECIAL_NS, get_op, numpy_literal, print_elementwise, sympy_heads
 
 sp = lazy_module("sympy")  # imported when a formula is first built
 
@@ -151,8 +151,13 @@ def numpy_value(op: str, xs: list[Lit], dtype: np.dtype) -> float:
     names = [f"a{i}" for i in range(len(xs))]
     src, _ = print_elementwise(get_op(op), [(n, ATOM) for n in names], lambda v: numpy_literal(v, dt), "np")
     scope = {n: np.dtype(x.dtype).type(x.value) for n, x in zip(names, xs)}
+    ns: dict = {"np": np}
+    if get_op(op).special:
+        import scipy.special  # a special function (erf) is scipy's in numpy code
+
+        ns[SPECIAL_NS] = scipy.special
     with np.errstate(all="ignore"):
-        return float(eval(src, {"np": np}, scope))  # noqa: S307 - the op table's own printer
+        return float(eval(src, ns, scope))  # noqa: S307 - the op table's own printer
 
 
 def to_ir(b: Builder, exprs: list[sp.Expr], env: Mapping[sp.Symbol, Atom], dtype: np.dtype) -> list[Atom]:

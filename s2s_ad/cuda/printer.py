@@ -172,7 +172,7 @@ def device_namespace() -> ModuleType:
                     f"{op.display} ({op.name}): the CUDA target has no device function for {name}; give its "
                     "op table entry a `cuda=` lowering (a function numba.cuda compiles, e.g. math.expm1)"
                 )
-            fn = devicemath.math_function(name, getattr(np, name), op.cuda, op.nin)
+            fn = devicemath.math_function(name, op.host_function(), op.cuda, op.nin)
         setattr(ns, name, fn)
     return ns
 

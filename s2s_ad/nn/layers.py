@@ -115,19 +115,16 @@ class Dense(Cell):
 
 # ---- activations and shape layers (issue 15)
 class GELU(Cell):
-    """``GELU(approximate=True)``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``, MindSpore's
-    default (tanh) form. The erf form (``approximate=False``) is not supported yet."""
+    """``GELU(approximate=True)``: with ``approximate=True`` (MindSpore's default) the tanh form
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``, with ``approximate=False`` the exact
+    ``x Phi(x) = 0.5 x (1 + erf(x / sqrt 2))``."""
 
     def __init__(self, approximate: bool = True):
         super().__init__()
-        if not approximate:
-            raise NotSupportedError(
-                "GELU(approximate=False) needs erf, which s2s_ad does not have yet; use approximate=True"
-            )
-        self.approximate = True
+        self.approximate = bool(approximate)
 
     def construct(self, x):
-        return 0.5 * x * (1.0 + ops.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+        return ops.gelu(x, approximate="tanh" if self.approximate else "none")
 
 
 class FastGelu(Cell):

@@ -238,6 +238,19 @@ def _clip_lower(fe, args, kwargs):
     return bind(*args, **kwargs)
 
 
+def _gelu_lower(fe, args, kwargs):
+    def bind(input, approximate="none"):  # noqa: A002 - MindSpore's argument name
+        return L.lower_gelu(fe, input, approximate)
+
+    return bind(*args, **kwargs)
+
+
+gelu = _functional(
+    "gelu",
+    _gelu_lower,
+    "``gelu(input, approximate='none')``: ``x Phi(x)`` with the normal distribution's ``Phi`` (erf), or its "
+    "tanh approximation with ``approximate='tanh'``.",
+)
 clip_by_value = _functional("clip_by_value", _clip_lower, "``clip_by_value(x, min, max)``: x limited to [min, max].")
 clamp = clip = _functional("clamp", _clip_lower, "``clamp(x, min=None, max=None)``: x limited to [min, max].")
 

@@ -21,6 +21,7 @@ from ..trace.lowering import (
     lower_cast,
     lower_compare,
     lower_conv2d,
+    lower_gelu,
     lower_one_hot,
     lower_pool,
     lower_reduce,
@@ -79,6 +80,13 @@ ELEMENTWISE_CLASSES = {
     if not op.derivative_only and op.name != "select"
 }
 ELEMENTWISE_CLASSES["RealDiv"] = _elementwise_class("div", "RealDiv")
+
+
+class GeLU(Primitive):
+    """``GeLU()(x)``: ``x Phi(x) = x/2 (1 + erf(x/sqrt 2))``, the exact (erf) form."""
+
+    def lower(self, fe, x):
+        return lower_gelu(fe, x, "none", "GeLU")
 
 
 class Select(Primitive):

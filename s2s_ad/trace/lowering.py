@@ -359,6 +359,26 @@ def lower_pool(
     return tr.bind1("avg_pool", a, kernel=k, stride=st, pad=pads, count_pad=bool(count_pad))
 
 
+# ---- GeLU (issue 15)
+def lower_gelu(tr: Tracer, x: Any, approximate: Any = "none", who: str = "gelu") -> Any:
+    """GeLU of ``x``: ``x Phi(x) = x/2 (1 + erf(x/sqrt 2))`` (``approximate='none'``) or its tanh
+    form ``x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))`` (``'tanh'``), composed of table ops
+    (their derivatives come from SymPy)."""
+    if approximate not in ("none", "tanh"):
+        raise tr.error(f"{who}: approximate must be 'none' or 'tanh', got {approximate!r}", ArgumentError)
+    x = tr.atom(x)
+    if x.dtype.kind != "f":
+        x = tr.cast(x, np.dtype(np.float32))
+    if approximate == "none":
+        inner = tr.elementwise("erf", [tr.elementwise("mul", [x, 0.7071067811865476])])
+    else:
+        cube = tr.elementwise("mul", [tr.elementwise("mul", [x, x]), x])
+        poly = tr.elementwise("add", [x, tr.elementwise("mul", [cube, 0.044715])])
+        inner = tr.elementwise("tanh", [tr.elementwise("mul", [poly, 0.7978845608028654])])
+    half_x = tr.elementwise("mul", [x, 0.5])
+    return tr.elementwise("mul", [half_x, tr.elementwise("add", [inner, 1.0])])
+
+
 # ---- softmax, argmax and the tensor methods (issue 15)
 def lower_softmax(tr: Tracer, x: Any, axis: Any = -1, log: bool = False) -> Any:
     """Softmax (or log-softmax) over ``axis``, computed stably: the inputs are shifted by their
@@ -459,6 +479,8 @@ ELEMENTWISE_METHODS = {
         "asinh",
         "acosh",
         "relu",
+        "erf",
+        "erfc",
     )
 }
 ELEMENTWISE_METHODS.update(negative="neg", arctan="atan", arcsin="asin", arccos="acos", absolute="abs")

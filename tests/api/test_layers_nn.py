@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+import scipy.special
 
 from s2s_ad import ArgumentError, NotSupportedError, ShapeError, Tensor, jit, nn, ops
 from s2s_ad.testing import check_grads
@@ -178,8 +179,46 @@ def test_activation_and_shape_cells(pynative):
     np.testing.assert_allclose(nn.SiLU()(x).asnumpy(), ops.silu(x).asnumpy())
     np.testing.assert_allclose(nn.Softplus()(x).asnumpy(), np.logaddexp(0, x.asnumpy()), rtol=1e-12)
     assert isinstance(nn.get_activation("gelu"), nn.GELU)
-    with pytest.raises(NotSupportedError, match="erf"):
-        nn.GELU(approximate=False)
+    xs = x.asnumpy()
+    exact = 0.5 * xs * (1 + scipy.special.erf(xs / np.sqrt(2)))
+    np.testing.assert_allclose(nn.GELU(approximate=False)(x).asnumpy(), exact, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(ops.GeLU()(x).asnumpy(), exact, rtol=1e-12, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- erf, erfc, GeLU
+def test_erf_erfc_and_exact_gelu_values(mode):
+    def f(x):
+        return ops.erf(x), ops.Erfc()(x), x.erf(), x.erfc(), ops.gelu(x), ops.gelu(x, approximate="tanh")
+
+    x = np.concatenate([X.ravel(), [0.0, -6.0, 6.0, 30.0]])
+    got = [t.asnumpy() for t in jit(f)(Tensor(x))]
+    gelu = 0.5 * x * (1 + scipy.special.erf(x / np.sqrt(2)))
+    tanh_form = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    want = [scipy.special.erf(x), scipy.special.erfc(x), scipy.special.erf(x), scipy.special.erfc(x), gelu, tanh_form]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-300)
+    # MindSpore's documented example (float32)
+    y = ops.gelu(Tensor(np.array([1.0, 2.0, 3.0], np.float32)))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.asnumpy(), [0.8413447, 1.9544997, 2.9959505], rtol=1e-6)
+    with pytest.raises(ArgumentError, match="approximate must be 'none' or 'tanh'"):
+        jit(lambda x: ops.gelu(x, approximate="exact"))(Tensor(x))
+
+
+def test_erf_and_gelu_derivatives(mode):
+    exact = nn.GELU(approximate=False)
+
+    def f(x, y):
+        return ops.erf(x) * ops.erfc(y) + ops.gelu(x * y) + exact(x - y)
+
+    y = RNG.uniform(-1.5, 1.5, (3, 4))
+    check_grads(f, (Tensor(X), Tensor(y)), order=_order(mode), atol=1e-6, rtol=1e-5)
+    # d erf/dx = 2/sqrt(pi) exp(-x^2), d GeLU/dx = Phi(x) + x phi(x)
+    x = X.ravel()
+    g = ops.grad(lambda x: (ops.erf(x) + ops.gelu(x)).sum())(Tensor(x)).asnumpy()
+    want = 2 / np.sqrt(np.pi) * np.exp(-(x**2)) + 0.5 * (1 + scipy.special.erf(x / np.sqrt(2)))
+    want += x * np.exp(-(x**2) / 2) / np.sqrt(2 * np.pi)
+    np.testing.assert_allclose(g, want, rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- losses

@@ -7,6 +7,7 @@ elementwise op of the table, the one program that applies every op, and the comp
 from __future__ import annotations
 
 import numpy as np
+import scipy.special
 
 from s2s_ad.ir import Aval, Program
 from s2s_ad.primitives import ELEMENTWISE
@@ -74,6 +75,8 @@ REFERENCE = {
     "silu": lambda x: x * _sigmoid(x),
     "mish": lambda x: x * np.tanh(np.logaddexp(0, x).astype(x.dtype)),
     "fast_gelu": lambda x: x / (1 + np.exp(-1.702 * np.abs(x))) * np.exp(0.851 * (x - np.abs(x))),
+    "erf": scipy.special.erf,
+    "erfc": scipy.special.erfc,
 }
 
 
