@@ -185,3 +185,26 @@ def test_while_with_a_shared_predicate(pynative):
     for _ in range(3):
         ref = np.sin(ref) + 0.5
     np.testing.assert_allclose(out, ref, rtol=1e-12)
+
+
+def solve_all(c):
+    acc = c * 0
+    for k in range(3):
+        x = c * 0 + 1.0
+        target = c + k
+        while ops.abs(x * x - target) > 1e-12:
+            x = 0.5 * (x + target / x)
+        acc = acc + x
+    return acc
+
+
+def test_while_inside_a_loop_nested_vmap_and_second_order(pynative):
+    """A per-example while inside a for loop: vmap of vmap, and vmap of the second derivative,
+    against the per-example programs."""
+    c = np.array([0.3, 2.0, 50.0, 1.0])
+    per = np.array([sa.grad(solve_all)(T(v)).asnumpy() for v in c])
+    np.testing.assert_allclose(sa.vmap(sa.grad(solve_all))(T(c)).asnumpy(), per, rtol=1e-12)
+    per2 = np.array([sa.grad(sa.grad(solve_all))(T(v)).asnumpy() for v in c])
+    np.testing.assert_allclose(sa.vmap(sa.grad(sa.grad(solve_all)))(T(c)).asnumpy(), per2, rtol=1e-10)
+    cc = c.reshape(2, 2)
+    np.testing.assert_allclose(sa.vmap(sa.vmap(sa.grad(solve_all)))(T(cc)).asnumpy(), per.reshape(2, 2), rtol=1e-12)
