@@ -185,3 +185,54 @@ def test_while_with_a_shared_predicate(pynative):
     for _ in range(3):
         ref = np.sin(ref) + 0.5
     np.testing.assert_allclose(out, ref, rtol=1e-12)
+
+
+def solve_all(c):
+    acc = c * 0
+    for k in range(3):
+        x = c * 0 + 1.0
+        target = c + k
+        while ops.abs(x * x - target) > 1e-12:
+            x = 0.5 * (x + target / x)
+        acc = acc + x
+    return acc
+
+
+def test_while_inside_a_loop_nested_vmap_and_second_order(pynative):
+    """A per-example while inside a for loop: vmap of vmap, and vmap of the second derivative,
+    against the per-example programs."""
+    c = np.array([0.3, 2.0, 50.0, 1.0])
+    per = np.array([sa.grad(solve_all)(T(v)).asnumpy() for v in c])
+    np.testing.assert_allclose(sa.vmap(sa.grad(solve_all))(T(c)).asnumpy(), per, rtol=1e-12)
+    per2 = np.array([sa.grad(sa.grad(solve_all))(T(v)).asnumpy() for v in c])
+    np.testing.assert_allclose(sa.vmap(sa.grad(sa.grad(solve_all)))(T(c)).asnumpy(), per2, rtol=1e-10)
+    cc = c.reshape(2, 2)
+    np.testing.assert_allclose(sa.vmap(sa.vmap(sa.grad(solve_all)))(T(cc)).asnumpy(), per.reshape(2, 2), rtol=1e-12)
+
+
+def rows_total(m, v):
+    return ops.reduce_sum(rows(m, v))
+
+
+def counted_total(x, k):
+    return ops.reduce_sum(counted(x, k))
+
+
+def test_per_example_gradients_through_loops(pynative):
+    """The adjoint of a loop over rows (it stacks the rows' cotangents) and of a while with a
+    shared trip count, batched, for each choice of batched inputs."""
+    m = RNG.standard_normal((4, 3, 2))
+    v = RNG.standard_normal((4, 2))
+    grad = sa.grad(rows_total, grad_position=(0, 1))
+    for axes in [(0, 0), (0, None), (None, 0)]:
+        margs = m if axes[0] is not None else m[0]
+        vargs = v if axes[1] is not None else v[0]
+        got = sa.vmap(grad, axes)(T(margs), T(vargs))
+        refs = [
+            grad(T(m[i] if axes[0] is not None else m[0]), T(v[i] if axes[1] is not None else v[0])) for i in range(4)
+        ]
+        for k in range(2):
+            np.testing.assert_allclose(got[k].asnumpy(), np.stack([r[k].asnumpy() for r in refs]), rtol=1e-12)
+    x = RNG.standard_normal((4, 2))
+    got = sa.vmap(sa.grad(counted_total), (0, None))(T(x), 3).asnumpy()
+    np.testing.assert_allclose(got, np.stack([sa.grad(counted_total)(T(r), 3).asnumpy() for r in x]), rtol=1e-12)
