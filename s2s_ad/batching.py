@@ -44,13 +44,12 @@ class BatchBuilder(Builder):
     equation list and the names table of the builder it wraps) that also batches sub-programs,
     for the rules of the region ops (:meth:`batch_subprogram`)."""
 
-    def __init__(self, base: Builder, names: dict[Var, str] | None = None) -> None:
+    def __init__(self, base: Builder) -> None:
         super().__init__(base.primal)
         self.eqns = base.eqns
         self.names = base.names
         self.loc = base.loc
         self.adjoint = base.adjoint
-        self.source_names = names or {}
         self._made: dict[Var, Eqn] = {}  # the reshapes and transposes bound here, by output
 
     def bind(self, op: str, ins: Sequence[Atom], hint: str | None = None, **params: Any) -> list[Var]:
@@ -113,7 +112,7 @@ def batch_eqns(
     for v, a, d in zip(prog.invars, args, dims):
         env[v] = a
         denv[v] = None if d is None else _normalize_dim(d, len(a.shape), f"input {prog.name_of(v) or v!r}")
-    bb = b if isinstance(b, BatchBuilder) else BatchBuilder(b, prog.names)
+    bb = b if isinstance(b, BatchBuilder) else BatchBuilder(b)
     saved = (bb.loc, bb.primal, bb.adjoint)
     try:
         for e in prog.eqns:
@@ -134,8 +133,6 @@ def batch_eqns(
             denv.update(zip(e.outs, out_dims))
     finally:
         bb.loc, bb.primal, bb.adjoint = saved
-        if bb is not b:
-            b.loc = saved[0]
     outs = [a if isinstance(a, Lit) else env[a] for a in prog.outs]
     return outs, [None if isinstance(a, Lit) else denv[a] for a in prog.outs]
 

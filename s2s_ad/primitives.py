@@ -769,7 +769,8 @@ _FULL = ("slice", None, None, None)
 
 def _matmul_batch(b: Builder, eqn: Eqn, args, dims):
     # One operand batched: one product with the batch folded into its rows (x) or columns
-    # (y); both batched: one batch_matmul.
+    # (y). Both batched: outer products and matrix-vector products are elementwise products
+    # (and a sum); other products one batch_matmul.
     (x, y), (dx, dy), p = args, dims, eqn.params
     (m, n), k = eqn.outs[0].shape, eqn.ins[0].shape[0 if p["transpose_a"] else 1]
     if dy is None:  # x[i] @ y for each i: the rows of all x[i] in one matrix
@@ -794,6 +795,21 @@ def _matmul_batch(b: Builder, eqn: Eqn, args, dims):
         out = b.bind1("matmul", x, y, **p)
         return [b.bind1("reshape", out, shape=(m, size, n))], [1]
     x, y = batch_front(b, x, dx), batch_front(b, y, dy)
+    size = x.shape[0]
+    if k == 1:  # outer products: one broadcasting multiplication
+        col = b.bind1("reshape", x, shape=(size, m, 1))
+        row = b.bind1("reshape", y, shape=(size, 1, n))
+        return [b.bind1("mul", col, row)], [0]
+    if m == 1 or n == 1:  # vector-matrix or matrix-vector products: multiply and sum over k
+        if m == 1:  # out[i, 0, :] = sum_k x[i, k] op(y)[i, k, :]
+            vec = b.bind1("reshape", x, shape=(size, k, 1))
+            mat = b.bind1("transpose", y, perm=(0, 2, 1)) if p["transpose_b"] else y  # (size, k, n)
+            prod = b.bind1("reduce_sum", b.bind1("mul", vec, mat), axes=(1,), keepdims=False)
+            return [b.bind1("reshape", prod, shape=(size, 1, n))], [0]
+        vec = b.bind1("reshape", y, shape=(size, 1, k))
+        mat = b.bind1("transpose", x, perm=(0, 2, 1)) if p["transpose_a"] else x  # (size, m, k)
+        prod = b.bind1("reduce_sum", b.bind1("mul", mat, vec), axes=(2,), keepdims=False)
+        return [b.bind1("reshape", prod, shape=(size, m, 1))], [0]
     return [b.bind1("batch_matmul", x, y, **p)], [0]
 
 
@@ -902,6 +918,10 @@ _register(
             (((3, 2), (3, 4)), dict(transpose_a=True, transpose_b=False)),
             (((2, 3), (4, 3)), dict(transpose_a=False, transpose_b=True)),
             (((3, 2), (4, 3)), dict(transpose_a=True, transpose_b=True)),
+            # (an outer product, a vector-matrix and a matrix-vector product)
+            (((3, 1), (1, 4)), dict(transpose_a=False, transpose_b=False)),
+            (((3, 1), (3, 4)), dict(transpose_a=True, transpose_b=False)),
+            (((2, 3), (1, 3)), dict(transpose_a=False, transpose_b=True)),
         ],
     )
 )

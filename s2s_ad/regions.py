@@ -283,10 +283,10 @@ def _cond_batch(b, eqn: Eqn, args, dims):
     return outs, [0] * len(outs)
 
 
-def _carried_dims(b, body: Program, fixed: list, carry: list[bool], n_carry: int, size: int, first: int) -> list[bool]:
-    """Which carried values are batched: those batched on entry, and those the body makes
-    batched (iterated to a fixed point). ``fixed``: the batch dimensions of the body's inputs
-    before the carry (at ``first``)."""
+def _carried_dims(b, body: Program, fixed: list, carry: list[bool], size: int) -> list[bool]:
+    """Which carried values are batched: those batched on entry (``carry``), and those the
+    body makes batched (iterated to a fixed point). ``fixed``: the batch dimensions of the
+    body's inputs before the carried ones."""
     while True:
         in_dims = [*fixed, *(0 if c else None for c in carry)]
         _, od = b.batch_subprogram(body, in_dims, size)
@@ -309,7 +309,7 @@ def _loop_batch(b, eqn: Eqn, args, dims):
     per_lane = bool(lead) and dims[0] is not None
     carried = [d is not None or per_lane for d in kdims]
     fixed = [None, *cdims, *xk_dims]
-    carried = _carried_dims(b, body, fixed, carried, ncarry, size, 1 + nc + nx)
+    carried = _carried_dims(b, body, fixed, carried, size)
     carry = [to_batch_dim(b, a, d, 0, size) if c else a for a, d, c in zip(carry, kdims, carried)]
     in_dims = [*fixed, *(0 if c else None for c in carried)]
     ys_natural = b.batch_subprogram(body, in_dims, size)[1][ncarry:]

@@ -236,3 +236,17 @@ def test_per_example_gradients_through_loops(pynative):
     x = RNG.standard_normal((4, 2))
     got = sa.vmap(sa.grad(counted_total), (0, None))(T(x), 3).asnumpy()
     np.testing.assert_allclose(got, np.stack([sa.grad(counted_total)(T(r), 3).asnumpy() for r in x]), rtol=1e-12)
+
+
+def _newton_jvp(c, v):
+    return sa.jvp(newton_sqrt, c, v)
+
+
+def test_forward_mode_through_a_batched_while(pynative):
+    """jvp of vmap and vmap of jvp through a while with a trip count per example."""
+    v = np.array([1.0, 2.0, -1.0, 0.5, 3.0])
+    want = np.array([sa.jvp(newton_sqrt, T(ci), T(vi))[1].asnumpy() for ci, vi in zip(C, v)])
+    _, t = sa.jvp(sa.vmap(newton_sqrt), T(C), T(v))
+    np.testing.assert_allclose(t.asnumpy(), want, rtol=1e-12)
+    _, t = sa.vmap(_newton_jvp)(T(C), T(v))
+    np.testing.assert_allclose(t.asnumpy(), want, rtol=1e-12)

@@ -198,3 +198,36 @@ def test_cells_and_per_example_weight_gradients(pynative):
     assert [p.shape for p in per] == [(5, 2, 3), (5, 2)]
     for k, p in enumerate(per):
         np.testing.assert_allclose(p.asnumpy(), np.stack([r[k].asnumpy() for r in refs]), rtol=1e-5, atol=1e-6)
+
+
+@sa.custom_vjp
+def _clip_gradient(x):
+    return x * 1.0
+
+
+def _clip_fwd(x):
+    return x * 1.0, None
+
+
+def _clip_bwd(res, g):
+    return (ops.minimum(ops.maximum(g, -1.0), 1.0),)
+
+
+_clip_gradient.defvjp(_clip_fwd, _clip_bwd)
+
+
+def _clipped_loss(x):
+    return ops.reduce_sum(_clip_gradient(x) * 5.0)
+
+
+def _batched_clipped_loss(x):
+    return ops.reduce_sum(sa.vmap(_clipped_loss)(x))
+
+
+def test_custom_rules_under_vmap(pynative):
+    """A function with its own derivative rule is mapped by the loop fallback; its rule is
+    used per example, in vmap(grad) and grad(vmap) alike."""
+    x = RNG.standard_normal((3, 2))
+    np.testing.assert_allclose(sa.vmap(_clip_gradient)(T(x)).asnumpy(), x)
+    np.testing.assert_allclose(sa.vmap(sa.grad(_clipped_loss))(T(x)).asnumpy(), np.ones((3, 2)))
+    np.testing.assert_allclose(sa.grad(_batched_clipped_loss)(T(x)).asnumpy(), np.ones((3, 2)))
