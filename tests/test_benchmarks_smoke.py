@@ -1,6 +1,6 @@
 """Smoke test of the benchmark workloads: s2s_ad agrees with the hand-written numpy gradients.
 
-Only W1, W2 (n=10) and W4 (small n) are checked compiled, and W7-W9 (small sizes) in PYNATIVE
+Only W1, W2 (n=10) and W4 (small n) are checked compiled, and W7-W9, W11 and W12 (small sizes) in PYNATIVE
 mode (the same generated code, run by numpy: their Numba compiles take too long for the suite);
 no peer framework is needed.
 """
@@ -21,7 +21,7 @@ CASES = [
 ]
 
 
-NUMPY_CASES = workloads.variants(["W7", "W8", "W9"], quick=True)
+NUMPY_CASES = workloads.variants(["W7", "W8", "W9", "W11", "W12"], quick=True)
 
 
 @pytest.mark.parametrize("variant", CASES, ids=lambda v: v.key)

@@ -134,6 +134,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..api import GradOperation, grad, jvp, value_and_grad, vjp
+    from ..jacobians import ops_jacfwd as jacfwd  # set by s2s_ad.jacobians
+    from ..jacobians import ops_jacrev as jacrev
 
     def __getattr__(name: str) -> Any: ...
 
@@ -144,6 +146,8 @@ __all__ = [
     "value_and_grad",
     "jvp",
     "vjp",
+    "jacfwd",
+    "jacrev",
     "Primitive",
     "MatMul",
     "OneHot",

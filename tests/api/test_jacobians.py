@@ -285,3 +285,46 @@ def test_hessian_through_a_while_region(mode):
     h = s2s_ad.hessian(iterate_to_small)(t(x)).asnumpy()
     np.testing.assert_allclose(h, h.T, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(h, fd_jacobian(s2s_ad.grad(iterate_to_small), [x], 0), rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------- composition
+
+
+def test_jacobians_compose_with_vmap_and_with_each_other(mode):
+    xs = np.linspace(-1.0, 1.0, 12).reshape(4, 3)
+    per_example = s2s_ad.vmap(s2s_ad.jacrev(coupled_vector))(t(xs)).asnumpy()
+    assert per_example.shape == (4, 3, 3)
+    for x, j in zip(xs, per_example):
+        np.testing.assert_allclose(j, fd_jacobian(coupled_vector, [x], 0), rtol=1e-6, atol=1e-8)
+    h = s2s_ad.hessian(elementwise_sum_coupled)(t(X)).asnumpy()
+    fwd_rev = s2s_ad.jacfwd(s2s_ad.jacrev(elementwise_sum_coupled))(t(X)).asnumpy()
+    rev_fwd = s2s_ad.jit(s2s_ad.jacrev(s2s_ad.jacfwd(elementwise_sum_coupled)))(t(X)).asnumpy()
+    np.testing.assert_allclose(fwd_rev, h, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(rev_fwd, h, rtol=1e-12, atol=1e-14)
+
+
+def coupled_vector(x):
+    return ops.tanh(x) * ops.sum(x * x)
+
+
+def elementwise_sum_coupled(x):
+    return ops.sum(coupled_vector(x) * ops.sin(x))
+
+
+class DenseTanh(s2s_ad.nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.dense = s2s_ad.nn.Dense(3, 4, weight_init="normal", dtype=s2s_ad.float64)
+
+    def construct(self, x):
+        return ops.tanh(self.dense(x))
+
+
+def test_jacobian_of_a_cell_with_parameters(mode):
+    s2s_ad.set_seed(3)
+    net = DenseTanh()
+    x = np.array([[0.2, -0.4, 1.0], [0.5, 0.1, -0.3]])
+    for jac in (ops.jacfwd, ops.jacrev):
+        got = jac(net)(t(x)).asnumpy()
+        assert got.shape == (2, 4, 2, 3)
+        np.testing.assert_allclose(got, fd_jacobian(net, [x], 0), rtol=1e-6, atol=1e-8)

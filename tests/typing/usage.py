@@ -100,6 +100,9 @@ def main() -> None:
     assert_type(jacrev(f, argnums=(0, 1)), JacobianFunction)
     assert_type(hessian(scalar), JacobianFunction)
     assert_type(jacrev(argnums=1), Callable[[Callable[..., Any]], JacobianFunction])
+    assert_type(jacfwd(f, has_aux=True), JacobianFunction)
+    assert_type(ops.jacfwd(f, grad_position=(0, 1), has_aux=False), JacobianFunction)
+    assert_type(ops.jacrev(f), JacobianFunction)
     print(hessian(scalar)(x[0]))
     print(hvp(scalar, (x[0],), (y[0],)))
 
