@@ -86,12 +86,15 @@ from .primitives import (
     OnesLike,
     Pad,
     Primitive,
+    Rank,
     ReduceMax,
     ReduceMean,
     ReduceMin,
     ReduceSum,
     Reshape,
     ScatterNd,
+    Shape,
+    Size,
     Softmax,
     Split,
     Squeeze,
@@ -207,6 +210,12 @@ __all__ = [
     "Concat",
     "CumSum",
     "ExpandDims",
+    "Rank",
+    "Shape",
+    "Size",
+    "rank",
+    "shape",
+    "size",
     "Gather",
     "GatherD",
     "GatherNd",
@@ -256,3 +265,8 @@ __all__ = [
     *COMPARE_CLASSES,
     *COMPARE_FUNCTIONS,
 ]
+
+#: ``ops.shape(x)``, ``ops.rank(x)``, ``ops.size(x)``: compile-time properties of a tensor
+shape = Shape()
+rank = Rank()
+size = Size()
