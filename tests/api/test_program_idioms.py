@@ -40,3 +40,20 @@ def test_static_properties_outside_compiled_code():
     assert ops.Shape()(x) == (2, 3, 4) and ops.shape(x) == (2, 3, 4)
     assert ops.Rank()(x) == 3 and ops.rank(x) == 3
     assert ops.Size()(x) == 24 and ops.size(x) == 24
+
+
+def overwrite_a_copy(x):
+    y = x.copy()
+    y[0] = y[1] * y[2]
+    return (x * y).sum()
+
+
+def test_tensor_copy(mode):
+    """``x.copy()`` in compiled code is ``x`` (values are not changed in place there); eagerly a
+    copy has data of its own, so assigning into it leaves ``x`` as it was."""
+    x = np.array([1.0, 2.0, 3.0])
+    t = Tensor(x)
+    assert overwrite_a_copy(t) == 19.0
+    np.testing.assert_array_equal(t.asnumpy(), x)
+    np.testing.assert_allclose(s2s_ad.jit(overwrite_a_copy)(t).asnumpy(), 19.0)
+    check_grads(overwrite_a_copy, (t,), order=2, modes="rev", atol=1e-6, rtol=1e-6)
