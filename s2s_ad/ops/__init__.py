@@ -88,12 +88,15 @@ from .primitives import (
     OnesLike,
     Pad,
     Primitive,
+    Rank,
     ReduceMax,
     ReduceMean,
     ReduceMin,
     ReduceSum,
     Reshape,
     ScatterNd,
+    Shape,
+    Size,
     Softmax,
     Split,
     Squeeze,
@@ -213,6 +216,12 @@ __all__ = [
     "Concat",
     "CumSum",
     "ExpandDims",
+    "Rank",
+    "Shape",
+    "Size",
+    "rank",
+    "shape",
+    "size",
     "Gather",
     "GatherD",
     "GatherNd",
@@ -264,3 +273,8 @@ __all__ = [
     *COMPARE_CLASSES,
     *COMPARE_FUNCTIONS,
 ]
+
+#: ``ops.shape(x)``, ``ops.rank(x)``, ``ops.size(x)``: compile-time properties of a tensor
+shape = Shape()
+rank = Rank()
+size = Size()

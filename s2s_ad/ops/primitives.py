@@ -333,6 +333,40 @@ class ExpandDims(Primitive):
         return L.lower_expand_dims(fe, x, axis)
 
 
+class _StaticProperty(Primitive):
+    """A property of a tensor known at compile time (a Python value, in and out of compiled code)."""
+
+    def _of(self, shape: tuple[int, ...]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        return self._of(tuple(int(d) for d in np.shape(x)))
+
+    def lower(self, fe, x):
+        return self._of(tuple(fe.atom(x).shape))
+
+
+class Shape(_StaticProperty):
+    """``Shape()(x)``: the shape of ``x``, a tuple of ints."""
+
+    def _of(self, shape):
+        return shape
+
+
+class Rank(_StaticProperty):
+    """``Rank()(x)``: the number of dimensions of ``x``, an int."""
+
+    def _of(self, shape):
+        return len(shape)
+
+
+class Size(_StaticProperty):
+    """``Size()(x)``: the number of elements of ``x``, an int."""
+
+    def _of(self, shape):
+        return int(np.prod(shape, dtype=np.int64))
+
+
 def _like_class(display: str, value: float) -> type:
     def lower(self, fe, x):
         a = fe.atom(x)

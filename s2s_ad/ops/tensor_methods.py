@@ -125,6 +125,8 @@ def install() -> None:
     for name in sorted(MORE_TENSOR_METHODS):
         setattr(Tensor, name, F.tensor_method(name))
     Tensor.transpose = _transpose  # type: ignore[attr-defined]
+    # eagerly, a copy has data of its own (an eager `y[i] = v` then leaves the original as it was)
+    Tensor.copy = Tensor.clone = lambda self: Tensor._wrap(self.asnumpy().copy())  # type: ignore[attr-defined]
     for name in STRUCTURAL_METHODS:
         setattr(Tensor, name, _structural_method(name))
     Tensor.__setitem__ = _setitem  # type: ignore[method-assign]

@@ -31,6 +31,7 @@ from ..errors import ArgumentError, Loc, S2SError, ShapeError, SourceUnavailable
 from ..ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
 from ..primitives import fmt_shape
 from ..regions import bind_cond, bind_loop, bind_while
+from ..tensor import Tensor
 from .checkpoint import loop_options
 from .control import (
     FLAG_PREFIX,
@@ -767,6 +768,10 @@ class Interpreter:
             for x in args[0]:
                 total = self.binop(ast.Add(), total, x)
             return total
+        if name == "isinstance" and len(args) == 2 and not kwargs and isinstance(args[0], (Var, Lit)):
+            # a value computed in the function is a Tensor (not a Parameter, a number or a container)
+            classes = args[1] if isinstance(args[1], tuple) else (args[1],)
+            return any(isinstance(c, type) and issubclass(Tensor, c) for c in classes)
         if has_traced(list(args)):
             raise self.error(f"`{name}()` of a tensor is not supported inside compiled code", UnsupportedSyntaxError)
         return f(*args, **kwargs)

@@ -495,7 +495,8 @@ def _bind_args(tr: Tracer, name: str, sig: Callable[..., Any], args: list, kwarg
 
 def more_tensor_methods(tr: Tracer, name: str, x: Any, args: list, kwargs: dict) -> Any:
     """The tensor methods of :data:`MORE_TENSOR_METHODS` (the elementwise ones, ``pow``,
-    ``clip``, ``squeeze``, ``expand_dims``, ``flatten``, ``argmax``/``argmin``, ``all``/``any``)."""
+    ``clip``, ``squeeze``, ``expand_dims``, ``flatten``, ``copy``, ``argmax``/``argmin``,
+    ``all``/``any``)."""
     if name in ELEMENTWISE_METHODS:
         _bind_args(tr, name, lambda: None, args, kwargs)
         return tr.elementwise(ELEMENTWISE_METHODS[name], [x])
@@ -514,6 +515,10 @@ def more_tensor_methods(tr: Tracer, name: str, x: Any, args: list, kwargs: dict)
     if name in ("flatten", "ravel"):
         _bind_args(tr, name, lambda order="C": None, args, kwargs)
         return lower_reshape(tr, x, (-1,))
+    if name in ("copy", "clone"):
+        # values in compiled code are never changed in place (`x[i] = v` makes a new value)
+        _bind_args(tr, name, lambda: None, args, kwargs)
+        return tr.atom(x)
     if name in ("argmax", "argmin"):
         axis, keep = _bind_args(tr, name, lambda axis=None, keepdims=False: (axis, keepdims), args, kwargs)
         return lower_argmax(tr, x, axis, keep, smallest=name == "argmin")
@@ -532,6 +537,8 @@ MORE_TENSOR_METHODS = {
     "expand_dims",
     "flatten",
     "ravel",
+    "copy",
+    "clone",
     "argmax",
     "argmin",
     "all",
