@@ -243,9 +243,11 @@ class Compiled:
         if tier is not None and not tier.warm:
             tier.start(self, arrays)  # the compiling process starts before the numpy call
         results = _run_first_call(self, arrays)
-        if tier is not None and tier.warm:
-            # loading machine code takes the GIL (Numba's import): after the first result
-            tier.start(self, arrays)
+        if tier is not None:
+            tier.answered.set()
+            if tier.warm:
+                # loading machine code takes the GIL (Numba's import): after the first result
+                tier.start(self, arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
             # generated module) lives as long as this program
