@@ -49,9 +49,25 @@ print(json.dumps({{"import_s": t1 - t0, "transform_compile_call_s": t3 - t2, "in
 """
 
 
+def bytecode_env(env: dict[str, str], root: str) -> dict[str, str]:
+    """``env`` with Python's bytecode cache on (an installed package has its ``.pyc`` files;
+    with ``PYTHONDONTWRITEBYTECODE`` every process would compile s2s_ad's source again, a
+    quarter of a second): written under ``root`` (``PYTHONPYCACHEPREFIX``), primed once."""
+    if env.pop("PYTHONDONTWRITEBYTECODE", None) is not None and "PYTHONPYCACHEPREFIX" not in env:
+        env["PYTHONPYCACHEPREFIX"] = str(Path(root) / "pycache")
+    return env
+
+
+def prime_bytecode(root: str) -> None:
+    """Write the bytecode of s2s_ad, Numba, SymPy and JAX (where installed) once."""
+    code = "import importlib.util as u\nfor m in ('s2s_ad', 'numba', 'sympy', 'jax'):\n    u.find_spec(m) and __import__(m)"
+    env = bytecode_env(threads.single_threaded_env(), root)
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=False)
+
+
 def run_once(cache_dir: str) -> dict[str, Any]:
     """One fresh process with ``S2S_AD_CACHE_DIR=cache_dir``; its timings and wall time."""
-    env = threads.single_threaded_env()
+    env = bytecode_env(threads.single_threaded_env(), str(Path(cache_dir).parent))
     env["S2S_AD_CACHE_DIR"] = cache_dir
     env.pop("S2S_AD_DISK_CACHE", None)
     t0 = time.perf_counter()
@@ -94,7 +110,7 @@ print(json.dumps({{"setup_s": t1 - t0, "first_result_s": t2 - t1, "compiled_read
 
 def run_workload(key: str, system: str, cache_dir: str, compile_mode: str) -> dict[str, Any]:
     """One fresh process timing the first call of ``system``'s version of variant ``key``."""
-    env = threads.single_threaded_env()
+    env = bytecode_env(threads.single_threaded_env(), str(Path(cache_dir).parent))
     env["S2S_AD_CACHE_DIR"] = cache_dir
     env["S2S_AD_COMPILE"] = compile_mode
     env.pop("S2S_AD_DISK_CACHE", None)
@@ -122,32 +138,48 @@ def workloads_main(ns: argparse.Namespace) -> int:
     configs = [("s2s_ad", "background"), ("jax", "background")]
     if ns.blocking:
         configs.insert(1, ("s2s_ad", "blocking"))
+    if ns.warm:
+        configs = [("s2s_ad", "background")]
     results: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in keys}
     with tempfile.TemporaryDirectory(prefix="s2s_ad_first_call_") as root:
+        prime_bytecode(root)
+        if ns.warm:  # one disk cache per workload, filled by one run first (which waits for its compile)
+            for key in keys:
+                run_workload(key, "s2s_ad", str(Path(root) / f"warm_{keys.index(key)}"), "background")
         for i in range(ns.runs):
             for key in keys:
                 for system, mode in configs:
                     name = system if system == "jax" else f"s2s_ad {mode}"
-                    r = run_workload(key, system, str(Path(root) / f"{len(results[key])}_{i}_{name}"), mode)
+                    where = f"warm_{keys.index(key)}" if ns.warm else f"{len(results[key])}_{i}_{name}"
+                    r = run_workload(key, system, str(Path(root) / where), mode)
                     results[key].setdefault(name, []).append(r)
                     print(
                         f"  {key:30s} {name:18s} first result {fmt(r['first_result_s'])}, "
-                        f"compiled in use {fmt(r['compiled_ready_s'])}",
+                        f"compiled in use {fmt(r['compiled_ready_s'])}, "
+                        f"with imports and set-up {fmt(r['setup_s'] + r['first_result_s'])}",
                         flush=True,
                     )
-    print(f"\nFirst call in a fresh process, cold disk cache, median of {ns.runs}:\n")
-    print("| workload | system | first result | compiled code in use | s2s_ad / JAX (first result) |")
-    print("| --- | --- | --- | --- | --- |")
+    cache = "warm" if ns.warm else "cold"
+    print(f"\nFirst call in a fresh process, {cache} disk cache, median of {ns.runs}:\n")
+    print(
+        "| workload | system | first result | compiled code in use | s2s_ad / JAX (first result) "
+        "| imports + set-up + first result |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
     medians: dict[str, dict[str, dict[str, float]]] = {}
     for key, by in results.items():
         medians[key] = {
-            name: {k: statistics.median(r[k] for r in rs) for k in ("first_result_s", "compiled_ready_s")}
+            name: {k: statistics.median(r[k] for r in rs) for k in ("first_result_s", "compiled_ready_s", "setup_s")}
+            | {"with_setup_s": statistics.median(r["setup_s"] + r["first_result_s"] for r in rs)}
             for name, rs in by.items()
         }
         jax = medians[key].get("jax", {}).get("first_result_s")
         for name, m in medians[key].items():
             ratio = f"{m['first_result_s'] / jax:.2f}" if jax and name != "jax" else "—"
-            print(f"| {key} | {name} | {fmt(m['first_result_s'])} | {fmt(m['compiled_ready_s'])} | {ratio} |")
+            print(
+                f"| {key} | {name} | {fmt(m['first_result_s'])} | {fmt(m['compiled_ready_s'])} | {ratio} "
+                f"| {fmt(m['with_setup_s'])} |"
+            )
     ns.json.parent.mkdir(parents=True, exist_ok=True)
     ns.json.write_text(
         json.dumps({"meta": {"runs": ns.runs, "python": sys.version}, "median": medians, "runs": results}, indent=1)
@@ -171,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})")
     p.add_argument("--workloads", help="first calls of these workloads (e.g. W7,W8,W9) instead of W1's")
     p.add_argument("--blocking", action="store_true", help="with --workloads: also s2s_ad compiling before answering")
+    p.add_argument(
+        "--warm", action="store_true", help="with --workloads: s2s_ad only, each workload's disk cache filled first"
+    )
     ns = p.parse_args(argv)
     if ns.workloads:
         if ns.json == DEFAULT_JSON:
@@ -179,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
     with tempfile.TemporaryDirectory(prefix="s2s_ad_first_call_") as root:
+        prime_bytecode(root)
         for i in range(ns.runs):
             results["cold"].append(run_once(str(Path(root) / f"cold{i}")))
             print(f"  cold run {i + 1}/{ns.runs}: {fmt(results['cold'][-1]['process_s'])}", flush=True)

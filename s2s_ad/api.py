@@ -28,7 +28,7 @@ from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, tre
 from .lru import ProgramCache
 from .opt import optimize
 from .primitives import fmt_shape, to_batch_dim
-from .runtime import Compiled, cache_for, cached, call_key, calls_cache, identifier, staged
+from .runtime import MISS, Compiled, cache_for, cached, call_key, calls_cache, fast_call, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import trace
 from .trace.protocol import is_tensor_value, register_constructor, register_static
@@ -420,9 +420,16 @@ class Transformed:
     # calling ---------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         calls = self.__dict__.get("_s2s_calls")
+        fast = self.__dict__.get("_s2s_fast")
+        if fast is not None and not kwargs:
+            out = fast(args)  # the last program called, if these arguments are its signature's
+            if out is not MISS:
+                return out
+            calls.used(fast.key)  # it was the most recently used until now
         if calls is not None and not kwargs:
             c = cached(calls, self.target, args, self)  # a program that ran before: one dict lookup
             if c is not None:
+                self._s2s_fast = fast_call(c, self.target, args, calls)
                 return c.call(args)
         if kwargs:
             raise ArgumentError(
@@ -471,7 +478,7 @@ class Transformed:
     # pickling --------------------------------------------------------------
     # Attributes that hold compiled state (the programs compiled for this function), dropped
     # from a pickle: the unpickled function compiles again, or loads from the disk cache.
-    _TRANSIENT = ("_s2s_calls",)
+    _TRANSIENT = ("_s2s_calls", "_s2s_fast")
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """A pickle of the user function and the transform's options, never compiled code.

@@ -173,6 +173,7 @@ class Compiled:
         # the disk cache); later calls run ``call``, a dispatcher generated for this program.
         self.call: Callable[[Any], Any] = self._first_call
         self.ready = False  # whether ``call`` is the generated dispatcher (:func:`cached` calls only those)
+        self.fast: dict[tuple, Callable] = {}  # fast_call's functions, by the calls they take
 
     @classmethod
     def warm(
@@ -197,7 +198,7 @@ class Compiled:
         c.kinds, c.out_avals, c.half_inputs = record["kinds"], record["out_avals"], record["half_inputs"]
         c.fname, c.backend, c.source, c.fn, c.entry = record["fname"], record["backend"], record["source"], fn, None
         c.py_source, c.split, c.doc = record["py_source"], record["split"], None
-        c.call, c.session, c.ready, c.tier = c._first_call, None, False, tier
+        c.call, c.session, c.ready, c.tier, c.fast = c._first_call, None, False, tier, {}
         return c
 
     def warm_record(self) -> dict[str, Any] | None:
@@ -242,9 +243,11 @@ class Compiled:
         if tier is not None and not tier.warm:
             tier.start(self, arrays)  # the compiling process starts before the numpy call
         results = _run_first_call(self, arrays)
-        if tier is not None and tier.warm:
-            # loading machine code takes the GIL (Numba's import): after the first result
-            tier.start(self, arrays)
+        if tier is not None:
+            tier.answered.set()
+            if tier.warm:
+                # loading machine code takes the GIL (Numba's import): after the first result
+                tier.start(self, arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
             # generated module) lives as long as this program
@@ -302,6 +305,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         else:
             lines.append(f"    a{i} = a{i}._data if type(a{i}) in TENSORS else array(a{i})")
         names.append(f"a{i}")
+    start = len(lines)  # the rest is the same for every way the arguments come in (see fast_call)
     for i in range(len(prog.parameters)):
         lines.append(f"    p{i} = params[{i}]._data")
         names.append(f"p{i}")
@@ -321,8 +325,12 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         # a result is wrapped as a Tensor; the new value of an assigned Parameter is written into it
         wrap = "wrap" if k < n else ""
         lines.append(f"    o{k} = r[{k}]")
-        if kind == _SCALAR:
-            lines.append(f"    o{k} = {wrap}(asarray(o{k}, dtype=dt{k}))")
+        if kind == _SCALAR and wrap:
+            lines.append(f"    o{k}, t = asarray(o{k}, dt{k}), new(TENSOR)")
+            lines.append(f"    t._data = o{k}")
+            lines.append(f"    o{k} = t")
+        elif kind == _SCALAR:
+            lines.append(f"    o{k} = asarray(o{k}, dt{k})")
         elif kind == _FRESH_VIEW:
             lines.append(
                 f"    o{k} = {wrap}(o{k} if type(o{k}) is ndarray and o{k}.dtype == dt{k} and o{k}.flags.c_contiguous "
@@ -354,6 +362,8 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         "consts": prog.consts,
         "fn": c.fn,
         "wrap": Tensor._wrap,
+        "new": Tensor.__new__,
+        "TENSOR": Tensor,
         "asarray": np.asarray,
         "array_copy": _array_copy,
         "float32": np.float32,
@@ -365,7 +375,75 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         **scalars,
     }
     exec(compile("\n".join(lines) + "\n", f"<s2s_ad dispatch {c.fname}>", "exec"), ns)
+    # fast_call generates more call functions into the same namespace (whose ``fn`` a
+    # background compile replaces for all of them)
+    c.dispatch = (ns, lines[start:] if flat else None, names[: len(prog.arg_vars)], scalar_args)
     return ns["call"]
+
+
+MISS = object()  # what a fast call (fast_call) returns when the arguments are not its signature's
+
+
+def fast_call(c: Compiled, target: str | None, args: tuple, calls: ProgramCache) -> Callable[[tuple], Any] | None:
+    """A call function for program ``c`` of ``calls`` that checks itself that a call is one
+    like ``args`` (whose signature :func:`cached` found ``c`` for: Tensors, arrays, Python
+    floats at differentiated positions) and the context is unchanged, and returns
+    :data:`MISS` when it is not: the whole call path of a transformed function's repeated
+    call, with no key built and no dict lookup. Its ``key`` is ``c``'s in ``calls`` (the
+    caller marks it used when the fast call misses, which keeps the least-recently-used order
+    of ``calls`` as if every call had looked its program up). ``None`` when ``c`` has no such
+    path (arguments in containers)."""
+    dispatch = getattr(c, "dispatch", None)
+    pair = context._keys.get(target)
+    key = next((k for k, v in calls.items() if v is c), None)
+    if dispatch is None or dispatch[1] is None or pair is None or key is None:
+        return None
+    ns, body, names, scalar_args = dispatch
+    spec = (target, pair, tuple(_arg_spec(a) for a in args))
+    fast = c.fast.get(spec)
+    if fast is not None and fast.key == key:
+        return fast
+    if len(args) != len(names):
+        return None
+    lines = [
+        f"def fast_{len(c.fast)}(args):",
+        f"    if len(args) != {len(args)} or keys_get(TARGET) is not PAIR:",
+        "        return MISS",
+        f"    {''.join(n + ', ' for n in names)}= args",
+    ]
+    g: dict[str, Any] = {}
+    for i, (n, (kind, shape, dtype)) in enumerate(zip(names, spec[2])):
+        if kind == "float":
+            lines += [f"    if type({n}) is not float:", "        return MISS"]
+            if n not in scalar_args:
+                return None
+            lines.append(f"    {n} = sc{i}({n})")
+            continue
+        test = f"type({n}) not in TENSORS" if kind == "tensor" else f"type({n}) is not ndarray"
+        lines += [f"    if {test}:", "        return MISS"]
+        lines.append(f"    {n} = {n}._data" if kind == "tensor" else f"    {n} = array({n})")
+        g[f"S{i}"], g[f"D{i}"] = shape, dtype
+        # (an array's dtype is most often the very object the signature holds: ``is`` first)
+        lines += [f"    if {n}.shape != S{i} or ({n}.dtype is not D{i} and {n}.dtype != D{i}):", "        return MISS"]
+        if n in scalar_args:
+            lines.append(f"    {n} = {n}[()]")
+    ns.update(g)
+    ns.update(keys_get=context._keys.get, TARGET=target, PAIR=pair, MISS=MISS)
+    code = "\n".join(lines + body) + "\n"
+    name = lines[0][4 : lines[0].index("(")]
+    exec(compile(code, f"<s2s_ad fast call {c.fname}>", "exec"), ns)
+    fast = c.fast[spec] = ns[name]
+    fast.key = key  # type: ignore[attr-defined]
+    return fast
+
+
+def _arg_spec(a: Any) -> tuple:
+    t = type(a)
+    if t is Tensor or t is Parameter:
+        return ("tensor", a._data.shape, a._data.dtype)
+    if t is np.ndarray:
+        return ("array", a.shape, native(a.dtype))
+    return ("float", None, None)
 
 
 _FRESH_ARRAY, _SCALAR, _MAYBE_VIEW, _FRESH_VIEW = 0, 1, 2, 3

@@ -72,6 +72,8 @@ class Tier:
         self.error: BaseException | None = None
         self.seconds: float | None = None  # how long the compile took
         self.started = False
+        # set after the program's first result: the worker then loads Numba while a process compiles
+        self.answered = threading.Event()
         self.process_ok: bool | None = None  # whether a compiling process filled the disk cache
         self._owner: weakref.ref | None = None
         self._arrays: list | None = None
@@ -104,8 +106,13 @@ class Tier:
             if worker() == "process" and not (self.warm and self._on_disk()):
                 child = _start_child(self.source, self.fname, self.split, arrays)
             if child is not None:
-                # waiting takes no GIL; importing Numba here only after the child is done keeps
-                # the caller's first (numpy) calls free of that import's GIL time
+                # Waiting takes no GIL. Numba (and its CPU target, which loading machine code
+                # needs) is imported while the process compiles, but only once the first result
+                # is out: that first (numpy) call runs free of the import's GIL time.
+                while child.poll() is None:
+                    if self.answered.wait(0.05):
+                        _load_numba()
+                        break
                 self.process_ok = _finish_child(child, self.fname)
             import numba  # the worker imports Numba, not the caller's thread
 
@@ -152,6 +159,19 @@ class Tier:
         if self.split is None:
             return diskcache.has_entry(self.source, self.fname)
         return all(diskcache.has_entry(src, name) for name, src in self.split[1].items())
+
+
+def _load_numba() -> None:
+    """Import Numba and load its CPU target's registries (what its first load of machine code
+    from the cache does otherwise, about as long as the import)."""
+    import numba
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    del numba
+    with global_compiler_lock:
+        cpu_target.target_context.refresh()
+        cpu_target.typing_context.refresh()
 
 
 def worker() -> str:

@@ -108,3 +108,60 @@ def test_zero_d_arguments_and_parameters_together(mode):
     net.k.set_data(Tensor(np.array(2.0, np.float32)))
     (gx,) = g(Tensor(np.float32(0.5)))
     np.testing.assert_allclose(gx.asnumpy(), 2.0 * np.cos(np.float32(0.5)), rtol=1e-6)
+
+
+def _no_lookup(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a repeated call looked its program up")
+
+    monkeypatch.setattr(api, "cached", fail)
+    _no_more_staging(monkeypatch)
+
+
+def test_the_fast_call_checks_its_signature_and_falls_back(mode, monkeypatch):
+    """From the third call on, a transformed function calls the function fast_call generated
+    for its last program (no key, no lookup); arguments of another signature, types or a
+    changed context fall back to the lookup, with results as before."""
+    g = s2s_ad.grad(_mixed, grad_position=(0, 1, 2))
+    x = Tensor(np.linspace(-1, 1, 6).reshape(2, 3))
+    w = Parameter(Tensor(np.linspace(0, 1, 6).reshape(3, 2)), name="w")
+    y = np.linspace(1, 2, 4).reshape(2, 2)
+
+    def expected(x, w, y):
+        return y @ w.T, x.T @ y, x @ w
+
+    g(x, w, y)
+    g(x, w, y)  # found by the lookup: makes the fast call
+    assert g._s2s_fast is not None
+    with monkeypatch.context() as m:
+        _no_lookup(m)
+        for got, want in zip(g(x, w, y), expected(x.asnumpy(), w.asnumpy(), y)):
+            np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-12)
+        # new values, the same signature: still the fast call
+        x2 = Tensor(np.linspace(0, 2, 6).reshape(2, 3))
+        for got, want in zip(g(x2, w, y * 3), expected(x2.asnumpy(), w.asnumpy(), y * 3)):
+            np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-12)
+    fast = g._s2s_fast
+    # another shape, another dtype, an array where a Tensor was, too few arguments: not its call
+    assert fast((Tensor(np.ones((3, 3))), w, np.ones((3, 2)))) is runtime.MISS
+    assert fast((Tensor(np.ones((2, 3), np.float32)), w, y)) is runtime.MISS
+    assert fast((x.asnumpy(), w, y)) is runtime.MISS
+    assert fast((x, w)) is runtime.MISS
+    x3 = Tensor(np.ones((4, 3)))
+    for got, want in zip(g(x3, w, np.ones((4, 2))), expected(np.ones((4, 3)), w.asnumpy(), np.ones((4, 2)))):
+        np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-12)
+    # a context change (what the backend key holds) is a miss too
+    s2s_ad.set_context(algebraic_simplification=s2s_ad.get_context("algebraic_simplification"))
+    assert g._s2s_fast((x3, w, np.ones((4, 2)))) is runtime.MISS
+
+
+def test_the_fast_call_takes_python_floats_as_scalars(mode, monkeypatch):
+    g = s2s_ad.grad(lambda x: x * x * ops.sin(x))
+    for _ in range(2):
+        g(0.5)
+    with monkeypatch.context() as m:
+        _no_lookup(m)
+        out = g(0.25)
+    assert out.shape == () and out.dtype == s2s_ad.float32
+    np.testing.assert_allclose(out.asnumpy(), 2 * 0.25 * np.sin(0.25) + 0.25**2 * np.cos(0.25), rtol=1e-6)
+    assert g._s2s_fast((Tensor(np.float32(0.5)),)) is runtime.MISS  # a Tensor where a float was
