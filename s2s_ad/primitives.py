@@ -2581,6 +2581,88 @@ _register(
 )
 
 
+# ------------------------------------------------------------- counter-based random numbers
+_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment
+_MIX = (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)
+_U64 = (1 << 64) - 1
+
+
+def mix64(z: int) -> int:
+    """SplitMix64's finaliser of the 64-bit integer ``z`` (what the generated code computes)."""
+    s1, m1, s2, m2, s3 = _MIX
+    z &= _U64
+    z = ((z ^ (z >> s1)) * m1) & _U64
+    z = ((z ^ (z >> s2)) * m2) & _U64
+    return z ^ (z >> s3)
+
+
+def _random_uniform_abstract(avals: list[Aval], p: dict) -> list[Aval]:
+    (key,) = avals
+    if key.shape != () or key.dtype.kind not in "iu":
+        raise ArgumentError(
+            f"RandomUniform: the key must be a 0-d integer tensor, got shape {fmt_shape(key.shape)} dtype {key.dtype}"
+        )
+    dt = np.dtype(p["dtype"])
+    if dt.kind != "f":
+        raise ArgumentError(f"RandomUniform: the dtype must be a float type, got {dt}")
+    return [Aval(tuple(p["shape"]), dt)]
+
+
+def _random_uniform_emit(target, args, eqn: Eqn, C):
+    # Counter-based: element i of the key's stream is SplitMix64's output i from the state
+    # mix64(key * golden + mix64(seed)), so every element is computed on its own, in any order,
+    # and the same key gives the same numbers in every backend. Arrays of uint64 wrap silently
+    # (numpy warns on scalar overflow only).
+    (key, _), p = args[0], eqn.params
+    shape, dt = tuple(p["shape"]), np.dtype(p["dtype"])
+    n = int(np.prod(shape, dtype=np.int64))
+    k, z = C.fresh("key"), C.fresh("bits")
+    s1, m1, s2, m2, s3 = _MIX
+
+    def u64(v: int) -> str:
+        return f"{C.np}.uint64({v})"
+
+    def mix(v: str) -> list[str]:
+        return [
+            f"{v} = ({v} ^ ({v} >> {u64(s1)})) * {u64(m1)}",
+            f"{v} = ({v} ^ ({v} >> {u64(s2)})) * {u64(m2)}",
+            f"{v} = {v} ^ ({v} >> {u64(s3)})",
+        ]
+
+    bits = 53 if dt == np.float64 else 24  # the float's significand: values in [0, 1), 1 excluded
+    return [
+        f"{k} = {C.np}.full(1, {key}, {C.np}.int64).astype({C.np}.uint64) * {u64(_GOLDEN)} + {u64(mix64(p['seed']))}",
+        *mix(k),
+        f"{z} = {C.np}.arange(1, {n + 1}).astype({C.np}.uint64) * {u64(_GOLDEN)} + {k}",
+        *mix(z),
+        f"{target} = (({z} >> {u64(64 - bits)}).astype({C.np}.float64) * {float(2.0**-bits)!r})"
+        f".astype({C.dtype(dt)}).reshape({shape!r})",
+    ]
+
+
+_register(
+    OpDef(
+        "random_uniform",
+        "RandomUniform",
+        "structural",
+        1,
+        _random_uniform_abstract,
+        emit=_random_uniform_emit,
+        statement=True,
+        contiguous=True,
+        # the numbers do not depend on any differentiable value: no derivative flows through them
+        vjp=lambda b, eqn, cts, active: [None],
+        jvp=no_jvp,
+        int_inputs=(0,),
+        index_bound=lambda shapes, params: 1000,
+        samples=[
+            (((),), dict(seed=0, shape=(2, 3), dtype=np.dtype(np.float64))),
+            (((),), dict(seed=7, shape=(), dtype=np.dtype(np.float32))),
+        ],
+    )
+)
+
+
 ELEMENTWISE = [op for op in OPS.values() if op.kind == "elementwise"]
 _SYMPY_HEADS: dict[Any, str] = {}
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as mstype
+from ..common.initializer import RANDOM_KEY
 from ..errors import ArgumentError, NotSupportedError, ShapeError, UnsupportedSyntaxError
 from ..primitives import ELEMENTWISE
 from ..runtime import eager
@@ -250,6 +251,24 @@ gelu = _functional(
     _gelu_lower,
     "``gelu(input, approximate='none')``: ``x Phi(x)`` with the normal distribution's ``Phi`` (erf), or its "
     "tanh approximation with ``approximate='tanh'``.",
+)
+
+
+def _dropout_lower(fe, args, kwargs):
+    def bind(input, p=0.5, training=True, seed=None):  # noqa: A002 - MindSpore's argument name
+        if not training or p == 0:
+            return input
+        return L.lower_dropout(fe, input, p, RANDOM_KEY, 0 if seed is None else seed)[0]
+
+    return bind(*args, **kwargs)
+
+
+dropout = _functional(
+    "dropout",
+    _dropout_lower,
+    "``dropout(input, p=0.5, training=True, seed=None)``: each element zeroed with probability ``p``, the "
+    "others scaled by ``1 / (1 - p)``; the masks come from a counter-based generator keyed by "
+    ":func:`s2s_ad.set_seed` (the identity when ``training`` is False).",
 )
 clip_by_value = _functional("clip_by_value", _clip_lower, "``clip_by_value(x, min, max)``: x limited to [min, max].")
 clamp = clip = _functional("clamp", _clip_lower, "``clamp(x, min=None, max=None)``: x limited to [min, max].")

@@ -373,6 +373,25 @@ def lower_gelu(tr: Tracer, x: Any, approximate: Any = "none", who: str = "gelu")
     return tr.elementwise("mul", [half_x, tr.elementwise("add", [inner, 1.0])])
 
 
+# ---- Dropout (issue 15)
+def lower_dropout(tr: Tracer, x: Any, p: Any, key: Any, seed: int = 0, who: str = "dropout") -> tuple[Any, Any]:
+    """Dropout of ``x`` in training mode: ``(x * mask / (1 - p), mask)`` with ``mask`` true with
+    probability ``1 - p``, drawn by the counter-based ``random_uniform`` op from the Parameter
+    ``key`` (which the program advances by one: the next random op draws other numbers) and the
+    op's ``seed``. The mask is a primal value: the derivative is ``mask / (1 - p)``, exactly."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
+        raise tr.error(f"{who}: p (the probability of dropping) must be a number in [0, 1), got {p!r}", ArgumentError)
+    a = tr.atom(x)
+    if a.dtype.kind != "f":
+        raise tr.error(f"{who}: the input must be a float tensor, got dtype {a.dtype}", ArgumentError)
+    k = tr.atom(key)
+    u = tr.bind("random_uniform", [k], seed=int(seed), shape=tuple(a.shape), dtype=a.dtype)
+    tr.assign(key, tr.elementwise("add", [k, 1]), who)
+    keep = 1.0 - float(p)
+    mask = lower_compare(tr, "less", u, keep)
+    return lower_select(tr, mask, tr.elementwise("mul", [a, 1.0 / keep]), 0.0), mask
+
+
 # ---- softmax, argmax and the tensor methods (issue 15)
 def lower_softmax(tr: Tracer, x: Any, axis: Any = -1, log: bool = False) -> Any:
     """Softmax (or log-softmax) over ``axis``, computed stably: the inputs are shifted by their
