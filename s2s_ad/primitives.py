@@ -2097,7 +2097,10 @@ def _gather_emit(target, args, eqn: Eqn, C):
         idx = f"{target}_i"
     lines.append(_index_check(idx, a.shape[ax], ia.shape == (), "Gather"))
     if ia.shape == ():
-        return lines + [f"{target} = {_atomic((x, x_prec))}[{_slot(ax, idx)}]"]
+        picked = f"{_atomic((x, x_prec))}[{_slot(ax, idx)}]"
+        if ax > 0 and out.shape != ():
+            picked = f"{C.np}.ascontiguousarray({picked})"  # a slice along a later axis is strided
+        return lines + [f"{target} = {picked}"]
     flat = f"{C.reshape_from(idx, ia.shape, (ia.aval.size,), ia.dtype, contiguous=False)}"
     lines.append(f"{target} = {C.np}.ascontiguousarray({_atomic((x, x_prec))}[{_slot(ax, flat)}])")
     lines.append(f"{target} = {target}.reshape({out.shape!r})")
@@ -2264,6 +2267,105 @@ _register(
             (((4,),), dict(axis=0, reverse=True)),
             (((3, 2, 2),), dict(axis=0, reverse=False)),
             (((2, 3),), dict(axis=-1, reverse=True)),
+        ],
+    )
+)
+
+
+# ---- cumulative product (issue 15)
+def _cumprod_abstract(avals, p):
+    (x,) = avals
+    if x.ndim == 0:
+        raise ShapeError("CumProd: the input must have at least one axis, got a 0-d tensor")
+    _axis_of("CumProd", p["axis"], x.ndim)
+    return [x]
+
+
+def _cumprod_emit(target, args, eqn: Eqn, C):
+    ((x, prec),) = args
+    a = eqn.ins[0]
+    ax = eqn.params["axis"] % len(a.shape)
+    n = a.shape[ax]
+    k = C.fresh("k")
+    src = x if prec >= ATOM else f"({x})"
+    step = -1 if eqn.params["reverse"] else 1
+    prev = f"{k} + 1" if step < 0 else f"{k} - 1"
+    loop = f"for {k} in range({n - 2}, -1, -1):" if step < 0 else f"for {k} in range(1, {n}):"
+    if eqn.params["exclusive"]:
+        # element k: the product of the elements before it (after it, in reverse); 1 for the first
+        return [
+            f"{target} = {C.np}.ones_like({src})",
+            loop,
+            f"    {target}[{_slot(ax, k)}] = {target}[{_slot(ax, prev)}] * {src}[{_slot(ax, prev)}]",
+        ]
+    return [f"{target} = {src}.copy()", loop, f"    {target}[{_slot(ax, k)}] *= {target}[{_slot(ax, prev)}]"]
+
+
+def _cumprod_parts(b: Builder, eqn: Eqn) -> tuple[Atom, Atom, int]:
+    """For y = cumprod(x) along axis ``a`` (n elements): ``A`` with a new axis ``i`` at ``a`` (the
+    original axis ``k`` at ``a + 1``), ``A[i, k] = prod of x_j over j in S(k), j != i`` (S(k): the
+    positions that y_k multiplies), computed as the cumprod of x with x_i replaced by 1 in row
+    i, so no division by x (exact where x has zeros); and the bool mask ``M[i, k] = i in S(k)``."""
+    (x,) = eqn.ins
+    p = eqn.params
+    ax = p["axis"] % len(x.shape)
+    n = x.shape[ax]
+    iota = b.bind1("cumsum", fill(b, (n,), 1, np.dtype(np.int64)), axis=0, reverse=False)
+    rows = b.bind1("reshape", iota, shape=(n, 1))
+    cols = b.bind1("reshape", iota, shape=(1, n))
+    around = (1,) * ax, (1,) * (len(x.shape) - ax - 1)
+
+    def spread(m: Atom) -> Atom:
+        return b.bind1("reshape", m, shape=around[0] + (n, n) + around[1])
+
+    eye = spread(b.bind1("equal", rows, cols))
+    cmp = {(False, False): "less_equal", (False, True): "less", (True, False): "greater_equal", (True, True): "greater"}
+    mask = spread(b.bind1(cmp[(bool(p["reverse"]), bool(p["exclusive"]))], rows, cols))
+    xs = b.bind1("reshape", x, shape=x.shape[:ax] + (1,) + x.shape[ax:])
+    big = x.shape[:ax] + (n, n) + x.shape[ax + 1 :]
+    masked = b.bind1("select", eye, Lit(1, x.dtype), broadcast_to(b, xs, big))
+    A = b.bind1("cumprod", masked, axis=ax + 1, reverse=p["reverse"], exclusive=p["exclusive"])
+    return b.bind1("select", mask, A, Lit(0, x.dtype)), ax, n
+
+
+def _cumprod_vjp(b: Builder, eqn: Eqn, cts, active):
+    # dx_i = sum over k of [i in S(k)] g_k A[i, k]
+    (g,) = cts
+    A, ax, n = _cumprod_parts(b, eqn)
+    x = eqn.ins[0]
+    gk = b.bind1("reshape", g, shape=x.shape[:ax] + (1,) + x.shape[ax:])
+    return [b.bind1("reduce_sum", b.bind1("mul", A, gk), axes=(ax + 1,), keepdims=False)]
+
+
+def _cumprod_jvp(b: Builder, eqn: Eqn, tangents):
+    # dy_k = sum over i of [i in S(k)] t_i A[i, k]
+    (t,) = tangents
+    if t is None:
+        return [None]
+    A, ax, n = _cumprod_parts(b, eqn)
+    x = eqn.ins[0]
+    ti = b.bind1("reshape", t, shape=x.shape[: ax + 1] + (1,) + x.shape[ax + 1 :])
+    return [b.bind1("reduce_sum", b.bind1("mul", A, ti), axes=(ax,), keepdims=False)]
+
+
+_register(
+    OpDef(
+        "cumprod",
+        "CumProd",
+        "structural",
+        1,
+        _cumprod_abstract,
+        emit=_cumprod_emit,
+        statement=True,
+        contiguous=True,
+        inexact=True,
+        vjp=_cumprod_vjp,
+        jvp=_cumprod_jvp,
+        samples=[
+            (((2, 3),), dict(axis=1, reverse=False, exclusive=False)),
+            (((4,),), dict(axis=0, reverse=True, exclusive=False)),
+            (((3, 2, 2),), dict(axis=0, reverse=False, exclusive=True)),
+            (((2, 3),), dict(axis=-1, reverse=True, exclusive=True)),
         ],
     )
 )

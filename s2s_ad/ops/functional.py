@@ -413,6 +413,25 @@ addn = _fn("addn", L.lower_addn, "``addn(x)``: the sum of a tuple or list of ten
 norm = _fn("norm", _norm_lower, "``norm(A, ord=None, dim=None, keepdim=False)``: 2-norm, 1-norm or inf-norm.")
 argmax = _fn("argmax", _arg_lower("argmax"), "``argmax(input, dim=None, keepdim=False)``: int32 indices, as MindSpore.")
 argmin = _fn("argmin", _arg_lower("argmin"), "``argmin(input, dim=None, keepdim=False)``: int32 indices, as MindSpore.")
+
+
+def _cumprod_lower(fe, input, dim, dtype=None):  # noqa: A002 - MindSpore's argument name
+    r = L.lower_cumprod(fe, input, dim, display="cumprod")
+    return r if dtype is None else L.lower_cast(fe, r, dtype)
+
+
+def _prod_lower(fe, input, axis=None, keep_dims=False, dtype=None):  # noqa: A002 - MindSpore's argument name
+    r = L.lower_prod(fe, input, axis, keep_dims, "prod")
+    return r if dtype is None else L.lower_cast(fe, r, dtype)
+
+
+cumprod = _fn("cumprod", _cumprod_lower, "``cumprod(input, dim, dtype=None)``: cumulative product along ``dim``.")
+prod = _fn(
+    "prod",
+    _prod_lower,
+    "``prod(input, axis=None, keep_dims=False, dtype=None)``: the product over ``axis`` (all axes by default).",
+)
+reduce_prod = prod
 cumsum = _fn("cumsum", _cumsum_lower, "``cumsum(x, axis, dtype=None)``: cumulative sum along ``axis``.")
 gather = _fn("gather", _gather_lower, "``gather(input_params, input_indices, axis)``: slices at integer indices.")
 gather_d = _fn("gather_d", L.lower_gather_d, "``gather_d(x, dim, index)``: elements at ``index`` along ``dim``.")

@@ -391,6 +391,26 @@ class CumSum(Primitive):
         return L.lower_cumsum(fe, x, axis, self._attrs["exclusive"], self._attrs["reverse"])
 
 
+class CumProd(Primitive):
+    """``CumProd(exclusive=False, reverse=False)(x, axis)``: cumulative product along ``axis``."""
+
+    def __init__(self, exclusive: bool = False, reverse: bool = False):
+        super().__init__(exclusive=bool(exclusive), reverse=bool(reverse))
+
+    def lower(self, fe, x, axis):
+        return L.lower_cumprod(fe, x, axis, self._attrs["exclusive"], self._attrs["reverse"])
+
+
+class ReduceProd(Primitive):
+    """``ReduceProd(keep_dims=False)(x, axis=())``: the product over ``axis`` (all axes by default)."""
+
+    def __init__(self, keep_dims: bool = False):
+        super().__init__(keep_dims=bool(keep_dims))
+
+    def lower(self, fe, x, axis=()):
+        return L.lower_prod(fe, x, axis, self._attrs["keep_dims"])
+
+
 def _arg_class(op: str, display: str) -> type:
     def __init__(self, axis: int = -1, output_type: Any = np.int32):
         Primitive.__init__(self, axis=int(axis), output_type=np.dtype(mstype.to_np(output_type)))

@@ -215,6 +215,15 @@ STRUCTURAL_REFERENCE = {
 }
 
 
+def _cumprod(x, axis, reverse, exclusive):
+    y = np.moveaxis(x, axis, 0)
+    y = y[::-1] if reverse else y
+    if exclusive:
+        y = np.concatenate([np.ones_like(y[:1]), y[:-1]])
+    r = np.cumprod(y, axis=0)
+    return np.moveaxis(r[::-1] if reverse else r, 0, axis)
+
+
 def _random_uniform(key, seed, shape, dtype):
     # SplitMix64 in Python integers: output i of the stream whose state is mix64(key * golden + mix64(seed))
     golden, mask = 0x9E3779B97F4A7C15, (1 << 64) - 1
@@ -235,6 +244,7 @@ STRUCTURAL_REFERENCE.update(
         "argmax": lambda x, axis: np.argmax(x, axis),
         "argmin": lambda x, axis: np.argmin(x, axis),
         "random_uniform": _random_uniform,
+        "cumprod": _cumprod,
         "batch_matmul": lambda a, b, transpose_a, transpose_b: np.matmul(
             np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b
         ),
