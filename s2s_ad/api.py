@@ -244,6 +244,7 @@ def differentiated_program(
     positions: list[int],
     weights: list[Parameter],
     explicit: bool,
+    updates_ok: bool = False,
 ) -> Program:
     """The program whose derivative is taken for ``fn(*args)`` (``inner`` is its trace).
 
@@ -257,8 +258,15 @@ def differentiated_program(
       An integer input that cannot be traced as float (it feeds an op that takes integers
       only, such as OneHot's indices) stays an integer. ``inner`` is returned when nothing
       is promoted.
-    * A program that assigns Parameters (``ops.assign``) raises :class:`NotSupportedError`.
+    * A program that assigns Parameters (``ops.assign``: BatchNorm's moving statistics, the
+      random-number key of Dropout) is differentiated without its assignments when
+      ``updates_ok`` (the caller then inlines ``inner`` itself for the value, which makes the
+      assignments once, after the derivative has read the values before them); otherwise it
+      raises :class:`NotSupportedError`.
     """
+    if inner.updates and updates_ok:
+        diff = differentiated_program(fe, who, fn, args, _without_updates(inner), positions, weights, explicit)
+        return diff if not diff.updates else _without_updates(diff)
     if inner.updates:
         names = ", ".join(inner.parameters[i].name for i in inner.updates)
         raise fe.error(
@@ -300,6 +308,11 @@ def differentiated_program(
         if not ok and not int_params:
             return inner
         return trace_abstract(fn, args, frozenset(ok), int_params)
+
+
+def _without_updates(prog: Program) -> Program:
+    """``prog`` without its Parameter assignments (the equations only they used are dead code)."""
+    return prog.replace(outs=prog.outs[: prog.n_results], updates=[])
 
 
 def _cast_leaves(fe: Tracer, atoms: list[Any], avals: list[Aval]) -> list[Any]:
@@ -661,7 +674,7 @@ class ReverseFunction(Transformed):
             )
         weights = list(self.weights) if self.weights else []
         explicit = not (s.layout == "vjp" or (s.layout == "flags" and s.get_all))
-        diff = differentiated_program(fe, s.api, self.fn, args, inner, wrt, weights, explicit)
+        diff = differentiated_program(fe, s.api, self.fn, args, inner, wrt, weights, explicit, updates_ok=True)
         gp = optimize(
             grad_program(
                 diff, wrt, _weight_leaves(diff, weights), s.sens_param, with_value=diff is inner, has_aux=s.has_aux
@@ -1103,7 +1116,7 @@ class JvpFunction(Transformed):
             )
         args, inner = _trace_numbers(fe, self.fn, args, range(len(args)), True)
         positions = list(range(len(args)))
-        diff = differentiated_program(fe, self.api, self.fn, args, inner, positions, [], False)
+        diff = differentiated_program(fe, self.api, self.fn, args, inner, positions, [], False, updates_ok=True)
         jp = optimize(jvp_args_program(diff, positions), final=False)
         flat = []
         for a in args:
@@ -1121,7 +1134,7 @@ class JvpFunction(Transformed):
         if diff is not inner:
             # The value is the function's own; tangents computed in float are cast once to
             # the output's dtype.
-            n_out = len(inner.outs)
+            n_out = inner.n_results
             outs = inline_program(fe, inner, flat[:n_in]) + _cast_leaves(fe, outs[n_out:], [o.aval for o in inner.outs])
         value, tangent = unflatten(("tuple", (inner.out_tree, inner.out_tree)), outs)
         return (value, tangent)

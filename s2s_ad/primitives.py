@@ -2287,7 +2287,10 @@ def _gather_emit(target, args, eqn: Eqn, C):
         idx = f"{target}_i"
     lines.append(_index_check(idx, a.shape[ax], ia.shape == (), "Gather"))
     if ia.shape == ():
-        return lines + [f"{target} = {_atomic((x, x_prec))}[{_slot(ax, idx)}]"]
+        picked = f"{_atomic((x, x_prec))}[{_slot(ax, idx)}]"
+        if ax > 0 and out.shape != ():
+            picked = f"{C.np}.ascontiguousarray({picked})"  # a slice along a later axis is strided
+        return lines + [f"{target} = {picked}"]
     flat = f"{C.reshape_from(idx, ia.shape, (ia.aval.size,), ia.dtype, contiguous=False)}"
     lines.append(f"{target} = {C.np}.ascontiguousarray({_atomic((x, x_prec))}[{_slot(ax, flat)}])")
     lines.append(f"{target} = {target}.reshape({out.shape!r})")
@@ -2477,6 +2480,105 @@ _register(
             (((4,),), dict(axis=0, reverse=True)),
             (((3, 2, 2),), dict(axis=0, reverse=False)),
             (((2, 3),), dict(axis=-1, reverse=True)),
+        ],
+    )
+)
+
+
+# ---- cumulative product (issue 15)
+def _cumprod_abstract(avals, p):
+    (x,) = avals
+    if x.ndim == 0:
+        raise ShapeError("CumProd: the input must have at least one axis, got a 0-d tensor")
+    _axis_of("CumProd", p["axis"], x.ndim)
+    return [x]
+
+
+def _cumprod_emit(target, args, eqn: Eqn, C):
+    ((x, prec),) = args
+    a = eqn.ins[0]
+    ax = eqn.params["axis"] % len(a.shape)
+    n = a.shape[ax]
+    k = C.fresh("k")
+    src = x if prec >= ATOM else f"({x})"
+    step = -1 if eqn.params["reverse"] else 1
+    prev = f"{k} + 1" if step < 0 else f"{k} - 1"
+    loop = f"for {k} in range({n - 2}, -1, -1):" if step < 0 else f"for {k} in range(1, {n}):"
+    if eqn.params["exclusive"]:
+        # element k: the product of the elements before it (after it, in reverse); 1 for the first
+        return [
+            f"{target} = {C.np}.ones_like({src})",
+            loop,
+            f"    {target}[{_slot(ax, k)}] = {target}[{_slot(ax, prev)}] * {src}[{_slot(ax, prev)}]",
+        ]
+    return [f"{target} = {src}.copy()", loop, f"    {target}[{_slot(ax, k)}] *= {target}[{_slot(ax, prev)}]"]
+
+
+def _cumprod_parts(b: Builder, eqn: Eqn) -> tuple[Atom, Atom, int]:
+    """For y = cumprod(x) along axis ``a`` (n elements): ``A`` with a new axis ``i`` at ``a`` (the
+    original axis ``k`` at ``a + 1``), ``A[i, k] = prod of x_j over j in S(k), j != i`` (S(k): the
+    positions that y_k multiplies), computed as the cumprod of x with x_i replaced by 1 in row
+    i, so no division by x (exact where x has zeros); and the bool mask ``M[i, k] = i in S(k)``."""
+    (x,) = eqn.ins
+    p = eqn.params
+    ax = p["axis"] % len(x.shape)
+    n = x.shape[ax]
+    iota = b.bind1("cumsum", fill(b, (n,), 1, np.dtype(np.int64)), axis=0, reverse=False)
+    rows = b.bind1("reshape", iota, shape=(n, 1))
+    cols = b.bind1("reshape", iota, shape=(1, n))
+    around = (1,) * ax, (1,) * (len(x.shape) - ax - 1)
+
+    def spread(m: Atom) -> Atom:
+        return b.bind1("reshape", m, shape=around[0] + (n, n) + around[1])
+
+    eye = spread(b.bind1("equal", rows, cols))
+    cmp = {(False, False): "less_equal", (False, True): "less", (True, False): "greater_equal", (True, True): "greater"}
+    mask = spread(b.bind1(cmp[(bool(p["reverse"]), bool(p["exclusive"]))], rows, cols))
+    xs = b.bind1("reshape", x, shape=x.shape[:ax] + (1,) + x.shape[ax:])
+    big = x.shape[:ax] + (n, n) + x.shape[ax + 1 :]
+    masked = b.bind1("select", eye, Lit(1, x.dtype), broadcast_to(b, xs, big))
+    A = b.bind1("cumprod", masked, axis=ax + 1, reverse=p["reverse"], exclusive=p["exclusive"])
+    return b.bind1("select", mask, A, Lit(0, x.dtype)), ax, n
+
+
+def _cumprod_vjp(b: Builder, eqn: Eqn, cts, active):
+    # dx_i = sum over k of [i in S(k)] g_k A[i, k]
+    (g,) = cts
+    A, ax, n = _cumprod_parts(b, eqn)
+    x = eqn.ins[0]
+    gk = b.bind1("reshape", g, shape=x.shape[:ax] + (1,) + x.shape[ax:])
+    return [b.bind1("reduce_sum", b.bind1("mul", A, gk), axes=(ax + 1,), keepdims=False)]
+
+
+def _cumprod_jvp(b: Builder, eqn: Eqn, tangents):
+    # dy_k = sum over i of [i in S(k)] t_i A[i, k]
+    (t,) = tangents
+    if t is None:
+        return [None]
+    A, ax, n = _cumprod_parts(b, eqn)
+    x = eqn.ins[0]
+    ti = b.bind1("reshape", t, shape=x.shape[: ax + 1] + (1,) + x.shape[ax + 1 :])
+    return [b.bind1("reduce_sum", b.bind1("mul", A, ti), axes=(ax,), keepdims=False)]
+
+
+_register(
+    OpDef(
+        "cumprod",
+        "CumProd",
+        "structural",
+        1,
+        _cumprod_abstract,
+        emit=_cumprod_emit,
+        statement=True,
+        contiguous=True,
+        inexact=True,
+        vjp=_cumprod_vjp,
+        jvp=_cumprod_jvp,
+        samples=[
+            (((2, 3),), dict(axis=1, reverse=False, exclusive=False)),
+            (((4,),), dict(axis=0, reverse=True, exclusive=False)),
+            (((3, 2, 2),), dict(axis=0, reverse=False, exclusive=True)),
+            (((2, 3),), dict(axis=-1, reverse=True, exclusive=True)),
         ],
     )
 )
@@ -2800,6 +2902,88 @@ _register(
         domain=(0.5, 2.0),
         well_conditioned=True,
         samples=[(((3, 3), (3,)), {}), (((2, 2), (2, 3)), {}), (((1, 1), (1,)), {})],
+    )
+)
+
+
+# ------------------------------------------------------------- counter-based random numbers
+_GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment
+_MIX = (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)
+_U64 = (1 << 64) - 1
+
+
+def mix64(z: int) -> int:
+    """SplitMix64's finaliser of the 64-bit integer ``z`` (what the generated code computes)."""
+    s1, m1, s2, m2, s3 = _MIX
+    z &= _U64
+    z = ((z ^ (z >> s1)) * m1) & _U64
+    z = ((z ^ (z >> s2)) * m2) & _U64
+    return z ^ (z >> s3)
+
+
+def _random_uniform_abstract(avals: list[Aval], p: dict) -> list[Aval]:
+    (key,) = avals
+    if key.shape != () or key.dtype.kind not in "iu":
+        raise ArgumentError(
+            f"RandomUniform: the key must be a 0-d integer tensor, got shape {fmt_shape(key.shape)} dtype {key.dtype}"
+        )
+    dt = np.dtype(p["dtype"])
+    if dt.kind != "f":
+        raise ArgumentError(f"RandomUniform: the dtype must be a float type, got {dt}")
+    return [Aval(tuple(p["shape"]), dt)]
+
+
+def _random_uniform_emit(target, args, eqn: Eqn, C):
+    # Counter-based: element i of the key's stream is SplitMix64's output i from the state
+    # mix64(key * golden + mix64(seed)), so every element is computed on its own, in any order,
+    # and the same key gives the same numbers in every backend. Arrays of uint64 wrap silently
+    # (numpy warns on scalar overflow only).
+    (key, _), p = args[0], eqn.params
+    shape, dt = tuple(p["shape"]), np.dtype(p["dtype"])
+    n = int(np.prod(shape, dtype=np.int64))
+    k, z = C.fresh("key"), C.fresh("bits")
+    s1, m1, s2, m2, s3 = _MIX
+
+    def u64(v: int) -> str:
+        return f"{C.np}.uint64({v})"
+
+    def mix(v: str) -> list[str]:
+        return [
+            f"{v} = ({v} ^ ({v} >> {u64(s1)})) * {u64(m1)}",
+            f"{v} = ({v} ^ ({v} >> {u64(s2)})) * {u64(m2)}",
+            f"{v} = {v} ^ ({v} >> {u64(s3)})",
+        ]
+
+    bits = 53 if dt == np.float64 else 24  # the float's significand: values in [0, 1), 1 excluded
+    return [
+        f"{k} = {C.np}.full(1, {key}, {C.np}.int64).astype({C.np}.uint64) * {u64(_GOLDEN)} + {u64(mix64(p['seed']))}",
+        *mix(k),
+        f"{z} = {C.np}.arange(1, {n + 1}).astype({C.np}.uint64) * {u64(_GOLDEN)} + {k}",
+        *mix(z),
+        f"{target} = (({z} >> {u64(64 - bits)}).astype({C.np}.float64) * {float(2.0**-bits)!r})"
+        f".astype({C.dtype(dt)}).reshape({shape!r})",
+    ]
+
+
+_register(
+    OpDef(
+        "random_uniform",
+        "RandomUniform",
+        "structural",
+        1,
+        _random_uniform_abstract,
+        emit=_random_uniform_emit,
+        statement=True,
+        contiguous=True,
+        # the numbers do not depend on any differentiable value: no derivative flows through them
+        vjp=lambda b, eqn, cts, active: [None],
+        jvp=no_jvp,
+        int_inputs=(0,),
+        index_bound=lambda shapes, params: 1000,
+        samples=[
+            (((),), dict(seed=0, shape=(2, 3), dtype=np.dtype(np.float64))),
+            (((),), dict(seed=7, shape=(), dtype=np.dtype(np.float32))),
+        ],
     )
 )
 

@@ -14,17 +14,29 @@ import numpy as np
 
 from .. import dtype as mstype
 from ..errors import ArgumentError, ArgumentValueError
-from ..tensor import Tensor
+from ..primitives import mix64
+from ..tensor import Parameter, Tensor
 
 _RNG = np.random.default_rng()
 
+# The key of the random ops in compiled code (Dropout's masks): a Parameter, so a compiled
+# program reads it as an input and writes it back advanced by one per random op it runs (an
+# ``ops.assign``). Without set_seed it starts at a value drawn from the operating system.
+RANDOM_KEY = Parameter(
+    np.array(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1), np.int64),
+    name="random_key",
+    requires_grad=False,
+)
+
 
 def set_seed(seed: int) -> None:
-    """Seed the generator used by random initializers (reproducible ``nn.Dense`` weights)."""
+    """Seed the generator used by random initializers (reproducible ``nn.Dense`` weights) and
+    reset the key of the random ops in compiled code (reproducible Dropout masks)."""
     global _RNG
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ArgumentError(f"set_seed: seed must be a non-negative int, got {seed!r}")
     _RNG = np.random.default_rng(seed)
+    RANDOM_KEY.set_data(np.array(mix64(seed) >> 1, np.int64))
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:

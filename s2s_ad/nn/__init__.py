@@ -29,7 +29,7 @@ from .loss import (
     SmoothL1Loss,
     SoftmaxCrossEntropyWithLogits,
 )
-from .normalization import LayerNorm
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .optim import SGD, Adam, AdamWeightDecay, Momentum, Optimizer
 from .train import TrainOneStepCell, WithGradCell
 from .wrap import ForwardValueAndGrad, Jvp, Vjp, WithLossCell
@@ -69,6 +69,8 @@ __all__ = [
     "LogSoftmax",
     "Flatten",
     "LayerNorm",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Dropout",
     "L1Loss",
     "SmoothL1Loss",

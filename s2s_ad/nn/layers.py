@@ -7,7 +7,7 @@ from typing import Any
 from .. import dtype as mstype
 from .. import ops
 from ..common.initializer import initializer
-from ..errors import ArgumentError, ArgumentValueError, NotSupportedError
+from ..errors import ArgumentError, ArgumentValueError
 from ..tensor import Parameter
 from .cell import Cell
 
@@ -201,9 +201,11 @@ _ACTIVATIONS.update(
 
 class Dropout(Cell):
     """``Dropout(keep_prob=None, p=None)``: MindSpore's arguments (``p`` is the probability of
-    dropping, ``keep_prob = 1 - p``; 0.5 by default). In evaluation mode
-    (``set_train(False)``, the default of a new Cell) it is the identity; in training mode it
-    raises ``NotSupportedError`` (s2s_ad has no random ops yet), unless nothing is dropped."""
+    dropping, ``keep_prob = 1 - p``; 0.5 by default). In evaluation mode (``set_train(False)``,
+    the default of a new Cell) it is the identity; in training mode (``set_train()``) each
+    element is zeroed with probability ``p`` and the others scaled by ``1 / keep_prob``
+    (:func:`s2s_ad.ops.dropout`: masks from a counter-based generator, reproducible after
+    :func:`s2s_ad.set_seed`, different at every call)."""
 
     def __init__(self, keep_prob: float | None = None, p: float | None = None, dtype: Any = mstype.float32):
         super().__init__()
@@ -215,14 +217,7 @@ class Dropout(Cell):
         self.keep_prob = keep
         self.p = 1.0 - keep
 
-    def __s2s_stage__(self, tr: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        if self.training and self.keep_prob < 1.0:
-            raise tr.error(
-                "Dropout in training mode needs random masks, which s2s_ad does not have yet; call "
-                "set_train(False) on the network (Dropout is then the identity)",
-                NotSupportedError,
-            )
-        return super().__s2s_stage__(tr, args, kwargs)
-
     def construct(self, x):
+        if self.training and self.keep_prob < 1.0:
+            return ops.dropout(x, p=self.p)
         return x

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
-from ..api import GradOperation
+from ..api import GradOperation, value_and_grad
 from ..errors import ArgumentError
 from ..tensor import ParameterTuple
 from .cell import Cell
@@ -33,12 +33,14 @@ class TrainOneStepCell(Cell):
         self.optimizer = optimizer
         self.weights = optimizer.parameters
         self.grad = GradOperation(get_by_list=True)
+        # the loss and the gradients from one forward pass: a network that assigns Parameters as
+        # it runs (BatchNorm's moving statistics, Dropout's random key) does so once per step
+        self.loss_and_grads = value_and_grad(self.network, None, self.weights)
         self.sens = 1.0 if sens is None else float(sens)
         self.return_grad = bool(return_grad)
 
     def construct(self, *inputs):
-        loss = self.network(*inputs)
-        grads = self.grad(self.network, self.weights)(*inputs)
+        loss, grads = self.loss_and_grads(*inputs)
         if self.sens != 1.0:
             scaled = ()
             for g in grads:

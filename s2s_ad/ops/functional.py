@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as mstype
+from ..common.initializer import RANDOM_KEY
 from ..errors import ArgumentError, NotSupportedError, ShapeError, UnsupportedSyntaxError
 from ..primitives import ELEMENTWISE
 from ..runtime import eager
@@ -251,6 +252,24 @@ gelu = _functional(
     "``gelu(input, approximate='none')``: ``x Phi(x)`` with the normal distribution's ``Phi`` (erf), or its "
     "tanh approximation with ``approximate='tanh'``.",
 )
+
+
+def _dropout_lower(fe, args, kwargs):
+    def bind(input, p=0.5, training=True, seed=None):  # noqa: A002 - MindSpore's argument name
+        if not training or p == 0:
+            return input
+        return L.lower_dropout(fe, input, p, RANDOM_KEY, 0 if seed is None else seed)[0]
+
+    return bind(*args, **kwargs)
+
+
+dropout = _functional(
+    "dropout",
+    _dropout_lower,
+    "``dropout(input, p=0.5, training=True, seed=None)``: each element zeroed with probability ``p``, the "
+    "others scaled by ``1 / (1 - p)``; the masks come from a counter-based generator keyed by "
+    ":func:`s2s_ad.set_seed` (the identity when ``training`` is False).",
+)
 clip_by_value = _functional("clip_by_value", _clip_lower, "``clip_by_value(x, min, max)``: x limited to [min, max].")
 clamp = clip = _functional("clamp", _clip_lower, "``clamp(x, min=None, max=None)``: x limited to [min, max].")
 
@@ -394,6 +413,25 @@ addn = _fn("addn", L.lower_addn, "``addn(x)``: the sum of a tuple or list of ten
 norm = _fn("norm", _norm_lower, "``norm(A, ord=None, dim=None, keepdim=False)``: 2-norm, 1-norm or inf-norm.")
 argmax = _fn("argmax", _arg_lower("argmax"), "``argmax(input, dim=None, keepdim=False)``: int32 indices, as MindSpore.")
 argmin = _fn("argmin", _arg_lower("argmin"), "``argmin(input, dim=None, keepdim=False)``: int32 indices, as MindSpore.")
+
+
+def _cumprod_lower(fe, input, dim, dtype=None):  # noqa: A002 - MindSpore's argument name
+    r = L.lower_cumprod(fe, input, dim, display="cumprod")
+    return r if dtype is None else L.lower_cast(fe, r, dtype)
+
+
+def _prod_lower(fe, input, axis=None, keep_dims=False, dtype=None):  # noqa: A002 - MindSpore's argument name
+    r = L.lower_prod(fe, input, axis, keep_dims, "prod")
+    return r if dtype is None else L.lower_cast(fe, r, dtype)
+
+
+cumprod = _fn("cumprod", _cumprod_lower, "``cumprod(input, dim, dtype=None)``: cumulative product along ``dim``.")
+prod = _fn(
+    "prod",
+    _prod_lower,
+    "``prod(input, axis=None, keep_dims=False, dtype=None)``: the product over ``axis`` (all axes by default).",
+)
+reduce_prod = prod
 cumsum = _fn("cumsum", _cumsum_lower, "``cumsum(x, axis, dtype=None)``: cumulative sum along ``axis``.")
 gather = _fn("gather", _gather_lower, "``gather(input_params, input_indices, axis)``: slices at integer indices.")
 gather_d = _fn("gather_d", L.lower_gather_d, "``gather_d(x, dim, index)``: elements at ``index`` along ``dim``.")

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as mstype
-from ..errors import NotSupportedError, ShapeError
+from ..common.initializer import RANDOM_KEY
+from ..errors import ArgumentError, NotSupportedError, ShapeError
 from ..primitives import ELEMENTWISE, get_op
 from ..runtime import eager
 from ..trace import lowering as L
@@ -21,6 +22,7 @@ from ..trace.lowering import (
     lower_cast,
     lower_compare,
     lower_conv2d,
+    lower_dropout,
     lower_gelu,
     lower_one_hot,
     lower_pool,
@@ -87,6 +89,23 @@ class GeLU(Primitive):
 
     def lower(self, fe, x):
         return lower_gelu(fe, x, "none", "GeLU")
+
+
+class Dropout(Primitive):
+    """``Dropout(keep_prob=0.5, Seed0=0, Seed1=0)(x)``: ``(output, mask)``, each element kept with
+    probability ``keep_prob`` (and scaled by ``1 / keep_prob``); the seeds select the op's stream
+    of the counter-based generator (see :func:`s2s_ad.ops.dropout`)."""
+
+    def __init__(self, keep_prob: float = 0.5, Seed0: int = 0, Seed1: int = 0):  # noqa: N803 - MindSpore's names
+        super().__init__(keep_prob=keep_prob, Seed0=Seed0, Seed1=Seed1)
+
+    def lower(self, fe, x):
+        a = self._attrs
+        keep = a["keep_prob"]
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
+            raise fe.error(f"Dropout: keep_prob must be in (0, 1], got {a['keep_prob']!r}", ArgumentError)
+        seed = (int(a["Seed0"]) << 32) ^ int(a["Seed1"])
+        return lower_dropout(fe, x, 1.0 - float(a["keep_prob"]), RANDOM_KEY, seed, "Dropout")
 
 
 class Select(Primitive):
@@ -404,6 +423,26 @@ class CumSum(Primitive):
 
     def lower(self, fe, x, axis):
         return L.lower_cumsum(fe, x, axis, self._attrs["exclusive"], self._attrs["reverse"])
+
+
+class CumProd(Primitive):
+    """``CumProd(exclusive=False, reverse=False)(x, axis)``: cumulative product along ``axis``."""
+
+    def __init__(self, exclusive: bool = False, reverse: bool = False):
+        super().__init__(exclusive=bool(exclusive), reverse=bool(reverse))
+
+    def lower(self, fe, x, axis):
+        return L.lower_cumprod(fe, x, axis, self._attrs["exclusive"], self._attrs["reverse"])
+
+
+class ReduceProd(Primitive):
+    """``ReduceProd(keep_dims=False)(x, axis=())``: the product over ``axis`` (all axes by default)."""
+
+    def __init__(self, keep_dims: bool = False):
+        super().__init__(keep_dims=bool(keep_dims))
+
+    def lower(self, fe, x, axis=()):
+        return L.lower_prod(fe, x, axis, self._attrs["keep_dims"])
 
 
 def _arg_class(op: str, display: str) -> type:

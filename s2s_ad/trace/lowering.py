@@ -379,6 +379,25 @@ def lower_gelu(tr: Tracer, x: Any, approximate: Any = "none", who: str = "gelu")
     return tr.elementwise("mul", [half_x, tr.elementwise("add", [inner, 1.0])])
 
 
+# ---- Dropout (issue 15)
+def lower_dropout(tr: Tracer, x: Any, p: Any, key: Any, seed: int = 0, who: str = "dropout") -> tuple[Any, Any]:
+    """Dropout of ``x`` in training mode: ``(x * mask / (1 - p), mask)`` with ``mask`` true with
+    probability ``1 - p``, drawn by the counter-based ``random_uniform`` op from the Parameter
+    ``key`` (which the program advances by one: the next random op draws other numbers) and the
+    op's ``seed``. The mask is a primal value: the derivative is ``mask / (1 - p)``, exactly."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
+        raise tr.error(f"{who}: p (the probability of dropping) must be a number in [0, 1), got {p!r}", ArgumentError)
+    a = tr.atom(x)
+    if a.dtype.kind != "f":
+        raise tr.error(f"{who}: the input must be a float tensor, got dtype {a.dtype}", ArgumentError)
+    k = tr.atom(key)
+    u = tr.bind("random_uniform", [k], seed=int(seed), shape=tuple(a.shape), dtype=a.dtype)
+    tr.assign(key, tr.elementwise("add", [k, 1]), who)
+    keep = 1.0 - float(p)
+    mask = lower_compare(tr, "less", u, keep)
+    return lower_select(tr, mask, tr.elementwise("mul", [a, 1.0 / keep]), 0.0), mask
+
+
 # ---- softmax, argmax and the tensor methods (issue 15)
 def lower_softmax(tr: Tracer, x: Any, axis: Any = -1, log: bool = False) -> Any:
     """Softmax (or log-softmax) over ``axis``, computed stably: the inputs are shifted by their
@@ -668,6 +687,48 @@ def lower_cumsum(tr: Tracer, x: Any, axis: Any = 0, exclusive: bool = False, rev
     return tr.elementwise("sub", [r, a]) if exclusive else r
 
 
+def lower_cumprod(
+    tr: Tracer, x: Any, axis: Any = 0, exclusive: bool = False, reverse: bool = False, display: str = "CumProd"
+) -> Any:
+    """Cumulative product along ``axis`` (its derivative divides by nothing: exact at zeros)."""
+    a = tr.atom(x)
+    if a.dtype.kind == "b":
+        a = tr.cast(a, np.dtype(np.int64))
+    ax = _axis(tr, display, axis, len(a.shape))
+    return tr.bind1("cumprod", a, axis=ax, reverse=bool(reverse), exclusive=bool(exclusive))
+
+
+def lower_prod(tr: Tracer, x: Any, axis: Any = None, keepdims: bool = False, display: str = "ReduceProd") -> Any:
+    """The product over ``axis`` (all axes by default): the reduced axes moved last and merged,
+    and the first element of their reverse cumulative product, so the derivative is the
+    cumulative product's (no division by x: exact where x has zeros)."""
+    a = tr.atom(x)
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    if not (axis is None or isinstance(axis, (int, np.integer, tuple))):
+        raise tr.error(f"{display}: axis must be an int, a tuple of ints or None, got {axis!r}", ArgumentError)
+    if a.dtype.kind == "b":
+        a = tr.cast(a, np.dtype(np.int64))
+    nd = len(a.shape)
+    axes = normalize_axes(display, axis, nd)
+    if nd == 0 or not axes:
+        return a
+    kept = [d for d in range(nd) if d not in axes]
+    m = int(np.prod([a.shape[d] for d in axes], dtype=np.int64))
+    out_shape = tuple(a.shape[d] for d in kept)
+    if m == 0:
+        r = tr.fill(out_shape, 1, a.dtype)
+    else:
+        perm = tuple(kept) + axes
+        t = tr.bind1("transpose", a, perm=perm) if perm != tuple(range(nd)) else a
+        t = tr.bind1("reshape", t, shape=out_shape + (m,)) if len(axes) != 1 else t
+        c = tr.bind1("cumprod", t, axis=len(out_shape), reverse=True, exclusive=False)
+        r = tr.bind1("gather", c, tr.atom(np.asarray(0, np.int64)), axis=len(out_shape))
+    if keepdims:
+        r = lower_reshape(tr, r, tuple(1 if d in axes else a.shape[d] for d in range(nd)))
+    return r
+
+
 def _index_tensor(tr: Tracer, display: str, idx: Any) -> Atom:
     if isinstance(idx, (list, tuple, int, np.integer, np.ndarray)) and not isinstance(idx, bool):
         idx = np.asarray(idx)
@@ -857,6 +918,12 @@ STRUCTURAL_METHODS: dict[str, Any] = {
         tr, lower_reshape(tr, x, (-1,)) if axis is None else x, 0 if axis is None else axis
     ),
     "tile": lower_tile,
+    "prod": lambda tr, x, axis=None, keep_dims=False, dtype=None: lower_cast(
+        tr, lower_prod(tr, x, axis, keep_dims, "Tensor.prod"), tr.atom(x).dtype if dtype is None else dtype
+    ),
+    "cumprod": lambda tr, x, dim, dtype=None: lower_cast(
+        tr, lower_cumprod(tr, x, dim, display="Tensor.cumprod"), tr.atom(x).dtype if dtype is None else dtype
+    ),
     "broadcast_to": lower_broadcast_to,
     "swapaxes": _method_swapaxes,
     "norm": lambda tr, x, ord=None, dim=None, keepdim=False: lower_norm(tr, x, ord, dim, keepdim),

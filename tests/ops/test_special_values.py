@@ -13,7 +13,7 @@ import pytest
 from _harness import trace_op
 from _special import REFERENCE, assert_ieee_equal, every_op, grid, reference, specials
 
-from s2s_ad.primitives import ELEMENTWISE, OPS, as_py_index
+from s2s_ad.primitives import ELEMENTWISE, OPS, as_py_index, mix64
 from s2s_ad.runtime import Compiled
 
 DTYPES = ["float64", "float32"]
@@ -214,6 +214,26 @@ STRUCTURAL_REFERENCE = {
     "avg_pool_grad": _avg_pool_grad,
 }
 
+
+def _cumprod(x, axis, reverse, exclusive):
+    y = np.moveaxis(x, axis, 0)
+    y = y[::-1] if reverse else y
+    if exclusive:
+        y = np.concatenate([np.ones_like(y[:1]), y[:-1]])
+    r = np.cumprod(y, axis=0)
+    return np.moveaxis(r[::-1] if reverse else r, 0, axis)
+
+
+def _random_uniform(key, seed, shape, dtype):
+    # SplitMix64 in Python integers: output i of the stream whose state is mix64(key * golden + mix64(seed))
+    golden, mask = 0x9E3779B97F4A7C15, (1 << 64) - 1
+    state = mix64((int(key) * golden + mix64(seed)) & mask)
+    bits = 53 if np.dtype(dtype) == np.float64 else 24
+    n = int(np.prod(shape, dtype=np.int64))
+    vals = [(mix64((state + (i + 1) * golden) & mask) >> (64 - bits)) * 2.0**-bits for i in range(n)]
+    return np.array(vals, dtype=dtype).reshape(shape)
+
+
 STRUCTURAL_REFERENCE.update(
     {
         "gather": lambda x, idx, axis: np.take(x, idx, axis=axis),
@@ -223,6 +243,8 @@ STRUCTURAL_REFERENCE.update(
         ),
         "argmax": lambda x, axis: np.argmax(x, axis),
         "argmin": lambda x, axis: np.argmin(x, axis),
+        "random_uniform": _random_uniform,
+        "cumprod": _cumprod,
         "batch_matmul": lambda a, b, transpose_a, transpose_b: np.matmul(
             np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b
         ),
