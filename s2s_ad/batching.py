@@ -59,7 +59,7 @@ class BatchBuilder(Builder):
         if op in ("reshape", "transpose") and len(ins) == 1 and isinstance(ins[0], Var):
             x = ins[0]
             inner = self._made.get(x)
-            if inner is not None and inner.op == op:
+            if inner is not None and inner.op == op and isinstance(inner.ins[0], Var):
                 x = inner.ins[0]
                 if op == "transpose":
                     params = {"perm": tuple(inner.params["perm"][i] for i in params["perm"])}
@@ -111,7 +111,7 @@ def batch_eqns(
     denv: dict[Var, Dim] = {}
     for v, a, d in zip(prog.invars, args, dims):
         env[v] = a
-        denv[v] = None if d is None else _normalize_dim(d, len(a.shape), f"input {prog.name_of(v) or v!r}")
+        denv[v] = None if d is None else _normalize_dim(d, len(a.shape), f"input {prog.name_of(v) or repr(v)}")
     bb = b if isinstance(b, BatchBuilder) else BatchBuilder(b)
     saved = (bb.loc, bb.primal, bb.adjoint)
     try:
@@ -119,9 +119,11 @@ def batch_eqns(
             ins = [a if isinstance(a, Lit) else env[a] for a in e.ins]
             in_dims = [None if isinstance(a, Lit) else denv[a] for a in e.ins]
             bb.loc, bb.primal, bb.adjoint = e.loc, e.primal, e.adjoint
+            outs: list[Atom]
             if all(d is None for d in in_dims):
-                outs = [Var(o.aval, name_of(prog.names, o)) for o in e.outs]
-                bb.eqns.append(Eqn(e.op, ins, outs, e.params, e.loc, e.primal, e.adjoint))
+                copies = [Var(o.aval, name_of(prog.names, o)) for o in e.outs]
+                bb.eqns.append(Eqn(e.op, ins, copies, e.params, e.loc, e.primal, e.adjoint))
+                outs = list(copies)
                 out_dims: list[Dim] = [None] * len(outs)
             else:
                 outs, out_dims = batch_eqn(bb, e, ins, in_dims, size)
@@ -133,8 +135,8 @@ def batch_eqns(
             denv.update(zip(e.outs, out_dims))
     finally:
         bb.loc, bb.primal, bb.adjoint = saved
-    outs = [a if isinstance(a, Lit) else env[a] for a in prog.outs]
-    return outs, [None if isinstance(a, Lit) else denv[a] for a in prog.outs]
+    results = [a if isinstance(a, Lit) else env[a] for a in prog.outs]
+    return results, [None if isinstance(a, Lit) else denv[a] for a in prog.outs]
 
 
 def batch_eqn(b: BatchBuilder, e: Eqn, args: list[Atom], dims: list[Dim], size: int) -> tuple[list[Atom], list[Dim]]:
@@ -217,9 +219,9 @@ def batch_program(
     dims: list[Dim] = []
     for v, d in zip(prog.invars, all_dims):
         if d is not None:
-            d = _normalize_dim(d, len(v.shape) + 1, f"argument {prog.name_of(v) or v!r}")
+            d = _normalize_dim(d, len(v.shape) + 1, f"argument {prog.name_of(v) or repr(v)}")
         dims.append(d)
-        invars.append(Var(v.aval if d is None else Aval((*v.shape[:d], size, *v.shape[d:]), v.dtype), v.hint))
+        invars.append(Var(v.aval if d is None else Aval((*v.shape[:d], size, *v.shape[d:]), v.dtype), prog.name_of(v)))
     b = Builder(primal=True)
     outs, got = batch_eqns(b, prog, invars, dims, size)
     new_outs = []
