@@ -1341,13 +1341,13 @@ class VmapFunction(Transformed):
         _no_kwargs(fe, self.__name__, kwargs)
         api, name = self.api, callable_name(self.fn)
         in_axes = self.in_axes
-        if isinstance(in_axes, list) and not isinstance(in_axes, tuple):
-            in_axes = tuple(in_axes) if len(in_axes) == len(args) and len(args) != 1 else in_axes
+        if isinstance(in_axes, list):  # a list at the top: one entry per positional argument, as a tuple
+            in_axes = tuple(in_axes)
         if isinstance(in_axes, tuple):
             if len(in_axes) != len(args):
                 raise fe.error(
-                    f"{api}: in_axes {self.in_axes!r} has {len(in_axes)} entries but {name} was called with "
-                    f"{len(args)} positional argument(s)",
+                    f"{api}: in_axes {self.in_axes!r} has {len(in_axes)} entr{'y' if len(in_axes) == 1 else 'ies'} "
+                    f"but {name} was called with {len(args)} positional argument(s)",
                     ArgumentValueError,
                 )
             per_arg = list(in_axes)
@@ -1367,7 +1367,7 @@ class VmapFunction(Transformed):
                 if not tensor:
                     if d is not None:
                         raise fe.error(
-                            f"{api}: {what} is a {type(leaf).__name__}, not a tensor, so it cannot be mapped over; "
+                            f"{api}: {what} is {_a(type(leaf).__name__)}, not a tensor, so it cannot be mapped over; "
                             "give it in_axes None",
                             ArgumentValueError,
                         )
@@ -1432,6 +1432,10 @@ class VmapFunction(Transformed):
         return unflatten(prog.out_tree, res)
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def _axes_key(axes: Any) -> Any:
     if isinstance(axes, dict):
         return ("dict", tuple((k, _axes_key(axes[k])) for k in sorted(axes, key=repr)))
@@ -1475,6 +1479,11 @@ def _axes_for(fe: Tracer, api: str, axes: Any, tree: Any, what: str, out: bool =
     )
 
 
+def _check_mapped(api: str, fn: Any) -> None:
+    if not callable(fn):
+        raise ArgumentError(f"{api}: expected a Cell or a function to map over a batch, got {type(fn).__name__}")
+
+
 def _check_axes(api: str, axes: Any, which: str) -> None:
     if axes is None or (isinstance(axes, int) and not isinstance(axes, bool)):
         return
@@ -1496,7 +1505,7 @@ def vmap(fn: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0) -> VmapFun
     matching that argument's structure. ``out_axes`` places the batch axis of the outputs in
     the same way (None: an output that must not vary over the batch). Negative axes count from
     the end. Compose it freely with ``grad``, ``jvp``, ``jit`` and ``vmap`` itself."""
-    _check_callable("vmap", fn)
+    _check_mapped("vmap", fn)
     _check_axes("vmap", in_axes, "in_axes")
     _check_axes("vmap", out_axes, "out_axes")
     return VmapFunction(fn, in_axes, out_axes)
@@ -1506,7 +1515,7 @@ def ops_vmap(fn: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0) -> Vma
     """``ops.vmap(fn, in_axes=0, out_axes=0)``: MindSpore's vectorising map. ``in_axes`` is
     an int or None for every input, or a tuple/list with one entry per positional input (nested
     like the input); ``out_axes`` likewise for the outputs. Same batching as :func:`vmap`."""
-    _check_callable("ops.vmap", fn)
+    _check_mapped("ops.vmap", fn)
     _check_axes("ops.vmap", in_axes, "in_axes")
     _check_axes("ops.vmap", out_axes, "out_axes")
     return VmapFunction(fn, in_axes, out_axes, "ops.vmap")

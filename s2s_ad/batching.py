@@ -27,6 +27,7 @@ Entry points:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import ArgumentValueError
 from .ir import Atom, Aval, Builder, Eqn, Lit, Program, Var, name_of
@@ -43,13 +44,34 @@ class BatchBuilder(Builder):
     equation list and the names table of the builder it wraps) that also batches sub-programs,
     for the rules of the region ops (:meth:`batch_subprogram`)."""
 
-    def __init__(self, base: Builder, names: dict[Var, str] | None = None) -> None:
+    def __init__(self, base: Builder) -> None:
         super().__init__(base.primal)
         self.eqns = base.eqns
         self.names = base.names
         self.loc = base.loc
         self.adjoint = base.adjoint
-        self.source_names = names or {}
+        self._made: dict[Var, Eqn] = {}  # the reshapes and transposes bound here, by output
+
+    def bind(self, op: str, ins: Sequence[Atom], hint: str | None = None, **params: Any) -> list[Var]:
+        """:meth:`Builder.bind`, folding the axis bookkeeping of the rules as it goes: a reshape
+        of a reshape is one reshape, a transpose of a transpose one transpose, and a reshape
+        or transpose that changes nothing is its input."""
+        if op in ("reshape", "transpose") and len(ins) == 1 and isinstance(ins[0], Var):
+            x = ins[0]
+            inner = self._made.get(x)
+            if inner is not None and inner.op == op and isinstance(inner.ins[0], Var):
+                x = inner.ins[0]
+                if op == "transpose":
+                    params = {"perm": tuple(inner.params["perm"][i] for i in params["perm"])}
+            if op == "reshape" and tuple(params["shape"]) == tuple(x.shape):
+                return [x]
+            if op == "transpose" and tuple(params["perm"]) == tuple(range(len(x.shape))):
+                return [x]
+            ins = [x]
+        outs = super().bind(op, ins, hint, **params)
+        if op in ("reshape", "transpose"):
+            self._made[outs[0]] = self.eqns[-1]
+        return outs
 
     def batch_subprogram(
         self, prog: Program, in_dims: Sequence[Dim], size: int, out_dims: Sequence[Dim] | None = None
@@ -89,17 +111,19 @@ def batch_eqns(
     denv: dict[Var, Dim] = {}
     for v, a, d in zip(prog.invars, args, dims):
         env[v] = a
-        denv[v] = None if d is None else _normalize_dim(d, len(a.shape), f"input {prog.name_of(v) or v!r}")
-    bb = b if isinstance(b, BatchBuilder) else BatchBuilder(b, prog.names)
+        denv[v] = None if d is None else _normalize_dim(d, len(a.shape), f"input {prog.name_of(v) or repr(v)}")
+    bb = b if isinstance(b, BatchBuilder) else BatchBuilder(b)
     saved = (bb.loc, bb.primal, bb.adjoint)
     try:
         for e in prog.eqns:
             ins = [a if isinstance(a, Lit) else env[a] for a in e.ins]
             in_dims = [None if isinstance(a, Lit) else denv[a] for a in e.ins]
             bb.loc, bb.primal, bb.adjoint = e.loc, e.primal, e.adjoint
+            outs: list[Atom]
             if all(d is None for d in in_dims):
-                outs = [Var(o.aval, name_of(prog.names, o)) for o in e.outs]
-                bb.eqns.append(Eqn(e.op, ins, outs, e.params, e.loc, e.primal, e.adjoint))
+                copies = [Var(o.aval, name_of(prog.names, o)) for o in e.outs]
+                bb.eqns.append(Eqn(e.op, ins, copies, e.params, e.loc, e.primal, e.adjoint))
+                outs = list(copies)
                 out_dims: list[Dim] = [None] * len(outs)
             else:
                 outs, out_dims = batch_eqn(bb, e, ins, in_dims, size)
@@ -111,10 +135,8 @@ def batch_eqns(
             denv.update(zip(e.outs, out_dims))
     finally:
         bb.loc, bb.primal, bb.adjoint = saved
-        if bb is not b:
-            b.loc = saved[0]
-    outs = [a if isinstance(a, Lit) else env[a] for a in prog.outs]
-    return outs, [None if isinstance(a, Lit) else denv[a] for a in prog.outs]
+    results = [a if isinstance(a, Lit) else env[a] for a in prog.outs]
+    return results, [None if isinstance(a, Lit) else denv[a] for a in prog.outs]
 
 
 def batch_eqn(b: BatchBuilder, e: Eqn, args: list[Atom], dims: list[Dim], size: int) -> tuple[list[Atom], list[Dim]]:
@@ -197,9 +219,9 @@ def batch_program(
     dims: list[Dim] = []
     for v, d in zip(prog.invars, all_dims):
         if d is not None:
-            d = _normalize_dim(d, len(v.shape) + 1, f"argument {prog.name_of(v) or v!r}")
+            d = _normalize_dim(d, len(v.shape) + 1, f"argument {prog.name_of(v) or repr(v)}")
         dims.append(d)
-        invars.append(Var(v.aval if d is None else Aval((*v.shape[:d], size, *v.shape[d:]), v.dtype), v.hint))
+        invars.append(Var(v.aval if d is None else Aval((*v.shape[:d], size, *v.shape[d:]), v.dtype), prog.name_of(v)))
     b = Builder(primal=True)
     outs, got = batch_eqns(b, prog, invars, dims, size)
     new_outs = []

@@ -768,23 +768,49 @@ _FULL = ("slice", None, None, None)
 
 
 def _matmul_batch(b: Builder, eqn: Eqn, args, dims):
-    ta, tb = eqn.params["transpose_a"], eqn.params["transpose_b"]
-    (n, m), size = eqn.outs[0].shape, args[0].shape[dims[0]] if dims[0] is not None else args[1].shape[dims[1]]
-    if dims[1] is None:
-        # one product: the batch folded into the rows of op(x) (batch axis next to the rows)
-        x = move_batch_axis(b, args[0], dims[0], 1 if ta else 0)
-        x = b.bind1("reshape", x, shape=(x.shape[0], size * n) if ta else (size * n, x.shape[2]))
-        r = b.bind1("matmul", x, args[1], transpose_a=ta, transpose_b=tb)
-        return [b.bind1("reshape", r, shape=(size, n, m))], [0]
-    if dims[0] is None:
-        # one product: the batch folded into the columns of op(y)
-        y = move_batch_axis(b, args[1], dims[1], 0 if tb else 1)
-        y = b.bind1("reshape", y, shape=(size * m, y.shape[2]) if tb else (y.shape[0], size * m))
-        r = b.bind1("matmul", args[0], y, transpose_a=ta, transpose_b=tb)
-        return [b.bind1("reshape", r, shape=(n, size, m))], [1]
-    # a batch of products is one batch_matmul
-    x, y = (batch_front(b, a, d) for a, d in zip(args, dims))
-    return [b.bind1("batch_matmul", x, y, **eqn.params)], [0]
+    # One operand batched: one product with the batch folded into its rows (x) or columns
+    # (y). Both batched: outer products and matrix-vector products are elementwise products
+    # (and a sum); other products one batch_matmul.
+    (x, y), (dx, dy), p = args, dims, eqn.params
+    (m, n), k = eqn.outs[0].shape, eqn.ins[0].shape[0 if p["transpose_a"] else 1]
+    if dy is None:  # x[i] @ y for each i: the rows of all x[i] in one matrix
+        x = batch_front(b, x, dx)
+        if p["transpose_a"]:
+            x = b.bind1("transpose", x, perm=(0, 2, 1))
+        size = x.shape[0]
+        x = b.bind1("reshape", x, shape=(size * m, k))
+        out = b.bind1("matmul", x, y, transpose_a=False, transpose_b=p["transpose_b"])
+        return [b.bind1("reshape", out, shape=(size, m, n))], [0]
+    if dx is None:  # x @ y[i] for each i: the columns of all y[i] in one matrix
+        y = batch_front(b, y, dy)
+        size = y.shape[0]
+        if n == 1 and not p["transpose_b"]:  # matrix-vector products: the vectors as columns
+            y = b.bind1("transpose", b.bind1("reshape", y, shape=(size, k)), perm=(1, 0))
+            out = b.bind1("matmul", x, y, **p)
+            return [b.bind1("reshape", b.bind1("transpose", out, perm=(1, 0)), shape=(size, m, 1))], [0]
+        if p["transpose_b"]:  # y[i] is (n, k): stack the rows
+            y = b.bind1("reshape", y, shape=(size * n, k))
+        else:  # y[i] is (k, n): the batch between k and n
+            y = b.bind1("reshape", b.bind1("transpose", y, perm=(1, 0, 2)), shape=(k, size * n))
+        out = b.bind1("matmul", x, y, **p)
+        return [b.bind1("reshape", out, shape=(m, size, n))], [1]
+    x, y = batch_front(b, x, dx), batch_front(b, y, dy)
+    size = x.shape[0]
+    if k == 1:  # outer products: one broadcasting multiplication
+        col = b.bind1("reshape", x, shape=(size, m, 1))
+        row = b.bind1("reshape", y, shape=(size, 1, n))
+        return [b.bind1("mul", col, row)], [0]
+    if m == 1 or n == 1:  # vector-matrix or matrix-vector products: multiply and sum over k
+        if m == 1:  # out[i, 0, :] = sum_k x[i, k] op(y)[i, k, :]
+            vec = b.bind1("reshape", x, shape=(size, k, 1))
+            mat = b.bind1("transpose", y, perm=(0, 2, 1)) if p["transpose_b"] else y  # (size, k, n)
+            prod = b.bind1("reduce_sum", b.bind1("mul", vec, mat), axes=(1,), keepdims=False)
+            return [b.bind1("reshape", prod, shape=(size, 1, n))], [0]
+        vec = b.bind1("reshape", y, shape=(size, 1, k))
+        mat = b.bind1("transpose", x, perm=(0, 2, 1)) if p["transpose_a"] else x  # (size, m, k)
+        prod = b.bind1("reduce_sum", b.bind1("mul", mat, vec), axes=(2,), keepdims=False)
+        return [b.bind1("reshape", prod, shape=(size, m, 1))], [0]
+    return [b.bind1("batch_matmul", x, y, **p)], [0]
 
 
 def _line(made: dict, a: Atom) -> tuple[str, int, Atom] | None:
@@ -892,6 +918,10 @@ _register(
             (((3, 2), (3, 4)), dict(transpose_a=True, transpose_b=False)),
             (((2, 3), (4, 3)), dict(transpose_a=False, transpose_b=True)),
             (((3, 2), (4, 3)), dict(transpose_a=True, transpose_b=True)),
+            # (an outer product, a vector-matrix and a matrix-vector product)
+            (((3, 1), (1, 4)), dict(transpose_a=False, transpose_b=False)),
+            (((3, 1), (3, 4)), dict(transpose_a=True, transpose_b=False)),
+            (((2, 3), (1, 3)), dict(transpose_a=False, transpose_b=True)),
         ],
     )
 )

@@ -104,3 +104,21 @@ def test_nested_batching(op, shapes, params, in_dims, out_dim):
     for j, g in enumerate(got):
         w = np.stack([np.stack([refs[i][o][j] for o in range(n_outer)]) for i in range(n_inner)])
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=op)
+
+
+# GRAPH mode: one sample of each kind of rule, compiled by Numba (fused loops included).
+GRAPH_OPS = ("mul", "select", "matmul", "reduce_max", "getitem", "gather")
+
+
+@pytest.mark.parametrize("op", GRAPH_OPS)
+def test_batched_op_compiled(op):
+    shapes, params = OPS[op].samples[1 if len(OPS[op].samples) > 1 else 0]
+    prog = trace_op(op, shapes, params, "float64")
+    xs = _examples(op, shapes, params, B, seed=2)
+    dims = [0] * len(shapes)
+    batched = batch_program(prog, dims, B, 0)
+    args = [_batched_input(xs, k, 0, B) for k in range(len(shapes))]
+    got = Compiled(batched, "numba")(list(args))
+    want = _run(batched, args)
+    np.testing.assert_allclose(np.asarray(got.asnumpy()), want[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(want[0], np.stack([_run(prog, x)[0] for x in xs]), rtol=1e-12, atol=1e-12)

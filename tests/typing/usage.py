@@ -28,8 +28,9 @@ from s2s_ad import (
     ops,
     value_and_grad,
     vjp,
+    vmap,
 )
-from s2s_ad.api import JitFunction, ReverseFunction
+from s2s_ad.api import JitFunction, ReverseFunction, VmapFunction
 from s2s_ad.jacobians import JacobianFunction
 
 
@@ -92,6 +93,12 @@ def main() -> None:
     assert_type(fast, JitFunction)
     assert_type(jit(target="cpu"), Callable[[Callable[..., Any]], JitFunction])
     print(fast(x, y))
+
+    batched = vmap(f, in_axes=(0, None))
+    assert_type(batched, VmapFunction)
+    print(ops.vmap(f, in_axes=[0, None], out_axes=0)(x, y))
+    assert_type(vmap(grad(f), in_axes=(0, None))(x, y), Any)
+    print(batched(x, y))
 
     def scalar(x: Tensor) -> Tensor:
         return (ops.sin(x) * x).sum()
