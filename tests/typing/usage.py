@@ -24,14 +24,17 @@ from s2s_ad import (
     jacrev,
     jit,
     jvp,
+    laplacian,
     nn,
     ops,
     value_and_grad,
+    value_grad_and_laplacian,
     vjp,
     vmap,
 )
 from s2s_ad.api import JitFunction, ReverseFunction, VmapFunction
 from s2s_ad.jacobians import JacobianFunction
+from s2s_ad.laplacian import LaplacianFunction
 
 
 def f(x: Tensor, y: Tensor) -> Tensor:
@@ -112,6 +115,9 @@ def main() -> None:
     assert_type(ops.jacrev(f), JacobianFunction)
     print(hessian(scalar)(x[0]))
     print(hvp(scalar, (x[0],), (y[0],)))
+    assert_type(laplacian(scalar), LaplacianFunction)
+    assert_type(value_grad_and_laplacian(f, argnums=1), LaplacianFunction)
+    print(laplacian(scalar)(x[0]), vmap(laplacian(scalar))(x))
 
     context.set_context(mode=GRAPH_MODE)
     print(grad(scalar)(x[0]))
