@@ -31,7 +31,6 @@ from ..errors import ArgumentError, Loc, S2SError, ShapeError, SourceUnavailable
 from ..ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
 from ..primitives import fmt_shape
 from ..regions import bind_cond, bind_loop, bind_while
-from ..tensor import Tensor
 from .checkpoint import loop_options
 from .control import (
     FLAG_PREFIX,
@@ -53,7 +52,16 @@ from .control import (
     same_static,
 )
 from .lowering import TENSOR_METHODS, TensorMethod, lower_matmul
-from .protocol import describe, find_stager, has_traced, is_static, is_tensor_value, leaf_of, name_of
+from .protocol import (
+    describe,
+    find_stager,
+    has_traced,
+    is_computed_instance,
+    is_static,
+    is_tensor_value,
+    leaf_of,
+    name_of,
+)
 from .reads import note_function, note_global, note_module_attribute
 from .sources import source_lines
 from .tracer import Tracer
@@ -439,6 +447,22 @@ def _weaken(tr: Tracer, v: Any) -> Any:
     return v
 
 
+def _widens(narrow: np.dtype, wide: np.dtype) -> bool:
+    """Whether a value of dtype ``narrow`` becomes ``wide`` in arithmetic with a ``wide`` one
+    (MindSpore's promotion: an integer meeting a float, a float meeting a wider float)."""
+    return (narrow.kind in "iu" and wide.kind == "f") or (narrow.kind == wide.kind and wide.itemsize > narrow.itemsize)
+
+
+def _widest(dtypes: list[np.dtype]) -> np.dtype | None:
+    """The dtype all of ``dtypes`` widen to, where they differ and one is; else None."""
+    if len(set(dtypes)) < 2:
+        return None
+    for d in dtypes:
+        if all(e == d or _widens(e, d) for e in dtypes):
+            return d
+    return None
+
+
 def _only_appended(body: list[ast.stmt], name: str) -> bool:
     """Whether the only use of ``name`` in ``body`` is ``name.append(value)`` statements."""
     appends: set[int] = set()
@@ -639,7 +663,15 @@ def _same_tree(a: Any, b: Any) -> bool:
 
 
 def _match(
-    tr: Tracer, name: str, t: Any, new: Any, carry: list[Var], outs: list[Atom], kind: str, promoted: bool = False
+    tr: Tracer,
+    name: str,
+    t: Any,
+    new: Any,
+    carry: list[Var],
+    outs: list[Atom],
+    kind: str,
+    promoted: bool = False,
+    top: bool = True,
 ) -> None:
     """Check the value ``new`` a loop body leaves in a carried name against the template ``t``
     it entered with, appending its tensor leaves to ``outs``."""
@@ -652,8 +684,11 @@ def _match(
             raise Mismatch(f"`{name}` enters the loop as a tensor and an iteration leaves {describe_value(new)} in it")
         a = tr.atom(new, want.dtype)
         weak_in = tr.is_weak(carry[t.k])
+        # a tensor an iteration widens (an int32 zero that float values are added to): it enters
+        # the loop as the wider dtype, as it would leave the first iteration of the Python loop
+        widened = top and _widens(want.dtype, a.dtype)
         if a.aval != want or (weak_in and not tr.is_weak(a)):
-            if (promoted or weak_in) and a.shape == want.shape:
+            if (promoted or weak_in or widened) and a.shape == want.shape:
                 raise _Promote(
                     f"`{name}` changes dtype from {want.dtype} to {a.dtype} in the loop", a.dtype, tr.is_weak(a)
                 )
@@ -682,11 +717,11 @@ def _match(
         raise Mismatch(f"`{name}` enters the loop as {describe_value(t)} and an iteration leaves a tensor in it")
     if type(t) in (list, tuple) and type(new) is type(t) and len(new) == len(t):
         for j, (x, y) in enumerate(zip(t, new)):
-            _match(tr, f"{name}[{j}]", x, y, carry, outs, kind)
+            _match(tr, f"{name}[{j}]", x, y, carry, outs, kind, top=False)
         return
     if type(t) is dict and type(new) is dict and t.keys() == new.keys():
         for key in t:
-            _match(tr, f"{name}[{key!r}]", t[key], new[key], carry, outs, kind)
+            _match(tr, f"{name}[{key!r}]", t[key], new[key], carry, outs, kind, top=False)
         return
     if not _same_tree(t, new):
         raise Mismatch(
@@ -770,8 +805,7 @@ class Interpreter:
             return total
         if name == "isinstance" and len(args) == 2 and not kwargs and isinstance(args[0], (Var, Lit)):
             # a value computed in the function is a Tensor (not a Parameter, a number or a container)
-            classes = args[1] if isinstance(args[1], tuple) else (args[1],)
-            return any(isinstance(c, type) and issubclass(Tensor, c) for c in classes)
+            return is_computed_instance(args[1] if isinstance(args[1], tuple) else (args[1],))
         if has_traced(list(args)):
             raise self.error(f"`{name}()` of a tensor is not supported inside compiled code", UnsupportedSyntaxError)
         return f(*args, **kwargs)
@@ -1255,6 +1289,15 @@ class Interpreter:
                     if a is not None and tr.is_weak(a) and a.shape == strong[0].shape:
                         with tr.use_builder(b):
                             atoms[j] = tr.cast(a, strong[0].dtype)
+                known = [a for a in atoms if a is not None]
+            wide = _widest([a.dtype for a in known])
+            if wide is not None and len({a.shape for a in known}) == 1:
+                # an integer tensor in one branch, a float one in the other (`out = x * y + out`
+                # where `out` was an int zero): the value after the `if` is the wider dtype
+                for j, (b, a) in enumerate(zip(builders, atoms)):
+                    if a is not None and a.dtype != wide:
+                        with tr.use_builder(b):
+                            atoms[j] = tr.cast(a, wide)
                 known = [a for a in atoms if a is not None]
             ref = known[0]
             for a in known[1:]:

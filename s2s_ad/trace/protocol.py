@@ -96,6 +96,17 @@ def leaf_of(v: Any) -> Leaf | None:
 _ARRAY_LEAF = Leaf(np.asarray)
 
 
+def is_computed_instance(classes: tuple[Any, ...]) -> bool:
+    """``isinstance(v, classes)`` for a value ``v`` computed in compiled code: true where one of
+    ``classes`` is (a base of) a registered leaf type that is not a parameter (a Tensor)."""
+    return any(
+        isinstance(c, type) and issubclass(cls, c)
+        for cls, leaf in _LEAVES.items()
+        if not leaf.parameter
+        for c in classes
+    )
+
+
 def is_tensor_value(v: Any) -> bool:
     """Whether ``v`` is a tensor while tracing: an atom or a leaf (a Tensor, an array)."""
     return isinstance(v, (Var, Lit)) or leaf_of(v) is not None

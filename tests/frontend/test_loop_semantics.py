@@ -216,3 +216,31 @@ def sum_of_list(x):
 def test_numpy_reduction_of_a_list_holding_tensors(mode):
     _close(s2s_ad.jit(sum_of_list)(Tensor(X64)), Tensor(np.asarray(sum_of_list(X64))))
     check_grads(sum_of_list, (Tensor(X64),), atol=1e-6, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- widening carries
+ZERO_INT = Tensor(np.array(0, np.int32))
+
+
+def int_zero_accumulates(x, y):
+    i = Tensor(np.array(0, np.int32))
+    out = ZERO_INT
+    while i < 10:
+        if out <= 20.0:
+            out = x * y + out
+        i = i + 1
+    return out
+
+
+def test_int_carry_widened_by_float_values(mode):
+    """An integer tensor a loop adds float values to enters the loop as float (as it leaves the
+    first iteration in Python); an `if` whose branches give it int and float is float."""
+    x, y = Tensor(np.array(1.0, np.float32)), Tensor(np.array(3.0, np.float32))
+    got = s2s_ad.jit(int_zero_accumulates)(x, y)
+    assert got.dtype == s2s_ad.float32 and float(got.asnumpy()) == 21.0
+    gx, gy = ops.grad(int_zero_accumulates, grad_position=(0, 1))(x, y)
+    assert float(gx.asnumpy()) == 21.0 and float(gy.asnumpy()) == 7.0
+    # integer inputs are differentiated in float and the gradient cast back, as MindSpore does
+    xi, yi = Tensor(np.array(1, np.int32)), Tensor(np.array(3, np.int32))
+    gx, gy = ops.grad(int_zero_accumulates, grad_position=(0, 1))(xi, yi)
+    assert gx.dtype == s2s_ad.int32 and int(gx.asnumpy()) == 21 and int(gy.asnumpy()) == 7
