@@ -245,9 +245,6 @@ class Compiled:
         results = _run_first_call(self, arrays)
         if tier is not None:
             tier.answered.set()
-            if tier.warm:
-                # loading machine code takes the GIL (Numba's import): after the first result
-                tier.start(self, arrays)
         if type(self.fn) is FirstCall:
             # call Numba's dispatcher directly from now on; the entry (which holds the
             # generated module) lives as long as this program
@@ -263,8 +260,11 @@ class Compiled:
             prog.parameters[i]._data = a
         self.call = _dispatcher(self)
         self.ready = True
-        if self.tier is not None:
-            self.tier.attach(self.call)
+        if tier is not None:
+            tier.attach(self.call)
+            if tier.warm:
+                # loading machine code takes the GIL (Numba's import): once the first result is ready
+                tier.start(self, arrays)
         return unflatten(prog.out_tree, [Tensor._wrap(a) for a in outs[:n]])
 
 
