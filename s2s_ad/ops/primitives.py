@@ -374,6 +374,20 @@ class Pad(Primitive):
         return L.lower_pad(fe, x, self._attrs["paddings"])
 
 
+class MirrorPad(Primitive):
+    """``MirrorPad(mode="REFLECT")(x, paddings)``: ``paddings[i] = (before, after)`` elements
+    mirrored around axis ``i``; ``"REFLECT"`` leaves the edge out, ``"SYMMETRIC"`` repeats it."""
+
+    def __init__(self, mode: str = "REFLECT"):
+        if mode not in ("REFLECT", "SYMMETRIC"):
+            raise ArgumentError(f"MirrorPad: mode must be 'REFLECT' or 'SYMMETRIC', got {mode!r}")
+        super().__init__(mode=mode)
+
+    def lower(self, fe, x, paddings):
+        pads = np.asarray(paddings.asnumpy() if hasattr(paddings, "asnumpy") else paddings).tolist()
+        return L.lower_pad(fe, x, pads, 0, self._attrs["mode"].lower(), "MirrorPad")
+
+
 class AddN(Primitive):
     """``AddN()(inputs)``: the sum of a tuple or list of tensors."""
 

@@ -595,8 +595,23 @@ def lower_broadcast_to(tr: Tracer, x: Any, shape: Any) -> Any:
     return tr.bind1("broadcast_to", a, shape=shape)
 
 
-def lower_pad(tr: Tracer, x: Any, paddings: Any, value: Any = 0) -> Any:
-    """``x`` with ``paddings[i] = (before, after)`` elements of ``value`` around axis ``i``."""
+# padding modes other than "constant", by numpy's np.pad name: (the most a pad may have, the rule)
+PAD_MODES = {
+    "reflect": (lambda n: n - 1, "the axis length - 1 (the edge is not repeated)"),
+    "symmetric": (lambda n: n, "the axis length (the edge is repeated)"),
+    "edge": (lambda n: None, ""),
+    "wrap": (lambda n: n, "the axis length"),
+}
+
+
+def lower_pad(tr: Tracer, x: Any, paddings: Any, value: Any = 0, mode: str = "constant", display: str = "Pad") -> Any:
+    """``x`` with ``paddings[i] = (before, after)`` elements around axis ``i``: of ``value``
+    (``mode="constant"``), or, by numpy's names, the elements mirrored at the edge
+    (``"reflect"``), mirrored with the edge repeated (``"symmetric"``), the edge element
+    (``"edge"``) or the other end's (``"wrap"``). A non-constant pad is a gather of each axis at
+    the source indices (their derivative adds the padded copies' cotangents back)."""
+    if mode != "constant":
+        return _pad_by_gather(tr, x, paddings, mode, display)
     a = tr.atom(x)
     try:
         pads = [tuple(int(v) for v in p) for p in paddings]
@@ -620,6 +635,38 @@ def lower_pad(tr: Tracer, x: Any, paddings: Any, value: Any = 0) -> Any:
     mask = np.zeros(shape, np.bool_)
     mask[tuple(slice(lo, lo + d) for d, (lo, _) in zip(a.shape, pads))] = True
     return lower_select(tr, mask, out, value)
+
+
+def _pad_by_gather(tr: Tracer, x: Any, paddings: Any, mode: str, display: str) -> Any:
+    a = tr.atom(x)
+    try:
+        pads = [tuple(int(v) for v in p) for p in paddings]
+    except TypeError:
+        raise tr.error(
+            f"{display}: paddings must be ((before, after), ...) of ints, got {paddings!r}", ArgumentError
+        ) from None
+    if len(pads) != len(a.shape) or any(len(p) != 2 or min(p) < 0 for p in pads):
+        raise tr.error(
+            f"{display}: paddings must give a non-negative (before, after) pair for each of the {len(a.shape)} axes "
+            f"of the input of shape {fmt_shape(a.shape)}, got {paddings!r}",
+            ArgumentError,
+        )
+    most, rule = PAD_MODES[mode]
+    out = a
+    for ax, (lo, hi) in enumerate(pads):
+        if lo == hi == 0:
+            continue
+        n = a.shape[ax]
+        limit = most(n)
+        if n == 0 or (limit is not None and max(lo, hi) > limit):
+            raise tr.error(
+                f"{display}: padding ({lo}, {hi}) of axis {ax} of the input of shape {fmt_shape(a.shape)} is too "
+                f"large for mode {mode!r}: at most {rule}, {limit}",
+                ShapeError,
+            )
+        idx = np.pad(np.arange(n, dtype=np.int64), (lo, hi), mode=mode)
+        out = tr.bind1("gather", out, tr.atom(idx), axis=ax)
+    return out
 
 
 def lower_addn(tr: Tracer, xs: Any) -> Any:
