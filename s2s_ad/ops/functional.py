@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import dtype as mstype
 from ..common.initializer import RANDOM_KEY
-from ..errors import ArgumentError, NotSupportedError, ShapeError, UnsupportedSyntaxError
+from ..errors import ArgumentError, NotSupportedError, ShapeError
 from ..primitives import ELEMENTWISE
 from ..runtime import eager
 from ..trace import lowering as L
@@ -375,7 +375,7 @@ def _cumsum_lower(fe, x, axis, dtype=None):
 
 def _gather_lower(fe, input_params, input_indices, axis, batch_dims=0):
     if batch_dims:
-        raise fe.error("gather: batch_dims other than 0 is not supported", UnsupportedSyntaxError)
+        return L.lower_gather_batched(fe, input_params, input_indices, axis, batch_dims, "gather")
     return L.lower_gather(fe, input_params, input_indices, axis)
 
 

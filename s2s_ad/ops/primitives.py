@@ -441,9 +441,15 @@ Argmin = _arg_class("argmin", "Argmin")
 
 
 class Gather(Primitive):
-    """``Gather()(input_params, input_indices, axis)``: slices along ``axis`` at integer indices."""
+    """``Gather(batch_dims=0)()(input_params, input_indices, axis)``: slices along ``axis`` at integer
+    indices; the first ``batch_dims`` axes of params and indices are batch axes."""
+
+    def __init__(self, batch_dims: int = 0):
+        super().__init__(batch_dims=int(batch_dims))
 
     def lower(self, fe, input_params, input_indices, axis):
+        if self._attrs["batch_dims"]:
+            return L.lower_gather_batched(fe, input_params, input_indices, axis, self._attrs["batch_dims"])
         return L.lower_gather(fe, input_params, input_indices, axis)
 
 

@@ -783,6 +783,54 @@ def lower_gather(tr: Tracer, x: Any, indices: Any, axis: Any = 0) -> Any:
     return tr.bind1("gather", a, idx, axis=ax)
 
 
+def lower_gather_batched(tr: Tracer, x: Any, indices: Any, axis: Any, batch_dims: int, display: str = "Gather") -> Any:
+    """Gather with ``batch_dims`` leading axes shared by ``x`` and ``indices``: batch ``b`` takes
+    ``x[b]``'s slices along ``axis`` at ``indices[b]`` (TensorFlow's and MindSpore's rule). The
+    batch axes and ``axis`` are merged into one axis and the indices offset by batch, so it is
+    one plain gather (the indices are checked against ``axis``'s length first)."""
+    a = tr.atom(x)
+    idx = _index_tensor(tr, display, indices)
+    ax = _axis(tr, display, axis, len(a.shape))
+    bd = int(batch_dims)
+    if bd < 0:
+        bd += len(idx.shape)
+    if not 0 <= bd <= min(len(idx.shape), ax):
+        raise tr.error(
+            f"{display}: batch_dims {batch_dims} must lie in [0, min(indices rank, axis)] = [0, "
+            f"{min(len(idx.shape), ax)}] for params of shape {fmt_shape(a.shape)}, indices of shape "
+            f"{fmt_shape(idx.shape)} and axis {ax}",
+            ShapeError,
+        )
+    if bd == 0:
+        return tr.bind1("gather", a, idx, axis=ax)
+    batch = tuple(a.shape[:bd])
+    if tuple(idx.shape[:bd]) != batch:
+        raise tr.error(
+            f"{display}: the first batch_dims={bd} axes of params (shape {fmt_shape(a.shape)}) and indices (shape "
+            f"{fmt_shape(idx.shape)}) must be equal",
+            ShapeError,
+        )
+    n = a.shape[ax]
+    pre, post = list(range(bd, ax)), list(range(ax + 1, len(a.shape)))
+    perm = tuple(range(bd)) + (ax,) + tuple(pre) + tuple(post)
+    t = tr.bind1("transpose", a, perm=perm) if perm != tuple(range(len(a.shape))) else a
+    nb = int(np.prod(batch, dtype=np.int64))
+    rest = tuple(a.shape[d] for d in pre + post)
+    flat_x = tr.bind1("reshape", t, shape=(nb * n,) + rest)
+    rank_r = len(idx.shape) - bd
+    offsets = (np.arange(nb, dtype=idx.dtype) * n).reshape(batch + (1,) * rank_r)
+    flat_i = tr.elementwise("add", [_checked(tr, idx, n), tr.atom(offsets)])
+    g = tr.bind1("gather", flat_x, flat_i, axis=0)  # batch + R + pre + post
+    r0, p0 = bd, bd + rank_r
+    order = (
+        tuple(range(bd))
+        + tuple(range(p0, p0 + len(pre)))
+        + tuple(range(r0, r0 + rank_r))
+        + tuple(range(p0 + len(pre), p0 + len(pre) + len(post)))
+    )
+    return tr.bind1("transpose", g, perm=order) if order != tuple(range(len(order))) else g
+
+
 def _checked(tr: Tracer, idx: Atom, n: int) -> Atom:
     """``idx`` with negative indices counted from the end, checked to lie in ``[-n, n)`` when
     the program runs (a gather from ``arange(n)``)."""
