@@ -2741,26 +2741,52 @@ _register(
 
 
 # ------------------------------------------------------------- linear algebra
-def _square(display: str, a: Aval) -> int:
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ShapeError(f"{display}: the matrix must be square and 2-D, got shape {fmt_shape(a.shape)}")
+def _square(display: str, a: Aval, batched: bool = False) -> int:
+    if (a.ndim != 2 and not (batched and a.ndim > 2)) or a.shape[-1] != a.shape[-2]:
+        what = "square in its last two axes" if batched else "square and 2-D"
+        raise ShapeError(f"{display}: the matrix must be {what}, got shape {fmt_shape(a.shape)}")
     if a.dtype.kind != "f":
         raise ArgumentError(f"{display}: the matrix must be a float tensor, got dtype {a.dtype}")
-    return a.shape[0]
+    return a.shape[-1]
 
 
 def _inv_abstract(avals, p):
     (a,) = avals
-    _square("MatrixInverse", a)
+    _square("MatrixInverse", a, batched=True)
     return [a]
 
 
-def _inv_emit(args, eqn: Eqn, C):
-    return f"{C.np}.linalg.inv({args[0][0]})", ATOM
+def _batched_linalg(fn: str, target: str, x: str, a: Aval, out_shape: Shape, C) -> list[str]:
+    # Numba's np.linalg functions take one matrix: a loop over the (merged) leading axes
+    n, nb = a.shape[-1], int(np.prod(a.shape[:-2], dtype=np.int64))
+    k, xs = C.fresh("k"), C.fresh("mats")
+    item = (nb,) if out_shape == a.shape[:-2] else (nb, n, n)
+    return [
+        f"{xs} = {C.np}.ascontiguousarray({x}).reshape({(nb, n, n)!r})",
+        f"{target} = {C.np}.empty({item!r}, {C.dtype(a.dtype)})",
+        f"for {k} in range({nb}):",
+        f"    {target}[{k}] = {C.np}.linalg.{fn}({xs}[{k}])",
+        f"{target} = {target}.reshape({tuple(out_shape)!r})",
+    ]
+
+
+def _inv_emit(target, args, eqn: Eqn, C):
+    a = eqn.ins[0]
+    if len(a.shape) == 2:
+        return [f"{target} = {C.np}.linalg.inv({args[0][0]})"]
+    return _batched_linalg("inv", target, _atomic(args[0]), a, a.shape, C)
 
 
 def _mm(b: Builder, x: Atom, y: Atom, ta: bool = False, tb: bool = False) -> Atom:
-    return b.bind1("matmul", x, y, transpose_a=ta, transpose_b=tb)
+    if len(x.shape) == 2 and len(y.shape) == 2:
+        return b.bind1("matmul", x, y, transpose_a=ta, transpose_b=tb)
+    return b.bind1("batch_matmul", x, y, transpose_a=ta, transpose_b=tb)
+
+
+def _mT(b: Builder, a: Atom) -> Atom:
+    """``a`` with its last two axes swapped."""
+    nd = len(a.shape)
+    return b.bind1("transpose", a, perm=tuple(range(nd - 2)) + (nd - 1, nd - 2))
 
 
 def _inv_vjp(b: Builder, eqn: Eqn, cts, active):
@@ -2780,20 +2806,28 @@ def _inv_jvp(b: Builder, eqn: Eqn, tangents):
 
 def _det_abstract(avals, p):
     (a,) = avals
-    _square("MatrixDeterminant", a)
-    return [Aval((), a.dtype)]
+    _square("MatrixDeterminant", a, batched=True)
+    return [Aval(a.shape[:-2], a.dtype)]
 
 
-def _det_emit(args, eqn: Eqn, C):
-    return f"{C.dtype(eqn.outs[0].dtype)}({C.np}.linalg.det({args[0][0]}))", ATOM
+def _det_emit(target, args, eqn: Eqn, C):
+    a = eqn.ins[0]
+    if len(a.shape) == 2:
+        return [f"{target} = {C.dtype(eqn.outs[0].dtype)}({C.np}.linalg.det({args[0][0]}))"]
+    return _batched_linalg("det", target, _atomic(args[0]), a, a.shape[:-2], C)
+
+
+def _per_matrix(b: Builder, v: Atom, a: Atom) -> Atom:
+    """A value per matrix (shape ``a.shape[:-2]``) as ``(..., 1, 1)``, to scale each matrix."""
+    return v if len(a.shape) == 2 else b.bind1("reshape", v, shape=tuple(v.shape) + (1, 1))
 
 
 def _det_vjp(b: Builder, eqn: Eqn, cts, active):
     # d det(A) = det(A) tr(A^-1 dA): the cotangent of A is ct det(A) A^-T
     (ct,) = cts
     a, d = eqn.ins[0], eqn.outs[0]
-    inv_t = b.bind1("transpose", b.bind1("matrix_inverse", a), perm=(1, 0))
-    return [b.bind1("mul", inv_t, b.bind1("mul", ct, d))]
+    inv_t = _mT(b, b.bind1("matrix_inverse", a))
+    return [b.bind1("mul", inv_t, _per_matrix(b, b.bind1("mul", ct, d), a))]
 
 
 def _det_jvp(b: Builder, eqn: Eqn, tangents):
@@ -2801,8 +2835,9 @@ def _det_jvp(b: Builder, eqn: Eqn, tangents):
     if t is None:
         return [None]
     a, d = eqn.ins[0], eqn.outs[0]
-    inv_t = b.bind1("transpose", b.bind1("matrix_inverse", a), perm=(1, 0))
-    tr = b.bind1("reduce_sum", b.bind1("mul", inv_t, t), axes=(0, 1), keepdims=False)
+    inv_t = _mT(b, b.bind1("matrix_inverse", a))
+    nd = len(a.shape)
+    tr = b.bind1("reduce_sum", b.bind1("mul", inv_t, t), axes=(nd - 2, nd - 1), keepdims=False)
     return [b.bind1("mul", d, tr)]
 
 
@@ -2853,7 +2888,7 @@ def _solve_jvp(b: Builder, eqn: Eqn, tangents):
     return [None if rhs is None else b.bind1("solve", a, rhs)]
 
 
-_linalg_samples = [(((3, 3),), {}), (((2, 2),), {}), (((1, 1),), {})]
+_linalg_samples = [(((3, 3),), {}), (((2, 2),), {}), (((1, 1),), {}), (((2, 3, 3),), {}), (((2, 1, 2, 2),), {})]
 _register(
     OpDef(
         "matrix_inverse",
@@ -2862,6 +2897,7 @@ _register(
         1,
         _inv_abstract,
         emit=_inv_emit,
+        statement=True,
         contiguous=True,
         vjp=_inv_vjp,
         jvp=_inv_jvp,
@@ -2879,6 +2915,7 @@ _register(
         1,
         _det_abstract,
         emit=_det_emit,
+        statement=True,
         vjp=_det_vjp,
         jvp=_det_jvp,
         numpy=("linalg.det",),

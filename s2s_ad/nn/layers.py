@@ -177,6 +177,26 @@ class LogSoftmax(Cell):
         return ops.log_softmax(x, self.axis)
 
 
+class Pad(Cell):
+    """``Pad(paddings, mode="CONSTANT")``: ``paddings[i] = (before, after)`` elements around axis
+    ``i``: zeros (``"CONSTANT"``), mirrored without the edge (``"REFLECT"``) or with it
+    (``"SYMMETRIC"``)."""
+
+    def __init__(self, paddings: Any, mode: str = "CONSTANT"):
+        super().__init__()
+        if mode not in ("CONSTANT", "REFLECT", "SYMMETRIC"):
+            raise ArgumentValueError(f"Pad: mode must be 'CONSTANT', 'REFLECT' or 'SYMMETRIC', got {mode!r}")
+        self.paddings = tuple(tuple(int(v) for v in p) for p in paddings)
+        self.pad = ops.Pad(self.paddings) if mode == "CONSTANT" else None
+        self.mirror = ops.MirrorPad(mode) if mode != "CONSTANT" else None
+        self.mode = mode
+
+    def construct(self, x):
+        if self.mode == "CONSTANT":
+            return self.pad(x)
+        return self.mirror(x, self.paddings)
+
+
 class Flatten(Cell):
     """``Flatten(start_dim=1, end_dim=-1)``: the axes from ``start_dim`` to ``end_dim`` merged into one."""
 

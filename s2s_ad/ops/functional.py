@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import dtype as mstype
 from ..common.initializer import RANDOM_KEY
-from ..errors import ArgumentError, NotSupportedError, ShapeError, UnsupportedSyntaxError
+from ..errors import ArgumentError, NotSupportedError, ShapeError
 from ..primitives import ELEMENTWISE
 from ..runtime import eager
 from ..trace import lowering as L
@@ -375,14 +375,19 @@ def _cumsum_lower(fe, x, axis, dtype=None):
 
 def _gather_lower(fe, input_params, input_indices, axis, batch_dims=0):
     if batch_dims:
-        raise fe.error("gather: batch_dims other than 0 is not supported", UnsupportedSyntaxError)
+        return L.lower_gather_batched(fe, input_params, input_indices, axis, batch_dims, "gather")
     return L.lower_gather(fe, input_params, input_indices, axis)
 
 
 def _pad_lower(fe, input_x, padding, mode="constant", value=None):
     # MindSpore's ops.pad: (left, right) of the last axis first, then of the one before, ...
-    if mode != "constant":
-        raise fe.error(f"pad: mode={mode!r} is not supported (only 'constant')", UnsupportedSyntaxError)
+    modes = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+    if mode not in modes:
+        raise fe.error(f"pad: mode must be one of {', '.join(map(repr, modes))}, got {mode!r}", ArgumentError)
+    if mode != "constant" and value is not None:
+        raise fe.error(
+            f"pad: value is used by mode='constant' only, got value={value!r} with mode={mode!r}", ArgumentError
+        )
     a = fe.atom(input_x)
     pad = L._ints(fe, "pad: padding", padding)
     if len(pad) % 2 or len(pad) // 2 > len(a.shape):
@@ -392,7 +397,7 @@ def _pad_lower(fe, input_x, padding, mode="constant", value=None):
     pairs = [(0, 0)] * len(a.shape)
     for k in range(len(pad) // 2):
         pairs[len(a.shape) - 1 - k] = (pad[2 * k], pad[2 * k + 1])
-    return L.lower_pad(fe, a, pairs, 0 if value is None else value)
+    return L.lower_pad(fe, a, pairs, 0 if value is None else value, modes[mode], "pad")
 
 
 concat = _fn("concat", _concat_lower, "``concat(tensors, axis=0)``: tensors joined along ``axis``.")
@@ -408,7 +413,12 @@ ones_like = _fn("ones_like", _filled(1.0, True), "``ones_like(input, dtype=None)
 zeros_like = _fn("zeros_like", _filled(0.0, True), "``zeros_like(input, dtype=None)``.")
 ones = _fn("ones", _filled(1.0, False), "``ones(shape, dtype=float32)``.")
 zeros = _fn("zeros", _filled(0.0, False), "``zeros(shape, dtype=float32)``.")
-pad = _fn("pad", _pad_lower, "``pad(input_x, padding, mode='constant', value=None)``: constant padding.")
+pad = _fn(
+    "pad",
+    _pad_lower,
+    "``pad(input_x, padding, mode='constant', value=None)``: padding of the last axes ((left, right) of the last "
+    "first); mode 'constant' (``value``), 'reflect', 'replicate' or 'circular'.",
+)
 addn = _fn("addn", L.lower_addn, "``addn(x)``: the sum of a tuple or list of tensors.")
 norm = _fn("norm", _norm_lower, "``norm(A, ord=None, dim=None, keepdim=False)``: 2-norm, 1-norm or inf-norm.")
 argmax = _fn("argmax", _arg_lower("argmax"), "``argmax(input, dim=None, keepdim=False)``: int32 indices, as MindSpore.")

@@ -408,6 +408,20 @@ class Pad(Primitive):
         return L.lower_pad(fe, x, self._attrs["paddings"])
 
 
+class MirrorPad(Primitive):
+    """``MirrorPad(mode="REFLECT")(x, paddings)``: ``paddings[i] = (before, after)`` elements
+    mirrored around axis ``i``; ``"REFLECT"`` leaves the edge out, ``"SYMMETRIC"`` repeats it."""
+
+    def __init__(self, mode: str = "REFLECT"):
+        if mode not in ("REFLECT", "SYMMETRIC"):
+            raise ArgumentError(f"MirrorPad: mode must be 'REFLECT' or 'SYMMETRIC', got {mode!r}")
+        super().__init__(mode=mode)
+
+    def lower(self, fe, x, paddings):
+        pads = np.asarray(paddings.asnumpy() if hasattr(paddings, "asnumpy") else paddings).tolist()
+        return L.lower_pad(fe, x, pads, 0, self._attrs["mode"].lower(), "MirrorPad")
+
+
 class AddN(Primitive):
     """``AddN()(inputs)``: the sum of a tuple or list of tensors."""
 
@@ -461,9 +475,15 @@ Argmin = _arg_class("argmin", "Argmin")
 
 
 class Gather(Primitive):
-    """``Gather()(input_params, input_indices, axis)``: slices along ``axis`` at integer indices."""
+    """``Gather(batch_dims=0)()(input_params, input_indices, axis)``: slices along ``axis`` at integer
+    indices; the first ``batch_dims`` axes of params and indices are batch axes."""
+
+    def __init__(self, batch_dims: int = 0):
+        super().__init__(batch_dims=int(batch_dims))
 
     def lower(self, fe, input_params, input_indices, axis):
+        if self._attrs["batch_dims"]:
+            return L.lower_gather_batched(fe, input_params, input_indices, axis, self._attrs["batch_dims"])
         return L.lower_gather(fe, input_params, input_indices, axis)
 
 

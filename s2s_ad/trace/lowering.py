@@ -608,8 +608,23 @@ def lower_broadcast_to(tr: Tracer, x: Any, shape: Any) -> Any:
     return tr.bind1("broadcast_to", a, shape=shape)
 
 
-def lower_pad(tr: Tracer, x: Any, paddings: Any, value: Any = 0) -> Any:
-    """``x`` with ``paddings[i] = (before, after)`` elements of ``value`` around axis ``i``."""
+# padding modes other than "constant", by numpy's np.pad name: (the most a pad may have, the rule)
+PAD_MODES = {
+    "reflect": (lambda n: n - 1, "the axis length - 1 (the edge is not repeated)"),
+    "symmetric": (lambda n: n, "the axis length (the edge is repeated)"),
+    "edge": (lambda n: None, ""),
+    "wrap": (lambda n: n, "the axis length"),
+}
+
+
+def lower_pad(tr: Tracer, x: Any, paddings: Any, value: Any = 0, mode: str = "constant", display: str = "Pad") -> Any:
+    """``x`` with ``paddings[i] = (before, after)`` elements around axis ``i``: of ``value``
+    (``mode="constant"``), or, by numpy's names, the elements mirrored at the edge
+    (``"reflect"``), mirrored with the edge repeated (``"symmetric"``), the edge element
+    (``"edge"``) or the other end's (``"wrap"``). A non-constant pad is a gather of each axis at
+    the source indices (their derivative adds the padded copies' cotangents back)."""
+    if mode != "constant":
+        return _pad_by_gather(tr, x, paddings, mode, display)
     a = tr.atom(x)
     try:
         pads = [tuple(int(v) for v in p) for p in paddings]
@@ -633,6 +648,38 @@ def lower_pad(tr: Tracer, x: Any, paddings: Any, value: Any = 0) -> Any:
     mask = np.zeros(shape, np.bool_)
     mask[tuple(slice(lo, lo + d) for d, (lo, _) in zip(a.shape, pads))] = True
     return lower_select(tr, mask, out, value)
+
+
+def _pad_by_gather(tr: Tracer, x: Any, paddings: Any, mode: str, display: str) -> Any:
+    a = tr.atom(x)
+    try:
+        pads = [tuple(int(v) for v in p) for p in paddings]
+    except TypeError:
+        raise tr.error(
+            f"{display}: paddings must be ((before, after), ...) of ints, got {paddings!r}", ArgumentError
+        ) from None
+    if len(pads) != len(a.shape) or any(len(p) != 2 or min(p) < 0 for p in pads):
+        raise tr.error(
+            f"{display}: paddings must give a non-negative (before, after) pair for each of the {len(a.shape)} axes "
+            f"of the input of shape {fmt_shape(a.shape)}, got {paddings!r}",
+            ArgumentError,
+        )
+    most, rule = PAD_MODES[mode]
+    out = a
+    for ax, (lo, hi) in enumerate(pads):
+        if lo == hi == 0:
+            continue
+        n = a.shape[ax]
+        limit = most(n)
+        if n == 0 or (limit is not None and max(lo, hi) > limit):
+            raise tr.error(
+                f"{display}: padding ({lo}, {hi}) of axis {ax} of the input of shape {fmt_shape(a.shape)} is too "
+                f"large for mode {mode!r}: at most {rule}, {limit}",
+                ShapeError,
+            )
+        idx = np.pad(np.arange(n, dtype=np.int64), (lo, hi), mode=mode)
+        out = tr.bind1("gather", out, tr.atom(idx), axis=ax)
+    return out
 
 
 def lower_addn(tr: Tracer, xs: Any) -> Any:
@@ -747,6 +794,54 @@ def lower_gather(tr: Tracer, x: Any, indices: Any, axis: Any = 0) -> Any:
     idx = _index_tensor(tr, "Gather", indices)
     ax = _axis(tr, "Gather", axis, len(a.shape))
     return tr.bind1("gather", a, idx, axis=ax)
+
+
+def lower_gather_batched(tr: Tracer, x: Any, indices: Any, axis: Any, batch_dims: int, display: str = "Gather") -> Any:
+    """Gather with ``batch_dims`` leading axes shared by ``x`` and ``indices``: batch ``b`` takes
+    ``x[b]``'s slices along ``axis`` at ``indices[b]`` (TensorFlow's and MindSpore's rule). The
+    batch axes and ``axis`` are merged into one axis and the indices offset by batch, so it is
+    one plain gather (the indices are checked against ``axis``'s length first)."""
+    a = tr.atom(x)
+    idx = _index_tensor(tr, display, indices)
+    ax = _axis(tr, display, axis, len(a.shape))
+    bd = int(batch_dims)
+    if bd < 0:
+        bd += len(idx.shape)
+    if not 0 <= bd <= min(len(idx.shape), ax):
+        raise tr.error(
+            f"{display}: batch_dims {batch_dims} must lie in [0, min(indices rank, axis)] = [0, "
+            f"{min(len(idx.shape), ax)}] for params of shape {fmt_shape(a.shape)}, indices of shape "
+            f"{fmt_shape(idx.shape)} and axis {ax}",
+            ShapeError,
+        )
+    if bd == 0:
+        return tr.bind1("gather", a, idx, axis=ax)
+    batch = tuple(a.shape[:bd])
+    if tuple(idx.shape[:bd]) != batch:
+        raise tr.error(
+            f"{display}: the first batch_dims={bd} axes of params (shape {fmt_shape(a.shape)}) and indices (shape "
+            f"{fmt_shape(idx.shape)}) must be equal",
+            ShapeError,
+        )
+    n = a.shape[ax]
+    pre, post = list(range(bd, ax)), list(range(ax + 1, len(a.shape)))
+    perm = tuple(range(bd)) + (ax,) + tuple(pre) + tuple(post)
+    t = tr.bind1("transpose", a, perm=perm) if perm != tuple(range(len(a.shape))) else a
+    nb = int(np.prod(batch, dtype=np.int64))
+    rest = tuple(a.shape[d] for d in pre + post)
+    flat_x = tr.bind1("reshape", t, shape=(nb * n,) + rest)
+    rank_r = len(idx.shape) - bd
+    offsets = (np.arange(nb, dtype=idx.dtype) * n).reshape(batch + (1,) * rank_r)
+    flat_i = tr.elementwise("add", [_checked(tr, idx, n), tr.atom(offsets)])
+    g = tr.bind1("gather", flat_x, flat_i, axis=0)  # batch + R + pre + post
+    r0, p0 = bd, bd + rank_r
+    order = (
+        tuple(range(bd))
+        + tuple(range(p0, p0 + len(pre)))
+        + tuple(range(r0, r0 + rank_r))
+        + tuple(range(p0 + len(pre), p0 + len(pre) + len(post)))
+    )
+    return tr.bind1("transpose", g, perm=order) if order != tuple(range(len(order))) else g
 
 
 def _checked(tr: Tracer, idx: Atom, n: int) -> Atom:

@@ -3,6 +3,7 @@ numpy, derivatives against finite differences (float64; second order in PYNATIVE
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -308,3 +309,25 @@ def test_dropout_is_the_identity_in_eval_mode_and_drops_in_training(pynative):
     net.set_train(False)
     np.testing.assert_allclose(net(x).asnumpy(), want, rtol=1e-6)
     assert nn.Dropout(p=0.0).set_train(True)(x).shape == (2, 3)  # nothing dropped
+
+
+def _erf_program(x):
+    return ops.erf(x) * ops.erfc(x) + ops.gelu(x)
+
+
+def test_erf_in_generated_source_and_standalone_modules():
+    # numpy code calls scipy.special (imported as sc by the standalone module); Numba code and
+    # its fused loops call the loop namespace's kernels (the C library's erf)
+    from s2s_ad.api import generated_source
+
+    x = np.linspace(-3.0, 3.0, 7)
+    src = generated_source(_erf_program, Tensor(x), standalone=True)
+    assert "import scipy.special as sc" in src and "sc.erf(" in src and "sc.erfc(" in src
+    ns: dict = {}
+    exec(compile(src, "<standalone>", "exec"), ns)  # noqa: S102 - the module s2s_ad generated
+    want = scipy.special.erf(x) * scipy.special.erfc(x) + 0.5 * x * (1 + scipy.special.erf(x / np.sqrt(2)))
+    fname = re.search(r"^def (\w+)\(", src, re.M).group(1)
+    got = ns[fname](x)
+    np.testing.assert_allclose(got[0] if isinstance(got, tuple) else got, want, rtol=1e-13)
+    numba_src = generated_source(_erf_program, Tensor(x), target="numba")
+    assert "vm.erf(" in numba_src and "sc." not in numba_src

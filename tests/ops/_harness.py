@@ -73,7 +73,8 @@ def inputs(op: str, shapes, dtype, rng, params: dict):
         for i in opdef.int_inputs:
             xs[i] = np.asarray(rng.integers(-n, n, size=shapes[i]), dtype=np.int64)
     if opdef.well_conditioned:
-        xs[0] = xs[0] + np.asarray(2 * len(xs[0]) * np.eye(len(xs[0])), dtype=dtype)
+        n = xs[0].shape[-1]  # a matrix, or a batch of them in the last two axes
+        xs[0] = xs[0] + np.asarray(2 * n * np.eye(n), dtype=dtype)
     return xs
 
 
