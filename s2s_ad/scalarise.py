@@ -19,7 +19,9 @@ while Numba compiles).
 * A region's small carried values, consts and branch operands become one input per element
   (picked before the region, literal elements substituted), small per-iteration outputs (the
   ``ys``) one stacked output per element (a column), reassembled after the loop only where an
-  array is read (a later loop that iterates over them takes the columns).
+  array is read (a later loop that iterates over them takes the columns). The stacked outputs
+  of a ``while`` or of a loop of dynamic length (the tape of reverse mode) are columns only
+  where later loops alone read them.
 
 ``LIMIT`` is 16 elements: a 4x4 matrix, or a state of up to 16 components. Above it the element
 count (and, for a matmul, the product count) of the scalar code grows faster than what an
@@ -80,6 +82,7 @@ class _Scope:
         self.arr: dict[Var, Atom] = {}
         self.el: dict[Var, np.ndarray] = {}
         self.cols: dict[Var, list[Atom]] = {}
+        self.only_xs: set[Var] = set()
 
     # ------------------------------------------------------------------ forms
     def array(self, a: Atom) -> Atom:
@@ -133,7 +136,21 @@ class _Scope:
             self.names[new] = nm if not idx else f"{nm}_{'_'.join(map(str, idx))}"
 
     # ------------------------------------------------------------------ equations
-    def run(self, eqns: list[Eqn]) -> None:
+    def run(self, eqns: list[Eqn], outs: list[Atom]) -> None:
+        # The values read only as the iterated inputs of loops (never as arrays): the stacked
+        # outputs of a loop of dynamic length or of a ``while`` are split into columns only
+        # where they are these (an array of a dynamic length is not assembled from columns).
+        xs_use: set[Var] = set()
+        other: set[Var] = {a for a in outs if isinstance(a, Var)}
+        for e in eqns:
+            lo = hi = 0
+            if e.op == "loop":
+                lead, nc, nx, _ = loop_layout(e.params)
+                lo, hi = lead + nc, lead + nc + nx
+            for k, a in enumerate(e.ins):
+                if isinstance(a, Var):
+                    (xs_use if lo <= k < hi else other).add(a)
+        self.only_xs = xs_use - other
         for e in eqns:
             self.eqn(e)
 
@@ -241,10 +258,10 @@ class _Scope:
             c_in, c_at = self._inputs(sub, bi[1 : 1 + nc], e.ins[lead : lead + nc], split, True)
             x_in, x_at = self._xs(sub, bi[1 + nc : 1 + nc + nx], e.ins[lead + nc : lead + nc + nx], split)
             k_in, k_at = self._inputs(sub, bi[1 + nc + nx :], e.ins[lead + nc + nx :], split, False)
-            sub.run(body.eqns)
+            sub.run(body.eqns, body.outs)
             carry_split = [split and small(v.aval) for v in bi[1 + nc + nx :]]
             ys = body.outs[ncarry:]
-            ys_split = [split and lead == 0 and small(y.aval) and y.aval.size > 0 for y in ys]
+            ys_split = [self._columns(split, y, o, lead == 0) for y, o in zip(ys, e.outs[ncarry:])]
             new_outs = self._outs(sub, body.outs, carry_split + ys_split)
             new_body = self._close(body, sub, [bi[0], *c_in, *x_in, *k_in], new_outs)
             n_ys = sum(y.aval.size if s else 1 for y, s in zip(ys, ys_split))
@@ -265,19 +282,24 @@ class _Scope:
                 sub = self._sub(prog, split)
                 c_in, c_at = self._inputs(sub, prog.invars[:nc], e.ins[:nc], split, True)
                 k_in, k_at = self._inputs(sub, prog.invars[nc:], e.ins[nc:], split, False)
-                sub.run(prog.eqns)
+                sub.run(prog.eqns, prog.outs)
                 progs.append((prog, sub, [*c_in, *k_in]))
             (cp, csub, cin), (bp, bsub, bin_) = progs
             new_cond = self._close(cp, csub, cin, [csub.array(cp.outs[0])])
             carry_split = [split and small(v.aval) for v in body.invars[nc:]]
-            new_outs = self._outs(bsub, body.outs, carry_split + [False] * p["n_ys"])
+            ys = body.outs[ncarry:]
+            ys_split = [self._columns(split, y, o, False) for y, o in zip(ys, e.outs[ncarry + 1 :])]
+            new_outs = self._outs(bsub, body.outs, carry_split + ys_split)
             new_body = self._close(bp, bsub, bin_, new_outs)
-            params = dict(p, cond=new_cond, body=new_body, n_consts=len(c_in))
+            n_ys = sum(y.aval.size if s else 1 for y, s in zip(ys, ys_split))
+            params = dict(p, cond=new_cond, body=new_body, n_consts=len(c_in), n_ys=n_ys)
             res = b.bind("while", [*c_at, *k_at], **params)
             for o, v, s in zip(e.outs[:ncarry], body.invars[nc:], carry_split):
                 outs_el.append((o, v.aval.size if s else 1, s))
-            outs_el.extend((o, 1, False) for o in e.outs[ncarry:])
-            self._bind_outs(res, outs_el)
+            outs_el.append((e.outs[ncarry], 1, False))
+            for o, y, s in zip(e.outs[ncarry + 1 :], ys, ys_split):
+                outs_el.append((o, y.aval.size if s else 1, s))
+            self._bind_outs(res, outs_el, columns_from=ncarry + 1)
         else:  # cond
             if_false, if_true = p["branches"]
             split = self.scalar
@@ -288,12 +310,19 @@ class _Scope:
             for prog in (if_false, if_true):
                 sub = self._sub(prog, split)
                 o_in, o_at = self._inputs(sub, prog.invars, e.ins[1:], split, True)
-                sub.run(prog.eqns)
+                sub.run(prog.eqns, prog.outs)
                 new_branches.append(self._close(prog, sub, o_in, self._outs(sub, prog.outs, out_split)))
                 operands = o_at  # the same atoms for both branches
             res = b.bind("cond", [pred, *operands], **dict(p, branches=tuple(new_branches)))
             outs_el = [(o, o.aval.size if s else 1, s) for o, s in zip(e.outs, out_split)]
             self._bind_outs(res, outs_el)
+
+    def _columns(self, split: bool, y: Atom, out: Var, static: bool) -> bool:
+        """Whether the stacked output ``out`` (of per-iteration value ``y``) is made one
+        column per element: of a loop of static length, or read only by later loops."""
+        if not (split and small(y.aval) and y.aval.size > 0):
+            return False
+        return static or (bool(y.shape) and out in self.only_xs)
 
     def _bind_outs(self, res: list[Var], outs: list[tuple[Var, int, bool]], columns_from: int | None = None) -> None:
         k = 0
@@ -321,7 +350,7 @@ def scalarise(prog: Program) -> Program:
     top = _Scope(dict(prog.names), False)
     for v in prog.invars:
         top.arr[v] = v
-    top.run(prog.eqns)
+    top.run(prog.eqns, prog.outs)
     outs = [top.array(a) for a in prog.outs]
     return prog.replace(eqns=top.b.eqns, outs=outs, names=top.names)
 

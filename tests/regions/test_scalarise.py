@@ -137,6 +137,16 @@ def test_rk4_loop_body_allocates_nothing(grad, monkeypatch):
     assert [ln for ln in _loop_lines(before) if "np.zeros(" in ln]  # the pass is what removes them
 
 
+def test_while_tape_is_stored_as_columns():
+    """The reverse sweep's tape of an inner ``while`` (read only by the reverse loop) is one
+    column per element: nothing is packed per iteration."""
+    x, w = CASES["nested"][1]
+    src = generated_source(s2s_ad.grad(lambda x, w: nested(x, w).sum()), Tensor(x), Tensor(w), target="numba")
+    body = _loop_lines(src)
+    assert any("while True" in ln for ln in body), src
+    assert not [ln for ln in body if re.search(r"np\.(array|zeros|full|ones)\(", ln)], src
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_same_results_as_unscalarised_code(case, monkeypatch):
     fn, args = CASES[case]
