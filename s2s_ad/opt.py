@@ -25,6 +25,7 @@ from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of, s
 from .lazy import lazy_module
 from .primitives import broadcast_to, cast_to, fill, get_op
 from .progress import stage
+from .scalarise import hoist_invariants, prune_regions, scalarise
 from .symbolic import to_ir
 
 sp = lazy_module("sympy")  # imported when a formula is first differentiated or simplified
@@ -257,9 +258,9 @@ def optimize_regions(prog: Program, final: bool = True, simplify: bool = True) -
 
     def sub(v: object) -> object:
         if isinstance(v, Program):
-            return optimize(v, final, simplify)
+            return optimize(v, final, simplify, nested=True)
         if isinstance(v, tuple) and v and all(isinstance(x, Program) for x in v):
-            return tuple(optimize(x, final, simplify) for x in v)
+            return tuple(optimize(x, final, simplify, nested=True) for x in v)
         return v
 
     eqns = [replace(e, params={k: sub(v) for k, v in e.params.items()}) if subprograms(e) else e for e in prog.eqns]
@@ -307,13 +308,20 @@ def lean_products(prog: Program, keep_primal: bool = True) -> Program:
 
 
 @stage("optimize")
-def optimize(prog: Program, final: bool = True, simplify: bool = True) -> Program:
+def optimize(prog: Program, final: bool = True, simplify: bool = True, nested: bool = False) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
-    derivatives may still be taken (``stop_gradient``). The user's own equations are rewritten
-    only in IEEE-exact ways (dce, cse, shape-only constant folds) unless the context's
-    ``algebraic_simplification`` is on."""
+    derivatives may still be taken (``stop_gradient``), and rewrites loops for speed
+    (:mod:`s2s_ad.scalarise`: small values of loop bodies element by element, loop-invariant
+    equations out of loops, unread region outputs dropped; ``S2S_AD_SCALARISE=0`` turns the
+    first off); these run on the whole program, not again on each region's sub-programs
+    (``nested``). The user's own equations are rewritten only in IEEE-exact ways (dce, cse,
+    shape-only constant folds) unless the context's ``algebraic_simplification`` is on."""
     keep_primal = not context.get_context("algebraic_simplification")
     passes: list[tuple[str, Callable[[Program], Program]]] = [("expand_customs", expand_customs)] if final else []
+    if final and not nested:
+        if os.environ.get("S2S_AD_SCALARISE", "1").strip().lower() not in ("0", "false", "no", "off"):
+            passes.append(("scalarise", scalarise))
+        passes += [("prune_regions", prune_regions), ("hoist_invariants", hoist_invariants)]
     passes += [
         ("regions", lambda p: optimize_regions(p, final, simplify)),
         ("dce", dce),

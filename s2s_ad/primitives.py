@@ -95,6 +95,10 @@ class OpDef:
     # (b, eqn, made) -> Atom | None: a cheaper equivalent of a derivative equation, bound in
     # ``b``, given ``made`` (variable -> the equation that made it); applied by opt.lean_products
     rewrite: Callable[..., Any] | None = None
+    # (b, eqn, elems) -> list of element arrays | None: the op on arrays of few elements,
+    # computed element by element on 0-d values (s2s_ad.scalarise, which documents the form);
+    # elementwise ops take :func:`elementwise_scalar` unless they give their own
+    scalar: Callable[..., Any] | None = None
     pointwise: bool = False  # a structural op that acts index for index: it joins fused loops
     fused_reduction: bool = False  # a reduction that accumulates inside a fused loop
     # how the CUDA printer lowers a structural op outside fused loops: "alias" (the same device
@@ -122,6 +126,8 @@ class OpDef:
         if self.kind == "elementwise":
             self.contiguous = self.pointwise = True
             self.cuda_kernel = "pointwise"
+            if self.scalar is None:
+                self.scalar = elementwise_scalar
 
     def host_function(self) -> Callable:
         """The function ``function`` names, as numpy code calls it: numpy's, or scipy.special's
@@ -337,6 +343,155 @@ def batch_leading_n(positions: tuple[int, ...]):
 
 
 # ----------------------------------------------------------------------------- elementwise ops
+# ----------------------------------------------------------------------------- scalar rules
+# The ``scalar`` rules of the table (see s2s_ad.scalarise): each takes the builder, the equation
+# and, per input, an object array of the input's shape holding 0-d atoms (its elements), and gives
+# such an array per output, binding 0-d equations in ``b``; ``None`` where it does not apply.
+def as_elements(x: Any) -> np.ndarray:
+    """``x`` (an atom or an object array of atoms) as an object array."""
+    if isinstance(x, np.ndarray):
+        return x
+    out = np.empty((), object)
+    out[()] = x
+    return out
+
+
+def _is_zero(a: Atom) -> bool:
+    return isinstance(a, Lit) and a.value == 0
+
+
+def elementwise_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """An elementwise op (or a comparison) applied to each element, with numpy broadcasting.
+    An ``add`` of a literal zero is the other operand (the additions of the ``zeros`` a
+    ``scatter`` writes first; numpy's ``0.0 + -0.0`` is ``0.0``, the only difference)."""
+    out = eqn.outs[0]
+    parts = np.broadcast_arrays(*xs) if len(xs) > 1 else xs
+    res = np.empty(out.shape, object)
+    for idx in np.ndindex(*out.shape):
+        ins = [p[idx] for p in parts]
+        res[idx] = _fold_zero(b, eqn, ins) or b.bind1(eqn.op, *ins, **eqn.params)
+    return [res]
+
+
+def _fold_zero(b: Builder, eqn: Eqn, ins: list[Atom]) -> Atom | None:
+    """The result of ``eqn`` on the 0-d ``ins`` where a literal zero decides it: ``0 + x`` is
+    ``x`` (numpy's ``0.0 + -0.0`` is ``0.0``, the only difference); in derivative code (not
+    the user's own equations, which keep numpy's IEEE results) also ``0 * x``, ``x - 0``,
+    ``0 - x``, ``0 / x`` and ``-0`` (SymPy folds those in derivative code too)."""
+    out = eqn.outs[0]
+    zero = [_is_zero(a) for a in ins]
+    if not any(zero) or out.dtype.kind not in "fiu":
+        return None
+    op = eqn.op
+    other = [a for a, z in zip(ins, zero) if not z]
+    if op == "add":
+        if not other:
+            return Lit(0, out.dtype)
+        if len(other) == 1 and other[0].dtype == out.dtype:
+            return other[0]
+        return None
+    if eqn.primal:
+        return None
+    if op == "mul" or (op in ("div", "neg") and zero[0]):
+        return Lit(0, out.dtype)
+    if op == "sub":
+        if zero[1] and ins[0].dtype == out.dtype:
+            return ins[0]
+        if zero[0] and not zero[1] and ins[1].dtype == out.dtype:
+            return b.bind1("neg", ins[1])
+        if all(zero):
+            return Lit(0, out.dtype)
+    return None
+
+
+def _matmul_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, y = xs
+    x = x.T if eqn.params["transpose_a"] else x
+    y = y.T if eqn.params["transpose_b"] else y
+    out = eqn.outs[0]
+    res = np.empty(out.shape, object)
+    for i, j in np.ndindex(*out.shape):
+        acc: Atom | None = None
+        for k in range(x.shape[1]):
+            t = b.bind1("mul", x[i, k], y[k, j])
+            acc = t if acc is None else b.bind1("add", acc, t)
+        res[i, j] = Lit(0, out.dtype) if acc is None else acc
+    return [res]
+
+
+def _reduce_scalar(combine: str, mean: bool = False):
+    """Reductions as chains of ``combine`` (``add``, ``maximum``, ``minimum``) in index order;
+    a mean divides the sum by the count."""
+
+    def rule(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray] | None:
+        (x,) = xs
+        out = eqn.outs[0]
+        axes = eqn.params["axes"]
+        n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        if (mean and out.dtype.kind != "f") or (n == 0 and combine != "add"):
+            return None
+        kept = [a for a in range(x.ndim) if a not in axes]
+        moved = np.transpose(x, kept + list(axes)).reshape(tuple(x.shape[a] for a in kept) + (n,))
+        res = np.empty(moved.shape[:-1], object)
+        for idx in np.ndindex(*res.shape):
+            acc: Atom | None = None
+            for a in moved[idx]:
+                acc = a if acc is None else b.bind1(combine, acc, a)
+            if acc is None:
+                acc = Lit(0, out.dtype)
+            if mean:
+                acc = b.bind1("div", acc, Lit(n, out.dtype))
+            res[idx] = acc
+        return [res.reshape(out.shape)]
+
+    return rule
+
+
+def _reshape_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [xs[0].reshape(eqn.outs[0].shape)]
+
+
+def _broadcast_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.broadcast_to(xs[0], eqn.outs[0].shape)]
+
+
+def _transpose_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [xs[0].transpose(tuple(eqn.params["perm"]))]
+
+
+def _view_index(index: tuple) -> tuple:
+    """``index`` as numpy's index that always gives a view (an array, 0-d for an element)."""
+    py = as_py_index(index)
+    return py if Ellipsis in py else (*py, Ellipsis)
+
+
+def _getitem_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [xs[0][_view_index(eqn.params["index"])]]
+
+
+def _scatter_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    out = eqn.outs[0]
+    res = np.full(out.shape, Lit(0, out.dtype), object)
+    res[_view_index(eqn.params["index"])][...] = xs[0]  # basic indexing: no position written twice
+    return [res]
+
+
+def _cast_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    res = np.empty(xs[0].shape, object)
+    for idx in np.ndindex(*res.shape):
+        res[idx] = cast_to(b, xs[0][idx], eqn.params["dtype"])
+    return [res]
+
+
+def _identity_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [xs[0]]
+
+
+def _fill_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    p = eqn.params
+    return [np.full(tuple(p["shape"]), Lit(p["value"], p["dtype"]), object)]
+
+
 def elementwise(
     name: str,
     display: str,
@@ -921,6 +1076,7 @@ _register(
         2,
         _matmul_abstract,
         emit=_matmul_emit,
+        scalar=_matmul_scalar,
         contiguous=True,
         inexact=True,
         cuda_kernel="matmul",
@@ -976,6 +1132,7 @@ for _name, _display, _sym in [
             2,
             _compare_abstract(_display),
             emit=_compare_emit(_sym),
+            scalar=elementwise_scalar,
             pointwise=True,
             cuda_kernel="pointwise",
             vjp=lambda b, eqn, cts, active: [None, None],
@@ -1069,6 +1226,7 @@ _register(
         1,
         _reduce_abstract,
         emit=_reduce_emit(False),
+        scalar=_reduce_scalar("add"),
         contiguous=True,
         inexact=True,
         fused_reduction=True,
@@ -1087,6 +1245,7 @@ _register(
         1,
         _reduce_abstract,
         emit=_reduce_emit(True),
+        scalar=_reduce_scalar("add", mean=True),
         contiguous=True,
         shape_only=True,
         inexact=True,
@@ -1191,6 +1350,7 @@ for _name, _display, _ufunc, _full in [
             1,
             _reduce_abstract,
             emit=_reduce_extremum_emit(_ufunc, _full),
+            scalar=_reduce_scalar(_ufunc),
             shape_only=True,
             cuda_kernel="reduce",
             statement=True,
@@ -1234,6 +1394,7 @@ _register(
         1,
         _reshape_abstract,
         emit=_reshape_emit,
+        scalar=_reshape_scalar,
         view=True,
         contiguous=True,  # (of a contiguous copy where the input is not contiguous)
         shape_only=True,
@@ -1277,6 +1438,7 @@ _register(
         1,
         _broadcast_abstract,
         emit=_broadcast_emit,
+        scalar=_broadcast_scalar,
         view=True,
         shape_only=True,
         pointwise=True,
@@ -1325,6 +1487,7 @@ _register(
         1,
         _transpose_abstract,
         emit=_transpose_emit,
+        scalar=_transpose_scalar,
         view=True,
         shape_only=True,
         cuda_kernel="gather",
@@ -1459,6 +1622,7 @@ _register(
         1,
         _getitem_abstract,
         emit=_getitem_emit,
+        scalar=_getitem_scalar,
         view=True,
         shape_only=True,
         cuda_kernel="gather",
@@ -1480,6 +1644,7 @@ _register(
         1,
         _scatter_abstract,
         emit=_scatter_emit,
+        scalar=_scatter_scalar,
         contiguous=True,
         cuda_kernel="scatter",
         statement=True,
@@ -1530,6 +1695,7 @@ _register(
         1,
         _cast_abstract,
         emit=_cast_emit,
+        scalar=_cast_scalar,
         contiguous=True,
         shape_only=True,
         pointwise=True,
@@ -1558,6 +1724,7 @@ _register(
         1,
         _identity_abstract,
         emit=_stop_gradient_emit,
+        scalar=_identity_scalar,
         view=True,
         pointwise=True,
         cuda_kernel="alias",
@@ -1591,6 +1758,7 @@ _register(
         0,
         _fill_abstract,
         emit=_fill_emit,
+        scalar=_fill_scalar,
         contiguous=True,
         pointwise=True,
         cuda_kernel="fill",
@@ -1604,6 +1772,65 @@ def fill(b: Builder, shape: Shape, value: float, dtype: np.dtype) -> Atom:
     if shape == ():
         return Lit(value, dtype)
     return b.bind1("fill", shape=tuple(shape), value=value, dtype=np.dtype(dtype))
+
+
+# ----------------------------------------------------------------------------- pack
+# ``pack(*xs; shape)``: an array of the 0-d values ``xs`` (C order): numpy's ``np.array([...])``
+# of scalars. The scalarised loops (s2s_ad.scalarise) build their small arrays with it after a
+# loop, one allocation where a stack of scatters took one per element.
+def _pack_abstract(avals, p):
+    shape = tuple(p["shape"])
+    n = int(np.prod(shape, dtype=np.int64))
+    if len(avals) != n or any(a.shape != () for a in avals):
+        got = ", ".join(str(a) for a in avals)
+        raise ShapeError(f"Pack: an array of shape {fmt_shape(shape)} takes {n} 0-d values, got ({got})")
+    if n == 0 or len({a.dtype for a in avals}) != 1:
+        raise ShapeError(f"Pack: takes one or more 0-d values of one dtype, got {[str(a) for a in avals]}")
+    return [Aval(shape, avals[0].dtype)]
+
+
+def _pack_emit(args, eqn, C):
+    out = eqn.outs[0]
+    items = ", ".join(a for a, _ in args)
+    arr = f"{C.np}.array([{items}], {C.dtype(out.dtype)})"
+    return C.reshape_from(arr, (len(args),), out.shape, out.dtype), ATOM
+
+
+def _pack_vjp(b, eqn, cts, active):
+    (ct,) = cts
+    shape = eqn.outs[0].shape
+    return [b.bind1("getitem", ct, index=tuple(int(i) for i in idx)) for idx in np.ndindex(*shape)]
+
+
+def _pack_jvp(b, eqn, tangents):
+    if all(t is None for t in tangents):
+        return [None]
+    dt = eqn.outs[0].dtype
+    return [b.bind1("pack", *(Lit(0, dt) if t is None else t for t in tangents), **eqn.params)]
+
+
+def _pack_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]:
+    res = np.empty(len(xs), object)
+    for k, x in enumerate(xs):
+        res[k] = x[()]
+    return [res.reshape(eqn.outs[0].shape)]
+
+
+_register(
+    OpDef(
+        "pack",
+        "Pack",
+        "structural",
+        -1,  # any number of inputs
+        _pack_abstract,
+        emit=_pack_emit,
+        contiguous=True,
+        scalar=_pack_scalar,
+        vjp=_pack_vjp,
+        jvp=_pack_jvp,
+        samples=[(((), (), ()), dict(shape=(3,))), (((), (), (), ()), dict(shape=(2, 2)))],
+    )
+)
 
 
 # ---- convolution and pooling (issue 15)

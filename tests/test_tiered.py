@@ -69,6 +69,37 @@ def test_background_tier_switches_to_compiled_code(compile_mode, worker, monkeyp
         np.testing.assert_allclose(b, r, rtol=1e-10, atol=1e-12)
 
 
+def _flow(s, p):
+    for _ in range(50):  # kept as a loop (a region), its body on (3,) values scalarised
+        s = s + 0.01 * ops.stack([p[0] * (s[1] - s[0]), s[0] * (p[1] - s[2]) - s[1], s[0] * s[1] - p[2] * s[2]])
+    return (s * s).sum()
+
+
+def test_background_tier_runs_programs_with_loops(compile_mode) -> None:
+    s, p = Tensor(np.array([1.0, 1.1, 0.9])), Tensor(np.array([10.0, 28.0, 8.0 / 3.0]))
+
+    def f(s, p):
+        return _flow(s, p)
+
+    compile_mode("blocking")
+    reference = [t.asnumpy() for t in s2s_ad.grad(f, grad_position=(0, 1))(s, p)]
+
+    def g(s, p):
+        return _flow(s, p)
+
+    compile_mode("background")
+    grad_g = s2s_ad.grad(g, grad_position=(0, 1))
+    first = [t.asnumpy() for t in grad_g(s, p)]
+    (prog,) = compiled_programs(g) or compiled_programs(grad_g)
+    assert prog.tier is not None and "range(50)" in prog.source
+    assert tiered.wait(timeout=600)
+    assert prog.tier.error is None and prog.fn is prog.tier.ready
+    later = [t.asnumpy() for t in grad_g(s, p)]
+    for a, b, r in zip(first, later, reference):
+        np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(b, r, rtol=1e-10, atol=1e-12)
+
+
 def test_numpy_compile_mode_never_compiles(compile_mode) -> None:
     compile_mode("numpy")
     assert context.backend() == "python"

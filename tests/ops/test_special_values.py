@@ -248,6 +248,7 @@ STRUCTURAL_REFERENCE.update(
         "batch_matmul": lambda a, b, transpose_a, transpose_b: np.matmul(
             np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b
         ),
+        "pack": lambda *xs, shape: np.array(xs).reshape(shape),
     }
 )
 # LAPACK's routines take finite matrices only: Numba raises an error for a matrix with inf or
