@@ -949,23 +949,31 @@ def _matmul_batch(b: Builder, eqn: Eqn, args, dims):
     # One operand batched: one product with the batch folded into its rows (x) or columns
     # (y). Both batched: outer products and matrix-vector products are elementwise products
     # (and a sum); other products one batch_matmul.
-    ta, tb = eqn.params["transpose_a"], eqn.params["transpose_b"]
-    (n, m), size = eqn.outs[0].shape, args[0].shape[dims[0]] if dims[0] is not None else args[1].shape[dims[1]]
-    if dims[1] is None:
-        # one product: the batch folded into the rows of op(x) (batch axis next to the rows)
-        x = move_batch_axis(b, args[0], dims[0], 1 if ta else 0)
-        x = b.bind1("reshape", x, shape=(x.shape[0], size * n) if ta else (size * n, x.shape[2]))
-        r = b.bind1("matmul", x, args[1], transpose_a=ta, transpose_b=tb)
-        return [b.bind1("reshape", r, shape=(size, n, m))], [0]
-    if dims[0] is None:
-        # one product: the batch folded into the columns of op(y)
-        y = move_batch_axis(b, args[1], dims[1], 0 if tb else 1)
-        y = b.bind1("reshape", y, shape=(size * m, y.shape[2]) if tb else (y.shape[0], size * m))
-        r = b.bind1("matmul", args[0], y, transpose_a=ta, transpose_b=tb)
-        return [b.bind1("reshape", r, shape=(n, size, m))], [1]
     (x, y), (dx, dy), p = args, dims, eqn.params
-    (m, n), k = eqn.outs[0].shape, eqn.ins[0].shape[0 if ta else 1]
+    (m, n), k = eqn.outs[0].shape, eqn.ins[0].shape[0 if p["transpose_a"] else 1]
+    if dy is None:  # x[i] @ y for each i: the rows of all x[i] in one matrix
+        x = batch_front(b, x, dx)
+        if p["transpose_a"]:
+            x = b.bind1("transpose", x, perm=(0, 2, 1))
+        size = x.shape[0]
+        x = b.bind1("reshape", x, shape=(size * m, k))
+        out = b.bind1("matmul", x, y, transpose_a=False, transpose_b=p["transpose_b"])
+        return [b.bind1("reshape", out, shape=(size, m, n))], [0]
+    if dx is None:  # x @ y[i] for each i: the columns of all y[i] in one matrix
+        y = batch_front(b, y, dy)
+        size = y.shape[0]
+        if n == 1 and not p["transpose_b"]:  # matrix-vector products: the vectors as columns
+            y = b.bind1("transpose", b.bind1("reshape", y, shape=(size, k)), perm=(1, 0))
+            out = b.bind1("matmul", x, y, **p)
+            return [b.bind1("reshape", b.bind1("transpose", out, perm=(1, 0)), shape=(size, m, 1))], [0]
+        if p["transpose_b"]:  # y[i] is (n, k): stack the rows
+            y = b.bind1("reshape", y, shape=(size * n, k))
+        else:  # y[i] is (k, n): the batch between k and n
+            y = b.bind1("reshape", b.bind1("transpose", y, perm=(1, 0, 2)), shape=(k, size * n))
+        out = b.bind1("matmul", x, y, **p)
+        return [b.bind1("reshape", out, shape=(m, size, n))], [1]
     x, y = batch_front(b, x, dx), batch_front(b, y, dy)
+    size = x.shape[0]
     if k == 1:  # outer products: one broadcasting multiplication
         col = b.bind1("reshape", x, shape=(size, m, 1))
         row = b.bind1("reshape", y, shape=(size, 1, n))
@@ -1816,6 +1824,20 @@ def _pack_scalar(b: Builder, eqn: Eqn, xs: list[np.ndarray]) -> list[np.ndarray]
     return [res.reshape(eqn.outs[0].shape)]
 
 
+def _pack_batch(b: Builder, eqn: Eqn, args, dims):
+    # A batch of packs: each 0-d value becomes a column of a (size, n) array, reshaped to
+    # (size, *shape).
+    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    dt, n = eqn.outs[0].dtype, len(args)
+    out = None
+    for j, (a, d) in enumerate(zip(args, dims)):
+        col = broadcast_to(b, a, (size,)) if d is None else a
+        col = b.bind1("scatter", col, index=(_FULL, j), shape=(size, n))
+        out = col if out is None else b.bind1("add", out, col)
+    assert out is not None and out.dtype == dt
+    return [b.bind1("reshape", out, shape=(size, *eqn.outs[0].shape))], [0]
+
+
 _register(
     OpDef(
         "pack",
@@ -1826,6 +1848,7 @@ _register(
         emit=_pack_emit,
         contiguous=True,
         scalar=_pack_scalar,
+        batch=_pack_batch,
         vjp=_pack_vjp,
         jvp=_pack_jvp,
         samples=[(((), (), ()), dict(shape=(3,))), (((), (), (), ()), dict(shape=(2, 2)))],
@@ -2801,6 +2824,7 @@ _register(
         inexact=True,
         vjp=_cumprod_vjp,
         jvp=_cumprod_jvp,
+        batch=batch_axis_param("axis"),
         samples=[
             (((2, 3),), dict(axis=1, reverse=False, exclusive=False)),
             (((4,),), dict(axis=0, reverse=True, exclusive=False)),

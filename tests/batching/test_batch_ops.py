@@ -23,7 +23,14 @@ from s2s_ad.runtime import Compiled  # noqa: E402
 B = 3
 
 # Ops without a vectorised rule: the loop fallback maps them (docs/guide/batching.md lists them).
-LOOP_FALLBACK = {"conv2d_backprop_filter", "custom", "matrix_determinant", "matrix_inverse", "solve"}
+LOOP_FALLBACK = {
+    "conv2d_backprop_filter",
+    "custom",
+    "matrix_determinant",
+    "matrix_inverse",
+    "random_uniform",
+    "solve",
+}
 
 
 def test_every_op_has_a_rule_or_uses_the_fallback():
