@@ -5,7 +5,9 @@ A Jacobian block is one derivative program evaluated over a basis: ``jacfwd`` ev
 forward-mode program of one differentiated input on every one-hot tangent (one column of the
 Jacobian each), ``jacrev`` the reverse-mode program of one output on every one-hot cotangent
 (one row each), and ``hessian`` is ``jacfwd`` of the reverse-mode gradient (forward over
-reverse). :func:`basis_sweep` does the evaluations.
+reverse). The evaluations are one: the program is inlined once, batched over its seed, with
+the identity matrix as the batch of seeds (:func:`basis_sweep`, :mod:`s2s_ad.batching`); its
+primal part stays unbatched and its size does not depend on the size of the Jacobian.
 
 Diagonal structure is found where it exists: when the tangent (or cotangent) flows from the
 input to the output only through elementwise operations of one shape, the Jacobian is
