@@ -160,7 +160,7 @@ class JacobianFunction(Transformed):
         self.mode = mode
         self.prefix = mode
         self.api = api
-        self.who = mode if api == "jax" else f"ops.{mode}"
+        self.who = _who(mode, api)
         positions = _check_positions(self.who, argnums, self._positions_name(), allow_none=False)
         assert positions is not None, "allow_none=False: None is an error"
         self.positions: tuple[int, ...] = positions
@@ -341,8 +341,13 @@ def _jacobian(mode: str, doc: str) -> JacobianTransform:
     return make
 
 
+def _who(mode: str, api: str) -> str:
+    """The name errors give: ``ops.jacfwd`` for MindSpore's (there is no ``ops.hessian``)."""
+    return f"ops.{mode}" if api == "mindspore" and mode != "hessian" else mode
+
+
 def _make_jacobian(mode: str, fn: Any, positions: Any, has_aux: bool, api: str) -> JacobianFunction:
-    who = mode if api == "jax" else f"ops.{mode}"
+    who = _who(mode, api)
     _check_callable(who, fn)
     return JacobianFunction(fn, mode, positions, has_aux, api)
 
