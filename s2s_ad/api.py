@@ -1367,7 +1367,7 @@ class VmapFunction(Transformed):
                 if not tensor:
                     if d is not None:
                         raise fe.error(
-                            f"{api}: {what} is a {type(leaf).__name__}, not a tensor, so it cannot be mapped over; "
+                            f"{api}: {what} is {_a(type(leaf).__name__)}, not a tensor, so it cannot be mapped over; "
                             "give it in_axes None",
                             ArgumentValueError,
                         )
@@ -1430,6 +1430,10 @@ class VmapFunction(Transformed):
                 )
             res.append(to_batch_dim(fe.builder, o, d, want % rank, size))
         return unflatten(prog.out_tree, res)
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 def _axes_key(axes: Any) -> Any:

@@ -111,7 +111,7 @@ def batch_eqns(
     denv: dict[Var, Dim] = {}
     for v, a, d in zip(prog.invars, args, dims):
         env[v] = a
-        denv[v] = None if d is None else _normalize_dim(d, len(a.shape), f"input {prog.name_of(v) or v!r}")
+        denv[v] = None if d is None else _normalize_dim(d, len(a.shape), f"input {prog.name_of(v) or repr(v)}")
     bb = b if isinstance(b, BatchBuilder) else BatchBuilder(b)
     saved = (bb.loc, bb.primal, bb.adjoint)
     try:
@@ -217,9 +217,9 @@ def batch_program(
     dims: list[Dim] = []
     for v, d in zip(prog.invars, all_dims):
         if d is not None:
-            d = _normalize_dim(d, len(v.shape) + 1, f"argument {prog.name_of(v) or v!r}")
+            d = _normalize_dim(d, len(v.shape) + 1, f"argument {prog.name_of(v) or repr(v)}")
         dims.append(d)
-        invars.append(Var(v.aval if d is None else Aval((*v.shape[:d], size, *v.shape[d:]), v.dtype), v.hint))
+        invars.append(Var(v.aval if d is None else Aval((*v.shape[:d], size, *v.shape[d:]), v.dtype), prog.name_of(v)))
     b = Builder(primal=True)
     outs, got = batch_eqns(b, prog, invars, dims, size)
     new_outs = []

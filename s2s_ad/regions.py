@@ -389,36 +389,39 @@ def _while_batch(b, eqn: Eqn, args, dims):
         new_body = b.batch_subprogram(body, in_dims, size, want)[0]
         outs = bind_while(b, new_cond, new_body, consts, carry, p["n_ys"], **extra)
         return outs, [*want[:ncarry], None, *ys_dims]
-    # a predicate per lane: iterate while any lane runs; a lane's carry is frozen once its
-    # predicate fails, and its trip count is counted apart (reverse mode's adjoint loop runs
-    # each lane's own count)
-    c_vars = [Var(a.aval, cond.name_of(v)) for a, v in zip(consts, cond.invars[:nc])]
-    k_vars = [Var(a.aval, cond.name_of(v)) for a, v in zip(carry, cond.invars[nc:])]
-    n_var = Var(Aval((size,), INT), "trips")
+    # a predicate per lane: iterate while any lane is active. The active lanes are carried (the
+    # predicate is computed once per iteration, after the update); a lane's carry is frozen
+    # once its predicate fails, and its trip count is counted apart (reverse mode's adjoint
+    # loop runs each lane's own count)
+    (p0,), (p0d,) = b.batch_inline(cond, [*consts, *carry], in_dims, size)
+    active0 = batch_front(b, p0, p0d)
+    c_vars = [Var(a.aval, body.name_of(v)) for a, v in zip(consts, body.invars[:nc])]
+    k_vars = [Var(a.aval, body.name_of(v)) for a, v in zip(carry, body.invars[nc:])]
+    n_var, a_var = Var(Aval((size,), INT), "trips"), Var(active0.aval, "active")
     cb = b.child()
-    (pr,), (prd,) = cb.batch_inline(cond, [*c_vars, *k_vars], in_dims, size)
-    new_cond = subprogram(
-        cond.name, [*c_vars, *k_vars, n_var], cb.eqns, [_any_lane(cb, batch_front(cb, pr, prd))], cb.names
-    )
+    new_cond = subprogram(cond.name, [*c_vars, *k_vars, n_var, a_var], cb.eqns, [_any_lane(cb, a_var)], cb.names)
     c2 = [Var(v.aval, v.hint) for v in c_vars]
     k2 = [Var(v.aval, v.hint) for v in k_vars]
-    n2 = Var(n_var.aval, "trips")
+    n2, a2 = Var(n_var.aval, "trips"), Var(a_var.aval, "active")
     bb = b.child()
-    (pr,), (prd,) = bb.batch_inline(cond, [*c2, *k2], in_dims, size)
-    active = batch_front(bb, pr, prd)
     outs, odims = bb.batch_inline(body, [*c2, *k2], in_dims, size)
     new = []
     for j, (o, d) in enumerate(zip(outs, odims)):
         o = o if want[j] is None else to_batch_dim(bb, o, d, 0, size)
         if j < ncarry and carried[j]:
-            o = _select_lanes(bb, active, o, k2[j])
+            o = _select_lanes(bb, a2, o, k2[j])
         new.append(o)
-    count = bb.bind1("add", n2, bb.bind1("cast", active, dtype=INT))
-    new_body = subprogram(body.name, [*c2, *k2, n2], bb.eqns, [*new[:ncarry], count, *new[ncarry:]], bb.names)
+    count = bb.bind1("add", n2, bb.bind1("cast", a2, dtype=INT))
+    (pn,), (pnd,) = bb.batch_inline(cond, [*c2, *new[:ncarry]], in_dims, size)
+    # (a finished lane's carry is frozen where the predicate failed: it stays finished)
+    still = batch_front(bb, pn, pnd)
+    new_body = subprogram(
+        body.name, [*c2, *k2, n2, a2], bb.eqns, [*new[:ncarry], count, still, *new[ncarry:]], bb.names
+    )
     zeros = b.bind1("fill", shape=(size,), value=0, dtype=INT)
-    outs = bind_while(b, new_cond, new_body, consts, [*carry, zeros], p["n_ys"], **extra)
+    outs = bind_while(b, new_cond, new_body, consts, [*carry, zeros, active0], p["n_ys"], **extra)
     # (the while's own count, the longest lane's, is not an output of the batched loop)
-    return [*outs[:ncarry], outs[ncarry], *outs[ncarry + 2 :]], [*want[:ncarry], 0, *ys_dims]
+    return [*outs[:ncarry], outs[ncarry], *outs[ncarry + 3 :]], [*want[:ncarry], 0, *ys_dims]
 
 
 COND.batch = _cond_batch
