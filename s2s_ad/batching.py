@@ -59,7 +59,7 @@ class BatchBuilder(Builder):
         if op in ("reshape", "transpose") and len(ins) == 1 and isinstance(ins[0], Var):
             x = ins[0]
             inner = self._made.get(x)
-            if inner is not None and inner.op == op:
+            if inner is not None and inner.op == op and isinstance(inner.ins[0], Var):
                 x = inner.ins[0]
                 if op == "transpose":
                     params = {"perm": tuple(inner.params["perm"][i] for i in params["perm"])}
@@ -119,9 +119,11 @@ def batch_eqns(
             ins = [a if isinstance(a, Lit) else env[a] for a in e.ins]
             in_dims = [None if isinstance(a, Lit) else denv[a] for a in e.ins]
             bb.loc, bb.primal, bb.adjoint = e.loc, e.primal, e.adjoint
+            outs: list[Atom]
             if all(d is None for d in in_dims):
-                outs = [Var(o.aval, name_of(prog.names, o)) for o in e.outs]
-                bb.eqns.append(Eqn(e.op, ins, outs, e.params, e.loc, e.primal, e.adjoint))
+                copies = [Var(o.aval, name_of(prog.names, o)) for o in e.outs]
+                bb.eqns.append(Eqn(e.op, ins, copies, e.params, e.loc, e.primal, e.adjoint))
+                outs = list(copies)
                 out_dims: list[Dim] = [None] * len(outs)
             else:
                 outs, out_dims = batch_eqn(bb, e, ins, in_dims, size)
@@ -133,8 +135,8 @@ def batch_eqns(
             denv.update(zip(e.outs, out_dims))
     finally:
         bb.loc, bb.primal, bb.adjoint = saved
-    outs = [a if isinstance(a, Lit) else env[a] for a in prog.outs]
-    return outs, [None if isinstance(a, Lit) else denv[a] for a in prog.outs]
+    results = [a if isinstance(a, Lit) else env[a] for a in prog.outs]
+    return results, [None if isinstance(a, Lit) else denv[a] for a in prog.outs]
 
 
 def batch_eqn(b: BatchBuilder, e: Eqn, args: list[Atom], dims: list[Dim], size: int) -> tuple[list[Atom], list[Dim]]:

@@ -373,12 +373,12 @@ def _while_batch(b, eqn: Eqn, args, dims):
         in_dims = [*cdims, *(0 if c else None for c in carried)]
         (pd,) = b.batch_subprogram(cond, in_dims, size)[1]
         od = b.batch_subprogram(body, in_dims, size)[1]
-        new = [c or od[k] is not None for k, c in enumerate(carried)]
+        grown = [c or od[k] is not None for k, c in enumerate(carried)]
         if pd is not None:  # lanes stop at different times: whatever the body changes is batched
-            new = [c or body.outs[k] is not body.invars[nc + k] for k, c in enumerate(new)]
-        if new == carried:
+            grown = [c or body.outs[k] is not body.invars[nc + k] for k, c in enumerate(grown)]
+        if grown == carried:
             break
-        carried = new
+        carried = grown
     carry = [to_batch_dim(b, a, d, 0, size) if c else a for a, d, c in zip(carry, kdims, carried)]
     ys_natural = od[ncarry:]
     want = [*(0 if c else None for c in carried), *(None if d is None else 0 for d in ys_natural)]
