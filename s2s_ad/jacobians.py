@@ -5,7 +5,9 @@ A Jacobian block is one derivative program evaluated over a basis: ``jacfwd`` ev
 forward-mode program of one differentiated input on every one-hot tangent (one column of the
 Jacobian each), ``jacrev`` the reverse-mode program of one output on every one-hot cotangent
 (one row each), and ``hessian`` is ``jacfwd`` of the reverse-mode gradient (forward over
-reverse). :func:`basis_sweep` does the evaluations.
+reverse). The evaluations are one: the program is inlined once, batched over its seed, with
+the identity matrix as the batch of seeds (:func:`basis_sweep`, :mod:`s2s_ad.batching`); its
+primal part stays unbatched and its size does not depend on the size of the Jacobian.
 
 Diagonal structure is found where it exists: when the tangent (or cotangent) flows from the
 input to the output only through elementwise operations of one shape, the Jacobian is
@@ -42,7 +44,7 @@ from .derivatives import grad_program
 from .errors import ArgumentError, ArgumentValueError
 from .ir import Atom, Program, TreeDef, Var, arg_leaf_ranges, tree_str, treedef_leaves, unflatten
 from .opt import optimize
-from .primitives import fmt_shape, get_op, to_batch_dim
+from .primitives import get_op, to_batch_dim
 from .trace.protocol import register_static
 from .trace.tracer import Tracer, inline_program
 
@@ -158,7 +160,7 @@ class JacobianFunction(Transformed):
         self.mode = mode
         self.prefix = mode
         self.api = api
-        self.who = mode if api == "jax" else f"ops.{mode}"
+        self.who = _who(mode, api)
         positions = _check_positions(self.who, argnums, self._positions_name(), allow_none=False)
         assert positions is not None, "allow_none=False: None is an error"
         self.positions: tuple[int, ...] = positions
@@ -237,10 +239,10 @@ class JacobianFunction(Transformed):
                     f"{self.positions} of {name} is {x.aval}",
                     ArgumentError,
                 )
-        if self.mode == "hessian":
-            if len(m.outs) != 1 or m.outs[0].shape != ():
-                got = fmt_shape(m.outs[0].shape) if len(m.outs) == 1 else f"{len(m.outs)} outputs"
-                raise fe.error(f"{who}: {name} must return a scalar, got {got}", ArgumentError)
+        if self.mode == "hessian" and (len(m.outs) != 1 or m.outs[0].shape != ()):
+            self._check_float_outputs(fe, m)
+            jac = self._nested_hessian(fe, args, flat, wrt, ranges)
+        elif self.mode == "hessian":
             self._check_float_outputs(fe, m)
             g = optimize(grad_program(m, list(self.positions), [], False), final=False)
             blocks = forward_blocks(fe, g, flat, wrt)
@@ -256,6 +258,21 @@ class JacobianFunction(Transformed):
         if aux is None:
             return jac
         return jac, aux(inline_program(fe, inner, flat))
+
+    def _nested_hessian(self, fe: Tracer, args: list[Any], flat: list[Atom], wrt: list[int], ranges: list) -> Any:
+        """The Hessian of a function with any outputs, JAX's ``jacfwd(jacrev(fn))``: each output
+        leaf's block is ``out.shape + in.shape + in.shape``, in the structure of ``jacrev``'s
+        result (the output's structure, a tuple per ``argnums`` tuple) with ``argnums``'s
+        structure inside each leaf. ``jacrev`` sweeps each output once, batched over its
+        elements; ``jacfwd`` of that program sweeps each input once, batched over its elements."""
+        given = self.positions[0] if self.bare else self.positions
+        rev = JacobianFunction(self.fn, "jacrev", given, self.has_aux, "jax")
+        inner = trace_abstract(rev, list(args))
+        m = differentiated_program(fe, self.who, rev, list(args), inner, list(self.positions), [], True)
+        if self.has_aux:  # (jacobian, aux): the aux part is computed by the caller
+            first = m.out_tree[1][0]
+            m = m.replace(outs=m.outs[: treedef_leaves(first)], out_tree=first)
+        return self._structure(forward_blocks(fe, m, flat, wrt), m.out_tree, ranges)
 
     def _check_float_outputs(self, fe: Tracer, m: Program) -> None:
         for k, o in enumerate(m.outs):
@@ -339,8 +356,13 @@ def _jacobian(mode: str, doc: str) -> JacobianTransform:
     return make
 
 
+def _who(mode: str, api: str) -> str:
+    """The name errors give: ``ops.jacfwd`` for MindSpore's (there is no ``ops.hessian``)."""
+    return f"ops.{mode}" if api == "mindspore" and mode != "hessian" else mode
+
+
 def _make_jacobian(mode: str, fn: Any, positions: Any, has_aux: bool, api: str) -> JacobianFunction:
-    who = mode if api == "jax" else f"ops.{mode}"
+    who = _who(mode, api)
     _check_callable(who, fn)
     return JacobianFunction(fn, mode, positions, has_aux, api)
 
@@ -363,9 +385,11 @@ jacrev = _jacobian(
 )
 hessian = _jacobian(
     "hessian",
-    """``hessian(fn, argnums=0, has_aux=False)``: the Hessian of a scalar ``fn``, shaped
-    ``in.shape + in.shape``, computed forward-over-reverse (``jacfwd(jacrev(fn))``). With a
-    tuple of ``argnums`` the result is a tuple of tuples ``H[i][j]``. With ``has_aux`` ``fn``
+    """``hessian(fn, argnums=0, has_aux=False)``: the Hessian of ``fn``, shaped ``in.shape +
+    in.shape`` for a scalar ``fn``, computed forward-over-reverse (``jacfwd(jacrev(fn))``). With
+    a tuple of ``argnums`` the result is a tuple of tuples ``H[i][j]``. Any output is allowed,
+    as in JAX: each output leaf gives ``out.shape + in.shape + in.shape``, in the output's
+    structure. With ``has_aux`` ``fn``
     returns ``(scalar, aux)`` and the result is ``(hessian, aux)``. A diagonal Hessian
     (``sum(f(x))`` for an elementwise ``f``) costs one Hessian-vector product.""",
 )

@@ -23,7 +23,7 @@ from .ad.custom import expand
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of, subprograms
 from .lazy import lazy_module
-from .primitives import broadcast_to, cast_to, fill, get_op
+from .primitives import IDENTITY, broadcast_to, cast_to, fill, get_op
 from .progress import stage
 from .scalarise import hoist_invariants, prune_regions, scalarise
 from .symbolic import to_ir
@@ -276,12 +276,27 @@ def expand_customs(prog: Program) -> Program:
     return prog.replace(eqns=eqns, outs=[_sub(sub, a) for a in prog.outs])
 
 
+def _identity_size(c: object) -> int | None:
+    """``n`` when the constant ``c``'s elements in row-major order are those of ``eye(n)``."""
+    a = np.asarray(c)
+    n = int(round(np.sqrt(a.size)))
+    if a.size == 0 or n * n != a.size or a.dtype.kind not in "fiu":
+        return None
+    a = a.reshape(n, n)
+    return n if np.count_nonzero(a) == n and bool(np.all(np.diagonal(a) == 1)) else None
+
+
 def lean_products(prog: Program, keep_primal: bool = True) -> Program:
     """Rewrite derivative equations by their op's ``rewrite`` rule in the op table (a matmul
     with a fill or a one-row/one-column scatter becomes a reduction, a selection or an outer
-    product; a scatter that fills its output a reshape). The user's own equations are kept
+    product, a product with an identity constant the other factor; a scatter that fills its
+    output a reshape). The user's own equations are kept
     (their results stay numpy's, bit for bit) unless ``keep_primal`` is False."""
     made: dict[Var, Eqn] = {}
+    for v, c in zip(prog.const_vars, prog.consts):
+        n = _identity_size(c)
+        if n is not None:  # a marker the rules read (primitives.identity_size), never emitted
+            made[v] = Eqn(IDENTITY, [], [v], {"n": n})
     env: dict[Var, Atom] = {}
     names = dict(prog.names)
     kept: list[Eqn] = []

@@ -1014,6 +1014,52 @@ def _line(made: dict, a: Atom) -> tuple[str, int, Atom] | None:
     return None
 
 
+# the marker :func:`s2s_ad.opt.lean_products` gives, in ``made``, a constant whose elements in
+# row-major order are those of an identity matrix (``params["n"]`` its size): the basis of a
+# batched Jacobian sweep
+IDENTITY = "identity"
+
+
+def identity_size(made: dict, a: Atom) -> int | None:
+    """``n`` when ``a``'s elements in row-major order are those of ``eye(n)``: an identity
+    constant (:data:`IDENTITY`), a reshape of one, or the transpose of a square one."""
+    e = made.get(a) if isinstance(a, Var) else None
+    if e is None:
+        return None
+    if e.op == IDENTITY:
+        return e.params["n"]
+    if e.op == "reshape":
+        return identity_size(made, e.ins[0])
+    if e.op == "transpose" and len(a.shape) == 2 and a.shape[0] == a.shape[1]:
+        return identity_size(made, e.ins[0])
+    return None
+
+
+def _is_eye(made: dict, a: Atom) -> bool:
+    """Whether ``a`` is a square 2-D identity matrix."""
+    return len(a.shape) == 2 and a.shape[0] == a.shape[1] and identity_size(made, a) == a.shape[0]
+
+
+def _transposed(b: Builder, a: Atom, t: bool) -> Atom:
+    """``a`` with its last two axes swapped when ``t``."""
+    if not t:
+        return a
+    perm = tuple(range(len(a.shape) - 2)) + (len(a.shape) - 1, len(a.shape) - 2)
+    return b.bind1("transpose", a, perm=perm)
+
+
+def _identity_product(b: Builder, eqn: Eqn, made: dict) -> Atom | None:
+    """A matrix product (``matmul``, ``batch_matmul``) with a 2-D identity factor as the other
+    factor (transposed as the product reads it, broadcast to the product's shape)."""
+    x, y = eqn.ins
+    out = eqn.outs[0]
+    for eye, other, t in ((x, y, eqn.params["transpose_b"]), (y, x, eqn.params["transpose_a"])):
+        if _is_eye(made, eye):
+            r = _transposed(b, other, t)
+            return r if r.shape == out.shape else broadcast_to(b, r, out.shape)
+    return None
+
+
 def _vector(b: Builder, v: Atom, shape: Shape) -> Atom:
     if isinstance(v, Lit):
         return fill(b, shape, float(v.value), v.dtype) if shape != () else v
@@ -1025,7 +1071,11 @@ def _matmul_rewrite(b: Builder, eqn: Eqn, made: dict) -> Atom | None:
     (the one-hot seeds and scatters of derivative code) as a reduction, a row or column
     selection, an outer product or a vector product: ``ones((n, m)) @ B`` is the broadcast of
     B's column sums, ``A @ e_j`` column j of A, a one-column ``v e_j^T @ B`` the outer product
-    ``v B[j]``, a one-row ``e_j v^T @ B`` the row ``v @ B`` put into row j."""
+    ``v B[j]``, a one-row ``e_j v^T @ B`` the row ``v @ B`` put into row j; a product with an
+    identity matrix (the basis of a Jacobian sweep) the other factor."""
+    eye = _identity_product(b, eqn, made)
+    if eye is not None:
+        return eye
     x, y = eqn.ins
     ta, tb = eqn.params["transpose_a"], eqn.params["transpose_b"]
     (n, p), dt = eqn.outs[0].shape, eqn.outs[0].dtype
@@ -2978,6 +3028,7 @@ _register(
         statement=True,
         contiguous=True,
         inexact=True,
+        rewrite=_identity_product,
         vjp=_batch_matmul_vjp,
         jvp=_batch_matmul_jvp,
         batch=_batch_matmul_batch,

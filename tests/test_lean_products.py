@@ -201,3 +201,145 @@ def test_a_jitted_hessian_selects_columns_instead_of_multiplying_by_one_hot_vect
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
     prog = compiled(hess).program
     assert matmul_inputs_made_by(prog, ("fill",)) == 0 and sparse_products(prog) == 0
+
+
+# ------------------------------------------------------------------ products with an identity constant
+def with_consts(args: list[Var], cvars: list[Var], consts: list[np.ndarray], b: Builder, outs: list) -> Program:
+    """A program of ``args`` and the constants ``consts`` (read through ``cvars``)."""
+    tree = ("tuple", (None,) * len(args))
+    prog = Program("p", args + cvars, len(args), tree, [], consts, list(b.eqns), outs, ("tuple", (None,) * len(outs)))
+    check_program(prog, "input")
+    return prog
+
+
+def identity_uses(prog: Program) -> int:
+    """The equations that read an identity constant."""
+    eyes = {v for v, c in zip(prog.const_vars, prog.consts) if opt._identity_size(c) is not None}
+    return sum(1 for e in prog.eqns for a in e.ins if a in eyes)
+
+
+@pytest.mark.parametrize("ta,tb", TRANSPOSES)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_product_with_an_identity_constant_is_the_other_factor(ta: bool, tb: bool, side: str) -> None:
+    rng = np.random.default_rng(4)
+    n, m = 5, 3
+    if side == "right":  # op(a) @ eye: op(a) is (m, n)
+        a = var((n, m) if ta else (m, n), "a")
+    else:  # eye @ op(a): op(a) is (n, m)
+        a = var((m, n) if tb else (n, m), "a")
+    eye = np.eye(n)
+    b = Builder()
+    c = var(eye.shape, "c")
+    x, y = (a, c) if side == "right" else (c, a)
+    out = b.bind1("matmul", x, y, transpose_a=ta, transpose_b=tb)
+    prog = with_consts([a], [c], [eye], b, [out])
+    new = lean(prog)
+    assert "matmul" not in [e.op for e in new.eqns] and identity_uses(new) == 0
+    av = rng.standard_normal(a.shape)
+    np.testing.assert_array_equal(run(new, av, eye)[0], run(prog, av, eye)[0])
+
+
+def test_a_reshaped_identity_basis_and_batch_matmul() -> None:
+    # the basis of a Jacobian sweep is eye(n) reshaped to (n, *seed shape); a reshape back to
+    # (n, n) or its transpose is still the identity; a batch_matmul with it is the other factor
+    rng = np.random.default_rng(5)
+    n = 4
+    basis = np.eye(n).reshape(n, 1, n)
+    a, s = var((3, n, 2), "a"), var((n, n), "s")
+    b = Builder()
+    c = var(basis.shape, "c")
+    sq = b.bind1("reshape", c, shape=(n, n))
+    sqt = b.bind1("transpose", sq, perm=(1, 0))
+    o1 = b.bind1("batch_matmul", sqt, a, transpose_a=False, transpose_b=False)  # (3, n, 2)
+    o2 = b.bind1("batch_matmul", a, sq, transpose_a=True, transpose_b=False)  # (3, 2, n)
+    o3 = b.bind1("matmul", s, sqt, transpose_a=False, transpose_b=True)
+    prog = with_consts([a, s], [c], [basis], b, [o1, o2, o3])
+    new = lean(prog)
+    assert not {"matmul", "batch_matmul"} & {e.op for e in new.eqns} and identity_uses(new) == 0
+    args = (rng.standard_normal(a.shape), rng.standard_normal(s.shape), basis)
+    for got, want in zip(run(new, *args), run(prog, *args)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("const", [2 * np.eye(4), np.eye(4)[::-1].copy(), np.eye(4)[:, :3].copy()])
+def test_products_with_other_constants_are_kept(const: np.ndarray) -> None:
+    a = var((3, 4), "a")
+    b = Builder()
+    c = var(const.shape, "c")
+    out = b.bind1("matmul", a, c, transpose_a=False, transpose_b=False)
+    assert [e.op for e in lean(with_consts([a], [c], [const], b, [out])).eqns] == ["matmul"]
+
+
+def test_the_users_own_products_with_an_identity_are_kept() -> None:
+    # x @ eye keeps numpy's result bit for bit (an inf in x makes NaNs of inf * 0)
+    a = var((3, 4), "a")
+    b = Builder(primal=True)
+    c = var((4, 4), "c")
+    out = b.bind1("matmul", a, c, transpose_a=False, transpose_b=False)
+    prog = with_consts([a], [c], [np.eye(4)], b, [out])
+    assert [e.op for e in lean(prog).eqns] == ["matmul"]
+    assert [e.op for e in lean(prog, keep_primal=False).eqns] == []
+
+
+def test_a_jitted_mlp_hessian_multiplies_by_no_identity(mode) -> None:
+    rng = np.random.default_rng(6)
+    ws = [rng.standard_normal(s) / 2 for s in [(5, 6), (6, 6), (6, 1)]]
+
+    def f(x):
+        h = ops.reshape(x, (1, -1))
+        for w in ws[:-1]:
+            h = ops.tanh(ops.matmul(h, Tensor(w)))
+        return ops.sum(ops.matmul(h, Tensor(ws[-1])))
+
+    def hess(x):
+        return s2s_ad.hessian(f)(x)
+
+    def f_np(x):
+        h = x[None]
+        for w in ws[:-1]:
+            h = np.tanh(h @ w)
+        return float((h @ ws[-1]).sum())
+
+    xv = rng.standard_normal(5)
+    got = s2s_ad.jit(hess)(Tensor(xv)).asnumpy()
+    eps, e = 1e-4, np.eye(5)
+    want = np.array(
+        [
+            [
+                (
+                    f_np(xv + eps * (e[i] + e[j]))
+                    - f_np(xv + eps * (e[i] - e[j]))
+                    - f_np(xv - eps * (e[i] - e[j]))
+                    + f_np(xv - eps * (e[i] + e[j]))
+                )
+                / (4 * eps * eps)
+                for j in range(5)
+            ]
+            for i in range(5)
+        ]
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got, got.T, rtol=1e-12, atol=1e-14)
+    prog = compiled(hess).program
+    assert identity_uses(prog) == 0
+
+
+def test_a_jitted_newton_hessian_multiplies_by_no_identity(mode) -> None:
+    rng = np.random.default_rng(7)
+    n, d = 30, 4
+    xv, yv = rng.standard_normal((n, d)), np.sign(rng.standard_normal(n))
+    x, y = Tensor(xv), Tensor(yv)
+
+    def loss(w):
+        margin = y * ops.matmul(x, ops.reshape(w, (-1, 1)))[:, 0]
+        return ops.mean(ops.log(1.0 + ops.exp(-margin)))
+
+    def hess(w):
+        return s2s_ad.hessian(loss)(w)
+
+    wv = 0.3 * rng.standard_normal(d)
+    got = s2s_ad.jit(hess)(Tensor(wv)).asnumpy()
+    s = 1 / (1 + np.exp(-yv * (xv @ wv)))
+    np.testing.assert_allclose(got, (xv.T * (s * (1 - s))) @ xv / n, rtol=1e-10, atol=1e-13)
+    prog = compiled(hess).program
+    assert identity_uses(prog) == 0

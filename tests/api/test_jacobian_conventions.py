@@ -193,6 +193,66 @@ def test_jax_has_aux_is_a_pair(mode, make):
         make(three_outputs, has_aux=True)(t(X), t(Y), t(Z))
 
 
+def vector_and_dict(x, w):
+    h = ops.tanh(ops.matmul(w, x.reshape((3, 1)))).reshape((2,))
+    return {"h": h * ops.sum(x * x), "m": ops.matmul(w, w.T) * ops.sum(ops.sin(x))}, ops.sum(h)
+
+
+def vector_and_dict_jax(x, w):
+    import jax.numpy as jnp
+
+    h = jnp.tanh(w @ x[:, None])[:, 0]
+    return {"h": h * jnp.sum(x * x), "m": (w @ w.T) * jnp.sum(jnp.sin(x))}, jnp.sum(h)
+
+
+@pytest.mark.parametrize("argnums", [0, 1, (0, 1), (1,)])
+def test_hessian_of_any_output_is_jaxs(mode, argnums):
+    # out.shape + in.shape + in.shape per output leaf, in jacrev's structure (jacfwd(jacrev(f)))
+    jax = pytest.importorskip("jax")
+    x, w = np.array([0.3, -0.8, 1.1]), np.arange(6.0).reshape(2, 3) / 5 - 0.4
+    got = s2s_ad.hessian(vector_and_dict, argnums)(t(x), t(w))
+    with jax.enable_x64(True):
+        want = jax.hessian(vector_and_dict_jax, argnums)(x, w)
+    got_leaves, got_tree = jax.tree_util.tree_flatten(got)
+    want_leaves, want_tree = jax.tree_util.tree_flatten(want)
+    assert got_tree == want_tree
+    for g, e in zip(got_leaves, want_leaves):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g.asnumpy(), np.asarray(e), rtol=1e-10, atol=1e-12)
+
+
+def test_hessian_of_a_vector_output_by_finite_differences(mode):
+    # the i-th block is the Hessian of output i: second differences of f_i
+    def f(x):
+        return ops.stack([ops.sum(ops.sin(x) * x[::-1]), x[0] * ops.sum(x[:-1] * x[1:]), ops.sum(ops.exp(x * x))])
+
+    def f_np(x):
+        return np.array([np.sum(np.sin(x) * x[::-1]), x[0] * np.sum(x[:-1] * x[1:]), np.sum(np.exp(x * x))])
+
+    x, e, h = np.array([0.4, -0.7, 0.9, 0.2]), np.eye(4), 1e-4
+    want = np.empty((3, 4, 4))
+    for i in range(4):
+        for j in range(4):
+            d = f_np(x + h * (e[i] + e[j])) - f_np(x + h * (e[i] - e[j]))
+            want[:, i, j] = (d - f_np(x - h * (e[i] - e[j])) + f_np(x - h * (e[i] + e[j]))) / (4 * h * h)
+    got = s2s_ad.jit(s2s_ad.hessian(f))(t(x)).asnumpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_hessian_of_a_vector_output_with_aux(mode):
+    def f(x):
+        return ops.sin(x) * ops.sum(x), {"n": ops.sum(x * x)}
+
+    x = np.array([0.3, -1.1, 2.0])
+    got, aux = s2s_ad.hessian(f, has_aux=True)(t(x))
+    s, c = np.sin(x), np.cos(x)
+    # d2/dx_j dx_k of sin(x_i) * S: -sin(x_i) S [i=j=k] + cos(x_i) ([i=j] + [i=k])
+    e = np.eye(3)
+    want = -np.einsum("i,ij,ik->ijk", s * x.sum(), e, e) + c[:, None, None] * (e[:, :, None] + e[:, None, :])
+    np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(aux["n"].asnumpy(), np.sum(x * x), rtol=1e-12)
+
+
 def tuple_input(p, x):
     w, b = p
     return ops.tanh(ops.matmul(w, x.reshape((3, 1))).reshape((2,)) + b)
