@@ -294,6 +294,15 @@ class _Body:
                 continue
             if op.kind == "elementwise":
                 s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
+                # a printer that repeats an operand (numpy's scalar maximum: `a if a > b ...`)
+                # would compute an inlined expression again each time: name it first
+                repeated = [k for k, (t, _) in enumerate(args) if any(c in t for c in "+*/%([ ") and s.count(t) > 1]
+                for k in repeated:
+                    name = names.fresh(None)
+                    emit(f"{name} = {args[k][0]}")
+                    args[k] = (name, ATOM)
+                if repeated:
+                    s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
             else:
                 s, prec = op.emit(args, e, C)
             inline = (
