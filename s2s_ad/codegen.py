@@ -294,6 +294,15 @@ class _Body:
                 continue
             if op.kind == "elementwise":
                 s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
+                # a printer that repeats an operand (numpy's scalar maximum: `a if a > b ...`)
+                # would compute an inlined expression again each time: name it first
+                repeated = [k for k, (t, _) in enumerate(args) if any(c in t for c in "+*/%([ ") and s.count(t) > 1]
+                for k in repeated:
+                    name = names.fresh(None)
+                    emit(f"{name} = {args[k][0]}")
+                    args[k] = (name, ATOM)
+                if repeated:
+                    s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
             else:
                 s, prec = op.emit(args, e, C)
             inline = (
@@ -327,12 +336,16 @@ class _Body:
     def bind(self, v: Var, text: str) -> None:
         self.expr[v] = (text, ATOM)
 
-    def carried(self, inits: list[Atom], body_vars: list[Var], outs: list[Var], pre: list[str]) -> list[str]:
-        """New variables for the carried values of a loop, set to their initial values."""
+    def carried(
+        self, inits: list[Atom], body_vars: list[Var], outs: list[Var], pre: list[str], floats: bool = False
+    ) -> list[str]:
+        """New variables for the carried values of a loop, set to their initial values (as
+        Python floats with ``floats``)."""
         names = []
         for a, v, o in zip(inits, body_vars, outs):
             name = self.C.fresh(self.name_of(o) or self.name_of(v))
-            pre.append(f"{name} = {self.atom(a)[0]}")
+            value = self.atom(a)[0]
+            pre.append(f"{name} = float({value})" if floats and not isinstance(a, Lit) else f"{name} = {value}")
             self.bind(v, name)
             names.append(name)
         return names
@@ -391,9 +404,14 @@ class _Body:
         xs = [self.named(a, None, pre) for a in e.ins[lead + nc : lead + nc + nx]]
         inits = e.ins[lead + nc + nx :]
         bvars = body.invars
+        floats = not self.C.numba and python_float_body(body)
         for v, a in zip(bvars[1 : 1 + nc], consts):
-            self.bind(v, self.named(a, self.name_of(v), pre))
-        carry = self.carried(inits, bvars[1 + nc + nx :], e.outs[:ncarry], pre)
+            name = self.named(a, self.name_of(v), pre)
+            if floats:
+                name, value = self.C.fresh(self.name_of(v) or name), name
+                pre.append(f"{name} = float({value})")
+            self.bind(v, name)
+        carry = self.carried(inits, bvars[1 + nc + nx :], e.outs[:ncarry], pre, floats)
         ys = []
         for y, o in zip(body.outs[ncarry:], e.outs[ncarry:]):
             name = self.C.fresh(self.name_of(o) or "ys")
@@ -416,7 +434,7 @@ class _Body:
             self.bind(ivar, i)
         for v, x in zip(bvars[1 + nc : 1 + nc + nx], xs):
             name = self.C.fresh(f"{self.name_of(v) or 'x'}")
-            inner.append(f"{name} = {x}[{k}]")
+            inner.append(f"{name} = float({x}[{k}])" if floats else f"{name} = {x}[{k}]")
             self.bind(v, name)
         lines, outs = self.sub(body)
         inner += lines
@@ -424,7 +442,9 @@ class _Body:
         inner += self.assign(carry, outs[:ncarry])
         for o, name in zip(e.outs, carry + ys):
             self.bind(o, name)
-        return pre + head + self.indent(inner)
+        # the carries leave the loop as numpy scalars again (the code after it keeps numpy's semantics)
+        post = [f"{', '.join(carry)} = {', '.join(f'np.float64({c})' for c in carry)}"] if floats and carry else []
+        return pre + head + self.indent(inner) + post
 
     def while_(self, e: Eqn) -> list[str]:
         p = e.params
@@ -463,6 +483,33 @@ class _Body:
         for o, name in zip(e.outs, [*carry, trips, *ys]):
             self.bind(o, name)
         return pre + ["while True:"] + self.indent(inner) + post
+
+
+#: the ops whose Python-float arithmetic is numpy float64 arithmetic, bit for bit (IEEE double
+#: operations rounded to nearest; no exception on overflow, inf or nan)
+_FLOAT_SAFE = frozenset({"add", "sub", "mul", "neg"})
+
+
+def python_float_body(body: Program) -> bool:
+    """Whether a loop body (numpy code) may compute on Python floats instead of numpy float64
+    scalars (about three times faster an operation, the same results): every value it reads but
+    the loop index, and every value it computes, is a float64 scalar, computed only by ``+``,
+    ``-``, ``*`` and negation (where Python's float and numpy's float64 agree bit for bit and
+    neither raises); the index is not read (``float(i)`` is numpy's ``np.float64(i)``, but keep
+    it simple)."""
+    f64 = np.dtype(np.float64)
+    ivar, *vals = body.invars
+    if not body.eqns or any(v.shape != () or v.dtype != f64 for v in vals):
+        return False
+    for q in body.eqns:
+        if q.op not in _FLOAT_SAFE:
+            return False
+        for a in [*q.ins, *q.outs]:
+            if a is ivar or a.shape != () or a.dtype != f64:
+                return False
+            if isinstance(a, Lit) and type(a.value) not in (float, int, np.float64):
+                return False
+    return all(o is not ivar and o.shape == () and o.dtype == f64 for o in body.outs)
 
 
 _KERNEL_GLOBALS = frozenset({"np", "math", LOOP_NS, "range", "min", "max", "abs", "len", "float", "int", "bool"})

@@ -1562,6 +1562,8 @@ class Interpreter:
                 # otherwise use) is the loop's stacked per-iteration values (its ys)
                 appended: list[tuple[str, Atom]] = []
                 for name, v in scope.locals.items():
+                    if isinstance(v, Undefined):
+                        continue  # no value before the loop (a name a loop kept as a loop left): set afresh
                     if name not in templates and not _same_tree(fork.locals.get(name), v):
                         new = fork.locals.get(name)
                         if (
@@ -1590,7 +1592,12 @@ class Interpreter:
             body_outs += [a for _, a in appended]
             consts = free_vars(b.eqns, body_outs, [*lead, *trail])
             body = close("loop_body", lead, consts, trail, b.eqns, body_outs, b.names) if counted else None
-            new_names = [k for k in fork.locals if k not in scope.locals]
+            new_names = [
+                k
+                for k in fork.locals
+                if k not in scope.locals
+                or (isinstance(scope.locals[k], Undefined) and fork.locals[k] is not scope.locals[k])
+            ]
             finish = _Finish(scope, templates, new_names, fork, loc)
             finish.body_eqns, finish.body_outs, finish.body_names = b.eqns, body_outs, b.names
             finish.tracer = tr

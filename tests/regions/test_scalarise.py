@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import s2s_ad
-from s2s_ad import Tensor, ops
+from s2s_ad import Tensor, codegen, ops
 from s2s_ad.api import generated_source
 from s2s_ad.ir import Aval, Builder, Lit, Var, check_program
 from s2s_ad.regions import INT, bind_loop, bind_while, subprogram
@@ -274,3 +274,108 @@ def test_scalarise_splits_a_small_const_into_elements():
     check_program(new, "scalarise")
     loop = next(e for e in new.eqns if e.op == "loop")
     assert all(v.shape == () for v in loop.params["body"].invars)
+
+
+def _nested_for(n: int, m: int):
+    def f(x, w):
+        acc = x * 0.0
+        for _i in range(n):
+            for j in range(m):
+                acc = acc * 0.99 + ops.sin(x * w + 0.001 * j)
+        return (acc * acc).sum()
+
+    return f
+
+
+@pytest.mark.parametrize("n", [3, 6])
+def test_inner_loops_above_the_unroll_limit_stay_loops(n, mode):
+    """An inner ``for`` longer than the unroll limit is a loop whether its outer loop is kept as
+    a loop (n = 6) or unrolled (n = 3, at most the limit: the inner loop is met once per outer
+    iteration): the generated source's lines do not grow with the inner trip count."""
+    x, w = Tensor(np.array([0.3, 0.5])), Tensor(np.array([1.2, -0.4]))
+    sizes = {}
+    for m in (10, 1000):
+        f = _nested_for(n, m)
+        grad = ops.GradOperation(get_all=True)(f)
+        sizes[m] = [len(generated_source(g, x, w, target="numba").splitlines()) for g in (f, grad)]
+    assert sizes[10] == sizes[1000]
+    for m in (10, 1000):
+        f = _nested_for(n, m)
+        xs, ws = x.asnumpy(), w.asnumpy()
+        acc = xs * 0.0
+        for _i in range(n):
+            for j in range(m):
+                acc = acc * 0.99 + np.sin(xs * ws + 0.001 * j)
+        np.testing.assert_allclose(s2s_ad.jit(f)(x, w).asnumpy(), (acc * acc).sum(), rtol=1e-12)
+        check_grads(f, (x, w), order=1, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
+
+
+def _blowup(a, b):
+    """Overflow to inf, then inf - inf: nan (no exception, as numpy)."""
+    for _ in range(6):
+        a = a * b - a
+    return a
+
+
+def _divide(a, b):
+    for _ in range(6):
+        a = a / b + a
+    return a
+
+
+def _numpy_run(fn, args, monkeypatch, floats: bool):
+    if not floats:
+        monkeypatch.setattr(codegen, "python_float_body", lambda body: False)
+    src = generated_source(fn, *(Tensor(a) for a in args), target="numpy", standalone=True)
+    monkeypatch.undo()
+    name = re.search(r"^def (\w+)\(", src, re.M).group(1)
+    ns: dict = {}
+    exec(compile(src, f"<{name}>", "exec"), ns)
+    with np.errstate(all="ignore"):  # numpy's scalars warn of the overflow; the values are the point
+        return src, ns[name](*args)
+
+
+@pytest.mark.parametrize("case", ["rk4", "rk4_grad", "blowup"])
+def test_python_float_loop_bodies_give_numpys_results(case, monkeypatch):
+    """numpy code computes a loop body of float64 ``+ - *`` on Python floats: the same bits as
+    numpy's scalars (so compared exactly here, the one property under test), inf and nan included."""
+    fn, args = {
+        "rk4": (rk4, CASES["rk4"][1]),
+        "rk4_grad": (ops.GradOperation(get_all=True)(rk4_loss), CASES["rk4"][1]),
+        "blowup": (_blowup, (np.array([1.0, -2.0]), np.array([1e200, 1e-3]))),
+    }[case]
+    src_on, on = _numpy_run(fn, args, monkeypatch, True)
+    src_off, off = _numpy_run(fn, args, monkeypatch, False)
+    assert "float(" in src_on and "float(" not in src_off
+    for a, b in zip(on, off):
+        assert isinstance(a, np.ndarray) and a.dtype == np.float64
+        np.testing.assert_array_equal(a, b)
+    if case == "blowup":
+        assert np.isnan(on[0][0]) and np.isfinite(on[0][1])
+
+
+def test_loop_bodies_with_division_keep_numpy_scalars(monkeypatch):
+    """``/`` by zero gives inf in numpy but raises on Python floats: such a body is not converted."""
+    args = (np.array([1.0, 2.0]), np.array([0.0, 2.0]))
+    src, got = _numpy_run(_divide, args, monkeypatch, True)
+    assert "float(" not in src
+    assert np.isinf(got[0][0]) and got[0][1] == 2.0 * 1.5**6
+
+
+def _max_residual_solve(a):
+    x = a
+    while ops.abs(x + x**3 - a).max() > 1e-12:
+        x = x - (x + x**3 - a) / (1.0 + 3.0 * x * x)
+    return x
+
+
+def test_scalar_maximum_computes_each_operand_once(mode):
+    """The scalarised ``max`` of a residual is a chain of scalar maxima, whose printer repeats its
+    operands (``a if a > b ...``): each operand is named once, not computed again per mention."""
+    a = np.array([0.5, 2.0, 3.0])
+    for target in ("numpy", "numba"):
+        src = generated_source(_max_residual_solve, Tensor(a), target=target)
+        assert max(line.count("abs(") for line in src.splitlines()) == 1, src
+    x = s2s_ad.jit(_max_residual_solve)(Tensor(a)).asnumpy()
+    np.testing.assert_allclose(x + x**3, a, rtol=1e-12)
+    check_grads(_max_residual_solve, (Tensor(a),), order=1, modes=("rev",), atol=1e-5, rtol=1e-5)
