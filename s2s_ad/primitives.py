@@ -907,7 +907,7 @@ def _matmul_emit(args, eqn: Eqn, C):
     x, y = (a[0] for a in args)
     x = f"{_atomic(args[0])}.T" if eqn.params["transpose_a"] else x
     y = f"{_atomic(args[1])}.T" if eqn.params["transpose_b"] else y
-    return f"{C.np}.dot({x}, {y})", ATOM
+    return f"{C.np}.dot({C.blas_operand(x)}, {C.blas_operand(y)})", ATOM
 
 
 def _matmul_vjp(b: Builder, eqn: Eqn, cts, active):
