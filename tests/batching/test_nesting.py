@@ -283,3 +283,21 @@ def test_hessian_of_jit_of_vmap_then_vmap_again():
     xs = RNG.standard_normal((2, 4, 3))
     want = jax.vmap(jax.hessian(lambda a, w: jnp.sum(jax.vmap(layer_j, (0, None))(a, w)), argnums=1), (0, None))(xs, W)
     close(h(T(xs), T(W)), want)
+
+
+def sliced_product(x, w):
+    return ops.matmul(w[:2, :], x) + ops.matmul(w[:, 1:].T, x)
+
+
+def test_no_performance_warnings_from_generated_code(graph):
+    """A product of a slice (an array of any layout to Numba) compiles without Numba's
+    warning that np.dot is faster on contiguous arrays."""
+    import warnings
+
+    from numba.core.errors import NumbaPerformanceWarning
+
+    x, w = RNG.standard_normal((3, 2)), RNG.standard_normal((3, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NumbaPerformanceWarning)
+        got = sa.jit(sliced_product)(T(x), T(w))
+    close(got, w[:2, :] @ x + w[:, 1:].T @ x)
