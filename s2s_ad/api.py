@@ -30,7 +30,7 @@ from .opt import optimize
 from .primitives import fmt_shape, to_batch_dim
 from .runtime import MISS, Compiled, cache_for, cached, call_key, calls_cache, fast_call, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
-from .trace.interpreter import trace
+from .trace.interpreter import _Closure, trace
 from .trace.protocol import is_tensor_value, register_constructor, register_static
 from .trace.sources import from_module, module_reference, state_with_sources, state_without_sources
 from .trace.tracer import Tracer, abstractify, inline_program
@@ -115,6 +115,11 @@ def check_target(who: str, target: Any) -> str | None:
 
 
 def _check_callable(who: str, fn: Any) -> None:
+    if isinstance(fn, _Closure):
+        raise NotSupportedError(
+            f"{who}: `{fn.__name__}` is a nested function or lambda defined in compiled code; {who} applied there "
+            "takes a function defined at module level (or a Cell): move it out and pass the values it uses as arguments"
+        )
     if not callable(fn):
         raise ArgumentError(f"{who}: expected a Cell or a function to differentiate, got {type(fn).__name__}")
 
@@ -165,13 +170,37 @@ def trace_abstract(
             return Aval(v.shape, INT_GRAD_DTYPE)
         return v
 
-    return trace(
+    prog = trace(
         lambda fe, vals: fe.call(fn, vals),
         [abstract(a, i in float_positions) for i, a in enumerate(args)],
         callable_name(fn),
         arg_names_of(fn, len(args)),
         float_params=float_params,
     )
+    _check_closed(prog, fn)
+    return prog
+
+
+def _check_closed(prog: Program, fn: Any) -> None:
+    """A nested function traced on its own (to be differentiated or batched) must not read a
+    value computed by the code around it (a closure over a traced value): its program would
+    use a variable it does not define. That is reported here, naming the function."""
+    defined = set(prog.invars)
+    for e in prog.eqns:
+        for a in e.ins:
+            if isinstance(a, Var) and a not in defined:
+                raise NotSupportedError(
+                    f"{callable_name(fn)} reads a value ({a.aval}) computed outside it by the compiled code around "
+                    "it; a function given to a transform there must take every computed value it uses as an "
+                    "argument (pass it as an input, e.g. `lambda y, w: f(y, w)` with `w` an argument)"
+                )
+        defined.update(e.outs)
+    for o in prog.outs:
+        if isinstance(o, Var) and o not in defined:
+            raise NotSupportedError(
+                f"{callable_name(fn)} returns a value ({o.aval}) that its own trace did not compute; a function given "
+                "to a transform in compiled code must take every computed value it uses as an argument"
+            )
 
 
 # The dtype in which the derivative with respect to an integer input or Parameter is computed
@@ -968,6 +997,7 @@ class _Direct:
         if len(bound.args) < 3:
             raise fe.error(f"{self.__name__}(fn, inputs, v): the inputs and v are both required", ArgumentError)
         fn, inputs, v = bound.args
+        _check_callable(self.__name__, fn)
         if has_aux:
             return AuxFunction(self.make(_FirstOutput(fn, self.__name__)), fn).__s2s_stage__(
                 fe, [*_as_inputs(inputs), v], {}
@@ -1500,6 +1530,8 @@ def _axes_for(fe: Tracer, api: str, axes: Any, tree: Any, what: str, out: bool =
 
 
 def _check_mapped(api: str, fn: Any) -> None:
+    if isinstance(fn, _Closure):
+        _check_callable(api, fn)
     if not callable(fn):
         raise ArgumentError(f"{api}: expected a Cell or a function to map over a batch, got {type(fn).__name__}")
 

@@ -35,6 +35,7 @@ class _Ctx:
 
     def __init__(self, names: _Names | None = None, numba: bool = False) -> None:
         self.contig: set[str] = set()
+        self.fortran: set[str] = set()  # names of Fortran-ordered arrays (the .T of a C-contiguous one)
         self.names = names or _Names()
         self.numba = numba  # the source is compiled by Numba (not run by numpy)
 
@@ -42,6 +43,21 @@ class _Ctx:
         """``ufunc(a, b)`` written into ``out``: Numba takes the output only positionally,
         numpy (2.4 on) only as ``out=`` for maximum/minimum."""
         return f"{self.np}.{ufunc}({a}, {b}, {out})" if self.numba else f"{self.np}.{ufunc}({a}, {b}, out={out})"
+
+    def blas_operand(self, expr: str) -> str:
+        """``expr`` as an operand of a BLAS product in Numba code: an array that Numba types
+        as of any layout ('A': a slice, a general transpose) is passed as a C-contiguous one
+        (a view where it is contiguous at run time; Numba would copy it anyway, and warn).
+        Known C- or Fortran-ordered arrays, and every operand in numpy code, are left as they are."""
+        if not self.numba:
+            return expr
+        base = expr[:-2] if expr.endswith(".T") else expr
+        if base in self.contig or base in self.fortran or base.startswith(f"{self.np}."):
+            return expr
+        if base.startswith(f"{self.np}.ascontiguousarray("):
+            return expr
+        wrapped = f"{self.np}.ascontiguousarray({base})"
+        return wrapped + ".T" if expr.endswith(".T") else wrapped
 
     def fresh(self, hint: str | None) -> str:
         """A new variable name (for the helper variables of statement emitters)."""
@@ -320,6 +336,8 @@ class _Body:
             expr[out] = (target, ATOM)
             if op.contiguous:
                 C.contig.add(target)
+            elif s.endswith(".T") and s[:-2] in C.contig:
+                C.fortran.add(target)
         return lines
 
     # ------------------------------------------------------------------ regions

@@ -907,7 +907,7 @@ def _matmul_emit(args, eqn: Eqn, C):
     x, y = (a[0] for a in args)
     x = f"{_atomic(args[0])}.T" if eqn.params["transpose_a"] else x
     y = f"{_atomic(args[1])}.T" if eqn.params["transpose_b"] else y
-    return f"{C.np}.dot({x}, {y})", ATOM
+    return f"{C.np}.dot({C.blas_operand(x)}, {C.blas_operand(y)})", ATOM
 
 
 def _matmul_vjp(b: Builder, eqn: Eqn, cts, active):
@@ -2948,13 +2948,25 @@ def _batch_matmul_abstract(avals: list[Aval], p: dict) -> list[Aval]:
     return [Aval(batch + (m, n), a.dtype)]
 
 
+# Numba code multiplies batches of matrices no larger than this (m * k * n) with scalar loops,
+# larger ones with one BLAS product per matrix: a call to BLAS costs more than a small product.
+_SMALL_BATCH_PRODUCT = 512
+
+
 def _batch_matmul_emit(target, args, eqn: Eqn, C):
     a, b = eqn.ins
+    ta, tb = eqn.params["transpose_a"], eqn.params["transpose_b"]
     out = eqn.outs[0]
+    if not C.numba:  # numpy multiplies stacks of matrices (broadcasting their batch axes) itself
+        x, y = (_atomic(arg) for arg in args)
+        x = f"{C.np}.swapaxes({x}, -1, -2)" if ta else x
+        y = f"{C.np}.swapaxes({y}, -1, -2)" if tb else y
+        return [f"{target} = {C.np}.matmul({x}, {y})"]
     batch = out.shape[:-2]
     nb = int(np.prod(batch, dtype=np.int64))
+    (m, n), k_len = out.shape[-2:], a.shape[-2 if ta else -1]
     lines, ops = [], []
-    for (src, prec), v, t in zip(args, (a, b), (eqn.params["transpose_a"], eqn.params["transpose_b"])):
+    for (src, prec), v, t in zip(args, (a, b), (ta, tb)):
         name = C.fresh(f"{target}_in")
         full = batch + v.shape[-2:]
         expr = src if prec >= ATOM else f"({src})"
@@ -2963,6 +2975,21 @@ def _batch_matmul_emit(target, args, eqn: Eqn, C):
         lines.append(f"{name} = {C.np}.ascontiguousarray({expr}).reshape({(nb,) + v.shape[-2:]!r})")
         ops.append((name, t))
     k = C.fresh("k")
+    if m * k_len * n <= _SMALL_BATCH_PRODUCT:
+        i, j, r, ail = C.fresh("i"), C.fresh("j"), C.fresh("r"), C.fresh("ail")
+        (xa, _), (yb, _) = ops
+        x_il = f"{xa}[{k}, {r}, {i}]" if ta else f"{xa}[{k}, {i}, {r}]"
+        y_lj = f"{yb}[{k}, {j}, {r}]" if tb else f"{yb}[{k}, {r}, {j}]"
+        return lines + [
+            f"{target} = {C.np}.zeros({(nb,) + out.shape[-2:]!r}, {C.dtype(out.dtype)})",
+            f"for {k} in range({nb}):",
+            f"    for {i} in range({m}):",
+            f"        for {r} in range({k_len}):",
+            f"            {ail} = {x_il}",
+            f"            for {j} in range({n}):",
+            f"                {target}[{k}, {i}, {j}] += {ail} * {y_lj}",
+            f"{target} = {target}.reshape({out.shape!r})",
+        ]
 
     def one(name, t):
         return f"{C.np}.ascontiguousarray({name}[{k}].T)" if t else f"{name}[{k}]"
