@@ -99,8 +99,19 @@ def get_context(key: str) -> Any:
 
 def compile_options() -> tuple:
     """The context settings, besides the backend, that change the compiled program (part of
-    every compile-cache key)."""
-    return (_state["algebraic_simplification"],)
+    every compile-cache key), and how many times a Cell's training mode changed."""
+    return (_state["algebraic_simplification"], _training_changes[0])
+
+
+_training_changes = [0]
+
+
+def training_mode_changed() -> None:
+    """A Cell's training mode changed (``set_train``): a program traced before is not reused,
+    whatever cell or function it was traced for, since it may call that Cell (a
+    ``TrainOneStepCell`` or a ``GradOperation`` of a network whose layer switched mode)."""
+    _training_changes[0] += 1
+    _keys.clear()
 
 
 _keys: dict[Any, tuple[Any, tuple]] = {}  # target -> (the CUDA status it was made with, backend_key)

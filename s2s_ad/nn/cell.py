@@ -157,7 +157,8 @@ class Cell:
     def set_train(self, mode: bool = True) -> Cell:
         """Training (``True``) or evaluation mode for this cell and all its sub-cells, as in
         MindSpore (``Dropout`` depends on it). A cell whose mode changes drops its compiled
-        programs, which were traced in the other mode."""
+        programs, which were traced in the other mode; programs of other cells and functions
+        that call it are traced again too (:func:`s2s_ad.context.training_mode_changed`)."""
         changed = False
         for c in [self, *(c for _, c in self._all_cells())]:
             if c.training != bool(mode):
@@ -166,6 +167,7 @@ class Cell:
                 changed = True
         if changed:
             cache_for(self).clear()
+            context.training_mode_changed()
         return self
 
     def _all_cells(self) -> Iterator[tuple[str, Cell]]:

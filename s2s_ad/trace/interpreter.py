@@ -743,6 +743,7 @@ class Interpreter:
 
     def __init__(self) -> None:
         self.tracer = Tracer(self)
+        self.param_names: dict[str, Any] = {}  # see param_name
         self.depth = 0
 
     # ------------------------------------------------------------------ position and errors
@@ -1154,6 +1155,29 @@ class Interpreter:
         ``p and q`` is ``p > not q``, ``p or q`` is ``p >= not q``."""
         return self.tracer.bind1("greater" if is_and else "greater_equal", p, self.logical_not(q))
 
+    # Parameter assignments (``ops.assign``) inside a region: a Parameter's value is a name of
+    # the region (carried by a loop, an output of a ``cond``), under a name no Python code uses
+    PARAM_NAME = FLAG_PREFIX + "param_"
+
+    def params_assigned_since(self, before: dict[int, tuple[Any, Atom]]) -> dict[int, tuple[Any, Atom]]:
+        """The Parameters assigned (their latest values) since the tracer's assignments were ``before``."""
+        return {k: v for k, v in self.tracer.assigned.items() if before.get(k) is not v}
+
+    def param_name(self, param: Any) -> str:
+        """The region name standing for ``param``'s value (registered for :meth:`param_of`)."""
+        name = f"{self.PARAM_NAME}{len(self.param_names)}"
+        for k, p in self.param_names.items():
+            if p is param:
+                return k
+        self.param_names[name] = param
+        return name
+
+    def settle_params(self, scope: Scope) -> None:
+        """The values a region left under Parameter names become those Parameters' assigned values."""
+        for name in [k for k in scope.locals if k.startswith(self.PARAM_NAME)]:
+            param, value = self.param_names[name], scope.locals.pop(name)
+            self.tracer.assign(param, value)
+
     def tensor_if(self, s: ast.If, pred: Atom, scope: Scope) -> None:
         """An ``if`` on a tensor: a ``cond`` region. Each branch is traced into a sub-program;
         the names they assign are its outputs. A branch that returns takes the rest of the
@@ -1173,6 +1197,8 @@ class Interpreter:
             tail = got
         sides: list[tuple[Builder, Any]] = []
         forks = []
+        before = dict(tr.assigned)
+        params: dict[str, Any] = {}  # the Parameters either branch assigns, by region name
         for block in (s.body, s.orelse):
             fork = scope.fork()
             with tr.sub_builder() as b:
@@ -1190,9 +1216,25 @@ class Interpreter:
                         "whose test includes the condition",
                         tr.loc,
                     ) from None
+                finally:
+                    changed = self.params_assigned_since(before)
+                    tr.assigned.clear()
+                    tr.assigned.update(before)
+                for param, value_k in changed.values():
+                    params[self.param_name(param)] = param
+                    fork.locals[self.param_name(param)] = value_k
             sides.append((b, value))
             forks.append(fork)
         tr.loc = loc
+        if params and returns:
+            raise UnsupportedSyntaxError(
+                f"a Parameter is assigned under the tensor condition of the `if` at {loc}, which also returns: "
+                "assign it outside the `if`",
+                loc,
+            )
+        for fork in forks:  # a Parameter that one branch leaves as it was
+            for name, param in params.items():
+                fork.locals.setdefault(name, tr.atom(param))
         if returns:
             raise _Return(self.cond_value(pred, sides, "the returned value", loc))
         # the names either branch assigned, merged
@@ -1222,6 +1264,7 @@ class Interpreter:
         results = self.emit_cond(pred, sides, outs, templates)
         for name, t in templates.items():
             scope.locals[name] = rebuild(t, results)
+        self.settle_params(scope)
 
     def cond_value(
         self, pred: Atom, sides: list[tuple[Builder, Any]], what: str, loc: Loc, numbers: bool = False
@@ -1418,6 +1461,7 @@ class Interpreter:
         n_ys = len(finish.appended)
         outs = bind_loop(tr.builder, body, consts, xs, init, n, n_ys=n_ys, start=start, step=step, **loop_options())
         finish(outs[: len(outs) - n_ys])
+        self.settle_params(scope)
         for name, ys in zip(finish.appended, outs[len(outs) - n_ys :]):
             # the list gets the loop's stacked values, one item per iteration (the Python list
             # object itself, as appending to it in Python would)
@@ -1446,6 +1490,7 @@ class Interpreter:
             )
         carried = [k for k in assigned_names(s.body) if k in scope.locals]
         carried = [k for k in carried if not isinstance(scope.locals[k], Undefined)]
+        before = dict(tr.assigned)
         init, body, lead, trail, consts, finish = self.trace_loop(
             s, scope, carried, None, loc, loop_xs=[], counted=False
         )
@@ -1457,6 +1502,10 @@ class Interpreter:
                 tr.mark_weak(v)
         for name, t in finish.templates.items():
             fork.locals[name] = rebuild(t, cond_vars)
+        for name in finish.templates:
+            if name.startswith(self.PARAM_NAME):  # the test reads a carried Parameter's value
+                param = self.param_names[name]
+                tr.assigned[id(param)] = (param, tr.atom(fork.locals[name]))
         with tr.sub_builder() as cb:
             test = self.eval(s.test, fork)
             if not is_tensor_value(test):
@@ -1465,12 +1514,15 @@ class Interpreter:
                     loc,
                 )
             pred = self.predicate(test, "while")
+        tr.assigned.clear()
+        tr.assigned.update(before)
         all_consts = list(dict.fromkeys([*consts, *free_vars(cb.eqns, [pred], cond_vars)]))
         cond = close("while_cond", [], all_consts, cond_vars, cb.eqns, [pred], cb.names)
         body = close("while_body", [], all_consts, trail, finish.body_eqns, finish.body_outs, finish.body_names)
         tr.loc = loc
         outs = bind_while(tr.builder, cond, body, all_consts, init, **loop_options())
         finish(outs[: len(init)])
+        self.settle_params(scope)
         self.exec_block(s.orelse, scope)
 
     def trace_loop(
@@ -1484,11 +1536,35 @@ class Interpreter:
         counted: bool,
     ) -> tuple:
         """Trace a loop body once on fresh variables for the carried names (retraced where a
-        Python number it carries turns out to vary: it becomes a tensor before the loop)."""
+        Python number it carries turns out to vary: it becomes a tensor before the loop, or
+        where it assigns a Parameter: the Parameter's value is carried)."""
+        tr = self.tracer
+        before = dict(tr.assigned)
+        try:
+            return self._trace_loop(s, scope, list(carried), bind_target, loc, loop_xs, counted, before)
+        except BaseException:
+            for name in [k for k in scope.locals if k.startswith(self.PARAM_NAME)]:
+                del scope.locals[name]
+            raise
+        finally:
+            tr.assigned.clear()
+            tr.assigned.update(before)
+
+    def _trace_loop(
+        self,
+        s: ast.For | ast.While,
+        scope: Scope,
+        carried: list[str],
+        bind_target: Callable[[Scope, Var, list[Var]], None] | None,
+        loc: Loc,
+        loop_xs: list[Atom],
+        counted: bool,
+        assigned_before: dict[int, tuple[Any, Atom]],
+    ) -> tuple:
         tr = self.tracer
         kind = "`for`" if counted else "`while`"
         promote: dict[str, tuple] = {}
-        for _attempt in range(len(carried) + 3):
+        for _attempt in range(len(carried) + 4):  # + 1: the attempt that finds the assigned Parameters
             # the values entering the loop: their tensor leaves are the carry
             init: list[Atom] = []
             templates: dict[str, Any] = {}
@@ -1521,6 +1597,13 @@ class Interpreter:
             with tr.sub_builder() as b:
                 if bind_target is not None:
                     bind_target(fork, i_var, x_vars)
+                tr.assigned.clear()
+                tr.assigned.update(assigned_before)
+                for name in templates:
+                    if name.startswith(self.PARAM_NAME):  # a carried Parameter: its value entering an iteration
+                        param = self.param_names[name]
+                        tr.assigned[id(param)] = (param, tr.atom(fork.locals[name]))
+                start = dict(tr.assigned)
                 try:
                     self.exec_block(s.body, fork)
                 except _Continue:
@@ -1533,6 +1616,19 @@ class Interpreter:
                         "after its first iteration; write that without the loop",
                         tr.loc,
                     ) from None
+                found = False  # Parameters the body assigns that are not carried yet
+                for param, value in self.params_assigned_since(start).values():
+                    name = self.param_name(param)
+                    fork.locals[name] = value
+                    if name not in templates:
+                        found = True
+                        carried.append(name)
+                        outer = assigned_before.get(id(param))
+                        scope.locals[name] = outer[1] if outer is not None else tr.param_vars.get(id(param))
+                tr.assigned.clear()
+                tr.assigned.update(assigned_before)
+                if found:
+                    continue
                 # the values leaving an iteration, checked against those entering it
                 body_outs: list[Atom] = []
                 retry = False

@@ -113,3 +113,90 @@ def test_batchnorm1d_derivatives_and_statistics(mode):
     np.testing.assert_allclose(fixed(Tensor(x2)).asnumpy(), x2 / np.sqrt(1 + 1e-5), rtol=1e-12)
     with pytest.raises(ShapeError, match=r"BatchNorm2d\(3\): expected an input of rank 4 with 3 channels .* \(2, 3\)"):
         nn.BatchNorm2d(3)(Tensor(np.ones((2, 3), np.float32)))
+
+
+class BNDropNet(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Dense(4, 6, weight_init="normal", dtype=s2s_ad.float64)
+        self.bn = nn.BatchNorm1d(6, eps=EPS, momentum=MOM, dtype=s2s_ad.float64)
+        self.drop = nn.Dropout(p=0.5)
+        self.fc2 = nn.Dense(6, 2, weight_init="normal", dtype=s2s_ad.float64)
+
+    def construct(self, x):
+        return self.fc2(self.drop(ops.relu(self.bn(self.fc1(x)))))
+
+
+def _bn_drop_loss(p: list, x, t, mask, mm=None, mv=None) -> float:
+    """BNDropNet's MSE loss in numpy: batch statistics and the dropout ``mask`` in training
+    (``mm`` None), the moving statistics and no dropout in evaluation."""
+    w1, b1, gamma, beta, w2, b2 = p
+    h = x @ w1.T + b1
+    mean, var = (h.mean(0), h.var(0)) if mm is None else (mm, mv)
+    r = np.maximum((h - mean) / np.sqrt(var + EPS) * gamma + beta, 0)
+    if mm is None:
+        r = r * mask / 0.5
+    return float((((r @ w2.T + b2) - t) ** 2).mean())
+
+
+def _fd_grads(p: list, *args, **kwargs) -> list:
+    out = []
+    for k, a in enumerate(p):
+        g = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            hi, lo = [q.copy() for q in p], [q.copy() for q in p]
+            hi[k][i] += 1e-6
+            lo[k][i] -= 1e-6
+            g[i] = (_bn_drop_loss(hi, *args, **kwargs) - _bn_drop_loss(lo, *args, **kwargs)) / 2e-6
+        out.append(g)
+    return out
+
+
+def test_batchnorm_and_dropout_under_grad_operation_and_train_one_step(mode):
+    s2s_ad.set_seed(2)
+    net = BNDropNet()
+    params = net.trainable_params()
+    assert [q.name for q in params] == ["fc1.weight", "fc1.bias", "bn.gamma", "bn.beta", "fc2.weight", "fc2.bias"]
+    rng = np.random.default_rng(4)
+    x, t = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))
+    p0 = [q.asnumpy().copy() for q in params]
+    loss_net = nn.WithLossCell(net, nn.MSELoss())
+    grad_fn = s2s_ad.GradOperation(get_by_list=True)(loss_net, s2s_ad.ParameterTuple(params))
+
+    def mask_at(seed):  # the mask the Dropout layer draws first after set_seed(seed)
+        s2s_ad.set_seed(seed)
+        return ops.dropout(Tensor(np.ones((8, 6))), p=0.5).asnumpy() != 0
+
+    # training: batch statistics, a dropout mask, the moving statistics updated once per call
+    net.set_train(True)
+    mask = mask_at(7)
+    s2s_ad.set_seed(7)
+    grads = grad_fn(Tensor(x), Tensor(t))
+    for g, want, q in zip(grads, _fd_grads(p0, x, t, mask), params):
+        np.testing.assert_allclose(g.asnumpy(), want, rtol=1e-5, atol=1e-7, err_msg=q.name)
+    h = x @ p0[0].T + p0[1]
+    mm, mv = (1 - MOM) * h.mean(0), MOM + (1 - MOM) * h.var(0) * 8 / 7
+    np.testing.assert_allclose(net.bn.moving_mean.asnumpy(), mm, rtol=1e-10)
+    np.testing.assert_allclose(net.bn.moving_variance.asnumpy(), mv, rtol=1e-10)
+    # one training step with the same mask: the loss, the SGD update, the statistics again
+    step = nn.TrainOneStepCell(loss_net, nn.SGD(params, 0.125))  # exact in float32, the learning rate's dtype
+    s2s_ad.set_seed(7)
+    loss = float(step(Tensor(x), Tensor(t)).asnumpy())
+    assert loss == pytest.approx(_bn_drop_loss(p0, x, t, mask), rel=1e-10)
+    for q, a, g in zip(params, p0, grads):
+        np.testing.assert_allclose(q.asnumpy(), a - 0.125 * g.asnumpy(), rtol=1e-10, atol=1e-12, err_msg=q.name)
+    mm, mv = MOM * mm + (1 - MOM) * h.mean(0), MOM * mv + (1 - MOM) * h.var(0) * 8 / 7
+    np.testing.assert_allclose(net.bn.moving_mean.asnumpy(), mm, rtol=1e-10)
+    # evaluation: the moving statistics, no dropout, nothing updated; the same compiled cells
+    net.set_train(False)
+    p1 = [q.asnumpy().copy() for q in params]
+    grads = grad_fn(Tensor(x), Tensor(t))
+    for g, want, q in zip(grads, _fd_grads(p1, x, t, None, mm, mv), params):
+        np.testing.assert_allclose(g.asnumpy(), want, rtol=1e-5, atol=1e-7, err_msg=q.name)
+    loss = float(step(Tensor(x), Tensor(t)).asnumpy())
+    assert loss == pytest.approx(_bn_drop_loss(p1, x, t, None, mm, mv), rel=1e-10)
+    np.testing.assert_allclose(net.bn.moving_mean.asnumpy(), mm, rtol=1e-12)
+    # and back to training: the statistics move again
+    net.set_train(True)
+    step(Tensor(x), Tensor(t))
+    assert not np.allclose(net.bn.moving_mean.asnumpy(), mm)

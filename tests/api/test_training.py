@@ -13,7 +13,7 @@ import pytest
 import s2s_ad
 from s2s_ad import GradOperation, Parameter, ParameterTuple, Tensor, nn, ops
 from s2s_ad.api import generated_source
-from s2s_ad.errors import ArgumentError, ArgumentValueError, ShapeError
+from s2s_ad.errors import ArgumentError, ArgumentValueError, ShapeError, UnsupportedSyntaxError
 
 
 def close(a, b, tol=1e-5):
@@ -98,6 +98,113 @@ def test_grad_of_a_network_that_assigns_makes_the_assignments_once(mode):
     np.testing.assert_allclose(g.asnumpy(), np.full((2, 3), 1.5))
     np.testing.assert_allclose(net.w.asnumpy(), np.full((2, 3), 2.5))
     assert int(net.step.asnumpy()) == 2
+
+
+class AssignsInALoop(nn.Cell):
+    """Parameter updates inside a `for` loop kept as a loop and a `while` loop on a tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = Parameter(Tensor(np.ones(3, np.float32)), name="w")
+        self.n = Parameter(Tensor(np.zeros((), np.float32)), name="n")
+
+    def construct(self, x):
+        s = x * 0
+        for _ in range(10):
+            ops.assign_add(self.n, 1.0)
+            ops.assign(self.w, self.w * 0.5 + x)
+            s = s + self.w * x
+        while self.n < 13.0:  # the test reads the carried Parameter
+            ops.assign_add(self.n, 1.0)
+            s = s + self.n
+        return s
+
+
+def _assigns_in_a_loop_reference(w, n, x):
+    s = x * 0
+    for _ in range(10):
+        n, w = n + 1, w * 0.5 + x
+        s = s + w * x
+    while n < 13.0:
+        n += 1
+        s = s + n
+    return s, w, n
+
+
+def test_assign_inside_loops_kept_as_loops(mode):
+    x = np.array([1.0, 2.0, -1.0], np.float32)
+    net = AssignsInALoop()
+    src = generated_source(net, Tensor(x))
+    assert "for " in src and "while " in src  # kept as loops, not unrolled
+    w, n = np.ones(3), 0.0
+    for _ in range(2):  # the second call starts from the updated Parameters
+        out = net(Tensor(x))
+        s, w, n = _assigns_in_a_loop_reference(w, n, x)
+        close(out, s)
+        close(net.w, w)
+        close(net.n, n)
+    # the derivative: d/dx sum(s); the loop's assignments are made once, as in the call
+    net = AssignsInALoop()
+    g = s2s_ad.grad(lambda x: net(x).sum())(Tensor(x.astype(np.float64)))
+    eps, ref = 1e-6, []
+    for k in range(3):
+        d = np.zeros(3)
+        d[k] = eps
+        ref.append(
+            (
+                _assigns_in_a_loop_reference(np.ones(3), 0.0, x + d)[0].sum()
+                - _assigns_in_a_loop_reference(np.ones(3), 0.0, x - d)[0].sum()
+            )
+            / (2 * eps)
+        )
+    close(g, ref, 1e-4)
+    close(net.n, 13.0)
+
+
+class AssignsUnderATensorIf(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.w = Parameter(Tensor(np.ones(3, np.float32)), name="w")
+        self.k = Parameter(Tensor(np.zeros((), np.int32)), name="k")
+
+    def construct(self, x):
+        ops.assign_add(self.k, 1)  # assigned before the `if`, read in the branch that does not assign it
+        if x.sum() > 0:
+            ops.assign_add(self.w, x)
+        else:
+            ops.assign(self.w, x * 2)
+            ops.assign_add(self.k, 10)
+        return self.w * 3 + self.k
+
+
+def test_assign_under_a_tensor_if(mode):
+    x = np.array([1.0, 2.0, -1.0], np.float32)
+    net = AssignsUnderATensorIf()
+    out = net(Tensor(x))
+    close(net.w, 1 + x)
+    assert int(net.k.asnumpy()) == 1 and net.k.asnumpy().dtype == np.int32
+    close(out, 3 * (1 + x) + 1)
+    out = net(Tensor(-3 * x))
+    close(net.w, -6 * x)
+    assert int(net.k.asnumpy()) == 12
+    close(out, -18 * x + 12)
+
+
+class AssignsAndReturnsUnderATensorIf(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.w = Parameter(Tensor(np.ones(3, np.float32)), name="w")
+
+    def construct(self, x):
+        if x.sum() > 0:
+            ops.assign(self.w, x)
+            return x
+        return x * 2
+
+
+def test_assign_under_a_returning_tensor_if_is_an_error(mode):
+    with pytest.raises(UnsupportedSyntaxError, match=r"test_training.py:\d+.*Parameter is assigned under the tensor"):
+        AssignsAndReturnsUnderATensorIf()(Tensor(np.ones(3, np.float32)))
 
 
 # ----------------------------------------------------------------------------- optimizers
