@@ -467,7 +467,8 @@ class Transformed:
             out = fast(args)  # the last program called, if these arguments are its signature's
             if out is not MISS:
                 return out
-            calls.used(fast.key)  # it was the most recently used until now
+            if calls is not None:
+                calls.used(fast.key)  # it was the most recently used until now
         if calls is not None and not kwargs:
             c = cached(calls, self.target, args, self)  # a program that ran before: one dict lookup
             if c is not None:

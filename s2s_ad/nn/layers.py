@@ -187,8 +187,8 @@ class Pad(Cell):
         if mode not in ("CONSTANT", "REFLECT", "SYMMETRIC"):
             raise ArgumentValueError(f"Pad: mode must be 'CONSTANT', 'REFLECT' or 'SYMMETRIC', got {mode!r}")
         self.paddings = tuple(tuple(int(v) for v in p) for p in paddings)
-        self.pad = ops.Pad(self.paddings) if mode == "CONSTANT" else None
-        self.mirror = ops.MirrorPad(mode) if mode != "CONSTANT" else None
+        self.pad: Any = ops.Pad(self.paddings) if mode == "CONSTANT" else None
+        self.mirror: Any = ops.MirrorPad(mode) if mode != "CONSTANT" else None
         self.mode = mode
 
     def construct(self, x):
