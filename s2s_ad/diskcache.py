@@ -182,11 +182,13 @@ def _warn_once(kind: str, message: str) -> None:
         warnings.warn(f"s2s_ad disk cache: {message}", RuntimeWarning, stacklevel=4)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8, or bytes) to ``path`` through a temporary file in its
+    folder, so a reader never sees a partly written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -366,18 +368,7 @@ def write_record(name: str, data: bytes) -> bool:
             directory = _store(root)
             if directory is None:
                 return False
-            path = directory / f"{name}.warm"
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            _write_atomic(directory / f"{name}.warm", data)
             _wrote(directory)
     except (OSError, CacheError):
         return False
