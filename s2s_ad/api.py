@@ -460,19 +460,32 @@ class Transformed:
         raise NotImplementedError
 
     # calling ---------------------------------------------------------------
+    # fast_call's function for the last program called (until there is one: a call that misses)
+    _s2s_fast: Callable[[tuple], Any] = staticmethod(lambda args: MISS)
+    _s2s_calls: ProgramCache | None = None  # the programs compiled for this function, by call key
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        calls = self.__dict__.get("_s2s_calls")
-        fast = self.__dict__.get("_s2s_fast")
-        if fast is not None and not kwargs:
-            out = fast(args)  # the last program called, if these arguments are its signature's
+        if not kwargs:
+            out = self._s2s_fast(args)  # the last program called, if these arguments are its signature's
             if out is not MISS:
                 return out
-            if calls is not None:
-                calls.used(fast.key)  # it was the most recently used until now
+        return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
+        """A call that is not the last program's (or has keyword arguments): the program for
+        the arguments' signature, looked up, loaded from the disk cache or compiled."""
+        calls = self._s2s_calls
+        fast = self.__dict__.get("_s2s_fast")
+        if fast is not None and calls is not None:
+            calls.used(fast.key)  # it was the most recently used until now
         if calls is not None and not kwargs:
             c = cached(calls, self.target, args, self)  # a program that ran before: one dict lookup
             if c is not None:
-                self._s2s_fast = fast_call(c, self.target, args, calls)
+                fast = fast_call(c, self.target, args, calls)
+                if fast is not None:
+                    self._s2s_fast = fast
+                else:
+                    self.__dict__.pop("_s2s_fast", None)
                 return c.call(args)
         if kwargs:
             raise ArgumentError(

@@ -22,7 +22,7 @@ from .codegen import LOOP_NS, generate, loop_namespace, module_header, register_
 from .diskcache import NJIT_OPTIONS, compile_cached
 from .ir import Program, subprograms
 from .lru import ProgramCache, Users
-from .primitives import SPECIAL_NS
+from .primitives import SPECIAL_NS, get_op
 
 _CACHE = ProgramCache()  # (source, backend) -> compiled function, recently used ones
 _LOCK = threading.Lock()
@@ -79,14 +79,43 @@ def split_program(prog: Program, fname: str, doc: str | None, whole: str) -> tup
     only the fused loops, each a short function, while the matrix products and reductions
     between them run as numpy calls from Python (a few microseconds per statement). A long
     program without loops (matrix products, reductions, indexing) gets no kernels: Numba
-    would only wrap its numpy calls, so it is not compiled at all."""
+    would only wrap its numpy calls, so it is not compiled at all. A short program is split
+    too when its time goes to library calls (:func:`library_bound`)."""
     limit = split_lines()
-    if limit <= 0 or whole.count("\n") <= limit or any(subprograms(e) for e in prog.eqns):
+    if limit <= 0 or any(subprograms(e) for e in prog.eqns):
         # a program with control flow stays whole: its loops must run as machine code
+        return None
+    if whole.count("\n") <= limit and not library_bound(prog):
         return None
     kernels: dict[str, str] = {}
     main = generate(prog, fname, doc, fuse=True, kernels=kernels)
     return main, kernels  # no kernels: numpy calls only, nothing for Numba to compile
+
+
+# ops that are library calls (BLAS, LAPACK) in numpy and in Numba alike, and whose Numba
+# wrappers take long to compile (each operand layout anew). Not ``batch_matmul`` or the
+# convolutions: Numba code computes small ones as loops, faster than numpy's calls.
+_LIBRARY_OPS = frozenset({"matmul", "solve", "matrix_inverse"})
+LIBRARY_FLOPS_PER_EQUATION = 10_000
+
+
+def library_bound(prog: Program) -> bool:
+    """Whether ``prog``'s time goes mostly to library calls: its matrix products (and
+    solves, inverses) multiply-add at least ``LIBRARY_FLOPS_PER_EQUATION`` times per
+    equation of the program, and ten times per element its elementwise code computes. Such a program is split even when it is short: Numba would
+    only wrap those calls, at a compile cost of about half a second each, while running the
+    statements between them from Python costs microseconds per call (about 8% of the W9
+    Newton step's 100 µs)."""
+    flops = 0.0
+    elements = 0.0  # computed by elementwise code, which Numba's fused loops do best
+    for e in prog.eqns:
+        if e.op in _LIBRARY_OPS:
+            # m·k·n of a product (m×k)(k×n) is the square root of its three sizes' product
+            sizes = [float(np.prod(a.shape)) for a in (*e.ins[:2], e.outs[0]) if hasattr(a, "aval")]
+            flops += float(np.prod(sizes)) ** (1.0 if len(sizes) < 3 else 0.5)
+        elif get_op(e.op).pointwise and e.outs:
+            elements += float(np.prod(e.outs[0].shape))
+    return flops >= LIBRARY_FLOPS_PER_EQUATION * len(prog.eqns) and flops >= 10 * elements
 
 
 def compile_split(src: str, fname: str, kernels: dict[str, str]) -> Callable:
@@ -106,6 +135,25 @@ def _njit(fn: Callable) -> Callable:
     import numba
 
     return numba.njit(fn, cache=False, **NJIT_OPTIONS)
+
+
+def direct_entry(fn: Callable) -> Callable:
+    """The machine-code entry of a Numba dispatcher ``fn`` compiled for one signature of
+    scalars only (numbers and booleans), else ``fn``. Calling the entry skips the dispatcher's
+    typing of the arguments and its search of the compiled signatures (about 0.1 µs of a
+    scalar program's call); a caller passes it only arguments of that signature (the generated
+    dispatchers do: their signature lookup or checks ran first). A scalar converts exactly as
+    the dispatcher would convert it; an array argument is never passed this way, since its
+    layout would go unchecked."""
+    overloads = getattr(fn, "overloads", None)
+    if not overloads or len(overloads) != 1:
+        return fn
+    from numba.core import types
+
+    ((sig, cres),) = overloads.items()
+    if all(isinstance(t, (types.Number, types.Boolean)) for t in sig):
+        return cres.entry_point
+    return fn
 
 
 def standalone_source(src: str, fname: str, target: str) -> str:

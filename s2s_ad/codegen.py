@@ -18,6 +18,7 @@ import keyword
 import linecache
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from types import ModuleType
 
@@ -255,7 +256,7 @@ class _Body:
         """The statements computing ``prog``'s equations (its inputs already in ``expr``)."""
         C, expr, name_of, atom = self.C, self.expr, self.name_of, self.atom
         names = C.names
-        steps = schedule(prog) if self.fuse else list(prog.eqns)
+        steps = schedule(prog, self.kernels is not None) if self.fuse else list(prog.eqns)
         uses: dict[Var, int] = {}
         in_loops: set[Var] = set()  # values read inside fused loops are never inlined into them
         for st in steps:
@@ -308,7 +309,15 @@ class _Body:
                 expr[out] = (target, ATOM)
                 C.contig.add(target)
                 continue
-            if op.kind == "elementwise":
+            if (
+                e.op == "pow"
+                and C.numba
+                and out.shape == ()
+                and e.ins[0].dtype.kind == "f"
+                and (k := _small_int(e.ins[1])) is not None
+            ):
+                s, prec = _int_power(args[0], k, out.dtype, C)  # multiplied, as in a loop
+            elif op.kind == "elementwise":
                 s, prec = _print_elementwise(op, args, out.dtype, C, out.shape)
                 # a printer that repeats an operand (numpy's scalar maximum: `a if a > b ...`)
                 # would compute an inlined expression again each time: name it first
@@ -540,6 +549,29 @@ def loop_kernel(lines: list[str], made: list[str], kernels: dict[str, str]) -> l
     assigns. Variables are renamed canonically (``a0..`` arguments, ``v0..`` the rest), and the
     kernel is named by a hash of its text, so the same loop in any program is the same kernel."""
     tree = ast.parse("\n".join(lines))
+    # The arrays the loop fills are allocated by the caller and passed in: a kernel that
+    # allocates and returns arrays takes Numba longer to compile, and its call boxes them.
+    stores = Counter(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    hoisted = [st for st in tree.body if _allocation(st) and stores[st.targets[0].id] == 1]
+    # What the loop's results become after it, computed from the passed arrays alone (a
+    # finished reduction: ``total = acc``, ``acc.astype(np.float32)``), is numpy's after the call
+    passed = {st.targets[0].id for st in hoisted}
+    last = max((k for k, st in enumerate(tree.body) if isinstance(st, (ast.For, ast.If))), default=len(tree.body))
+    aliases = []
+    for st in tree.body[last + 1 :]:
+        reads = {n.id for n in ast.walk(st.value) if isinstance(n, ast.Name)} if isinstance(st, ast.Assign) else set()
+        if (
+            len(getattr(st, "targets", ())) == 1
+            and isinstance(st.targets[0], ast.Name)
+            and stores[st.targets[0].id] == 1
+            and reads & passed
+            and reads <= passed | {"np"}
+        ):
+            aliases.append(st)
+            passed.add(st.targets[0].id)
+    tree.body = [st for st in tree.body if st not in hoisted and st not in aliases]
+    outside = [ast.unparse(st) for st in hoisted]
+    after = [ast.unparse(st) for st in aliases]
     names = sorted(
         (n for n in ast.walk(tree) if isinstance(n, ast.Name)), key=lambda n: (n.lineno, n.col_offset, n.end_col_offset)
     )
@@ -557,11 +589,26 @@ def loop_kernel(lines: list[str], made: list[str], kernels: dict[str, str]) -> l
         n.id = canon.get(n.id, n.id)
     body = ast.unparse(tree)
     head = f"({', '.join(canon[p] for p in params)}):\n"
-    tail = f"    return ({', '.join(canon[r] for r in rets)},)\n"
+    tail = f"    return ({', '.join(canon[r] for r in rets)},)\n" if rets else ""
     text = head + "".join(f"    {ln}\n" for ln in body.split("\n")) + tail
     kname = "loop_" + hashlib.sha256(text.encode()).hexdigest()[:16]
     kernels[kname] = f"def {kname}{text}"
-    return [f"{', '.join(rets)}, = {kname}({', '.join(params)})"]
+    call = f"{kname}({', '.join(params)})"
+    return [*outside, f"{', '.join(rets)}, = {call}" if rets else call, *after]
+
+
+def _allocation(st: ast.stmt) -> bool:
+    """Whether ``st`` allocates an array with constant arguments (``v = np.empty((48, 48),
+    np.float64)``, an accumulator's ``np.zeros``)."""
+    if not (isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)):
+        return False
+    call = st.value
+    return (
+        isinstance(call, ast.Call)
+        and ast.unparse(call.func) in ("np.empty", "np.zeros")
+        and not call.keywords
+        and all(n.id == "np" for n in ast.walk(call) if isinstance(n, ast.Name))
+    )
 
 
 # printers of the functions that cpumath computes only on a range (nan beyond it; see its

@@ -56,7 +56,26 @@ class Loop:
     @property
     def computes(self) -> bool:
         """Whether the loop does arithmetic (otherwise its equations print as statements)."""
-        return bool(self.reductions) or any(e.op not in ("broadcast_to", "fill", "stop_gradient") for e in self.eqns)
+        return bool(self.reductions) or any(e.op not in _STRUCTURAL for e in self.eqns)
+
+    @property
+    def one_operator(self) -> bool:
+        """Whether the loop computes one arithmetic operator (``a + b``, ``-a``) on operands of
+        its own shape (or scalars) and nothing else: numpy's single pass over contiguous data
+        does that as well as a compiled loop (a broadcast, such as an outer product, it does
+        several times slower)."""
+        if self.reductions or len(self.eqns) != 1:
+            return False
+        e = self.eqns[0]
+        printer = get_op(e.op).printer
+        return (
+            printer is not None
+            and printer[0] in ("infix", "prefix")
+            and all(a.shape in ((), self.shape) for a in e.ins if isinstance(a, Var))
+        )
+
+
+_STRUCTURAL = ("broadcast_to", "fill", "stop_gradient")
 
 
 Step = Eqn | Loop
@@ -77,8 +96,10 @@ def use_counts(prog: Program) -> Counter[Var]:
     return uses
 
 
-def schedule(prog: Program) -> list[Step]:
-    """``prog``'s equations as a valid order of plain equations and fused loops."""
+def schedule(prog: Program, kernels: bool = False) -> list[Step]:
+    """``prog``'s equations as a valid order of plain equations and fused loops. With
+    ``kernels`` (each loop becomes a compiled function, see :func:`s2s_ad.backend.split_program`),
+    a loop of one operator stays numpy statements: compiling it would gain nothing."""
     steps: list[Step] = []
     open_loops: dict[tuple[int, ...], Loop] = {}
     member_of: dict[Var, Loop] = {}  # output -> open loop computing it
@@ -92,7 +113,7 @@ def schedule(prog: Program) -> list[Step]:
             member_of.pop(e.outs[0], None)
         for e in loop.reductions:
             pending.pop(e.outs[0], None)
-        if loop.computes:
+        if loop.computes and not (kernels and loop.one_operator):
             steps.append(loop)
         else:
             steps.extend(loop.eqns)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import context, progress, tiered, warmstart
-from .backend import compile_source, compile_split, split_program
+from .backend import compile_source, compile_split, direct_entry, split_program
 from .codegen import generate
 from .diskcache import FirstCall
 from .dtype import native, native_array
@@ -324,12 +324,14 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
     for k, kind in enumerate(c.kinds):
         # a result is wrapped as a Tensor; the new value of an assigned Parameter is written into it
         wrap = "wrap" if k < n else ""
-        lines.append(f"    o{k} = r[{k}]")
         if kind == _SCALAR and wrap:
-            lines.append(f"    o{k}, t = asarray(o{k}, dt{k}), new(TENSOR)")
-            lines.append(f"    t._data = o{k}")
-            lines.append(f"    o{k} = t")
-        elif kind == _SCALAR:
+            lines.append(f"    o{k} = new(TENSOR)")
+            lines.append(f"    o{k}._data = asarray(r[{k}], dt{k})")
+            if k < n:
+                outs.append(f"o{k}")
+            continue
+        lines.append(f"    o{k} = r[{k}]")
+        if kind == _SCALAR:
             lines.append(f"    o{k} = asarray(o{k}, dt{k})")
         elif kind == _FRESH_VIEW:
             lines.append(
@@ -360,7 +362,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         "tensor_leaves": tensor_leaves,
         "params": prog.parameters,
         "consts": prog.consts,
-        "fn": c.fn,
+        "fn": direct_entry(c.fn),
         "wrap": Tensor._wrap,
         "new": Tensor.__new__,
         "TENSOR": Tensor,
@@ -407,9 +409,12 @@ def fast_call(c: Compiled, target: str | None, args: tuple, calls: ProgramCache)
         return None
     lines = [
         f"def fast_{len(c.fast)}(args):",
-        f"    if len(args) != {len(args)} or keys_get(TARGET) is not PAIR:",
+        "    if keys_get(TARGET) is not PAIR:",
         "        return MISS",
-        f"    {''.join(n + ', ' for n in names)}= args",
+        "    try:",
+        f"        {''.join(n + ', ' for n in names)}= args",
+        "    except ValueError:",  # another number of arguments
+        "        return MISS",
     ]
     g: dict[str, Any] = {}
     for i, (n, (kind, shape, dtype)) in enumerate(zip(names, spec[2])):
@@ -419,16 +424,23 @@ def fast_call(c: Compiled, target: str | None, args: tuple, calls: ProgramCache)
                 return None
             lines.append(f"    {n} = sc{i}({n})")
             continue
-        test = f"type({n}) not in TENSORS" if kind == "tensor" else f"type({n}) is not ndarray"
+        test = f"type({n}) is not {kind.title()}" if kind in ("tensor", "parameter") else f"type({n}) is not ndarray"
         lines += [f"    if {test}:", "        return MISS"]
-        lines.append(f"    {n} = {n}._data" if kind == "tensor" else f"    {n} = array({n})")
+        if kind != "array" and n in scalar_args:
+            # a Tensor's 0-d data of the signature's dtype, and only that, gives a numpy
+            # scalar of the dtype's own type (other shapes give an array, others dtypes
+            # another scalar type): one test for shape and dtype
+            g[f"T{i}"] = np.dtype(dtype).type
+            lines += [f"    {n} = {n}._data[()]", f"    if type({n}) is not T{i}:", "        return MISS"]
+            continue
+        lines.append(f"    {n} = array({n})" if kind == "array" else f"    {n} = {n}._data")
         g[f"S{i}"], g[f"D{i}"] = shape, dtype
         # (an array's dtype is most often the very object the signature holds: ``is`` first)
         lines += [f"    if {n}.shape != S{i} or ({n}.dtype is not D{i} and {n}.dtype != D{i}):", "        return MISS"]
         if n in scalar_args:
             lines.append(f"    {n} = {n}[()]")
     ns.update(g)
-    ns.update(keys_get=context._keys.get, TARGET=target, PAIR=pair, MISS=MISS)
+    ns.update(keys_get=context._keys.get, TARGET=target, PAIR=pair, MISS=MISS, Tensor=Tensor, Parameter=Parameter)
     code = "\n".join(lines + body) + "\n"
     name = lines[0][4 : lines[0].index("(")]
     exec(compile(code, f"<s2s_ad fast call {c.fname}>", "exec"), ns)
@@ -440,7 +452,7 @@ def fast_call(c: Compiled, target: str | None, args: tuple, calls: ProgramCache)
 def _arg_spec(a: Any) -> tuple:
     t = type(a)
     if t is Tensor or t is Parameter:
-        return ("tensor", a._data.shape, a._data.dtype)
+        return ("tensor" if t is Tensor else "parameter", a._data.shape, a._data.dtype)
     if t is np.ndarray:
         return ("array", a.shape, native(a.dtype))
     return ("float", None, None)
@@ -587,6 +599,8 @@ def stage(describe: Describe, body: Body, args: list[Any] | tuple, backend: str)
     """Trace ``body`` on abstract ``args``, optimise, generate source and compile it for
     ``backend``. ``describe()`` names the program and its arguments."""
     name, arg_names, doc = describe()
+    if backend == "numba":
+        tiered.prestart()  # a compiling process starts up while this one traces
     with progress.compiling(name, backend):
         with progress.timed("trace"):
             prog = trace(body, [abstractify(a) for a in args], name, arg_names)

@@ -21,6 +21,7 @@ blocks until every queued compile is done (benchmarks and tests use it).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -39,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from . import context, diskcache
-from .backend import compile_source, compile_split
+from .backend import compile_source, compile_split, direct_entry
+from .codegen import loop_namespace
 from .diskcache import FirstCall
 
 log = logging.getLogger("s2s_ad.tiered")
@@ -95,25 +97,30 @@ class Tier:
         with self.lock:
             self._dispatchers.append(dispatch)
             if self.ready is not None:
-                dispatch.__globals__["fn"] = self.ready
+                dispatch.__globals__["fn"] = direct_entry(self.ready)
 
     def run(self) -> None:
         """Compile (on the worker thread) and switch the owner to the machine code."""
         t0 = time.perf_counter()
         try:
             arrays, self._arrays = self._arrays or [], None
-            child = None
+            children: list[subprocess.Popen] = []
             if worker() == "process" and not (self.warm and self._on_disk()):
-                child = _start_child(self.source, self.fname, self.split, arrays)
-            if child is not None:
+                n = min(processes(), len(self.split[1])) if self.split is not None else 1
+                for part in range(max(n, 1)):
+                    child = _start_child(self.source, self.fname, self.split, arrays, (part, n))
+                    if child is None:
+                        break
+                    children.append(child)
+            if children:
                 # Waiting takes no GIL. Numba (and its CPU target, which loading machine code
-                # needs) is imported while the process compiles, but only once the first result
-                # is out: that first (numpy) call runs free of the import's GIL time.
-                while child.poll() is None:
+                # needs) is imported while the processes compile, but only once the first
+                # result is out: that first (numpy) call runs free of the import's GIL time.
+                while any(c.poll() is None for c in children):
                     if self.answered.wait(0.05):
                         _load_numba()
                         break
-                self.process_ok = _finish_child(child, self.fname)
+                self.process_ok = all([_finish_child(c, self.fname) for c in children])
             import numba  # the worker imports Numba, not the caller's thread
 
             sig = tuple(numba.typeof(a) for a in arrays)
@@ -147,8 +154,9 @@ class Tier:
                 if entry is not None:
                     owner.entry = entry  # holds the generated module as long as the program lives
                 owner.fn = fn
+            direct = direct_entry(fn)
             for d in self._dispatchers:
-                d.__globals__["fn"] = fn
+                d.__globals__["fn"] = direct
         log.info(
             "compiled %s in the background in %.2f s; its calls run the machine code now", self.fname, self.seconds
         )
@@ -196,11 +204,53 @@ def _types(arrays: list) -> list[tuple[str, int]]:
 _ERRORS: dict[int, Any] = {}  # child pid -> the file its stderr goes to
 
 
-def _start_child(
-    source: str, fname: str, split: tuple[str, dict[str, str]] | None, arrays: list
-) -> subprocess.Popen | None:
-    """A process compiling ``source`` (or the kernels of ``split``) for the types of
-    ``arrays`` into the disk cache."""
+_spare: list[subprocess.Popen] = []  # compiling processes started ahead of their jobs (prestart)
+_spare_lock = threading.Lock()
+
+
+def prestart() -> None:
+    """Start the compiling processes now (:func:`processes` of them), ahead of a program about
+    to be built (called before a new program is traced, in background mode with the process
+    worker): each imports Numba and initialises its CPU target (about a second, at a lower
+    priority than this process) while this process traces, differentiates and generates code,
+    and then waits for its job. That many are kept at most; one that gets no job exits when
+    this process does."""
+    if not background() or worker() != "process":
+        return
+    with _spare_lock:
+        while len(_spare) < processes():
+            proc = _spawn()
+            if proc is None:
+                break
+            _spare.append(proc)
+
+
+@atexit.register
+def _stop_spare() -> None:
+    """At exit: end a prestarted process that got no job (it has written nothing)."""
+    with _spare_lock:
+        while _spare:
+            proc = _spare.pop()
+            proc.kill()
+            proc.wait()
+            _ERRORS.pop(proc.pid).close()
+
+
+# The compiling process runs at a lower priority from its start (its imports included): the
+# parent's own work (tracing, its numpy calls) comes first
+_CHILD = (
+    "import os\n"
+    "if hasattr(os, 'nice'):\n"
+    "    try:\n"
+    "        os.nice(10)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "from s2s_ad.tiered import compile_child\n"
+    "compile_child()\n"
+)
+
+
+def _spawn() -> subprocess.Popen | None:
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[1])  # this s2s_ad, whatever the child's sys.path
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -208,22 +258,67 @@ def _start_child(
     try:
         err_file = tempfile.TemporaryFile()  # not a pipe: the child may outlive an exiting parent
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from s2s_ad.tiered import compile_child; compile_child()"],
+            [sys.executable, "-c", _CHILD],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=err_file,
             env=env,
         )
-        _ERRORS[proc.pid] = err_file
-        assert proc.stdin is not None
-        job = {"source": source, "fname": fname, "types": _types(arrays), "split": split}
-        if split is not None:  # the kernels' types show when the program runs: the child runs it once
-            job["arrays"] = arrays
-        proc.stdin.write(pickle.dumps(job))
-        proc.stdin.close()
     except OSError as err:
-        log.info("cannot start a compiling process (%s); compiling %s on a thread", err, fname)
+        log.info("cannot start a compiling process (%s)", err)
         return None
+    _ERRORS[proc.pid] = err_file
+    return proc
+
+
+def processes() -> int:
+    """How many processes compile the kernels of one split program at once
+    (``S2S_AD_COMPILE_PROCESSES``; default: the machine's cores, at most 4). They run at a
+    lower priority than the calling process, so its own calls keep their core."""
+    raw = os.environ.get("S2S_AD_COMPILE_PROCESSES", "").strip()
+    try:
+        n = int(raw) if raw else min(os.cpu_count() or 1, 4)
+    except ValueError:
+        n = 1
+    return max(n, 1)
+
+
+def _start_child(
+    source: str,
+    fname: str,
+    split: tuple[str, dict[str, str]] | None,
+    arrays: list,
+    part: tuple[int, int] = (0, 1),
+) -> subprocess.Popen | None:
+    """A process compiling ``source`` (or the kernels of ``split``; with ``part`` ``(i, n)``,
+    the i-th of n shares of them, see :func:`share`) for the types of ``arrays`` into the disk
+    cache: the one :func:`prestart` started, if it is still alive."""
+    with _spare_lock:
+        proc = _spare.pop() if _spare else None
+    if proc is not None and proc.poll() is not None:
+        _finish_child(proc, fname)
+        proc = None
+    if proc is None:
+        proc = _spawn()
+    if proc is None:
+        log.info("compiling %s on a thread", fname)
+        return None
+    job = {"source": source, "fname": fname, "types": _types(arrays), "split": split, "part": part}
+    if split is not None:  # the kernels' types show when the program runs: the child runs it once
+        job["arrays"] = arrays
+    data = pickle.dumps(job)
+
+    def write() -> None:
+        # on a thread: a child that is still starting up reads its job only once it has
+        # imported s2s_ad, and the other children need not wait for that
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(data)
+            proc.stdin.close()
+        except OSError as err:  # the child then fails, and the worker compiles what it lacks
+            log.info("cannot hand %s to its compiling process (%s)", fname, err)
+
+    threading.Thread(target=write, name="s2s_ad-compile-job", daemon=True).start()
     return proc
 
 
@@ -243,20 +338,66 @@ def compile_child() -> None:
     """The compiling process: reads a job (pickled by :func:`_start_child`) from stdin and
     compiles the function through the disk cache for its ``(dtype, ndim)`` argument types
     (a split program: runs it once on the arrays, which compiles its kernels)."""
+    # The job is read while Numba starts up, so that the parent's write of it (the arrays
+    # fill more than a pipe's buffer) never waits for that
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(sys.stdin.buffer.read()), daemon=True)
+    reader.start()
     import numba
 
-    job = pickle.loads(sys.stdin.buffer.read())
+    # Numba's CPU target is initialised by its first compile: done here, before the job
+    # arrives (a prestarted process waits for it; see prestart)
+    numba.njit(lambda x: x + 1.0)(1.0)
+    loop_namespace()  # the fused loops' functions (imports s2s_ad.cpumath)
+    reader.join()
+    data = received[0] if received else b""
+    if not data:
+        return  # started ahead, and no job came: the parent is gone or needed none
+    job = pickle.loads(data)
     if job["split"] is not None:
         main, kernels = job["split"]
-        compile_split(main, job["fname"], kernels)(*job["arrays"])
-        return
-    fn = compile_source(job["source"], job["fname"], "numba")
-    sig = tuple(
-        numba.typeof(np.empty((1,) * ndim, np.dtype(dt)) if ndim else np.dtype(dt).type(0)) for dt, ndim in job["types"]
-    )
-    if type(fn) is not FirstCall:
-        sys.exit("the disk cache is not usable")
-    fn.compile(sig)
+        mine = share(kernels, *job.get("part", (0, 1)))
+        fn = compile_source(main, job["fname"], "python")
+        for name, src in kernels.items():
+            # Another process compiles the kernels not in this share; here they are skipped,
+            # their arrays left unfilled: only the types of the values matter for the kernels
+            # compiled here (a split program has no control flow). A kernel that returns
+            # values runs in every process that needs them.
+            run = name in mine or "return" in src
+            fn.__globals__[name] = compile_source(src, name, "numba") if run else _skip
+        with np.errstate(all="ignore"):  # values computed from unfilled arrays
+            fn(*job["arrays"])
+    else:
+        fn = compile_source(job["source"], job["fname"], "numba")
+        sig = tuple(
+            numba.typeof(np.empty((1,) * ndim, np.dtype(dt)) if ndim else np.dtype(dt).type(0))
+            for dt, ndim in job["types"]
+        )
+        if type(fn) is not FirstCall:
+            sys.exit("the disk cache is not usable")
+        fn.compile(sig)
+    # The machine code is in the disk cache (written and closed): exit at once, without the
+    # interpreter's teardown (a fifth of a second with Numba loaded), for which the parent waits
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def share(kernels: dict[str, str], part: int, parts: int) -> set[str]:
+    """The names of the kernels that the ``part``-th of ``parts`` compiling processes compiles:
+    the kernels dealt out longest first, each to the share with the fewest lines so far."""
+    loads = [0] * parts
+    mine: set[str] = set()
+    for name in sorted(kernels, key=lambda k: (-len(kernels[k]), k)):
+        k = loads.index(min(loads))
+        loads[k] += kernels[name].count("\n")
+        if k == part:
+            mine.add(name)
+    return mine
+
+
+def _skip(*args: Any) -> None:
+    """A kernel another process compiles (see :func:`compile_child`)."""
 
 
 def _ensure_worker() -> None:

@@ -165,3 +165,61 @@ def test_the_fast_call_takes_python_floats_as_scalars(mode, monkeypatch):
     assert out.shape == () and out.dtype == s2s_ad.float32
     np.testing.assert_allclose(out.asnumpy(), 2 * 0.25 * np.sin(0.25) + 0.25**2 * np.cos(0.25), rtol=1e-6)
     assert g._s2s_fast((Tensor(np.float32(0.5)),)) is runtime.MISS  # a Tensor where a float was
+
+
+def _sin_cube(x):
+    return ops.sin(x) * x**3
+
+
+def test_a_scalar_program_calls_its_machine_code_entry(monkeypatch):
+    """A compiled program that takes only scalars is called at its machine-code entry (no
+    typing of the arguments by Numba's dispatcher); arguments of another dtype or shape miss
+    the fast call and get their own program."""
+    old = s2s_ad.get_context("mode")
+    s2s_ad.set_context(mode=s2s_ad.GRAPH_MODE)
+    try:
+        g = s2s_ad.grad(s2s_ad.grad(_sin_cube))
+
+        def want(x):
+            return -(x**3) * np.sin(x) + 6 * x**2 * np.cos(x) + 6 * x * np.sin(x)
+
+        x = Tensor(np.array(0.5))
+        g(x)
+        g(x)
+        fast = g._s2s_fast
+        assert type(fast.__globals__["fn"]).__name__ == "builtin_function_or_method"  # not a Dispatcher
+        with monkeypatch.context() as m:
+            _no_lookup(m)
+            for v in (0.5, -1.25, 3.0):
+                out = g(Tensor(np.array(v)))
+                assert out.shape == () and out.asnumpy().dtype == np.float64
+                np.testing.assert_allclose(out.asnumpy(), want(v), rtol=1e-12)
+        assert fast((Tensor(np.array(0.5, np.float32)),)) is runtime.MISS
+        assert fast((Tensor(np.array([0.5])),)) is runtime.MISS
+        assert fast((Parameter(Tensor(np.array(0.5)), name="p"),)) is runtime.MISS
+        assert fast(()) is runtime.MISS and fast((x, x)) is runtime.MISS
+        f32 = g(Tensor(np.array(0.5, np.float32)))
+        assert f32.asnumpy().dtype == np.float32
+        np.testing.assert_allclose(f32.asnumpy(), want(0.5), rtol=1e-5)
+        vec = g(Tensor(np.array([0.5, 1.0])))
+        np.testing.assert_allclose(vec.asnumpy(), want(np.array([0.5, 1.0])), rtol=1e-12)
+    finally:
+        s2s_ad.set_context(mode=old)
+
+
+def test_direct_entry_only_for_scalar_signatures():
+    import numba
+
+    from s2s_ad.backend import direct_entry
+
+    scalar = numba.njit(lambda a, b: a * b)
+    assert direct_entry(scalar) is scalar  # nothing compiled yet
+    scalar(2.0, 3)
+    entry = direct_entry(scalar)
+    assert entry is not scalar and entry(2.0, 3) == 6.0
+    scalar(2, 3)  # a second signature: the dispatcher chooses
+    assert direct_entry(scalar) is scalar
+    array = numba.njit(lambda a: a.sum())
+    array(np.ones(3))
+    assert direct_entry(array) is array
+    assert direct_entry(_poly) is _poly  # not a Dispatcher at all

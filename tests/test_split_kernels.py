@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import s2s_ad
-from s2s_ad import Tensor, context, ops, runtime, tiered
+from s2s_ad import Tensor, context, diskcache, ops, runtime, tiered
 
 
 def compiled(fn) -> runtime.Compiled:
@@ -88,13 +88,14 @@ def test_a_long_program_of_numpy_calls_only_is_not_compiled(graph_mode, monkeypa
     np.testing.assert_allclose(out, want[:, 1:4], rtol=1e-12)
 
 
-@pytest.mark.parametrize("worker", ["thread", "process"])
+@pytest.mark.parametrize("worker", ["thread", "process", "2 processes"])
 def test_a_split_program_compiles_in_the_background(graph_mode, monkeypatch, worker) -> None:
     rng = np.random.default_rng(6)
     w1, w2 = rng.standard_normal((2, 20)), rng.standard_normal((20, 1))
-    x = Tensor(rng.standard_normal((30 + (worker == "process"), 2)))
+    x = Tensor(rng.standard_normal((30 + ["thread", "process", "2 processes"].index(worker), 2)))
     monkeypatch.setenv("S2S_AD_SPLIT_LINES", "5")
-    monkeypatch.setenv("S2S_AD_COMPILE_WORKER", worker)
+    monkeypatch.setenv("S2S_AD_COMPILE_WORKER", "thread" if worker == "thread" else "process")
+    monkeypatch.setenv("S2S_AD_COMPILE_PROCESSES", "2" if worker.startswith("2") else "1")
     graph_mode("background")
     fn = network(w1, w2)
     jitted = s2s_ad.jit(fn)
@@ -102,8 +103,9 @@ def test_a_split_program_compiles_in_the_background(graph_mode, monkeypatch, wor
     c = compiled(fn)
     assert c.tier is not None and c.tier.split is not None
     assert tiered.wait(timeout=600) and c.tier.error is None
-    if worker == "process":
-        assert c.tier.process_ok  # the child compiled the kernels into the disk cache
+    if worker != "thread":
+        assert c.tier.process_ok  # the children compiled the kernels into the disk cache
+        assert all(diskcache.has_entry(src, name) for name, src in c.tier.split[1].items())
     assert c.call.__globals__["fn"] is c.tier.ready and c.tier.ready.__name__ == c.fname
     np.testing.assert_allclose(jitted(x).asnumpy(), first, rtol=1e-12, atol=1e-14)
 
@@ -118,3 +120,70 @@ class context_mode:
 
     def __exit__(self, *exc: object) -> None:
         context.set_context(mode=self.old)
+
+
+def test_kernels_fill_arrays_their_caller_allocates_and_one_operator_stays_numpy(graph_mode, monkeypatch) -> None:
+    """A kernel gets the arrays it fills (and its accumulators) from its caller and returns
+    only what it computes otherwise; a loop of one operator on operands of its shape (a
+    matrix product scaled) is a numpy statement, not a kernel; one that broadcasts (a bias
+    added) is a kernel. Results agree with the numpy tier."""
+    rng = np.random.default_rng(11)
+    w1, w2 = Tensor(rng.standard_normal((3, 8))), Tensor(rng.standard_normal((8, 4)))
+    b2 = Tensor(rng.standard_normal(4))
+    x = Tensor(rng.standard_normal((50, 3)))
+
+    def net(x):
+        h = ops.matmul(x, w1) * 0.5  # one operator: numpy
+        z = ops.tanh(ops.matmul(h, w2) + b2) * 2.0  # a kernel
+        return ops.sum(z * z, 0), z[:2]  # a reduction fused into the kernel, and z itself
+
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "2")
+    graph_mode("blocking")
+    got = [t.asnumpy() for t in s2s_ad.jit(net)(x)]
+    main, kernels = compiled(net).split  # (also there for a program loaded by a warm start)
+    assert kernels
+    for src in kernels.values():
+        assert "np.empty(" not in src and "np.zeros(" not in src
+    assert "np.zeros(" in main and "np.empty(" in main
+    assert all("tanh" in src for src in kernels.values())  # the scaling is no kernel
+    assert " * 0.5" in main
+    xa = x.asnumpy()
+    z = np.tanh((xa @ w1.asnumpy() * 0.5) @ w2.asnumpy() + b2.asnumpy()) * 2.0
+    np.testing.assert_allclose(got[0], (z * z).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(got[1], z[:2], rtol=1e-12)
+    with context_mode(context.PYNATIVE_MODE):
+        for a, b in zip(s2s_ad.jit(net)(x), got):
+            np.testing.assert_allclose(a.asnumpy(), b, rtol=1e-12)
+
+
+def test_the_kernels_are_dealt_out_to_the_compiling_processes() -> None:
+    kernels = {f"loop_{k}": "def f():\n" + "    x = 1\n" * (k % 7 + 1) for k in range(23)}
+    for parts in (1, 2, 3, 5):
+        shares = [tiered.share(kernels, p, parts) for p in range(parts)]
+        assert set().union(*shares) == set(kernels) and sum(map(len, shares)) == len(kernels)
+        lines = [sum(kernels[k].count("\n") for k in sh) for sh in shares]
+        assert max(lines) - min(lines) <= 8  # balanced to within the longest kernel
+
+
+def test_a_short_program_of_large_matrix_products_is_split(graph_mode) -> None:
+    """Numba would only wrap the products (a long compile each): a short program whose time
+    goes to them runs its statements from Python, its loops as kernels."""
+    rng = np.random.default_rng(3)
+    x, w = Tensor(rng.standard_normal((200, 60))), Tensor(rng.standard_normal((60, 50)) / 8)
+
+    def loss(w):
+        return ops.sum(ops.tanh(ops.matmul(x, w)) ** 2)
+
+    graph_mode("blocking")
+    got = s2s_ad.grad(loss)(w).asnumpy()
+    (c,) = [calls[k] for calls in runtime.cache_for(loss).values() for k in list(calls)]
+    assert c.split is not None and "np.dot(" in c.split[0] and c.split[1]
+    t = np.tanh(x.asnumpy() @ w.asnumpy())
+    np.testing.assert_allclose(got, x.asnumpy().T @ (2 * t * (1 - t * t)), rtol=1e-12)
+
+    def small(w):  # the same on 3 rows: its statements would cost more than its products
+        return ops.sum(ops.tanh(ops.matmul(x[:3], w)) ** 2)
+
+    s2s_ad.grad(small)(w)
+    (c,) = [calls[k] for calls in runtime.cache_for(small).values() for k in list(calls)]
+    assert c.split is None

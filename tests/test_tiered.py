@@ -130,3 +130,34 @@ def test_blocking_compile_mode_has_no_tier(compile_mode) -> None:
 def test_compile_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="compile_mode"):
         context.set_context(compile_mode="eventually")
+
+
+def test_a_prestarted_process_takes_the_next_compile(compile_mode, monkeypatch) -> None:
+    """Before a new program is traced, a compiling process starts (Numba's import and start-up
+    overlap the trace); the program's background compile then runs in it. A prestarted
+    process that gets no job is ended at exit."""
+    monkeypatch.setenv("S2S_AD_COMPILE_WORKER", "process")
+    monkeypatch.setenv("S2S_AD_COMPILE_PROCESSES", "1")
+    compile_mode("background")
+    tiered._stop_spare()
+    tiered.prestart()
+    (spare,) = tiered._spare
+    tiered.prestart()  # one at most
+    assert tiered._spare == [spare]
+    x, w = inputs(7)
+    x = Tensor(x.asnumpy()[:7])
+
+    def h(x, w):
+        return loss(x, w)
+
+    grad_h = s2s_ad.grad(h, grad_position=(0, 1))
+    first = [t.asnumpy() for t in grad_h(x, w)]
+    assert tiered.wait(timeout=600)
+    assert spare not in tiered._spare and spare.returncode == 0  # it ran this program's compile
+    (prog,) = compiled_programs(h) or compiled_programs(grad_h)
+    assert prog.tier.process_ok and prog.tier.ready is not None
+    later = [t.asnumpy() for t in grad_h(x, w)]
+    for a, b in zip(first, later):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    tiered._stop_spare()
+    assert tiered._spare == []
