@@ -182,3 +182,9 @@ def backend(target: str | None = None) -> str:
     if target == "cuda":
         return "cuda" if cuda_status()[0] else cpu
     return cpu
+
+
+def disk_cache_on() -> bool:
+    """Whether the disk cache is on: ``S2S_AD_DISK_CACHE`` is not ``0``/``false``/``no``/``off``
+    (where it is, nothing compiled is written to disk)."""
+    return os.environ.get("S2S_AD_DISK_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")

@@ -36,9 +36,24 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from .context import disk_cache_on
+
 __all__ = ["KERNELS", "cos", "erf", "erfc", "exp", "log", "sin", "sum_add", "tanh"]
 
 _JIT = {"error_model": "numpy", "nogil": True}
+
+
+def _kernel(fn):
+    """``fn`` compiled by Numba, its machine code kept by Numba's own cache (next to this
+    module, or in the user's cache directory where that is read-only), so that a process
+    compiling a program loads it instead of compiling it again; not when s2s_ad's disk cache
+    is turned off, or where Numba finds no place to keep it."""
+    if disk_cache_on():
+        try:
+            return njit(cache=True, **_JIT)(fn)
+        except RuntimeError:  # Numba: "cannot cache function ...: no locator available"
+            pass
+    return njit(**_JIT)(fn)
 
 
 def exp(x):
@@ -120,7 +135,7 @@ _LN2_HI_32 = F(0.693359375)
 _LN2_LO_32 = F(-2.12194440e-4)
 
 
-@njit(**_JIT)
+@_kernel
 def _exp32(x):
     # e**x = 2**n * e**r with n = round(x / ln 2) and |r| <= ln(2)/2; e**r by a minimax
     # polynomial; 2**n as two normal powers of two (n reaches -150 where e**x is subnormal)
@@ -141,7 +156,7 @@ def _exp32(x):
     return x if x != x else y
 
 
-@njit(**_JIT)
+@_kernel
 def _tanh32(x):
     a = np.abs(x)
     # |x| > 0.625: from e**(2|x|), which is inf (so tanh is 1) beyond 44
@@ -168,7 +183,7 @@ _INV_FACT = [1.0 / float(np.prod(np.arange(1, k + 1, dtype=np.float64))) for k i
 (_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13) = _INV_FACT
 
 
-@njit(**_JIT)
+@_kernel
 def _exp64(x):
     # as _exp32, with a degree-13 series; n reaches -1076 where e**x is subnormal
     xc = min(max(x, -746.0), 710.0)
@@ -198,7 +213,7 @@ def _exp64(x):
     return x if x != x else y
 
 
-@njit(**_JIT)
+@_kernel
 def _tanh64(x):
     a = np.abs(x)
     e = _exp64(2.0 * a)
@@ -220,7 +235,7 @@ _LG1_32, _LG2_32, _LG3_32, _LG4_32 = F(0.66666662693), F(0.40000972152), F(0.284
 _LN2_HI_LOG32, _LN2_LO_LOG32 = F(6.9313812256e-01), F(9.0580006145e-06)
 
 
-@njit(**_JIT)
+@_kernel
 def _log32(x):
     sub = x < F(1.1754943508222875e-38)  # subnormal (or zero, or negative: fixed below)
     xs = x * F(33554432.0) if sub else x  # * 2**25
@@ -244,7 +259,7 @@ _LG4, _LG5, _LG6 = 2.222219843214978396e-01, 1.818357216161805012e-01, 1.5313837
 _LG7 = 1.479819860511658591e-01
 
 
-@njit(**_JIT)
+@_kernel
 def _log64(x):
     sub = x < 2.2250738585072014e-308
     xs = x * 18014398509481984.0 if sub else x  # * 2**54
@@ -290,7 +305,7 @@ _K1, _K2, _K3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015
 _K4, _K5, _K6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
 
 
-@njit(**_JIT)
+@_kernel
 def _sincos32(x, shift):
     """sin(x) (shift 0) or cos(x) (shift 1) of a float32, for |x| <= SINCOS_LIMIT_32: the
     reduction in float64 (a float32 pi/2 in parts would lose bits near its multiples), the
@@ -309,7 +324,7 @@ def _sincos32(x, shift):
     return y if np.abs(x) <= SINCOS_LIMIT_32 else F(np.nan)
 
 
-@njit(**_JIT)
+@_kernel
 def _sincos64(x, shift):
     """sin(x) (shift 0) or cos(x) (shift 1) of a float64, for |x| <= SINCOS_LIMIT_64."""
     k = np.floor(x * _TWO_OVER_PI_64 + 0.5)
@@ -349,22 +364,22 @@ def cos(x):
     return np.cos(x)
 
 
-@njit(**_JIT)
+@_kernel
 def _sin32(x):
     return _sincos32(x, 0)
 
 
-@njit(**_JIT)
+@_kernel
 def _cos32(x):
     return _sincos32(x, 1)
 
 
-@njit(**_JIT)
+@_kernel
 def _sin64(x):
     return _sincos64(x, 0)
 
 
-@njit(**_JIT)
+@_kernel
 def _cos64(x):
     return _sincos64(x, 1)
 

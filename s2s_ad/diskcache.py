@@ -52,6 +52,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import context
 from .codegen import loop_namespace, module_header
 from .errors import CacheError
 from .lru import Users
@@ -96,7 +97,7 @@ def cache_dir() -> Path | None:
     """The configured directory of the disk cache (``S2S_AD_CACHE_DIR`` or the platform's),
     or ``None`` when it is turned off. The entries are in it or, when it holds other files,
     in its subfolder ``s2s_ad_cache`` (see :func:`entries_dir`)."""
-    if os.environ.get("S2S_AD_DISK_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not context.disk_cache_on():
         return None
     env = os.environ.get("S2S_AD_CACHE_DIR")
     if env:

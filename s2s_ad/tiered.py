@@ -204,21 +204,22 @@ def _types(arrays: list) -> list[tuple[str, int]]:
 _ERRORS: dict[int, Any] = {}  # child pid -> the file its stderr goes to
 
 
-_spare: list[subprocess.Popen] = []  # compiling processes started ahead of their jobs (prestart)
+_spare: list[subprocess.Popen] = []  # a compiling process started ahead of its job (prestart)
 _spare_lock = threading.Lock()
 
 
 def prestart() -> None:
-    """Start the compiling processes now (:func:`processes` of them), ahead of a program about
-    to be built (called before a new program is traced, in background mode with the process
-    worker): each imports Numba and initialises its CPU target (about a second, at a lower
-    priority than this process) while this process traces, differentiates and generates code,
-    and then waits for its job. That many are kept at most; one that gets no job exits when
-    this process does."""
+    """Start a compiling process now, ahead of a program about to be built (called before a
+    new program is traced, in background mode with the process worker): it imports Numba and
+    initialises its CPU target (about a second, at a lower priority than this process) while
+    this process traces, differentiates and generates code, and then waits for its job. One is
+    kept at most (more would slow the trace on a machine with few cores: the first result
+    came 10–20% later with two on two cores); one that gets no job exits when this process
+    does."""
     if not background() or worker() != "process":
         return
     with _spare_lock:
-        while len(_spare) < processes():
+        while not _spare:
             proc = _spawn()
             if proc is None:
                 break
