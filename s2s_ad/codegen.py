@@ -39,11 +39,14 @@ class _Ctx:
         self.fortran: set[str] = set()  # names of Fortran-ordered arrays (the .T of a C-contiguous one)
         self.names = names or _Names()
         self.numba = numba  # the source is compiled by Numba (not run by numpy)
+        self.split = False  # only its loop kernels are: the statements between them run in numpy
 
     def ufunc_into(self, ufunc: str, a: str, b: str, out: str) -> str:
         """``ufunc(a, b)`` written into ``out``: Numba takes the output only positionally,
         numpy (2.4 on) only as ``out=`` for maximum/minimum."""
-        return f"{self.np}.{ufunc}({a}, {b}, {out})" if self.numba else f"{self.np}.{ufunc}({a}, {b}, out={out})"
+        if self.numba and not self.split:
+            return f"{self.np}.{ufunc}({a}, {b}, {out})"
+        return f"{self.np}.{ufunc}({a}, {b}, out={out})"
 
     def blas_operand(self, expr: str) -> str:
         """``expr`` as an operand of a BLAS product in Numba code: an array that Numba types
@@ -194,6 +197,7 @@ def generate(
     numpy's), and identical loops of different programs are one kernel."""
     names = _Names()
     C = _Ctx(names, numba=fuse)
+    C.split = kernels is not None
     expr: dict[Var, tuple[str, int]] = {}
 
     name_of = prog.name_of  # the names table over the variables' hints

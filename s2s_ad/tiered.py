@@ -274,11 +274,12 @@ def _spawn() -> subprocess.Popen | None:
 
 def processes() -> int:
     """How many processes compile the kernels of one split program at once
-    (``S2S_AD_COMPILE_PROCESSES``; default: the machine's cores, at most 4). They run at a
-    lower priority than the calling process, so its own calls keep their core."""
+    (``S2S_AD_COMPILE_PROCESSES``; default: the machine's cores but one, which the calling
+    process keeps for its own calls, at least 1 and at most 4). They run at a lower priority
+    than the calling process."""
     raw = os.environ.get("S2S_AD_COMPILE_PROCESSES", "").strip()
     try:
-        n = int(raw) if raw else min(os.cpu_count() or 1, 4)
+        n = int(raw) if raw else min((os.cpu_count() or 1) - 1, 4)
     except ValueError:
         n = 1
     return max(n, 1)

@@ -187,3 +187,24 @@ def test_a_short_program_of_large_matrix_products_is_split(graph_mode) -> None:
     s2s_ad.grad(small)(w)
     (c,) = [calls[k] for calls in runtime.cache_for(small).values() for k in list(calls)]
     assert c.split is None
+
+
+def test_a_split_programs_statements_are_numpys(graph_mode, monkeypatch) -> None:
+    """The statements between the kernels run in numpy, so they are printed for numpy: a
+    maximum over an axis folds slices with ``out=`` (numpy 2.4 deprecates a positional out)."""
+    import warnings
+
+    rng = np.random.default_rng(12)
+    x = Tensor(rng.standard_normal((30, 8)))
+
+    def f(x):
+        return ops.tanh(x * 2.0 + 1.0).max(axis=0) * 3.0
+
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "2")
+    graph_mode("blocking")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = s2s_ad.jit(f)(x).asnumpy()
+    main, kernels = compiled(f).split
+    assert "out=" in main and kernels
+    np.testing.assert_allclose(got, np.tanh(x.asnumpy() * 2.0 + 1.0).max(axis=0) * 3.0, rtol=1e-12)
