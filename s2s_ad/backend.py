@@ -102,31 +102,40 @@ LIBRARY_FLOPS_PER_EQUATION = 10_000
 def library_bound(prog: Program) -> bool:
     """Whether ``prog``'s time goes mostly to library calls: its matrix products (and
     solves, inverses) multiply-add at least ``LIBRARY_FLOPS_PER_EQUATION`` times per
-    equation of the program, and ten times per element its elementwise code computes. Such a program is split even when it is short: Numba would
-    only wrap those calls, at a compile cost of about half a second each, while running the
-    statements between them from Python costs microseconds per call (about 8% of the W9
-    Newton step's 100 µs)."""
+    equation of the program, and ten times per element its elementwise code computes. Such a
+    program is split even when it is short: Numba would only wrap those calls, at a compile
+    cost of about half a second each, while running the statements between them from Python
+    costs microseconds per call (about 8% of the W9 Newton step's 100 µs)."""
     flops = 0.0
     elements = 0.0  # computed by elementwise code, which Numba's fused loops do best
     for e in prog.eqns:
         if e.op in _LIBRARY_OPS:
-            # m·k·n of a product (m×k)(k×n) is the square root of its three sizes' product
-            sizes = [float(np.prod(a.shape)) for a in (*e.ins[:2], e.outs[0]) if hasattr(a, "aval")]
-            flops += float(np.prod(sizes)) ** (1.0 if len(sizes) < 3 else 0.5)
+            # m·k·n of a product (m×k)(k×n) is the square root of its three sizes' product;
+            # n³ of an n×n inverse, the 3/4 power of its two sizes' product
+            sizes = [float(np.prod(a.shape)) for a in (*e.ins[:2], e.outs[0])]
+            flops += float(np.prod(sizes)) ** (0.75 if len(sizes) < 3 else 0.5)
         elif get_op(e.op).pointwise and e.outs:
             elements += float(np.prod(e.outs[0].shape))
     return flops >= LIBRARY_FLOPS_PER_EQUATION * len(prog.eqns) and flops >= 10 * elements
 
 
-def compile_split(src: str, fname: str, kernels: dict[str, str]) -> Callable:
+def compile_split(src: str, fname: str, kernels: dict[str, str], only: set[str] | None = None) -> Callable:
     """A program split into loop kernels (:func:`~s2s_ad.codegen.generate` with ``kernels``):
     ``fname`` runs as Python and calls the kernels, each compiled by Numba on its first call
     (through both caches, by its own source: a kernel shared by several programs compiles
-    once)."""
-    fns = {k: compile_source(ks, k, "numba") for k, ks in kernels.items()}
+    once). With ``only``, the kernels not in it that return nothing are skipped (their arrays
+    stay unfilled; a compiling process uses that to compile its share of the kernels)."""
+    fns = {
+        k: compile_source(ks, k, "numba") if only is None or k in only or "return" in ks else _skip
+        for k, ks in kernels.items()
+    }
     main = compile_source(src, fname, "python")
     main.__globals__.update(fns)  # type: ignore[attr-defined]
     return main
+
+
+def _skip(*args: object) -> None:
+    """A kernel left out of :func:`compile_split` (see its ``only``)."""
 
 
 def _njit(fn: Callable) -> Callable:

@@ -34,12 +34,12 @@ from .regions import loop_layout, while_layout
 class _Ctx:
     np = "np"
 
-    def __init__(self, names: _Names | None = None, numba: bool = False) -> None:
+    def __init__(self, names: _Names | None = None, numba: bool = False, split: bool = False) -> None:
         self.contig: set[str] = set()
         self.fortran: set[str] = set()  # names of Fortran-ordered arrays (the .T of a C-contiguous one)
         self.names = names or _Names()
         self.numba = numba  # the source is compiled by Numba (not run by numpy)
-        self.split = False  # only its loop kernels are: the statements between them run in numpy
+        self.split = split  # only its loop kernels are: the statements between them run in numpy
 
     def ufunc_into(self, ufunc: str, a: str, b: str, out: str) -> str:
         """``ufunc(a, b)`` written into ``out``: Numba takes the output only positionally,
@@ -196,8 +196,7 @@ def generate(
     need Numba, ``fname`` itself runs as Python (its matrix products and reductions are
     numpy's), and identical loops of different programs are one kernel."""
     names = _Names()
-    C = _Ctx(names, numba=fuse)
-    C.split = kernels is not None
+    C = _Ctx(names, numba=fuse, split=kernels is not None)
     expr: dict[Var, tuple[str, int]] = {}
 
     name_of = prog.name_of  # the names table over the variables' hints

@@ -193,18 +193,8 @@ class _Scope:
         for v, a in zip(invars, atoms):
             if split and small(v.aval):
                 src = self.elems(a)
-                mine = np.empty(v.shape, object)
-                for idx in np.ndindex(*v.shape):
-                    x = src[idx]
-                    if literals and isinstance(x, Lit):
-                        mine[idx] = x
-                        continue
-                    nv = Var(Aval((), v.dtype), v.hint)
-                    sub._name(nv, v, idx)
-                    mine[idx] = nv
-                    new_in.append(nv)
-                    new_at.append(x)
-                sub.el[v] = mine
+                indices = list(np.ndindex(*v.shape))
+                _per_element(sub, v, indices, [src[idx] for idx in indices], literals, new_in, new_at)
             else:
                 new_in.append(v)
                 new_at.append(self.array(a))
@@ -217,14 +207,7 @@ class _Scope:
         new_at: list[Atom] = []
         for v, a in zip(invars, atoms):
             if split and isinstance(a, Var) and a in self.cols and a not in self.arr:
-                mine = np.empty(v.shape, object)
-                for idx, c in zip(np.ndindex(*v.shape), self.cols[a]):
-                    nv = Var(Aval((), v.dtype), v.hint)
-                    sub._name(nv, v, idx)
-                    mine[idx] = nv
-                    new_in.append(nv)
-                    new_at.append(c)
-                sub.el[v] = mine
+                _per_element(sub, v, list(np.ndindex(*v.shape)), self.cols[a], False, new_in, new_at)
             else:
                 new_in.append(v)
                 new_at.append(self.array(a))
@@ -574,3 +557,28 @@ def prune_regions(prog: Program) -> Program:
         kept.append(e)
         live.update(a for a in e.ins if isinstance(a, Var))
     return prog.replace(eqns=kept[::-1])
+
+
+def _per_element(
+    sub: _Scope,
+    v: Var,
+    indices: list[tuple[int, ...]],
+    atoms: list[Atom],
+    literals: bool,
+    new_in: list[Var],
+    new_at: list[Atom],
+) -> None:
+    """Input ``v`` of sub-program scope ``sub`` as one 0-d input per element (at ``indices``),
+    bound to ``atoms`` here (appended to ``new_in``/``new_at``); a literal element is
+    substituted instead where ``literals``."""
+    mine = np.empty(v.shape, object)
+    for idx, x in zip(indices, atoms):
+        if literals and isinstance(x, Lit):
+            mine[idx] = x
+            continue
+        nv = Var(Aval((), v.dtype), v.hint)
+        sub._name(nv, v, idx)
+        mine[idx] = nv
+        new_in.append(nv)
+        new_at.append(x)
+    sub.el[v] = mine

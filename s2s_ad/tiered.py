@@ -219,11 +219,10 @@ def prestart() -> None:
     if not background() or worker() != "process":
         return
     with _spare_lock:
-        while not _spare:
+        if not _spare:
             proc = _spawn()
-            if proc is None:
-                break
-            _spare.append(proc)
+            if proc is not None:
+                _spare.append(proc)
 
 
 @atexit.register
@@ -358,15 +357,10 @@ def compile_child() -> None:
     job = pickle.loads(data)
     if job["split"] is not None:
         main, kernels = job["split"]
-        mine = share(kernels, *job.get("part", (0, 1)))
-        fn = compile_source(main, job["fname"], "python")
-        for name, src in kernels.items():
-            # Another process compiles the kernels not in this share; here they are skipped,
-            # their arrays left unfilled: only the types of the values matter for the kernels
-            # compiled here (a split program has no control flow). A kernel that returns
-            # values runs in every process that needs them.
-            run = name in mine or "return" in src
-            fn.__globals__[name] = compile_source(src, name, "numba") if run else _skip
+        # Another process compiles the kernels not in this share; here they are skipped,
+        # their arrays left unfilled: only the types of the values matter for the kernels
+        # compiled here (a split program has no control flow)
+        fn = compile_split(main, job["fname"], kernels, share(kernels, *job.get("part", (0, 1))))
         with np.errstate(all="ignore"):  # values computed from unfilled arrays
             fn(*job["arrays"])
     else:
@@ -388,18 +382,15 @@ def compile_child() -> None:
 def share(kernels: dict[str, str], part: int, parts: int) -> set[str]:
     """The names of the kernels that the ``part``-th of ``parts`` compiling processes compiles:
     the kernels dealt out longest first, each to the share with the fewest lines so far."""
+    lines = {name: src.count("\n") for name, src in kernels.items()}
     loads = [0] * parts
     mine: set[str] = set()
-    for name in sorted(kernels, key=lambda k: (-len(kernels[k]), k)):
+    for name in sorted(kernels, key=lambda k: (-lines[k], k)):
         k = loads.index(min(loads))
-        loads[k] += kernels[name].count("\n")
+        loads[k] += lines[name]
         if k == part:
             mine.add(name)
     return mine
-
-
-def _skip(*args: Any) -> None:
-    """A kernel another process compiles (see :func:`compile_child`)."""
 
 
 def _ensure_worker() -> None:
