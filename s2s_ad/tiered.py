@@ -56,6 +56,9 @@ def background() -> bool:
     return context.get_context("compile_mode") == "background"
 
 
+WARM_DELAY = 0.05  # seconds a warm start's loading of machine code waits after its first result
+
+
 class Tier:
     """The background compile of one program: the Numba ``source`` of function ``fname``,
     compiled for the argument types of the program's first call, then swapped into its
@@ -102,6 +105,10 @@ class Tier:
     def run(self) -> None:
         """Compile (on the worker thread) and switch the owner to the machine code."""
         t0 = time.perf_counter()
+        if self.warm:
+            # queued as the first result is returned: the caller's code right after its first
+            # call runs before this thread imports Numba (its import holds the GIL)
+            time.sleep(WARM_DELAY)
         try:
             arrays, self._arrays = self._arrays or [], None
             children: list[subprocess.Popen] = []
