@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from .ir import Aval, Lit, Program, Var, arg_leaf_ranges, flatten, tree_str, tre
 from .lru import ProgramCache
 from .opt import optimize
 from .primitives import fmt_shape, to_batch_dim
-from .runtime import MISS, Compiled, cache_for, cached, call_key, calls_cache, fast_call, identifier, staged
+from .runtime import Compiled, cache_for, cached, call_key, calls_cache, fast_call, identifier, staged
 from .tensor import Parameter, ParameterTuple, Tensor
 from .trace.interpreter import _Closure, trace
 from .trace.protocol import is_tensor_value, register_constructor, register_static
@@ -460,32 +461,34 @@ class Transformed:
         raise NotImplementedError
 
     # calling ---------------------------------------------------------------
-    # fast_call's function for the last program called (until there is one: a call that misses)
-    _s2s_fast: Callable[[tuple], Any] = staticmethod(lambda args: MISS)
+    # ``__call__`` is the instance's ``_s2s_call``: until a program has run twice, the method
+    # below (the lookup); then the function fast_call generated for the last program called,
+    # bound to the instance, which checks the arguments itself and calls the compiled code
+    # (one Python frame on the whole path: no ``*args`` tuple handed on), or calls
+    # :meth:`_call` when they are not that program's.
     _s2s_calls: ProgramCache | None = None  # the programs compiled for this function, by call key
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not kwargs:
-            out = self._s2s_fast(args)  # the last program called, if these arguments are its signature's
-            if out is not MISS:
-                return out
+    def _s2s_call(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(args, kwargs)
+
+    __call__ = property(operator.attrgetter("_s2s_call"), doc="Call the transformed function.")
 
     def _call(self, args: tuple, kwargs: dict) -> Any:
         """A call that is not the last program's (or has keyword arguments): the program for
         the arguments' signature, looked up, loaded from the disk cache or compiled."""
         calls = self._s2s_calls
-        fast = self.__dict__.get("_s2s_fast")
+        fast = self.__dict__.get("_s2s_call")
         if fast is not None and calls is not None:
-            calls.used(fast.key)  # it was the most recently used until now
+            calls.used(fast.__func__.key)  # it was the most recently used until now
         if calls is not None and not kwargs:
             c = cached(calls, self.target, args, self)  # a program that ran before: one dict lookup
             if c is not None:
                 fast = fast_call(c, self.target, args, calls)
                 if fast is not None:
-                    self._s2s_fast = fast
+                    vars(self)["_s2s_call"] = types.MethodType(fast, self)
+                    context._fast_calls.add(self)
                 else:
-                    self.__dict__.pop("_s2s_fast", None)
+                    self.__dict__.pop("_s2s_call", None)
                 return c.call(args)
         if kwargs:
             raise ArgumentError(
@@ -534,7 +537,7 @@ class Transformed:
     # pickling --------------------------------------------------------------
     # Attributes that hold compiled state (the programs compiled for this function), dropped
     # from a pickle: the unpickled function compiles again, or loads from the disk cache.
-    _TRANSIENT = ("_s2s_calls", "_s2s_fast")
+    _TRANSIENT = ("_s2s_calls", "_s2s_call")
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """A pickle of the user function and the transform's options, never compiled code.

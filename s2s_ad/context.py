@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
+import weakref
 from typing import Any
 
 GRAPH_MODE = 0
@@ -88,7 +89,7 @@ def set_context(**kwargs: Any) -> None:
         if t == "GPU":
             warn_without_cuda("device_target='GPU'")
     _state.update(kwargs)
-    _keys.clear()
+    _changed()
 
 
 def get_context(key: str) -> Any:
@@ -111,10 +112,21 @@ def training_mode_changed() -> None:
     whatever cell or function it was traced for, since it may call that Cell (a
     ``TrainOneStepCell`` or a ``GradOperation`` of a network whose layer switched mode)."""
     _training_changes[0] += 1
-    _keys.clear()
+    _changed()
 
 
 _keys: dict[Any, tuple[Any, tuple]] = {}  # target -> (the CUDA status it was made with, backend_key)
+# transformed functions holding a fast call (runtime.fast_call): it assumes the context it
+# was made in, and is dropped when the context changes
+_fast_calls: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _changed() -> None:
+    """The context changed: the keys made before are stale, and so are the fast calls."""
+    _keys.clear()
+    for t in list(_fast_calls):
+        t.__dict__.pop("_s2s_call", None)
+    _fast_calls.clear()
 
 
 def backend_key(target: str | None = None) -> tuple:

@@ -18,11 +18,19 @@ The schedule is built greedily in program order, with one open loop per shape:
 
 Each loop's external inputs are therefore available where it is emitted, and every value it
 produces is emitted before its first reader, so the schedule is a valid order.
+
+A cheap value (a few additions or multiplications, see :func:`candidates`) read only by
+elementwise equations of its own shape is not stored when it can be computed from values
+that are arrays anyway: each later loop that reads it computes it again from those arrays
+(:meth:`Loop.set_stored`). A loop is bound by memory traffic long before arithmetic, so
+storing ``1 - h*h`` in the forward pass and loading it back in the backward pass costs more
+than computing it twice from ``h``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from .ir import Eqn, Program, Var
@@ -47,11 +55,46 @@ class Loop:
         """How often each value is read inside the loop."""
         return Counter(a for e in self.eqns + self.reductions for a in e.ins if isinstance(a, Var))
 
-    def set_stored(self, uses: Counter[Var]) -> None:
+    def set_stored(self, uses: Counter[Var], cheap: Container[Var] = (), again: dict[Var, Eqn] | None = None) -> None:
         """Store the members that are read more often in the program (``uses``, see
-        :func:`use_counts`) than inside the loop."""
+        :func:`use_counts`) than inside the loop, but for the ``cheap`` ones (see
+        :func:`candidates`) that can be computed from values that are arrays after the loop:
+        those are added to ``again`` (the values loops compute again where they read them),
+        and dropped from this loop when it does not read them."""
         inside = self.reads()
-        self.stored = [e.outs[0] for e in self.eqns if uses[e.outs[0]] > inside[e.outs[0]]]
+        members = {e.outs[0] for e in self.eqns}
+        stored = {e.outs[0] for e in self.eqns if e.outs[0] not in cheap and uses[e.outs[0]] > inside[e.outs[0]]}
+        cost: dict[Var, tuple[int, frozenset[Var]]] = {}  # operations, arrays of the loop's shape read
+        for e in self.eqns:
+            v = e.outs[0]
+            if v not in cheap or again is None:
+                if v in cheap and uses[v] > inside[v]:
+                    stored.add(v)
+                continue
+            ops, arrays = 1, frozenset()
+            for a in e.ins:
+                if not isinstance(a, Var) or a.shape != v.shape:
+                    continue  # a number, or a broadcast value (of another shape: an array)
+                if a in cost:
+                    ops, arrays = ops + cost[a][0], arrays | cost[a][1]
+                elif a in stored or a not in members:
+                    arrays |= {a}
+                else:
+                    break  # a member that is not stored
+            else:
+                if ops <= RECOMPUTE_OPS and len(arrays) <= RECOMPUTE_ARRAYS:
+                    cost[v], again[v] = (ops, arrays), e
+                    continue
+            if uses[v] > inside[v]:
+                stored.add(v)
+        self.stored = [e.outs[0] for e in self.eqns if e.outs[0] in stored]
+        kept: list[Eqn] = []
+        for e in reversed(self.eqns):
+            if e.outs[0] not in stored and inside[e.outs[0]] == 0:
+                inside.subtract(a for a in e.ins if isinstance(a, Var))
+            else:
+                kept.append(e)
+        self.eqns = kept[::-1]
 
     @property
     def computes(self) -> bool:
@@ -96,6 +139,35 @@ def use_counts(prog: Program) -> Counter[Var]:
     return uses
 
 
+# Ops a loop computes again rather than store and load (one instruction each); a value is
+# computed again from at most RECOMPUTE_ARRAYS arrays of its shape, in at most RECOMPUTE_OPS
+# operations.
+_CHEAP = frozenset(("add", "sub", "mul", "neg", "square", "fill", "broadcast_to", "cast", "stop_gradient"))
+RECOMPUTE_OPS = 6
+RECOMPUTE_ARRAYS = 2
+
+
+def candidates(prog: Program) -> set[Var]:
+    """The values of ``prog`` that a loop may compute again where they are read rather than
+    store: cheap elementwise values, not outputs of ``prog``, read only by elementwise
+    equations of their own shape (so every reader is in a loop of that shape). Whether one
+    is, is decided when the loop computing it closes (:meth:`Loop.set_stored`)."""
+    readers: defaultdict[Var, list[Eqn]] = defaultdict(list)
+    for e in prog.eqns:
+        for a in e.ins:
+            if isinstance(a, Var):
+                readers[a].append(e)
+    outs = {a for a in prog.outs if isinstance(a, Var)}
+    return {
+        e.outs[0]
+        for e in prog.eqns
+        if e.op in _CHEAP
+        and _fusible(e)
+        and e.outs[0] not in outs
+        and all(_fusible(r) and r.outs[0].shape == e.outs[0].shape for r in readers[e.outs[0]])
+    }
+
+
 def schedule(prog: Program, kernels: bool = False) -> list[Step]:
     """``prog``'s equations as a valid order of plain equations and fused loops. With
     ``kernels`` (each loop becomes a compiled function, see :func:`s2s_ad.backend.split_program`),
@@ -105,18 +177,41 @@ def schedule(prog: Program, kernels: bool = False) -> list[Step]:
     member_of: dict[Var, Loop] = {}  # output -> open loop computing it
     pending: dict[Var, Loop] = {}  # reduction output -> open loop accumulating it
     uses = use_counts(prog)
+    cheap = candidates(prog)
+    again: dict[Var, Eqn] = {}  # values no loop stored, by their equations
 
     def close(loop: Loop) -> None:
-        loop.set_stored(uses)
         del open_loops[loop.shape]
         for e in loop.eqns:
             member_of.pop(e.outs[0], None)
         for e in loop.reductions:
             pending.pop(e.outs[0], None)
+        loop.set_stored(uses, cheap, again)
         if loop.computes and not (kernels and loop.one_operator):
             steps.append(loop)
         else:
             steps.extend(loop.eqns)
+
+    def copies(e: Eqn, loop: Loop | None) -> list[Eqn]:
+        """The equations of the values ``e`` reads that ``loop`` computes again (not its
+        members yet), in order."""
+        out: list[Eqn] = []
+        seen: set[Var] = set()
+
+        def visit(x: Eqn) -> None:
+            for a in x.ins:
+                if (
+                    isinstance(a, Var)
+                    and a in again
+                    and a not in seen
+                    and (loop is None or member_of.get(a) is not loop)
+                ):
+                    seen.add(a)
+                    visit(again[a])
+                    out.append(again[a])
+
+        visit(e)
+        return out
 
     def ready(e: Eqn, loop: Loop | None) -> None:
         """Close every open loop (other than ``loop``) that ``e`` reads from."""
@@ -131,15 +226,19 @@ def schedule(prog: Program, kernels: bool = False) -> list[Step]:
         if _fusible(e):
             shape = e.outs[0].shape
             loop = open_loops.get(shape)
-            if loop is not None and any(isinstance(a, Var) and pending.get(a) is loop for a in e.ins):
+            joined = [*copies(e, loop), e]
+            if loop is not None and any(isinstance(a, Var) and pending.get(a) is loop for x in joined for a in x.ins):
                 close(loop)
                 loop = None
-            ready(e, loop)
+                joined = [*copies(e, loop), e]
+            for x in joined:
+                ready(x, loop)
             loop = open_loops.get(shape)
             if loop is None:
                 loop = open_loops[shape] = Loop(shape)
-            loop.eqns.append(e)
-            member_of[e.outs[0]] = loop
+            for x in joined:
+                loop.eqns.append(x)
+                member_of[x.outs[0]] = loop
             continue
         if get_op(e.op).fused_reduction and isinstance(e.ins[0], Var):
             loop = member_of.get(e.ins[0])
@@ -154,4 +253,4 @@ def schedule(prog: Program, kernels: bool = False) -> list[Step]:
     return steps
 
 
-__all__ = ["Loop", "Step", "schedule", "use_counts"]
+__all__ = ["Loop", "Step", "candidates", "schedule", "use_counts"]

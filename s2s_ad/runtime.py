@@ -383,18 +383,18 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
     return ns["call"]
 
 
-MISS = object()  # what a fast call (fast_call) returns when the arguments are not its signature's
+NOARG = object()  # a fast call's default for an argument not given (another number of arguments)
 
 
-def fast_call(c: Compiled, target: str | None, args: tuple, calls: ProgramCache) -> Callable[[tuple], Any] | None:
-    """A call function for program ``c`` of ``calls`` that checks itself that a call is one
-    like ``args`` (whose signature :func:`cached` found ``c`` for: Tensors, arrays, Python
-    floats at differentiated positions) and the context is unchanged, and returns
-    :data:`MISS` when it is not: the whole call path of a transformed function's repeated
-    call, with no key built and no dict lookup. Its ``key`` is ``c``'s in ``calls`` (the
-    caller marks it used when the fast call misses, which keeps the least-recently-used order
-    of ``calls`` as if every call had looked its program up). ``None`` when ``c`` has no such
-    path (arguments in containers)."""
+def fast_call(c: Compiled, target: str | None, args: tuple, calls: ProgramCache) -> Callable[..., Any] | None:
+    """A call function for program ``c`` of ``calls``, to be bound to a transformed function
+    as its ``__call__``: it checks itself that a call is one like ``args`` (whose signature
+    :func:`cached` found ``c`` for: Tensors, arrays, Python floats at differentiated positions,
+    no keywords), and calls the program, with no key built and no dict lookup (a change of
+    context drops it from the functions holding it: ``context._fast_calls``); a call that is not like ``args`` goes to the function's ``_call`` (the
+    lookup). Its ``key`` is ``c``'s in ``calls`` (``_call`` marks it used, which keeps the
+    least-recently-used order of ``calls`` as if every call had looked its program up).
+    ``None`` when ``c`` has no such path (arguments in containers)."""
     dispatch = getattr(c, "dispatch", None)
     pair = context._keys.get(target)
     key = next((k for k, v in calls.items() if v is c), None)
@@ -407,40 +407,45 @@ def fast_call(c: Compiled, target: str | None, args: tuple, calls: ProgramCache)
         return fast
     if len(args) != len(names):
         return None
+    given = [f"x{n[1:]}" for n in names]
+    # the arguments are positional only, with a default that tells a shorter call; a longer
+    # one fills ``more``, and keywords ``kwargs``: both go to the lookup
+    miss = f"        return self._call(({''.join(x + ', ' for x in given)}*more), kwargs)"
+    # (the context it assumes is not tested: a change of context drops the function)
+    test = "more or kwargs" + (f" or {given[-1]} is NOARG" if given else "")
     lines = [
-        f"def fast_{len(c.fast)}(args):",
-        "    if keys_get(TARGET) is not PAIR:",
-        "        return MISS",
-        "    try:",
-        f"        {''.join(n + ', ' for n in names)}= args",
-        "    except ValueError:",  # another number of arguments
-        "        return MISS",
+        f"def fast_{len(c.fast)}(self, {''.join(x + '=NOARG, ' for x in given)}/, *more, **kwargs):",
+        f"    if {test}:",
+        # (an argument left out is at the end: the lookup gets the ones given)
+        f"        return self._call(tuple(x for x in ({''.join(x + ', ' for x in given)}) if x is not NOARG), kwargs)"
+        if given
+        else miss,
     ]
     g: dict[str, Any] = {}
-    for i, (n, (kind, shape, dtype)) in enumerate(zip(names, spec[2])):
+    for i, (n, x, (kind, shape, dtype)) in enumerate(zip(names, given, spec[2])):
         if kind == "float":
-            lines += [f"    if type({n}) is not float:", "        return MISS"]
+            lines += [f"    if type({x}) is not float:", miss]
             if n not in scalar_args:
                 return None
-            lines.append(f"    {n} = sc{i}({n})")
+            lines.append(f"    {n} = sc{i}({x})")
             continue
-        test = f"type({n}) is not {kind.title()}" if kind in ("tensor", "parameter") else f"type({n}) is not ndarray"
-        lines += [f"    if {test}:", "        return MISS"]
+        test = f"type({x}) is not {kind.title()}" if kind in ("tensor", "parameter") else f"type({x}) is not ndarray"
+        lines += [f"    if {test}:", miss]
         if kind != "array" and n in scalar_args:
             # a Tensor's 0-d data of the signature's dtype, and only that, gives a numpy
             # scalar of the dtype's own type (other shapes give an array, others dtypes
             # another scalar type): one test for shape and dtype
             g[f"T{i}"] = np.dtype(dtype).type
-            lines += [f"    {n} = {n}._data[()]", f"    if type({n}) is not T{i}:", "        return MISS"]
+            lines += [f"    {n} = {x}._data[()]", f"    if type({n}) is not T{i}:", miss]
             continue
-        lines.append(f"    {n} = array({n})" if kind == "array" else f"    {n} = {n}._data")
+        lines.append(f"    {n} = array({x})" if kind == "array" else f"    {n} = {x}._data")
         g[f"S{i}"], g[f"D{i}"] = shape, dtype
         # (an array's dtype is most often the very object the signature holds: ``is`` first)
-        lines += [f"    if {n}.shape != S{i} or ({n}.dtype is not D{i} and {n}.dtype != D{i}):", "        return MISS"]
+        lines += [f"    if {n}.shape != S{i} or ({n}.dtype is not D{i} and {n}.dtype != D{i}):", miss]
         if n in scalar_args:
             lines.append(f"    {n} = {n}[()]")
     ns.update(g)
-    ns.update(keys_get=context._keys.get, TARGET=target, PAIR=pair, MISS=MISS, Tensor=Tensor, Parameter=Parameter)
+    ns.update(NOARG=NOARG, Tensor=Tensor, Parameter=Parameter)
     code = "\n".join(lines + body) + "\n"
     name = lines[0][4 : lines[0].index("(")]
     exec(compile(code, f"<s2s_ad fast call {c.fname}>", "exec"), ns)

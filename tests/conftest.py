@@ -58,3 +58,4 @@ def _restore_context():
     yield
     context._state.clear()
     context._state.update(saved)
+    context._changed()  # keys and fast calls made under the test's context

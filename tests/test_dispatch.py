@@ -8,6 +8,7 @@ import pytest
 
 import s2s_ad
 from s2s_ad import Parameter, Tensor, api, ops, runtime
+from s2s_ad.errors import ArgumentError
 from s2s_ad.ir import Aval
 from s2s_ad.runtime import _FRESH_ARRAY, _FRESH_VIEW, _MAYBE_VIEW, _SCALAR, _output_kinds
 from s2s_ad.trace import trace
@@ -118,6 +119,19 @@ def _no_lookup(monkeypatch):
     _no_more_staging(monkeypatch)
 
 
+_FELL_BACK = object()
+
+
+def _misses(g, *args, **kwargs) -> bool:
+    """Whether calling ``g`` so leaves its fast call for the lookup (``_call``)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(type(g), "_call", lambda self, args, kwargs: _FELL_BACK)
+    try:
+        return g(*args, **kwargs) is _FELL_BACK
+    finally:
+        mp.undo()
+
+
 def test_the_fast_call_checks_its_signature_and_falls_back(mode, monkeypatch):
     """From the third call on, a transformed function calls the function fast_call generated
     for its last program (no key, no lookup); arguments of another signature, types or a
@@ -132,7 +146,7 @@ def test_the_fast_call_checks_its_signature_and_falls_back(mode, monkeypatch):
 
     g(x, w, y)
     g(x, w, y)  # found by the lookup: makes the fast call
-    assert g._s2s_fast is not None
+    assert "_s2s_call" in g.__dict__
     with monkeypatch.context() as m:
         _no_lookup(m)
         for got, want in zip(g(x, w, y), expected(x.asnumpy(), w.asnumpy(), y)):
@@ -141,18 +155,23 @@ def test_the_fast_call_checks_its_signature_and_falls_back(mode, monkeypatch):
         x2 = Tensor(np.linspace(0, 2, 6).reshape(2, 3))
         for got, want in zip(g(x2, w, y * 3), expected(x2.asnumpy(), w.asnumpy(), y * 3)):
             np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-12)
-    fast = g._s2s_fast
-    # another shape, another dtype, an array where a Tensor was, too few arguments: not its call
-    assert fast((Tensor(np.ones((3, 3))), w, np.ones((3, 2)))) is runtime.MISS
-    assert fast((Tensor(np.ones((2, 3), np.float32)), w, y)) is runtime.MISS
-    assert fast((x.asnumpy(), w, y)) is runtime.MISS
-    assert fast((x, w)) is runtime.MISS
+    assert not _misses(g, x, w, y)
+    # another shape, another dtype, an array where a Tensor was, too few or too many
+    # arguments, keywords: not its call
+    assert _misses(g, Tensor(np.ones((3, 3))), w, np.ones((3, 2)))
+    assert _misses(g, Tensor(np.ones((2, 3), np.float32)), w, y)
+    assert _misses(g, x.asnumpy(), w, y)
+    assert _misses(g, x, w)
+    assert _misses(g, x, w, y, y)
+    assert _misses(g, x, w, y=y)
+    with pytest.raises(ArgumentError, match="positional arguments only"):
+        g(x, w, y=y)
     x3 = Tensor(np.ones((4, 3)))
     for got, want in zip(g(x3, w, np.ones((4, 2))), expected(np.ones((4, 3)), w.asnumpy(), np.ones((4, 2)))):
         np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-12)
     # a context change (what the backend key holds) is a miss too
     s2s_ad.set_context(algebraic_simplification=s2s_ad.get_context("algebraic_simplification"))
-    assert g._s2s_fast((x3, w, np.ones((4, 2)))) is runtime.MISS
+    assert _misses(g, x3, w, np.ones((4, 2)))
 
 
 def test_the_fast_call_takes_python_floats_as_scalars(mode, monkeypatch):
@@ -164,7 +183,7 @@ def test_the_fast_call_takes_python_floats_as_scalars(mode, monkeypatch):
         out = g(0.25)
     assert out.shape == () and out.dtype == s2s_ad.float32
     np.testing.assert_allclose(out.asnumpy(), 2 * 0.25 * np.sin(0.25) + 0.25**2 * np.cos(0.25), rtol=1e-6)
-    assert g._s2s_fast((Tensor(np.float32(0.5)),)) is runtime.MISS  # a Tensor where a float was
+    assert _misses(g, Tensor(np.float32(0.5)))  # a Tensor where a float was
 
 
 def _sin_cube(x):
@@ -186,7 +205,7 @@ def test_a_scalar_program_calls_its_machine_code_entry(monkeypatch):
         x = Tensor(np.array(0.5))
         g(x)
         g(x)
-        fast = g._s2s_fast
+        fast = g._s2s_call
         assert type(fast.__globals__["fn"]).__name__ == "builtin_function_or_method"  # not a Dispatcher
         with monkeypatch.context() as m:
             _no_lookup(m)
@@ -194,10 +213,10 @@ def test_a_scalar_program_calls_its_machine_code_entry(monkeypatch):
                 out = g(Tensor(np.array(v)))
                 assert out.shape == () and out.asnumpy().dtype == np.float64
                 np.testing.assert_allclose(out.asnumpy(), want(v), rtol=1e-12)
-        assert fast((Tensor(np.array(0.5, np.float32)),)) is runtime.MISS
-        assert fast((Tensor(np.array([0.5])),)) is runtime.MISS
-        assert fast((Parameter(Tensor(np.array(0.5)), name="p"),)) is runtime.MISS
-        assert fast(()) is runtime.MISS and fast((x, x)) is runtime.MISS
+        assert _misses(g, Tensor(np.array(0.5, np.float32)))
+        assert _misses(g, Tensor(np.array([0.5])))
+        assert _misses(g, Parameter(Tensor(np.array(0.5)), name="p"))
+        assert _misses(g) and _misses(g, x, x)
         f32 = g(Tensor(np.array(0.5, np.float32)))
         assert f32.asnumpy().dtype == np.float32
         np.testing.assert_allclose(f32.asnumpy(), want(0.5), rtol=1e-5)

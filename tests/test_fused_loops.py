@@ -97,3 +97,35 @@ def test_sin_cos_beyond_their_fast_range_rerun_with_numpy(dtype):
         for a, b in zip(graph, native):
             assert a.dtype == b.dtype
             np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=rtol, atol=rtol)
+
+
+_B1 = np.linspace(-0.5, 0.5, 5)
+_W2 = np.linspace(1.0, -1.0, 5).reshape(5, 1)
+
+
+def _network_total(xt, w):
+    return s2s_ad.ops.sum(s2s_ad.ops.matmul(s2s_ad.ops.tanh(s2s_ad.ops.matmul(xt, w) + _B1), _W2))
+
+
+def _input_gradient_loss(w, xt):
+    du = s2s_ad.grad(_network_total)(xt, w)
+    return s2s_ad.ops.sum(du * du)
+
+
+def test_values_loops_compute_again_match_numpy():
+    """A second-order PINN-style gradient: the ``1 - h*h`` factors of its tanh layer are
+    computed again in each loop that reads them (not stored by the forward loop); the
+    result is the numpy backend's."""
+    rng = np.random.default_rng(3)
+    w = s2s_ad.Tensor(rng.standard_normal((2, 5)))
+    xt = s2s_ad.Tensor(rng.uniform(-1, 1, (7, 2)))
+    g = s2s_ad.grad(_input_gradient_loss)
+    graph, native = _both(g, w, xt)
+    np.testing.assert_allclose(graph.asnumpy(), native.asnumpy(), rtol=1e-12, atol=1e-14)
+    src = generated_source(g, Aval((2, 5), np.dtype(np.float64)), Aval((7, 2), np.dtype(np.float64)), target="numba")
+    loops = re.split(r"for i0\w* in range\(7\):", src)[1:]
+    forward = [lp for lp in loops if "vm.tanh(" in lp]
+    # tanh's value and the product's operand stored; not ``2 - 2 h**2``, computed again later
+    body = re.split(r"\n    (?! )", forward[0])[0]  # up to the next statement after the loop
+    assert len(forward) == 1 and body.count("] = ") == 2
+    assert any("2.0 - 2.0 * vm.square(" in lp for lp in loops if "vm.tanh(" not in lp)

@@ -12,7 +12,7 @@ import pytest
 
 from s2s_ad import opt
 from s2s_ad.clusters import elementwise_units
-from s2s_ad.fusion import Loop, schedule, use_counts
+from s2s_ad.fusion import Loop, candidates, schedule, use_counts
 from s2s_ad.ir import Aval, Builder, Eqn, Lit, Program, Var, check_program
 from s2s_ad.primitives import as_py_index, get_op
 
@@ -403,6 +403,50 @@ def test_a_loop_that_only_moves_data_prints_as_equations():
     steps = schedule(prog)
     assert _loops(steps) == []
     assert steps == prog.eqns
+
+
+def _tanh_layer(out_too: bool = False):
+    """``h = tanh(x)`` (an array: a product reads it), ``c = 1 - h*h``, then ``q = (h @ w) * c``
+    in a loop after the product."""
+    x, w = var((2, 3), "x"), var((3, 3), "w")
+    b = Builder()
+    h = b.bind1("tanh", x)
+    a = b.bind1("mul", h, h)
+    c = b.bind1("sub", Lit(1.0, F32), a)
+    p = b.bind1("matmul", h, w, transpose_a=False, transpose_b=False)
+    q = b.bind1("mul", p, c)
+    return program([x, w], b.eqns, [q, c] if out_too else [q]), (h, a, c, p, q)
+
+
+def test_a_cheap_value_read_by_a_later_loop_is_computed_again_there():
+    prog, (h, a, c, p, q) = _tanh_layer()
+    assert candidates(prog) == {a, c}
+    first, second = _loops(schedule(prog))
+    # the first loop stores only h (the product reads it); a and c, unused there, are dropped
+    assert [e.op for e in first.eqns] == ["tanh"] and first.stored == [h]
+    assert [e.op for e in second.eqns] == ["mul", "sub", "mul"] and second.stored == [q]
+    assert [e.outs[0] for e in second.eqns] == [a, c, q]
+
+
+def test_values_a_program_returns_or_a_non_elementwise_equation_reads_are_stored():
+    prog, (h, a, c, p, q) = _tanh_layer(out_too=True)
+    assert candidates(prog) == {a}
+    first, second = _loops(schedule(prog))
+    assert first.stored == [h, c] and [e.outs[0] for e in second.eqns] == [q]
+
+
+def test_a_value_computed_from_one_only_loops_read_is_stored():
+    x, w = var((2, 3), "x"), var((3, 3), "w")
+    b = Builder()
+    g = b.bind1("exp", x)  # read by loops only: an array only where a loop stores it
+    k = b.bind1("mul", g, Lit(2.0, F32))
+    y = b.bind1("sin", x)
+    p = b.bind1("matmul", y, w, transpose_a=False, transpose_b=False)  # closes the loop
+    q = b.bind1("mul", p, k)
+    prog = program([x, w], b.eqns, [q])
+    assert candidates(prog) == {k}
+    first, _ = _loops(schedule(prog))
+    assert first.stored == [k, y]
 
 
 # ----------------------------------------------------------------------------- derivative rules
