@@ -473,6 +473,10 @@ class Transformed:
 
     __call__ = property(operator.attrgetter("_s2s_call"), doc="Call the transformed function.")
 
+    def _drop_fast_call(self) -> None:
+        """Call through the lookup again (another program, or a change of context)."""
+        self.__dict__.pop("_s2s_call", None)
+
     def _call(self, args: tuple, kwargs: dict) -> Any:
         """A call that is not the last program's (or has keyword arguments): the program for
         the arguments' signature, looked up, loaded from the disk cache or compiled."""
@@ -483,12 +487,12 @@ class Transformed:
         if calls is not None and not kwargs:
             c = cached(calls, self.target, args, self)  # a program that ran before: one dict lookup
             if c is not None:
-                fast = fast_call(c, self.target, args, calls)
+                fast = fast_call(c, args, calls)
                 if fast is not None:
                     vars(self)["_s2s_call"] = types.MethodType(fast, self)
                     context._fast_calls.add(self)
                 else:
-                    self.__dict__.pop("_s2s_call", None)
+                    self._drop_fast_call()
                 return c.call(args)
         if kwargs:
             raise ArgumentError(

@@ -125,7 +125,7 @@ def _changed() -> None:
     """The context changed: the keys made before are stale, and so are the fast calls."""
     _keys.clear()
     for t in list(_fast_calls):
-        t.__dict__.pop("_s2s_call", None)
+        t._drop_fast_call()
     _fast_calls.clear()
 
 

@@ -63,15 +63,14 @@ class Loop:
         and dropped from this loop when it does not read them."""
         inside = self.reads()
         members = {e.outs[0] for e in self.eqns}
+        again = {} if again is None else again
         stored = {e.outs[0] for e in self.eqns if e.outs[0] not in cheap and uses[e.outs[0]] > inside[e.outs[0]]}
         cost: dict[Var, tuple[int, frozenset[Var]]] = {}  # operations, arrays of the loop's shape read
         for e in self.eqns:
             v = e.outs[0]
-            if v not in cheap or again is None:
-                if v in cheap and uses[v] > inside[v]:
-                    stored.add(v)
+            if v not in cheap:
                 continue
-            ops, arrays = 1, frozenset()
+            ops, arrays = 1, frozenset[Var]()
             for a in e.ins:
                 if not isinstance(a, Var) or a.shape != v.shape:
                     continue  # a number, or a broadcast value (of another shape: an array)

@@ -386,43 +386,40 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
 NOARG = object()  # a fast call's default for an argument not given (another number of arguments)
 
 
-def fast_call(c: Compiled, target: str | None, args: tuple, calls: ProgramCache) -> Callable[..., Any] | None:
+def fast_call(c: Compiled, args: tuple, calls: ProgramCache) -> Callable[..., Any] | None:
     """A call function for program ``c`` of ``calls``, to be bound to a transformed function
     as its ``__call__``: it checks itself that a call is one like ``args`` (whose signature
-    :func:`cached` found ``c`` for: Tensors, arrays, Python floats at differentiated positions,
-    no keywords), and calls the program, with no key built and no dict lookup (a change of
-    context drops it from the functions holding it: ``context._fast_calls``); a call that is not like ``args`` goes to the function's ``_call`` (the
-    lookup). Its ``key`` is ``c``'s in ``calls`` (``_call`` marks it used, which keeps the
-    least-recently-used order of ``calls`` as if every call had looked its program up).
-    ``None`` when ``c`` has no such path (arguments in containers)."""
+    :func:`cached` found ``c`` for: Tensors, arrays, Python floats at differentiated
+    positions, no keywords) and calls the program, with no key built and no dict lookup; a
+    call that is not like ``args`` goes to the function's ``_call`` (the lookup). It assumes
+    the context it was made in: a change of context drops it from the functions holding it
+    (``context._fast_calls``). Its ``key`` is ``c``'s in ``calls`` (``_call`` marks it used,
+    which keeps the least-recently-used order of ``calls`` as if every call had looked its
+    program up). ``None`` when ``c`` has no such path (arguments in containers)."""
     dispatch = getattr(c, "dispatch", None)
-    pair = context._keys.get(target)
     key = next((k for k, v in calls.items() if v is c), None)
-    if dispatch is None or dispatch[1] is None or pair is None or key is None:
+    if dispatch is None or dispatch[1] is None or key is None:
         return None
     ns, body, names, scalar_args = dispatch
-    spec = (target, pair, tuple(_arg_spec(a) for a in args))
+    spec = tuple(_arg_spec(a) for a in args)
     fast = c.fast.get(spec)
     if fast is not None and fast.key == key:
         return fast
     if len(args) != len(names):
         return None
     given = [f"x{n[1:]}" for n in names]
-    # the arguments are positional only, with a default that tells a shorter call; a longer
-    # one fills ``more``, and keywords ``kwargs``: both go to the lookup
-    miss = f"        return self._call(({''.join(x + ', ' for x in given)}*more), kwargs)"
-    # (the context it assumes is not tested: a change of context drops the function)
+    # The arguments are positional only, with a default that tells a shorter call; a longer
+    # one fills ``more``, and keywords ``kwargs``: all go to the lookup, with the arguments
+    # given (one left out is at the end).
+    miss = f"        return self._call((*(x for x in ({''.join(x + ', ' for x in given)}) if x is not NOARG), *more), kwargs)"
     test = "more or kwargs" + (f" or {given[-1]} is NOARG" if given else "")
     lines = [
         f"def fast_{len(c.fast)}(self, {''.join(x + '=NOARG, ' for x in given)}/, *more, **kwargs):",
         f"    if {test}:",
-        # (an argument left out is at the end: the lookup gets the ones given)
-        f"        return self._call(tuple(x for x in ({''.join(x + ', ' for x in given)}) if x is not NOARG), kwargs)"
-        if given
-        else miss,
+        miss,
     ]
     g: dict[str, Any] = {}
-    for i, (n, x, (kind, shape, dtype)) in enumerate(zip(names, given, spec[2])):
+    for i, (n, x, (kind, shape, dtype)) in enumerate(zip(names, given, spec)):
         if kind == "float":
             lines += [f"    if type({x}) is not float:", miss]
             if n not in scalar_args:
