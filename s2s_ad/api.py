@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import operator
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -437,7 +436,7 @@ class Transformed:
         ``grad(grad(f))`` built anew on every call still finds the programs compiled for
         the first one."""
         keys, fn = [self.key()], self.fn
-        while isinstance(fn, Transformed) and type(fn).__call__ is Transformed.__call__:
+        while isinstance(fn, Transformed) and not isinstance(fn, JitFunction):
             keys.append((type(fn).__name__, fn.key()))
             fn = fn.fn
         return fn, tuple(keys)
@@ -461,35 +460,39 @@ class Transformed:
         raise NotImplementedError
 
     # calling ---------------------------------------------------------------
-    # ``__call__`` is the instance's ``_s2s_call``: until a program has run twice, the method
-    # below (the lookup); then the function fast_call generated for the last program called,
-    # bound to the instance, which checks the arguments itself and calls the compiled code
-    # (one Python frame on the whole path: no ``*args`` tuple handed on), or calls
-    # :meth:`_call` when they are not that program's.
+    # Until a program has run twice, a call looks its program up (:meth:`_call`). Then the
+    # instance's class becomes a subclass of its own whose ``__call__`` is the function
+    # fast_call generated for the last program called (:func:`_fast_class`): it checks the
+    # arguments itself and calls the compiled code, one Python frame on the whole path, or
+    # calls :meth:`_call` when they are not that program's. Another program, or a change of
+    # context, puts the instance back in its class (:meth:`_drop_fast_call`).
     _s2s_calls: ProgramCache | None = None  # the programs compiled for this function, by call key
+    _s2s_base: type | None = None  # in a fast call's class: the class it was made from
+    _s2s_fast: Callable[..., Any] | None = None  # in a fast call's class: its ``__call__``
 
-    def _s2s_call(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the transformed function."""
         return self._call(args, kwargs)
-
-    __call__ = property(operator.attrgetter("_s2s_call"), doc="Call the transformed function.")
 
     def _drop_fast_call(self) -> None:
         """Call through the lookup again (another program, or a change of context)."""
-        self.__dict__.pop("_s2s_call", None)
+        base = type(self)._s2s_base
+        if base is not None:
+            self.__class__ = base
 
     def _call(self, args: tuple, kwargs: dict) -> Any:
         """A call that is not the last program's (or has keyword arguments): the program for
         the arguments' signature, looked up, loaded from the disk cache or compiled."""
         calls = self._s2s_calls
-        fast = self.__dict__.get("_s2s_call")
+        fast = type(self)._s2s_fast
         if fast is not None and calls is not None:
-            calls.used(fast.__func__.key)  # it was the most recently used until now
+            calls.used(fast.key)  # type: ignore[attr-defined]  # the most recently used until now
         if calls is not None and not kwargs:
             c = cached(calls, self.target, args, self)  # a program that ran before: one dict lookup
             if c is not None:
                 fast = fast_call(c, args, calls)
                 if fast is not None:
-                    vars(self)["_s2s_call"] = types.MethodType(fast, self)
+                    self.__class__ = _fast_class(type(self)._s2s_base or type(self), fast)
                     context._fast_calls.add(self)
                 else:
                     self._drop_fast_call()
@@ -541,7 +544,7 @@ class Transformed:
     # pickling --------------------------------------------------------------
     # Attributes that hold compiled state (the programs compiled for this function), dropped
     # from a pickle: the unpickled function compiles again, or loads from the disk cache.
-    _TRANSIENT = ("_s2s_calls", "_s2s_call")
+    _TRANSIENT = ("_s2s_calls",)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """A pickle of the user function and the transform's options, never compiled code.
@@ -555,7 +558,8 @@ class Transformed:
         ref = module_reference(self, getattr(user, "__module__", None), getattr(user, "__qualname__", None))
         if ref is not None:
             return (from_module, ref)
-        return super().__reduce_ex__(protocol)
+        # the class the function was made as, not a fast call's
+        return _new, (type(self)._s2s_base or type(self),), self.__getstate__()
 
     def __getstate__(self) -> dict[str, Any]:
         # functions pickled by value travel with their source
@@ -563,6 +567,25 @@ class Transformed:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state_without_sources(state))
+
+
+def _new(cls: type) -> Any:
+    """An instance of ``cls`` with no state yet (the unpickler sets it)."""
+    return cls.__new__(cls)
+
+
+def _fast_class(base: type, fast: Callable[..., Any]) -> type:
+    """The subclass of ``base`` whose ``__call__`` is the fast call ``fast`` (made once per
+    class and fast call, shared by the functions whose last program ``fast`` calls): Python
+    finds a class's ``__call__`` with no descriptor and no bound method in between."""
+    classes = fast.__dict__.setdefault("classes", {})
+    cls = classes.get(base)
+    if cls is None:
+        names = {k: getattr(base, k) for k in ("__module__", "__qualname__", "__doc__")}
+        cls = classes[base] = type(
+            base.__name__, (base,), {**names, "__slots__": (), "__call__": fast, "_s2s_base": base, "_s2s_fast": fast}
+        )
+    return cls
 
 
 def _user_function(fn: Any) -> Any:
@@ -1215,12 +1238,12 @@ class JitFunction(Transformed):
     def describe(self) -> str:
         return f"{callable_name(self.fn)}, compiled."
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, args: tuple, kwargs: dict) -> Any:
         if not kwargs:
-            return super().__call__(*args)
+            return super()._call(args, kwargs)
         args, kw = _bind_positional(self.fn, args, kwargs)
         if not kw:
-            return super().__call__(*args)
+            return super()._call(args, {})
         # Keyword-only arguments (and **kwargs) cannot be passed positionally: they travel
         # after the positional ones, their names part of the cache key.
         names, n, vals = tuple(kw), len(args), [*args, *kw.values()]

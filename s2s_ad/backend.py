@@ -15,11 +15,12 @@ import linecache
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from .codegen import LOOP_NS, generate, loop_namespace, module_header, register_source, uses_special
-from .diskcache import NJIT_OPTIONS, compile_cached
+from .diskcache import NJIT_OPTIONS, FirstCall, compile_cached
 from .ir import Program, subprograms
 from .lru import ProgramCache, Users
 from .primitives import SPECIAL_NS, get_op
@@ -125,13 +126,28 @@ def compile_split(src: str, fname: str, kernels: dict[str, str], only: set[str] 
     (through both caches, by its own source: a kernel shared by several programs compiles
     once). With ``only``, the kernels not in it that return nothing are skipped (their arrays
     stay unfilled; a compiling process uses that to compile its share of the kernels)."""
-    fns = {
-        k: compile_source(ks, k, "numba") if only is None or k in only or "return" in ks else _skip
-        for k, ks in kernels.items()
-    }
     main = compile_source(src, fname, "python")
-    main.__globals__.update(fns)  # type: ignore[attr-defined]
+    g = main.__globals__  # type: ignore[attr-defined]
+    for k, ks in kernels.items():
+        fn = compile_source(ks, k, "numba") if only is None or k in only or "return" in ks else _skip
+        g[k] = _checked_once(g, k, fn) if type(fn) is FirstCall else fn
     return main
+
+
+def _checked_once(g: dict, name: str, first: FirstCall) -> Callable:
+    """``first`` (machine code from the disk cache, checked on its first call) as kernel
+    ``name`` of a split program whose globals are ``g``: once its first call has run, the
+    program calls the Numba dispatcher itself (a Python frame less on every later call).
+    ``first`` stays in ``g`` (``_entries``): it holds the cache entry's module, which the
+    dispatcher needs importable as long as it may load or compile machine code."""
+    g.setdefault("_entries", {})[name] = first
+
+    def call(*args: Any) -> Any:
+        out = first(*args)
+        g[name] = first.dispatcher
+        return out
+
+    return call
 
 
 def _skip(*args: object) -> None:

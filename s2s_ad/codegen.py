@@ -350,6 +350,8 @@ class _Body:
                 C.contig.add(target)
             elif s.endswith(".T") and s[:-2] in C.contig:
                 C.fortran.add(target)
+            elif s.endswith(".T") and s[:-2] in C.fortran:
+                C.contig.add(target)  # the transpose of a transpose of a C-contiguous array
         return lines
 
     # ------------------------------------------------------------------ regions
@@ -555,7 +557,14 @@ def loop_kernel(lines: list[str], made: list[str], kernels: dict[str, str]) -> l
     # The arrays the loop fills are allocated by the caller and passed in: a kernel that
     # allocates and returns arrays takes Numba longer to compile, and its call boxes them.
     stores = Counter(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
-    hoisted = [st for st in tree.body if _allocation(st) and stores[st.targets[0].id] == 1]
+    # (and so are the flat views of arrays the kernel does not assign, which it runs over)
+    hoisted: list[ast.stmt] = []
+    for st in tree.body:
+        if _allocation(st) and stores[st.targets[0].id] == 1:
+            hoisted.append(st)
+        elif (base := _flat_view(st)) is not None and stores[st.targets[0].id] == 1:
+            if stores[base] == 0 or base in {h.targets[0].id for h in hoisted}:
+                hoisted.append(st)
     # What the loop's results become after it, computed from the passed arrays alone (a
     # finished reduction: ``total = acc``, ``acc.astype(np.float32)``), is numpy's after the call
     passed = {st.targets[0].id for st in hoisted}
@@ -598,6 +607,23 @@ def loop_kernel(lines: list[str], made: list[str], kernels: dict[str, str]) -> l
     kernels[kname] = f"def {kname}{text}"
     call = f"{kname}({', '.join(params)})"
     return [*outside, f"{', '.join(rets)}, = {call}" if rets else call, *after]
+
+
+def _flat_view(st: ast.stmt) -> str | None:
+    """The array ``st`` takes the flat view of (``v = x.ravel()``), else ``None``."""
+    if not (isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)):
+        return None
+    call = st.value
+    if (
+        isinstance(call, ast.Call)
+        and not call.args
+        and not call.keywords
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "ravel"
+        and isinstance(call.func.value, ast.Name)
+    ):
+        return call.func.value.id
+    return None
 
 
 def _allocation(st: ast.stmt) -> bool:
@@ -651,12 +677,26 @@ def _print_loop(
     over ``loop.shape`` computing every member on scalars, then the reductions finished
     (``name_of`` gives the variables' names)."""
     shape = loop.shape
-    idx = [C.fresh(f"i{k}") for k in range(len(shape))]
     stored = set(loop.stored)
     pre: list[str] = []
     body: list[str] = []
     post: list[str] = []
     local: dict[Var, tuple[str, int]] = {}  # member values inside the loop
+    # A kernel's loop over every element of C-contiguous arrays (no broadcast operand, no
+    # partial reduction) runs over their flat views, which its caller passes: one index and one
+    # loop (less code for Numba to compile, and a long loop for LLVM to vectorise rather than
+    # a short inner one)
+    flat = C.split and len(shape) > 1 and _flattens(loop, atom, C.contig)
+    idx = [C.fresh("i")] if flat else [C.fresh(f"i{k}") for k in range(len(shape))]
+    views: dict[str, str] = {}
+
+    def element(arr: str, index: str) -> str:
+        if not flat:
+            return f"{arr}[{index}]"
+        if arr not in views:
+            views[arr] = C.fresh(f"{arr}_flat")
+            pre.append(f"{views[arr]} = {arr}.ravel()")
+        return f"{views[arr]}[{idx[0]}]"
 
     loads: list[str] = []
 
@@ -669,7 +709,7 @@ def _print_loop(
         # inputs as far as LLVM knows, so repeated ``x[i]`` reads would be reloaded.
         arr = atom(a)[0]
         name = C.fresh(f"{arr}_i")
-        loads.append(f"{name} = {arr}[{_index(a.shape, shape, idx)}]")
+        loads.append(f"{name} = {element(arr, '' if flat else _index(a.shape, shape, idx))}")
         local[a] = (name, ATOM)
         return local[a]
 
@@ -701,10 +741,10 @@ def _print_loop(
             C.contig.add(arr)
             expr[out] = (arr, ATOM)
             if member_uses[out] == 0 and not checked:
-                body.append(f"{arr}[{', '.join(idx)}] = {s}")
+                body.append(f"{element(arr, ', '.join(idx))} = {s}")
                 continue
             name = C.fresh(f"{hint}_i" if hint else None)
-            body += [f"{name} = {s}", f"{arr}[{', '.join(idx)}] = {name}"]
+            body += [f"{name} = {s}", f"{element(arr, ', '.join(idx))} = {name}"]
         elif not checked and (e.op in ("stop_gradient", "broadcast_to") or (hint is None and member_uses[out] <= 1)):
             local[out] = (s, prec)
             continue
@@ -745,9 +785,9 @@ def _print_loop(
             C.contig.add(target)
 
     nest = []
-    for depth, (i, d) in enumerate(zip(idx, shape)):
+    for depth, (i, d) in enumerate(zip(idx, [int(np.prod(shape, dtype=np.int64))] if flat else shape)):
         nest.append("    " * depth + f"for {i} in range({d}):")
-    pad = "    " * len(shape)
+    pad = "    " * len(idx)
     fast = nest + [pad + ln for ln in loads + body]
     if not limited:
         return pre + init + fast + post
@@ -761,6 +801,21 @@ def _print_loop(
     again = [f"if {bad}:  # sin/cos of an argument beyond 2**20 pi/2, inf or nan: numpy's functions"]
     again += ["    " + ln for ln in init + slow]
     return pre + init + [f"{bad} = False"] + fast + [pad + ln for ln in checks] + again + post
+
+
+def _flattens(loop: Loop, atom: Callable[[Atom], tuple[str, int]], contig: set[str]) -> bool:
+    """Whether ``loop`` reads and writes every array it touches element for element, over
+    the loop's whole shape, with every array it reads C-contiguous (so that its flat view is
+    a view): then it can run over the arrays' flat views with one index."""
+    if any(set(e.params["axes"]) != set(range(len(loop.shape))) for e in loop.reductions):
+        return False
+    made = {e.outs[0] for e in loop.eqns}
+    for e in loop.eqns + loop.reductions:
+        for a in e.ins:
+            if isinstance(a, Var) and a not in made and a.shape != ():
+                if a.shape != loop.shape or atom(a)[0] not in contig:
+                    return False
+    return True
 
 
 def _index(in_shape: tuple, loop_shape: tuple, idx: list[str]) -> str:

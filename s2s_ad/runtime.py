@@ -232,6 +232,11 @@ class Compiled:
     def __call__(self, args: list[Any] | tuple) -> Any:
         return self.call(args)
 
+    def machine_code_ready(self) -> None:
+        """A background compile has switched this program to machine code (its tier calls
+        this, with ``fn`` and the dispatchers' ``fn`` set): its fast calls are made again."""
+        refresh_fast_calls(self)
+
     def _first_call(self, args: list[Any] | tuple) -> Any:
         prog = self.iface
         arrays = [_input(x) for x in tensor_leaves(list(args), [])]
@@ -400,12 +405,29 @@ def fast_call(c: Compiled, args: tuple, calls: ProgramCache) -> Callable[..., An
     key = next((k for k, v in calls.items() if v is c), None)
     if dispatch is None or dispatch[1] is None or key is None:
         return None
-    ns, body, names, scalar_args = dispatch
     spec = tuple(_arg_spec(a) for a in args)
     fast = c.fast.get(spec)
     if fast is not None and fast.key == key:
         return fast
-    if len(args) != len(names):
+    return _fast_function(c, spec, key)
+
+
+def refresh_fast_calls(c: Compiled) -> None:
+    """Make the fast calls of ``c`` again now that it runs machine code (which converts its
+    results more cheaply, :func:`_exact_scalars`), and put them in the classes of the
+    functions holding the old ones (:func:`s2s_ad.api._fast_class`)."""
+    for spec, old in list(c.fast.items()):
+        new = _fast_function(c, spec, old.key)  # type: ignore[attr-defined]
+        if new is None:
+            continue
+        new.classes = classes = old.__dict__.get("classes", {})  # type: ignore[attr-defined]
+        for cls in list(classes.values()):
+            cls.__call__ = cls._s2s_fast = new
+
+
+def _fast_function(c: Compiled, spec: tuple, key: Any) -> Callable[..., Any] | None:
+    ns, body, names, scalar_args = c.dispatch
+    if len(spec) != len(names):
         return None
     given = [f"x{n[1:]}" for n in names]
     # The arguments are positional only, with a default that tells a shorter call; a longer
@@ -419,7 +441,7 @@ def fast_call(c: Compiled, args: tuple, calls: ProgramCache) -> Callable[..., An
         miss,
     ]
     g: dict[str, Any] = {}
-    for i, (n, x, (kind, shape, dtype)) in enumerate(zip(names, given, spec)):
+    for i, (n, x, (kind, shape, dtype)) in enumerate(zip(names, given, spec, strict=True)):
         if kind == "float":
             lines += [f"    if type({x}) is not float:", miss]
             if n not in scalar_args:
@@ -441,6 +463,9 @@ def fast_call(c: Compiled, args: tuple, calls: ProgramCache) -> Callable[..., An
         lines += [f"    if {n}.shape != S{i} or ({n}.dtype is not D{i} and {n}.dtype != D{i}):", miss]
         if n in scalar_args:
             lines.append(f"    {n} = {n}[()]")
+    for k in _exact_scalars(c):
+        # (a Python float is exactly a float64 and a complex a complex128: no dtype to convert to)
+        body = [ln.replace(f"asarray(r[{k}], dt{k})", f"asarray(r[{k}])") for ln in body]
     ns.update(g)
     ns.update(NOARG=NOARG, Tensor=Tensor, Parameter=Parameter)
     code = "\n".join(lines + body) + "\n"
@@ -449,6 +474,24 @@ def fast_call(c: Compiled, args: tuple, calls: ProgramCache) -> Callable[..., An
     fast = c.fast[spec] = ns[name]
     fast.key = key  # type: ignore[attr-defined]
     return fast
+
+
+def _exact_scalars(c: Compiled) -> list[int]:
+    """The 0-d float64 (complex128) outputs of ``c`` that its machine code returns as Python
+    floats (complexes) of that type; none while ``c`` runs its numpy code."""
+    overloads = getattr(c.fn, "overloads", None)
+    if not overloads or len(overloads) != 1:
+        return []
+    from numba.core import types
+
+    (sig,) = overloads
+    ret = overloads[sig].signature.return_type
+    if not isinstance(ret, types.BaseTuple) or len(ret) != len(c.out_avals):
+        return []
+    exact = {np.dtype(np.float64): types.float64, np.dtype(np.complex128): types.complex128}
+    return [
+        k for k, (t, av) in enumerate(zip(ret, c.out_avals)) if av.shape == () and exact.get(np.dtype(av.dtype)) == t
+    ]
 
 
 def _arg_spec(a: Any) -> tuple:

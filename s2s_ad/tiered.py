@@ -62,7 +62,7 @@ WARM_DELAY = 0.05  # seconds a warm start's loading of machine code waits after 
 class Tier:
     """The background compile of one program: the Numba ``source`` of function ``fname``,
     compiled for the argument types of the program's first call, then swapped into its
-    owner (a :class:`~s2s_ad.runtime.Compiled`: its ``fn``, ``entry`` and dispatchers).
+    owner (a :class:`~s2s_ad.runtime.Compiled`: its ``fn``, ``entry``, dispatchers and fast calls).
     ``warm``: the program was loaded by a warm start, so its machine code is most likely in the
     disk cache already: the worker loads it without starting a compiling process when it is."""
 
@@ -164,6 +164,8 @@ class Tier:
             direct = direct_entry(fn)
             for d in self._dispatchers:
                 d.__globals__["fn"] = direct
+            if owner is not None:
+                owner.machine_code_ready()
         log.info(
             "compiled %s in the background in %.2f s; its calls run the machine code now", self.fname, self.seconds
         )

@@ -146,7 +146,7 @@ def test_the_fast_call_checks_its_signature_and_falls_back(mode, monkeypatch):
 
     g(x, w, y)
     g(x, w, y)  # found by the lookup: makes the fast call
-    assert "_s2s_call" in g.__dict__
+    assert type(g)._s2s_fast is not None
     with monkeypatch.context() as m:
         _no_lookup(m)
         for got, want in zip(g(x, w, y), expected(x.asnumpy(), w.asnumpy(), y)):
@@ -205,7 +205,7 @@ def test_a_scalar_program_calls_its_machine_code_entry(monkeypatch):
         x = Tensor(np.array(0.5))
         g(x)
         g(x)
-        fast = g._s2s_call
+        fast = type(g)._s2s_fast
         assert type(fast.__globals__["fn"]).__name__ == "builtin_function_or_method"  # not a Dispatcher
         with monkeypatch.context() as m:
             _no_lookup(m)
@@ -222,6 +222,69 @@ def test_a_scalar_program_calls_its_machine_code_entry(monkeypatch):
         np.testing.assert_allclose(f32.asnumpy(), want(0.5), rtol=1e-5)
         vec = g(Tensor(np.array([0.5, 1.0])))
         np.testing.assert_allclose(vec.asnumpy(), want(np.array([0.5, 1.0])), rtol=1e-12)
+    finally:
+        s2s_ad.set_context(mode=old)
+
+
+def test_the_fast_call_is_the_call_of_a_class_of_its_own(mode):
+    """A function with a fast call is an instance of a subclass of its own class whose
+    ``__call__`` is the fast call; it is still its class by name, ``isinstance``, pickle and
+    copy, and a change of context puts it back in its class."""
+    import copy
+    import pickle
+
+    g = s2s_ad.grad(_poly)
+    base = type(g)
+    x = Tensor(np.linspace(-1.0, 1.0, 5))
+    for _ in range(3):
+        out = g(x)
+    np.testing.assert_allclose(out.asnumpy(), 3 * x.asnumpy() ** 2 + np.cos(x.asnumpy()), rtol=1e-12)
+    cls = type(g)
+    assert cls is not base and cls._s2s_base is base and cls.__call__ is cls._s2s_fast
+    assert isinstance(g, api.ReverseFunction) and cls.__name__ == base.__name__ and "grad" in repr(g)
+    h = s2s_ad.grad(_poly)  # the same program: the same class once it has its fast call
+    for _ in range(2):
+        h(x)
+    assert type(h) is cls
+    for other in (pickle.loads(pickle.dumps(g)), copy.copy(g)):
+        assert type(other) is base
+        np.testing.assert_allclose(other(x).asnumpy(), out.asnumpy(), rtol=1e-12)
+    s2s_ad.set_context(algebraic_simplification=s2s_ad.get_context("algebraic_simplification"))
+    assert type(g) is base and type(h) is base
+    np.testing.assert_allclose(g(x).asnumpy(), out.asnumpy(), rtol=1e-12)
+
+
+def _scaled(x, y=2.0, *, z=1.0):
+    return x * y + z
+
+
+def test_keywords_reach_jit_after_its_fast_call(mode):
+    j = s2s_ad.jit(_scaled)
+    x = Tensor(np.array([1.0, -2.0]))
+    for _ in range(3):
+        np.testing.assert_allclose(j(x).asnumpy(), x.asnumpy() * 2.0 + 1.0)
+    assert type(j)._s2s_fast is not None
+    np.testing.assert_allclose(j(x, y=3.0).asnumpy(), x.asnumpy() * 3.0 + 1.0)
+    np.testing.assert_allclose(j(x, z=10.0).asnumpy(), x.asnumpy() * 2.0 + 10.0)
+    with pytest.raises(ArgumentError, match="unexpected keyword argument 'w'"):
+        j(x, w=1.0)
+
+
+def test_scalar_results_of_machine_code_need_no_conversion():
+    """A 0-d float64 result that the machine code returns as a Python float becomes a 0-d
+    array with no dtype to convert to; a float32 one is still converted to float32."""
+    old = s2s_ad.get_context("mode")
+    s2s_ad.set_context(mode=s2s_ad.GRAPH_MODE)
+    try:
+        g = s2s_ad.grad(s2s_ad.grad(_sin_cube))
+        for dtype, exact in ((np.float64, True), (np.float32, False)):
+            x = Tensor(np.array(0.5, dtype))
+            for _ in range(3):
+                out = g(x)
+            assert out.asnumpy().dtype == dtype and out.shape == ()
+            want = -(0.5**3) * np.sin(0.5) + 6 * 0.5**2 * np.cos(0.5) + 6 * 0.5 * np.sin(0.5)
+            np.testing.assert_allclose(out.asnumpy(), want, rtol=1e-12 if exact else 1e-6)
+            assert ("dt0" not in type(g)._s2s_fast.__code__.co_names) is exact
     finally:
         s2s_ad.set_context(mode=old)
 

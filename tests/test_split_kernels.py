@@ -208,3 +208,73 @@ def test_a_split_programs_statements_are_numpys(graph_mode, monkeypatch) -> None
     main, kernels = compiled(f).split
     assert "out=" in main and kernels
     np.testing.assert_allclose(got, np.tanh(x.asnumpy() * 2.0 + 1.0).max(axis=0) * 3.0, rtol=1e-12)
+
+
+def _elementwise(x, y, b):
+    u = ops.tanh(x) * y - x * x  # over every element of x and y: flat
+    v = ops.sin(u) + b  # b broadcast along the rows: a loop over rows and columns
+    return ops.sum(u * ops.transpose(y, (1, 0)).T) + ops.sum(v * v)
+
+
+def test_a_kernel_over_every_element_runs_over_flat_views(graph_mode, monkeypatch) -> None:
+    """A fused loop that reads and writes C-contiguous arrays element for element, over its
+    whole shape, is a kernel with one index over the arrays' flat views (``ravel()``, passed
+    by the program); a loop with a broadcast operand keeps its nest. Both agree with the
+    whole program and with numpy."""
+    rng = np.random.default_rng(11)
+    x, y, b = (Tensor(rng.standard_normal(s)) for s in ((40, 7), (40, 7), (7,)))
+    graph_mode("blocking")
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "0")
+    whole = [g.asnumpy() for g in s2s_ad.grad(_elementwise, grad_position=(0, 1, 2))(x, y, b)]
+
+    def f(x, y, b):
+        return _elementwise(x, y, b)
+
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "2")
+    split = [g.asnumpy() for g in s2s_ad.grad(f, grad_position=(0, 1, 2))(x, y, b)]
+    c = compiled(f)
+    flat = [k for k in c.kernels.values() if "range(280)" in k]
+    nested = [k for k in c.kernels.values() if "range(40)" in k and "range(7)" in k]
+    assert flat and nested
+    assert all("[v0]" in k and ", " not in k.split("range(280)")[1].split("=")[0] for k in flat)
+    assert ".ravel()" in c.main_source
+    for a, w in zip(split, whole):
+        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-14)
+    with context_mode(context.PYNATIVE_MODE):
+        ref = [g.asnumpy() for g in s2s_ad.grad(_elementwise, grad_position=(0, 1, 2))(x, y, b)]
+    for a, w in zip(split, ref):
+        np.testing.assert_allclose(a, w, rtol=1e-12, atol=1e-14)
+
+
+def _tanh_mix(x, y):
+    return ops.sum(ops.tanh(x) * y - x * x)
+
+
+def _tanh_mix_again(x, y):  # another program with the same loops: the same kernels
+    return ops.sum(ops.tanh(x) * y - x * x)
+
+
+def test_a_kernel_loads_new_signatures_after_its_first_call(graph_mode, monkeypatch) -> None:
+    """After its first call a split program calls its kernels' dispatchers directly; a
+    kernel shared with another program meets a signature that program compiled into the
+    disk cache (read-only arrays) and loads it, with no warning and the same results."""
+    import gc
+    import warnings
+
+    rng = np.random.default_rng(12)
+    x, y = rng.standard_normal((30, 4)), rng.standard_normal((30, 4))
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    graph_mode("blocking")
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "2")
+    want = [(1 - np.tanh(x) ** 2) * y - 2 * x, np.tanh(x)]
+    g = s2s_ad.grad(_tanh_mix, grad_position=(0, 1))
+    h = s2s_ad.grad(_tanh_mix_again, grad_position=(0, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        results = [g(x, y) for _ in range(2)] + [h(frozen, y) for _ in range(2)]
+        gc.collect()
+        results.append(g(frozen, y))  # the signature h's kernels compiled into the cache
+    for got in results:
+        for a, w in zip(got, want):
+            np.testing.assert_allclose(a.asnumpy(), w, rtol=1e-12, atol=1e-14)

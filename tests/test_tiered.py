@@ -161,3 +161,29 @@ def test_a_prestarted_process_takes_the_next_compile(compile_mode, monkeypatch) 
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     tiered._stop_spare()
     assert tiered._spare == []
+
+
+def _d2(x):
+    return ops.sin(x) * x * x * x
+
+
+def test_fast_calls_made_before_the_switch_are_made_again(compile_mode) -> None:
+    """A fast call made while the numpy code ran is made again when the machine code is in
+    use, in the class of the functions holding it: a float64 scalar result then needs no
+    dtype conversion."""
+    compile_mode("background")
+    g = s2s_ad.grad(s2s_ad.grad(_d2))
+    x = Tensor(np.array(0.75))
+    want = -(0.75**3) * np.sin(0.75) + 6 * 0.75**2 * np.cos(0.75) + 6 * 0.75 * np.sin(0.75)
+    results = [g(x).asnumpy() for _ in range(2)]  # the second makes the fast call
+    before = type(g)._s2s_fast
+    assert before is not None
+    assert tiered.wait(timeout=600)
+    after = type(g)._s2s_fast
+    assert "dt0" not in after.__code__.co_names and type(g).__call__ is after
+    if "dt0" in before.__code__.co_names:  # made while the numpy code ran
+        assert after is not before
+    results.append(g(x).asnumpy())
+    for r in results:
+        assert r.dtype == np.float64
+        np.testing.assert_allclose(r, want, rtol=1e-12)
