@@ -113,8 +113,10 @@ class _Names:
 
 
 def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = (), ns: str | None = None) -> tuple[str, int]:
-    if ns is None and op.special and C.numba:
-        ns = LOOP_NS  # Numba cannot compile scipy.special: the loop namespace's kernel
+    if ns is None and op.special and C.numba and not C.split:
+        # Numba cannot compile scipy.special: the loop namespace's kernel (a split program's
+        # statements run in numpy, which calls scipy.special)
+        ns = LOOP_NS
     return print_elementwise(op, args, lambda v: C.lit(v, dt), ns or C.np, shape)
 
 

@@ -278,3 +278,21 @@ def test_a_kernel_loads_new_signatures_after_its_first_call(graph_mode, monkeypa
     for got in results:
         for a, w in zip(got, want):
             np.testing.assert_allclose(a.asnumpy(), w, rtol=1e-12, atol=1e-14)
+
+
+def _with_special(x):
+    return ops.sum(ops.tanh(x) * x) * ops.erf(ops.sum(x) * 0.1)
+
+
+def test_a_split_programs_special_functions_are_numpys(graph_mode, monkeypatch) -> None:
+    """A special function (``erf``) outside the fused loops of a split program runs as
+    numpy's (scipy.special's), since only the kernels are compiled by Numba."""
+    rng = np.random.default_rng(13)
+    x = Tensor(rng.standard_normal((20, 3)))
+    graph_mode("blocking")
+    monkeypatch.setenv("S2S_AD_SPLIT_LINES", "2")
+    got = s2s_ad.grad(_with_special)(x).asnumpy()
+    assert compiled(_with_special).kernels
+    with context_mode(context.PYNATIVE_MODE):
+        want = s2s_ad.grad(_with_special)(x).asnumpy()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
