@@ -571,7 +571,7 @@ class Transformed:
 
 def _new(cls: type) -> Any:
     """An instance of ``cls`` with no state yet (the unpickler sets it)."""
-    return cls.__new__(cls)
+    return object.__new__(cls)
 
 
 def _fast_class(base: type, fast: Callable[..., Any]) -> type:
