@@ -41,10 +41,16 @@ class _Ctx:
         self.numba = numba  # the source is compiled by Numba (not run by numpy)
         self.split = split  # only its loop kernels are: the statements between them run in numpy
 
+    @property
+    def numba_statements(self) -> bool:
+        """Whether the statements outside fused loops are compiled by Numba (not those of a
+        split program, which run in numpy)."""
+        return self.numba and not self.split
+
     def ufunc_into(self, ufunc: str, a: str, b: str, out: str) -> str:
         """``ufunc(a, b)`` written into ``out``: Numba takes the output only positionally,
         numpy (2.4 on) only as ``out=`` for maximum/minimum."""
-        if self.numba and not self.split:
+        if self.numba_statements:
             return f"{self.np}.{ufunc}({a}, {b}, {out})"
         return f"{self.np}.{ufunc}({a}, {b}, out={out})"
 
@@ -113,10 +119,8 @@ class _Names:
 
 
 def _print_elementwise(op, args, dt, C: _Ctx, shape: tuple = (), ns: str | None = None) -> tuple[str, int]:
-    if ns is None and op.special and C.numba and not C.split:
-        # Numba cannot compile scipy.special: the loop namespace's kernel (a split program's
-        # statements run in numpy, which calls scipy.special)
-        ns = LOOP_NS
+    if ns is None and op.special and C.numba_statements:
+        ns = LOOP_NS  # Numba cannot compile scipy.special: the loop namespace's kernel
     return print_elementwise(op, args, lambda v: C.lit(v, dt), ns or C.np, shape)
 
 
@@ -561,15 +565,15 @@ def loop_kernel(lines: list[str], made: list[str], kernels: dict[str, str]) -> l
     stores = Counter(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
     # (and so are the flat views of arrays the kernel does not assign, which it runs over)
     hoisted: list[ast.stmt] = []
+    passed: set[str] = set()
     for st in tree.body:
-        if _allocation(st) and stores[st.targets[0].id] == 1:
+        base = _flat_view(st)
+        hoist = _allocation(st) or (base is not None and (stores[base] == 0 or base in passed))
+        if hoist and stores[st.targets[0].id] == 1:  # (both name a single variable)
             hoisted.append(st)
-        elif (base := _flat_view(st)) is not None and stores[st.targets[0].id] == 1:
-            if stores[base] == 0 or base in {h.targets[0].id for h in hoisted}:
-                hoisted.append(st)
+            passed.add(st.targets[0].id)
     # What the loop's results become after it, computed from the passed arrays alone (a
     # finished reduction: ``total = acc``, ``acc.astype(np.float32)``), is numpy's after the call
-    passed = {st.targets[0].id for st in hoisted}
     last = max((k for k, st in enumerate(tree.body) if isinstance(st, (ast.For, ast.If))), default=len(tree.body))
     aliases = []
     for st in tree.body[last + 1 :]:

@@ -331,7 +331,7 @@ def _dispatcher(c: Compiled) -> Callable[[Any], Any]:
         wrap = "wrap" if k < n else ""
         if kind == _SCALAR and wrap:
             lines.append(f"    o{k} = new(TENSOR)")
-            lines.append(f"    o{k}._data = asarray(r[{k}], dt{k})")
+            lines.append(f"    o{k}._data = {_scalar_array(k)}")
             if k < n:
                 outs.append(f"o{k}")
             continue
@@ -465,7 +465,7 @@ def _fast_function(c: Compiled, spec: tuple, key: Any) -> Callable[..., Any] | N
             lines.append(f"    {n} = {n}[()]")
     for k in _exact_scalars(c):
         # (a Python float is exactly a float64 and a complex a complex128: no dtype to convert to)
-        body = [ln.replace(f"asarray(r[{k}], dt{k})", f"asarray(r[{k}])") for ln in body]
+        body = [ln.replace(_scalar_array(k), _scalar_array(k, exact=True)) for ln in body]
     ns.update(g)
     ns.update(NOARG=NOARG, Tensor=Tensor, Parameter=Parameter)
     code = "\n".join(lines + body) + "\n"
@@ -474,6 +474,12 @@ def _fast_function(c: Compiled, spec: tuple, key: Any) -> Callable[..., Any] | N
     fast = c.fast[spec] = ns[name]
     fast.key = key  # type: ignore[attr-defined]
     return fast
+
+
+def _scalar_array(k: int, exact: bool = False) -> str:
+    """The generated dispatchers' 0-d array of result ``k`` (``r[k]``): of output ``k``'s
+    dtype, or (``exact``: a Python float or complex that is a value of that dtype) as it is."""
+    return f"asarray(r[{k}])" if exact else f"asarray(r[{k}], dt{k})"
 
 
 def _exact_scalars(c: Compiled) -> list[int]:
