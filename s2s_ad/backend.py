@@ -11,6 +11,7 @@ in tracebacks (``linecache``) is kept as long as a function compiled from it liv
 
 from __future__ import annotations
 
+import functools
 import linecache
 import os
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import llvmloops
 from .codegen import LOOP_NS, generate, loop_namespace, module_header, register_source, uses_special
 from .diskcache import NJIT_OPTIONS, FirstCall, compile_cached
 from .ir import Program, subprograms
@@ -128,10 +130,28 @@ def compile_split(src: str, fname: str, kernels: dict[str, str], only: set[str] 
     stay unfilled; a compiling process uses that to compile its share of the kernels)."""
     main = compile_source(src, fname, "python")
     g = main.__globals__  # type: ignore[attr-defined]
+    here = only is None and llvmloops.enabled()
     for k, ks in kernels.items():
+        if here:
+            numba = functools.partial(compile_source, ks, k, "numba")
+            g[k] = _compiled_here(g, k, llvmloops.kernel(ks, k, numba))
+            continue
         fn = compile_source(ks, k, "numba") if only is None or k in only or "return" in ks else _skip
         g[k] = _checked_once(g, k, fn) if type(fn) is FirstCall else fn
     return main
+
+
+def _compiled_here(g: dict, name: str, kernel: llvmloops.Kernel) -> Callable:
+    """Kernel ``name`` of a split program whose globals are ``g``, compiled by
+    :mod:`s2s_ad.llvmloops` on its first call for the types it meets: from then on the
+    program calls the compiled function itself."""
+
+    def first(*args: Any) -> Any:
+        fn = kernel.function(args)
+        g[name] = fn = _checked_once(g, name, fn) if type(fn) is FirstCall else fn
+        return fn(*args)
+
+    return first
 
 
 def _checked_once(g: dict, name: str, first: FirstCall) -> Callable:

@@ -183,10 +183,10 @@ def _warn_once(kind: str, message: str) -> None:
         warnings.warn(f"s2s_ad disk cache: {message}", RuntimeWarning, stacklevel=4)
 
 
-def _write_atomic(path: Path, data: str | bytes) -> None:
+def _write_atomic(path: Path, data: str | bytes, prefix: str | None = None) -> None:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` through a temporary file in its
-    folder, so a reader never sees a partly written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    folder (named ``prefix...tmp``), so a reader never sees a partly written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -374,6 +374,40 @@ def write_record(name: str, data: bytes) -> bool:
     except (OSError, CacheError):
         return False
     return True
+
+
+def write_machine_code(stem: str, data: bytes) -> bool:
+    """Store machine code that is not Numba's (``__pycache__/<stem>.llo``: an object file of
+    :mod:`s2s_ad.llvmloops`); ``False`` when the cache is off or cannot be written."""
+    root = cache_dir()
+    if root is None:
+        return False
+    try:
+        with _lock:
+            directory = _store(root)
+            if directory is None:
+                return False
+            # the temporary file is named like the entry's machine code (Numba's are too)
+            _write_atomic(directory / "__pycache__" / f"{stem}.llo", data, prefix=f"{stem}.llo.")
+            _wrote(directory)
+    except (OSError, CacheError):
+        return False
+    return True
+
+
+def read_machine_code(stem: str) -> bytes | None:
+    """The machine code :func:`write_machine_code` stored as ``stem`` (its use recorded, for
+    eviction), or ``None``."""
+    try:
+        directory = entries_dir()
+        if directory is None:
+            return None
+        path = directory / "__pycache__" / f"{stem}.llo"
+        data = path.read_bytes()
+        os.utime(path)  # machine code without a module is used as of its modification time
+        return data
+    except OSError:
+        return None
 
 
 def read_record(name: str) -> bytes | None:

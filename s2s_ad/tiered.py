@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from . import context, diskcache
+from . import context, diskcache, llvmloops
 from .backend import compile_source, compile_split, direct_entry
 from .codegen import loop_namespace
 from .diskcache import FirstCall
@@ -112,7 +112,9 @@ class Tier:
         try:
             arrays, self._arrays = self._arrays or [], None
             children: list[subprocess.Popen] = []
-            if worker() == "process" and not (self.warm and self._on_disk()):
+            # a split program's kernels compile here, on this thread, unless Numba compiles them
+            numba_kernels = self.split is None or not llvmloops.enabled()
+            if worker() == "process" and numba_kernels and not (self.warm and self._on_disk()):
                 n = min(processes(), len(self.split[1])) if self.split is not None else 1
                 for part in range(max(n, 1)):
                     child = _start_child(self.source, self.fname, self.split, arrays, (part, n))
@@ -128,15 +130,15 @@ class Tier:
                         _load_numba()
                         break
                 self.process_ok = all([_finish_child(c, self.fname) for c in children])
-            import numba  # the worker imports Numba, not the caller's thread
-
-            sig = tuple(numba.typeof(a) for a in arrays)
             entry = None
             if self.split is not None:
                 # the kernels compile (or load) on their first call, for the types they meet
                 fn = compile_split(self.split[0], self.fname, self.split[1])
                 fn(*arrays)
             else:
+                import numba  # the worker imports Numba, not the caller's thread
+
+                sig = tuple(numba.typeof(a) for a in arrays)
                 fn = compile_source(self.source, self.fname, "numba")
                 if type(fn) is FirstCall:
                     fn.compile(sig)

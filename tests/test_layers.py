@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("s2s_ad.primitives", "s2s_ad.regions", "s2s_ad.symbolic_heads"),
     ("s2s_ad.symbolic", "s2s_ad.clusters", "s2s_ad.scalarise"),
     ("s2s_ad.ad", "s2s_ad.opt", "s2s_ad.fusion", "s2s_ad.derivatives", "s2s_ad.batching"),
-    ("s2s_ad.codegen", "s2s_ad.cuda", "s2s_ad.backend", "s2s_ad.diskcache", "s2s_ad.tiered"),
+    ("s2s_ad.codegen", "s2s_ad.cuda", "s2s_ad.backend", "s2s_ad.diskcache", "s2s_ad.tiered", "s2s_ad.llvmloops"),
     ("s2s_ad.trace",),
     ("s2s_ad.runtime", "s2s_ad.warmstart"),
     (

@@ -88,12 +88,18 @@ def test_a_long_program_of_numpy_calls_only_is_not_compiled(graph_mode, monkeypa
     np.testing.assert_allclose(out, want[:, 1:4], rtol=1e-12)
 
 
-@pytest.mark.parametrize("worker", ["thread", "process", "2 processes"])
+WORKERS = ["llvm", "thread", "process", "2 processes"]
+
+
+@pytest.mark.parametrize("worker", WORKERS)
 def test_a_split_program_compiles_in_the_background(graph_mode, monkeypatch, worker) -> None:
+    """Its kernels compiled by LLVM on the worker thread (the default), or by Numba on the
+    thread or in one or two compiling processes (``S2S_AD_LOOPS=numba``)."""
     rng = np.random.default_rng(6)
     w1, w2 = rng.standard_normal((2, 20)), rng.standard_normal((20, 1))
-    x = Tensor(rng.standard_normal((30 + ["thread", "process", "2 processes"].index(worker), 2)))
+    x = Tensor(rng.standard_normal((30 + WORKERS.index(worker), 2)))
     monkeypatch.setenv("S2S_AD_SPLIT_LINES", "5")
+    monkeypatch.setenv("S2S_AD_LOOPS", "llvm" if worker == "llvm" else "numba")
     monkeypatch.setenv("S2S_AD_COMPILE_WORKER", "thread" if worker == "thread" else "process")
     monkeypatch.setenv("S2S_AD_COMPILE_PROCESSES", "2" if worker.startswith("2") else "1")
     graph_mode("background")
@@ -103,7 +109,11 @@ def test_a_split_program_compiles_in_the_background(graph_mode, monkeypatch, wor
     c = compiled(fn)
     assert c.tier is not None and c.tier.split is not None
     assert tiered.wait(timeout=600) and c.tier.error is None
-    if worker != "thread":
+    if worker == "llvm":
+        assert c.tier.process_ok is None  # no compiling process: the thread compiled them
+        g = c.tier.ready.__globals__
+        assert all(type(g[k]).__name__ == "builtin_function_or_method" for k in c.tier.split[1])
+    elif worker != "thread":
         assert c.tier.process_ok  # the children compiled the kernels into the disk cache
         assert all(diskcache.has_entry(src, name) for name, src in c.tier.split[1].items())
     assert c.call.__globals__["fn"] is c.tier.ready and c.tier.ready.__name__ == c.fname
