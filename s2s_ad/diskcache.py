@@ -150,8 +150,10 @@ def _versions() -> str:
                 platform.machine(),
                 repr(sorted(NJIT_OPTIONS.items())),
                 f"NUMBA_OPT {os.environ.get('NUMBA_OPT', '')}",
-                # the machine code of an entry includes the cpumath functions it calls
+                # the machine code of an entry includes the cpumath functions it calls (their
+                # source is vecmath's)
                 hashlib.sha256(Path(cpumath.__file__).read_bytes()).hexdigest(),
+                hashlib.sha256(Path(cpumath.__file__).with_name("vecmath.py").read_bytes()).hexdigest(),
                 " ".join(loop_functions),
             ]
         )

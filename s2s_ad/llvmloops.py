@@ -12,7 +12,7 @@ here is a walk of the kernel's syntax tree.
 Semantics are Numba's (``error_model="numpy"``): float arithmetic is IEEE (no exception on a
 division by zero); integers are 64-bit; ``float32 op float64`` is float64, ``int op float`` is
 float64; a store converts to the array's dtype. The vectorisable math functions are those of
-:mod:`s2s_ad.cpumath`, translated from their Python source by the same walk, so one source
+:mod:`s2s_ad.vecmath` (which :mod:`s2s_ad.cpumath` compiles with Numba), translated from their Python source by the same walk, so one source
 defines them for both compilers.
 
 A kernel outside the subset raises :class:`Unsupported`; its program is then compiled by
@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import ctypes
 import ctypes.util
+import functools
 import hashlib
 import inspect
 import logging
@@ -36,11 +37,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from . import diskcache
+from . import diskcache, vecmath
 from .version import __version__
 
 __all__ = ["ArgType", "Kernel", "Unsupported", "enabled", "kernel"]
@@ -435,33 +437,48 @@ class _Translator:
         return _Val(self.f.emit(f"call {ll} @{sym}({', '.join(f'{ll} {a.ref}' for a in args)})"), t)
 
     def user_call(self, fn: Any, args: list[_Val]) -> _Val:
-        """A call of a loop-namespace function (``vm.NAME``) or of a cpumath function."""
-        from . import cpumath  # the math functions' source; imports Numba, which loading needs not
-
-        name = getattr(fn, "__name__", None)
-        if fn is cpumath.sum_add:
+        """A call of a loop-namespace function (``vm.NAME``: :func:`loop_functions`) or, in
+        vecmath's functions, of another of them or of a bit cast."""
+        f = self.f
+        if fn is _SUM_ADD:
             acc, v = args
             if acc.t not in ("f32", "f64"):
                 raise Unsupported("sum_add of a non-float")
             v = self.cast(v, acc.t)
-            return _Val(self.f.emit(f"fadd reassoc {_LL[acc.t]} {acc.ref}, {v.ref}"), acc.t)
+            return _Val(f.emit(f"fadd reassoc {_LL[acc.t]} {acc.ref}, {v.ref}"), acc.t)
         if fn is np.square and len(args) == 1 and args[0].t != "i1":
             a = args[0]
-            return _Val(self.f.emit(f"{'mul' if a.t == 'i64' else 'fmul'} {_LL[a.t]} {a.ref}, {a.ref}"), a.t)
-        if fn is cpumath.erf or fn is cpumath.erfc:  # the C library's, as Numba's math.erf
-            return self.libm_call(name or "", args)
-        py = getattr(fn, "py_func", None)
-        if py is None and name in cpumath.KERNELS and cpumath.KERNELS[name] is fn and len(args) == 1:
+            return _Val(f.emit(f"{'mul' if a.t == 'i64' else 'fmul'} {_LL[a.t]} {a.ref}, {a.ref}"), a.t)
+        if isinstance(fn, _Special):  # the C library's, as Numba's math.erf
+            return self.libm_call(fn.name, args)
+        if isinstance(fn, _Vectorised) and len(args) == 1:
             t = args[0].t
-            impl = getattr(cpumath, f"_{name}{32 if t == 'f32' else 64}", None) if t in ("f32", "f64") else None
-            if impl is None:
-                raise Unsupported(f"vm.{name} of {t}")
-            py = impl.py_func
-        if py is None or getattr(py, "__module__", None) != cpumath.__name__:
+            if t not in ("f32", "f64"):
+                raise Unsupported(f"vm.{fn.name} of {t}")
+            fn = getattr(vecmath, vecmath.VECTORISED[fn.name][t == "f64"])
+        name = getattr(fn, "__name__", "")
+        if getattr(fn, "__module__", None) == vecmath.__name__ and name in vecmath.BIT_CASTS:
+            return self.bit_cast(name, args)
+        if getattr(fn, "__module__", None) != vecmath.__name__ or name not in vecmath.SCALAR:
             raise Unsupported(f"call of {name or fn!r}")
-        ref, ret = helper(self.mod, py, tuple(a.t for a in args))
+        ref, ret = helper(self.mod, fn, tuple(a.t for a in args))
         call_args = ", ".join(f"{_LL[a.t]} {a.ref}" for a in args)
-        return _Val(self.f.emit(f"call {_LL[ret]} {ref}({call_args})"), ret)
+        return _Val(f.emit(f"call {_LL[ret]} {ref}({call_args})"), ret)
+
+    def bit_cast(self, name: str, args: list[_Val]) -> _Val:
+        """vecmath's bit casts (Numba intrinsics in cpumath): integers are 64-bit here, as
+        there, so a float32's bits are sign-extended and a float32 takes the low 32 bits."""
+        f = self.f
+        (a,) = args
+        if name == "_f32_from_bits":
+            low = f.emit(f"trunc i64 {self.cast(a, 'i64').ref} to i32")
+            return _Val(f.emit(f"bitcast i32 {low} to float"), "f32")
+        if name == "_f64_from_bits":
+            return _Val(f.emit(f"bitcast i64 {self.cast(a, 'i64').ref} to double"), "f64")
+        if name == "_bits32":
+            b = f.emit(f"bitcast float {self.cast(a, 'f32').ref} to i32")
+            return _Val(f.emit(f"sext i32 {b} to i64"), "i64")
+        return _Val(f.emit(f"bitcast double {self.cast(a, 'f64').ref} to i64"), "i64")
 
     # ------------------------------------------------------------------ arrays
     def element(self, node: ast.Subscript) -> tuple[str, str]:
@@ -622,7 +639,10 @@ def _from_bits_text(ref: str) -> float:
 
 
 def _parse(py: Any) -> ast.FunctionDef:
-    tree = ast.parse(textwrap.dedent(inspect.getsource(py)))
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(py)))
+    except (OSError, TypeError) as err:  # no source file (a frozen install), or one edited since
+        raise Unsupported(f"the source of {py.__name__} is unavailable ({err})") from err
     fn = tree.body[0]
     if not isinstance(fn, ast.FunctionDef):
         raise Unsupported("not a function")
@@ -633,13 +653,11 @@ _BITS = {"_f32_from_bits": ("i32", "float"), "_f64_from_bits": ("i64", "double")
 
 
 def helper(mod: _Module, py: Any, arg_types: tuple[str, ...]) -> tuple[str, str]:
-    """The IR function for cpumath's scalar function ``py`` at ``arg_types`` (translated once
+    """The IR function for vecmath's scalar function ``py`` at ``arg_types`` (translated once
     per module): its name and return type."""
     key = (py.__name__, arg_types)
     if key in mod.helpers:
         return mod.helpers[key]
-    from . import cpumath  # imports Numba, which loading needs not
-
     node = _parse(py)
     if len(node.args.args) != len(arg_types):
         raise Unsupported(f"call of {py.__name__} with {len(arg_types)} arguments")
@@ -647,7 +665,6 @@ def helper(mod: _Module, py: Any, arg_types: tuple[str, ...]) -> tuple[str, str]
     f = _Fn()
     g = dict(py.__globals__)
     tr = _Translator(mod, f, g)
-    _BitFns.install(tr, cpumath)
     params = []
     for a, t in zip(node.args.args, arg_types, strict=True):
         params.append(f"{_LL[t]} %arg.{a.arg}")
@@ -666,35 +683,6 @@ def helper(mod: _Module, py: Any, arg_types: tuple[str, ...]) -> tuple[str, str]
     mod.defs.append(text)
     mod.helpers[key] = (name, tr.ret)
     return name, tr.ret
-
-
-class _BitFns:
-    """cpumath's bit casts (Numba intrinsics there) as IR."""
-
-    @staticmethod
-    def install(tr: _Translator, cpumath: Any) -> None:
-        orig = tr.user_call
-
-        def user_call(fn: Any, args: list[_Val]) -> _Val:
-            f = tr.f
-            if fn is cpumath._f32_from_bits or fn is cpumath._f64_from_bits:
-                (a,) = args
-                a = tr.cast(a, "i64")
-                if fn is cpumath._f32_from_bits:
-                    low = f.emit(f"trunc i64 {a.ref} to i32")
-                    return _Val(f.emit(f"bitcast i32 {low} to float"), "f32")
-                return _Val(f.emit(f"bitcast i64 {a.ref} to double"), "f64")
-            if fn is cpumath._bits32 or fn is cpumath._bits64:
-                (a,) = args
-                if fn is cpumath._bits32:
-                    a = tr.cast(a, "f32")
-                    b = f.emit(f"bitcast float {a.ref} to i32")
-                    return _Val(f.emit(f"sext i32 {b} to i64"), "i64")
-                a = tr.cast(a, "f64")
-                return _Val(f.emit(f"bitcast double {a.ref} to i64"), "i64")
-            return orig(fn, args)
-
-        tr.user_call = user_call  # type: ignore[method-assign]
 
 
 def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], namespace: dict[str, Any]) -> None:
@@ -732,6 +720,44 @@ def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], 
         + "\n".join(f.lines)
         + "\n}"
     )
+
+
+# ----------------------------------------------------------------------------- the namespace
+@dataclass(frozen=True)
+class _Vectorised:
+    """``vm.NAME`` of a function vecmath implements (``VECTORISED``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class _Special:
+    """``vm.NAME`` of a function numpy lacks (``SPECIAL``): the C library's."""
+
+    name: str
+
+
+_SUM_ADD = object()  # vm.sum_add: a float addition LLVM may reassociate
+
+
+@functools.cache
+def loop_functions() -> dict[str, Any]:
+    """The globals of a kernel as translated here: ``np``, and ``vm`` as
+    :func:`s2s_ad.codegen.loop_namespace` builds it from the op table (vecmath's function
+    where it has one, else numpy's), without the Numba functions that one holds."""
+    from .primitives import ELEMENTWISE  # the op table (SymPy), needed by translation only
+
+    vm = SimpleNamespace(sum_add=_SUM_ADD)
+    for op in ELEMENTWISE:
+        if op.function is None:
+            continue
+        if op.function in vecmath.VECTORISED:
+            setattr(vm, op.function, _Vectorised(op.function))
+        elif op.function in vecmath.SPECIAL:
+            setattr(vm, op.function, _Special(op.function))
+        else:
+            setattr(vm, op.function, op.host_function())
+    return {"np": np, "vm": vm}
 
 
 # ----------------------------------------------------------------------------- the entry
@@ -903,7 +929,7 @@ class _Machine:
         self.lock = threading.Lock()
         here = Path(__file__).resolve().parent
         sources = hashlib.sha256()
-        for f in ("llvmloops.py", "cpumath.py", "primitives.py"):
+        for f in ("llvmloops.py", "vecmath.py", "primitives.py"):
             sources.update((here / f).read_bytes())
         self.key = "|".join(
             [
@@ -1037,9 +1063,7 @@ class Kernel:
         obj = _unsealed(diskcache.read_machine_code(symbol))
         if obj is None:
             try:
-                from .codegen import loop_namespace  # imports Numba (cpumath), which loading needs not
-
-                text = kernel_module(self.src, self.name, symbol, types, {"np": np, "vm": loop_namespace()})
+                text = kernel_module(self.src, self.name, symbol, types, loop_functions())
             except Unsupported as err:
                 log.debug("kernel %s compiles with Numba: %s", self.name, err)
                 return self._numba()
