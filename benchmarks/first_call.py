@@ -150,7 +150,9 @@ def workloads_main(ns: argparse.Namespace) -> int:
             for key in keys:
                 for system, mode in configs:
                     name = system if system == "jax" else f"s2s_ad {mode}"
-                    where = f"warm_{keys.index(key)}" if ns.warm else f"{len(results[key])}_{i}_{name}"
+                    # a cold run's cache is its own: kernels are shared by content, so a
+                    # directory shared between workloads would hold another's compiled loops
+                    where = f"warm_{keys.index(key)}" if ns.warm else f"{keys.index(key)}_{i}_{name}"
                     r = run_workload(key, system, str(Path(root) / where), mode)
                     results[key].setdefault(name, []).append(r)
                     print(

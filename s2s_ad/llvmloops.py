@@ -101,7 +101,6 @@ class _Fn:
 
     lines: list[str] = field(default_factory=list)
     n: int = 0
-    block: str = "entry"
     vars: dict[str, str] = field(default_factory=dict)  # a local's type (its alloca is %var.NAME)
     allocas: list[str] = field(default_factory=list)
 
@@ -116,7 +115,6 @@ class _Fn:
 
     def label(self, name: str) -> None:
         self.lines.append(f"{name}:")
-        self.block = name
 
 
 class _Module:
@@ -126,7 +124,6 @@ class _Module:
         self.defs: list[str] = []
         self.declared: set[str] = set()
         self.helpers: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}  # (fn, arg types) -> (name, ret)
-        self.libm: set[str] = set()  # the C library's functions called
 
     def declare(self, decl: str) -> None:
         self.declared.add(decl)
@@ -433,7 +430,6 @@ class _Translator:
         sym = name + ("f" if t == "f32" else "")
         ll = _LL[t]
         self.mod.declare(f"declare {ll} @{sym}({', '.join(ll for _ in args)}) nounwind readnone")
-        self.mod.libm.add(sym)
         return _Val(self.f.emit(f"call {ll} @{sym}({', '.join(f'{ll} {a.ref}' for a in args)})"), t)
 
     def user_call(self, fn: Any, args: list[_Val]) -> _Val:
