@@ -166,6 +166,7 @@ class _Translator:
         self.f = fn
         self.g = globals_
         self.ret: str | None = None  # a scalar function's return type, once seen
+        self.results: list[str] | None = None  # a kernel's: the types of the tuple it returns
         self.arrays: dict[str, tuple[ArgType, str, list[str], list[str]]] = {}
 
     # ------------------------------------------------------------------ values and types
@@ -244,7 +245,9 @@ class _Translator:
                 raise Unsupported("a chained comparison")
             return self.compare(node.ops[0], self.expr(node.left), self.expr(node.comparators[0]))
         if isinstance(node, ast.BoolOp):
-            vals = [self.cast(self.expr(v), "i1") for v in node.values]
+            vals = [self.expr(v) for v in node.values]
+            if any(v.t != "i1" for v in vals):  # Python's `or` of numbers gives one of them
+                raise Unsupported("and/or of non-booleans")
             op = "and" if isinstance(node.op, ast.And) else "or"
             acc = vals[0]
             for v in vals[1:]:
@@ -396,6 +399,14 @@ class _Translator:
             t = self.unify(a.t, b.t) if a.t != b.t else a.t
             a, b = self.cast(a, t), self.cast(b, t)
             return _Val(f.emit(f"select i1 {c.ref}, {_LL[t]} {a.ref}, {_LL[t]} {b.ref}"), t)
+        if fn is np.sign and len(args) == 1 and args[0].t != "i1":
+            # Numba's: 1 above zero, -1 below, else the argument itself (nan, and -0.0 kept)
+            a = args[0]
+            ll = _LL[a.t]
+            one, minus = self.const(1, a.t), self.const(-1, a.t)
+            gt, lt = self.compare(ast.Gt(), a, self.const(0, a.t)), self.compare(ast.Lt(), a, self.const(0, a.t))
+            inner = f.emit(f"select i1 {lt.ref}, {ll} {minus.ref}, {ll} {a.ref}")
+            return _Val(f.emit(f"select i1 {gt.ref}, {ll} {one.ref}, {ll} {inner}"), a.t)
         if (fn is np.maximum or fn is np.minimum) and len(args) == 2:
             return self.extremum(fn is np.maximum, *args)
         if fn is np.absolute and len(args) == 1 and args[0].t in ("f32", "f64"):
@@ -569,6 +580,18 @@ class _Translator:
         if isinstance(s, ast.For):
             self.loop(s)
             return
+        if isinstance(s, ast.Return) and self.results is not None:
+            # a kernel's results: a tuple of scalars, stored through its output pointers
+            if not isinstance(s.value, ast.Tuple) or self.results:
+                raise Unsupported("a kernel's return of no tuple, or a second return")
+            for k, e in enumerate(s.value.elts):
+                v = self.expr(e)
+                self.results.append(v.t)
+                f.lines.append(f"  store {_LL[v.t]} {v.ref}, ptr %out{k}")
+            f.lines.append("  ret void")
+            f.label(f"dead{f.n}")
+            f.n += 1
+            return
         if isinstance(s, ast.Return):
             if s.value is None:
                 raise Unsupported("a bare return")
@@ -681,9 +704,11 @@ def helper(mod: _Module, py: Any, arg_types: tuple[str, ...]) -> tuple[str, str]
     return name, tr.ret
 
 
-def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], namespace: dict[str, Any]) -> None:
+def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], namespace: dict[str, Any]) -> list[str]:
     """Add kernel ``name`` (its Python source ``src``) for ``argtypes`` to ``mod``: a function
-    ``void NAME(ptr a0, ptr a1, ...)`` taking numpy array objects (``PyArrayObject *``)."""
+    ``void NAME(ptr a0, ..., ptr out0, ...)`` taking numpy array objects (``PyArrayObject *``)
+    and, for each scalar of the tuple the kernel returns, a pointer it stores it through. The
+    types of those results."""
     tree = ast.parse(src)
     (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     if len(node.args.args) != len(argtypes):
@@ -705,9 +730,9 @@ def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], 
                 dims.append(f.emit(f"load i64, ptr {f.emit(f'getelementptr i64, ptr {dimp}, i64 {d}')}"))
                 strides.append(f.emit(f"load i64, ptr {f.emit(f'getelementptr i64, ptr {stp}, i64 {d}')}"))
         tr.arrays[a.arg] = (at, data, dims, strides)
+    tr.results = []
     tr.body(node.body)
-    if tr.ret is not None:
-        raise Unsupported("a kernel that returns a value")
+    params += [f"ptr %out{k}" for k in range(len(tr.results))]
     f.lines.append("  ret void")
     mod.defs.append(
         f"define void @{name}({', '.join(params)}) nounwind {{\nentry:\n"
@@ -716,6 +741,7 @@ def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], 
         + "\n".join(f.lines)
         + "\n}"
     )
+    return tr.results
 
 
 # ----------------------------------------------------------------------------- the namespace
@@ -771,10 +797,36 @@ _DECLS = (
     "declare ptr @PyEval_SaveThread()",
     "declare void @PyEval_RestoreThread(ptr)",
     "declare void @Py_IncRef(ptr)",
+    "declare ptr @PyTuple_New(i64)",
+    "declare i32 @PyTuple_SetItem(ptr, i64, ptr)",
+    "declare ptr @PyFloat_FromDouble(double)",
+    "declare ptr @PyLong_FromLongLong(i64)",
+    "declare ptr @PyBool_FromLong(i64)",
+)
+# the C-API functions the entries call (declared above), found in this process when loaded
+_C_API = (
+    "PyObject_Vectorcall",
+    "PyEval_SaveThread",
+    "PyEval_RestoreThread",
+    "Py_IncRef",
+    "PyTuple_New",
+    "PyTuple_SetItem",
+    "PyFloat_FromDouble",
+    "PyLong_FromLongLong",
+    "PyBool_FromLong",
 )
 
 
-def entry_ir(symbol: str, body: str, argtypes: tuple[ArgType, ...]) -> str:
+# how the entry boxes a kernel's scalar result: the C-API function and the type it takes
+_BOX = {
+    "f64": ("PyFloat_FromDouble", "double"),
+    "i64": ("PyLong_FromLongLong", "i64"),
+    "i1": ("PyBool_FromLong", "i64"),
+}
+_BOX["f32"] = _BOX["f64"]  # a float32 is a Python float, as Numba boxes it
+
+
+def entry_ir(symbol: str, body: str, argtypes: tuple[ArgType, ...], results: list[str] = ()) -> str:
     """``PyObject *SYMBOL(PyObject *miss, PyObject *const *args, Py_ssize_t n)``: a Python
     function of the fast-call convention that checks its arguments' types (an ndarray of the
     dtype, number of dimensions and C-contiguity ``body`` was compiled for), then runs
@@ -819,14 +871,32 @@ def entry_ir(symbol: str, body: str, argtypes: tuple[ArgType, ...]) -> str:
         ]
     if not argtypes:
         lines[3] = "  br i1 %n.ok, label %run, label %miss"
-    call_args = ", ".join(f"ptr %a{k}" for k in range(len(argtypes)))
+    call_args = ", ".join([f"ptr %a{k}" for k in range(len(argtypes))] + [f"ptr %r{k}" for k in range(len(results))])
     lines += [
         "run:",
+        *(f"  %r{k} = alloca {_LL[t]}" for k, t in enumerate(results)),
         "  %ts = call ptr @PyEval_SaveThread()",
         f"  call void @{body}({call_args})",
         "  call void @PyEval_RestoreThread(ptr %ts)",
-        "  call void @Py_IncRef(ptr @_Py_NoneStruct)",
-        "  ret ptr @_Py_NoneStruct",
+    ]
+    if results:  # a tuple of Python scalars
+        lines.append(f"  %tuple = call ptr @PyTuple_New(i64 {len(results)})")
+        for k, t in enumerate(results):
+            box, arg = _BOX[t]
+            lines.append(f"  %r{k}.v = load {_LL[t]}, ptr %r{k}")
+            v = f"%r{k}.v"
+            if t == "f32":
+                lines.append(f"  %r{k}.d = fpext float %r{k}.v to double")
+                v = f"%r{k}.d"
+            elif t == "i1":
+                lines.append(f"  %r{k}.l = zext i1 %r{k}.v to i64")
+                v = f"%r{k}.l"
+            lines.append(f"  %r{k}.o = call ptr @{box}({arg} {v})")
+            lines.append(f"  %r{k}.s = call i32 @PyTuple_SetItem(ptr %tuple, i64 {k}, ptr %r{k}.o)")
+        lines.append("  ret ptr %tuple")
+    else:
+        lines += ["  call void @Py_IncRef(ptr @_Py_NoneStruct)", "  ret ptr @_Py_NoneStruct"]
+    lines += [
         "miss:",
         "  %r = call ptr @PyObject_Vectorcall(ptr %self, ptr %args, i64 %n, ptr null)",
         "  ret ptr %r",
@@ -840,11 +910,11 @@ def kernel_module(src: str, name: str, symbol: str, argtypes: tuple[ArgType, ...
     (internal) and its entry ``symbol`` (:func:`entry_ir`)."""
     mod = _Module()
     body = f"{symbol}.body"
-    kernel_ir(mod, src, name, argtypes, namespace)
+    results = kernel_ir(mod, src, name, argtypes, namespace)
     mod.defs[-1] = mod.defs[-1].replace(f"define void @{name}(", f"define internal void @{body}(", 1)
     for d in _DECLS:
         mod.declare(d)
-    mod.defs.append(entry_ir(symbol, body, argtypes))
+    mod.defs.append(entry_ir(symbol, body, argtypes, results))
     return mod.text()
 
 
@@ -908,9 +978,12 @@ class _Machine:
         self.features = llvm.get_host_cpu_features().flatten()
         target = llvm.Target.from_default_triple()
         self.tm = target.create_target_machine(cpu=self.cpu, features=self.features, opt=3, codemodel="jitdefault")
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.tm)
+        # an LLVM context of its own: LLVM's global one is Numba's, which another thread may be
+        # compiling in (a context is not thread-safe; this one is used under self.lock only)
+        self.context = llvm.create_context()
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly("", context=self.context), self.tm)
         api = ctypes.pythonapi
-        for fn in ("PyObject_Vectorcall", "PyEval_SaveThread", "PyEval_RestoreThread", "Py_IncRef"):
+        for fn in _C_API:
             llvm.add_symbol(fn, ctypes.cast(getattr(api, fn), ctypes.c_void_p).value)
         libm = ctypes.CDLL(ctypes.util.find_library("m") or None)
         for fn in LIBM_SYMBOLS:  # the C library's functions that kernels may call
@@ -945,7 +1018,7 @@ class _Machine:
         (level 3, loops vectorised)."""
         llvm = self.llvm
         with self.lock:  # one target machine for every thread
-            mod = llvm.parse_assembly(text)
+            mod = llvm.parse_assembly(text, context=self.context)
             mod.verify()
             pto = llvm.create_pipeline_tuning_options(speed_level=3)
             pto.loop_vectorization = True

@@ -60,6 +60,7 @@ def loop_select(a0, a1, a2):
         v2 = a1[v0]
         v3 = vm.maximum(v1, v2) - vm.minimum(v2, v1)
         a2[v0] = vm.where(v1 > v2, v3, v1 * v2) + (v1 if v1 <= v2 and v2 != np.float32(0.0) else v2) + vm.erf(v1)
+        a2[v0] += vm.sign(v1) * vm.sign(v2 - v2) + vm.sign(-v1)
 """,
     "broadcast_2d": """
 def loop_bcast(a0, a1, a2):
@@ -228,3 +229,32 @@ def test_numba_compiles_the_kernels_when_asked(monkeypatch) -> None:
     fn = backend.compile_split(main, "main", {"loop_numba": src})
     np.testing.assert_array_equal(fn(np.arange(3.0)), [1.0, 2.0, 3.0])
     assert type(fn.__globals__["loop_numba"]).__name__ == "CPUDispatcher"
+
+
+def test_a_kernel_returns_its_scalar_results_as_numba_does() -> None:
+    """A loop that finishes reductions returns them (a tuple of Python scalars, as Numba's)."""
+    src = (
+        "def loop_sums(a0, a1):\n"
+        "    v0 = np.float32(0.0)\n"
+        "    v1 = 0.0\n"
+        "    v2 = 0\n"
+        "    v3 = False\n"
+        "    for v4 in range(7):\n"
+        "        v5 = a0[v4]\n"
+        "        a1[v4] = v5 * v5\n"
+        "        v0 = vm.sum_add(v0, v5)\n"
+        "        v1 += v5 * 2.0\n"
+        "        v2 += 1\n"
+        "        v3 = v3 or v5 > np.float32(2.5)\n"
+        "    return (v0, v1, v2, v3)\n"
+    )
+    x = np.linspace(-1, 3, 7).astype(np.float32)
+    ours, theirs = np.zeros(7, np.float32), np.zeros(7, np.float32)
+    fn = llvmloops.Kernel(src, "loop_sums", numba(src, "loop_sums")).function((x, ours))
+    assert type(fn).__name__ == "builtin_function_or_method"
+    got = fn(x, ours)
+    want = backend.compile_source(src, "loop_sums", "numba")(x, theirs)
+    assert [type(v) for v in got] == [type(v) for v in want] == [float, float, int, bool]
+    np.testing.assert_allclose(got[:2], want[:2], rtol=1e-6)
+    assert got[2:] == want[2:] == (7, True)
+    np.testing.assert_array_equal(ours, theirs)
