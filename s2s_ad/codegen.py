@@ -28,6 +28,7 @@ from .fusion import Loop, schedule
 from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
 from .primitives import ATOM, ELEMENTWISE, MUL, POW, SPECIAL_NS, UNARY, get_op, numpy_literal, print_elementwise
 from .primitives import wrap as _wrap
+from .pyast import parse as parse_source
 from .regions import loop_layout, while_layout
 
 
@@ -86,7 +87,7 @@ class _Ctx:
             return expr
         if in_shape == ():
             return f"np.full({tuple(out_shape)!r}, {expr}, {self.dtype(dtype)})"
-        if not isinstance(ast.parse(expr, mode="eval").body, (ast.Call, ast.Name, ast.Attribute, ast.Subscript)):
+        if not isinstance(parse_source(expr, mode="eval").body, (ast.Call, ast.Name, ast.Attribute, ast.Subscript)):
             expr = f"({expr})"
         if out_shape == ():
             return f"{expr}[{', '.join('0' * len(in_shape))}]"
@@ -559,7 +560,7 @@ def loop_kernel(lines: list[str], made: list[str], kernels: dict[str, str]) -> l
     outside, its results those of ``made`` (the loop's stored arrays and reductions) that it
     assigns. Variables are renamed canonically (``a0..`` arguments, ``v0..`` the rest), and the
     kernel is named by a hash of its text, so the same loop in any program is the same kernel."""
-    tree = ast.parse("\n".join(lines))
+    tree = parse_source("\n".join(lines))
     # The arrays the loop fills are allocated by the caller and passed in: a kernel that
     # allocates and returns arrays takes Numba longer to compile, and its call boxes them.
     stores = Counter(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))

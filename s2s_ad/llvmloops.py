@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import diskcache, vecmath
+from .pyast import parse as parse_source
 from .version import __version__
 
 __all__ = ["ArgType", "Kernel", "Unsupported", "enabled", "kernel"]
@@ -659,7 +660,7 @@ def _from_bits_text(ref: str) -> float:
 
 def _parse(py: Any) -> ast.FunctionDef:
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(py)))
+        tree = parse_source(textwrap.dedent(inspect.getsource(py)))
     except (OSError, TypeError) as err:  # no source file (a frozen install), or one edited since
         raise Unsupported(f"the source of {py.__name__} is unavailable ({err})") from err
     fn = tree.body[0]
@@ -709,7 +710,7 @@ def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], 
     ``void NAME(ptr a0, ..., ptr out0, ...)`` taking numpy array objects (``PyArrayObject *``)
     and, for each scalar of the tuple the kernel returns, a pointer it stores it through. The
     types of those results."""
-    tree = ast.parse(src)
+    tree = parse_source(src)
     (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     if len(node.args.args) != len(argtypes):
         raise Unsupported("argument count")

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "s2s_ad.tensor",
         "s2s_ad.cpumath",
         "s2s_ad.vecmath",
+        "s2s_ad.pyast",
         "s2s_ad.lazy",
         "s2s_ad.progress",
     ),

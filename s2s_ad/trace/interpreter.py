@@ -30,6 +30,7 @@ from .. import dtype as mstype
 from ..errors import ArgumentError, Loc, S2SError, ShapeError, SourceUnavailableError, UnsupportedSyntaxError
 from ..ir import Atom, Aval, Builder, Lit, Program, Var, dict_keys, flatten
 from ..primitives import fmt_shape
+from ..pyast import parse as parse_source
 from ..regions import bind_cond, bind_loop, bind_while
 from .checkpoint import loop_options
 from .control import (
@@ -236,7 +237,7 @@ def parse_function(func: types.FunctionType) -> Parsed:
         _PARSED[key] = got
         return got
     try:
-        tree = ast.parse(textwrap.dedent("".join(lines)))
+        tree = parse_source(textwrap.dedent("".join(lines)))
     except SyntaxError:
         raise UnsupportedSyntaxError(f"cannot parse the source of `{name}` on its own", Loc(file, first)) from None
     node = tree.body[0]
@@ -262,7 +263,7 @@ def _lambda_node(lines: list[str], code: types.CodeType, loc: Loc) -> ast.Functi
             candidates += [text[k:end] for end in range(len(text), k, -1)]
     for candidate in candidates:
         try:
-            tree = ast.parse(candidate)
+            tree = parse_source(candidate)
             break
         except SyntaxError:
             continue
