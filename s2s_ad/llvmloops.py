@@ -4,19 +4,22 @@ A split program's kernels (:func:`s2s_ad.backend.compile_split`) are written in 
 subset of Python: nested ``for v in range(N)`` loops, scalar loads and stores of array
 elements (``a[i, j]``, ``a[i] += x``), arithmetic, comparisons, ``x if c else y``, numpy's
 scalar casts (``np.float32(x)``) and the loop namespace's functions (``vm.tanh(x)``). This
-module translates that subset into LLVM IR itself, every kernel of a program into one module,
+module translates that subset into LLVM IR itself, a module per kernel and argument types,
 and has LLVM optimise it and emit machine code. Numba reaches the same code through its
 typing and lowering of general Python, which is most of its compile time; the translation
 here is a walk of the kernel's syntax tree.
 
 Semantics are Numba's (``error_model="numpy"``): float arithmetic is IEEE (no exception on a
 division by zero); integers are 64-bit; ``float32 op float64`` is float64, ``int op float`` is
-float64; a store converts to the array's dtype. The vectorisable math functions are those of
-:mod:`s2s_ad.vecmath` (which :mod:`s2s_ad.cpumath` compiles with Numba), translated from their Python source by the same walk, so one source
+float64; a store converts to the array's dtype; results are boxed as Python scalars. The
+vectorisable math functions are those of :mod:`s2s_ad.vecmath` (which :mod:`s2s_ad.cpumath`
+compiles with Numba), translated from their Python source by the same walk, so one source
 defines them for both compilers.
 
-A kernel outside the subset raises :class:`Unsupported`; its program is then compiled by
-Numba as before. ``S2S_AD_LOOPS=numba`` turns this compiler off.
+A compiled kernel is a Python function of the fast-call convention (:func:`entry_ir`) that
+checks its arguments' types on every call; :class:`Kernel` compiles a kernel once per
+argument types it meets, through the disk cache. A kernel outside the subset raises
+:class:`Unsupported` and is compiled by Numba. ``S2S_AD_LOOPS=numba`` turns this compiler off.
 """
 
 from __future__ import annotations
@@ -169,6 +172,7 @@ class _Translator:
         self.ret: str | None = None  # a scalar function's return type, once seen
         self.results: list[str] | None = None  # a kernel's: the types of the tuple it returns
         self.arrays: dict[str, tuple[ArgType, str, list[str], list[str]]] = {}
+        self.loop_vars: set[str] = set()  # the variables of range loops (never assigned otherwise)
 
     # ------------------------------------------------------------------ values and types
     def const(self, value: Any, t: str | None = None) -> _Val:
@@ -499,13 +503,22 @@ class _Translator:
             raise Unsupported("partial indexing")
         f = self.f
         vals = []
-        for i in idx:
+        for k, i in enumerate(idx):
             v = self.expr(i)
+            if v.t == "i1":
+                raise Unsupported("a boolean index")
             if v.t != "i64":
                 raise Unsupported("a non-integer index")
-            if v.ref[0] != "%" and int(v.ref) < 0:
-                raise Unsupported("a negative index")
-            vals.append(v.ref)
+            if v.ref[0] != "%" and int(v.ref) < 0:  # a negative constant counts from the end
+                vals.append(f.emit(f"add i64 {dims[k]}, {v.ref}"))
+            elif v.ref[0] == "%" and not (isinstance(i, ast.Name) and i.id in self.loop_vars):
+                # an index that may be negative counts from the end, as Numba's (a loop's
+                # variable, from 0 up, is not)
+                neg = f.emit(f"icmp slt i64 {v.ref}, 0")
+                wrapped = f.emit(f"add i64 {v.ref}, {dims[k]}")
+                vals.append(f.emit(f"select i1 {neg}, i64 {wrapped}, i64 {v.ref}"))
+            else:
+                vals.append(v.ref)
         t = _DTYPES[at.dtype]
         if at.ndim == 0:
             return data, t
@@ -533,6 +546,8 @@ class _Translator:
     # ------------------------------------------------------------------ statements
     def assign_var(self, name: str, v: _Val) -> None:
         f = self.f
+        if name in self.loop_vars:
+            raise Unsupported(f"an assignment to the loop variable {name}")
         t = f.vars.get(name)
         if t is None:
             f.vars[name] = t = v.t
@@ -634,6 +649,7 @@ class _Translator:
         k = f.n
         f.n += 1
         var = s.target.id
+        self.loop_vars.add(var)
         if f.vars.setdefault(var, "i64") != "i64":
             raise Unsupported(f"loop variable {var} of another type")
         if f"  %var.{var} = alloca i64" not in f.allocas:  # (a second loop over the same name)

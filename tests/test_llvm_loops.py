@@ -258,3 +258,19 @@ def test_a_kernel_returns_its_scalar_results_as_numba_does() -> None:
     np.testing.assert_allclose(got[:2], want[:2], rtol=1e-6)
     assert got[2:] == want[2:] == (7, True)
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_negative_index_counts_from_the_end_as_numbas() -> None:
+    src = (
+        "def loop_shift(a0, a1):\n"
+        "    for v0 in range(5):\n"
+        "        for v1 in range(3):\n"
+        "            a1[v0, v1] = a0[v0 - 1, -1] + a0[4 - v0, v1 - 2]\n"
+    )
+    x = np.arange(15.0).reshape(5, 3)
+    ours, theirs = np.zeros((5, 3)), np.zeros((5, 3))
+    fn = llvmloops.Kernel(src, "loop_shift", numba(src, "loop_shift")).function((x, ours))
+    assert type(fn).__name__ == "builtin_function_or_method"
+    fn(x, ours)
+    backend.compile_source(src, "loop_shift", "numba")(x, theirs)
+    np.testing.assert_array_equal(ours, theirs)
