@@ -360,9 +360,9 @@ def compile_cached(src: str, fname: str) -> Callable | None:
     return fn
 
 
-def write_record(name: str, data: bytes) -> bool:
-    """Store the warm-start record ``name`` (``<name>_<20 hex digits>``); ``False`` when the
-    cache is off or cannot be written."""
+def _store_file(relative: str, data: bytes, prefix: str | None = None) -> bool:
+    """Write the file ``relative`` of the entries directory (atomically; a temporary file
+    named ``prefix...``); ``False`` when the cache is off or cannot be written."""
     root = cache_dir()
     if root is None:
         return False
@@ -371,30 +371,24 @@ def write_record(name: str, data: bytes) -> bool:
             directory = _store(root)
             if directory is None:
                 return False
-            _write_atomic(directory / f"{name}.warm", data)
+            _write_atomic(directory / relative, data, prefix=prefix)
             _wrote(directory)
     except (OSError, CacheError):
         return False
     return True
+
+
+def write_record(name: str, data: bytes) -> bool:
+    """Store the warm-start record ``name`` (``<name>_<20 hex digits>``); ``False`` when the
+    cache is off or cannot be written."""
+    return _store_file(f"{name}.warm", data)
 
 
 def write_machine_code(stem: str, data: bytes) -> bool:
     """Store machine code that is not Numba's (``__pycache__/<stem>.llo``: an object file of
-    :mod:`s2s_ad.llvmloops`); ``False`` when the cache is off or cannot be written."""
-    root = cache_dir()
-    if root is None:
-        return False
-    try:
-        with _lock:
-            directory = _store(root)
-            if directory is None:
-                return False
-            # the temporary file is named like the entry's machine code (Numba's are too)
-            _write_atomic(directory / "__pycache__" / f"{stem}.llo", data, prefix=f"{stem}.llo.")
-            _wrote(directory)
-    except (OSError, CacheError):
-        return False
-    return True
+    :mod:`s2s_ad.llvmloops`); ``False`` when the cache is off or cannot be written. Its
+    temporary file is named like the entry's machine code, as Numba's are."""
+    return _store_file(f"__pycache__/{stem}.llo", data, prefix=f"{stem}.llo.")
 
 
 def read_machine_code(stem: str) -> bytes | None:
