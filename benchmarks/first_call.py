@@ -141,7 +141,7 @@ def workloads_main(ns: argparse.Namespace) -> int:
     if ns.warm:
         configs = [("s2s_ad", "background")]
     results: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in keys}
-    with tempfile.TemporaryDirectory(prefix="s2s_ad_first_call_") as root:
+    with tempfile.TemporaryDirectory(prefix="s2s_ad_first_call_", ignore_cleanup_errors=True) as root:
         prime_bytecode(root)
         if ns.warm:  # one disk cache per workload, filled by one run first (which waits for its compile)
             for key in keys:
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         return workloads_main(ns)
 
     results: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
-    with tempfile.TemporaryDirectory(prefix="s2s_ad_first_call_") as root:
+    with tempfile.TemporaryDirectory(prefix="s2s_ad_first_call_", ignore_cleanup_errors=True) as root:
         prime_bytecode(root)
         for i in range(ns.runs):
             results["cold"].append(run_once(str(Path(root) / f"cold{i}")))

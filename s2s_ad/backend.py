@@ -16,16 +16,18 @@ import linecache
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import llvmloops
 from .codegen import LOOP_NS, generate, loop_namespace, module_header, register_source, uses_special
 from .diskcache import NJIT_OPTIONS, FirstCall, compile_cached
 from .ir import Program, subprograms
 from .lru import ProgramCache, Users
 from .primitives import SPECIAL_NS, get_op
+
+if TYPE_CHECKING:
+    from .llvmloops import Kernel
 
 _CACHE = ProgramCache()  # (source, backend) -> compiled function, recently used ones
 _LOCK = threading.Lock()
@@ -128,6 +130,8 @@ def compile_split(src: str, fname: str, kernels: dict[str, str], only: set[str] 
     (through both caches, by its own source: a kernel shared by several programs compiles
     once). With ``only``, the kernels not in it that return nothing are skipped (their arrays
     stay unfilled; a compiling process uses that to compile its share of the kernels)."""
+    from . import llvmloops  # the kernel compiler: only split programs need it, not `import s2s_ad`
+
     main = compile_source(src, fname, "python")
     g = main.__globals__  # type: ignore[attr-defined]
     here = only is None and llvmloops.enabled()
@@ -141,7 +145,7 @@ def compile_split(src: str, fname: str, kernels: dict[str, str], only: set[str] 
     return main
 
 
-def _compiled_here(g: dict, name: str, kernel: llvmloops.Kernel) -> Callable:
+def _compiled_here(g: dict, name: str, kernel: Kernel) -> Callable:
     """Kernel ``name`` of a split program whose globals are ``g``, compiled by
     :mod:`s2s_ad.llvmloops` on its first call for the types it meets: from then on the
     program calls the compiled function itself."""

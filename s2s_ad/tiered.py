@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from . import context, diskcache, llvmloops
+from . import context, diskcache
 from .backend import compile_source, compile_split, direct_entry
 from .codegen import loop_namespace
 from .diskcache import FirstCall
@@ -113,7 +113,7 @@ class Tier:
             arrays, self._arrays = self._arrays or [], None
             children: list[subprocess.Popen] = []
             # a split program's kernels compile here, on this thread, unless Numba compiles them
-            numba_kernels = self.split is None or not llvmloops.enabled()
+            numba_kernels = self.split is None or not _kernels_here()
             if worker() == "process" and numba_kernels and not (self.warm and self._on_disk()):
                 n = min(processes(), len(self.split[1])) if self.split is not None else 1
                 for part in range(max(n, 1)):
@@ -178,6 +178,13 @@ class Tier:
         if self.split is None:
             return diskcache.has_entry(self.source, self.fname)
         return all(diskcache.has_entry(src, name) for name, src in self.split[1].items())
+
+
+def _kernels_here() -> bool:
+    """Whether a split program's kernels compile in this process (:mod:`s2s_ad.llvmloops`)."""
+    from . import llvmloops  # the kernel compiler: only split programs need it, not `import s2s_ad`
+
+    return llvmloops.enabled()
 
 
 def _load_numba() -> None:
