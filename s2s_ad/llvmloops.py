@@ -64,7 +64,8 @@ _DTYPES = {"float32": "f32", "float64": "f64", "int64": "i64", "bool": "i1"}
 # numpy's type numbers of those dtypes (int64 has two, long and long long: the one int64 is)
 _TYPENUM = {name: np.dtype(name).num for name in _DTYPES}
 _MEM = {"f32": "float", "f64": "double", "i64": "i64", "i1": "i8"}  # an element in memory
-_SIZE = {"f32": 4, "f64": 8, "i64": 8, "i1": 1}
+# numpy's scalar types as casts (np.int32 truncates a float to 32 bits, then widens)
+_SCALAR_TYPES = {np.float32: "f32", np.float64: "f64", np.int64: "i64", np.int32: "i64", np.bool_: "i1"}
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,22 @@ class _Fn:
 
     def label(self, name: str) -> None:
         self.lines.append(f"{name}:")
+
+    def local(self, name: str, t: str) -> None:
+        """Declare local ``name`` of type ``t`` (its alloca ``%var.NAME``), once."""
+        if name not in self.vars:
+            self.vars[name] = t
+            self.allocas.append(f"  %var.{name} = alloca {_LL[t]}")
+
+    def terminate(self, line: str) -> None:
+        """End the current block with ``line`` (a ``ret``); what follows is unreachable."""
+        self.lines.append(line)
+        self.label(f"dead{self.n}")
+        self.n += 1
+
+    def define(self, header: str) -> str:
+        """The function's text, under ``header`` (``define ... {``)."""
+        return "\n".join([header, "entry:", *self.allocas, *self.lines, "}"])
 
 
 class _Module:
@@ -207,6 +224,11 @@ class _Translator:
         op = "fpext" if v.t == "f32" else "fptrunc"
         return _Val(f.emit(f"{op} {src} {v.ref} to {dst}"), t)
 
+    def common(self, a: _Val, b: _Val) -> tuple[_Val, _Val, str]:
+        """``a`` and ``b`` converted to one type (Numba's for arithmetic where they differ)."""
+        t = self.unify(a.t, b.t) if a.t != b.t else a.t
+        return self.cast(a, t), self.cast(b, t), t
+
     @staticmethod
     def unify(a: str, b: str) -> str:
         """Numba's result type of arithmetic on scalars of types a and b."""
@@ -260,9 +282,7 @@ class _Translator:
             return acc
         if isinstance(node, ast.IfExp):
             c = self.cast(self.expr(node.test), "i1")
-            a, b = self.expr(node.body), self.expr(node.orelse)
-            t = self.unify(a.t, b.t) if a.t != b.t else a.t
-            a, b = self.cast(a, t), self.cast(b, t)
+            a, b, t = self.common(self.expr(node.body), self.expr(node.orelse))
             return _Val(f.emit(f"select i1 {c.ref}, {_LL[t]} {a.ref}, {_LL[t]} {b.ref}"), t)
         if isinstance(node, ast.Subscript):
             ptr, t = self.element(node)
@@ -342,8 +362,7 @@ class _Translator:
         return self.intrinsic("pow", [self.cast(a, t), self.cast(b, t)])
 
     def compare(self, op: ast.cmpop, a: _Val, b: _Val) -> _Val:
-        t = self.unify(a.t, b.t) if a.t != b.t else a.t
-        a, b = self.cast(a, t), self.cast(b, t)
+        a, b, t = self.common(a, b)
         if t in ("f32", "f64"):
             names = {ast.Lt: "olt", ast.Gt: "ogt", ast.LtE: "ole", ast.GtE: "oge", ast.Eq: "oeq", ast.NotEq: "une"}
             kind = "fcmp"
@@ -372,9 +391,8 @@ class _Translator:
         fn = self.resolve(node.func)
         args = [self.expr(a) for a in node.args]
         f = self.f
-        scalar_types = {np.float32: "f32", np.float64: "f64", np.int64: "i64", np.int32: "i64", np.bool_: "i1"}
-        if fn in scalar_types and len(args) == 1:
-            t = scalar_types[fn]
+        if fn in _SCALAR_TYPES and len(args) == 1:
+            t = _SCALAR_TYPES[fn]
             a = args[0]
             if fn is np.int32 and a.t in ("f32", "f64"):  # truncated to 32 bits, then widened
                 r = f.emit(f"fptosi {_LL[a.t]} {a.ref} to i32")
@@ -383,9 +401,7 @@ class _Translator:
                 return self.const(_from_bits_text(a.ref), t)  # a constant of another precision
             return self.cast(a, t)
         if fn in (min, max) and len(args) == 2:
-            a, b = args
-            t = self.unify(a.t, b.t) if a.t != b.t else a.t
-            a, b = self.cast(a, t), self.cast(b, t)
+            a, b, t = self.common(*args)
             # Python's: max(a, b) is b only where b > a (min: b < a)
             c = self.compare(ast.Gt() if fn is max else ast.Lt(), b, a)
             return _Val(f.emit(f"select i1 {c.ref}, {_LL[t]} {b.ref}, {_LL[t]} {a.ref}"), t)
@@ -400,9 +416,7 @@ class _Translator:
             return self.intrinsic("copysign", args)
         if fn is np.where and len(args) == 3:
             c = self.cast(args[0], "i1")
-            a, b = args[1], args[2]
-            t = self.unify(a.t, b.t) if a.t != b.t else a.t
-            a, b = self.cast(a, t), self.cast(b, t)
+            a, b, t = self.common(args[1], args[2])
             return _Val(f.emit(f"select i1 {c.ref}, {_LL[t]} {a.ref}, {_LL[t]} {b.ref}"), t)
         if fn is np.sign and len(args) == 1 and args[0].t != "i1":
             # Numba's: 1 above zero, -1 below, else the argument itself (nan, and -0.0 kept)
@@ -414,10 +428,6 @@ class _Translator:
             return _Val(f.emit(f"select i1 {gt.ref}, {ll} {one.ref}, {ll} {inner}"), a.t)
         if (fn is np.maximum or fn is np.minimum) and len(args) == 2:
             return self.extremum(fn is np.maximum, *args)
-        if fn is np.absolute and len(args) == 1 and args[0].t in ("f32", "f64"):
-            return self.intrinsic("fabs", args)
-        if fn is np.sqrt and len(args) == 1:
-            return self.intrinsic("sqrt", [self.cast(args[0], "f64") if args[0].t in ("i64", "i1") else args[0]])
         libm = _LIBM.get(getattr(fn, "__name__", ""))
         if libm is not None and isinstance(fn, np.ufunc) and len(args) == fn.nin:
             return self.libm_call(libm, args)
@@ -427,8 +437,7 @@ class _Translator:
         """numpy's maximum (minimum) of two scalars: ``a`` where ``a >= b`` (``<=``), else
         ``b``; nan where either is nan (``a`` where it is)."""
         f = self.f
-        t = self.unify(a.t, b.t) if a.t != b.t else a.t
-        a, b = self.cast(a, t), self.cast(b, t)
+        a, b, t = self.common(a, b)
         ll = _LL[t]
         if t in ("f32", "f64"):
             c = f.emit(f"fcmp {'oge' if is_max else 'ole'} {ll} {a.ref}, {b.ref}")
@@ -548,11 +557,9 @@ class _Translator:
         f = self.f
         if name in self.loop_vars:
             raise Unsupported(f"an assignment to the loop variable {name}")
-        t = f.vars.get(name)
-        if t is None:
-            f.vars[name] = t = v.t
-            f.allocas.append(f"  %var.{name} = alloca {_LL[t]}")
-        elif t != v.t:
+        f.local(name, v.t)
+        t = f.vars[name]
+        if t != v.t:
             # Numba unifies a variable's types; here a variable keeps its first type where the
             # later value converts to it without loss, else the kernel is Numba's
             if self.unify(t, v.t) != t:
@@ -586,9 +593,9 @@ class _Translator:
                 self.assign_var(s.target.id, self.binop(s.op, cur, self.expr(s.value)))
             elif isinstance(s.target, ast.Subscript):
                 ptr, t = self.element(s.target)
-                cur = _Val(f.emit(f"load {_LL[t]}, ptr {ptr}"), t) if t != "i1" else None
-                if cur is None:
+                if t == "i1":
                     raise Unsupported("augmented assignment of a bool element")
+                cur = _Val(f.emit(f"load {_LL[t]}, ptr {ptr}"), t)
                 self.store(s.target, self.binop(s.op, cur, self.expr(s.value)))
             else:
                 raise Unsupported("assignment target")
@@ -604,9 +611,7 @@ class _Translator:
                 v = self.expr(e)
                 self.results.append(v.t)
                 f.lines.append(f"  store {_LL[v.t]} {v.ref}, ptr %out{k}")
-            f.lines.append("  ret void")
-            f.label(f"dead{f.n}")
-            f.n += 1
+            f.terminate("  ret void")
             return
         if isinstance(s, ast.Return):
             if s.value is None:
@@ -615,9 +620,7 @@ class _Translator:
             if self.ret is None:
                 self.ret = v.t
             v = self.cast(v, self.ret)
-            f.lines.append(f"  ret {_LL[self.ret]} {v.ref}")
-            f.label(f"dead{f.n}")
-            f.n += 1
+            f.terminate(f"  ret {_LL[self.ret]} {v.ref}")
             return
         if isinstance(s, ast.Pass):
             return
@@ -650,10 +653,9 @@ class _Translator:
         f.n += 1
         var = s.target.id
         self.loop_vars.add(var)
-        if f.vars.setdefault(var, "i64") != "i64":
+        f.local(var, "i64")  # (a second loop may use the same name)
+        if f.vars[var] != "i64":
             raise Unsupported(f"loop variable {var} of another type")
-        if f"  %var.{var} = alloca i64" not in f.allocas:  # (a second loop over the same name)
-            f.allocas.append(f"  %var.{var} = alloca i64")
         head, body, done = f"loop{k}", f"body{k}", f"done{k}"
         f.lines.append(f"  store i64 0, ptr %var.{var}")
         f.lines.append(f"  br label %{head}")
@@ -674,7 +676,9 @@ def _from_bits_text(ref: str) -> float:
     return struct.unpack("<d", struct.pack("<Q", int(ref, 16)))[0]
 
 
+@functools.cache
 def _parse(py: Any) -> ast.FunctionDef:
+    """The syntax tree of vecmath function ``py`` (read once: the translation only reads it)."""
     try:
         tree = parse_source(textwrap.dedent(inspect.getsource(py)))
     except (OSError, TypeError) as err:  # no source file (a frozen install), or one edited since
@@ -683,9 +687,6 @@ def _parse(py: Any) -> ast.FunctionDef:
     if not isinstance(fn, ast.FunctionDef):
         raise Unsupported("not a function")
     return fn
-
-
-_BITS = {"_f32_from_bits": ("i32", "float"), "_f64_from_bits": ("i64", "double")}
 
 
 def helper(mod: _Module, py: Any, arg_types: tuple[str, ...]) -> tuple[str, str]:
@@ -699,8 +700,7 @@ def helper(mod: _Module, py: Any, arg_types: tuple[str, ...]) -> tuple[str, str]
         raise Unsupported(f"call of {py.__name__} with {len(arg_types)} arguments")
     name = f"@{py.__name__}.{'.'.join(arg_types)}"
     f = _Fn()
-    g = dict(py.__globals__)
-    tr = _Translator(mod, f, g)
+    tr = _Translator(mod, f, py.__globals__)
     params = []
     for a, t in zip(node.args.args, arg_types, strict=True):
         params.append(f"{_LL[t]} %arg.{a.arg}")
@@ -709,23 +709,18 @@ def helper(mod: _Module, py: Any, arg_types: tuple[str, ...]) -> tuple[str, str]
     if tr.ret is None:
         raise Unsupported(f"{py.__name__} returns nothing")
     f.lines.append("  unreachable")
-    text = (
-        f"define internal {_LL[tr.ret]} {name}({', '.join(params)}) alwaysinline nounwind {{\nentry:\n"
-        + "\n".join(f.allocas)
-        + "\n"
-        + "\n".join(f.lines)
-        + "\n}"
-    )
-    mod.defs.append(text)
+    mod.defs.append(f.define(f"define internal {_LL[tr.ret]} {name}({', '.join(params)}) alwaysinline nounwind {{"))
     mod.helpers[key] = (name, tr.ret)
     return name, tr.ret
 
 
-def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], namespace: dict[str, Any]) -> list[str]:
-    """Add kernel ``name`` (its Python source ``src``) for ``argtypes`` to ``mod``: a function
-    ``void NAME(ptr a0, ..., ptr out0, ...)`` taking numpy array objects (``PyArrayObject *``)
-    and, for each scalar of the tuple the kernel returns, a pointer it stores it through. The
-    types of those results."""
+def kernel_ir(
+    mod: _Module, src: str, symbol: str, argtypes: tuple[ArgType, ...], namespace: dict[str, Any]
+) -> list[str]:
+    """Add the kernel of Python source ``src`` for ``argtypes`` to ``mod``: an internal
+    function ``void SYMBOL(ptr a0, ..., ptr out0, ...)`` taking numpy array objects
+    (``PyArrayObject *``) and, for each scalar of the tuple the kernel returns, a pointer it
+    stores it through. The types of those results."""
     tree = parse_source(src)
     (node,) = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
     if len(node.args.args) != len(argtypes):
@@ -736,13 +731,12 @@ def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], 
     for k, (a, at) in enumerate(zip(node.args.args, argtypes, strict=True)):
         p = f"%p{k}"
         params.append(f"ptr {p}")
-        # PyArrayObject: the object head (16 bytes), then data, nd, dimensions, strides
-        dp = f.emit(f"getelementptr i8, ptr {p}, i64 16")
-        data = f.emit(f"load ptr, ptr {dp}")
+        # the array object's data, dimensions and strides (fields checked by _abi_ok)
+        data = f.emit(f"load ptr, ptr {f.emit(f'getelementptr i8, ptr {p}, i64 {_DATA}')}")
         dims, strides = [], []
         if at.ndim:
-            dimp = f.emit(f"load ptr, ptr {f.emit(f'getelementptr i8, ptr {p}, i64 32')}")
-            stp = f.emit(f"load ptr, ptr {f.emit(f'getelementptr i8, ptr {p}, i64 40')}")
+            dimp = f.emit(f"load ptr, ptr {f.emit(f'getelementptr i8, ptr {p}, i64 {_DIMS}')}")
+            stp = f.emit(f"load ptr, ptr {f.emit(f'getelementptr i8, ptr {p}, i64 {_STRIDES}')}")
             for d in range(at.ndim):
                 dims.append(f.emit(f"load i64, ptr {f.emit(f'getelementptr i64, ptr {dimp}, i64 {d}')}"))
                 strides.append(f.emit(f"load i64, ptr {f.emit(f'getelementptr i64, ptr {stp}, i64 {d}')}"))
@@ -751,13 +745,7 @@ def kernel_ir(mod: _Module, src: str, name: str, argtypes: tuple[ArgType, ...], 
     tr.body(node.body)
     params += [f"ptr %out{k}" for k in range(len(tr.results))]
     f.lines.append("  ret void")
-    mod.defs.append(
-        f"define void @{name}({', '.join(params)}) nounwind {{\nentry:\n"
-        + "\n".join(f.allocas)
-        + "\n"
-        + "\n".join(f.lines)
-        + "\n}"
-    )
+    mod.defs.append(f.define(f"define internal void @{symbol}({', '.join(params)}) nounwind {{"))
     return tr.results
 
 
@@ -922,13 +910,12 @@ def entry_ir(symbol: str, body: str, argtypes: tuple[ArgType, ...], results: lis
     return "\n".join(lines)
 
 
-def kernel_module(src: str, name: str, symbol: str, argtypes: tuple[ArgType, ...], namespace: dict[str, Any]) -> str:
-    """The LLVM IR of kernel ``name`` (Python source ``src``) for ``argtypes``: its body
+def kernel_module(src: str, symbol: str, argtypes: tuple[ArgType, ...], namespace: dict[str, Any]) -> str:
+    """The LLVM IR of the kernel of Python source ``src`` for ``argtypes``: its body
     (internal) and its entry ``symbol`` (:func:`entry_ir`)."""
     mod = _Module()
     body = f"{symbol}.body"
-    results = kernel_ir(mod, src, name, argtypes, namespace)
-    mod.defs[-1] = mod.defs[-1].replace(f"define void @{name}(", f"define internal void @{body}(", 1)
+    results = kernel_ir(mod, src, body, argtypes, namespace)
     for d in _DECLS:
         mod.declare(d)
     mod.defs.append(entry_ir(symbol, body, argtypes, results))
@@ -1149,7 +1136,7 @@ class Kernel:
         obj = _unsealed(diskcache.read_machine_code(symbol))
         if obj is None:
             try:
-                text = kernel_module(self.src, self.name, symbol, types, loop_functions())
+                text = kernel_module(self.src, symbol, types, loop_functions())
             except Unsupported as err:
                 log.debug("kernel %s compiles with Numba: %s", self.name, err)
                 return self._numba()

@@ -135,9 +135,10 @@ def test_other_argument_types_get_their_own_machine_code() -> None:
     fn(np.arange(6), ints)
     np.testing.assert_array_equal(ints, np.arange(6) * 2)
     assert len(k.specs) == 4
-    # a value that is no array (a Python float): Numba's kernel takes it
+    # a Python float, and one argument for two: the entry refuses it, and Numba's kernel
+    # (for arguments that are not arrays) raises its TypeError
     with pytest.raises(TypeError):
-        fn(3.0)  # the wrong number of arguments: Numba's error
+        fn(3.0)
 
 
 def test_a_kernel_outside_the_language_is_numbas() -> None:
