@@ -24,6 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
+from . import buffers
 from .fusion import Loop, schedule
 from .ir import Atom, Eqn, Lit, Program, Var, treedef_leaves
 from .primitives import ATOM, ELEMENTWISE, MUL, POW, SPECIAL_NS, UNARY, get_op, numpy_literal, print_elementwise
@@ -41,6 +42,7 @@ class _Ctx:
         self.names = names or _Names()
         self.numba = numba  # the source is compiled by Numba (not run by numpy)
         self.split = split  # only its loop kernels are: the statements between them run in numpy
+        self.avals: dict[str, tuple] = {}  # (shape, dtype) of the names assigned in statements
 
     @property
     def numba_statements(self) -> bool:
@@ -231,9 +233,13 @@ def generate(
         return expr[a]
 
     rets = [atom(a)[0] for a in prog.outs]
+    module: list[str] = []
+    if kernels is not None:  # the main function of a split program: its temporaries in a workspace
+        module, prologue, lines = buffers.plan(lines, rets, C.avals, names.fresh)
+        lines = prologue + lines
     lines.append(f"return ({', '.join(rets)}{',' if len(rets) == 1 else ''})")
     sig_doc = ", ".join(f"{n}: {v.aval}" for n, v in zip(params, prog.invars))
-    head = [f"def {fname}({', '.join(params)}):"]
+    head = [*module, *([""] * 2 * bool(module)), f"def {fname}({', '.join(params)}):"]
     body = [f'"""{doc}' + (f"\n\n{sig_doc}" if sig_doc else "") + '\n"""'] if doc else []
     src = "\n".join(head + ["    " + ln if ln else ln for ln in "\n".join(body + lines).split("\n")])
     return src + "\n"
@@ -353,6 +359,7 @@ class _Body:
             target = names.fresh(name_of(out))
             emit(f"{target} = {s}")
             expr[out] = (target, ATOM)
+            C.avals[target] = (out.shape, out.dtype)
             if op.contiguous:
                 C.contig.add(target)
             elif s.endswith(".T") and s[:-2] in C.contig:

@@ -322,6 +322,128 @@ def lean_products(prog: Program, keep_primal: bool = True) -> Program:
     return _rewrite(prog, kept, env).replace(names=names)
 
 
+_SUMS = {"add": 1, "sub": -1}  # the sign of a sum equation's second term
+
+
+def factor_products(prog: Program, keep_primal: bool = True) -> Program:
+    """Sums of products that share a factor written as one product of a sum: ``x1 @ w + x2 @ w
+    - x3 @ w`` becomes ``(x1 + x2 - x3) @ w`` (any op the op table marks ``bilinear``, with the
+    same params, the shared input on the same side). Reverse mode makes such sums wherever a
+    weight is read more than once (the weight gradient of a network applied to several
+    tangents sums one product per use): each product saved is a matrix product's work for an
+    elementwise add. A sum is the tree of ``add``/``sub`` equations of one shape whose inner
+    results are read once; a product joins only when the sum is its one reader. Derivative
+    code only, unless ``keep_primal`` is False (the rounding of the sum changes)."""
+    uses: dict[Var, int] = {}
+    for e in prog.eqns:
+        for a in e.ins:
+            if isinstance(a, Var):
+                uses[a] = uses.get(a, 0) + 1
+    for a in prog.outs:
+        if isinstance(a, Var):
+            uses[a] = uses.get(a, 0) + 2  # (a result is never an inner sum)
+    made = {o: e for e in prog.eqns for o in e.outs}
+
+    def own(e: Eqn) -> bool:
+        return not (keep_primal and e.primal)
+
+    def summing(e: Eqn | None, aval) -> bool:
+        return (
+            e is not None
+            and e.op in _SUMS
+            and own(e)
+            and all(isinstance(a, Var) and a.aval == aval for a in e.ins)
+            and e.outs[0].aval == aval
+        )
+
+    inner = {e.outs[0] for e in prog.eqns if summing(e, e.outs[0].aval)}
+    inner = {v for v in inner if uses.get(v, 0) == 1}
+    env: dict[Var, Atom] = {}
+    names = dict(prog.names)
+    kept: list[Eqn] = []
+    readers: dict[Var, Eqn] = {}  # an inner sum -> the sum equation that reads it
+    for e in prog.eqns:
+        for a in e.ins:
+            if a in inner:
+                readers[a] = e
+    for e in prog.eqns:
+        out = e.outs[0] if e.outs else None
+        root = summing(e, out.aval if out is not None else None) and not (
+            out in inner and summing(readers.get(out), out.aval)
+        )
+        new = _factored(e, made, uses, inner, own) if root else None
+        if new is None:
+            kept.append(e)
+            continue
+        b, atom = new
+        kept.extend(b.eqns)
+        env[out] = atom
+        if isinstance(atom, Var) and name_of(names, out) is not None:
+            names[atom] = name_of(names, out)
+    if not env:
+        return prog
+    return dce(_rewrite(prog, kept, env).replace(names=names))
+
+
+def _factored(root: Eqn, made: dict, uses: dict, inner: set, own: Callable[[Eqn], bool]):
+    """``(builder, atom)``: the sum ``root`` computes with its products that share a factor
+    merged (:func:`factor_products`), or ``None`` where none do."""
+    terms: list[tuple[int, Atom]] = []
+    stack: list[tuple[int, Atom]] = [(_SUMS[root.op], root.ins[1]), (1, root.ins[0])]
+    while stack:  # the tree's leaves, left to right
+        sign, a = stack.pop()
+        e = made.get(a)
+        if a in inner and e is not None:
+            stack += [(sign * _SUMS[e.op], e.ins[1]), (sign, e.ins[0])]
+        else:
+            terms.append((sign, a))
+    groups: dict[tuple, list[int]] = {}
+    for k, (_, a) in enumerate(terms):
+        p = made.get(a)
+        if p is None or not get_op(p.op).bilinear or uses.get(a, 0) != 1 or not own(p):
+            continue
+        for side in (0, 1):
+            groups.setdefault((p.op, p.params_key(), side, _key(p.ins[side])), []).append(k)
+    taken: set[int] = set()
+    merged: dict[int, tuple[tuple, list[int]]] = {}  # a group's first term -> (its key, its terms)
+    for key in sorted(groups, key=lambda g: -len(groups[g])):  # (stable: the first such group)
+        ks = [k for k in groups[key] if k not in taken]
+        if len(ks) >= 2:
+            taken.update(ks)
+            merged[ks[0]] = (key, ks)
+    if not merged:
+        return None
+    b = Builder()
+    b.loc, b.adjoint = root.loc, root.adjoint
+    out: list[tuple[int, Atom]] = []
+    for k, (sign, a) in enumerate(terms):
+        if k in merged:
+            (op, _, side, _), ks = merged[k]
+            p = made[a]
+            others = [(terms[j][0], made[terms[j][1]].ins[1 - side]) for j in ks]
+            s, total = _signed_sum(b, others)
+            ins = [p.ins[0], p.ins[1]]
+            ins[1 - side] = total
+            out.append((s, b.bind1(op, *ins, **p.params)))
+        elif k not in taken:
+            out.append((sign, a))
+    s, total = _signed_sum(b, out)
+    return b, (total if s > 0 else b.bind1("neg", total))
+
+
+def _signed_sum(b: Builder, terms: list[tuple[int, Atom]]) -> tuple[int, Atom]:
+    """``(s, t)`` with ``s * t`` the sum of ``sign * a`` over ``terms``: added left to right,
+    starting from the first positive term (``s`` is -1 only when every term is negative)."""
+    first = next((k for k, (sign, _) in enumerate(terms) if sign > 0), None)
+    s = 1 if first is not None else -1
+    first = first or 0
+    total = terms[first][1]
+    for k, (sign, a) in enumerate(terms):
+        if k != first:
+            total = b.bind1("add" if sign * s > 0 else "sub", total, a)
+    return s, total
+
+
 @stage("optimize")
 def optimize(prog: Program, final: bool = True, simplify: bool = True, nested: bool = False) -> Program:
     """The standard pipeline. ``final`` also drops identities that only matter while more
@@ -344,6 +466,7 @@ def optimize(prog: Program, final: bool = True, simplify: bool = True, nested: b
         ("lean_products", lambda p: lean_products(p, keep_primal)),
         ("fold_fills", lambda p: fold_fills(p, keep_primal)),
         ("cse", cse),
+        ("factor_products", lambda p: factor_products(p, keep_primal)),
     ]
     if final:
         passes.append(("strip_identities", strip_identities))

@@ -95,6 +95,9 @@ class OpDef:
     # (b, eqn, made) -> Atom | None: a cheaper equivalent of a derivative equation, bound in
     # ``b``, given ``made`` (variable -> the equation that made it); applied by opt.lean_products
     rewrite: Callable[..., Any] | None = None
+    # a product of its two inputs, linear in each with the other fixed (its params too):
+    # opt.factor_products writes a sum of such products that share an input as one product
+    bilinear: bool = False
     # (b, eqn, elems) -> list of element arrays | None: the op on arrays of few elements,
     # computed element by element on 0-d values (s2s_ad.scalarise, which documents the form);
     # elementwise ops take :func:`elementwise_scalar` unless they give their own
@@ -1139,6 +1142,7 @@ _register(
         inexact=True,
         cuda_kernel="matmul",
         rewrite=_matmul_rewrite,
+        bilinear=True,
         vjp=_matmul_vjp,
         jvp=_matmul_jvp,
         batch=_matmul_batch,
@@ -3056,6 +3060,7 @@ _register(
         contiguous=True,
         inexact=True,
         rewrite=_identity_product,
+        bilinear=True,
         vjp=_batch_matmul_vjp,
         jvp=_batch_matmul_jvp,
         batch=_batch_matmul_batch,

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "s2s_ad.cpumath",
         "s2s_ad.vecmath",
         "s2s_ad.pyast",
+        "s2s_ad.buffers",
         "s2s_ad.lazy",
         "s2s_ad.progress",
     ),
