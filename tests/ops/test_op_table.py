@@ -225,3 +225,21 @@ def test_elementwise_partials_come_from_sympy():
     div = OPS["div"]
     x, y = div.symbols
     assert sp.simplify(div.partials[1] + x / y**2) == 0
+
+
+BILINEAR_CASES = [c for c in CASES_F64 if OPS[c.values[0]].bilinear]
+
+
+@pytest.mark.parametrize("op,shapes,params,dtype", BILINEAR_CASES)
+def test_bilinear_ops_are_linear_in_each_input(op, shapes, params, dtype):
+    """An op marked ``bilinear`` (opt.factor_products writes sums of its products as one
+    product of a sum) is linear in each input with the other fixed."""
+    rng = np.random.default_rng(5)
+    _, fwd, _ = _programs(op, shapes, params, dtype)
+    xs = inputs(op, shapes, dtype, rng, params)
+    for side in (0, 1):
+        other = inputs(op, shapes, dtype, rng, params)[side]
+        a, b, both = list(xs), list(xs), list(xs)
+        b[side] = other
+        both[side] = xs[side] + 2.5 * other
+        np.testing.assert_allclose(_f(fwd, both), _f(fwd, a) + 2.5 * _f(fwd, b), rtol=1e-12, atol=1e-12)
