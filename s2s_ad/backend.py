@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .buffers import Workspaces
 from .codegen import LOOP_NS, generate, loop_namespace, module_header, register_source, uses_special
 from .diskcache import NJIT_OPTIONS, FirstCall, compile_cached
 from .ir import Program, subprograms
@@ -45,7 +46,7 @@ def compile_source(src: str, fname: str, backend: str) -> Callable:
         fn = compile_cached(src, fname) if backend == "numba" else None
         if fn is None:
             filename = register_source(src, fname)
-            ns: dict = {"np": np}
+            ns: dict = {"np": np, "Workspaces": Workspaces}
             if uses_special(src):
                 import scipy.special  # only programs that call a special function (erf) need it
 

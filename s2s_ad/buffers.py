@@ -13,24 +13,89 @@ of arrays made on the first call and kept for the next one. Each temporary that 
 leave the function (no result is it, or a view of it) gets a slot; a slot is shared by
 temporaries of the same shape and dtype whose lives do not overlap (a value's life ends with
 the last statement that reads it or a view of it). A product writes into its slot through
-``np.dot(..., out=...)``. Calls from several threads each take a workspace of their own; a
-workspace larger than :data:`KEEP_BYTES` is made anew on each call (its slots still shared
-within the call) rather than held between calls.
+``np.dot(..., out=...)``. Calls from several threads each take a workspace of their own.
+
+Kept workspaces hold memory while their program lives: one program's is kept only up to
+:data:`KEEP_BYTES`, and all programs' together up to :func:`budget` (``S2S_AD_WORKSPACE_MB``,
+default 256; 0 keeps none). A workspace over either is made anew on each call (its slots
+still shared within the call) and freed when the call returns, as numpy's own temporaries
+would be.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from .pyast import parse
 
-__all__ = ["KEEP_BYTES", "plan"]
+__all__ = ["KEEP_BYTES", "Workspaces", "budget", "kept_bytes", "plan"]
 
 KEEP_BYTES = 64 << 20  # the largest workspace kept between calls (per program)
+DEFAULT_BUDGET_MB = 256
+
+
+def budget() -> int:
+    """Bytes all programs' kept workspaces may hold together: ``S2S_AD_WORKSPACE_MB``
+    (default :data:`DEFAULT_BUDGET_MB`; 0 keeps none)."""
+    raw = os.environ.get("S2S_AD_WORKSPACE_MB", "").strip()
+    try:
+        mb = float(raw) if raw else DEFAULT_BUDGET_MB
+    except ValueError:
+        mb = DEFAULT_BUDGET_MB
+    return int(max(mb, 0.0) * (1 << 20))
+
+
+_LOCK = threading.Lock()
+_kept = 0  # bytes held by kept workspaces, all programs together
+
+
+def kept_bytes() -> int:
+    """Bytes the kept workspaces of all programs hold now."""
+    return _kept
+
+
+class Workspaces:
+    """The workspaces a program's calls have given back, for its next calls: :meth:`take` one
+    (``None`` when there is none), :meth:`give` it back when the call returns (it is kept
+    while the process's :func:`budget` allows). The generated main function holds one of
+    these as ``kept_workspaces``."""
+
+    __slots__ = ("free", "nbytes")
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self.free: list[tuple] = []
+
+    def take(self) -> tuple | None:
+        global _kept
+        try:
+            ws = self.free.pop()
+        except IndexError:
+            return None
+        with _LOCK:
+            _kept -= self.nbytes
+        return ws
+
+    def give(self, ws: tuple) -> None:
+        global _kept
+        with _LOCK:
+            if _kept + self.nbytes > budget():
+                return
+            _kept += self.nbytes
+        self.free.append(ws)
+
+    def __del__(self) -> None:
+        global _kept
+        if self.free:
+            with _LOCK:
+                _kept -= self.nbytes * len(self.free)
+
 
 # calls whose result is a new array, never a view of an argument: numpy's products and
 # reductions and ``astype`` (a copy); a call of a plain name is a loop kernel or a builtin
@@ -118,14 +183,9 @@ def plan(
     if nbytes > KEEP_BYTES:
         return [], [f"{ws} = {new}  # its temporaries ({what}): too large to keep between calls"], rows
     kept = fresh("kept_workspaces")
-    module = [f"{kept} = []  # the workspaces of the calls that have returned ({what} each)"]
-    prologue = [
-        "try:",
-        f"    {ws} = {kept}.pop()  # its temporaries",
-        "except IndexError:",
-        f"    {ws} = {new}",
-    ]
-    return module, prologue, [*rows, f"{kept}.append({ws})"]
+    module = [f"{kept} = Workspaces({nbytes})  # the workspaces of calls that have returned ({what} each)"]
+    prologue = [f"{ws} = {kept}.take() or {new}  # its temporaries"]
+    return module, prologue, [*rows, f"{kept}.give({ws})"]
 
 
 def _arrays(shape: tuple, dt: str, n: int) -> str:

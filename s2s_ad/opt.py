@@ -402,8 +402,9 @@ def _factored(root: Eqn, made: dict, uses: dict, inner: set, own: Callable[[Eqn]
         p = made.get(a)
         if p is None or not get_op(p.op).bilinear or uses.get(a, 0) != 1 or not own(p):
             continue
-        for side in (0, 1):
-            groups.setdefault((p.op, p.params_key(), side, _key(p.ins[side])), []).append(k)
+        for side in (0, 1):  # (the other inputs, summed, must be of one shape and dtype)
+            key = (p.op, p.params_key(), side, _key(p.ins[side]), p.ins[1 - side].aval)
+            groups.setdefault(key, []).append(k)
     taken: set[int] = set()
     merged: dict[int, tuple[tuple, list[int]]] = {}  # a group's first term -> (its key, its terms)
     for key in sorted(groups, key=lambda g: -len(groups[g])):  # (stable: the first such group)
@@ -418,7 +419,7 @@ def _factored(root: Eqn, made: dict, uses: dict, inner: set, own: Callable[[Eqn]
     out: list[tuple[int, Atom]] = []
     for k, (sign, a) in enumerate(terms):
         if k in merged:
-            (op, _, side, _), ks = merged[k]
+            (op, _, side, _, _), ks = merged[k]
             p = made[a]
             others = [(terms[j][0], made[terms[j][1]].ins[1 - side]) for j in ks]
             s, total = _signed_sum(b, others)

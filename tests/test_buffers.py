@@ -6,6 +6,7 @@ next, calls from several threads agree, and values match PYNATIVE."""
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import numpy as np
@@ -39,7 +40,7 @@ def run(module: list[str], prologue: list[str], body: str, returned: str, **args
     """The planned statements as a function of ``args``, run; the namespace too."""
     src = "\n".join(module) + "\ndef f(" + ", ".join(args) + "):\n"
     src += "".join(f"    {ln}\n" for ln in [*prologue, *body.split("\n"), f"return {returned}"])
-    ns: dict = {"np": np}
+    ns: dict = {"np": np, "Workspaces": buffers.Workspaces}
     exec(src, ns)
     return ns["f"](**args), ns
 
@@ -60,14 +61,16 @@ def test_temporaries_whose_lives_do_not_overlap_share_a_slot() -> None:
     module, prologue, body = planned(LINES, ["r"], {"d": ((4, 2), F32)})
     assert "a = workspace[0]" in body and "b = workspace[1]" in body and "c = workspace[0]" in body
     assert "d = np.dot(c, w, out=workspace[2])" in body
-    assert "np.empty((4, 3), np.float32)" in "\n".join(prologue) and "kept_workspaces" in module[0]
+    assert "np.empty((4, 3), np.float32)" in "\n".join(prologue) and "kept_workspaces = Workspaces(" in module[0]
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     w = np.ones((3, 2), np.float32)
     (r, ns), want = run(module, prologue, body, "r", x=x, w=w), np.sum(((2 * x + x) ** 2) @ w, axis=0)
     np.testing.assert_allclose(r, want)
-    assert len(ns["kept_workspaces"]) == 1  # given back for the next call
+    kept = ns["kept_workspaces"]
+    assert len(kept.free) == 1  # given back for the next call
+    first = kept.free[0]
     np.testing.assert_allclose(ns["f"](x=x, w=w), want)
-    assert len(ns["kept_workspaces"]) == 1
+    assert kept.free == [first]  # the same arrays again
 
 
 @pytest.mark.parametrize("result", ["c", "v", "c.T", "(v, r)"])
@@ -94,10 +97,37 @@ def test_a_product_of_unknown_shape_and_control_flow_are_left_alone() -> None:
 def test_a_large_workspace_is_made_on_each_call(monkeypatch) -> None:
     monkeypatch.setattr(buffers, "KEEP_BYTES", 64)
     module, prologue, body = planned(LINES, ["r"], {"d": ((4, 2), F32)})
-    assert module == [] and prologue[0].startswith("workspace = (")
+    assert module == [] and prologue[0].startswith("workspace = (") and "give" not in body
     x = np.ones((4, 3), np.float32)
     r, _ = run(module, prologue, body, "r", x=x, w=np.ones((3, 2), np.float32))
     np.testing.assert_allclose(r, [108, 108])  # sum over rows of ((2x + x)^2 @ w)
+
+
+def test_kept_workspaces_stay_within_the_budget(monkeypatch) -> None:
+    gc.collect()  # (programs of earlier tests that are garbage release theirs now)
+    base = buffers.kept_bytes()  # (programs of other tests still alive may hold some)
+    limit = base + 2 * 48 + 32  # room for one workspace of these statements
+    monkeypatch.setattr(buffers, "budget", lambda: limit)
+    module, prologue, body = planned(LINES, ["r"], {"d": ((4, 2), F32)})
+    x, w = np.ones((4, 3), np.float32), np.ones((3, 2), np.float32)
+    _, ns1 = run(module, prologue, body, "r", x=x, w=w)
+    _, ns2 = run(module, prologue, body, "r", x=x, w=w)
+    assert ns1["kept_workspaces"].nbytes == 2 * 48 + 32
+    assert (len(ns1["kept_workspaces"].free), len(ns2["kept_workspaces"].free)) == (1, 0)
+    assert buffers.kept_bytes() == limit
+    del ns1
+    gc.collect()
+    assert buffers.kept_bytes() == base  # released with its program
+    ns2["f"](x=x, w=w)
+    assert len(ns2["kept_workspaces"].free) == 1 and buffers.kept_bytes() == limit
+    ns2["kept_workspaces"].take()
+    assert buffers.kept_bytes() == base
+
+
+@pytest.mark.parametrize("raw,mb", [("", 256), ("0", 0), ("1.5", 1.5), ("many", 256), ("-3", 0)])
+def test_the_budget_setting(monkeypatch, raw: str, mb: float) -> None:
+    monkeypatch.setenv("S2S_AD_WORKSPACE_MB", raw)
+    assert buffers.budget() == int(mb * (1 << 20))
 
 
 def network(w1: np.ndarray, w2: np.ndarray):
