@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_lean_products import program, run  # (programs built by hand, run as numpy code)
 
 import s2s_ad
 from s2s_ad import ops, opt
 from s2s_ad.api import generated_source
-from s2s_ad.codegen import generate
 from s2s_ad.ir import Aval, Builder, Program, Var, check_program
 from s2s_ad.primitives import OPS
 
@@ -23,29 +23,6 @@ SAMPLES = [
     for op in BILINEAR
     for k, (shapes, params) in enumerate(op.samples)
 ]
-
-
-def program(invars: list[Var], b: Builder, outs: list) -> Program:
-    prog = Program(
-        "p",
-        invars,
-        len(invars),
-        ("tuple", (None,) * len(invars)),
-        [],
-        [],
-        list(b.eqns),
-        outs,
-        ("tuple", (None,) * len(outs)),
-    )
-    check_program(prog, "input")
-    return prog
-
-
-def run(prog: Program, *args: np.ndarray) -> list[np.ndarray]:
-    """``prog`` run as the generated numpy code."""
-    ns: dict = {"np": np}
-    exec(generate(prog, "p"), ns)
-    return [np.asarray(r) for r in ns["p"](*args)]
 
 
 def factor(prog: Program, keep_primal: bool = True) -> Program:
