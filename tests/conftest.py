@@ -3,8 +3,14 @@ import shutil
 import sys
 import tempfile
 
-# The tests compile into a disk cache of their own (one per session), never the user's.
-os.environ.setdefault("S2S_AD_CACHE_DIR", tempfile.mkdtemp(prefix="s2s_ad_test_cache_"))
+# The tests compile into a disk cache of their own (one per session), never the user's; with
+# pytest-xdist (``-n``), one per worker process.
+if "S2S_AD_CACHE_DIR" not in os.environ:
+    os.environ["S2S_AD_CACHE_DIR"] = os.environ["S2S_AD_TEST_CACHE_ROOT"] = tempfile.mkdtemp(prefix="s2s_ad_test_cache_")
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker and os.environ.get("S2S_AD_TEST_CACHE_ROOT") == os.environ["S2S_AD_CACHE_DIR"]:
+    os.environ["S2S_AD_CACHE_DIR"] = os.path.join(os.environ["S2S_AD_TEST_CACHE_ROOT"], _worker)
+    os.makedirs(os.environ["S2S_AD_CACHE_DIR"], exist_ok=True)
 # GRAPH_MODE tests check the compiled code: the first call compiles (no numpy tier first);
 # tests/test_tiered.py selects the background tier itself.
 os.environ.setdefault("S2S_AD_COMPILE", "blocking")

@@ -23,7 +23,8 @@ from s2s_ad.primitives import ELEMENTWISE, OPS
 from s2s_ad.runtime import Compiled
 from s2s_ad.trace import trace
 
-pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+# (one worker of pytest-xdist runs the whole module: its last test counts what the others checked)
+pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning"), pytest.mark.xdist_group("sympy_compositions")]
 
 F64 = np.dtype(np.float64)
 SHAPE = (3,)
