@@ -21,6 +21,7 @@ import numpy as np
 from . import context
 from .ad.custom import expand
 from .clusters import MAX_TREE, cluster_expressions, cluster_index, expression_size, order_eqns, resolve, toposort
+from .fusion import use_counts
 from .ir import Atom, Builder, Eqn, Lit, Program, Var, check_program, name_of, subprograms
 from .lazy import lazy_module
 from .primitives import IDENTITY, broadcast_to, cast_to, fill, get_op
@@ -334,48 +335,33 @@ def factor_products(prog: Program, keep_primal: bool = True) -> Program:
     elementwise add. A sum is the tree of ``add``/``sub`` equations of one shape whose inner
     results are read once; a product joins only when the sum is its one reader. Derivative
     code only, unless ``keep_primal`` is False (the rounding of the sum changes)."""
-    uses: dict[Var, int] = {}
-    for e in prog.eqns:
-        for a in e.ins:
-            if isinstance(a, Var):
-                uses[a] = uses.get(a, 0) + 1
-    for a in prog.outs:
-        if isinstance(a, Var):
-            uses[a] = uses.get(a, 0) + 2  # (a result is never an inner sum)
+    uses = use_counts(prog)
     made = {o: e for e in prog.eqns for o in e.outs}
+    readers = {a: e for e in prog.eqns for a in e.ins if isinstance(a, Var)}  # (a value read once: its reader)
 
     def own(e: Eqn) -> bool:
         return not (keep_primal and e.primal)
 
-    def summing(e: Eqn | None, aval) -> bool:
+    def summing(e: Eqn | None) -> bool:
         return (
             e is not None
             and e.op in _SUMS
             and own(e)
-            and all(isinstance(a, Var) and a.aval == aval for a in e.ins)
-            and e.outs[0].aval == aval
+            and all(isinstance(a, Var) and a.aval == e.outs[0].aval for a in e.ins)
         )
 
-    inner = {e.outs[0] for e in prog.eqns if summing(e, e.outs[0].aval)}
-    inner = {v for v in inner if uses.get(v, 0) == 1}
+    # the inner sums of a tree: read once, by a sum (of the same shape, as a sum's inputs are)
+    inner = {e.outs[0] for e in prog.eqns if summing(e) and uses[e.outs[0]] == 1 and summing(readers.get(e.outs[0]))}
     env: dict[Var, Atom] = {}
     names = dict(prog.names)
     kept: list[Eqn] = []
-    readers: dict[Var, Eqn] = {}  # an inner sum -> the sum equation that reads it
     for e in prog.eqns:
-        for a in e.ins:
-            if a in inner:
-                readers[a] = e
-    for e in prog.eqns:
-        out = e.outs[0] if e.outs else None
-        root = summing(e, out.aval if out is not None else None) and not (
-            out in inner and summing(readers.get(out), out.aval)
-        )
-        new = _factored(e, made, uses, inner, own) if root else None
+        new = _factored(e, made, uses, inner, own) if summing(e) and e.outs[0] not in inner else None
         if new is None:
             kept.append(e)
             continue
         b, atom = new
+        out = e.outs[0]
         kept.extend(b.eqns)
         env[out] = atom
         if isinstance(atom, Var) and name_of(names, out) is not None:
@@ -400,7 +386,7 @@ def _factored(root: Eqn, made: dict, uses: dict, inner: set, own: Callable[[Eqn]
     groups: dict[tuple, list[int]] = {}
     for k, (_, a) in enumerate(terms):
         p = made.get(a)
-        if p is None or not get_op(p.op).bilinear or uses.get(a, 0) != 1 or not own(p):
+        if p is None or not get_op(p.op).bilinear or uses[a] != 1 or not own(p):
             continue
         for side in (0, 1):  # (the other inputs, summed, must be of one shape and dtype)
             key = (p.op, p.params_key(), side, _key(p.ins[side]), p.ins[1 - side].aval)
